@@ -1,0 +1,66 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// The C trainer core is compiled with optimisation even in debug builds so that
+// `swift test` trains at full speed.
+let trainerCFlags: [CSetting] = [.unsafeFlags(["-O3", "-ffast-math", "-fno-finite-math-only"])]
+
+let package = Package(
+    name: "Stratum",
+    platforms: [.macOS(.v15)],
+    products: [
+        // What a user's own stack package depends on: the DSL plus the full CLI entry point.
+        .library(name: "Stratum", targets: ["Stratum", "StratumCLI"]),
+        .executable(name: "stratum", targets: ["stratum"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        .target(name: "StratumCore"),
+        .target(name: "Stratum", dependencies: ["StratumCore", "Yams"]),
+        .target(name: "StratumState", dependencies: ["StratumCore", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "StratumEngine", dependencies: ["StratumCore", "StratumState", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "CStratumSpawn"),
+        .target(name: "StratumLocal", dependencies: ["StratumCore", "CStratumSpawn"], path: "Providers/Local"),
+        .target(
+            name: "StratumCLI",
+            dependencies: [
+                "Stratum", "StratumCore", "StratumState", "StratumEngine", "StratumLocal",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(name: "StratumStacks", dependencies: ["Stratum"], path: "Stacks", exclude: ["local-demo.dev.yaml"]),
+        .executableTarget(name: "stratum", dependencies: ["StratumCLI", "StratumStacks"]),
+
+        // Test support: a file-backed fake cloud and a CLI binary that carries it.
+        .target(name: "StratumTesting", dependencies: ["Stratum", "StratumCore", "StratumState", "StratumEngine"]),
+        .executableTarget(name: "stratum-fixture", dependencies: ["StratumCLI", "StratumTesting"]),
+
+        // The bundled trainer: C core (CPU) and its command-line entry point.
+        .target(
+            name: "TrainerCore",
+            cSettings: trainerCFlags,
+            linkerSettings: [.linkedLibrary("yaml"), .linkedLibrary("curl"), .linkedLibrary("ssl"), .linkedLibrary("crypto"), .linkedLibrary("m"), .linkedLibrary("pthread")]
+        ),
+        .executableTarget(name: "stratum-trainer", dependencies: ["TrainerCore"], cSettings: trainerCFlags),
+
+        .executableTarget(
+            name: "stratum-bench",
+            dependencies: ["StratumCore", "StratumEngine", "StratumState", "StratumTesting"],
+            path: "Benchmarks/PlanBench"
+        ),
+
+        .testTarget(name: "StratumCoreTests", dependencies: ["StratumCore"]),
+        .testTarget(name: "StratumTests", dependencies: ["Stratum", "StratumCore", "StratumTesting"]),
+        .testTarget(name: "StratumStateTests", dependencies: ["StratumState", "StratumCore", "StratumTesting"]),
+        .testTarget(name: "StratumEngineTests", dependencies: ["StratumEngine", "StratumState", "StratumCore", "Stratum", "StratumTesting"]),
+        .testTarget(name: "StratumLocalTests", dependencies: ["StratumLocal", "StratumCore", "StratumTesting"]),
+        .testTarget(name: "TrainerTests", dependencies: ["TrainerCore", "stratum-trainer"]),
+        .testTarget(name: "StratumCLITests", dependencies: ["StratumCLI", "StratumTesting", "stratum", "stratum-fixture"]),
+    ]
+)

@@ -1,0 +1,199 @@
+import Foundation
+import CStratumSpawn
+import StratumCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Nodes as detached OS processes: each runs in its own session with its log and pid record
+/// under `nodes/<address>/`.
+enum LocalProcesses {
+    struct NodeRecord: Codable {
+        var pid: Int32
+        /// The kernel's start time of the process (clock ticks since boot): guards against pid reuse.
+        var startTicks: UInt64
+        var token: String
+        var labels: [String: Value]
+        var startedAt: Date
+    }
+
+    static func directory(for address: ResourceAddress, in nodes: URL) -> URL {
+        let slug = address.description.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" }
+        return nodes.appendingPathComponent(String(slug))
+    }
+
+    static func recordFile(_ directory: URL) -> URL { directory.appendingPathComponent("node.json") }
+
+    /// Which of `resources` still run: one pass over the process table for all of them.
+    static func liveness(of resources: [ResourceState], nodesDirectory: URL) -> [ResourceState?] {
+        resources.map { state in
+            let directory = directory(for: state.address, in: nodesDirectory)
+            guard let record = try? JSONDecoder().decode(NodeRecord.self, from: Data(contentsOf: recordFile(directory))),
+                "\(record.pid)" == state.attributes["pid"].map(pidText) ?? "", isRunning(pid: record.pid, startTicks: record.startTicks)
+            else { return nil }
+            var fresh = state
+            fresh.attributes["labels"] = .map(record.labels)
+            return fresh
+        }
+    }
+
+    private static func pidText(_ value: Value) -> String {
+        switch value {
+        case .int(let i): return String(i)
+        case .string(let s): return s
+        default: return ""
+        }
+    }
+
+    static func start(_ resource: ResolvedResource, token: String, nodesDirectory: URL) throws -> ResourceState {
+        let address = resource.address
+        let directory = directory(for: address, in: nodesDirectory)
+        let fm = FileManager.default
+
+        // A retried create with the same token adopts the process it already started.
+        if let existing = try? JSONDecoder().decode(NodeRecord.self, from: Data(contentsOf: recordFile(directory))) {
+            if existing.token == token, isRunning(pid: existing.pid, startTicks: existing.startTicks) {
+                return state(for: resource, record: existing, directory: directory)
+            }
+            // Left over from a node that is gone: make sure it is stopped, then start afresh.
+            terminate(pid: existing.pid, startTicks: existing.startTicks, grace: 2)
+        }
+        do {
+            try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+        } catch {
+            throw ProviderError(.transient, "cannot create \(directory.path): \(error.localizedDescription)", address: address)
+        }
+
+        guard case .list(let argvValues)? = resource.inputs["command"], !argvValues.isEmpty else {
+            throw ProviderError(.permanent, "command must be a non-empty list of strings", address: address)
+        }
+        let argv = argvValues.map { $0.stringValue ?? $0.description }
+        var environment: [String: String] = [:]
+        // Only a minimal, credential-free environment reaches the workload.
+        for key in ["PATH", "HOME", "LANG", "TMPDIR", "USER"] {
+            if let value = ProcessInfo.processInfo.environment[key] { environment[key] = value }
+        }
+        environment["PATH"] = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        if case .map(let env)? = resource.inputs["env"] {
+            for (key, value) in env { environment[key] = value.stringValue ?? value.description }
+        }
+        environment["STRATUM_NODE_NAME"] = "\(address.name)-\(address.index ?? 0)"
+        environment["STRATUM_NODE_INDEX"] = "\(address.index ?? 0)"
+        environment["STRATUM_NODE_ADDRESS"] = address.description
+        environment["STRATUM_NODE_DIR"] = directory.path
+
+        let logPath = directory.appendingPathComponent("node.log").path
+        let pid = try spawnDetached(argv: argv, environment: environment, logPath: logPath, workingDirectory: directory.path, address: address)
+        guard let ticks = startTicks(of: pid) else {
+            throw ProviderError(.transient, "process \(pid) for \(address) exited immediately; see \(logPath)", address: address)
+        }
+        let record = NodeRecord(pid: pid, startTicks: ticks, token: token, labels: resource.inputs["labels"]?.mapValue ?? [:], startedAt: Date())
+        do {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            try encoder.encode(record).write(to: recordFile(directory), options: .atomic)
+            try "\(pid)\n".write(to: directory.appendingPathComponent("pid"), atomically: true, encoding: .utf8)
+        } catch {
+            terminate(pid: pid, startTicks: ticks, grace: 2)
+            throw ProviderError(.transient, "cannot record node \(address): \(error.localizedDescription)", address: address)
+        }
+        return state(for: resource, record: record, directory: directory)
+    }
+
+    static func state(for resource: ResolvedResource, record: NodeRecord, directory: URL) -> ResourceState {
+        var attributes = resource.inputs
+        attributes["id"] = .string("pid-\(record.pid)")
+        attributes["pid"] = .int(Int(record.pid))
+        attributes["log_path"] = .string(directory.appendingPathComponent("node.log").path)
+        attributes["started_at"] = .string(ISO8601DateFormatter().string(from: record.startedAt))
+        return ResourceState(address: resource.address, provider: "local", region: resource.region, id: "pid-\(record.pid)", attributes: attributes)
+    }
+
+    static func updateLabels(_ state: ResourceState, nodesDirectory: URL) throws {
+        let file = recordFile(directory(for: state.address, in: nodesDirectory))
+        do {
+            var record = try JSONDecoder().decode(NodeRecord.self, from: Data(contentsOf: file))
+            record.labels = state.attributes["labels"]?.mapValue ?? [:]
+            try JSONEncoder().encode(record).write(to: file, options: .atomic)
+        } catch {
+            throw ProviderError(.notFound, "node record \(file.path) is unreadable: \(error.localizedDescription)", address: state.address)
+        }
+    }
+
+    static func stop(_ state: ResourceState, nodesDirectory: URL) async throws {
+        let directory = directory(for: state.address, in: nodesDirectory)
+        if let record = try? JSONDecoder().decode(NodeRecord.self, from: Data(contentsOf: recordFile(directory))) {
+            terminate(pid: record.pid, startTicks: record.startTicks, grace: 10)
+        }
+        if FileManager.default.fileExists(atPath: directory.path) {
+            do {
+                try FileManager.default.removeItem(at: directory)
+            } catch {
+                throw ProviderError(.transient, "cannot remove \(directory.path): \(error.localizedDescription)", address: state.address)
+            }
+        }
+    }
+
+    // MARK: processes
+
+    /// Starts `argv` in a new session (so it outlives the CLI and can be signalled as a group)
+    /// with stdin from /dev/null and stdout/stderr appended to `logPath`.
+    static func spawnDetached(argv: [String], environment: [String: String], logPath: String, workingDirectory: String, address: ResourceAddress) throws -> Int32 {
+        let cArgs = argv.map { strdup($0) } + [nil]
+        let cEnv = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            cArgs.forEach { free($0) }
+            cEnv.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let status = cArgs.withUnsafeBufferPointer { args in
+            cEnv.withUnsafeBufferPointer { env in
+                stratum_spawn_detached(args.baseAddress, env.baseAddress, logPath, workingDirectory, &pid)
+            }
+        }
+        guard status == 0 else {
+            throw ProviderError(.permanent, "cannot start '\(argv[0])': \(String(cString: strerror(status)))", address: address)
+        }
+        return pid
+    }
+
+    /// The process's start time in clock ticks since boot, or nil if it is gone or a zombie.
+    static func startTicks(of pid: Int32) -> UInt64? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
+        // Fields after the command name: state is field 3, starttime field 22.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 19, fields[0] != "Z", fields[0] != "X" else {
+            reap(pid)
+            return nil
+        }
+        return UInt64(fields[19])
+    }
+
+    static func isRunning(pid: Int32, startTicks expected: UInt64) -> Bool {
+        startTicks(of: pid) == expected
+    }
+
+    /// Collects the exit status if the process is our own child, so it does not linger as a zombie.
+    static func reap(_ pid: Int32) {
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, WNOHANG)
+    }
+
+    /// SIGTERM to the node's process group, then SIGKILL after `grace` seconds.
+    static func terminate(pid: Int32, startTicks: UInt64, grace: Double) {
+        guard isRunning(pid: pid, startTicks: startTicks) else { return }
+        kill(-pid, SIGTERM)
+        kill(pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(grace)
+        while Date() < deadline {
+            if !isRunning(pid: pid, startTicks: startTicks) { return }
+            usleep(20_000)
+        }
+        kill(-pid, SIGKILL)
+        kill(pid, SIGKILL)
+        for _ in 0..<100 where isRunning(pid: pid, startTicks: startTicks) { usleep(10_000) }
+    }
+}

@@ -1,0 +1,131 @@
+/// What each node of a pool asks for.
+public struct MachineRequest: Sendable, Hashable {
+    public var gpus: Int
+    /// GPU class, e.g. `H100`; nil for CPU-only nodes.
+    public var gpuClass: String?
+    /// A specific instance type, when placement should not choose one.
+    public var instanceType: String?
+    public var cpus: Int
+    public var memoryGiB: Int
+
+    public init(gpus: Int = 0, gpuClass: String? = nil, instanceType: String? = nil, cpus: Int = 1, memoryGiB: Int = 1) {
+        self.gpus = gpus
+        self.gpuClass = gpuClass
+        self.instanceType = instanceType
+        self.cpus = cpus
+        self.memoryGiB = memoryGiB
+    }
+
+    public static let cpu = MachineRequest()
+    public static func gpu(_ gpuClass: String, count: Int) -> MachineRequest {
+        MachineRequest(gpus: count, gpuClass: gpuClass)
+    }
+}
+
+/// `count` identical nodes running a workload. Each node is its own resource,
+/// `<provider>_node.<name>[i]`, so one lost node is recreated alone.
+public struct NodePool: Resource {
+    public let name: String
+    public var count: Int
+    public var machine: MachineRequest
+    public var image: String
+    public var command: [String]
+    public var env: [String: any StringExpression]
+    public var labels: [String: String]
+    public var network: Network?
+    public var placement: Placement
+    public var explicitDependencies: [ResourceAddress] = []
+    public let location: SourceLocation
+
+    public init(
+        _ name: String, count: Int, machine: MachineRequest = .cpu, image: String = "stratum/worker:latest",
+        command: [String], env: [String: any StringExpression] = [:], labels: [String: String] = [:],
+        network: Network? = nil, on placement: Placement = .local, fileID: String = #fileID, line: Int = #line
+    ) {
+        self.name = name
+        self.count = count
+        self.machine = machine
+        self.image = image
+        self.command = command
+        self.env = env
+        self.labels = labels
+        self.network = network
+        self.placement = placement
+        self.location = SourceLocation(file: fileID, line: line)
+    }
+
+    /// The address of the group; each node's is this with an index.
+    public var address: ResourceAddress { placement.address(kind: "node", name: name) }
+
+    /// The address of node `index`.
+    public func node(_ index: Int) -> ResourceAddress { placement.address(kind: "node", name: name, index: index) }
+
+    /// The provider ids of every node.
+    public var ids: [Ref<String>] { (0..<max(count, 0)).map { Ref(node($0), "id") } }
+
+    public func declare(into content: inout StackContent) {
+        content.diagnostics += nameDiagnostics(name, location: location)
+        if count < 0 {
+            content.diagnostics.append(Diagnostic(address: address, message: "count must not be negative (got \(count))", location: location))
+            return
+        }
+        if command.isEmpty {
+            content.diagnostics.append(Diagnostic(address: address, message: "command must not be empty", location: location))
+        }
+        if machine.gpus < 0 {
+            content.diagnostics.append(Diagnostic(address: address, message: "gpus must not be negative (got \(machine.gpus))", location: location))
+        }
+        var inputs: [String: Value] = [
+            "pool": .string(name),
+            "image": .string(image),
+            "command": .list(command.map(Value.string)),
+            "env": .map(env.mapValues(\.value)),
+            "labels": .map(labels.mapValues(Value.string)),
+            "gpus": .int(machine.gpus),
+            "cpus": .int(machine.cpus),
+            "memory_gib": .int(machine.memoryGiB),
+        ]
+        if let gpuClass = machine.gpuClass { inputs["gpu_class"] = .string(gpuClass) }
+        if let instanceType = machine.instanceType { inputs["instance_type"] = .string(instanceType) }
+        if let network { inputs["network_id"] = network.id.value }
+        for index in 0..<count {
+            var nodeInputs = inputs
+            nodeInputs["index"] = .int(index)
+            content.resources.append(
+                DesiredResource(
+                    address: node(index), provider: placement.provider, region: placement.region,
+                    inputs: nodeInputs, dependsOn: explicitDependencies, location: location))
+        }
+    }
+}
+
+/// Any provider resource type, for types without a dedicated declaration (and for tests).
+public struct CustomResource: Resource {
+    public let address: ResourceAddress
+    public var provider: String
+    public var region: String
+    public var inputs: [String: any ValueExpression]
+    public var explicitDependencies: [ResourceAddress] = []
+    public let location: SourceLocation
+
+    public init(
+        _ type: String, _ name: String, index: Int? = nil, provider: String, region: String = "default",
+        inputs: [String: any ValueExpression] = [:], fileID: String = #fileID, line: Int = #line
+    ) {
+        self.address = ResourceAddress(type: type, name: name, index: index)
+        self.provider = provider
+        self.region = region
+        self.inputs = inputs
+        self.location = SourceLocation(file: fileID, line: line)
+    }
+
+    public subscript(attribute: String) -> Ref<String> { Ref(address, attribute) }
+
+    public func declare(into content: inout StackContent) {
+        content.diagnostics += nameDiagnostics(address.name, location: location)
+        content.resources.append(
+            DesiredResource(
+                address: address, provider: provider, region: region, inputs: inputs.mapValues(\.value),
+                dependsOn: explicitDependencies, location: location))
+    }
+}

@@ -1,0 +1,81 @@
+/// Something a stack body can contain: resources and outputs.
+public protocol Declaration: Sendable {
+    /// Adds what this declares to the stack being built.
+    func declare(into content: inout StackContent)
+}
+
+/// What a stack body evaluates to: its resources (lowered for their providers) and outputs.
+public struct StackContent: Sendable {
+    public var resources: [DesiredResource] = []
+    public var outputs: [OutputDeclaration] = []
+    /// Problems found while lowering (bad CIDR, negative count, ...), reported with the rest.
+    public var diagnostics: [Diagnostic] = []
+
+    public init() {}
+
+    public mutating func append(_ other: StackContent) {
+        resources += other.resources
+        outputs += other.outputs
+        diagnostics += other.diagnostics
+    }
+}
+
+/// The result builder behind `Stack.body`: supports `if`/`else`, `for … in`, optionals and `let`.
+@resultBuilder
+public enum StackBuilder {
+    public static func buildExpression(_ declaration: some Declaration) -> StackContent {
+        var content = StackContent()
+        declaration.declare(into: &content)
+        return content
+    }
+
+    public static func buildExpression(_ declaration: (some Declaration)?) -> StackContent {
+        guard let declaration else { return StackContent() }
+        return buildExpression(declaration)
+    }
+
+    public static func buildExpression(_ declarations: [some Declaration]) -> StackContent {
+        var content = StackContent()
+        for declaration in declarations { declaration.declare(into: &content) }
+        return content
+    }
+
+    public static func buildExpression(_ content: StackContent) -> StackContent { content }
+
+    public static func buildBlock(_ parts: StackContent...) -> StackContent {
+        var content = StackContent()
+        for part in parts { content.append(part) }
+        return content
+    }
+
+    public static func buildOptional(_ content: StackContent?) -> StackContent { content ?? StackContent() }
+    public static func buildEither(first content: StackContent) -> StackContent { content }
+    public static func buildEither(second content: StackContent) -> StackContent { content }
+    public static func buildLimitedAvailability(_ content: StackContent) -> StackContent { content }
+
+    public static func buildArray(_ parts: [StackContent]) -> StackContent {
+        var content = StackContent()
+        for part in parts { content.append(part) }
+        return content
+    }
+}
+
+/// A named value the stack exposes after apply (`stratum output`).
+public struct OutputDeclaration: Declaration, Hashable {
+    public var name: String
+    public var value: Value
+    public var location: SourceLocation
+
+    public init(_ name: String, _ value: some ValueExpression, fileID: String = #fileID, line: Int = #line) {
+        self.name = name
+        self.value = value.value
+        self.location = SourceLocation(file: fileID, line: line)
+    }
+
+    public func declare(into content: inout StackContent) {
+        content.outputs.append(self)
+    }
+}
+
+/// `Output("url", bucket.url)` declares an output.
+public typealias Output = OutputDeclaration

@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import StratumCore
+import StratumEngine
+
+struct Apply: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make the infrastructure match the stack.",
+        discussion: """
+            Plans, shows the plan, asks for confirmation (type 'yes'; without a terminal, pass \
+            --auto-approve), then applies: independent resources concurrently (--parallelism), \
+            each resource's new state committed the moment it is done. A failure stops only what \
+            depends on it; the rest finish, and the run exits 1 with a summary.
+
+            `stratum apply FILE` applies a plan saved with `stratum plan --out FILE` exactly, and \
+            refuses it if the state changed since.
+            """
+    )
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var change: ChangeOptions
+
+    @Argument(help: ArgumentHelp("A plan saved by `stratum plan --out`.", valueName: "PLAN-FILE"))
+    var planFile: String?
+
+    @Flag(name: .long, help: "Apply without asking for confirmation.")
+    var autoApprove = false
+
+    func run() async throws {
+        try await ApplyRun(global: global, change: change, autoApprove: autoApprove, destroy: false, planFile: planFile).run()
+    }
+}
+
+/// The shared body of `apply` and `destroy`.
+struct ApplyRun {
+    var global: GlobalOptions
+    var change: ChangeOptions
+    var autoApprove: Bool
+    var destroy: Bool
+    var planFile: String?
+
+    func run() async throws {
+        let context = RunContext(global)
+        var succeeded = true
+        try await reportingErrors(context.console) {
+            let saved = try planFile.map(PlanFile.read)
+            let stack = (destroy || saved != nil) ? nil : try context.evaluate()
+            let name = saved?.stack ?? stack?.name ?? context.stackName
+            if let saved, saved.environment != global.environment, global.env != nil {
+                throw CLIError("the plan is for environment '\(saved.environment)', not '\(global.environment)'")
+            }
+            let store = try context.openStore()
+            let workspace = "\(name)/\(saved?.environment ?? global.environment)"
+            succeeded = try await StateLock(store: store, workspace: workspace).run(operation: destroy ? "destroy" : "apply") { _ in
+                let plan: Plan
+                if let saved {
+                    plan = saved
+                } else {
+                    plan = try await context.plan(stack: stack, stackName: name, store: store, change: change, destroy: destroy)
+                    try context.show(plan)
+                }
+                guard plan.hasChanges else { return true }
+                if saved == nil {
+                    let question = destroy
+                        ? "Do you really want to destroy all resources of \(name) (\(global.environment))?"
+                        : "Do you want to perform these actions on \(name) (\(global.environment))?"
+                    guard try context.console.confirm(question, autoApprove: autoApprove) else {
+                        context.console.error("Cancelled; nothing was changed.")
+                        throw ExitCode.failure
+                    }
+                }
+                return try await context.execute(plan, store: store, parallelism: change.parallelism)
+            }
+        }
+        if !succeeded { throw ExitCode.failure }
+    }
+}

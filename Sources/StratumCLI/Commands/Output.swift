@@ -1,0 +1,44 @@
+import ArgumentParser
+import Foundation
+import StratumCore
+
+struct Output: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the stack's outputs as of the last apply.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "Print only this output's value (strings without quotes).")
+    var name: String?
+
+    func run() async throws {
+        let context = RunContext(global)
+        try await reportingErrors(context.console) {
+            let stackName = try context.stackEntry().name
+            let snapshot = try await context.openStore().read(workspace: context.workspace(for: stackName))
+            if let name {
+                guard let value = snapshot.outputs[name] else {
+                    throw CLIError("no output named '\(name)'; outputs: \(snapshot.outputs.keys.sorted().joined(separator: ", "))")
+                }
+                if global.json {
+                    context.console.output(try jsonText(value))
+                } else {
+                    context.console.output(value.stringValue ?? value.description)
+                }
+                return
+            }
+            if global.json {
+                context.console.output(try jsonText(Value.map(snapshot.outputs)))
+            } else if snapshot.outputs.isEmpty {
+                context.console.output("No outputs. Apply the stack first.")
+            } else {
+                for (key, value) in snapshot.outputs.sorted(by: { $0.key < $1.key }) { context.console.output("\(key) = \(value)") }
+            }
+        }
+    }
+}
+
+func jsonText(_ value: some Encodable) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
+}

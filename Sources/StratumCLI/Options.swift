@@ -1,0 +1,74 @@
+import ArgumentParser
+import Foundation
+import Logging
+import StratumCore
+
+/// Options every command that works on a stack takes.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The stack to work on (see `stratum stacks`). Default: STRATUM_STACK, or the only stack there is.", valueName: "NAME"))
+    var stack: String?
+
+    @Option(name: .long, help: ArgumentHelp("The environment; picks Stacks/<stack>.<env>.yaml and separates state. Default: STRATUM_ENV or 'dev'.", valueName: "ENV"))
+    var env: String?
+
+    @Option(name: .long, help: ArgumentHelp("Read stack configuration from this YAML file instead of Stacks/<stack>.<env>.yaml.", valueName: "FILE"))
+    var config: String?
+
+    @Option(name: .long, help: ArgumentHelp("The state file. Default: STRATUM_STATE or .stratum/state.db.", valueName: "PATH"))
+    var state: String?
+
+    @Flag(name: .long, help: "Print machine-readable JSON instead of text.")
+    var json = false
+
+    @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "LEVEL"))
+    var logLevel: Logger.Level = .warning
+
+    @Flag(name: .long, help: "Do not color the output.")
+    var noColor = false
+
+    var environment: String { env ?? ProcessInfo.processInfo.environment["STRATUM_ENV"] ?? "dev" }
+
+    var statePath: String {
+        state ?? ProcessInfo.processInfo.environment["STRATUM_STATE"] ?? ".stratum/state.db"
+    }
+
+    /// Where providers keep their files: beside the state file.
+    var workDirectory: URL { URL(fileURLWithPath: statePath).deletingLastPathComponent() }
+
+    var color: Bool { !noColor && !json && isatty(STDOUT_FILENO) != 0 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// Options of commands that plan changes.
+struct ChangeOptions: ParsableArguments {
+    @Option(name: .long, parsing: .singleValue, help: ArgumentHelp("Only this resource and what it needs (repeatable). `type.name` selects every node of a pool.", valueName: "ADDR"))
+    var target: [String] = []
+
+    @Option(name: .long, parsing: .singleValue, help: ArgumentHelp("Leave this resource and what needs it alone (repeatable).", valueName: "ADDR"))
+    var exclude: [String] = []
+
+    @Option(name: .long, help: "How many provider operations run at once.")
+    var parallelism = 10
+
+    @Flag(name: .long, inversion: .prefixedNo, help: "Read live state from the providers before planning.")
+    var refresh = true
+
+    func scope() throws -> PlanScope {
+        func parse(_ texts: [String], flag: String) throws -> [ResourceAddress] {
+            try texts.map { text in
+                guard let address = ResourceAddress(parsing: text) else {
+                    throw ValidationError("--\(flag) '\(text)' is not a resource address (expected type.name or type.name[0])")
+                }
+                return address
+            }
+        }
+        return PlanScope(targets: try parse(target, flag: "target"), excludes: try parse(exclude, flag: "exclude"))
+    }
+
+    func validate() throws {
+        guard parallelism >= 1 else { throw ValidationError("--parallelism must be at least 1") }
+    }
+}
+
+import StratumEngine

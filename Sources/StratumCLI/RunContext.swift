@@ -1,0 +1,143 @@
+import ArgumentParser
+import Foundation
+import Stratum
+import StratumCore
+import StratumEngine
+import StratumState
+
+/// What one command invocation works with: the stack, its state and its providers.
+struct RunContext {
+    let options: GlobalOptions
+    let console: Console
+    let providers: ProviderRegistry
+
+    init(_ options: GlobalOptions) {
+        self.options = options
+        self.console = Console(color: options.color)
+        let work = options.workDirectory
+        self.providers = ProviderRegistry(CLIEnvironment.current.providers.map { $0.make(work) })
+    }
+
+    func openStore() throws -> SQLiteStateStore {
+        try SQLiteStateStore(path: options.statePath)
+    }
+
+    /// The stack named by --stack / STRATUM_STACK, or the only one.
+    func stackEntry() throws -> StackEntry {
+        let stacks = CLIEnvironment.current.stacks
+        let wanted = options.stack ?? ProcessInfo.processInfo.environment["STRATUM_STACK"]
+        if let wanted {
+            guard let entry = stacks.first(where: { $0.name == wanted }) else {
+                let names = stacks.map(\.name).sorted().joined(separator: ", ")
+                throw CLIError("no stack named '\(wanted)'; this binary carries: \(names.isEmpty ? "none" : names)")
+            }
+            return entry
+        }
+        guard stacks.count == 1, let only = stacks.first else {
+            throw CLIError("name a stack with --stack (one of: \(stacks.map(\.name).sorted().joined(separator: ", ")))")
+        }
+        return only
+    }
+
+    var stackName: String { (try? stackEntry().name) ?? options.stack ?? "default" }
+
+    /// State is kept per stack and environment.
+    func workspace(for stack: String) -> String { "\(stack)/\(options.environment)" }
+
+    /// The configuration file: --config, else Stacks/<stack>.<env>.yaml if it exists.
+    func configFile(for stack: String) throws -> URL? {
+        if let path = options.config {
+            guard FileManager.default.fileExists(atPath: path) else { throw CLIError("config file \(path) does not exist") }
+            return URL(fileURLWithPath: path)
+        }
+        let conventional = URL(fileURLWithPath: "Stacks/\(stack).\(options.environment).yaml")
+        return FileManager.default.fileExists(atPath: conventional.path) ? conventional : nil
+    }
+
+    /// Runs the stack's body and every check that needs no provider call.
+    func evaluate() throws -> EvaluatedStack {
+        let entry = try stackEntry()
+        let stack = try entry.evaluate(options.environment, try configFile(for: entry.name))
+        try Planner(providers: providers).validate(stack)
+        return stack
+    }
+
+    /// Plans the stack (or its destruction) against refreshed state. Call with the lock held.
+    func plan(stack: EvaluatedStack?, stackName: String, store: any StateStore, change: ChangeOptions, destroy: Bool) async throws -> Plan {
+        let snapshot = try await store.read(workspace: workspace(for: stackName))
+        var refreshed: RefreshResult?
+        if change.refresh, !snapshot.resources.isEmpty {
+            if !options.json { console.progress("Refreshing \(snapshot.resources.count) resource(s)...") }
+            refreshed = try await Refresher(providers: providers).refresh(snapshot.resources)
+        }
+        let planner = Planner(providers: providers)
+        if destroy || stack == nil {
+            return planner.destroyPlan(stackName: stackName, environment: options.environment, snapshot: snapshot, refreshed: refreshed, scope: try change.scope(), now: Date())
+        }
+        guard let stack else { throw CLIError("no stack to plan") }
+        return try planner.plan(stack: stack, snapshot: snapshot, refreshed: refreshed, scope: try change.scope(), now: Date())
+    }
+
+    /// Prints the plan as text or JSON.
+    func show(_ plan: Plan) throws {
+        if options.json {
+            console.output(String(decoding: try PlanJSON(plan: plan, version: StratumVersion.current).encoded(pretty: true), as: UTF8.self))
+        } else {
+            console.output(PlanRenderer.render(plan, color: console.color))
+        }
+    }
+
+    /// Applies `plan` with progress lines; returns whether everything succeeded.
+    func execute(_ plan: Plan, store: any StateStore, parallelism: Int) async throws -> Bool {
+        let observer = ProgressObserver(console: console)
+        let executor = Executor(providers: providers, store: store, workspace: workspace(for: plan.stack), parallelism: parallelism, observer: observer)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let result = try await executor.apply(plan)
+        let elapsed = (clock.now - start).seconds
+        let counts = result.counts
+        let verb = plan.isDestroy ? "Destroy" : "Apply"
+        if result.ok {
+            console.output(console.bold("\n\(verb) complete! Resources: \(counts.added) added, \(counts.changed) changed, \(counts.destroyed) destroyed.") + String(format: " (%.1fs)", elapsed))
+            return true
+        }
+        console.error("\n\(verb) failed: \(result.failed.count) failed, \(result.skipped.count) not attempted, \(result.succeeded.count) succeeded (\(counts.added) added, \(counts.changed) changed, \(counts.destroyed) destroyed).")
+        for (step, error) in result.failed {
+            console.error("  ✗ \(step.address): \(describe(error))")
+        }
+        for (step, cause) in result.skipped {
+            console.error("  - \(step.address): not attempted because \(cause) failed")
+        }
+        console.error("Finished work is recorded in state; fix the cause and run apply again.")
+        return false
+    }
+}
+
+/// A plain error the CLI prints as it is.
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+enum StratumVersion {
+    static let current = "0.1.0"
+}
+
+/// One line for any error, with the cloud's own message.
+func describe(_ error: any Error) -> String {
+    String(describing: error)
+}
+
+/// Runs a command body, printing any error once and exiting 1.
+func reportingErrors(_ console: Console, _ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let exit as ExitCode {
+        throw exit
+    } catch let error as ArgumentParser.ValidationError {
+        throw error
+    } catch {
+        console.error("Error: \(describe(error))")
+        throw ExitCode.failure
+    }
+}

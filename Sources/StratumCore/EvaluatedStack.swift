@@ -1,0 +1,22 @@
+/// A stack after its body ran: resources, outputs and where its configuration came from.
+public struct EvaluatedStack: Sendable {
+    public init(name: String, environment: String, resources: [DesiredResource], outputs: [String: Value], graph: ResourceGraph) {
+        self.name = name
+        self.environment = environment
+        self.resources = resources
+        self.outputs = outputs
+        self.graph = graph
+    }
+
+    public var name: String
+    public var environment: String
+    public var resources: [DesiredResource]
+    public var outputs: [String: Value]
+    /// Dependency edges: each resource to those it needs first.
+    public var graph: ResourceGraph
+
+    public var resourcesByAddress: [ResourceAddress: DesiredResource] {
+        Dictionary(resources.map { ($0.address, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+}
+

@@ -1,0 +1,76 @@
+import Foundation
+import StratumCore
+
+/// What the executor did to one resource.
+public enum StepOutcome: Sendable {
+    case succeeded(ResourceState?)
+    case failed(any Error)
+    /// Not attempted because something it waits for failed.
+    case skipped(because: ResourceAddress)
+}
+
+/// Receives progress from the executor as it happens (the CLI prints it).
+public protocol ApplyObserver: Sendable {
+    func stepStarted(_ step: ExecutionStep)
+    func stepFinished(_ step: ExecutionStep, outcome: StepOutcome, elapsed: Duration)
+}
+
+/// An observer that ignores everything.
+public struct SilentObserver: ApplyObserver {
+    public init() {}
+    public func stepStarted(_ step: ExecutionStep) {}
+    public func stepFinished(_ step: ExecutionStep, outcome: StepOutcome, elapsed: Duration) {}
+}
+
+/// One provider operation the executor runs: a change is one step, or two for a replace.
+public struct ExecutionStep: Sendable, Hashable {
+    public enum Kind: String, Sendable {
+        case create, update, delete
+        /// The create half of a replace.
+        case replaceCreate
+        /// The delete half of a replace.
+        case replaceDelete
+    }
+
+    public var address: ResourceAddress
+    public var kind: Kind
+
+    public var verb: String {
+        switch kind {
+        case .create, .replaceCreate: return "Creating"
+        case .update: return "Modifying"
+        case .delete, .replaceDelete: return "Destroying"
+        }
+    }
+
+    public var pastTense: String {
+        switch kind {
+        case .create, .replaceCreate: return "Creation"
+        case .update: return "Modifications"
+        case .delete, .replaceDelete: return "Destruction"
+        }
+    }
+}
+
+/// How an apply ended.
+public struct ApplyResult: Sendable {
+    public var succeeded: [ExecutionStep] = []
+    public var failed: [(step: ExecutionStep, error: any Error)] = []
+    public var skipped: [(step: ExecutionStep, cause: ResourceAddress)] = []
+    /// The state serial after the last commit.
+    public var serial: Int = 0
+
+    public var ok: Bool { failed.isEmpty && skipped.isEmpty }
+
+    public var counts: (added: Int, changed: Int, destroyed: Int) {
+        var added = 0, changed = 0, destroyed = 0
+        for step in succeeded {
+            switch step.kind {
+            case .create, .replaceCreate: added += 1
+            case .update: changed += 1
+            case .delete, .replaceDelete: destroyed += 1
+            }
+        }
+        return (added, changed, destroyed)
+    }
+}

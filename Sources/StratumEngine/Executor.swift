@@ -1,0 +1,284 @@
+import Foundation
+import StratumCore
+import StratumState
+
+/// A saved plan no longer matches the state it was computed against.
+public struct StalePlanError: Error, Sendable, CustomStringConvertible {
+    public var planLineage: String
+    public var planSerial: Int
+    public var stateLineage: String
+    public var stateSerial: Int
+
+    public var description: String {
+        if planLineage != stateLineage {
+            return "the saved plan belongs to another state (lineage \(planLineage), state has \(stateLineage)); run `stratum plan` again"
+        }
+        return "the saved plan is stale: it was made at state serial \(planSerial) and the state is now at serial \(stateSerial); run `stratum plan` again"
+    }
+}
+
+/// Runs a plan: walks the change graph concurrently, calls providers, and commits each
+/// resource's new state the moment its step succeeds, so a crash keeps all finished work.
+public struct Executor: Sendable {
+    public var providers: ProviderRegistry
+    public var store: any StateStore
+    public var workspace: String
+    public var parallelism: Int
+    public var retry: RetryPolicy
+    public var observer: any ApplyObserver
+    public var now: @Sendable () -> Date
+
+    public init(
+        providers: ProviderRegistry, store: any StateStore, workspace: String, parallelism: Int = 10,
+        retry: RetryPolicy = RetryPolicy(), observer: any ApplyObserver = SilentObserver(), now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.providers = providers
+        self.store = store
+        self.workspace = workspace
+        self.parallelism = max(1, parallelism)
+        self.retry = retry
+        self.observer = observer
+        self.now = now
+    }
+
+    public func apply(_ plan: Plan) async throws -> ApplyResult {
+        let snapshot = try await store.read(workspace: workspace)
+        guard snapshot.lineage == plan.lineage, snapshot.serial == plan.serial else {
+            throw StalePlanError(planLineage: plan.lineage, planSerial: plan.serial, stateLineage: snapshot.lineage, stateSerial: snapshot.serial)
+        }
+        var result = ApplyResult()
+        result.serial = snapshot.serial
+        var current = snapshot.resources
+
+        if !plan.vanished.isEmpty {
+            result.serial = try await store.commit(
+                workspace: workspace,
+                StateMutation(removals: plan.vanished, changes: plan.vanished.map { HistoryChange(address: $0.description, action: "forget") }),
+                at: now())
+            for address in plan.vanished { current[address] = nil }
+        }
+
+        let graph = try StepGraph(plan: plan)
+        var waiting = graph.predecessors.mapValues(\.count)
+        var ready = graph.steps.filter { waiting[$0] == 0 }.sorted { ($0.address, $0.kind.rawValue) < ($1.address, $1.kind.rawValue) }
+        var blockedBy: [ExecutionStep: ResourceAddress] = [:]
+        var finished = 0
+
+        try await withThrowingTaskGroup(of: (ExecutionStep, StepOutcome, Int).self) { group in
+            var running = 0
+            func launch(_ step: ExecutionStep) {
+                guard let change = graph.changes[step.address] else { return }
+                let inputs = change.inputs.mapValues { value in
+                    value.resolvingReferences { ref in current[ref.address]?.attributes[ref.attribute] ?? .unknown }
+                }
+                running += 1
+                group.addTask { try await self.run(step, change: change, resolvedInputs: inputs) }
+            }
+
+            while finished < graph.steps.count {
+                while running < parallelism, !ready.isEmpty {
+                    let step = ready.removeFirst()
+                    if let cause = blockedBy[step] {
+                        // Something it waits for failed: skip it, and in turn everything after it.
+                        result.skipped.append((step, cause))
+                        observer.stepFinished(step, outcome: .skipped(because: cause), elapsed: .zero)
+                        finished += 1
+                        for next in graph.successors[step] ?? [] {
+                            blockedBy[next] = blockedBy[next] ?? cause
+                            waiting[next, default: 0] -= 1
+                            if waiting[next] == 0 { ready.append(next) }
+                        }
+                        continue
+                    }
+                    launch(step)
+                }
+                guard let (step, outcome, serial) = try await group.next() else { break }
+                running -= 1
+                finished += 1
+                result.serial = max(result.serial, serial)
+                switch outcome {
+                case .succeeded(let state):
+                    result.succeeded.append(step)
+                    switch step.kind {
+                    case .create, .update, .replaceCreate: current[step.address] = state
+                    case .delete: current[step.address] = nil
+                    case .replaceDelete: break
+                    }
+                case .failed(let error):
+                    result.failed.append((step, error))
+                case .skipped:
+                    break
+                }
+                if case .failed = outcome {
+                    for next in graph.successors[step] ?? [] { blockedBy[next] = blockedBy[next] ?? step.address }
+                }
+                for next in graph.successors[step] ?? [] {
+                    waiting[next, default: 0] -= 1
+                    if waiting[next] == 0 { ready.append(next) }
+                }
+            }
+        }
+
+        if !plan.isDestroy || !plan.outputs.isEmpty || !snapshot.outputs.isEmpty {
+            var outputs: [String: Value] = [:]
+            for (name, value) in plan.outputs {
+                let resolved = value.resolvingReferences { ref in current[ref.address]?.attributes[ref.attribute] ?? .unknown }
+                if !resolved.containsUnknown { outputs[name] = resolved }
+            }
+            if outputs != snapshot.outputs {
+                result.serial = try await store.commit(workspace: workspace, StateMutation(outputs: outputs, changes: [HistoryChange(address: "outputs", action: "update")]), at: now())
+            }
+        }
+        return result
+    }
+
+    /// Runs one step with retries and commits its result; never throws for provider failures.
+    private func run(_ step: ExecutionStep, change: ResourceChange, resolvedInputs: [String: Value]) async throws -> (ExecutionStep, StepOutcome, Int) {
+        observer.stepStarted(step)
+        let clock = ContinuousClock()
+        let start = clock.now
+        do {
+            let (state, serial) = try await perform(step, change: change, resolvedInputs: resolvedInputs)
+            let outcome = StepOutcome.succeeded(state)
+            observer.stepFinished(step, outcome: outcome, elapsed: clock.now - start)
+            return (step, outcome, serial)
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            let outcome = StepOutcome.failed(error)
+            observer.stepFinished(step, outcome: outcome, elapsed: clock.now - start)
+            return (step, outcome, 0)
+        }
+    }
+
+    private func perform(_ step: ExecutionStep, change: ResourceChange, resolvedInputs: [String: Value]) async throws -> (ResourceState?, Int) {
+        guard let provider = providers[change.provider] else {
+            throw ProviderError(.permanent, "unknown provider '\(change.provider)'", address: change.address)
+        }
+        let address = change.address
+        switch step.kind {
+        case .create, .replaceCreate:
+            if let missing = resolvedInputs.first(where: { $0.value.containsUnknown }) {
+                throw ProviderError(.permanent, "input '\(missing.key)' is still unknown: a resource it refers to did not produce it", address: address)
+            }
+            let resolved = ResolvedResource(address: address, region: change.region, inputs: resolvedInputs, dependencies: change.dependencies)
+            let token = UUID().uuidString.lowercased()
+            var state = try await retry.run { try await provider.create(resolved, token: token) }
+            state.dependencies = change.dependencies
+            var upserts = [state]
+            var action = step.kind == .create ? "create" : "replace"
+            if step.kind == .replaceCreate, change.createBeforeDestroy, var old = change.prior {
+                // Keep the old resource in state under a deposed address until it is deleted,
+                // so a crash in between leaves it tracked, not leaked.
+                old.address = Self.deposedAddress(for: address)
+                upserts.append(old)
+                action = "replace (create-before-destroy)"
+            }
+            let serial = try await store.commit(workspace: workspace, StateMutation(upserts: upserts, changes: [HistoryChange(address: address.description, action: action)]), at: now())
+            return (state, serial)
+
+        case .update:
+            guard let prior = change.prior else { throw ProviderError(.permanent, "update without prior state", address: address) }
+            if let missing = resolvedInputs.first(where: { $0.value.containsUnknown }) {
+                throw ProviderError(.permanent, "input '\(missing.key)' is still unknown", address: address)
+            }
+            let resolved = ResolvedResource(address: address, region: change.region, inputs: resolvedInputs, dependencies: change.dependencies)
+            var state = try await retry.run { try await provider.update(prior, to: resolved) }
+            state.dependencies = change.dependencies
+            let serial = try await store.commit(workspace: workspace, StateMutation(upserts: [state], changes: [HistoryChange(address: address.description, action: "update")]), at: now())
+            return (state, serial)
+
+        case .delete, .replaceDelete:
+            guard let prior = change.prior else { throw ProviderError(.permanent, "delete without prior state", address: address) }
+            try await retry.run { try await provider.delete(prior) }
+            let removed = step.kind == .replaceDelete && change.createBeforeDestroy ? Self.deposedAddress(for: address) : address
+            let serial = try await store.commit(workspace: workspace, StateMutation(removals: [removed], changes: [HistoryChange(address: removed.description, action: "delete")]), at: now())
+            return (nil, serial)
+        }
+    }
+
+    static func deposedAddress(for address: ResourceAddress) -> ResourceAddress {
+        ResourceAddress(type: address.type, name: "\(address.name)-deposed", index: address.index)
+    }
+}
+
+/// The order constraints between steps: creates after what they depend on, deletes after
+/// what depends on them, and the two halves of a replace in the order the type allows.
+struct StepGraph {
+    var steps: [ExecutionStep] = []
+    var changes: [ResourceAddress: ResourceChange] = [:]
+    var predecessors: [ExecutionStep: Set<ExecutionStep>] = [:]
+    var successors: [ExecutionStep: [ExecutionStep]] = [:]
+
+    init(plan: Plan) throws {
+        let actionable = plan.actionable
+        for change in actionable { changes[change.address] = change }
+
+        func createStep(_ address: ResourceAddress) -> ExecutionStep? {
+            switch changes[address]?.action {
+            case .create: return ExecutionStep(address: address, kind: .create)
+            case .update: return ExecutionStep(address: address, kind: .update)
+            case .replace: return ExecutionStep(address: address, kind: .replaceCreate)
+            default: return nil
+            }
+        }
+        func deleteStep(_ address: ResourceAddress) -> ExecutionStep? {
+            switch changes[address]?.action {
+            case .delete: return ExecutionStep(address: address, kind: .delete)
+            case .replace: return ExecutionStep(address: address, kind: .replaceDelete)
+            default: return nil
+            }
+        }
+
+        // Who depends on whom, as recorded in state (for deletes) and as declared (for creates).
+        var stateDependents: [ResourceAddress: [ResourceAddress]] = [:]
+        var desiredDependents: [ResourceAddress: [ResourceAddress]] = [:]
+        for change in actionable {
+            for dependency in change.prior?.dependencies ?? [] { stateDependents[dependency, default: []].append(change.address) }
+            if change.action != .delete {
+                for dependency in change.dependencies { desiredDependents[dependency, default: []].append(change.address) }
+            }
+        }
+
+        for change in actionable {
+            let address = change.address
+            if let create = createStep(address) {
+                var preds = Set(change.dependencies.compactMap(createStep))
+                if change.action == .replace, !change.createBeforeDestroy, let delete = deleteStep(address) { preds.insert(delete) }
+                add(create, after: preds)
+            }
+            if let delete = deleteStep(address) {
+                var preds = Set<ExecutionStep>()
+                for dependent in stateDependents[address] ?? [] {
+                    guard let dependentDelete = deleteStep(dependent) else { continue }
+                    // A create-before-destroy dependent keeps its old copy until after its new one
+                    // exists; waiting for that would form a cycle through our own create.
+                    if dependentDelete.kind == .replaceDelete, changes[dependent]?.createBeforeDestroy == true { continue }
+                    preds.insert(dependentDelete)
+                }
+                if change.action == .replace, change.createBeforeDestroy {
+                    if let create = createStep(address) { preds.insert(create) }
+                    // Dependents move to the new resource before the old one goes.
+                    for dependent in desiredDependents[address] ?? [] { if let step = createStep(dependent) { preds.insert(step) } }
+                }
+                add(delete, after: preds)
+            }
+        }
+        guard ResourceGraph(edges: predecessors.reduce(into: [:]) { edges, entry in
+            edges[Self.node(entry.key)] = entry.value.map(Self.node)
+        }).findCycle() == nil else {
+            throw ProviderError(.permanent, "the planned changes cannot be ordered (cyclic replacement); apply with --target to split them")
+        }
+    }
+
+    // Encodes a step as a graph node so the shared cycle check can run over steps.
+    private static func node(_ step: ExecutionStep) -> ResourceAddress {
+        ResourceAddress(type: step.address.type, name: "\(step.address.name)~\(step.kind.rawValue)", index: step.address.index)
+    }
+
+    private mutating func add(_ step: ExecutionStep, after preds: Set<ExecutionStep>) {
+        steps.append(step)
+        predecessors[step] = preds
+        for pred in preds { successors[pred, default: []].append(step) }
+    }
+}

@@ -1,0 +1,121 @@
+import Foundation
+import StratumCore
+
+/// The machine-readable plan, in the shape tools that read Terraform's plan JSON expect:
+/// `resource_changes[].change.actions/before/after/after_unknown`.
+public struct PlanJSON: Encodable, Sendable {
+    public static let formatVersion = "1.2"
+
+    public var format_version = PlanJSON.formatVersion
+    public var stratum_version: String
+    public var stack: String
+    public var environment: String
+    public var lineage: String
+    public var serial: Int
+    public var resource_changes: [ResourceChangeJSON]
+    public var output_changes: [String: OutputChangeJSON]
+    public var resource_drift: [ResourceDriftJSON]
+
+    public struct ResourceChangeJSON: Encodable, Sendable {
+        public var address: String
+        public var mode = "managed"
+        public var type: String
+        public var name: String
+        public var index: Int?
+        public var provider_name: String
+        public var change: ChangeJSON
+        public var action_reason: String?
+    }
+
+    public struct ChangeJSON: Encodable, Sendable {
+        public var actions: [String]
+        public var before: Value?
+        public var after: Value?
+        public var after_unknown: Value
+        public var replace_paths: [[String]]?
+    }
+
+    public struct OutputChangeJSON: Encodable, Sendable {
+        public var actions: [String]
+        public var after: Value?
+        public var after_unknown: Bool
+    }
+
+    public struct ResourceDriftJSON: Encodable, Sendable {
+        public var address: String
+        public var change: ChangeJSON
+    }
+
+    public init(plan: Plan, version: String) {
+        stratum_version = version
+        stack = plan.stack
+        environment = plan.environment
+        lineage = plan.lineage
+        serial = plan.serial
+        resource_changes = plan.changes.map { change in
+            ResourceChangeJSON(
+                address: change.address.description, type: change.address.type, name: change.address.name, index: change.address.index,
+                provider_name: change.provider,
+                change: ChangeJSON(
+                    actions: Self.actions(change),
+                    before: change.before.map { .map($0) },
+                    after: change.after.map { Self.known(.map($0)) },
+                    after_unknown: Self.unknownMask(.map(change.after ?? [:])) ?? .map([:]),
+                    replace_paths: change.replacedBy.isEmpty ? nil : change.replacedBy.map { [$0] }),
+                action_reason: change.reason)
+        }
+        resource_drift = plan.vanished.map { address in
+            ResourceDriftJSON(address: address.description, change: ChangeJSON(actions: ["delete"], before: nil, after: nil, after_unknown: .map([:])))
+        }
+        var outputs: [String: OutputChangeJSON] = [:]
+        for (name, value) in plan.outputs {
+            let resolvable = !value.containsUnknown
+            outputs[name] = OutputChangeJSON(actions: ["create"], after: resolvable ? value : nil, after_unknown: !resolvable)
+        }
+        output_changes = outputs
+    }
+
+    static func actions(_ change: ResourceChange) -> [String] {
+        switch change.action {
+        case .noop: return ["no-op"]
+        case .create: return ["create"]
+        case .update: return ["update"]
+        case .delete: return ["delete"]
+        case .replace: return change.createBeforeDestroy ? ["create", "delete"] : ["delete", "create"]
+        }
+    }
+
+    /// The value with unknowns removed (maps drop the key, lists keep a null).
+    static func known(_ value: Value) -> Value {
+        switch value {
+        case .unknown, .reference: return .null
+        case .map(let entries): return .map(entries.filter { $0.value != .unknown && !$0.value.isReference }.mapValues(known))
+        case .list(let items): return .list(items.map(known))
+        default: return value
+        }
+    }
+
+    /// `true` where a value is unknown, mirrored into maps and lists; nil where all is known.
+    static func unknownMask(_ value: Value) -> Value? {
+        switch value {
+        case .unknown, .reference: return .bool(true)
+        case .map(let entries):
+            let masked = entries.compactMapValues(unknownMask)
+            return .map(masked)
+        case .list(let items):
+            guard items.contains(where: \.containsUnknown) else { return .list([]) }
+            return .list(items.map { unknownMask($0) ?? .bool(false) })
+        default: return nil
+        }
+    }
+
+    public func encoded(pretty: Bool = false) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        return try encoder.encode(self)
+    }
+}
+
+extension Value {
+    var isReference: Bool { if case .reference = self { return true } else { return false } }
+}

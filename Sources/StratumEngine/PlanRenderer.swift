@@ -1,0 +1,83 @@
+import StratumCore
+
+/// Renders a plan for people: `+` create, `~` update, `-/+` replace, `-` destroy, with
+/// attribute-level diffs and a closing count line.
+public enum PlanRenderer {
+    public static func render(_ plan: Plan, color: Bool = false) -> String {
+        var out = ""
+        let paint = Paint(enabled: color)
+        let actionable = plan.actionable
+        for address in plan.vanished {
+            out += "  # \(address) no longer exists and is not declared: it will be removed from state\n"
+        }
+        if actionable.isEmpty {
+            if !plan.vanished.isEmpty { out += "\n" }
+            out += plan.isDestroy ? "No resources to destroy.\n" : "No changes. The infrastructure matches the stack.\n"
+            return out
+        }
+        out += "Stratum will perform the following actions:\n\n"
+        for change in actionable {
+            out += render(change, paint: paint)
+            out += "\n"
+        }
+        let counts = plan.counts
+        out += paint.bold("Plan: \(counts.add) to add, \(counts.change) to change, \(counts.destroy) to destroy.") + "\n"
+        return out
+    }
+
+    static func render(_ change: ResourceChange, paint: Paint) -> String {
+        let marker: String
+        let headline: String
+        switch change.action {
+        case .create: marker = paint.green("  +"); headline = "will be created"
+        case .update: marker = paint.yellow("  ~"); headline = "will be updated in place"
+        case .replace:
+            marker = change.createBeforeDestroy ? paint.green("+") + "/" + paint.red("-") : paint.red("-") + "/" + paint.green("+")
+            headline = "must be replaced"
+        case .delete: marker = paint.red("  -"); headline = "will be destroyed"
+        case .noop: marker = "   "; headline = "is unchanged"
+        }
+        var out = "  # \(change.address) \(headline)"
+        if let reason = change.reason { out += " because \(reason)" }
+        out += "\n\(marker) \(change.address) {\n"
+        let before = change.before ?? [:]
+        let after = change.after ?? [:]
+        for name in Set(before.keys).union(after.keys).sorted() {
+            let old = before[name]
+            let new = after[name]
+            let forces = change.replacedBy.contains(name) ? paint.red(" # forces replacement") : ""
+            switch change.action {
+            case .create:
+                if let new { out += "      \(paint.green("+")) \(name) = \(new)\n" }
+            case .delete:
+                if let old { out += "      \(paint.red("-")) \(name) = \(old)\n" }
+            case .update, .replace, .noop:
+                if old == new {
+                    continue
+                } else if old == nil, let new {
+                    out += "      \(paint.green("+")) \(name) = \(new)\(forces)\n"
+                } else if new == nil, let old {
+                    out += "      \(paint.red("-")) \(name) = \(old)\(forces)\n"
+                } else if let old, let new {
+                    out += "      \(paint.yellow("~")) \(name) = \(old) -> \(new)\(forces)\n"
+                }
+            }
+        }
+        if change.action == .update || change.action == .replace {
+            let unchanged = Set(before.keys).union(after.keys).filter { before[$0] == after[$0] }.count
+            if unchanged > 0 { out += "        # (\(unchanged) unchanged attribute\(unchanged == 1 ? "" : "s") hidden)\n" }
+        }
+        out += "    }\n"
+        return out
+    }
+
+    /// ANSI colors when writing to a terminal.
+    struct Paint {
+        var enabled: Bool
+        func green(_ s: String) -> String { wrap(s, "32") }
+        func yellow(_ s: String) -> String { wrap(s, "33") }
+        func red(_ s: String) -> String { wrap(s, "31") }
+        func bold(_ s: String) -> String { wrap(s, "1") }
+        private func wrap(_ s: String, _ code: String) -> String { enabled ? "\u{1B}[\(code)m\(s)\u{1B}[0m" : s }
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+
+import StratumCore
+import StratumState
+
+/// Which resources a plan may touch: `--target` (with what they need) and `--exclude`
+/// (with what needs them). An address without an index selects every node of a group.
+public struct PlanScope: Sendable {
+    public var targets: [ResourceAddress]
+    public var excludes: [ResourceAddress]
+
+    public init(targets: [ResourceAddress] = [], excludes: [ResourceAddress] = []) {
+        self.targets = targets
+        self.excludes = excludes
+    }
+
+    static func matches(_ address: ResourceAddress, _ pattern: ResourceAddress) -> Bool {
+        pattern.index == nil ? address.group == pattern : address == pattern
+    }
+}
+
+/// Computes a plan: validates the stack against provider schemas, then diffs desired
+/// resources against refreshed state. Makes no changes anywhere.
+public struct Planner: Sendable {
+    public var providers: ProviderRegistry
+
+    public init(providers: ProviderRegistry) {
+        self.providers = providers
+    }
+
+    /// Schema and provider checks for every resource; throws all problems at once.
+    public func validate(_ stack: EvaluatedStack) throws {
+        var problems: [Diagnostic] = []
+        for resource in stack.resources {
+            guard let provider = providers[resource.provider] else {
+                problems.append(Diagnostic(address: resource.address, message: "unknown provider '\(resource.provider)'", location: resource.location))
+                continue
+            }
+            problems += provider.validateAgainstSchema(resource)
+            problems += provider.validate(resource)
+        }
+        if !problems.isEmpty { throw ValidationError(problems) }
+    }
+
+    /// Diffs `stack` against `snapshot` as refreshed (`refreshed` nil: plan from recorded state).
+    public func plan(
+        stack: EvaluatedStack, snapshot: StateSnapshot, refreshed: RefreshResult?, scope: PlanScope = PlanScope(), now: Date
+    ) throws -> Plan {
+        let live: [ResourceAddress: ResourceState] = refreshed?.existing ?? snapshot.resources
+        let desired = stack.resourcesByAddress
+        guard let order = stack.graph.topologicalOrder() else {
+            throw ValidationError([Diagnostic(message: "the stack has a dependency cycle")])
+        }
+
+        var changes: [ResourceAddress: ResourceChange] = [:]
+        for address in order {
+            guard let resource = desired[address] else { continue }
+            let schema = providers.schema(provider: resource.provider, type: address.type)
+            let inputs = resource.inputs.mapValues { value in
+                value.resolvingReferences { ref in Self.plannedValue(of: ref, changes: changes, live: live) }
+            }
+            var change = diff(resource: resource, resolvedInputs: inputs, prior: live[address], schema: schema)
+            if change.action == .create, snapshot.resources[address] != nil {
+                change.reason = "it no longer exists (deleted outside Stratum)"
+            }
+            changes[address] = change
+        }
+
+        var vanished: [ResourceAddress] = []
+        for (address, recorded) in snapshot.resources where desired[address] == nil {
+            guard let current = live[address] else {
+                vanished.append(address)
+                continue
+            }
+            changes[address] = Self.deletion(of: current, recorded: recorded)
+        }
+
+        let scoped = apply(scope: scope, to: changes, stack: stack, live: live)
+        return Plan(
+            stack: stack.name, environment: stack.environment, lineage: snapshot.lineage, serial: snapshot.serial, createdAt: now,
+            changes: scoped.sorted { $0.address < $1.address }, vanished: vanished.sorted(), outputs: stack.outputs)
+    }
+
+    /// A plan that deletes every resource in state.
+    public func destroyPlan(stackName: String, environment: String, snapshot: StateSnapshot, refreshed: RefreshResult?, scope: PlanScope = PlanScope(), now: Date) -> Plan {
+        let live = refreshed?.existing ?? snapshot.resources
+        var changes: [ResourceAddress: ResourceChange] = [:]
+        var vanished: [ResourceAddress] = []
+        for (address, recorded) in snapshot.resources {
+            if let current = live[address] {
+                changes[address] = Self.deletion(of: current, recorded: recorded)
+            } else {
+                vanished.append(address)
+            }
+        }
+        let edges = Dictionary(uniqueKeysWithValues: snapshot.resources.map { ($0.key, $0.value.dependencies) })
+        let graph = ResourceGraph(edges: edges)
+        var selected = Set(changes.keys)
+        if !scope.targets.isEmpty {
+            // Destroying a target also destroys what depends on it.
+            let roots = selected.filter { address in scope.targets.contains { PlanScope.matches(address, $0) } }
+            selected = graph.dependentClosure(of: roots).intersection(selected)
+        }
+        if !scope.excludes.isEmpty {
+            let roots = selected.filter { address in scope.excludes.contains { PlanScope.matches(address, $0) } }
+            selected.subtract(graph.closure(of: roots))
+        }
+        return Plan(
+            stack: stackName, environment: environment, lineage: snapshot.lineage, serial: snapshot.serial, createdAt: now,
+            changes: changes.values.filter { selected.contains($0.address) }.sorted { $0.address < $1.address },
+            vanished: scope.targets.isEmpty && scope.excludes.isEmpty ? vanished.sorted() : [], outputs: [:], isDestroy: true)
+    }
+
+    static func deletion(of current: ResourceState, recorded: ResourceState) -> ResourceChange {
+        var prior = current
+        prior.dependencies = recorded.dependencies
+        return ResourceChange(
+            address: current.address, provider: current.provider, region: current.region, action: .delete,
+            before: current.attributes, after: nil, dependencies: recorded.dependencies, prior: prior)
+    }
+
+    /// What a reference will resolve to once the referenced resource's change is applied.
+    static func plannedValue(of ref: AttributeReference, changes: [ResourceAddress: ResourceChange], live: [ResourceAddress: ResourceState]) -> Value {
+        if let change = changes[ref.address] {
+            return change.after?[ref.attribute] ?? .unknown
+        }
+        return live[ref.address]?.attributes[ref.attribute] ?? .unknown
+    }
+
+    func diff(resource: DesiredResource, resolvedInputs: [String: Value], prior: ResourceState?, schema: ResourceSchema?) -> ResourceChange {
+        let computed = schema?.computed ?? []
+        guard let prior else {
+            var after = resolvedInputs
+            for name in computed where after[name] == nil { after[name] = .unknown }
+            return ResourceChange(
+                address: resource.address, provider: resource.provider, region: resource.region, action: .create,
+                before: nil, after: after, inputs: resource.inputs, dependencies: resource.dependencies)
+        }
+
+        var after = prior.attributes
+        var changed: [String] = []
+        var forcing: [String] = []
+        let inputNames = Set(schema?.inputs ?? []).union(resolvedInputs.keys)
+        for name in inputNames.sorted() {
+            let attribute = schema?.attributes[name]
+            let desiredValue = resolvedInputs[name]
+            if desiredValue == nil, attribute?.role == .optionalComputed { continue }
+            let wanted = desiredValue ?? .null
+            let current = prior.attributes[name] ?? .null
+            guard wanted.containsUnknown || wanted != current else { continue }
+            changed.append(name)
+            after[name] = wanted
+            if attribute?.forceNew == true { forcing.append(name) }
+        }
+
+        let action: ChangeAction = changed.isEmpty ? .noop : (forcing.isEmpty ? .update : .replace)
+        if action == .replace {
+            for name in computed where resolvedInputs[name] == nil { after[name] = .unknown }
+        }
+        return ResourceChange(
+            address: resource.address, provider: resource.provider, region: resource.region, action: action,
+            createBeforeDestroy: action == .replace && (schema?.createBeforeDestroy ?? false),
+            before: prior.attributes, after: after, inputs: resource.inputs, replacedBy: forcing,
+            dependencies: resource.dependencies, prior: prior)
+    }
+
+    func apply(scope: PlanScope, to changes: [ResourceAddress: ResourceChange], stack: EvaluatedStack, live: [ResourceAddress: ResourceState]) -> [ResourceChange] {
+        guard !scope.targets.isEmpty || !scope.excludes.isEmpty else { return Array(changes.values) }
+        var edges = stack.graph.edges
+        for (address, state) in live where edges[address] == nil { edges[address] = state.dependencies }
+        let graph = ResourceGraph(edges: edges)
+        let all = Set(changes.keys)
+        var selected = all
+        if !scope.targets.isEmpty {
+            let roots = all.filter { address in scope.targets.contains { PlanScope.matches(address, $0) } }
+            selected = graph.closure(of: roots).intersection(all)
+        }
+        if !scope.excludes.isEmpty {
+            let roots = all.filter { address in scope.excludes.contains { PlanScope.matches(address, $0) } }
+            selected.subtract(graph.dependentClosure(of: roots))
+        }
+        return changes.values.filter { selected.contains($0.address) }
+    }
+}

@@ -1,0 +1,69 @@
+import StratumCore
+import StratumState
+
+/// What refresh found: each recorded resource's live state (nil where it is gone).
+public struct RefreshResult: Sendable {
+    public var live: [ResourceAddress: ResourceState?]
+    /// How many provider read calls were made (one per type and region).
+    public var readCalls: Int
+
+    public init(live: [ResourceAddress: ResourceState?], readCalls: Int) {
+        self.live = live
+        self.readCalls = readCalls
+    }
+
+    /// Refreshed state of the resources that still exist.
+    public var existing: [ResourceAddress: ResourceState] { live.compactMapValues { $0 } }
+}
+
+/// Reads live state in batches: one provider call per (provider, type, region), all batches at once.
+public struct Refresher: Sendable {
+    public var providers: ProviderRegistry
+
+    public init(providers: ProviderRegistry) {
+        self.providers = providers
+    }
+
+    struct BatchKey: Hashable, Sendable {
+        var provider: String
+        var type: String
+        var region: String
+    }
+
+    public func refresh(_ resources: [ResourceAddress: ResourceState]) async throws -> RefreshResult {
+        var batches: [BatchKey: [ResourceState]] = [:]
+        for state in resources.values {
+            batches[BatchKey(provider: state.provider, type: state.type, region: state.region), default: []].append(state)
+        }
+        for key in batches.keys where providers[key.provider] == nil {
+            throw ProviderError(.permanent, "state holds \(key.type) resources of provider '\(key.provider)', which this build of stratum does not include")
+        }
+        let providers = self.providers
+        var live: [ResourceAddress: ResourceState?] = [:]
+        live.reserveCapacity(resources.count)
+        try await withThrowingTaskGroup(of: ([ResourceState], [ResourceState?]).self) { group in
+            for (key, batch) in batches {
+                group.addTask {
+                    guard let provider = providers[key.provider] else { return (batch, []) }
+                    let sorted = batch.sorted { $0.address < $1.address }
+                    let result = try await provider.read(type: key.type, region: key.region, resources: sorted)
+                    guard result.count == sorted.count else {
+                        throw ProviderError(.permanent, "provider '\(key.provider)' answered \(result.count) states for \(sorted.count) \(key.type) resources")
+                    }
+                    return (sorted, result)
+                }
+            }
+            for try await (batch, result) in group {
+                for (state, refreshed) in zip(batch, result) {
+                    // Keep what state knows (dependencies) alongside what the cloud reports.
+                    live[state.address] = refreshed.map { fresh in
+                        var merged = fresh
+                        merged.dependencies = state.dependencies
+                        return merged
+                    }
+                }
+            }
+        }
+        return RefreshResult(live: live, readCalls: batches.count)
+    }
+}

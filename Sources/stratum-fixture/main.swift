@@ -1,0 +1,2 @@
+import StratumCLI
+await StratumCLI.main(stacks: [])

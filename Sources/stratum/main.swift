@@ -1,0 +1,4 @@
+import StratumCLI
+import StratumStacks
+
+await StratumCLI.main(stacks: BundledStacks.all)
