@@ -1,2 +1,12 @@
+import Foundation
 import StratumCLI
-await StratumCLI.main(stacks: [])
+import StratumTesting
+
+// The Stratum CLI with the fake cloud and the test stacks linked in: tests run it as a real
+// process (to kill it mid-apply, or to race two of them for the lock). The fake cloud lives in
+// STRATUM_FAKE_CLOUD, or beside the state file.
+let fake = ProviderFactory { work in
+    let root = ProcessInfo.processInfo.environment["STRATUM_FAKE_CLOUD"].map { URL(fileURLWithPath: $0) } ?? work.appendingPathComponent("fake-cloud")
+    return FakeCloudProvider(root: root, options: .fromEnvironment())
+}
+await StratumCLI.main(stacks: [FakeFanStack.self], providers: [.local, fake])

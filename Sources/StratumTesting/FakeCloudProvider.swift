@@ -1,0 +1,156 @@
+import Foundation
+import StratumCore
+
+/// A cloud kept in a directory, so that several processes (a CLI killed mid-apply and its
+/// rerun) see the same resources. Type `fake_thing`: `size` forces replacement, `value`
+/// updates in place, `id` is assigned by the cloud. Every create is logged, so tests can
+/// count duplicates.
+public struct FakeCloudProvider: Provider {
+    public struct Options: Sendable {
+        /// Simulated latency of every API call.
+        public var latency: Duration = .zero
+        /// Creating this address blocks forever (after logging `blocked`), so a test can kill the process.
+        public var blockOn: String?
+        /// Creating or updating this address fails with a permanent error.
+        public var failOn: String?
+
+        public init(latency: Duration = .zero, blockOn: String? = nil, failOn: String? = nil) {
+            self.latency = latency
+            self.blockOn = blockOn
+            self.failOn = failOn
+        }
+
+        /// Options from `STRATUM_FAKE_LATENCY_MS`, `STRATUM_FAKE_BLOCK_ON`, `STRATUM_FAKE_FAIL_ON`.
+        public static func fromEnvironment() -> Options {
+            let env = ProcessInfo.processInfo.environment
+            return Options(
+                latency: .milliseconds(Int(env["STRATUM_FAKE_LATENCY_MS"] ?? "") ?? 0),
+                blockOn: env["STRATUM_FAKE_BLOCK_ON"], failOn: env["STRATUM_FAKE_FAIL_ON"])
+        }
+    }
+
+    public let name = "fake"
+    public let root: URL
+    public var options: Options
+
+    public init(root: URL, options: Options = Options()) {
+        self.root = root
+        self.options = options
+    }
+
+    public var schemas: [String: ResourceSchema] {
+        ["fake_thing": ResourceSchema(type: "fake_thing", attributes: [
+            "size": .input(forceNew: true),
+            "value": .input(),
+            "parent": .input(),
+            "id": .computed,
+        ])]
+    }
+
+    struct Record: Codable {
+        var id: String
+        var address: ResourceAddress
+        var token: String
+        var attributes: [String: Value]
+    }
+
+    var resourcesDirectory: URL { root.appendingPathComponent("resources") }
+    public var createLog: URL { root.appendingPathComponent("creates.log") }
+    public var blockedMarker: URL { root.appendingPathComponent("blocked") }
+
+    /// Every resource the cloud holds, by id.
+    public func inventory() throws -> [String: (address: ResourceAddress, attributes: [String: Value])] {
+        var result: [String: (address: ResourceAddress, attributes: [String: Value])] = [:]
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: resourcesDirectory.path)) ?? []
+        for file in files where file.hasSuffix(".json") {
+            let record = try JSONDecoder().decode(Record.self, from: Data(contentsOf: resourcesDirectory.appendingPathComponent(file)))
+            result[record.id] = (record.address, record.attributes)
+        }
+        return result
+    }
+
+    /// How many times each address was created.
+    public func createCounts() -> [String: Int] {
+        let text = (try? String(contentsOf: createLog, encoding: .utf8)) ?? ""
+        var counts: [String: Int] = [:]
+        for line in text.split(separator: "\n") {
+            if let address = line.split(separator: " ").first { counts[String(address), default: 0] += 1 }
+        }
+        return counts
+    }
+
+    private func pause() async throws {
+        if options.latency > .zero { try await Task.sleep(for: options.latency) }
+    }
+
+    public func read(type: String, region: String, resources: [ResourceState]) async throws -> [ResourceState?] {
+        try await pause()
+        let all = try inventory()
+        return resources.map { state in
+            guard let live = all[state.id] else { return nil }
+            var fresh = state
+            fresh.attributes = live.attributes
+            return fresh
+        }
+    }
+
+    public func create(_ resource: ResolvedResource, token: String) async throws -> ResourceState {
+        try await pause()
+        let address = resource.address
+        if options.failOn == address.description {
+            throw ProviderError(.permanent, "the fake cloud refuses to create \(address)", address: address)
+        }
+        if options.blockOn == address.description {
+            try Data("blocked \(address)\n".utf8).write(to: blockedMarker)
+            while true { try await Task.sleep(for: .seconds(3600)) }
+        }
+        // Idempotent by token: a retried create returns what the first one made.
+        for (id, live) in try inventory() where live.address == address {
+            let record = try JSONDecoder().decode(Record.self, from: Data(contentsOf: resourcesDirectory.appendingPathComponent("\(id).json")))
+            if record.token == token { return state(record, region: resource.region) }
+        }
+        let id = "thing-" + UUID().uuidString.lowercased().prefix(12)
+        var attributes = resource.inputs
+        attributes["id"] = .string(id)
+        let record = Record(id: id, address: address, token: token, attributes: attributes)
+        try save(record)
+        try appendLine("\(address) \(token) \(id)\n", to: createLog)
+        return state(record, region: resource.region)
+    }
+
+    public func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
+        try await pause()
+        if options.failOn == prior.address.description {
+            throw ProviderError(.permanent, "the fake cloud refuses to update \(prior.address)", address: prior.address)
+        }
+        let file = resourcesDirectory.appendingPathComponent("\(prior.id).json")
+        guard var record = try? JSONDecoder().decode(Record.self, from: Data(contentsOf: file)) else {
+            throw ProviderError(.notFound, "\(prior.id) does not exist", address: prior.address)
+        }
+        for (key, value) in desired.inputs { record.attributes[key] = value }
+        try save(record)
+        return state(record, region: desired.region)
+    }
+
+    public func delete(_ state: ResourceState) async throws {
+        try await pause()
+        let file = resourcesDirectory.appendingPathComponent("\(state.id).json")
+        if FileManager.default.fileExists(atPath: file.path) { try FileManager.default.removeItem(at: file) }
+    }
+
+    private func state(_ record: Record, region: String) -> ResourceState {
+        ResourceState(address: record.address, provider: name, region: region, id: record.id, attributes: record.attributes)
+    }
+
+    private func save(_ record: Record) throws {
+        try FileManager.default.createDirectory(at: resourcesDirectory, withIntermediateDirectories: true)
+        try JSONEncoder().encode(record).write(to: resourcesDirectory.appendingPathComponent("\(record.id).json"), options: .atomic)
+    }
+
+    private func appendLine(_ line: String, to url: URL) throws {
+        let fd = open(url.path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        guard fd >= 0 else { throw ProviderError(.transient, "cannot open \(url.path)") }
+        defer { close(fd) }
+        _ = line.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
+    }
+}

@@ -1,0 +1,25 @@
+import Stratum
+
+/// A stack on the fake cloud: a root thing and `count` children that refer to it.
+public struct FakeFanStack: Stack {
+    public static let name = "fake-fan"
+    public static let summary = "A root fake_thing and children referring to it (tests)"
+
+    public struct Config: StackConfiguration {
+        public var count = 5
+        public var value = "v1"
+        public var size = 1
+        public init() {}
+    }
+
+    public init() {}
+
+    public func body(config: Config) -> StackContent {
+        let root = CustomResource("fake_thing", "root", provider: "fake", inputs: ["size": config.size, "value": config.value])
+        root
+        for index in 0..<config.count {
+            CustomResource("fake_thing", "child", index: index, provider: "fake", inputs: ["parent": root["id"], "value": config.value])
+        }
+        Output("root_id", root["id"])
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import StratumCore
+
+/// An in-memory cloud with a fixed latency per API call and a call counter: for benchmarks
+/// and engine tests. With `batchedReads` off, refresh costs one call per resource, as in
+/// engines that read resources one at a time.
+public final class SyntheticProvider: Provider, @unchecked Sendable {
+    public let name: String
+    public let latency: Duration
+    public let batchedReads: Bool
+    /// How many reads may be in flight at once when reads are not batched.
+    public let readParallelism: Int
+    private let lock = NSLock()
+    private var resources: [String: ResourceState] = [:]
+    private var calls: [String: Int] = [:]
+
+    public init(name: String = "synthetic", latency: Duration = .zero, batchedReads: Bool = true, readParallelism: Int = 10) {
+        self.name = name
+        self.latency = latency
+        self.batchedReads = batchedReads
+        self.readParallelism = readParallelism
+    }
+
+    public var schemas: [String: ResourceSchema] {
+        var result: [String: ResourceSchema] = [:]
+        for type in ["\(name)_instance", "\(name)_disk", "\(name)_address"] {
+            result[type] = ResourceSchema(type: type, attributes: ["size": .input(forceNew: true), "value": .input(), "parent": .input(), "id": .computed])
+        }
+        return result
+    }
+
+    /// Calls made so far, by operation (`read`, `create`, `update`, `delete`).
+    public func callCounts() -> [String: Int] { lock.withLock { calls } }
+
+    public func resetCounts() { lock.withLock { calls = [:] } }
+
+    /// Puts resources straight into the cloud (as if created earlier).
+    public func seed(_ states: [ResourceState]) {
+        lock.withLock { for state in states { resources[state.id] = state } }
+    }
+
+    public func remove(id: String) { lock.withLock { _ = resources.removeValue(forKey: id) } }
+
+    private func call(_ operation: String) async throws {
+        lock.withLock { calls[operation, default: 0] += 1 }
+        if latency > .zero { try await Task.sleep(for: latency) }
+    }
+
+    public func read(type: String, region: String, resources batch: [ResourceState]) async throws -> [ResourceState?] {
+        if batchedReads {
+            try await call("read")
+            return lock.withLock { batch.map { resources[$0.id] } }
+        }
+        // One call per resource, at most `readParallelism` at a time.
+        var result = [ResourceState?](repeating: nil, count: batch.count)
+        try await withThrowingTaskGroup(of: (Int, ResourceState?).self) { group in
+            var next = 0
+            func launch() {
+                let index = next
+                let id = batch[index].id
+                next += 1
+                group.addTask {
+                    try await self.call("read")
+                    return (index, self.lock.withLock { self.resources[id] })
+                }
+            }
+            while next < min(readParallelism, batch.count) { launch() }
+            while let (index, state) = try await group.next() {
+                result[index] = state
+                if next < batch.count { launch() }
+            }
+        }
+        return result
+    }
+
+    public func create(_ resource: ResolvedResource, token: String) async throws -> ResourceState {
+        try await call("create")
+        var attributes = resource.inputs
+        let id = "\(resource.address.type)-\(token.prefix(13))"
+        attributes["id"] = .string(id)
+        let state = ResourceState(address: resource.address, provider: name, region: resource.region, id: id, attributes: attributes)
+        lock.withLock { resources[id] = state }
+        return state
+    }
+
+    public func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
+        try await call("update")
+        var state = prior
+        for (key, value) in desired.inputs { state.attributes[key] = value }
+        lock.withLock { resources[state.id] = state }
+        return state
+    }
+
+    public func delete(_ state: ResourceState) async throws {
+        try await call("delete")
+        lock.withLock { _ = resources.removeValue(forKey: state.id) }
+    }
+}
