@@ -1,0 +1,286 @@
+// HTTP through libcurl, and an S3 client signed with AWS Signature Version 4 (OpenSSL).
+//
+// Path-style addressing (endpoint/bucket/key) when an endpoint is configured, so local
+// emulators work; virtual-hosted style (bucket.s3.region.amazonaws.com) otherwise.
+// Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN.
+#include "internal.h"
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+void tc_http_global_init(void) { pthread_once(&curl_once, curl_init_once); }
+
+static void hex(const unsigned char *d, size_t n, char *out) {
+    static const char *digits = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[d[i] >> 4];
+        out[2 * i + 1] = digits[d[i] & 15];
+    }
+    out[2 * n] = 0;
+}
+
+void tc_sha256_hex(const void *data, size_t len, char out[65]) {
+    unsigned char md[32];
+    unsigned int n = 0;
+    EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
+    hex(md, 32, out);
+}
+
+static void hmac(const void *key, size_t keylen, const char *msg, unsigned char out[32]) {
+    unsigned int n = 32;
+    HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)msg, strlen(msg), out, &n);
+}
+
+int tc_sigv4_authorization(const char *method, const char *canonical_uri, const char *canonical_query,
+                           const char *headers, const char *signed_headers, const char *payload_hash,
+                           const char *amz_date, const char *region, const char *service, const char *access_key,
+                           const char *secret_key, char *out, size_t outlen) {
+    if (strlen(amz_date) != 16) return -1;
+    char date[9];
+    memcpy(date, amz_date, 8);
+    date[8] = 0;
+    tc_buf creq = {0};
+    const char *parts[] = {method, "\n", canonical_uri, "\n", canonical_query, "\n", headers, "\n\n",
+                           signed_headers, "\n", payload_hash};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        if (tc_buf_append(&creq, parts[i], strlen(parts[i])) != 0) return -1;
+    char creq_hash[65];
+    tc_sha256_hex(creq.p, creq.len, creq_hash);
+    tc_buf_free(&creq);
+
+    char scope[256], to_sign[512], kbuf[256];
+    snprintf(scope, sizeof scope, "%s/%s/%s/aws4_request", date, region, service);
+    snprintf(to_sign, sizeof to_sign, "AWS4-HMAC-SHA256\n%s\n%s\n%s", amz_date, scope, creq_hash);
+    snprintf(kbuf, sizeof kbuf, "AWS4%s", secret_key);
+    unsigned char k1[32], k2[32], k3[32], k4[32], sig[32];
+    hmac(kbuf, strlen(kbuf), date, k1);
+    hmac(k1, 32, region, k2);
+    hmac(k2, 32, service, k3);
+    hmac(k3, 32, "aws4_request", k4);
+    hmac(k4, 32, to_sign, sig);
+    char sighex[65];
+    hex(sig, 32, sighex);
+    int n = snprintf(out, outlen, "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s", access_key, scope,
+                     signed_headers, sighex);
+    return n > 0 && (size_t)n < outlen ? 0 : -1;
+}
+
+void tc_uri_encode(const char *s, int keep_slash, char *out, size_t outlen) {
+    size_t o = 0;
+    for (; *s && o + 4 < outlen; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+            c == '.' || c == '~' || (keep_slash && c == '/'))
+            out[o++] = (char)c;
+        else
+            o += (size_t)snprintf(out + o, outlen - o, "%%%02X", c);
+    }
+    out[o] = 0;
+}
+
+// ------------------------------------------------------------------------------------------
+// libcurl plumbing
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg) {
+    tc_buf *b = arg;
+    return tc_buf_append(b, p, size * n) == 0 ? size * n : 0;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *arg) {
+    tc_http_response *r = arg;
+    size_t len = size * n;
+    char line[512];
+    size_t m = len < sizeof line - 1 ? len : sizeof line - 1;
+    memcpy(line, p, m);
+    line[m] = 0;
+    while (m && (line[m - 1] == '\r' || line[m - 1] == '\n')) line[--m] = 0;
+    if (strncasecmp(line, "content-range:", 14) == 0) {
+        const char *v = line + 14;
+        while (*v == ' ') v++;
+        snprintf(r->content_range, sizeof r->content_range, "%s", v);
+    } else if (strncasecmp(line, "etag:", 5) == 0) {
+        const char *v = line + 5;
+        while (*v == ' ') v++;
+        snprintf(r->etag, sizeof r->etag, "%s", v);
+    }
+    return len;
+}
+
+// One request with retries on connection failures and 5xx answers.
+static int http_do(const char *method, const char *url, struct curl_slist *hdrs, const void *body, size_t body_len,
+                   tc_http_response *resp, char *err, size_t errlen) {
+    tc_http_global_init();
+    for (int attempt = 0;; attempt++) {
+        CURL *h = curl_easy_init();
+        if (!h) return tc_fail(err, errlen, "cannot create an HTTP handle");
+        tc_buf_free(&resp->body);
+        resp->content_range[0] = resp->etag[0] = 0;
+        char cerr[CURL_ERROR_SIZE] = {0};
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp->body);
+        curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(h, CURLOPT_HEADERDATA, resp);
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+        if (strcmp(method, "HEAD") == 0)
+            curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+        else if (strcmp(method, "GET") != 0)
+            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+        if (body || strcmp(method, "PUT") == 0 || strcmp(method, "POST") == 0) {
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? (const char *)body : "");
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        }
+        CURLcode rc = curl_easy_perform(h);
+        long status = 0;
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_cleanup(h);
+        resp->status = status;
+        int transient = rc == CURLE_COULDNT_CONNECT || rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_RECV_ERROR ||
+                        rc == CURLE_SEND_ERROR || rc == CURLE_GOT_NOTHING || (rc == CURLE_OK && status >= 500);
+        if (transient && attempt < 2) {
+            usleep((useconds_t)(200000 << attempt));  // a real network wait, not a test sleep
+            continue;
+        }
+        if (rc != CURLE_OK) return tc_fail(err, errlen, "%s", cerr[0] ? cerr : curl_easy_strerror(rc));
+        return 0;
+    }
+}
+
+int tc_http_get(const char *url, const char *range, tc_http_response *resp, char *err, size_t errlen) {
+    struct curl_slist *h = NULL;
+    char line[128];
+    if (range) {
+        snprintf(line, sizeof line, "Range: %s", range);
+        h = curl_slist_append(h, line);
+    }
+    int rc = http_do("GET", url, h, NULL, 0, resp, err, errlen);
+    curl_slist_free_all(h);
+    return rc;
+}
+
+// ------------------------------------------------------------------------------------------
+// S3
+
+struct tc_s3 {
+    char endpoint[256];  // scheme://host[:port] without a trailing slash
+    char host[256];
+    char region[64];
+    char bucket[256];
+    int path_style;
+    uint64_t bytes;
+};
+
+tc_s3 *tc_s3_create(const char *endpoint, const char *region, const char *bucket, char *err, size_t errlen) {
+    if (!getenv("AWS_ACCESS_KEY_ID") || !getenv("AWS_SECRET_ACCESS_KEY")) {
+        tc_fail(err, errlen, "s3: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set");
+        return NULL;
+    }
+    tc_s3 *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    snprintf(s->region, sizeof s->region, "%s", region && region[0] ? region : "us-east-1");
+    snprintf(s->bucket, sizeof s->bucket, "%s", bucket);
+    if (endpoint && endpoint[0]) {
+        snprintf(s->endpoint, sizeof s->endpoint, "%s", endpoint);
+        size_t n = strlen(s->endpoint);
+        while (n && s->endpoint[n - 1] == '/') s->endpoint[--n] = 0;
+        s->path_style = 1;
+    } else {
+        snprintf(s->endpoint, sizeof s->endpoint, "https://%s.s3.%s.amazonaws.com", bucket, s->region);
+    }
+    const char *h = strstr(s->endpoint, "://");
+    snprintf(s->host, sizeof s->host, "%s", h ? h + 3 : s->endpoint);
+    char *slash = strchr(s->host, '/');
+    if (slash) *slash = 0;
+    tc_http_global_init();
+    return s;
+}
+
+void tc_s3_free(tc_s3 *s) { free(s); }
+uint64_t tc_s3_bytes(const tc_s3 *s) { return s ? s->bytes : 0; }
+
+int tc_s3_request(tc_s3 *s, const char *method, const char *key, const char *query, const void *body, size_t body_len,
+                  const char *range, const char *extra_headers, tc_http_response *resp, char *err, size_t errlen) {
+    char ekey[3 * TC_PATH_MAX + 4], uri[4 * TC_PATH_MAX], url[5 * TC_PATH_MAX];
+    tc_uri_encode(key ? key : "", 1, ekey, sizeof ekey);
+    if (s->path_style)
+        snprintf(uri, sizeof uri, "/%s/%s", s->bucket, ekey);
+    else
+        snprintf(uri, sizeof uri, "/%s", ekey);
+    snprintf(url, sizeof url, "%s%s%s%s", s->endpoint, uri, query && query[0] ? "?" : "", query ? query : "");
+
+    char payload_hash[65], amz_date[17];
+    tc_sha256_hex(body ? body : "", body ? body_len : 0, payload_hash);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(amz_date, sizeof amz_date, "%Y%m%dT%H%M%SZ", &tm);
+    const char *token = getenv("AWS_SESSION_TOKEN");
+
+    // Canonical headers, already in sorted order.
+    char canon[2048], signed_h[256];
+    int n = snprintf(canon, sizeof canon, "host:%s", s->host);
+    snprintf(signed_h, sizeof signed_h, "host");
+    if (range) {
+        n += snprintf(canon + n, sizeof canon - (size_t)n, "\nrange:%s", range);
+        strcat(signed_h, ";range");
+    }
+    n += snprintf(canon + n, sizeof canon - (size_t)n, "\nx-amz-content-sha256:%s\nx-amz-date:%s", payload_hash, amz_date);
+    strcat(signed_h, ";x-amz-content-sha256;x-amz-date");
+    if (token && token[0]) {
+        snprintf(canon + n, sizeof canon - (size_t)n, "\nx-amz-security-token:%s", token);
+        strcat(signed_h, ";x-amz-security-token");
+    }
+    char auth[1024];
+    if (tc_sigv4_authorization(method, uri, query ? query : "", canon, signed_h, payload_hash, amz_date, s->region, "s3",
+                               getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY"), auth, sizeof auth) != 0)
+        return tc_fail(err, errlen, "s3: cannot sign the request");
+
+    struct curl_slist *h = NULL;
+    char line[2048];
+    snprintf(line, sizeof line, "Authorization: %s", auth);
+    h = curl_slist_append(h, line);
+    snprintf(line, sizeof line, "x-amz-content-sha256: %s", payload_hash);
+    h = curl_slist_append(h, line);
+    snprintf(line, sizeof line, "x-amz-date: %s", amz_date);
+    h = curl_slist_append(h, line);
+    if (token && token[0]) {
+        snprintf(line, sizeof line, "x-amz-security-token: %s", token);
+        h = curl_slist_append(h, line);
+    }
+    if (range) {
+        snprintf(line, sizeof line, "Range: %s", range);
+        h = curl_slist_append(h, line);
+    }
+    h = curl_slist_append(h, "Expect:");  // no 100-continue round trip
+    if (extra_headers) {
+        const char *p = extra_headers;
+        while (*p) {
+            const char *e = strchr(p, '\n');
+            size_t len = e ? (size_t)(e - p) : strlen(p);
+            if (len && len < sizeof line) {
+                memcpy(line, p, len);
+                line[len] = 0;
+                h = curl_slist_append(h, line);
+            }
+            p += len + (e ? 1 : 0);
+        }
+    }
+    int rc = http_do(method, url, h, body, body_len, resp, err, errlen);
+    curl_slist_free_all(h);
+    if (rc == 0) s->bytes += (body ? body_len : 0) + resp->body.len;
+    return rc;
+}

@@ -1,0 +1,228 @@
+// stratum-trainer: trains the bundled byte-level GPT from a YAML config.
+//
+//   stratum-trainer --config trainer.yaml [--set train.lr=3e-4 ...] [--steps N] [--no-resume]
+//
+// Resumes from the newest complete checkpoint automatically, prints one progress line per
+// train.log_every steps, serves /metrics and /healthz when metrics.port is set, and on
+// SIGTERM/SIGINT writes a checkpoint before exiting (preemption).
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "trainer.h"
+
+static volatile sig_atomic_t stop_requested = 0;
+static void on_signal(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: stratum-trainer --config FILE [options]\n"
+            "\n"
+            "Trains Stratum's byte-level GPT on CPU. Resumes from the newest complete checkpoint\n"
+            "in checkpoint.dir unless --no-resume is given.\n"
+            "\n"
+            "options:\n"
+            "  --config FILE        YAML config (sections: model, train, data, checkpoint, s3, metrics, diloco)\n"
+            "  --set KEY=VALUE      override one key, e.g. --set train.lr=3e-4 (repeatable)\n"
+            "  --steps N            same as --set train.steps=N\n"
+            "  --no-resume          start from scratch even if checkpoints exist\n"
+            "  --quiet              no progress lines\n"
+            "  --help               this text\n"
+            "\n"
+            "config keys:\n");
+    tc_config_print_keys(out);
+    fprintf(out, "\nS3 credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.\n");
+}
+
+static int run_plain(const tc_config *cfg, int resume, int quiet) {
+    char err[TC_ERR_MAX];
+    tc_trainer *t = tc_trainer_create(cfg, err, sizeof err);
+    if (!t) {
+        fprintf(stderr, "stratum-trainer: %s\n", err);
+        return 1;
+    }
+    if (resume) {
+        int r = tc_trainer_resume(t, err, sizeof err);
+        if (r < 0) {
+            fprintf(stderr, "stratum-trainer: %s\n", err);
+            tc_trainer_free(t);
+            return 1;
+        }
+        if (r == 1 && !quiet) printf("resumed from checkpoint at step %ld\n", tc_trainer_step_count(t));
+    }
+    tc_metrics *metrics = NULL;
+    if (cfg->metrics_port > 0) {
+        metrics = tc_metrics_start(cfg->metrics_port, 0, err, sizeof err);
+        if (!metrics) {
+            fprintf(stderr, "stratum-trainer: %s\n", err);
+            tc_trainer_free(t);
+            return 1;
+        }
+    }
+    double floor = tc_data_entropy_floor(tc_trainer_data(t));
+    if (!quiet) {
+        printf("model: %d layers, width %d, %d heads, context %d, %zu parameters; batch %d x %d; %d threads\n",
+               cfg->n_layer, cfg->n_embd, cfg->n_head, cfg->context, tc_model_num_params(tc_trainer_model(t)),
+               cfg->batch_size, cfg->seq_len, cfg->threads);
+        if (floor > 0) printf("data: synthetic Markov source, entropy floor %.4f nats/byte\n", floor);
+        fflush(stdout);
+    }
+    int rc = 0;
+    double window_loss = 0.0, window_start = now_s();
+    long window_steps = 0;
+    float loss = 0.0f;
+    double tps = 0.0;
+    long tokens_per_step = (long)cfg->batch_size * cfg->seq_len;
+    while (tc_trainer_step_count(t) < cfg->steps && !stop_requested) {
+        if (tc_trainer_step(t, &loss, err, sizeof err) != 0) {
+            fprintf(stderr, "stratum-trainer: %s\n", err);
+            rc = 1;
+            break;
+        }
+        long step = tc_trainer_step_count(t);
+        window_loss += loss;
+        window_steps++;
+        double elapsed = now_s() - window_start;
+        tps = elapsed > 0 ? (double)(window_steps * tokens_per_step) / elapsed : 0.0;
+        int log_now = cfg->log_every > 0 && (step % cfg->log_every == 0 || step == cfg->steps);
+        if (log_now) {
+            if (!quiet) {
+                printf("step %ld/%ld loss %.4f lr %.3e tok/s %.0f\n", step, cfg->steps, window_loss / (double)window_steps,
+                       (double)tc_trainer_lr(cfg, step - 1), tps);
+                fflush(stdout);
+            }
+            window_loss = 0.0;
+            window_steps = 0;
+            window_start = now_s();
+        }
+        if (cfg->checkpoint_dir[0] && cfg->checkpoint_every > 0 && step % cfg->checkpoint_every == 0) {
+            if (tc_trainer_save_checkpoint(t, err, sizeof err) != 0) {
+                fprintf(stderr, "stratum-trainer: %s\n", err);
+                rc = 1;
+                break;
+            }
+        }
+        tc_metrics_update(metrics, step, loss, tps, tc_trainer_last_checkpoint(t), tc_data_bytes_fetched(tc_trainer_data(t)));
+    }
+    if (rc == 0 && cfg->checkpoint_dir[0] && tc_trainer_step_count(t) > 0 &&
+        (cfg->checkpoint_every == 0 || tc_trainer_step_count(t) % cfg->checkpoint_every != 0)) {
+        if (tc_trainer_save_checkpoint(t, err, sizeof err) != 0) {
+            fprintf(stderr, "stratum-trainer: %s\n", err);
+            rc = 1;
+        } else if (!quiet) {
+            printf("checkpoint written at step %ld\n", tc_trainer_step_count(t));
+        }
+    }
+    if (rc == 0 && !quiet) {
+        printf("%s at step %ld, last loss %.4f\n", stop_requested ? "stopped" : "done", tc_trainer_step_count(t), loss);
+    }
+    tc_metrics_stop(metrics);
+    tc_trainer_free(t);
+    return rc;
+}
+
+static int run_diloco(const tc_config *cfg, int quiet) {
+    char err[TC_ERR_MAX];
+    tc_metrics *metrics = NULL;
+    if (cfg->metrics_port > 0) {
+        metrics = tc_metrics_start(cfg->metrics_port, 0, err, sizeof err);
+        if (!metrics) {
+            fprintf(stderr, "stratum-trainer: %s\n", err);
+            return 1;
+        }
+    }
+    tc_diloco_result res;
+    int rc = tc_diloco_run(cfg, &res, metrics, quiet, err, sizeof err);
+    tc_metrics_stop(metrics);
+    if (rc != 0) {
+        fprintf(stderr, "stratum-trainer: %s\n", err);
+        return 1;
+    }
+    printf("diloco worker %d done: rounds %d (skipped %d), final loss %.4f, bytes exchanged %llu\n", cfg->diloco_rank,
+           res.rounds_done, res.rounds_skipped, res.final_loss, (unsigned long long)res.bytes_exchanged);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    tc_config cfg;
+    tc_config_defaults(&cfg);
+    char err[TC_ERR_MAX];
+    const char *config_path = NULL;
+    int resume = 1, quiet = 0;
+    // Config file first, then overrides in order, whatever their position on the line.
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!strcmp(argv[i], "--config")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "stratum-trainer: --config needs a file\n");
+                return 2;
+            }
+            config_path = argv[++i];
+        }
+    }
+    if (config_path && tc_config_load_file(&cfg, config_path, err, sizeof err) != 0) {
+        fprintf(stderr, "stratum-trainer: %s\n", err);
+        return 2;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--config")) {
+            i++;
+        } else if (!strcmp(a, "--no-resume")) {
+            resume = 0;
+        } else if (!strcmp(a, "--quiet")) {
+            quiet = 1;
+        } else if (!strcmp(a, "--set") || !strcmp(a, "--steps")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "stratum-trainer: %s needs a value\n", a);
+                return 2;
+            }
+            char kv[TC_PATH_MAX + 64];
+            if (!strcmp(a, "--steps"))
+                snprintf(kv, sizeof kv, "train.steps=%s", argv[++i]);
+            else
+                snprintf(kv, sizeof kv, "%s", argv[++i]);
+            char *eq = strchr(kv, '=');
+            if (!eq) {
+                fprintf(stderr, "stratum-trainer: --set expects KEY=VALUE, got '%s'\n", kv);
+                return 2;
+            }
+            *eq = 0;
+            if (tc_config_set(&cfg, kv, eq + 1, err, sizeof err) != 0) {
+                fprintf(stderr, "stratum-trainer: %s\n", err);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "stratum-trainer: unknown argument '%s' (see --help)\n", a);
+            return 2;
+        }
+    }
+    if (!config_path) {
+        usage(stderr);
+        return 2;
+    }
+    if (tc_config_validate(&cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "stratum-trainer: %s\n", err);
+        return 2;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    return cfg.diloco_workers > 0 ? run_diloco(&cfg, quiet) : run_plain(&cfg, resume, quiet);
+}
