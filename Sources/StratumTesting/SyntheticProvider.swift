@@ -11,6 +11,7 @@ public final class SyntheticProvider: Provider, @unchecked Sendable {
     /// How many reads may be in flight at once when reads are not batched.
     public let readParallelism: Int
     private let lock = NSLock()
+    private let readSlots: AsyncSemaphore
     private var resources: [String: ResourceState] = [:]
     private var calls: [String: Int] = [:]
 
@@ -19,6 +20,7 @@ public final class SyntheticProvider: Provider, @unchecked Sendable {
         self.latency = latency
         self.batchedReads = batchedReads
         self.readParallelism = readParallelism
+        self.readSlots = AsyncSemaphore(readParallelism)
     }
 
     public var schemas: [String: ResourceSchema] {
@@ -51,26 +53,20 @@ public final class SyntheticProvider: Provider, @unchecked Sendable {
             try await call("read")
             return lock.withLock { batch.map { resources[$0.id] } }
         }
-        // One call per resource, at most `readParallelism` at a time.
-        var result = [ResourceState?](repeating: nil, count: batch.count)
-        try await withThrowingTaskGroup(of: (Int, ResourceState?).self) { group in
-            var next = 0
-            func launch() {
-                let index = next
-                let id = batch[index].id
-                next += 1
+        // One call per resource, at most `readParallelism` in flight across all batches.
+        return try await withThrowingTaskGroup(of: (Int, ResourceState?).self) { group in
+            for (index, state) in batch.enumerated() {
                 group.addTask {
+                    await self.readSlots.wait()
+                    defer { Task { await self.readSlots.signal() } }
                     try await self.call("read")
-                    return (index, self.lock.withLock { self.resources[id] })
+                    return (index, self.lock.withLock { self.resources[state.id] })
                 }
             }
-            while next < min(readParallelism, batch.count) { launch() }
-            while let (index, state) = try await group.next() {
-                result[index] = state
-                if next < batch.count { launch() }
-            }
+            var result = [ResourceState?](repeating: nil, count: batch.count)
+            for try await (index, state) in group { result[index] = state }
+            return result
         }
-        return result
     }
 
     public func create(_ resource: ResolvedResource, token: String) async throws -> ResourceState {
@@ -94,5 +90,29 @@ public final class SyntheticProvider: Provider, @unchecked Sendable {
     public func delete(_ state: ResourceState) async throws {
         try await call("delete")
         lock.withLock { _ = resources.removeValue(forKey: state.id) }
+    }
+}
+
+/// Limits how many tasks proceed at once.
+actor AsyncSemaphore {
+    private var available: Int
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    init(_ count: Int) { available = count }
+
+    func wait() async {
+        if available > 0 {
+            available -= 1
+            return
+        }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func signal() {
+        if waiters.isEmpty {
+            available += 1
+        } else {
+            waiters.removeFirst().resume()
+        }
     }
 }
