@@ -48,18 +48,18 @@ public enum PlanRenderer {
             let forces = change.replacedBy.contains(name) ? paint.red(" # forces replacement") : ""
             switch change.action {
             case .create:
-                if let new { out += "      \(paint.green("+")) \(name) = \(new)\n" }
+                if let new { out += "      \(paint.green("+")) \(name) = \(show(new))\n" }
             case .delete:
-                if let old { out += "      \(paint.red("-")) \(name) = \(old)\n" }
+                if let old { out += "      \(paint.red("-")) \(name) = \(show(old))\n" }
             case .update, .replace, .noop:
                 if old == new {
                     continue
                 } else if old == nil, let new {
-                    out += "      \(paint.green("+")) \(name) = \(new)\(forces)\n"
+                    out += "      \(paint.green("+")) \(name) = \(show(new))\(forces)\n"
                 } else if new == nil, let old {
-                    out += "      \(paint.red("-")) \(name) = \(old)\(forces)\n"
+                    out += "      \(paint.red("-")) \(name) = \(show(old))\(forces)\n"
                 } else if let old, let new {
-                    out += "      \(paint.yellow("~")) \(name) = \(old) -> \(new)\(forces)\n"
+                    out += "      \(paint.yellow("~")) \(name) = \(show(old)) -> \(show(new))\(forces)\n"
                 }
             }
         }
@@ -69,6 +69,20 @@ public enum PlanRenderer {
         }
         out += "    }\n"
         return out
+    }
+
+    /// A value as shown in a plan: like `Value.description`, but multi-line strings are
+    /// printed as indented heredoc blocks so scripts stay readable.
+    static func show(_ value: Value, indent: String = "        ") -> String {
+        switch value {
+        case .string(let text) where text.contains("\n"):
+            let body = text.split(separator: "\n", omittingEmptySubsequences: false).map { indent + "  " + $0 }.joined(separator: "\n")
+            return "<<-EOT\n\(body)\n\(indent)EOT"
+        case .list(let items) where items.contains(where: { $0.stringValue?.contains("\n") == true }):
+            return "[\n" + items.map { indent + "  " + show($0, indent: indent + "  ") + "," }.joined(separator: "\n") + "\n\(indent)]"
+        default:
+            return value.description
+        }
     }
 
     /// ANSI colors when writing to a terminal.
