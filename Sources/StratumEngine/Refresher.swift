@@ -56,11 +56,13 @@ public struct Refresher: Sendable {
             for try await (batch, result) in group {
                 for (state, refreshed) in zip(batch, result) {
                     // Keep what state knows (dependencies) alongside what the cloud reports.
-                    live[state.address] = refreshed.map { fresh in
+                    // updateValue keeps an explicit nil (gone) instead of dropping the key.
+                    let merged = refreshed.map { fresh in
                         var merged = fresh
                         merged.dependencies = state.dependencies
                         return merged
                     }
+                    live.updateValue(merged, forKey: state.address)
                 }
             }
         }

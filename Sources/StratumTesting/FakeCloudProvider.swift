@@ -13,11 +13,14 @@ public struct FakeCloudProvider: Provider {
         public var blockOn: String?
         /// Creating or updating this address fails with a permanent error.
         public var failOn: String?
+        /// Whether replacements create the new thing before deleting the old one.
+        public var createBeforeDestroy: Bool
 
-        public init(latency: Duration = .zero, blockOn: String? = nil, failOn: String? = nil) {
+        public init(latency: Duration = .zero, blockOn: String? = nil, failOn: String? = nil, createBeforeDestroy: Bool = false) {
             self.latency = latency
             self.blockOn = blockOn
             self.failOn = failOn
+            self.createBeforeDestroy = createBeforeDestroy
         }
 
         /// Options from `STRATUM_FAKE_LATENCY_MS`, `STRATUM_FAKE_BLOCK_ON`, `STRATUM_FAKE_FAIL_ON`.
@@ -44,7 +47,7 @@ public struct FakeCloudProvider: Provider {
             "value": .input(),
             "parent": .input(),
             "id": .computed,
-        ])]
+        ], createBeforeDestroy: options.createBeforeDestroy)]
     }
 
     struct Record: Codable {
@@ -57,6 +60,12 @@ public struct FakeCloudProvider: Provider {
     var resourcesDirectory: URL { root.appendingPathComponent("resources") }
     public var createLog: URL { root.appendingPathComponent("creates.log") }
     public var blockedMarker: URL { root.appendingPathComponent("blocked") }
+    /// Every create and delete, in order: `create ADDRESS ID` / `delete ADDRESS ID`.
+    public var eventLog: URL { root.appendingPathComponent("events.log") }
+
+    public func events() -> [String] {
+        ((try? String(contentsOf: eventLog, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
 
     /// Every resource the cloud holds, by id.
     public func inventory() throws -> [String: (address: ResourceAddress, attributes: [String: Value])] {
@@ -101,6 +110,7 @@ public struct FakeCloudProvider: Provider {
             throw ProviderError(.permanent, "the fake cloud refuses to create \(address)", address: address)
         }
         if options.blockOn == address.description {
+            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
             try Data("blocked \(address)\n".utf8).write(to: blockedMarker)
             while true { try await Task.sleep(for: .seconds(3600)) }
         }
@@ -115,6 +125,7 @@ public struct FakeCloudProvider: Provider {
         let record = Record(id: id, address: address, token: token, attributes: attributes)
         try save(record)
         try appendLine("\(address) \(token) \(id)\n", to: createLog)
+        try appendLine("create \(address) \(id)\n", to: eventLog)
         return state(record, region: resource.region)
     }
 
@@ -136,6 +147,7 @@ public struct FakeCloudProvider: Provider {
         try await pause()
         let file = resourcesDirectory.appendingPathComponent("\(state.id).json")
         if FileManager.default.fileExists(atPath: file.path) { try FileManager.default.removeItem(at: file) }
+        try appendLine("delete \(state.address) \(state.id)\n", to: eventLog)
     }
 
     private func state(_ record: Record, region: String) -> ResourceState {
@@ -147,7 +159,7 @@ public struct FakeCloudProvider: Provider {
         try JSONEncoder().encode(record).write(to: resourcesDirectory.appendingPathComponent("\(record.id).json"), options: .atomic)
     }
 
-    private func appendLine(_ line: String, to url: URL) throws {
+    func appendLine(_ line: String, to url: URL) throws {
         let fd = open(url.path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         guard fd >= 0 else { throw ProviderError(.transient, "cannot open \(url.path)") }
         defer { close(fd) }

@@ -86,3 +86,30 @@ final class ConcurrencyProbe: ApplyObserver, @unchecked Sendable {
     func stepStarted(_ step: ExecutionStep) { lock.withLock { running += 1; maximum = max(maximum, running) } }
     func stepFinished(_ step: ExecutionStep, outcome: StepOutcome, elapsed: Duration) { lock.withLock { running -= 1 } }
 }
+
+@Suite("Replacement order")
+struct ReplacementOrderTests {
+    func replaceRoot(createBeforeDestroy: Bool) async throws -> (events: [String], world: World) {
+        let world = try World(options: .init(createBeforeDestroy: createBeforeDestroy))
+        try await world.apply(try await world.plan(try world.stack { $0.count = 1 }))
+        let replace = try await world.plan(try world.stack { $0.count = 1; $0.size = 9 })
+        #expect(replace.changes.first { $0.address.description == "fake_thing.root" }?.createBeforeDestroy == createBeforeDestroy)
+        #expect(try await world.apply(replace).ok)
+        let events = world.provider.events().dropFirst(2).filter { $0.contains("fake_thing.root") }
+        return (Array(events), world)
+    }
+
+    @Test func createBeforeDestroyWhereTheTypeAllowsIt() async throws {
+        let (events, world) = try await replaceRoot(createBeforeDestroy: true)
+        #expect(events.map { $0.split(separator: " ")[0] } == ["create", "delete"])
+        // The deposed copy is gone from state once the old resource is deleted.
+        let state = try await world.store.read(workspace: world.workspace)
+        #expect(state.resources.keys.map(\.description).sorted() == ["fake_thing.child[0]", "fake_thing.root"])
+        #expect(try world.provider.inventory().count == 2)
+    }
+
+    @Test func destroyBeforeCreateOtherwise() async throws {
+        let (events, _) = try await replaceRoot(createBeforeDestroy: false)
+        #expect(events.map { $0.split(separator: " ")[0] } == ["delete", "create"])
+    }
+}

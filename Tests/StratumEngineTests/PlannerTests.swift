@@ -147,3 +147,24 @@ final class OrderRecorder: ApplyObserver, @unchecked Sendable {
     }
     func finished() -> [String] { lock.withLock { order } }
 }
+
+@Suite("Refresh")
+struct RefreshTests {
+    @Test func oneReadPerTypeAndRegionAndGoneResourcesAreReported() async throws {
+        let provider = SyntheticProvider(latency: .zero)
+        var states: [ResourceAddress: ResourceState] = [:]
+        for i in 0..<40 {
+            let type = i % 2 == 0 ? "synthetic_instance" : "synthetic_disk"
+            let address = ResourceAddress(type: type, name: "r", index: i)
+            states[address] = ResourceState(address: address, provider: "synthetic", region: "region-\(i % 4)", id: "id-\(i)", attributes: [:])
+        }
+        provider.seed(states.values.filter { $0.id != "id-7" })
+        let result = try await Refresher(providers: ProviderRegistry([provider])).refresh(states)
+        #expect(result.readCalls == 4)
+        #expect(provider.callCounts()["read"] == 4)
+        #expect(result.live.count == 40)
+        let gone = result.live.filter { $0.value == nil }.map(\.key)
+        #expect(gone == [ResourceAddress(type: "synthetic_disk", name: "r", index: 7)])
+        #expect(result.existing.count == 39)
+    }
+}
