@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import StratumCore
 import StratumEngine
 
@@ -35,6 +36,7 @@ struct Console: Sendable {
 /// Prints a line as each resource starts and finishes, with elapsed time.
 struct ProgressObserver: ApplyObserver {
     var console: Console
+    var logger: Logger
 
     func stepStarted(_ step: ExecutionStep) {
         console.output("\(step.address): \(step.verb)...")
@@ -42,6 +44,7 @@ struct ProgressObserver: ApplyObserver {
 
     func stepFinished(_ step: ExecutionStep, outcome: StepOutcome, elapsed: Duration) {
         let seconds = String(format: "%.1fs", elapsed.seconds)
+        logger.debug("step finished", metadata: ["address": "\(step.address)", "kind": "\(step.kind.rawValue)", "elapsed": "\(elapsed)"])
         switch outcome {
         case .succeeded(let state):
             let id = state.map { " [id=\($0.id)]" } ?? ""

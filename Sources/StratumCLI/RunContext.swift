@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import Stratum
 import StratumCore
 import StratumEngine
@@ -10,10 +11,15 @@ struct RunContext {
     let options: GlobalOptions
     let console: Console
     let providers: ProviderRegistry
+    /// Diagnostics on stderr at --log-level; never carries attribute values.
+    let logger: Logger
 
     init(_ options: GlobalOptions) {
         self.options = options
         self.console = Console(color: options.color)
+        var logger = Logger(label: "stratum") { StreamLogHandler.standardError(label: $0) }
+        logger.logLevel = options.logLevel
+        self.logger = logger
         let work = options.workDirectory
         self.providers = ProviderRegistry(CLIEnvironment.current.providers.map { $0.make(work) })
     }
@@ -68,8 +74,12 @@ struct RunContext {
         var refreshed: RefreshResult?
         if change.refresh, !snapshot.resources.isEmpty {
             if !options.json { console.progress("Refreshing \(snapshot.resources.count) resource(s)...") }
+            let clock = ContinuousClock()
+            let start = clock.now
             refreshed = try await Refresher(providers: providers).refresh(snapshot.resources)
+            logger.debug("refreshed \(snapshot.resources.count) resources with \(refreshed?.readCalls ?? 0) read calls in \(clock.now - start)")
         }
+        logger.debug("planning \(workspace(for: stackName)) at serial \(snapshot.serial), lineage \(snapshot.lineage)")
         let planner = Planner(providers: providers)
         if destroy || stack == nil {
             return planner.destroyPlan(stackName: stackName, environment: options.environment, snapshot: snapshot, refreshed: refreshed, scope: try change.scope(), now: Date())
@@ -89,7 +99,7 @@ struct RunContext {
 
     /// Applies `plan` with progress lines; returns whether everything succeeded.
     func execute(_ plan: Plan, store: any StateStore, parallelism: Int) async throws -> Bool {
-        let observer = ProgressObserver(console: console)
+        let observer = ProgressObserver(console: console, logger: logger)
         let executor = Executor(providers: providers, store: store, workspace: workspace(for: plan.stack), parallelism: parallelism, observer: observer)
         let clock = ContinuousClock()
         let start = clock.now
