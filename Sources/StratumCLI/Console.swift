@@ -33,26 +33,58 @@ struct Console: Sendable {
     }
 }
 
-/// Prints a line as each resource starts and finishes, with elapsed time.
-struct ProgressObserver: ApplyObserver {
-    var console: Console
-    var logger: Logger
+/// Prints a line as each resource starts and finishes, with elapsed time and overall
+/// progress, and (through `reportStillRunning`) a reminder for steps that take long.
+final class ProgressObserver: ApplyObserver, @unchecked Sendable {
+    let console: Console
+    let logger: Logger
+    let total: Int
+    private let lock = NSLock()
+    private var running: [ExecutionStep: ContinuousClock.Instant] = [:]
+    private var done = 0
+    private let clock = ContinuousClock()
+
+    init(console: Console, logger: Logger, total: Int) {
+        self.console = console
+        self.logger = logger
+        self.total = total
+    }
 
     func stepStarted(_ step: ExecutionStep) {
+        lock.withLock { running[step] = clock.now }
         console.output("\(step.address): \(step.verb)...")
     }
 
     func stepFinished(_ step: ExecutionStep, outcome: StepOutcome, elapsed: Duration) {
+        let finished = lock.withLock {
+            running[step] = nil
+            done += 1
+            return done
+        }
         let seconds = String(format: "%.1fs", elapsed.seconds)
+        let progress = "[\(finished)/\(total)]"
         logger.debug("step finished", metadata: ["address": "\(step.address)", "kind": "\(step.kind.rawValue)", "elapsed": "\(elapsed)"])
         switch outcome {
         case .succeeded(let state):
             let id = state.map { " [id=\($0.id)]" } ?? ""
-            console.output("\(step.address): \(step.pastTense) complete after \(seconds)\(id)")
+            console.output("\(step.address): \(step.pastTense) complete after \(seconds)\(id) \(progress)")
         case .failed(let error):
-            console.error("\(step.address): \(step.verb) FAILED after \(seconds): \(describe(error))")
+            console.error("\(step.address): \(step.verb) FAILED after \(seconds): \(describe(error)) \(progress)")
         case .skipped(let cause):
-            console.error("\(step.address): skipped, because \(cause) failed")
+            console.error("\(step.address): skipped, because \(cause) failed \(progress)")
+        }
+    }
+
+    /// Prints `Still creating... [20s elapsed]` for every step running longer than `every`.
+    func reportStillRunning(every interval: Duration) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: interval)
+            if Task.isCancelled { return }
+            let now = clock.now
+            let slow = lock.withLock { running.filter { now - $0.value >= interval } }
+            for (step, started) in slow.sorted(by: { $0.key.address < $1.key.address }) {
+                console.output("\(step.address): Still \(step.verb.lowercased())... [\(Int((now - started).seconds))s elapsed]")
+            }
         }
     }
 }

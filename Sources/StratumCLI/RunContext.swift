@@ -99,7 +99,10 @@ struct RunContext {
 
     /// Applies `plan` with progress lines; returns whether everything succeeded.
     func execute(_ plan: Plan, store: any StateStore, parallelism: Int) async throws -> Bool {
-        let observer = ProgressObserver(console: console, logger: logger)
+        let steps = plan.actionable.reduce(0) { $0 + ($1.action == .replace ? 2 : 1) }
+        let observer = ProgressObserver(console: console, logger: logger, total: steps)
+        let reminder = Task { await observer.reportStillRunning(every: .seconds(10)) }
+        defer { reminder.cancel() }
         let executor = Executor(providers: providers, store: store, workspace: workspace(for: plan.stack), parallelism: parallelism, observer: observer)
         let clock = ContinuousClock()
         let start = clock.now
