@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import StratumCore
+import StratumEngine
 
 /// Options every command that works on a stack takes.
 struct GlobalOptions: ParsableArguments {
@@ -71,4 +72,3 @@ struct ChangeOptions: ParsableArguments {
     }
 }
 
-import StratumEngine

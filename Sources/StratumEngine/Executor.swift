@@ -119,15 +119,14 @@ public struct Executor: Sendable {
             }
         }
 
-        if !plan.isDestroy || !plan.outputs.isEmpty || !snapshot.outputs.isEmpty {
-            var outputs: [String: Value] = [:]
-            for (name, value) in plan.outputs {
-                let resolved = value.resolvingReferences { ref in current[ref.address]?.attributes[ref.attribute] ?? .unknown }
-                if !resolved.containsUnknown { outputs[name] = resolved }
-            }
-            if outputs != snapshot.outputs {
-                result.serial = try await store.commit(workspace: workspace, StateMutation(outputs: outputs, changes: [HistoryChange(address: "outputs", action: "update")]), at: now())
-            }
+        // Outputs whose resources exist are recorded; a destroy plan declares none, so it clears them.
+        var outputs: [String: Value] = [:]
+        for (name, value) in plan.outputs {
+            let resolved = value.resolvingReferences { ref in current[ref.address]?.attributes[ref.attribute] ?? .unknown }
+            if !resolved.containsUnknown { outputs[name] = resolved }
+        }
+        if outputs != snapshot.outputs {
+            result.serial = try await store.commit(workspace: workspace, StateMutation(outputs: outputs, changes: [HistoryChange(address: "outputs", action: "update")]), at: now())
         }
         return result
     }

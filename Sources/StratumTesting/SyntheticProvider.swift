@@ -58,8 +58,13 @@ public final class SyntheticProvider: Provider, @unchecked Sendable {
             for (index, state) in batch.enumerated() {
                 group.addTask {
                     await self.readSlots.wait()
-                    defer { Task { await self.readSlots.signal() } }
-                    try await self.call("read")
+                    do {
+                        try await self.call("read")
+                    } catch {
+                        await self.readSlots.signal()
+                        throw error
+                    }
+                    await self.readSlots.signal()
                     return (index, self.lock.withLock { self.resources[state.id] })
                 }
             }

@@ -113,3 +113,17 @@ struct ReplacementOrderTests {
         #expect(events.map { $0.split(separator: " ")[0] } == ["delete", "create"])
     }
 }
+
+@Suite("Outputs")
+struct OutputTests {
+    @Test func recordedAfterApplyAndClearedByDestroy() async throws {
+        let world = try World()
+        try await world.apply(try await world.plan(try world.stack { $0.count = 1 }))
+        let state = try await world.store.read(workspace: world.workspace)
+        let root = try #require(state.resources[ResourceAddress(type: "fake_thing", name: "root")])
+        #expect(state.outputs["root_id"] == root.attributes["id"])
+        #expect(state.outputs["root_id"]?.stringValue?.hasPrefix("thing-") == true)
+        try await world.apply(try await world.destroyPlan())
+        #expect(try await world.store.read(workspace: world.workspace).outputs.isEmpty)
+    }
+}
