@@ -18,18 +18,41 @@ enum LocalProcesses {
         var startedAt: Date
     }
 
-    static func directory(for address: ResourceAddress, in nodes: URL) -> URL {
+    /// Each node instance gets its own directory, named after its address and create token, so
+    /// a replacement created before its predecessor is deleted never touches the old one's files.
+    static func directory(for address: ResourceAddress, token: String, in nodes: URL) -> URL {
         let slug = address.description.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" }
-        return nodes.appendingPathComponent(String(slug))
+        return nodes.appendingPathComponent(String(slug) + "-" + token.prefix(8))
+    }
+
+    /// Removes directories of earlier instances of `address` whose process is gone (a node
+    /// killed out of band and since recreated), keeping `keep`.
+    static func sweepDeadInstances(of address: ResourceAddress, in nodes: URL, keeping keep: URL?) {
+        let prefix = directory(for: address, token: "", in: nodes).lastPathComponent
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: nodes.path)) ?? []
+        for name in names where name.hasPrefix(prefix) && name.count == prefix.count + 8 {
+            let candidate = nodes.appendingPathComponent(name)
+            guard candidate.standardizedFileURL != keep?.standardizedFileURL else { continue }
+            if let record = try? JSONDecoder().decode(NodeRecord.self, from: Data(contentsOf: recordFile(candidate))),
+                isRunning(pid: record.pid, startTicks: record.startTicks)
+            {
+                continue
+            }
+            try? FileManager.default.removeItem(at: candidate)
+        }
+    }
+
+    /// The directory of a node already in state: where its log lives.
+    static func directory(of state: ResourceState) -> URL? {
+        state.attributes["log_path"]?.stringValue.map { URL(fileURLWithPath: $0).deletingLastPathComponent() }
     }
 
     static func recordFile(_ directory: URL) -> URL { directory.appendingPathComponent("node.json") }
 
     /// Which of `resources` still run: one pass over the process table for all of them.
-    static func liveness(of resources: [ResourceState], nodesDirectory: URL) -> [ResourceState?] {
+    static func liveness(of resources: [ResourceState]) -> [ResourceState?] {
         resources.map { state in
-            let directory = directory(for: state.address, in: nodesDirectory)
-            guard let record = try? JSONDecoder().decode(NodeRecord.self, from: Data(contentsOf: recordFile(directory))),
+            guard let directory = directory(of: state), let record = try? JSONDecoder().decode(NodeRecord.self, from: Data(contentsOf: recordFile(directory))),
                 "\(record.pid)" == state.attributes["pid"].map(pidText) ?? "", isRunning(pid: record.pid, startTicks: record.startTicks)
             else { return nil }
             var fresh = state
@@ -48,17 +71,16 @@ enum LocalProcesses {
 
     static func start(_ resource: ResolvedResource, token: String, nodesDirectory: URL) throws -> ResourceState {
         let address = resource.address
-        let directory = directory(for: address, in: nodesDirectory)
+        let directory = directory(for: address, token: token, in: nodesDirectory)
         let fm = FileManager.default
 
         // A retried create with the same token adopts the process it already started.
-        if let existing = try? JSONDecoder().decode(NodeRecord.self, from: Data(contentsOf: recordFile(directory))) {
-            if existing.token == token, isRunning(pid: existing.pid, startTicks: existing.startTicks) {
-                return state(for: resource, record: existing, directory: directory)
-            }
-            // Left over from a node that is gone: make sure it is stopped, then start afresh.
-            terminate(pid: existing.pid, startTicks: existing.startTicks, grace: 2)
+        if let existing = try? JSONDecoder().decode(NodeRecord.self, from: Data(contentsOf: recordFile(directory))),
+            existing.token == token, isRunning(pid: existing.pid, startTicks: existing.startTicks)
+        {
+            return state(for: resource, record: existing, directory: directory)
         }
+        sweepDeadInstances(of: address, in: nodesDirectory, keeping: directory)
         do {
             try fm.createDirectory(at: directory, withIntermediateDirectories: true)
         } catch {
@@ -110,8 +132,11 @@ enum LocalProcesses {
         return ResourceState(address: resource.address, provider: "local", region: resource.region, id: "pid-\(record.pid)", attributes: attributes)
     }
 
-    static func updateLabels(_ state: ResourceState, nodesDirectory: URL) throws {
-        let file = recordFile(directory(for: state.address, in: nodesDirectory))
+    static func updateLabels(_ state: ResourceState) throws {
+        guard let directory = directory(of: state) else {
+            throw ProviderError(.notFound, "node \(state.address) has no recorded directory", address: state.address)
+        }
+        let file = recordFile(directory)
         do {
             var record = try JSONDecoder().decode(NodeRecord.self, from: Data(contentsOf: file))
             record.labels = state.attributes["labels"]?.mapValue ?? [:]
@@ -121,8 +146,9 @@ enum LocalProcesses {
         }
     }
 
-    static func stop(_ state: ResourceState, nodesDirectory: URL) async throws {
-        let directory = directory(for: state.address, in: nodesDirectory)
+    static func stop(_ state: ResourceState) async throws {
+        guard let directory = directory(of: state) else { return }
+        defer { sweepDeadInstances(of: state.address, in: directory.deletingLastPathComponent(), keeping: nil) }
         if let record = try? JSONDecoder().decode(NodeRecord.self, from: Data(contentsOf: recordFile(directory))) {
             terminate(pid: record.pid, startTicks: record.startTicks, grace: 10)
         }

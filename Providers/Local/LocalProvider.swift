@@ -65,7 +65,7 @@ public struct LocalProvider: Provider {
         switch type {
         case "local_network": return resources.map(readNetwork)
         case "local_bucket": return resources.map(readBucket)
-        case "local_node": return LocalProcesses.liveness(of: resources, nodesDirectory: nodes)
+        case "local_node": return LocalProcesses.liveness(of: resources)
         default: throw ProviderError(.permanent, "local provider has no resource type '\(type)'")
         }
     }
@@ -108,7 +108,7 @@ public struct LocalProvider: Provider {
             let name = prior.attributes["name"]?.stringValue ?? prior.address.name
             try LocalRecord(id: prior.id, token: nil, attributes: ["versioning": state.attributes["versioning"] ?? .bool(false)]).save(bucketRecord(name))
         case "local_node":
-            try LocalProcesses.updateLabels(state, nodesDirectory: nodes)
+            try LocalProcesses.updateLabels(state)
         default:
             break
         }
@@ -123,7 +123,7 @@ public struct LocalProvider: Provider {
             if let path = state.attributes["path"]?.stringValue { try removeIfPresent(URL(fileURLWithPath: path)) }
             try removeIfPresent(bucketRecord(state.attributes["name"]?.stringValue ?? state.address.name))
         case "local_node":
-            try await LocalProcesses.stop(state, nodesDirectory: nodes)
+            try await LocalProcesses.stop(state)
         default:
             throw ProviderError(.permanent, "local provider has no resource type '\(state.address.type)'", address: state.address)
         }

@@ -116,7 +116,11 @@ struct CLIProcessTests {
 
         let nodes = dir.appendingPathComponent(".stratum/local/nodes")
         func pid(_ index: Int) throws -> Int32 {
-            let text = try String(contentsOf: nodes.appendingPathComponent("local_node.worker_\(index)_/pid"), encoding: .utf8)
+            // One directory per node instance: local_node.worker_<i>_-<token>.
+            let names = try FileManager.default.contentsOfDirectory(atPath: nodes.path).filter { $0.hasPrefix("local_node.worker_\(index)_-") }
+            let name = try #require(names.first)
+            #expect(names.count == 1)
+            let text = try String(contentsOf: nodes.appendingPathComponent(name).appendingPathComponent("pid"), encoding: .utf8)
             return try #require(Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)))
         }
         let first = try pid(0), second = try pid(1)
@@ -139,10 +143,21 @@ struct CLIProcessTests {
         #expect(healed != first && isAlive(healed))
         #expect(try cli.run(["plan", "--detailed-exitcode"] + common).status == 0)
 
+        // A config change replaces both nodes, new before old; the new ones keep running.
+        try "workers: 2\nheartbeat_seconds: 1\nmessage: changed\n".write(to: config, atomically: true, encoding: .utf8)
+        let replace = try cli.run(["apply", "--auto-approve"] + common)
+        #expect(replace.status == 0, "\(replace.stderr)")
+        #expect(replace.stdout.contains("Plan: 2 to add, 0 to change, 2 to destroy."))
+        let replaced = [try pid(0), try pid(1)]
+        #expect(!replaced.contains(healed) && !replaced.contains(second))
+        #expect(replaced.allSatisfy(isAlive))
+        #expect(!isAlive(healed) && !isAlive(second))
+        #expect(try cli.run(["plan", "--detailed-exitcode"] + common).status == 0)
+
         let destroy = try cli.run(["destroy", "--auto-approve"] + common)
         #expect(destroy.status == 0, "\(destroy.stderr)")
         #expect(destroy.stdout.contains("4 destroyed"))
-        #expect(!isAlive(healed) && !isAlive(second))
+        #expect(replaced.allSatisfy { !isAlive($0) })
         let leftovers = try FileManager.default.subpathsOfDirectory(atPath: dir.appendingPathComponent(".stratum/local").path)
             .filter { !$0.hasPrefix("buckets/.records") && $0 != "buckets" && $0 != "nodes" && $0 != "networks" && $0 != "buckets/.records" }
         #expect(leftovers.isEmpty, "\(leftovers)")
