@@ -232,6 +232,16 @@ int tc_config_parse_yaml(tc_config *c, const char *text, size_t len, char *err, 
                        : tc_fail(err, errlen, "config: unknown key '%s' (line %zu)", scalar(sk), sk->start_mark.line + 1);
             break;
         }
+        char probe[160];
+        snprintf(probe, sizeof probe, "%s.", scalar(sk));
+        int known_section = 0;
+        for (size_t i = 0; i < NKEYS; i++)
+            if (strncmp(KEYS[i].name, probe, strlen(probe)) == 0) known_section = 1;
+        if (!known_section) {
+            rc = tc_fail(err, errlen, "config: unknown key '%s' (line %zu; sections are model, train, data, checkpoint, s3, metrics, diloco)",
+                         scalar(sk), sk->start_mark.line + 1);
+            break;
+        }
         for (yaml_node_pair_t *kp = sv->data.mapping.pairs.start; kp < sv->data.mapping.pairs.top; kp++) {
             yaml_node_t *kk = yaml_document_get_node(&doc, kp->key), *kv = yaml_document_get_node(&doc, kp->value);
             char name[256];

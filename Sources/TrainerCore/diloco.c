@@ -102,23 +102,29 @@ static int read_manifest(diloco *d, long round, int *ranks, int *n, char *err, s
 
 // Outer step from the manifest's pseudo-gradients: mom = mu*mom + avg;
 // global -= lr * (avg + mu*mom)  (Nesterov), then the local model restarts from global.
-static int apply_round(diloco *d, long round, const int *ranks, int n, char *err, size_t errlen) {
+static int apply_round(diloco *d, long round, const int *ranks, int n, const uint8_t *own, size_t own_len, char *err,
+                       size_t errlen) {
     const tc_config *c = d->cfg;
     size_t P = d->P;
     memset(d->avg, 0, P * sizeof(float));
     for (int i = 0; i < n; i++) {
         char key[96];
         worker_key(key, sizeof key, round, ranks[i]);
-        uint8_t *buf = NULL;
-        size_t len = 0;
-        int rc = tc_store_get(d->store, key, &buf, &len, err, errlen);
-        if (rc == 0) rc = tc_fail(err, errlen, "diloco: round %ld names worker %d but its pseudo-gradient is missing", round, ranks[i]);
-        if (rc < 0) {
+        int rc;
+        if (own && ranks[i] == d->cfg->diloco_rank) {
+            rc = decode(own, own_len, P, d->delta);  // the bytes this worker published: no download
+        } else {
+            uint8_t *buf = NULL;
+            size_t len = 0;
+            rc = tc_store_get(d->store, key, &buf, &len, err, errlen);
+            if (rc == 0) rc = tc_fail(err, errlen, "diloco: round %ld names worker %d but its pseudo-gradient is missing", round, ranks[i]);
+            if (rc < 0) {
+                free(buf);
+                return -1;
+            }
+            rc = decode(buf, len, P, d->delta);
             free(buf);
-            return -1;
         }
-        rc = decode(buf, len, P, d->delta);
-        free(buf);
         if (rc != 0) return tc_fail(err, errlen, "diloco: pseudo-gradient %s is malformed", key);
         for (size_t k = 0; k < P; k++) d->avg[k] += d->delta[k];
     }
@@ -142,6 +148,7 @@ int tc_diloco_run(const tc_config *c, tc_diloco_result *res, tc_metrics *metrics
     int ranks[MAX_WORKERS];
     int rc = -1;
     uint8_t *blob = NULL;
+    size_t blen = 0;
     tc_config inner = *c;
     inner.steps = (long)c->diloco_rounds * c->diloco_inner_steps;  // the inner lr schedule spans the whole run
     d.t = tc_trainer_create(&inner, err, errlen);
@@ -166,7 +173,7 @@ int tc_diloco_run(const tc_config *c, tc_diloco_result *res, tc_metrics *metrics
         int m = read_manifest(&d, round, ranks, &n, err, errlen);
         if (m < 0) goto out;
         if (m == 1) {
-            if (apply_round(&d, round, ranks, n, err, errlen) != 0) goto out;
+            if (apply_round(&d, round, ranks, n, NULL, 0, err, errlen) != 0) goto out;
             res->rounds_skipped++;
             if (!quiet) printf("worker %d: round %ld already finished by %d workers, caught up\n", c->diloco_rank, round, n);
             continue;
@@ -181,7 +188,6 @@ int tc_diloco_run(const tc_config *c, tc_diloco_result *res, tc_metrics *metrics
         double inner_loss = loss_sum / c->diloco_inner_steps, dt = tc_now() - t0;
         const float *global = tc_trainer_outer_params(d.t), *local = tc_model_params(model);
         for (size_t k = 0; k < d.P; k++) d.delta[k] = global[k] - local[k];
-        size_t blen = 0;
         free(blob);
         blob = encode(d.delta, d.P, c->diloco_compress, &blen);
         if (!blob) {
@@ -233,7 +239,7 @@ int tc_diloco_run(const tc_config *c, tc_diloco_result *res, tc_metrics *metrics
         int included = 0;
         for (int i = 0; i < n; i++) included |= ranks[i] == c->diloco_rank;
         if (!included) res->rounds_skipped++;
-        if (apply_round(&d, round, ranks, n, err, errlen) != 0) goto out;
+        if (apply_round(&d, round, ranks, n, blob, blen, err, errlen) != 0) goto out;
         res->rounds_done++;
         res->final_loss = inner_loss;
         if (c->checkpoint_dir[0]) {

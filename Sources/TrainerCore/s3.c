@@ -3,6 +3,7 @@
 // Path-style addressing (endpoint/bucket/key) when an endpoint is configured, so local
 // emulators work; virtual-hosted style (bucket.s3.region.amazonaws.com) otherwise.
 // Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN.
+#define _GNU_SOURCE  // strcasestr
 #include "internal.h"
 
 #include <curl/curl.h>
@@ -105,11 +106,11 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg) {
     if (strncasecmp(line, "content-range:", 14) == 0) {
         const char *v = line + 14;
         while (*v == ' ') v++;
-        snprintf(r->content_range, sizeof r->content_range, "%s", v);
+        snprintf(r->content_range, sizeof r->content_range, "%.127s", v);
     } else if (strncasecmp(line, "etag:", 5) == 0) {
         const char *v = line + 5;
         while (*v == ' ') v++;
-        snprintf(r->etag, sizeof r->etag, "%s", v);
+        snprintf(r->etag, sizeof r->etag, "%.255s", v);
     }
     return len;
 }
@@ -266,6 +267,9 @@ int tc_s3_request(tc_s3 *s, const char *method, const char *key, const char *que
         h = curl_slist_append(h, line);
     }
     h = curl_slist_append(h, "Expect:");  // no 100-continue round trip
+    // Without an explicit type curl labels bodies as form data, which servers may consume.
+    if (body && !(extra_headers && strcasestr(extra_headers, "content-type:")))
+        h = curl_slist_append(h, "Content-Type: application/octet-stream");
     if (extra_headers) {
         const char *p = extra_headers;
         while (*p) {
@@ -282,5 +286,23 @@ int tc_s3_request(tc_s3 *s, const char *method, const char *key, const char *que
     int rc = http_do(method, url, h, body, body_len, resp, err, errlen);
     curl_slist_free_all(h);
     if (rc == 0) s->bytes += (body ? body_len : 0) + resp->body.len;
+    return rc;
+}
+
+int tc_s3_create_bucket(const char *endpoint, const char *region, const char *bucket, char *err, size_t errlen) {
+    tc_s3 *s = tc_s3_create(endpoint, region, bucket, err, errlen);
+    if (!s) return -1;
+    char body[256] = "";
+    size_t blen = 0;
+    if (strcmp(s->region, "us-east-1") != 0)
+        blen = (size_t)snprintf(body, sizeof body,
+                                "<CreateBucketConfiguration><LocationConstraint>%s</LocationConstraint></CreateBucketConfiguration>",
+                                s->region);
+    tc_http_response r = {0};
+    int rc = tc_s3_request(s, "PUT", "", NULL, blen ? body : NULL, blen, NULL, NULL, &r, err, errlen);
+    if (rc == 0 && r.status != 200 && !(r.status == 409 && r.body.p && strstr((const char *)r.body.p, "BucketAlreadyOwnedByYou")))
+        rc = tc_fail(err, errlen, "s3: creating bucket '%s' failed with HTTP %ld", bucket, r.status);
+    tc_buf_free(&r.body);
+    tc_s3_free(s);
     return rc;
 }

@@ -190,7 +190,7 @@ static int s3_multipart(tc_store *s, const char *k, const uint8_t *data, size_t 
     tc_buf_append(&complete, "</CompleteMultipartUpload>", 26);
     char q[1700];
     snprintf(q, sizeof q, "uploadId=%s", eid);
-    int rc = tc_s3_request(s->s3, "POST", k, q, complete.p, complete.len, NULL, NULL, &r, err, errlen);
+    int rc = tc_s3_request(s->s3, "POST", k, q, complete.p, complete.len, NULL, "Content-Type: application/xml", &r, err, errlen);
     tc_buf_free(&complete);
     if (rc != 0) goto abort;
     // S3 can answer 200 with an <Error> body for a failed completion.
@@ -358,7 +358,7 @@ int tc_store_list(tc_store *s, const char *prefix, char **keys, char *err, size_
     tc_uri_encode(full, 0, eprefix, sizeof eprefix);
     size_t strip = s->root[0] ? strlen(s->root) + 1 : 0;
     for (;;) {
-        char q[TC_PATH_MAX * 8], etoken[3200];
+        char q[TC_PATH_MAX * 10], etoken[3200];
         tc_uri_encode(token, 0, etoken, sizeof etoken);
         if (token[0])
             snprintf(q, sizeof q, "continuation-token=%s&list-type=2&prefix=%s", etoken, eprefix);

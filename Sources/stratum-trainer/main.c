@@ -35,7 +35,8 @@ static void usage(FILE *out) {
             "options:\n"
             "  --config FILE        YAML config (sections: model, train, data, checkpoint, s3, metrics, diloco)\n"
             "  --set KEY=VALUE      override one key, e.g. --set train.lr=3e-4 (repeatable)\n"
-            "  --steps N            same as --set train.steps=N\n"
+            "  --steps N            same as --set train.steps=N (the length of the lr schedule)\n"
+            "  --until-step N       stop (with a checkpoint) once step N is reached, schedule unchanged\n"
             "  --no-resume          start from scratch even if checkpoints exist\n"
             "  --quiet              no progress lines\n"
             "  --help               this text\n"
@@ -45,7 +46,7 @@ static void usage(FILE *out) {
     fprintf(out, "\nS3 credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.\n");
 }
 
-static int run_plain(const tc_config *cfg, int resume, int quiet) {
+static int run_plain(const tc_config *cfg, int resume, int quiet, long until) {
     char err[TC_ERR_MAX];
     tc_trainer *t = tc_trainer_create(cfg, err, sizeof err);
     if (!t) {
@@ -84,7 +85,8 @@ static int run_plain(const tc_config *cfg, int resume, int quiet) {
     float loss = 0.0f;
     double tps = 0.0;
     long tokens_per_step = (long)cfg->batch_size * cfg->seq_len;
-    while (tc_trainer_step_count(t) < cfg->steps && !stop_requested) {
+    long last = until > 0 && until < cfg->steps ? until : cfg->steps;
+    while (tc_trainer_step_count(t) < last && !stop_requested) {
         if (tc_trainer_step(t, &loss, err, sizeof err) != 0) {
             fprintf(stderr, "stratum-trainer: %s\n", err);
             rc = 1;
@@ -160,6 +162,7 @@ int main(int argc, char **argv) {
     char err[TC_ERR_MAX];
     const char *config_path = NULL;
     int resume = 1, quiet = 0;
+    long until = 0;
     // Config file first, then overrides in order, whatever their position on the line.
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -186,6 +189,14 @@ int main(int argc, char **argv) {
             resume = 0;
         } else if (!strcmp(a, "--quiet")) {
             quiet = 1;
+        } else if (!strcmp(a, "--until-step")) {
+            char *end = NULL;
+            until = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
+            if (i + 1 >= argc || !end || *end || until < 1) {
+                fprintf(stderr, "stratum-trainer: --until-step needs a positive step number\n");
+                return 2;
+            }
+            i++;
         } else if (!strcmp(a, "--set") || !strcmp(a, "--steps")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "stratum-trainer: %s needs a value\n", a);
@@ -224,5 +235,5 @@ int main(int argc, char **argv) {
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    return cfg.diloco_workers > 0 ? run_diloco(&cfg, quiet) : run_plain(&cfg, resume, quiet);
+    return cfg.diloco_workers > 0 ? run_diloco(&cfg, quiet) : run_plain(&cfg, resume, quiet, until);
 }

@@ -162,6 +162,8 @@ int tc_store_list(tc_store *s, const char *prefix, char **keys, char *err, size_
 int tc_store_delete(tc_store *s, const char *key, char *err, size_t errlen);
 /// Bytes sent plus received by this store so far.
 uint64_t tc_store_bytes(const tc_store *s);
+/// Creates a bucket (idempotent: an existing bucket owned by the caller is fine).
+int tc_s3_create_bucket(const char *endpoint, const char *region, const char *bucket, char *err, size_t errlen);
 /// Multipart threshold and part size for S3 uploads (default 8 MiB / 8 MiB; min part 5 MiB on AWS).
 void tc_store_set_multipart(tc_store *s, size_t threshold, size_t part_size);
 

@@ -1,0 +1,173 @@
+import Foundation
+import Testing
+import TrainerCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Every trainer test runs one at a time: they are CPU-bound and timed on a shared machine.
+@Suite(.serialized) enum TrainerSuite {}
+
+/// A fresh directory under the system temp dir, removed by the caller.
+func makeTempDir(_ tag: String) throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("stratum-trainer-\(tag)-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+/// A config built from defaults plus "section.key" overrides, failing the test on a bad key.
+func makeConfig(_ overrides: [String: String]) throws -> tc_config {
+    var cfg = tc_config()
+    tc_config_defaults(&cfg)
+    for (key, value) in overrides.sorted(by: { $0.key < $1.key }) {
+        var err = [CChar](repeating: 0, count: Int(TC_ERR_MAX))
+        let rc = tc_config_set(&cfg, key, value, &err, err.count)
+        try #require(rc == 0, "\(key)=\(value): \(errorText(err))")
+    }
+    return cfg
+}
+
+/// A tiny model and batch that train in well under a second per hundred steps.
+let tinyModel: [String: String] = [
+    "model.layers": "1", "model.width": "32", "model.heads": "2", "model.context": "32",
+    "train.batch_size": "4", "train.seq_len": "32", "train.threads": "2", "train.log_every": "0",
+    "train.lr": "3e-3", "train.warmup_steps": "5",
+]
+
+func errorText(_ err: [CChar]) -> String {
+    String(decoding: err.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// Path of the stratum-trainer executable built next to the test bundle.
+func trainerBinary() throws -> URL {
+    if let env = ProcessInfo.processInfo.environment["STRATUM_TRAINER_BIN"] {
+        return URL(fileURLWithPath: env)
+    }
+    var dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+    for _ in 0..<4 {
+        let candidate = dir.appendingPathComponent("stratum-trainer")
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    throw TrainerTestError.missing("stratum-trainer executable next to the test bundle (set STRATUM_TRAINER_BIN)")
+}
+
+enum TrainerTestError: Error, CustomStringConvertible {
+    case missing(String)
+    case timeout(String)
+    var description: String {
+        switch self {
+        case .missing(let what): return "missing \(what)"
+        case .timeout(let what): return "timed out: \(what)"
+        }
+    }
+}
+
+/// A child process with its stdout+stderr captured to a file.
+final class Child {
+    let process = Process()
+    let logURL: URL
+
+    init(_ executable: URL, _ arguments: [String], log: URL, environment: [String: String] = [:]) throws {
+        process.executableURL = executable
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        process.standardOutput = handle
+        process.standardError = handle
+        logURL = log
+        try process.run()
+    }
+
+    var output: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
+
+    /// Polls until the process exits or the deadline passes (a real child: polling is the only way).
+    func wait(seconds: Double) throws -> Int32 {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning {
+            if Date() > deadline {
+                process.terminate()
+                throw TrainerTestError.timeout("\(process.executableURL?.lastPathComponent ?? "child") after \(seconds)s:\n\(output)")
+            }
+            usleep(20_000)
+        }
+        return process.terminationStatus
+    }
+
+    func kill() { Glibc.kill(process.processIdentifier, SIGKILL) }
+}
+
+/// Runs the trainer CLI to completion and returns (exit status, output).
+func runTrainer(_ arguments: [String], in dir: URL, name: String, seconds: Double = 120,
+                environment: [String: String] = [:]) throws -> (Int32, String) {
+    let child = try Child(try trainerBinary(), arguments, log: dir.appendingPathComponent("\(name).log"), environment: environment)
+    let status = try child.wait(seconds: seconds)
+    return (status, child.output)
+}
+
+/// Writes a YAML file and returns its path.
+func writeYAML(_ text: String, in dir: URL, name: String = "trainer.yaml") throws -> String {
+    let url = dir.appendingPathComponent(name)
+    try text.write(to: url, atomically: true, encoding: .utf8)
+    return url.path
+}
+
+/// A loopback port nobody listens on right now.
+func freeLoopbackPort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = 0
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) }
+    }
+    _ = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+    }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+/// True when something accepts TCP connections on 127.0.0.1:port.
+func loopbackAccepts(_ port: Int) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = UInt16(port).bigEndian
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let rc = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    return rc == 0
+}
+
+/// Sends one HTTP/1.0 GET over loopback and returns the raw response.
+func httpGet(port: Int, path: String) throws -> String {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = UInt16(port).bigEndian
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let rc = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    try #require(rc == 0, "connect to 127.0.0.1:\(port) failed")
+    let request = Array("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".utf8)
+    _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+    var response = [UInt8]()
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if n <= 0 { break }
+        response.append(contentsOf: chunk[0..<n])
+    }
+    return String(decoding: response, as: UTF8.self)
+}
