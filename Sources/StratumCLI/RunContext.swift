@@ -45,7 +45,12 @@ struct RunContext {
         return only
     }
 
-    var stackName: String { (try? stackEntry().name) ?? options.stack ?? "default" }
+    /// The stack to work on without evaluating it (destroy, plan --destroy): a name given with
+    /// --stack may be one whose code is gone, so its leftover resources can still be destroyed.
+    func stackNameForDestroy() throws -> String {
+        if let named = options.stack ?? ProcessInfo.processInfo.environment["STRATUM_STACK"] { return named }
+        return try stackEntry().name
+    }
 
     /// State is kept per stack and environment.
     func workspace(for stack: String) -> String { "\(stack)/\(options.environment)" }
@@ -103,7 +108,7 @@ struct RunContext {
         let observer = ProgressObserver(console: console, logger: logger, total: steps)
         let reminder = Task { await observer.reportStillRunning(every: .seconds(10)) }
         defer { reminder.cancel() }
-        let executor = Executor(providers: providers, store: store, workspace: workspace(for: plan.stack), parallelism: parallelism, observer: observer)
+        let executor = Executor(providers: providers, store: store, workspace: "\(plan.stack)/\(plan.environment)", parallelism: parallelism, observer: observer)
         let clock = ContinuousClock()
         let start = clock.now
         let result = try await executor.apply(plan)

@@ -75,7 +75,7 @@ public struct Planner: Sendable {
             changes[address] = Self.deletion(of: current, recorded: recorded)
         }
 
-        let scoped = apply(scope: scope, to: changes, stack: stack, live: live)
+        let scoped = restrict(changes, to: scope, stack: stack, live: live)
         return Plan(
             stack: stack.name, environment: stack.environment, lineage: snapshot.lineage, serial: snapshot.serial, createdAt: now,
             changes: scoped.sorted { $0.address < $1.address }, vanished: vanished.sorted(), outputs: stack.outputs)
@@ -164,7 +164,7 @@ public struct Planner: Sendable {
             dependencies: resource.dependencies, prior: prior)
     }
 
-    func apply(scope: PlanScope, to changes: [ResourceAddress: ResourceChange], stack: EvaluatedStack, live: [ResourceAddress: ResourceState]) -> [ResourceChange] {
+    func restrict(_ changes: [ResourceAddress: ResourceChange], to scope: PlanScope, stack: EvaluatedStack, live: [ResourceAddress: ResourceState]) -> [ResourceChange] {
         guard !scope.targets.isEmpty || !scope.excludes.isEmpty else { return Array(changes.values) }
         var edges = stack.graph.edges
         for (address, state) in live where edges[address] == nil { edges[address] = state.dependencies }

@@ -45,7 +45,7 @@ struct ApplyRun {
         try await reportingErrors(context.console) {
             let saved = try planFile.map(PlanFile.read)
             let stack = (destroy || saved != nil) ? nil : try context.evaluate()
-            let name = saved?.stack ?? stack?.name ?? context.stackName
+            let name = try saved?.stack ?? stack?.name ?? context.stackNameForDestroy()
             if let saved, saved.environment != global.environment, global.env != nil {
                 throw CLIError("the plan is for environment '\(saved.environment)', not '\(global.environment)'")
             }

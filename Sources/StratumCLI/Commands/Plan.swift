@@ -34,7 +34,7 @@ struct PlanCommand: AsyncParsableCommand {
         var hasChanges = false
         try await reportingErrors(context.console) {
             let stack = destroy ? nil : try context.evaluate()
-            let name = stack?.name ?? context.stackName
+            let name = try stack?.name ?? context.stackNameForDestroy()
             let store = try context.openStore()
             let plan = try await StateLock(store: store, workspace: context.workspace(for: name)).run(operation: "plan") { _ in
                 try await context.plan(stack: stack, stackName: name, store: store, change: change, destroy: destroy)
