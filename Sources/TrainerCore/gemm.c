@@ -9,8 +9,12 @@
 
 #include <string.h>
 
-#define MR 4
+#ifndef MR
+#define MR 8
+#endif
+#ifndef NR
 #define NR 32
+#endif
 #define KC 256
 #define ROWS_PER_ITEM 16
 

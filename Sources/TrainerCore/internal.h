@@ -3,6 +3,7 @@
 #define STRATUM_TRAINER_INTERNAL_H
 
 #include "trainer.h"
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -21,6 +22,27 @@ void tc_pool_run(tc_pool *p, int n, void (*fn)(void *arg, int i), void *arg);
 void tc_gemm(tc_pool *p, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc);
 // Name of the instruction set the GEMM kernel uses on this machine.
 const char *tc_gemm_isa(void);
+
+// Hot loops are compiled for AVX-512, AVX2 and baseline x86-64; the loader picks one per CPU.
+#if defined(__x86_64__) && defined(__linux__) && !defined(TC_NO_DISPATCH)
+#define TC_HOT __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define TC_HOT
+#endif
+
+// exp(x) as 2^k * p(r) with |r| <= ln2/2 and a degree-6 polynomial (relative error ~2e-7).
+// Unlike libm's expf it vectorises, and it gives the same bits on every platform.
+static inline float tc_expf(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float k = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - k * 0.693145751953125f - k * 1.42860682030941723e-6f;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666679f + r * (0.00833333377f + r * 0.00138888892f)))));
+    union { int32_t i; float f; } scale = {((int32_t)k + 127) << 23};
+    return p * scale.f;
+}
+
+// tanh through tc_expf: 1 - 2 / (exp(2x) + 1) saturates cleanly to +-1.
+static inline float tc_tanhf(float x) { return 1.0f - 2.0f / (tc_expf(2.0f * x) + 1.0f); }
 
 // Wall clock in seconds (monotonic).
 double tc_now(void);

@@ -168,7 +168,7 @@ static int ensure_activations(tc_model *m, int B, int T) {
 
 #define ROW_CHUNK 64
 
-static void transpose(const float *src, int rows, int cols, float *dst) {
+TC_HOT static void transpose(const float *src, int rows, int cols, float *dst) {
     // dst[c, r] = src[r, c], in 32x32 blocks to keep both sides in cache.
     for (int r0 = 0; r0 < rows; r0 += 32)
         for (int c0 = 0; c0 < cols; c0 += 32) {
@@ -184,7 +184,7 @@ typedef struct {
     int N, C;
 } ln_job;
 
-static void layernorm_rows(void *arg, int item) {
+TC_HOT static void layernorm_rows(void *arg, int item) {
     ln_job *j = arg;
     int C = j->C;
     int n1 = (item + 1) * ROW_CHUNK < j->N ? (item + 1) * ROW_CHUNK : j->N;
@@ -216,7 +216,7 @@ typedef struct {
     int N, C;
 } lnb_job;
 
-static void layernorm_backward_rows(void *arg, int item) {
+TC_HOT static void layernorm_backward_rows(void *arg, int item) {
     lnb_job *j = arg;
     int C = j->C;
     float *dw = j->partials + (size_t)item * 2 * C, *db = dw + C;
@@ -259,7 +259,7 @@ static void layernorm_backward(tc_model *m, float *dinp, float *dw, float *db, c
 }
 
 // out[N, OC] = (accumulate ? out : 0) + inp[N, Cin] @ W[Cin, OC] + b
-static void matmul_forward(tc_pool *pool, float *out, const float *inp, const float *W, const float *b, int N, int Cin,
+TC_HOT static void matmul_forward(tc_pool *pool, float *out, const float *inp, const float *W, const float *b, int N, int Cin,
                            int OC, int accumulate) {
     if (!accumulate) memset(out, 0, (size_t)N * OC * sizeof(float));
     if (b)
@@ -271,7 +271,7 @@ static void matmul_forward(tc_pool *pool, float *out, const float *inp, const fl
 }
 
 // dinp = dout @ W^T (overwritten); dW += inp^T @ dout; db += column sums of dout.
-static void matmul_backward(tc_model *m, float *dinp, float *dW, float *db, const float *dout, const float *inp,
+TC_HOT static void matmul_backward(tc_model *m, float *dinp, float *dW, float *db, const float *dout, const float *inp,
                             const float *W, int N, int Cin, int OC) {
     if (dinp) {
         memset(dinp, 0, (size_t)N * Cin * sizeof(float));
@@ -297,24 +297,24 @@ typedef struct {
 
 #define EW_CHUNK 16384
 
-static void gelu_forward_chunk(void *arg, int item) {
+TC_HOT static void gelu_forward_chunk(void *arg, int item) {
     ew_job *j = arg;
     size_t i0 = (size_t)item * EW_CHUNK, i1 = i0 + EW_CHUNK < j->n ? i0 + EW_CHUNK : j->n;
     float *out = j->a;
     const float *x = j->c;
     for (size_t i = i0; i < i1; i++) {
         float u = x[i];
-        out[i] = 0.5f * u * (1.0f + tanhf(GELU_SCALE * (u + 0.044715f * u * u * u)));
+        out[i] = 0.5f * u * (1.0f + tc_tanhf(GELU_SCALE * (u + 0.044715f * u * u * u)));
     }
 }
 
-static void gelu_backward_chunk(void *arg, int item) {
+TC_HOT static void gelu_backward_chunk(void *arg, int item) {
     ew_job *j = arg;  // a: dinp (in: dout, out: dinp), c: x
     size_t i0 = (size_t)item * EW_CHUNK, i1 = i0 + EW_CHUNK < j->n ? i0 + EW_CHUNK : j->n;
     for (size_t i = i0; i < i1; i++) {
         float x = j->c[i];
         float cube = 0.044715f * x * x * x;
-        float th = tanhf(GELU_SCALE * (x + cube));
+        float th = tc_tanhf(GELU_SCALE * (x + cube));
         float sech2 = 1.0f - th * th;
         float local = 0.5f * (1.0f + th) + x * 0.5f * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
         j->a[i] *= local;
@@ -330,7 +330,7 @@ typedef struct {
     int T;
 } attn_job;
 
-static void attention_forward_head(void *arg, int item) {
+TC_HOT static void attention_forward_head(void *arg, int item) {
     attn_job *j = arg;
     int C = j->m->C, NH = j->m->NH, hs = C / NH, T = j->T, C3 = 3 * C;
     int b = item / NH, h = item % NH;
@@ -349,7 +349,7 @@ static void attention_forward_head(void *arg, int item) {
         }
         float sum = 0.0f;
         for (int t2 = 0; t2 <= t; t2++) {
-            row[t2] = expf(row[t2] - maxv);
+            row[t2] = tc_expf(row[t2] - maxv);
             sum += row[t2];
         }
         float inv = 1.0f / sum;
@@ -365,7 +365,7 @@ static void attention_forward_head(void *arg, int item) {
     }
 }
 
-static void attention_backward_head(void *arg, int item) {
+TC_HOT static void attention_backward_head(void *arg, int item) {
     attn_job *j = arg;
     int C = j->m->C, NH = j->m->NH, hs = C / NH, T = j->T, C3 = 3 * C;
     int b = item / NH, h = item % NH;
@@ -407,7 +407,7 @@ typedef struct {
     double *losses;
 } softmax_job;
 
-static void softmax_rows(void *arg, int item) {
+TC_HOT static void softmax_rows(void *arg, int item) {
     softmax_job *j = arg;
     tc_model *m = j->m;
     int n1 = (item + 1) * ROW_CHUNK < j->N ? (item + 1) * ROW_CHUNK : j->N;
@@ -418,7 +418,7 @@ static void softmax_rows(void *arg, int item) {
             if (p[i] > maxv) maxv = p[i];
         float sum = 0.0f;
         for (int i = 0; i < TC_VOCAB; i++) {
-            p[i] = expf(p[i] - maxv);
+            p[i] = tc_expf(p[i] - maxv);
             sum += p[i];
         }
         float inv = 1.0f / sum;
@@ -568,7 +568,7 @@ float tc_model_clip_grad(tc_model *m, float max_norm) {
     return norm;
 }
 
-void tc_model_update(tc_model *m, float lr, float beta1, float beta2, float eps, float weight_decay, long t) {
+TC_HOT void tc_model_update(tc_model *m, float lr, float beta1, float beta2, float eps, float weight_decay, long t) {
     float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
     float *param = m->mem, *grad = m->mem + m->num_params;
     size_t off = 0;
