@@ -16,10 +16,14 @@ typedef struct tc_pool tc_pool;
 tc_pool *tc_pool_create(int threads);
 void tc_pool_free(tc_pool *p);
 int tc_pool_threads(const tc_pool *p);
-void tc_pool_run(tc_pool *p, int n, void (*fn)(void *arg, int i), void *arg);
+void tc_pool_run(tc_pool *p, int n, void (*fn)(void *arg, int i, int tid), void *arg);
 
 // C[M,N] += A[M,K] * B[K,N], all row-major with leading dimensions; rows split over the pool.
 void tc_gemm(tc_pool *p, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc);
+// C[M,N] += A^T * B with A stored [K,M].
+void tc_gemm_tn(tc_pool *p, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc);
+// Either form on the calling thread only (for work already split over the pool).
+void tc_gemm_serial(int transpose_a, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc);
 // Name of the instruction set the GEMM kernel uses on this machine.
 const char *tc_gemm_isa(void);
 

@@ -47,7 +47,9 @@ struct tc_model {
     float *act_mem;
     activations a;
     // backward scratch
-    float *dres, *dnc, *d4c, *dqkv, *dlogits, *scratch_t, *scratch_w, *ln_partials;
+    float *dres, *dnc, *d4c, *dqkv, *dlogits, *scratch_w, *ln_partials;
+    float *attn_scratch;            // per thread: [hs, T] + [T, T]
+    size_t attn_scratch_per_thread;
     uint8_t *inputs, *targets;
     float loss;
     tc_pool *pool;
@@ -125,7 +127,8 @@ static int ensure_activations(tc_model *m, int B, int T) {
     m->act_mem = NULL;
     size_t L = (size_t)m->L, C = (size_t)m->C, N = (size_t)B * T, V = TC_VOCAB, NH = (size_t)m->NH;
     size_t wmax = 4 * C * C > V * C ? 4 * C * C : V * C;
-    size_t tmax = N * 4 * C > N * V ? N * 4 * C : N * V;
+    size_t per_thread = (C / NH) * (size_t)T + (size_t)T * T;
+    size_t threads = (size_t)tc_pool_threads(m->pool);
     size_t nparts = (N + 63) / 64;
     size_t sizes[] = {
         N * C,                                        // encoded
@@ -139,7 +142,8 @@ static int ensure_activations(tc_model *m, int B, int T) {
         N * C, N, N,                                  // lnf
         N * V,                                        // probs
         N * C, N * C, N * 4 * C, N * 3 * C, N * V,    // dres, dnc, d4c, dqkv, dlogits
-        tmax, wmax, nparts * 2 * C,                   // transposes, layernorm partial sums
+        wmax, nparts * 2 * C,                         // weight transposes, layernorm partial sums
+        threads * per_thread,                         // attention scratch
         N, N};                                        // inputs, targets (as floats' worth of bytes)
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += sizes[i];
@@ -148,10 +152,11 @@ static int ensure_activations(tc_model *m, int B, int T) {
     m->act_mem = mem;
     m->B = B;
     m->T = T;
+    m->attn_scratch_per_thread = per_thread;
     float **ptrs[] = {&m->a.encoded, &m->a.ln1, &m->a.ln1_mean, &m->a.ln1_rstd, &m->a.qkv, &m->a.atty, &m->a.att,
                       &m->a.residual2, &m->a.ln2, &m->a.ln2_mean, &m->a.ln2_rstd, &m->a.fch, &m->a.fch_gelu,
                       &m->a.residual3, &m->a.lnf, &m->a.lnf_mean, &m->a.lnf_rstd, &m->a.probs, &m->dres, &m->dnc,
-                      &m->d4c, &m->dqkv, &m->dlogits, &m->scratch_t, &m->scratch_w, &m->ln_partials};
+                      &m->d4c, &m->dqkv, &m->dlogits, &m->scratch_w, &m->ln_partials, &m->attn_scratch};
     size_t n = sizeof ptrs / sizeof ptrs[0];
     float *p = mem;
     for (size_t i = 0; i < n; i++) {
@@ -184,7 +189,8 @@ typedef struct {
     int N, C;
 } ln_job;
 
-TC_HOT static void layernorm_rows(void *arg, int item) {
+TC_HOT static void layernorm_rows(void *arg, int item, int tid) {
+    (void)tid;
     ln_job *j = arg;
     int C = j->C;
     int n1 = (item + 1) * ROW_CHUNK < j->N ? (item + 1) * ROW_CHUNK : j->N;
@@ -216,7 +222,8 @@ typedef struct {
     int N, C;
 } lnb_job;
 
-TC_HOT static void layernorm_backward_rows(void *arg, int item) {
+TC_HOT static void layernorm_backward_rows(void *arg, int item, int tid) {
+    (void)tid;
     lnb_job *j = arg;
     int C = j->C;
     float *dw = j->partials + (size_t)item * 2 * C, *db = dw + C;
@@ -278,8 +285,7 @@ TC_HOT static void matmul_backward(tc_model *m, float *dinp, float *dW, float *d
         transpose(W, Cin, OC, m->scratch_w);  // [OC, Cin]
         tc_gemm(m->pool, N, Cin, OC, dout, OC, m->scratch_w, Cin, dinp, Cin);
     }
-    transpose(inp, N, Cin, m->scratch_t);  // [Cin, N]
-    tc_gemm(m->pool, Cin, OC, N, m->scratch_t, N, dout, OC, dW, OC);
+    tc_gemm_tn(m->pool, Cin, OC, N, inp, Cin, dout, OC, dW, OC);
     if (db)
         for (int n = 0; n < N; n++) {
             const float *d = dout + (size_t)n * OC;
@@ -297,7 +303,8 @@ typedef struct {
 
 #define EW_CHUNK 16384
 
-TC_HOT static void gelu_forward_chunk(void *arg, int item) {
+TC_HOT static void gelu_forward_chunk(void *arg, int item, int tid) {
+    (void)tid;
     ew_job *j = arg;
     size_t i0 = (size_t)item * EW_CHUNK, i1 = i0 + EW_CHUNK < j->n ? i0 + EW_CHUNK : j->n;
     float *out = j->a;
@@ -308,7 +315,8 @@ TC_HOT static void gelu_forward_chunk(void *arg, int item) {
     }
 }
 
-TC_HOT static void gelu_backward_chunk(void *arg, int item) {
+TC_HOT static void gelu_backward_chunk(void *arg, int item, int tid) {
+    (void)tid;
     ew_job *j = arg;  // a: dinp (in: dout, out: dinp), c: x
     size_t i0 = (size_t)item * EW_CHUNK, i1 = i0 + EW_CHUNK < j->n ? i0 + EW_CHUNK : j->n;
     for (size_t i = i0; i < i1; i++) {
@@ -330,73 +338,83 @@ typedef struct {
     int T;
 } attn_job;
 
-TC_HOT static void attention_forward_head(void *arg, int item) {
+// Attention for one (batch, head) as matrix products on row blocks of ATT_BLOCK queries;
+// a block of queries only needs keys up to its last row, so the causal half is skipped.
+#define ATT_BLOCK 32
+
+static void transpose_strided(const float *src, int rows, int cols, int ld, float *dst) {
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[(size_t)c * rows + r] = src[(size_t)r * ld + c];
+}
+
+TC_HOT static void attention_forward_head(void *arg, int item, int tid) {
     attn_job *j = arg;
-    int C = j->m->C, NH = j->m->NH, hs = C / NH, T = j->T, C3 = 3 * C;
+    tc_model *m = j->m;
+    int C = m->C, NH = m->NH, hs = C / NH, T = j->T, C3 = 3 * C;
     int b = item / NH, h = item % NH;
     float scale = 1.0f / sqrtf((float)hs);
-    for (int t = 0; t < T; t++) {
-        const float *q = j->qkv + ((size_t)b * T + t) * C3 + h * hs;
-        float *row = j->att + (((size_t)b * NH + h) * T + t) * T;
-        float maxv = -1e30f;
-        for (int t2 = 0; t2 <= t; t2++) {
-            const float *k = j->qkv + ((size_t)b * T + t2) * C3 + C + h * hs;
-            float s = 0.0f;
-            for (int i = 0; i < hs; i++) s += q[i] * k[i];
-            s *= scale;
-            row[t2] = s;
-            if (s > maxv) maxv = s;
+    const float *q = j->qkv + (size_t)b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
+    float *att = j->att + ((size_t)b * NH + h) * T * T, *out = j->out + (size_t)b * T * C + h * hs;
+    float *kt = m->attn_scratch + (size_t)tid * m->attn_scratch_per_thread;  // [hs, T]
+    transpose_strided(k, T, hs, C3, kt);
+    for (int i0 = 0; i0 < T; i0 += ATT_BLOCK) {
+        int rb = T - i0 < ATT_BLOCK ? T - i0 : ATT_BLOCK, i1 = i0 + rb;
+        for (int i = i0; i < i1; i++) memset(att + (size_t)i * T, 0, (size_t)i1 * sizeof(float));
+        tc_gemm_serial(0, rb, i1, hs, q + (size_t)i0 * C3, C3, kt, T, att + (size_t)i0 * T, T);
+    }
+    for (int i = 0; i < T; i++) {
+        float *row = att + (size_t)i * T, maxv = -1e30f, sum = 0.0f;
+        for (int t2 = 0; t2 <= i; t2++) {
+            row[t2] *= scale;
+            maxv = row[t2] > maxv ? row[t2] : maxv;
         }
-        float sum = 0.0f;
-        for (int t2 = 0; t2 <= t; t2++) {
+        for (int t2 = 0; t2 <= i; t2++) {
             row[t2] = tc_expf(row[t2] - maxv);
             sum += row[t2];
         }
         float inv = 1.0f / sum;
-        for (int t2 = 0; t2 <= t; t2++) row[t2] *= inv;
-        for (int t2 = t + 1; t2 < T; t2++) row[t2] = 0.0f;
-        float *o = j->out + ((size_t)b * T + t) * C + h * hs;
-        memset(o, 0, (size_t)hs * sizeof(float));
-        for (int t2 = 0; t2 <= t; t2++) {
-            const float *v = j->qkv + ((size_t)b * T + t2) * C3 + 2 * C + h * hs;
-            float a = row[t2];
-            for (int i = 0; i < hs; i++) o[i] += a * v[i];
-        }
+        for (int t2 = 0; t2 <= i; t2++) row[t2] *= inv;
+        for (int t2 = i + 1; t2 < T; t2++) row[t2] = 0.0f;
+    }
+    for (int i0 = 0; i0 < T; i0 += ATT_BLOCK) {
+        int rb = T - i0 < ATT_BLOCK ? T - i0 : ATT_BLOCK, i1 = i0 + rb;
+        for (int i = i0; i < i1; i++) memset(out + (size_t)i * C, 0, (size_t)hs * sizeof(float));
+        tc_gemm_serial(0, rb, hs, i1, att + (size_t)i0 * T, T, v, C3, out + (size_t)i0 * C, C);
     }
 }
 
-TC_HOT static void attention_backward_head(void *arg, int item) {
+TC_HOT static void attention_backward_head(void *arg, int item, int tid) {
     attn_job *j = arg;
-    int C = j->m->C, NH = j->m->NH, hs = C / NH, T = j->T, C3 = 3 * C;
+    tc_model *m = j->m;
+    int C = m->C, NH = m->NH, hs = C / NH, T = j->T, C3 = 3 * C;
     int b = item / NH, h = item % NH;
     float scale = 1.0f / sqrtf((float)hs);
-    float datt[T];
-    for (int t = 0; t < T; t++) {
-        const float *row = j->att + (((size_t)b * NH + h) * T + t) * T;
-        const float *dout = j->dout + ((size_t)b * T + t) * C + h * hs;
-        const float *q = j->qkv + ((size_t)b * T + t) * C3 + h * hs;
-        float *dq = j->dqkv + ((size_t)b * T + t) * C3 + h * hs;
-        float dot = 0.0f;
-        for (int t2 = 0; t2 <= t; t2++) {
-            const float *v = j->qkv + ((size_t)b * T + t2) * C3 + 2 * C + h * hs;
-            float *dv = j->dqkv + ((size_t)b * T + t2) * C3 + 2 * C + h * hs;
-            float s = 0.0f;
-            for (int i = 0; i < hs; i++) {
-                s += dout[i] * v[i];
-                dv[i] += row[t2] * dout[i];
-            }
-            datt[t2] = s;
-            dot += row[t2] * s;
-        }
-        for (int t2 = 0; t2 <= t; t2++) {
-            float dpre = row[t2] * (datt[t2] - dot) * scale;
-            const float *k = j->qkv + ((size_t)b * T + t2) * C3 + C + h * hs;
-            float *dk = j->dqkv + ((size_t)b * T + t2) * C3 + C + h * hs;
-            for (int i = 0; i < hs; i++) {
-                dq[i] += dpre * k[i];
-                dk[i] += dpre * q[i];
-            }
-        }
+    const float *q = j->qkv + (size_t)b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
+    const float *att = j->att + ((size_t)b * NH + h) * T * T, *dout = j->dout + (size_t)b * T * C + h * hs;
+    float *dq = j->dqkv + (size_t)b * T * C3 + h * hs, *dk = dq + C, *dv = dq + 2 * C;
+    float *vt = m->attn_scratch + (size_t)tid * m->attn_scratch_per_thread;  // [hs, T]
+    float *ds = vt + (size_t)hs * T;                                           // [T, T]
+    transpose_strided(v, T, hs, C3, vt);
+    // dP = dO V^T (causal rows only), then dS = P * (dP - rowsum(P * dP)) * scale, zero above the diagonal.
+    for (int i0 = 0; i0 < T; i0 += ATT_BLOCK) {
+        int rb = T - i0 < ATT_BLOCK ? T - i0 : ATT_BLOCK, i1 = i0 + rb;
+        for (int i = i0; i < i1; i++) memset(ds + (size_t)i * T, 0, (size_t)i1 * sizeof(float));
+        tc_gemm_serial(0, rb, i1, hs, dout + (size_t)i0 * C, C, vt, T, ds + (size_t)i0 * T, T);
+    }
+    for (int i = 0; i < T; i++) {
+        const float *p = att + (size_t)i * T;
+        float *d = ds + (size_t)i * T, dot = 0.0f;
+        for (int t2 = 0; t2 <= i; t2++) dot += p[t2] * d[t2];
+        for (int t2 = 0; t2 <= i; t2++) d[t2] = p[t2] * (d[t2] - dot) * scale;
+        for (int t2 = i + 1; t2 < T; t2++) d[t2] = 0.0f;
+    }
+    for (int i0 = 0; i0 < T; i0 += ATT_BLOCK) {
+        int rb = T - i0 < ATT_BLOCK ? T - i0 : ATT_BLOCK, i1 = i0 + rb;
+        // dQ[i0:i1] = dS[i0:i1, :i1] K[:i1]
+        tc_gemm_serial(0, rb, hs, i1, ds + (size_t)i0 * T, T, k, C3, dq + (size_t)i0 * C3, C3);
+        // dK[i0:i1] = dS[i0:, i0:i1]^T Q[i0:];  dV[i0:i1] = P[i0:, i0:i1]^T dO[i0:]
+        tc_gemm_serial(1, rb, hs, T - i0, ds + (size_t)i0 * T + i0, T, q + (size_t)i0 * C3, C3, dk + (size_t)i0 * C3, C3);
+        tc_gemm_serial(1, rb, hs, T - i0, att + (size_t)i0 * T + i0, T, dout + (size_t)i0 * C, C, dv + (size_t)i0 * C3, C3);
     }
 }
 
@@ -407,7 +425,8 @@ typedef struct {
     double *losses;
 } softmax_job;
 
-TC_HOT static void softmax_rows(void *arg, int item) {
+TC_HOT static void softmax_rows(void *arg, int item, int tid) {
+    (void)tid;
     softmax_job *j = arg;
     tc_model *m = j->m;
     int n1 = (item + 1) * ROW_CHUNK < j->N ? (item + 1) * ROW_CHUNK : j->N;
@@ -506,8 +525,7 @@ void tc_model_backward(tc_model *m) {
     float *dlnf = m->dnc;
     memset(dlnf, 0, (size_t)N * C * sizeof(float));
     tc_gemm(m->pool, N, C, V, m->dlogits, V, p->wte, C, dlnf, C);
-    transpose(m->dlogits, N, V, m->scratch_t);  // [V, N]
-    tc_gemm(m->pool, V, C, N, m->scratch_t, N, a->lnf, C, g->wte, C);
+    tc_gemm_tn(m->pool, V, C, N, m->dlogits, V, a->lnf, C, g->wte, C);
 
     memset(m->dres, 0, (size_t)N * C * sizeof(float));
     layernorm_backward(m, m->dres, g->lnfw, g->lnfb, dlnf, a->residual3 + (size_t)(L - 1) * N * C, p->lnfw, a->lnf_mean,

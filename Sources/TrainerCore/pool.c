@@ -14,7 +14,7 @@ struct tc_pool {
     long generation;
     int pending;
     int quit;
-    void (*fn)(void *, int);
+    void (*fn)(void *, int, int);
     void *arg;
     int items;
 };
@@ -23,7 +23,7 @@ static void run_range(tc_pool *p, int tid) {
     int per = (p->items + p->n - 1) / p->n;
     int lo = tid * per, hi = lo + per;
     if (hi > p->items) hi = p->items;
-    for (int i = lo; i < hi; i++) p->fn(p->arg, i);
+    for (int i = lo; i < hi; i++) p->fn(p->arg, i, tid);
 }
 
 typedef struct { tc_pool *p; int tid; } worker_arg;
@@ -74,9 +74,9 @@ tc_pool *tc_pool_create(int threads) {
 
 int tc_pool_threads(const tc_pool *p) { return p ? p->n : 1; }
 
-void tc_pool_run(tc_pool *p, int n, void (*fn)(void *arg, int i), void *arg) {
+void tc_pool_run(tc_pool *p, int n, void (*fn)(void *arg, int i, int tid), void *arg) {
     if (!p || p->n == 1 || n <= 1) {
-        for (int i = 0; i < n; i++) fn(arg, i);
+        for (int i = 0; i < n; i++) fn(arg, i, 0);
         return;
     }
     pthread_mutex_lock(&p->mu);
