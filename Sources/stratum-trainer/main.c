@@ -128,6 +128,16 @@ static int run_plain(const tc_config *cfg, int resume, int quiet, long until) {
     }
     if (rc == 0 && !quiet) {
         printf("%s at step %ld, last loss %.4f\n", stop_requested ? "stopped" : "done", tc_trainer_step_count(t), loss);
+        if (!stop_requested && cfg->eval_batches > 0) {
+            double ev = tc_trainer_eval(t, cfg->eval_batches, err, sizeof err);
+            if (ev < 0) {
+                fprintf(stderr, "stratum-trainer: %s\n", err);
+                rc = 1;
+            } else {
+                printf("eval loss %.4f on %d held-out batches\n", ev, cfg->eval_batches);
+                if (floor > 0) printf("entropy floor %.4f, gap %.4f\n", floor, ev - floor);
+            }
+        }
     }
     tc_metrics_stop(metrics);
     tc_trainer_free(t);
