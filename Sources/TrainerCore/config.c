@@ -31,7 +31,7 @@ static const key_def KEYS[] = {
     {"model.context", K_INT, F(context), 0, 1, 65536, "maximum sequence length"},
     {"train.batch_size", K_INT, F(batch_size), 0, 1, 1 << 20, "sequences per step"},
     {"train.seq_len", K_INT, F(seq_len), 0, 1, 65536, "bytes per sequence (<= model.context)"},
-    {"train.steps", K_LONG, F(steps), 0, 0, 1e15, "optimizer steps (inner steps per round in DiLoCo mode are diloco.inner_steps)"},
+    {"train.steps", K_LONG, F(steps), 0, 0, 1e15, "optimizer steps, the length of the lr schedule (ignored in DiLoCo mode: rounds x inner_steps)"},
     {"train.lr", K_FLOAT, F(lr), 0, 0, 10, "peak learning rate"},
     {"train.warmup_steps", K_INT, F(warmup_steps), 0, 0, 1e9, "linear warmup steps"},
     {"train.schedule", K_SCHEDULE, F(cosine), 0, 0, 1, "cosine | constant"},
@@ -44,6 +44,7 @@ static const key_def KEYS[] = {
     {"train.seed", K_U64, F(seed), 0, 0, 0, "seed of initialisation"},
     {"train.threads", K_INT, F(threads), 0, 1, 1024, "worker threads"},
     {"train.log_every", K_INT, F(log_every), 0, 0, 1e9, "progress line every N steps (0 = never)"},
+    {"train.eval_batches", K_INT, F(eval_batches), 0, 0, 1e6, "held-out batches evaluated at the end"},
     {"data.source", K_STR, F(data_source), S(data_source), 0, 0, "synthetic | path | http(s)://... | s3://bucket/key"},
     {"data.branching", K_INT, F(markov_branching), 0, 1, 256, "synthetic: successors per byte"},
     {"data.markov_seed", K_U64, F(markov_seed), 0, 0, 0, "synthetic: seed of the transition table"},
@@ -62,7 +63,6 @@ static const key_def KEYS[] = {
     {"diloco.outer_momentum", K_FLOAT, F(diloco_outer_momentum), 0, 0, 0.999999, "outer Nesterov momentum"},
     {"diloco.round_timeout_s", K_DOUBLE, F(diloco_round_timeout_s), 0, 0.01, 1e7, "seconds a round waits for stragglers"},
     {"diloco.compress", K_COMPRESS, F(diloco_compress), 0, 0, 1, "int8 | none: encoding of published pseudo-gradients"},
-    {"train.eval_batches", K_INT, F(eval_batches), 0, 0, 1e6, "held-out batches evaluated at the end"},
     {"diloco.store", K_STR, F(diloco_store), S(diloco_store), 0, 0, "directory or s3://bucket/prefix for pseudo-gradients"},
 };
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])

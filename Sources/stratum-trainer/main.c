@@ -85,7 +85,7 @@ static int run_plain(const tc_config *cfg, int resume, int quiet, long until) {
     float loss = 0.0f;
     double tps = 0.0;
     long tokens_per_step = (long)cfg->batch_size * cfg->seq_len;
-    long last = until > 0 && until < cfg->steps ? until : cfg->steps;
+    long last = until > 0 && until < cfg->steps ? until : cfg->steps, start_step = tc_trainer_step_count(t);
     while (tc_trainer_step_count(t) < last && !stop_requested) {
         if (tc_trainer_step(t, &loss, err, sizeof err) != 0) {
             fprintf(stderr, "stratum-trainer: %s\n", err);
@@ -117,7 +117,7 @@ static int run_plain(const tc_config *cfg, int resume, int quiet, long until) {
         }
         tc_metrics_update(metrics, step, loss, tps, tc_trainer_last_checkpoint(t), tc_data_bytes_fetched(tc_trainer_data(t)));
     }
-    if (rc == 0 && cfg->checkpoint_dir[0] && tc_trainer_step_count(t) > 0 &&
+    if (rc == 0 && cfg->checkpoint_dir[0] && tc_trainer_step_count(t) > start_step &&
         (cfg->checkpoint_every == 0 || tc_trainer_step_count(t) % cfg->checkpoint_every != 0)) {
         if (tc_trainer_save_checkpoint(t, err, sizeof err) != 0) {
             fprintf(stderr, "stratum-trainer: %s\n", err);
@@ -245,5 +245,12 @@ int main(int argc, char **argv) {
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    // A parent may spawn us with these blocked (threads of many runtimes block signals);
+    // preemption notices must still arrive.
+    sigset_t unblock;
+    sigemptyset(&unblock);
+    sigaddset(&unblock, SIGTERM);
+    sigaddset(&unblock, SIGINT);
+    sigprocmask(SIG_UNBLOCK, &unblock, NULL);
     return cfg.diloco_workers > 0 ? run_diloco(&cfg, quiet) : run_plain(&cfg, resume, quiet, until);
 }

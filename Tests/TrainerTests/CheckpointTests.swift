@@ -103,6 +103,45 @@ extension TrainerSuite {
             #expect(errorText(err).contains("checksum"), "\(errorText(err))")
         }
 
+        /// A trainer process serves /healthz and /metrics while training, and SIGTERM (spot
+        /// preemption) makes it write a checkpoint and exit 0; the next start resumes from it.
+        @Test func sigtermCheckpointsAndMetricsAreServedWhileTraining() throws {
+            let dir = try makeTempDir("sigterm")
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let port = freeLoopbackPort()
+            let yaml = """
+                model: {layers: 1, width: 32, heads: 2, context: 32}
+                train: {batch_size: 4, seq_len: 32, steps: 1000000, threads: 1, log_every: 1}
+                data: {source: synthetic}
+                checkpoint: {dir: \(dir.appendingPathComponent("ckpt").path)}
+                metrics: {port: \(port)}
+                """
+            let path = try writeYAML(yaml, in: dir)
+            let child = try Child(try trainerBinary(), ["--config", path], log: dir.appendingPathComponent("run.log"))
+            let deadline = Date().addingTimeInterval(60)
+            var metrics = ""
+            while Date() < deadline {
+                if loopbackAccepts(port), let text = try? httpGet(port: port, path: "/metrics"),
+                   let line = text.split(separator: "\n").first(where: { $0.hasPrefix("stratum_trainer_step ") }),
+                   let step = Int(line.split(separator: " ")[1]), step >= 5 {
+                    metrics = text
+                    break
+                }
+                usleep(20_000)
+            }
+            #expect(metrics.contains("stratum_trainer_loss "), "\(child.output)")
+            #expect(try httpGet(port: port, path: "/healthz").hasSuffix("ok\n"))
+            child.process.terminate()  // SIGTERM
+            #expect(try child.wait(seconds: 30) == 0, "\(child.output)")
+            let stopped = child.output
+            #expect(stopped.contains("checkpoint written at step"), "\(stopped)")
+            let steps = try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("ckpt").path)
+            #expect(steps.count == 1)
+            let (status, resumed) = try runTrainer(["--config", path, "--until-step", "1", "--set", "metrics.port=0"], in: dir, name: "again")
+            #expect(status == 0)
+            #expect(resumed.contains("resumed from checkpoint at step"), "\(resumed)")
+        }
+
         /// Fresh processes through the CLI: 2N straight and N + resume + N write byte-identical
         /// final checkpoints and print the same per-step losses; keep bounds what stays on disk.
         @Test func cliResumesAutomaticallyInAFreshProcess() throws {

@@ -158,6 +158,16 @@ extension TrainerSuite {
             #expect(sameBytes)
             #expect(tc_data_bytes_fetched(d) == 131_072, "two 64 KiB ranges, never the whole object")
 
+            // The same object over plain HTTP Range requests (the emulator serves it unsigned).
+            var httpCfg = try makeConfig(["data.source": "\(s3.url)/\(bucket)/objects/big.bin", "data.chunk_bytes": "65536"])
+            let h = try #require(tc_data_open(&httpCfg, 1, 2, &err, err.count), "\(errorText(err))")
+            defer { tc_data_free(h) }
+            try #require(tc_data_next_batch(h, &inputs, &targets, 1, 100_000, &err, err.count) == 0, "\(errorText(err))")
+            let half = big.count / 2
+            let sameHTTP = inputs == Array(big[half..<(half + 100_000)])
+            #expect(sameHTTP, "shard 1 of 2 starts in the middle of the object")
+            #expect(tc_data_bytes_fetched(h) <= 3 * 65_536)
+
             // A missing bucket is reported with the URL and the status.
             var missing = try makeConfig(tinyModel.merging(["data.source": "s3://no-such-bucket-stratum/corpus.txt", "s3.endpoint": s3.url]) { $1 })
             #expect(tc_trainer_create(&missing, &err, err.count) == nil)
