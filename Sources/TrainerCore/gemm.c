@@ -88,8 +88,14 @@ static inline __attribute__((always_inline)) void gemm_rows(int ta, int M, int N
 typedef void (*gemm_fn)(int, int, int, int, const float *, int, const float *, int, float *, int);
 
 #if defined(__x86_64__) && !defined(TC_NO_DISPATCH)
+// clang otherwise keeps AVX-512 code at 256-bit vectors (and half the registers).
+#if defined(__clang__)
+#define WIDE_VECTORS __attribute__((min_vector_width(512)))
+#else
+#define WIDE_VECTORS
+#endif
 // Each wrapper instantiates both A layouts with the transpose flag as a constant.
-__attribute__((target("avx512f,avx512vl,avx2,fma"), min_vector_width(512))) static void gemm_avx512(int ta, int M, int N, int K, const float *A,
+WIDE_VECTORS __attribute__((target("avx512f,avx512vl,avx2,fma"))) static void gemm_avx512(int ta, int M, int N, int K, const float *A,
                                                                              int lda, const float *B, int ldb, float *C,
                                                                              int ldc) {
     if (ta)

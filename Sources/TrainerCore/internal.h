@@ -85,5 +85,7 @@ float *tc_trainer_outer_params(tc_trainer *t);
 float *tc_trainer_outer_momentum(tc_trainer *t);
 long *tc_trainer_outer_round(tc_trainer *t);
 tc_store *tc_trainer_store(tc_trainer *t);
+// 1 when the store is remote (S3): callers poll it less often.
+int tc_store_is_remote(const tc_store *s);
 
 #endif

@@ -12,6 +12,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0  // macOS: SO_NOSIGPIPE is set on each connection instead
+#endif
+
 struct tc_metrics {
     int fd, port;
     pthread_t thread;
@@ -109,6 +113,10 @@ static void *serve(void *arg) {
         if (poll(&pfd, 1, 100) <= 0) continue;
         int c = accept(m->fd, NULL, NULL);
         if (c < 0) continue;
+#ifdef SO_NOSIGPIPE
+        int one = 1;
+        setsockopt(c, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
         handle(m, c);
         close(c);
     }

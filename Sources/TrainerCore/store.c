@@ -81,6 +81,8 @@ void tc_store_free(tc_store *s) {
     free(s);
 }
 
+int tc_store_is_remote(const tc_store *s) { return s->is_s3; }
+
 uint64_t tc_store_bytes(const tc_store *s) { return s->is_s3 ? tc_s3_bytes(s->s3) : s->bytes; }
 
 void tc_store_set_multipart(tc_store *s, size_t threshold, size_t part_size) {

@@ -4,6 +4,8 @@ import TrainerCore
 
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
 #endif
 
 /// An S3 endpoint for the test: STRATUM_TEST_S3_ENDPOINT when set, otherwise a moto_server
@@ -24,7 +26,11 @@ final class S3Endpoint {
         let port = freeLoopbackPort()
         let dir = try makeTempDir("moto")
         logDir = dir
-        let c = try Child(URL(fileURLWithPath: "/usr/bin/env"), ["moto_server", "-H", "127.0.0.1", "-p", "\(port)"],
+        // `moto_server` when pip put it on PATH, otherwise the module through python3.
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        let onPath = path.split(separator: ":").contains { FileManager.default.isExecutableFile(atPath: "\($0)/moto_server") }
+        let command = onPath ? ["moto_server"] : ["python3", "-m", "moto.server"]
+        let c = try Child(URL(fileURLWithPath: "/usr/bin/env"), command + ["-H", "127.0.0.1", "-p", "\(port)"],
                           log: dir.appendingPathComponent("moto.log"))
         child = c
         url = "http://127.0.0.1:\(port)"

@@ -4,6 +4,10 @@ import TrainerCore
 
 #if canImport(Glibc)
 import Glibc
+private let streamSocket = Int32(SOCK_STREAM.rawValue)
+#elseif canImport(Darwin)
+import Darwin
+private let streamSocket = SOCK_STREAM
 #endif
 
 /// Every trainer test runs one at a time: they are CPU-bound and timed on a shared machine.
@@ -44,7 +48,11 @@ func trainerBinary() throws -> URL {
     if let env = ProcessInfo.processInfo.environment["STRATUM_TRAINER_BIN"] {
         return URL(fileURLWithPath: env)
     }
-    var dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+    // Linux: the test runner binary; macOS: the .xctest bundle's parent holds the products.
+    let runner = FileManager.default.fileExists(atPath: "/proc/self/exe")
+        ? URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        : Bundle.main.bundleURL
+    var dir = runner.deletingLastPathComponent()
     for _ in 0..<4 {
         let candidate = dir.appendingPathComponent("stratum-trainer")
         if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
@@ -98,7 +106,13 @@ final class Child {
         return process.terminationStatus
     }
 
-    func kill() { Glibc.kill(process.processIdentifier, SIGKILL) }
+    func kill() {
+        #if canImport(Glibc)
+        _ = Glibc.kill(process.processIdentifier, SIGKILL)
+        #else
+        _ = Darwin.kill(process.processIdentifier, SIGKILL)
+        #endif
+    }
 }
 
 /// Runs the trainer CLI to completion and returns (exit status, output).
@@ -118,7 +132,7 @@ func writeYAML(_ text: String, in dir: URL, name: String = "trainer.yaml") throw
 
 /// A loopback port nobody listens on right now.
 func freeLoopbackPort() -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    let fd = socket(AF_INET, streamSocket, 0)
     defer { close(fd) }
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
@@ -136,7 +150,7 @@ func freeLoopbackPort() -> Int {
 
 /// True when something accepts TCP connections on 127.0.0.1:port.
 func loopbackAccepts(_ port: Int) -> Bool {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    let fd = socket(AF_INET, streamSocket, 0)
     defer { close(fd) }
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
@@ -150,7 +164,7 @@ func loopbackAccepts(_ port: Int) -> Bool {
 
 /// Sends one HTTP/1.0 GET over loopback and returns the raw response.
 func httpGet(port: Int, path: String) throws -> String {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    let fd = socket(AF_INET, streamSocket, 0)
     defer { close(fd) }
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
