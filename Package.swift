@@ -61,6 +61,6 @@ let package = Package(
         .testTarget(name: "StratumEngineTests", dependencies: ["StratumEngine", "StratumState", "StratumCore", "Stratum", "StratumTesting"]),
         .testTarget(name: "StratumLocalTests", dependencies: ["StratumLocal", "StratumCore", "StratumTesting"]),
         .testTarget(name: "TrainerTests", dependencies: ["TrainerCore", "stratum-trainer"]),
-        .testTarget(name: "StratumCLITests", dependencies: ["StratumCLI", "StratumTesting", "stratum", "stratum-fixture"]),
+        .testTarget(name: "StratumCLITests", dependencies: ["StratumCLI", "StratumTesting", "stratum", "stratum-fixture", "stratum-trainer"]),
     ]
 )

@@ -1,54 +1,94 @@
+import Foundation
 import Stratum
 
-/// A bucket and a pool of local worker processes that report into it: the stack the README
-/// tour runs, on a machine with no cloud account.
+/// Two local worker processes training the bundled GPT together with DiLoCo, exchanging
+/// pseudo-gradients and keeping checkpoints in a Local bucket: the stack the README tour
+/// runs, on a machine with no cloud account and no GPU.
 public struct LocalDemo: Stack {
     public static let name = "local-demo"
-    public static let summary = "A bucket and 2 worker processes writing heartbeats into it (Local provider)"
+    public static let summary = "A bucket and 2 CPU workers training the bundled GPT with DiLoCo (Local provider)"
 
     public struct Config: StackConfiguration {
-        /// How many worker processes.
+        /// DiLoCo workers, one node each.
         public var workers = 2
-        /// Seconds between heartbeats.
-        public var heartbeatSeconds = 5
-        /// Shown in every heartbeat line.
-        public var message = "training soon"
+        /// Inner AdamW steps per DiLoCo round.
+        public var innerSteps = 50
+        /// Outer DiLoCo rounds before training ends.
+        public var rounds = 20
+        /// CPU threads per worker.
+        public var threads = 1
+        /// Model width (the tiny default trains in seconds).
+        public var width = 32
+        /// First worker's /metrics port; worker i uses port + i. 0 turns metrics off.
+        public var metricsPort = 0
         public init() {}
     }
 
     public init() {}
 
     public func body(config: Config) -> StackContent {
+        let trainer = BundledTrainer.path()
+        Requirement(
+            FileManager.default.isExecutableFile(atPath: trainer),
+            "the trainer binary is missing at \(trainer); build it with `swift build --product stratum-trainer` or set STRATUM_TRAINER")
+
         let network = Network("demo", cidr: "10.42.0.0/16")
         let bucket = Bucket("demo-checkpoints")
         network
         bucket
         NodePool(
             "worker", count: config.workers,
-            command: ["/bin/sh", "-c", Self.heartbeatScript],
+            command: ["/bin/sh", "-c", Self.workerScript],
             env: [
+                "TRAINER": trainer,
+                "TRAINER_CONFIG": Self.trainerConfig(config),
                 "BUCKET": bucket.path,
-                "INTERVAL": String(config.heartbeatSeconds),
-                "MESSAGE": config.message,
+                "METRICS_PORT": String(config.metricsPort),
             ],
-            labels: ["role": "worker"],
+            labels: ["role": "diloco-worker"],
             network: network)
         Output("bucket_path", bucket.path)
         Output("workers", config.workers)
     }
 
-    /// Writes a heartbeat line to the node's log and its latest heartbeat into the bucket.
-    static let heartbeatScript = """
-        trap 'echo "stopping $STRATUM_NODE_NAME"; exit 0' TERM
-        n=0
-        while true; do
-          n=$((n+1))
-          line="heartbeat $n node=$STRATUM_NODE_NAME time=$(date +%s) msg=$MESSAGE"
-          echo "$line"
-          echo "$line" > "$BUCKET/$STRATUM_NODE_NAME.heartbeat"
-          sleep "$INTERVAL" & wait $!
-        done
+    /// The trainer's YAML; each node adds its rank, round store and checkpoint directory.
+    static func trainerConfig(_ config: Config) -> String {
         """
+        model: {layers: 1, width: \(config.width), heads: 2, context: 64}
+        train: {batch_size: 16, seq_len: 64, steps: \(config.innerSteps * config.rounds), lr: 1e-2, weight_decay: 0, warmup_steps: 20, threads: \(config.threads), log_every: \(config.innerSteps)}
+        data: {source: synthetic, branching: 4}
+        checkpoint: {every: \(config.innerSteps), keep: 2}
+        diloco: {workers: \(config.workers), inner_steps: \(config.innerSteps), rounds: \(config.rounds), round_timeout_s: 120}
+        """
+    }
+
+    /// Writes the node's trainer config, trains (resuming from the node's checkpoints in the
+    /// bucket), then keeps the node and its log until it is destroyed.
+    static let workerScript = """
+        cfg="$STRATUM_NODE_DIR/trainer.yaml"
+        printf '%s\\n' "$TRAINER_CONFIG" > "$cfg"
+        port=0
+        if [ "$METRICS_PORT" -gt 0 ]; then port=$((METRICS_PORT + STRATUM_NODE_INDEX)); fi
+        "$TRAINER" --config "$cfg" \\
+          --set diloco.rank="$STRATUM_NODE_INDEX" \\
+          --set diloco.store="$BUCKET/rounds" \\
+          --set checkpoint.dir="$BUCKET/worker-$STRATUM_NODE_INDEX" \\
+          --set metrics.port="$port" &
+        child=$!
+        trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0' TERM
+        wait "$child"
+        echo "training finished (status $?); the node stays up until it is destroyed"
+        while true; do sleep 3600 & wait $!; done
+        """
+}
+
+/// Where the `stratum-trainer` binary is: `STRATUM_TRAINER`, else beside the running binary.
+public enum BundledTrainer {
+    public static func path() -> String {
+        if let configured = ProcessInfo.processInfo.environment["STRATUM_TRAINER"] { return configured }
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: executable).deletingLastPathComponent().appendingPathComponent("stratum-trainer").path
+    }
 }
 
 /// Every stack the bundled `stratum` binary carries.

@@ -106,7 +106,7 @@ struct CLIProcessTests {
         let dir = try TestSupport.temporaryDirectory("local-e2e")
         let cli = CLI("stratum", in: dir)
         let config = dir.appendingPathComponent("demo.yaml")
-        try "workers: 2\nheartbeat_seconds: 1\n".write(to: config, atomically: true, encoding: .utf8)
+        try "workers: 2\ninner_steps: 20\nrounds: 3\n".write(to: config, atomically: true, encoding: .utf8)
         let common = ["--stack", "local-demo", "--config", config.path]
 
         let apply = try cli.run(["apply", "--auto-approve"] + common)
@@ -125,9 +125,12 @@ struct CLIProcessTests {
         }
         let first = try pid(0), second = try pid(1)
         #expect(isAlive(first) && isAlive(second))
-        // The workload really runs: heartbeats reach the bucket.
+        // The workload really trains: both workers publish DiLoCo rounds into the bucket.
         let bucket = dir.appendingPathComponent(".stratum/local/buckets/demo-checkpoints")
-        #expect(waitUntil(seconds: 10) { FileManager.default.fileExists(atPath: bucket.appendingPathComponent("worker-1.heartbeat").path) })
+        let firstRound = bucket.appendingPathComponent("rounds/round-000000")
+        #expect(waitUntil(seconds: 60) {
+            ["worker-000.bin", "worker-001.bin"].allSatisfy { FileManager.default.fileExists(atPath: firstRound.appendingPathComponent($0).path) }
+        }, "\((try? FileManager.default.subpathsOfDirectory(atPath: bucket.path)) ?? [])")
 
         // Kill one out of band: the plan shows drift and exits 2.
         kill(first, SIGKILL)
@@ -144,7 +147,7 @@ struct CLIProcessTests {
         #expect(try cli.run(["plan", "--detailed-exitcode"] + common).status == 0)
 
         // A config change replaces both nodes, new before old; the new ones keep running.
-        try "workers: 2\nheartbeat_seconds: 1\nmessage: changed\n".write(to: config, atomically: true, encoding: .utf8)
+        try "workers: 2\ninner_steps: 20\nrounds: 4\n".write(to: config, atomically: true, encoding: .utf8)
         let replace = try cli.run(["apply", "--auto-approve"] + common)
         #expect(replace.status == 0, "\(replace.stderr)")
         #expect(replace.stdout.contains("Plan: 2 to add, 0 to change, 2 to destroy."))
@@ -176,6 +179,11 @@ struct CLIProcessTests {
         let invalid = try cli.run(["plan", "--stack", "local-demo", "--config", bad.path])
         #expect(invalid.status == 1)
         #expect(invalid.stderr.contains("unknown config key 'workerz'"))
+
+        let noTrainer = try cli.run(["validate", "--stack", "local-demo"], extraEnvironment: ["STRATUM_TRAINER": "/nonexistent/stratum-trainer"])
+        #expect(noTrainer.status == 1)
+        #expect(noTrainer.stderr.contains("the trainer binary is missing at /nonexistent/stratum-trainer"))
+        #expect(noTrainer.stderr.contains("LocalDemo.swift"))
 
         let unknownStack = try cli.run(["plan", "--stack", "nope"])
         #expect(unknownStack.stderr.contains("no stack named 'nope'"))
