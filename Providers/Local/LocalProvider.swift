@@ -23,6 +23,8 @@ public struct LocalProvider: Provider {
                 "versioning": .input(),
                 "id": .computed, "path": .computed, "url": .computed,
             ]),
+            // Nodes are replaced destroy-before-create: a worker's successor resumes from the
+            // checkpoint the old one writes when it is stopped, and never runs beside it.
             "local_node": ResourceSchema(type: "local_node", attributes: [
                 "pool": .input(forceNew: true, required: true),
                 "index": .input(forceNew: true, required: true),
@@ -37,7 +39,7 @@ public struct LocalProvider: Provider {
                 "memory_gib": .input(forceNew: true),
                 "network_id": .input(forceNew: true),
                 "id": .computed, "pid": .computed, "log_path": .computed, "started_at": .computed,
-            ], createBeforeDestroy: true),
+            ]),
         ]
     }
 

@@ -58,6 +58,20 @@ public enum PlanRenderer {
                     out += "      \(paint.green("+")) \(name) = \(show(new))\(forces)\n"
                 } else if new == nil, let old {
                     out += "      \(paint.red("-")) \(name) = \(show(old))\(forces)\n"
+                } else if case .map(let oldMap)? = old, case .map(let newMap)? = new {
+                    // Maps (env, labels, tags) show only the keys that changed.
+                    out += "      \(paint.yellow("~")) \(name) = {\(forces)\n"
+                    for key in Set(oldMap.keys).union(newMap.keys).sorted() where oldMap[key] != newMap[key] {
+                        switch (oldMap[key], newMap[key]) {
+                        case (nil, let added?): out += "          \(paint.green("+")) \(key) = \(show(added, indent: "            "))\n"
+                        case (let removed?, nil): out += "          \(paint.red("-")) \(key) = \(show(removed, indent: "            "))\n"
+                        case (let before?, let after?): out += "          \(paint.yellow("~")) \(key) = \(show(before, indent: "            ")) -> \(show(after, indent: "            "))\n"
+                        default: break
+                        }
+                    }
+                    let same = Set(oldMap.keys).intersection(newMap.keys).filter { oldMap[$0] == newMap[$0] }.count
+                    if same > 0 { out += "            # (\(same) unchanged key\(same == 1 ? "" : "s") hidden)\n" }
+                    out += "        }\n"
                 } else if let old, let new {
                     out += "      \(paint.yellow("~")) \(name) = \(show(old)) -> \(show(new))\(forces)\n"
                 }
