@@ -240,11 +240,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "stratum-trainer: %s\n", err);
         return 2;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
     // A parent may spawn us with these blocked (threads of many runtimes block signals);
     // preemption notices must still arrive.
     sigset_t unblock;
@@ -252,5 +247,15 @@ int main(int argc, char **argv) {
     sigaddset(&unblock, SIGTERM);
     sigaddset(&unblock, SIGINT);
     sigprocmask(SIG_UNBLOCK, &unblock, NULL);
-    return cfg.diloco_workers > 0 ? run_diloco(&cfg, quiet) : run_plain(&cfg, resume, quiet, until);
+    if (cfg.diloco_workers > 0) {
+        // A DiLoCo worker checkpoints after every round; on SIGTERM it simply ends and a
+        // restart replays from that checkpoint, so the default action is what we want.
+        return run_diloco(&cfg, quiet);
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    return run_plain(&cfg, resume, quiet, until);
 }
