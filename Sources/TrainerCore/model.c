@@ -296,8 +296,8 @@ TC_HOT static void matmul_backward(tc_model *m, float *dinp, float *dW, float *d
 #define GELU_SCALE 0.7978845608028654f  // sqrt(2/pi)
 
 typedef struct {
-    float *a, *b;
-    const float *c;
+    float *out;       // forward: gelu(x); backward: holds dout on entry, dx on exit
+    const float *x;   // the pre-activation
     size_t n;
 } ew_job;
 
@@ -307,8 +307,8 @@ TC_HOT static void gelu_forward_chunk(void *arg, int item, int tid) {
     (void)tid;
     ew_job *j = arg;
     size_t i0 = (size_t)item * EW_CHUNK, i1 = i0 + EW_CHUNK < j->n ? i0 + EW_CHUNK : j->n;
-    float *out = j->a;
-    const float *x = j->c;
+    float *out = j->out;
+    const float *x = j->x;
     for (size_t i = i0; i < i1; i++) {
         float u = x[i];
         out[i] = 0.5f * u * (1.0f + tc_tanhf(GELU_SCALE * (u + 0.044715f * u * u * u)));
@@ -317,15 +317,15 @@ TC_HOT static void gelu_forward_chunk(void *arg, int item, int tid) {
 
 TC_HOT static void gelu_backward_chunk(void *arg, int item, int tid) {
     (void)tid;
-    ew_job *j = arg;  // a: dinp (in: dout, out: dinp), c: x
+    ew_job *j = arg;
     size_t i0 = (size_t)item * EW_CHUNK, i1 = i0 + EW_CHUNK < j->n ? i0 + EW_CHUNK : j->n;
     for (size_t i = i0; i < i1; i++) {
-        float x = j->c[i];
+        float x = j->x[i];
         float cube = 0.044715f * x * x * x;
         float th = tc_tanhf(GELU_SCALE * (x + cube));
         float sech2 = 1.0f - th * th;
         float local = 0.5f * (1.0f + th) + x * 0.5f * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
-        j->a[i] *= local;
+        j->out[i] *= local;
     }
 }
 
@@ -420,9 +420,7 @@ TC_HOT static void attention_backward_head(void *arg, int item, int tid) {
 
 typedef struct {
     tc_model *m;
-    const float *logits;
     int N;
-    double *losses;
 } softmax_job;
 
 TC_HOT static void softmax_rows(void *arg, int item, int tid) {
@@ -480,7 +478,7 @@ float tc_model_forward(tc_model *m, const uint8_t *inputs, const uint8_t *target
         layernorm_forward(m->pool, ln2, a->ln2_mean + (size_t)l * N, a->ln2_rstd + (size_t)l * N, res2,
                           p->ln2w + l * C, p->ln2b + l * C, N, C);
         matmul_forward(m->pool, fch, ln2, p->fcw + (size_t)l * C * 4 * C, p->fcb + l * 4 * C, N, C, 4 * C, 0);
-        ew_job gj = {fchg, NULL, fch, (size_t)N * 4 * C};
+        ew_job gj = {fchg, fch, (size_t)N * 4 * C};
         tc_pool_run(m->pool, (int)((gj.n + EW_CHUNK - 1) / EW_CHUNK), gelu_forward_chunk, &gj);
         memcpy(res3, res2, (size_t)N * C * sizeof(float));
         matmul_forward(m->pool, res3, fchg, p->fcprojw + (size_t)l * 4 * C * C, p->fcprojb + l * C, N, 4 * C, C, 1);
@@ -490,7 +488,7 @@ float tc_model_forward(tc_model *m, const uint8_t *inputs, const uint8_t *target
     // logits = lnf @ wte^T, written straight into probs and softmaxed in place.
     transpose(p->wte, V, C, m->scratch_w);  // [C, V]
     matmul_forward(m->pool, a->probs, a->lnf, m->scratch_w, NULL, N, C, V, 0);
-    softmax_job sj = {m, a->probs, N, NULL};
+    softmax_job sj = {m, N};
     tc_pool_run(m->pool, (N + ROW_CHUNK - 1) / ROW_CHUNK, softmax_rows, &sj);
 
     if (!targets) {
@@ -541,7 +539,7 @@ void tc_model_backward(tc_model *m) {
         // res3 = res2 + gelu(fch) @ fcprojw + fcprojb   (dres holds d res3, then d res2)
         matmul_backward(m, m->d4c, g->fcprojw + (size_t)l * 4 * C * C, g->fcprojb + l * C, m->dres, fchg,
                         p->fcprojw + (size_t)l * 4 * C * C, N, 4 * C, C);
-        ew_job gj = {m->d4c, NULL, fch, (size_t)N * 4 * C};
+        ew_job gj = {m->d4c, fch, (size_t)N * 4 * C};
         tc_pool_run(m->pool, (int)((gj.n + EW_CHUNK - 1) / EW_CHUNK), gelu_backward_chunk, &gj);
         matmul_backward(m, m->dnc, g->fcw + (size_t)l * C * 4 * C, g->fcb + l * 4 * C, m->d4c, ln2,
                         p->fcw + (size_t)l * C * 4 * C, N, C, 4 * C);
