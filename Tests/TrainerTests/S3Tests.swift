@@ -100,7 +100,8 @@ extension TrainerSuite {
         }
 
         /// Checkpoint to S3 (moto), resume in a fresh trainer: identical weights; plus multipart,
-        /// listing, put-if-absent and Range-streamed training data against the same endpoint.
+        /// listing, put-if-absent, Range-streamed training data and a two-worker DiLoCo run
+        /// against the same endpoint (one emulator start for all of it).
         @Test func checkpointRoundTripThroughS3() throws {
             let s3 = try S3Endpoint()
             defer { s3.stop() }
@@ -173,6 +174,35 @@ extension TrainerSuite {
             let sameHTTP = inputs == Array(big[half..<(half + 100_000)])
             #expect(sameHTTP, "shard 1 of 2 starts in the middle of the object")
             #expect(tc_data_bytes_fetched(h) <= 3 * 65_536)
+
+            // Two DiLoCo workers exchanging pseudo-gradients through the bucket (list, put-if-absent).
+            let dir = try makeTempDir("s3-diloco")
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let yaml = """
+                model: {layers: 1, width: 32, heads: 2, context: 32}
+                train: {batch_size: 4, seq_len: 32, lr: 3e-3, warmup_steps: 2, threads: 1, log_every: 0, eval_batches: 2}
+                data: {source: synthetic}
+                s3: {endpoint: "\(s3.url)"}
+                diloco: {workers: 2, inner_steps: 5, rounds: 3, round_timeout_s: 30, store: "s3://\(bucket)/diloco"}
+                """
+            let config = try writeYAML(yaml, in: dir)
+            let workers = try (0..<2).map {
+                try Child(try trainerBinary(), ["--config", config, "--set", "diloco.rank=\($0)"],
+                          log: dir.appendingPathComponent("worker-\($0).log"))
+            }
+            var digests: Set<String> = []
+            for w in workers {
+                #expect(try w.wait(seconds: 120) == 0, "\(w.output)")
+                #expect(w.output.contains("round 3/3") && w.output.contains("averaged 2 pseudo-gradients"), "\(w.output)")
+                if let r = w.output.range(of: "weights sha256 ") { digests.insert(String(w.output[r.upperBound...].prefix(64))) }
+            }
+            #expect(digests.count == 1, "replicas must agree: \(digests)")
+            let roundStore = try #require(tc_store_open("s3://\(bucket)/diloco", s3.url, "us-east-1", &err, err.count))
+            defer { tc_store_free(roundStore) }
+            var roundKeys: UnsafeMutablePointer<CChar>?
+            #expect(tc_store_list(roundStore, "round-000002/", &roundKeys, &err, err.count) == 0)
+            #expect(String(cString: try #require(roundKeys)) == "round-000002/manifest\nround-000002/worker-000.bin\nround-000002/worker-001.bin\n")
+            free(roundKeys)
 
             // A missing bucket is reported with the URL and the status.
             var missing = try makeConfig(tinyModel.merging(["data.source": "s3://no-such-bucket-stratum/corpus.txt", "s3.endpoint": s3.url]) { $1 })
