@@ -89,7 +89,8 @@ tc_model *tc_model_create(int n_layer, int n_embd, int n_head, int context, uint
     m->m = m->mem + 2 * m->num_params;
     m->v = m->mem + 3 * m->num_params;
 
-    // GPT-2 style initialisation; residual projections shrink with depth.
+    // Small normal initialisation; residual projections shrink with depth so the residual
+    // stream keeps its scale as layers are added.
     tc_rng r;
     tc_rng_seed(&r, seed);
     float std = 0.02f, std_res = 0.02f / sqrtf(2.0f * (float)L);

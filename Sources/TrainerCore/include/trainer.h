@@ -98,7 +98,7 @@ float tc_rng_normal(tc_rng *r);
 
 typedef struct tc_model tc_model;
 
-/// Creates a model with GPT-2 style initialisation from seed; NULL on bad shape or OOM.
+/// Creates a model initialised from seed (normal 0.02, residual projections scaled by depth); NULL on bad shape or OOM.
 tc_model *tc_model_create(int n_layer, int n_embd, int n_head, int context, uint64_t seed, int threads);
 void tc_model_free(tc_model *m);
 size_t tc_model_num_params(const tc_model *m);
