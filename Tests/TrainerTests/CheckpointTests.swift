@@ -92,6 +92,12 @@ extension TrainerSuite {
             #expect(tc_trainer_resume(r, &err, err.count) == 1)
             #expect(tc_trainer_step_count(r) == 3)
             tc_trainer_free(r)
+            // A different model shape refuses the checkpoint and says why.
+            var wider = try makeConfig(tinyModel.merging(["checkpoint.dir": ckptDir.path, "model.width": "64"]) { $1 })
+            let w = try #require(tc_trainer_create(&wider, &err, err.count))
+            #expect(tc_trainer_resume(w, &err, err.count) == -1)
+            #expect(errorText(err).contains("does not match the config"), "\(errorText(err))")
+            tc_trainer_free(w)
             // Flip one byte of step 3's weights: the checksum catches it.
             let state = ckptDir.appendingPathComponent("step-0000000003/state.bin")
             var bytes = try Data(contentsOf: state)

@@ -110,6 +110,18 @@ extension TrainerSuite {
             #expect(seconds < 60, "took \(seconds) s")
         }
 
+        /// Warmup rises linearly to the peak, cosine decays to min_lr_ratio, constant stays flat.
+        @Test func learningRateSchedule() throws {
+            var cfg = try makeConfig(["train.lr": "1e-3", "train.warmup_steps": "10", "train.steps": "110", "train.min_lr_ratio": "0.1"])
+            #expect(abs(tc_trainer_lr(&cfg, 0) - 1e-4) < 1e-9)
+            #expect(abs(tc_trainer_lr(&cfg, 9) - 1e-3) < 1e-9)
+            #expect(abs(tc_trainer_lr(&cfg, 60) - 5.5e-4) < 1e-7, "halfway through the decay")
+            #expect(abs(tc_trainer_lr(&cfg, 109) - 1e-4) < 1e-6)
+            #expect(abs(tc_trainer_lr(&cfg, 500) - 1e-4) < 1e-9, "clamped after the schedule")
+            cfg = try makeConfig(["train.lr": "1e-3", "train.warmup_steps": "10", "train.schedule": "constant"])
+            #expect(tc_trainer_lr(&cfg, 500) == 1e-3)
+        }
+
         /// The entropy rate is a property of the chain: more successors means more entropy.
         @Test func markovFloorGrowsWithBranching() {
             let h1 = tc_markov_entropy_rate(3, 1)
