@@ -4,6 +4,39 @@ import TrainerCore
 
 extension TrainerSuite {
     @Suite struct DiLoCoTests {
+        /// A DiLoCo worker told to stop (preemption, `stratum destroy`) ends promptly, and a
+        /// restart resumes from the checkpoint of its last finished round.
+        @Test func workerStopsOnSIGTERMAndResumes() throws {
+            let dir = try makeTempDir("diloco-term")
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let yaml = """
+                model: {layers: 1, width: 32, heads: 2, context: 64}
+                train: {batch_size: 8, seq_len: 64, threads: 1, log_every: 0}
+                data: {source: synthetic}
+                diloco: {workers: 1, inner_steps: 10, rounds: 100000, store: \(dir.appendingPathComponent("store").path)}
+                checkpoint: {dir: \(dir.appendingPathComponent("ckpt").path)}
+                """
+            let config = try writeYAML(yaml, in: dir)
+            let child = try Child(try trainerBinary(), ["--config", config], log: dir.appendingPathComponent("first.log"))
+            let secondRound = dir.appendingPathComponent("store/round-000002/manifest").path
+            let deadline = Date().addingTimeInterval(60)
+            while !FileManager.default.fileExists(atPath: secondRound), Date() < deadline { usleep(20_000) }
+            #expect(FileManager.default.fileExists(atPath: secondRound))
+            _ = kill(child.process.processIdentifier, SIGTERM)
+            _ = try child.wait(seconds: 10)
+            #expect(child.process.terminationReason == .uncaughtSignal)
+            #expect(child.process.terminationStatus == SIGTERM)
+
+            // Two more rounds than were finished: the restart must only run those two.
+            let finished = try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("store").path)
+                .filter { FileManager.default.fileExists(atPath: dir.appendingPathComponent("store/\($0)/manifest").path) }.count
+            let target = finished + 2
+            let resumed = try Child(try trainerBinary(), ["--config", config, "--set", "diloco.rounds=\(target)"], log: dir.appendingPathComponent("second.log"))
+            #expect(try resumed.wait(seconds: 60) == 0, "\(resumed.output)")
+            #expect(!resumed.output.contains("round 1/\(target)"), "\(resumed.output)")
+            #expect(resumed.output.contains("round \(target)/\(target)"), "\(resumed.output)")
+        }
+
         /// Three worker processes share a directory store; worker 2 is killed with SIGKILL after
         /// publishing round 2 and restarted two rounds later. The survivors skip it after the
         /// round deadline, it catches up from its checkpoint and rejoins, and all three finish
