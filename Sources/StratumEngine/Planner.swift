@@ -14,8 +14,24 @@ public struct PlanScope: Sendable {
         self.excludes = excludes
     }
 
+    public var isEmpty: Bool { targets.isEmpty && excludes.isEmpty }
+
     static func matches(_ address: ResourceAddress, _ pattern: ResourceAddress) -> Bool {
         pattern.index == nil ? address.group == pattern : address == pattern
+    }
+
+    /// The part of `addresses` this scope selects: the targets grown by `widen` (what a target
+    /// brings along), minus the excludes grown by `protect` (what an exclusion keeps).
+    func select(
+        from addresses: Set<ResourceAddress>, widen: (Set<ResourceAddress>) -> Set<ResourceAddress>,
+        protect: (Set<ResourceAddress>) -> Set<ResourceAddress>
+    ) -> Set<ResourceAddress> {
+        func matching(_ patterns: [ResourceAddress]) -> Set<ResourceAddress> {
+            addresses.filter { address in patterns.contains { Self.matches(address, $0) } }
+        }
+        var selected = targets.isEmpty ? addresses : widen(matching(targets)).intersection(addresses)
+        if !excludes.isEmpty { selected.subtract(protect(matching(excludes))) }
+        return selected
     }
 }
 
@@ -95,20 +111,12 @@ public struct Planner: Sendable {
         }
         let edges = Dictionary(uniqueKeysWithValues: snapshot.resources.map { ($0.key, $0.value.dependencies) })
         let graph = ResourceGraph(edges: edges)
-        var selected = Set(changes.keys)
-        if !scope.targets.isEmpty {
-            // Destroying a target also destroys what depends on it.
-            let roots = selected.filter { address in scope.targets.contains { PlanScope.matches(address, $0) } }
-            selected = graph.dependentClosure(of: roots).intersection(selected)
-        }
-        if !scope.excludes.isEmpty {
-            let roots = selected.filter { address in scope.excludes.contains { PlanScope.matches(address, $0) } }
-            selected.subtract(graph.closure(of: roots))
-        }
+        // Destroying a target also destroys what depends on it; keeping a resource keeps what it needs.
+        let selected = scope.select(from: Set(changes.keys), widen: graph.dependentClosure, protect: graph.closure)
         return Plan(
             stack: stackName, environment: environment, lineage: snapshot.lineage, serial: snapshot.serial, createdAt: now,
             changes: changes.values.filter { selected.contains($0.address) }.sorted { $0.address < $1.address },
-            vanished: scope.targets.isEmpty && scope.excludes.isEmpty ? vanished.sorted() : [], outputs: [:], isDestroy: true)
+            vanished: scope.isEmpty ? vanished.sorted() : [], outputs: [:], isDestroy: true)
     }
 
     static func deletion(of current: ResourceState, recorded: ResourceState) -> ResourceChange {
@@ -165,20 +173,12 @@ public struct Planner: Sendable {
     }
 
     func restrict(_ changes: [ResourceAddress: ResourceChange], to scope: PlanScope, stack: EvaluatedStack, live: [ResourceAddress: ResourceState]) -> [ResourceChange] {
-        guard !scope.targets.isEmpty || !scope.excludes.isEmpty else { return Array(changes.values) }
+        guard !scope.isEmpty else { return Array(changes.values) }
         var edges = stack.graph.edges
         for (address, state) in live where edges[address] == nil { edges[address] = state.dependencies }
         let graph = ResourceGraph(edges: edges)
-        let all = Set(changes.keys)
-        var selected = all
-        if !scope.targets.isEmpty {
-            let roots = all.filter { address in scope.targets.contains { PlanScope.matches(address, $0) } }
-            selected = graph.closure(of: roots).intersection(all)
-        }
-        if !scope.excludes.isEmpty {
-            let roots = all.filter { address in scope.excludes.contains { PlanScope.matches(address, $0) } }
-            selected.subtract(graph.dependentClosure(of: roots))
-        }
+        // Creating a target needs what it depends on; leaving a resource alone leaves what needs it.
+        let selected = scope.select(from: Set(changes.keys), widen: graph.closure, protect: graph.dependentClosure)
         return changes.values.filter { selected.contains($0.address) }
     }
 }

@@ -29,10 +29,10 @@ struct World {
         return try Planner(providers: registry).plan(stack: stack, snapshot: snapshot, refreshed: refreshed, scope: scope, now: Date())
     }
 
-    func destroyPlan() async throws -> Plan {
+    func destroyPlan(scope: PlanScope = PlanScope()) async throws -> Plan {
         let snapshot = try await store.read(workspace: workspace)
         let refreshed = try await Refresher(providers: registry).refresh(snapshot.resources)
-        return Planner(providers: registry).destroyPlan(stackName: "fake-fan", environment: "test", snapshot: snapshot, refreshed: refreshed, now: Date())
+        return Planner(providers: registry).destroyPlan(stackName: "fake-fan", environment: "test", snapshot: snapshot, refreshed: refreshed, scope: scope, now: Date())
     }
 
     @discardableResult
@@ -123,6 +123,18 @@ struct PlannerTests {
         #expect(order.filter { $0.hasPrefix("fake_thing.child") }.allSatisfy { order.firstIndex(of: $0)! < root })
         #expect(try world.provider.inventory().isEmpty)
         #expect(try await world.store.read(workspace: world.workspace).resources.isEmpty)
+    }
+
+    @Test func targetedDestroyTakesDependentsAndExcludeKeepsDependencies() async throws {
+        let world = try World()
+        try await world.apply(try await world.plan(try world.stack { $0.count = 2 }))
+        let root = ResourceAddress(type: "fake_thing", name: "root")
+        let targeted = try await world.destroyPlan(scope: PlanScope(targets: [root]))
+        #expect(Set(targeted.changes.map(\.address.description)) == ["fake_thing.root", "fake_thing.child[0]", "fake_thing.child[1]"])
+        let kept = try await world.destroyPlan(scope: PlanScope(excludes: [ResourceAddress(type: "fake_thing", name: "child", index: 0)]))
+        #expect(kept.changes.map(\.address.description) == ["fake_thing.child[1]"])
+        let one = try await world.destroyPlan(scope: PlanScope(targets: [ResourceAddress(type: "fake_thing", name: "child", index: 1)]))
+        #expect(one.changes.map(\.address.description) == ["fake_thing.child[1]"])
     }
 
     @Test func targetAndExcludeNarrowThePlan() async throws {
