@@ -33,7 +33,7 @@ enum LocalProcesses {
         for name in names where name.hasPrefix(prefix) && name.count == prefix.count + 8 {
             let candidate = nodes.appendingPathComponent(name)
             guard candidate.standardizedFileURL != keep?.standardizedFileURL else { continue }
-            if let record = try? JSONDecoder().decode(NodeRecord.self, from: Data(contentsOf: recordFile(candidate))),
+            if let record = loadRecord(in: candidate),
                 isRunning(pid: record.pid, startTicks: record.startTicks)
             {
                 continue
@@ -49,10 +49,15 @@ enum LocalProcesses {
 
     static func recordFile(_ directory: URL) -> URL { directory.appendingPathComponent("node.json") }
 
+    /// The node record in `directory`, or nil if there is none or it cannot be read.
+    static func loadRecord(in directory: URL) -> NodeRecord? {
+        try? JSONDecoder().decode(NodeRecord.self, from: Data(contentsOf: recordFile(directory)))
+    }
+
     /// Which of `resources` still run: one pass over the process table for all of them.
     static func liveness(of resources: [ResourceState]) -> [ResourceState?] {
         resources.map { state in
-            guard let directory = directory(of: state), let record = try? JSONDecoder().decode(NodeRecord.self, from: Data(contentsOf: recordFile(directory))),
+            guard let directory = directory(of: state), let record = loadRecord(in: directory),
                 "\(record.pid)" == state.attributes["pid"].map(pidText) ?? "", isRunning(pid: record.pid, startTicks: record.startTicks)
             else { return nil }
             var fresh = state
@@ -75,7 +80,7 @@ enum LocalProcesses {
         let fm = FileManager.default
 
         // A retried create with the same token adopts the process it already started.
-        if let existing = try? JSONDecoder().decode(NodeRecord.self, from: Data(contentsOf: recordFile(directory))),
+        if let existing = loadRecord(in: directory),
             existing.token == token, isRunning(pid: existing.pid, startTicks: existing.startTicks)
         {
             return state(for: resource, record: existing, directory: directory)
@@ -149,7 +154,7 @@ enum LocalProcesses {
     static func stop(_ state: ResourceState) async throws {
         guard let directory = directory(of: state) else { return }
         defer { sweepDeadInstances(of: state.address, in: directory.deletingLastPathComponent(), keeping: nil) }
-        if let record = try? JSONDecoder().decode(NodeRecord.self, from: Data(contentsOf: recordFile(directory))) {
+        if let record = loadRecord(in: directory) {
             terminate(pid: record.pid, startTicks: record.startTicks, grace: 10)
         }
         if FileManager.default.fileExists(atPath: directory.path) {

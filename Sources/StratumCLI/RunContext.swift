@@ -53,7 +53,9 @@ struct RunContext {
     }
 
     /// State is kept per stack and environment.
-    func workspace(for stack: String) -> String { "\(stack)/\(options.environment)" }
+    func workspace(for stack: String) -> String { Self.workspace(stack: stack, environment: options.environment) }
+
+    static func workspace(stack: String, environment: String) -> String { "\(stack)/\(environment)" }
 
     /// The configuration file: --config, else Stacks/<stack>.<env>.yaml if it exists.
     func configFile(for stack: String) throws -> URL? {
@@ -108,7 +110,7 @@ struct RunContext {
         let observer = ProgressObserver(console: console, logger: logger, total: steps)
         let reminder = Task { await observer.reportStillRunning(every: .seconds(10)) }
         defer { reminder.cancel() }
-        let executor = Executor(providers: providers, store: store, workspace: "\(plan.stack)/\(plan.environment)", parallelism: parallelism, observer: observer)
+        let executor = Executor(providers: providers, store: store, workspace: Self.workspace(stack: plan.stack, environment: plan.environment), parallelism: parallelism, observer: observer)
         let clock = ContinuousClock()
         let start = clock.now
         let result = try await executor.apply(plan)

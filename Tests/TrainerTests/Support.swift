@@ -148,17 +148,22 @@ func freeLoopbackPort() -> Int {
     return Int(UInt16(bigEndian: addr.sin_port))
 }
 
-/// True when something accepts TCP connections on 127.0.0.1:port.
-func loopbackAccepts(_ port: Int) -> Bool {
-    let fd = socket(AF_INET, streamSocket, 0)
-    defer { close(fd) }
+/// Connects `fd` to 127.0.0.1:port; returns connect(2)'s result.
+func connectLoopback(_ fd: Int32, port: Int) -> Int32 {
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_port = UInt16(port).bigEndian
     addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let rc = withUnsafeMutablePointer(to: &addr) {
+    return withUnsafeMutablePointer(to: &addr) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
+}
+
+/// True when something accepts TCP connections on 127.0.0.1:port.
+func loopbackAccepts(_ port: Int) -> Bool {
+    let fd = socket(AF_INET, streamSocket, 0)
+    defer { close(fd) }
+    let rc = connectLoopback(fd, port: port)
     return rc == 0
 }
 
@@ -166,13 +171,7 @@ func loopbackAccepts(_ port: Int) -> Bool {
 func httpGet(port: Int, path: String) throws -> String {
     let fd = socket(AF_INET, streamSocket, 0)
     defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = UInt16(port).bigEndian
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let rc = withUnsafeMutablePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
+    let rc = connectLoopback(fd, port: port)
     try #require(rc == 0, "connect to 127.0.0.1:\(port) failed")
     let request = Array("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".utf8)
     _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }

@@ -50,7 +50,7 @@ struct ApplyRun {
                 throw CLIError("the plan is for environment '\(saved.environment)', not '\(global.environment)'")
             }
             let store = try context.openStore()
-            let workspace = "\(name)/\(saved?.environment ?? global.environment)"
+            let workspace = RunContext.workspace(stack: name, environment: saved?.environment ?? global.environment)
             succeeded = try await StateLock(store: store, workspace: workspace).run(operation: destroy ? "destroy" : "apply") { _ in
                 let plan: Plan
                 if let saved {
