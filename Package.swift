@@ -18,18 +18,45 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         .target(name: "StratumCore"),
         .target(name: "Stratum", dependencies: ["StratumCore", "Yams"]),
-        .target(name: "StratumState", dependencies: ["StratumCore", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(
+            name: "StratumState",
+            dependencies: ["StratumCore", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        // The team backend: the same StateStore contract on a PostgreSQL server.
+        .target(
+            name: "StratumPostgres",
+            dependencies: [
+                "StratumCore", "StratumState",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // HTTP transport and request signing shared by the cloud providers.
+        .target(
+            name: "StratumCloud",
+            dependencies: [
+                "StratumCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(name: "StratumAWS", dependencies: ["StratumCore", "StratumCloud"], path: "Providers/AWS"),
         .target(name: "StratumEngine", dependencies: ["StratumCore", "StratumState", .product(name: "Logging", package: "swift-log")]),
         .target(name: "CStratumSpawn"),
         .target(name: "StratumLocal", dependencies: ["StratumCore", "CStratumSpawn"], path: "Providers/Local"),
         .target(
             name: "StratumCLI",
             dependencies: [
-                "Stratum", "StratumCore", "StratumState", "StratumEngine", "StratumLocal",
+                "Stratum", "StratumCore", "StratumState", "StratumPostgres", "StratumEngine", "StratumLocal", "StratumAWS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -38,7 +65,15 @@ let package = Package(
         .executableTarget(name: "stratum", dependencies: ["StratumCLI", "StratumStacks"]),
 
         // Test support: a file-backed fake cloud and a CLI binary that carries it.
-        .target(name: "StratumTesting", dependencies: ["Stratum", "StratumCore", "StratumState", "StratumEngine"]),
+        .target(
+            name: "StratumTesting",
+            dependencies: [
+                "Stratum", "StratumCore", "StratumState", "StratumEngine",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(name: "stratum-fixture", dependencies: ["StratumCLI", "StratumTesting"]),
 
         // The bundled trainer: C core (CPU) and its command-line entry point.
@@ -57,7 +92,9 @@ let package = Package(
 
         .testTarget(name: "StratumCoreTests", dependencies: ["StratumCore"]),
         .testTarget(name: "StratumTests", dependencies: ["Stratum", "StratumCore", "StratumTesting"]),
-        .testTarget(name: "StratumStateTests", dependencies: ["StratumState", "StratumCore", "StratumTesting"]),
+        .testTarget(name: "StratumStateTests", dependencies: ["StratumState", "StratumPostgres", "StratumCore", "StratumTesting"]),
+        .testTarget(name: "StratumCloudTests", dependencies: ["StratumCloud", "StratumCore", "StratumTesting"]),
+        .testTarget(name: "StratumAWSTests", dependencies: ["StratumAWS", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "Stratum", "StratumTesting"]),
         .testTarget(name: "StratumEngineTests", dependencies: ["StratumEngine", "StratumState", "StratumCore", "Stratum", "StratumTesting"]),
         .testTarget(name: "StratumLocalTests", dependencies: ["StratumLocal", "StratumCore", "StratumTesting"]),
         .testTarget(name: "TrainerTests", dependencies: ["TrainerCore", "stratum-trainer"]),

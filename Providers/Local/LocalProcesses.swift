@@ -128,6 +128,40 @@ enum LocalProcesses {
         return state(for: resource, record: record, directory: directory)
     }
 
+    /// The node an interrupted create started, if it runs: found by its record, or, when the
+    /// process was spawned but the record never written, by the `STRATUM_NODE_DIR` it carries in
+    /// its environment (its ownership tag). A directory with no live process is removed.
+    static func recover(_ resource: ResolvedResource, token: String, nodesDirectory: URL) -> ResourceState? {
+        let directory = directory(for: resource.address, token: token, in: nodesDirectory)
+        if let record = loadRecord(in: directory), record.token == token, isRunning(pid: record.pid, startTicks: record.startTicks) {
+            return state(for: resource, record: record, directory: directory)
+        }
+        if let pid = processCarrying(environment: "STRATUM_NODE_DIR=\(directory.path)"), let ticks = startTicks(of: pid) {
+            let record = NodeRecord(pid: pid, startTicks: ticks, token: token, labels: resource.inputs["labels"]?.mapValue ?? [:], startedAt: Date())
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            if (try? encoder.encode(record).write(to: recordFile(directory), options: .atomic)) != nil {
+                try? "\(pid)\n".write(to: directory.appendingPathComponent("pid"), atomically: true, encoding: .utf8)
+                return state(for: resource, record: record, directory: directory)
+            }
+            terminate(pid: pid, startTicks: ticks, grace: 2)
+        }
+        try? FileManager.default.removeItem(at: directory)
+        return nil
+    }
+
+    /// A process whose environment holds `entry` exactly (one pass over /proc).
+    static func processCarrying(environment entry: String) -> Int32? {
+        let needle = Array(entry.utf8)
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(name), pid != getpid(),
+                let data = FileManager.default.contents(atPath: "/proc/\(name)/environ")
+            else { continue }
+            for item in data.split(separator: 0) where item.elementsEqual(needle) { return pid }
+        }
+        return nil
+    }
+
     static func state(for resource: ResolvedResource, record: NodeRecord, directory: URL) -> ResourceState {
         var attributes = resource.inputs
         attributes["id"] = .string("pid-\(record.pid)")

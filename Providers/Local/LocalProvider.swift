@@ -102,6 +102,35 @@ public struct LocalProvider: Provider {
         }
     }
 
+    // MARK: recovery
+
+    /// Finds what an interrupted create left: the record carrying its token (networks,
+    /// buckets), or the node directory named after its token (nodes).
+    public func recover(_ operation: PendingOperation) async throws -> ResourceState? {
+        let resource = operation.resolved
+        switch operation.type {
+        case "local_network":
+            let file = networks.appendingPathComponent("\(operation.address.name).json")
+            guard let record = try? LocalRecord.load(file), record.token == operation.token else { return nil }
+            return try createNetwork(resource, token: operation.token)
+        case "local_bucket":
+            guard let bucket = operation.inputs["name"]?.stringValue else { return nil }
+            let directory = buckets.appendingPathComponent(bucket)
+            let record = try? LocalRecord.load(bucketRecord(bucket))
+            if record?.token == operation.token { return try createBucket(resource, token: operation.token) }
+            // Killed between creating the directory and writing its record: the directory
+            // is ours only if it is empty (nothing else could have put it there so recently).
+            if record == nil, let contents = try? FileManager.default.contentsOfDirectory(atPath: directory.path), contents.isEmpty {
+                try removeIfPresent(directory)
+            }
+            return nil
+        case "local_node":
+            return LocalProcesses.recover(resource, token: operation.token, nodesDirectory: nodes)
+        default:
+            throw ProviderError(.permanent, "local provider has no resource type '\(operation.type)'", address: operation.address)
+        }
+    }
+
     public func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
         var state = prior
         for (name, value) in desired.inputs { state.attributes[name] = value }

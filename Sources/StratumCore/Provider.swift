@@ -4,12 +4,18 @@ public struct ResolvedResource: Sendable, Hashable {
     public var region: String
     public var inputs: [String: Value]
     public var dependencies: [ResourceAddress]
+    /// Written by the provider on what it creates (tags, labels) so it can be found again.
+    public var ownership: Ownership
 
-    public init(address: ResourceAddress, region: String, inputs: [String: Value], dependencies: [ResourceAddress]) {
+    public init(
+        address: ResourceAddress, region: String, inputs: [String: Value], dependencies: [ResourceAddress],
+        ownership: Ownership = .unowned
+    ) {
         self.address = address
         self.region = region
         self.inputs = inputs
         self.dependencies = dependencies
+        self.ownership = ownership
     }
 }
 
@@ -39,10 +45,24 @@ public protocol Provider: Sendable {
 
     /// Deletes the resource; deleting one that is already gone succeeds.
     func delete(_ state: ResourceState) async throws
+
+    /// Settles a create that was interrupted between the cloud call and the state commit: looks
+    /// the resource up by `operation.token` (or by ownership tags naming `operation.address`) and
+    /// returns its live state to adopt, or nil when the create never took effect. Called with the
+    /// state lock held, before refresh. Must never create anything.
+    func recover(_ operation: PendingOperation) async throws -> ResourceState?
+
+    /// Live state of an existing resource by the provider's id, to adopt it into state
+    /// (`stratum state import`); nil when no such resource exists.
+    func importResource(type: String, region: String, id: String, address: ResourceAddress) async throws -> ResourceState?
 }
 
 extension Provider {
     public func validate(_ resource: DesiredResource) -> [Diagnostic] { [] }
+
+    public func importResource(type: String, region: String, id: String, address: ResourceAddress) async throws -> ResourceState? {
+        throw ProviderError(.permanent, "provider '\(name)' cannot import resources of type '\(type)'")
+    }
 
     /// Schema-level checks every provider gets: known type, known attributes, required ones set.
     public func validateAgainstSchema(_ resource: DesiredResource) -> [Diagnostic] {

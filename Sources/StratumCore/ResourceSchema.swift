@@ -15,6 +15,8 @@ public struct ResourceSchema: Sendable, Hashable {
     public var inputs: [String] { attributes.filter { $0.value.role != .computed }.keys.sorted() }
     /// Attributes only the provider sets.
     public var computed: [String] { attributes.filter { $0.value.role != .input }.keys.sorted() }
+    /// Whether any attribute holds a secret (encrypted in state, hidden in output).
+    public var hasSensitiveAttributes: Bool { attributes.values.contains { $0.sensitive } }
 }
 
 /// One attribute of a resource type.
@@ -42,7 +44,9 @@ public struct AttributeSchema: Sendable, Hashable {
     }
 
     public static let computed = AttributeSchema(role: .computed)
-    public static func input(forceNew: Bool = false, required: Bool = false) -> AttributeSchema {
-        AttributeSchema(role: .input, forceNew: forceNew, required: required)
+    public static func input(forceNew: Bool = false, required: Bool = false, sensitive: Bool = false) -> AttributeSchema {
+        AttributeSchema(role: .input, forceNew: forceNew, required: required, sensitive: sensitive)
     }
+    /// A value the provider sets that must stay secret (a generated password, a private key).
+    public static let sensitiveComputed = AttributeSchema(role: .computed, sensitive: true)
 }

@@ -1,8 +1,11 @@
+import Foundation
+
 /// An attribute value in desired configuration, state or a plan.
 ///
 /// `unknown` stands for a value that will only be known after apply (an id the cloud assigns,
 /// or an input that refers to such a value). `reference` appears only in desired configuration
-/// before the planner resolves it against state.
+/// before the planner resolves it against state. `sensitive` wraps a secret: it is shown as
+/// `(sensitive)`, never logged, and sealed (encrypted) whenever it is encoded for storage.
 public indirect enum Value: Hashable, Sendable {
     case null
     case bool(Bool)
@@ -13,11 +16,13 @@ public indirect enum Value: Hashable, Sendable {
     case map([String: Value])
     case unknown
     case reference(AttributeReference)
+    case sensitive(Value)
 
     /// True when the value, or anything inside it, is unknown or an unresolved reference.
     public var containsUnknown: Bool {
         switch self {
         case .unknown, .reference: return true
+        case .sensitive(let inner): return inner.containsUnknown
         case .list(let items): return items.contains { $0.containsUnknown }
         case .map(let entries): return entries.values.contains { $0.containsUnknown }
         default: return false
@@ -28,6 +33,7 @@ public indirect enum Value: Hashable, Sendable {
     public var references: [AttributeReference] {
         switch self {
         case .reference(let ref): return [ref]
+        case .sensitive(let inner): return inner.references
         case .list(let items): return items.flatMap(\.references)
         case .map(let entries): return entries.keys.sorted().flatMap { entries[$0]?.references ?? [] }
         default: return []
@@ -38,9 +44,51 @@ public indirect enum Value: Hashable, Sendable {
     public func resolvingReferences(_ resolve: (AttributeReference) -> Value) -> Value {
         switch self {
         case .reference(let ref): return resolve(ref)
+        case .sensitive(let inner): return inner.resolvingReferences(resolve).markedSensitive
         case .list(let items): return .list(items.map { $0.resolvingReferences(resolve) })
         case .map(let entries): return .map(entries.mapValues { $0.resolvingReferences(resolve) })
         default: return self
+        }
+    }
+
+    /// True when the value, or anything inside it, is sensitive.
+    public var containsSensitive: Bool {
+        switch self {
+        case .sensitive: return true
+        case .list(let items): return items.contains { $0.containsSensitive }
+        case .map(let entries): return entries.values.contains { $0.containsSensitive }
+        default: return false
+        }
+    }
+
+    /// The value with every sensitive wrapper removed: what a provider call needs.
+    public var revealed: Value {
+        switch self {
+        case .sensitive(let inner): return inner.revealed
+        case .list(let items): return .list(items.map(\.revealed))
+        case .map(let entries): return .map(entries.mapValues(\.revealed))
+        default: return self
+        }
+    }
+
+    /// The value wrapped as sensitive (once; null and unknown stay as they are).
+    public var markedSensitive: Value {
+        switch self {
+        case .sensitive, .null, .unknown: return self
+        default: return .sensitive(revealed)
+        }
+    }
+
+    /// This value with the sensitivity of `template` carried over: where `template` (a prior or
+    /// desired value of the same attribute) is sensitive, so is the result.
+    public func carryingSensitivity(of template: Value?) -> Value {
+        guard let template, template.containsSensitive else { return self }
+        switch (template, self) {
+        case (.sensitive, _): return markedSensitive
+        case (.map(let t), .map(let m)):
+            return .map(Dictionary(uniqueKeysWithValues: m.map { ($0.key, $0.value.carryingSensitivity(of: t[$0.key])) }))
+        case (.list(let t), .list(let l)) where t.count == l.count: return .list(zip(l, t).map { $0.carryingSensitivity(of: $1) })
+        default: return markedSensitive
         }
     }
 
@@ -83,6 +131,7 @@ extension Value: Codable {
     // objects so they can never be mistaken for user data.
     private static let unknownTag = "$stratum.unknown"
     private static let referenceTag = "$stratum.ref"
+    private static let sealedTag = "$stratum.sealed"
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
@@ -101,6 +150,15 @@ extension Value: Codable {
             self = .reference(AttributeReference(address: address, attribute: String(ref[ref.index(after: lastDot)...])))
             return
         }
+        if m.count == 1, let sealed = m[Self.sealedTag]?.stringValue {
+            guard let sealer = decoder.userInfo[.stratumSealer] as? any ValueSealer else {
+                throw DecodingError.dataCorruptedError(
+                    in: container, debugDescription: "an encrypted value cannot be read without the state key")
+            }
+            let plain = try sealer.open(sealed)
+            self = .sensitive(try JSONDecoder().decode(Value.self, from: plain))
+            return
+        }
         self = .map(m)
     }
 
@@ -116,6 +174,16 @@ extension Value: Codable {
         case .map(let m): try container.encode(m)
         case .unknown: try container.encode([Self.unknownTag: true])
         case .reference(let ref): try container.encode([Self.referenceTag: ref.description])
+        case .sensitive(let inner):
+            // A secret is only ever written sealed; an encoder without a sealer refuses it
+            // rather than writing plain text.
+            guard let sealer = encoder.userInfo[.stratumSealer] as? any ValueSealer else {
+                throw EncodingError.invalidValue(
+                    self, .init(codingPath: encoder.codingPath, debugDescription: "a sensitive value cannot be stored without an encryption key"))
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            try container.encode([Self.sealedTag: try sealer.seal(try encoder.encode(inner.revealed))])
         }
     }
 }
@@ -133,6 +201,7 @@ extension Value: CustomStringConvertible {
         case .map(let m): return "{" + m.sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value.description)" }.joined(separator: ", ") + "}"
         case .unknown: return "(known after apply)"
         case .reference(let ref): return "\(ref)"
+        case .sensitive: return "(sensitive)"
         }
     }
 
@@ -149,4 +218,17 @@ extension Value: CustomStringConvertible {
         }
         return out + "\""
     }
+}
+
+/// Encrypts and decrypts sensitive values for storage. Put one in an encoder's or decoder's
+/// `userInfo[.stratumSealer]`; without it, sensitive values refuse to encode.
+public protocol ValueSealer: Sendable {
+    /// Ciphertext for `plaintext`, as text safe to embed in JSON.
+    func seal(_ plaintext: Data) throws -> String
+    func open(_ sealed: String) throws -> Data
+}
+
+extension CodingUserInfoKey {
+    /// The `ValueSealer` that encodes and decodes `Value.sensitive`.
+    public static let stratumSealer = CodingUserInfoKey(rawValue: "stratum.sealer")!
 }

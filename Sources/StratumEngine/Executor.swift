@@ -49,6 +49,7 @@ public struct Executor: Sendable {
         var result = ApplyResult()
         result.serial = snapshot.serial
         var current = snapshot.resources
+        let ownership = Ownership(stack: workspace, lineage: snapshot.lineage)
 
         if !plan.vanished.isEmpty {
             result.serial = try await store.commit(
@@ -72,7 +73,7 @@ public struct Executor: Sendable {
                     value.resolvingReferences { ref in current[ref.address]?.attributes[ref.attribute] ?? .unknown }
                 }
                 running += 1
-                group.addTask { try await self.run(step, change: change, resolvedInputs: inputs) }
+                group.addTask { try await self.run(step, change: change, resolvedInputs: inputs, ownership: ownership) }
             }
 
             while finished < graph.steps.count {
@@ -132,12 +133,12 @@ public struct Executor: Sendable {
     }
 
     /// Runs one step with retries and commits its result; never throws for provider failures.
-    private func run(_ step: ExecutionStep, change: ResourceChange, resolvedInputs: [String: Value]) async throws -> (ExecutionStep, StepOutcome, Int) {
+    private func run(_ step: ExecutionStep, change: ResourceChange, resolvedInputs: [String: Value], ownership: Ownership) async throws -> (ExecutionStep, StepOutcome, Int) {
         observer.stepStarted(step)
         let clock = ContinuousClock()
         let start = clock.now
         do {
-            let (state, serial) = try await perform(step, change: change, resolvedInputs: resolvedInputs)
+            let (state, serial) = try await perform(step, change: change, resolvedInputs: resolvedInputs, ownership: ownership)
             let outcome = StepOutcome.succeeded(state)
             observer.stepFinished(step, outcome: outcome, elapsed: clock.now - start)
             return (step, outcome, serial)
@@ -150,30 +151,64 @@ public struct Executor: Sendable {
         }
     }
 
-    private func perform(_ step: ExecutionStep, change: ResourceChange, resolvedInputs: [String: Value]) async throws -> (ResourceState?, Int) {
+    /// Runs the provider call between a journal row and the commit that settles it: the row is
+    /// committed first, and the new state and the row's removal are one transaction after.
+    /// When the call fails, the provider is asked right away what it left (by the operation's
+    /// token) and that is settled as recovery would; if even that fails, the row stays for the
+    /// next run to recover, as it does after a crash.
+    private func journaled(
+        _ operation: PendingOperation, _ call: () async throws -> ResourceState?,
+        commit: (ResourceState?, PendingOperation) async throws -> Int
+    ) async throws -> (ResourceState?, Int) {
+        try await store.beginOperation(workspace: workspace, operation)
+        let state: ResourceState?
+        do {
+            state = try await call()
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            _ = try? await Recovery(providers: providers, store: store, workspace: workspace, now: now).settle(operation)
+            throw error
+        }
+        return (state, try await commit(state, operation))
+    }
+
+    private func perform(_ step: ExecutionStep, change: ResourceChange, resolvedInputs: [String: Value], ownership: Ownership) async throws -> (ResourceState?, Int) {
         guard let provider = providers[change.provider] else {
             throw ProviderError(.permanent, "unknown provider '\(change.provider)'", address: change.address)
         }
+        let schema = provider.schemas[change.address.type]
         let address = change.address
         switch step.kind {
         case .create, .replaceCreate:
             if let missing = resolvedInputs.first(where: { $0.value.containsUnknown }) {
                 throw ProviderError(.permanent, "input '\(missing.key)' is still unknown: a resource it refers to did not produce it", address: address)
             }
-            let resolved = ResolvedResource(address: address, region: change.region, inputs: resolvedInputs, dependencies: change.dependencies)
-            let token = UUID().uuidString.lowercased()
-            var state = try await retry.run { try await provider.create(resolved, token: token) }
-            state.dependencies = change.dependencies
-            var upserts = [state]
-            var action = step.kind == .create ? "create" : "replace"
-            if step.kind == .replaceCreate, change.createBeforeDestroy, var old = change.prior {
-                // Keep the old resource in state under a deposed address until it is deleted,
-                // so a crash in between leaves it tracked, not leaked.
-                old.address = Self.deposedAddress(for: address)
-                upserts.append(old)
-                action = "replace (create-before-destroy)"
+            let resolved = ResolvedResource(
+                address: address, region: change.region, inputs: resolvedInputs.mapValues(\.revealed), dependencies: change.dependencies, ownership: ownership)
+            let cbd = step.kind == .replaceCreate && change.createBeforeDestroy
+            let operation = PendingOperation(
+                address: address, action: .create, provider: change.provider, region: change.region,
+                token: UUID().uuidString.lowercased(), startedAt: now(), ownership: ownership,
+                prior: cbd ? change.prior : nil, inputs: resolvedInputs, dependencies: change.dependencies)
+            let (state, serial) = try await journaled(operation, { try await retry.run { try await provider.create(resolved, token: operation.token) } }) { created, operation in
+                guard var state = created else { throw ProviderError(.permanent, "the provider returned no state", address: address) }
+                state = Sensitivity.protect(state, schema: schema, template: resolvedInputs)
+                state.dependencies = change.dependencies
+                var upserts = [state]
+                var action = step.kind == .create ? "create" : "replace"
+                if cbd, var old = change.prior {
+                    // Keep the old resource in state under a deposed address until it is deleted,
+                    // so a crash in between leaves it tracked, not leaked.
+                    old.address = Self.deposedAddress(for: address)
+                    upserts.append(old)
+                    action = "replace (create-before-destroy)"
+                }
+                return try await store.commit(
+                    workspace: workspace,
+                    StateMutation(upserts: upserts, changes: [HistoryChange(address: address.description, action: action)], settles: [operation.id]),
+                    at: now())
             }
-            let serial = try await store.commit(workspace: workspace, StateMutation(upserts: upserts, changes: [HistoryChange(address: address.description, action: action)]), at: now())
             return (state, serial)
 
         case .update:
@@ -181,18 +216,36 @@ public struct Executor: Sendable {
             if let missing = resolvedInputs.first(where: { $0.value.containsUnknown }) {
                 throw ProviderError(.permanent, "input '\(missing.key)' is still unknown", address: address)
             }
-            let resolved = ResolvedResource(address: address, region: change.region, inputs: resolvedInputs, dependencies: change.dependencies)
-            var state = try await retry.run { try await provider.update(prior, to: resolved) }
-            state.dependencies = change.dependencies
-            let serial = try await store.commit(workspace: workspace, StateMutation(upserts: [state], changes: [HistoryChange(address: address.description, action: "update")]), at: now())
-            return (state, serial)
+            let resolved = ResolvedResource(
+                address: address, region: change.region, inputs: resolvedInputs.mapValues(\.revealed), dependencies: change.dependencies, ownership: ownership)
+            let operation = PendingOperation(
+                address: address, action: .update, provider: change.provider, region: change.region,
+                token: UUID().uuidString.lowercased(), startedAt: now(), ownership: ownership, prior: prior,
+                inputs: resolvedInputs, dependencies: change.dependencies)
+            return try await journaled(operation, { try await retry.run { try await provider.update(Sensitivity.reveal(prior), to: resolved) } }) { updated, operation in
+                guard var state = updated else { throw ProviderError(.permanent, "the provider returned no state", address: address) }
+                state = Sensitivity.protect(state, schema: schema, template: resolvedInputs)
+                state.dependencies = change.dependencies
+                return try await store.commit(
+                    workspace: workspace,
+                    StateMutation(upserts: [state], changes: [HistoryChange(address: address.description, action: "update")], settles: [operation.id]),
+                    at: now())
+            }
 
         case .delete, .replaceDelete:
-            guard let prior = change.prior else { throw ProviderError(.permanent, "delete without prior state", address: address) }
-            try await retry.run { try await provider.delete(prior) }
+            guard var prior = change.prior else { throw ProviderError(.permanent, "delete without prior state", address: address) }
             let removed = step.kind == .replaceDelete && change.createBeforeDestroy ? Self.deposedAddress(for: address) : address
-            let serial = try await store.commit(workspace: workspace, StateMutation(removals: [removed], changes: [HistoryChange(address: removed.description, action: "delete")]), at: now())
-            return (nil, serial)
+            prior.address = removed
+            let operation = PendingOperation(
+                address: removed, action: .delete, provider: change.provider, region: change.region,
+                token: UUID().uuidString.lowercased(), startedAt: now(), ownership: ownership, prior: prior)
+            let revealed = Sensitivity.reveal(change.prior ?? prior)
+            return try await journaled(operation, { try await retry.run { try await provider.delete(revealed) }; return nil }) { _, operation in
+                try await store.commit(
+                    workspace: workspace,
+                    StateMutation(removals: [removed], changes: [HistoryChange(address: removed.description, action: "delete")], settles: [operation.id]),
+                    at: now())
+            }
         }
     }
 

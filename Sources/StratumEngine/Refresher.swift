@@ -46,7 +46,7 @@ public struct Refresher: Sendable {
                 group.addTask {
                     guard let provider = providers[key.provider] else { return (batch, []) }
                     let sorted = batch.sorted { $0.address < $1.address }
-                    let result = try await provider.read(type: key.type, region: key.region, resources: sorted)
+                    let result = try await provider.read(type: key.type, region: key.region, resources: sorted.map(Sensitivity.reveal))
                     guard result.count == sorted.count else {
                         throw ProviderError(.permanent, "provider '\(key.provider)' answered \(result.count) states for \(sorted.count) \(key.type) resources")
                     }
@@ -57,8 +57,9 @@ public struct Refresher: Sendable {
                 for (state, refreshed) in zip(batch, result) {
                     // Keep what state knows (dependencies) alongside what the cloud reports.
                     // updateValue keeps an explicit nil (gone) instead of dropping the key.
+                    let schema = providers[state.provider]?.schemas[state.type]
                     let merged = refreshed.map { fresh in
-                        var merged = fresh
+                        var merged = Sensitivity.protect(fresh, schema: schema, template: state.attributes)
                         merged.dependencies = state.dependencies
                         return merged
                     }

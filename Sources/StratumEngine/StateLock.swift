@@ -9,11 +9,24 @@ public struct StateLock: Sendable {
     public var workspace: String
     /// How long a lease lasts without renewal; a crashed holder blocks others at most this long.
     public var lease: Duration
+    /// The clock leases are measured on, and how the heartbeat waits: injected by tests.
+    public var now: @Sendable () -> Date
+    public var sleep: @Sendable (Duration) async throws -> Void
+    /// Told when the lock was taken over from an expired or abandoned holder.
+    public var onTakeover: @Sendable (LockInfo) -> Void
 
-    public init(store: any StateStore, workspace: String, lease: Duration = .seconds(300)) {
+    public init(
+        store: any StateStore, workspace: String, lease: Duration = .seconds(300),
+        now: @escaping @Sendable () -> Date = { Date() },
+        sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
+        onTakeover: @escaping @Sendable (LockInfo) -> Void = { _ in }
+    ) {
         self.store = store
         self.workspace = workspace
         self.lease = lease
+        self.now = now
+        self.sleep = sleep
+        self.onTakeover = onTakeover
     }
 
     /// This process, as recorded in the lock.
@@ -32,28 +45,56 @@ public struct StateLock: Sendable {
         return kill(lock.pid, 0) != 0 && errno == ESRCH
     }
 
-    public func run<T: Sendable>(operation: String, _ body: @Sendable (LockInfo) async throws -> T) async throws -> T {
-        let lock = try await store.lock(workspace: workspace, Self.holder(operation: operation, lease: lease), isAbandoned: Self.isAbandoned)
-        let store = self.store
-        let workspace = self.workspace
-        let lease = self.lease
-        let heartbeat = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: lease / 3)
-                if Task.isCancelled { break }
-                try? await store.renewLock(workspace: workspace, id: lock.id, until: Date().addingTimeInterval(lease.seconds))
-            }
-        }
+    /// Runs `body` holding the lock. A heartbeat renews the lease every third of it; if a
+    /// renewal finds the lock gone (force-unlocked, or taken over after the lease lapsed), the
+    /// body is cancelled and `LockLostError` is thrown, so no step starts without the lock.
+    public func run<T: Sendable>(operation: String, _ body: @escaping @Sendable (LockInfo) async throws -> T) async throws -> T {
+        let acquisition = try await store.lock(workspace: workspace, Self.holder(operation: operation, lease: lease, now: now()), isAbandoned: Self.isAbandoned)
+        if let replaced = acquisition.replaced { onTakeover(replaced) }
+        let lock = acquisition.lock
+        let (store, workspace, lease, now, sleep) = (self.store, self.workspace, self.lease, self.now, self.sleep)
         do {
-            let result = try await body(lock)
-            heartbeat.cancel()
+            let result = try await withThrowingTaskGroup(of: T?.self) { group in
+                group.addTask { try await body(lock) }
+                group.addTask {
+                    while true {
+                        try await sleep(lease / 3)
+                        try Task.checkCancellation()
+                        do {
+                            try await store.renewLock(workspace: workspace, id: lock.id, until: now().addingTimeInterval(lease.seconds))
+                        } catch let error as StateError {
+                            throw LockLostError(workspace: workspace, lockID: lock.id, reason: error.message)
+                        } catch {
+                            // A transient failure to reach the store: the lease still has two
+                            // thirds to run, try again at the next beat.
+                            continue
+                        }
+                    }
+                }
+                defer { group.cancelAll() }
+                while let next = try await group.next() {
+                    if let value = next { return value }
+                }
+                throw CancellationError()
+            }
             try await store.unlock(workspace: workspace, id: lock.id)
             return result
+        } catch let error as LockLostError {
+            throw error
         } catch {
-            heartbeat.cancel()
             try? await store.unlock(workspace: workspace, id: lock.id)
             throw error
         }
+    }
+}
+
+/// The lease ran out from under a running operation (force-unlocked or taken over).
+public struct LockLostError: Error, Sendable, CustomStringConvertible {
+    public var workspace: String
+    public var lockID: String
+    public var reason: String
+    public var description: String {
+        "lost the state lock \(lockID) on \(workspace) while running (\(reason)); stopped before starting more changes. Run `stratum state pending` and plan again"
     }
 }
 

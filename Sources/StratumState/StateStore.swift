@@ -26,12 +26,18 @@ public struct StateMutation: Sendable {
     public var outputs: [String: Value]?
     /// What happened, per address, for history (`create`, `update`, `delete`, `rm`, `mv`, …).
     public var changes: [HistoryChange]
+    /// Journal rows (operation ids) this commit settles: removed in the same transaction.
+    public var settles: [String]
 
-    public init(upserts: [ResourceState] = [], removals: [ResourceAddress] = [], outputs: [String: Value]? = nil, changes: [HistoryChange]) {
+    public init(
+        upserts: [ResourceState] = [], removals: [ResourceAddress] = [], outputs: [String: Value]? = nil,
+        changes: [HistoryChange], settles: [String] = []
+    ) {
         self.upserts = upserts
         self.removals = removals
         self.outputs = outputs
         self.changes = changes
+        self.settles = settles
     }
 }
 
@@ -49,6 +55,67 @@ public struct HistoryEntry: Sendable, Codable, Hashable {
     public var serial: Int
     public var time: Date
     public var changes: [HistoryChange]
+}
+
+/// What one serial changed: each touched resource before and after (nil = absent).
+public struct StateDelta: Sendable {
+    public var serial: Int
+    public var time: Date
+    public var changes: [HistoryChange]
+    public var before: [ResourceAddress: ResourceState]
+    public var after: [ResourceAddress: ResourceState]
+
+    public init(serial: Int, time: Date, changes: [HistoryChange], before: [ResourceAddress: ResourceState], after: [ResourceAddress: ResourceState]) {
+        self.serial = serial
+        self.time = time
+        self.changes = changes
+        self.before = before
+        self.after = after
+    }
+
+    /// Every address the serial touched, sorted.
+    public var addresses: [ResourceAddress] { Set(before.keys).union(after.keys).sorted() }
+}
+
+/// Something that happened to a workspace's lock; every one is kept in history.
+public struct LockEvent: Sendable, Codable, Hashable {
+    public enum Kind: String, Sendable, Codable {
+        /// Taken while free.
+        case acquired
+        /// Lease extended by its holder's heartbeat.
+        case renewed
+        /// Released by its holder.
+        case released
+        /// Taken over from a holder whose lease expired or whose process is gone.
+        case takenOver = "taken-over"
+        /// Released by `force-unlock`.
+        case forceReleased = "force-released"
+    }
+
+    public var time: Date
+    public var kind: Kind
+    public var lockID: String
+    public var holder: String
+    /// For a takeover: which lock was replaced and why.
+    public var detail: String
+
+    public init(time: Date, kind: Kind, lockID: String, holder: String, detail: String = "") {
+        self.time = time
+        self.kind = kind
+        self.lockID = lockID
+        self.holder = holder
+        self.detail = detail
+    }
+}
+
+/// The lock just taken, and the lease it replaced (expired or abandoned), if any.
+public struct LockAcquisition: Sendable {
+    public var lock: LockInfo
+    public var replaced: LockInfo?
+    public init(lock: LockInfo, replaced: LockInfo? = nil) {
+        self.lock = lock
+        self.replaced = replaced
+    }
 }
 
 /// Who holds a workspace's lock and until when.
@@ -105,12 +172,41 @@ public protocol StateStore: Sendable {
     /// Workspaces that have state.
     func workspaces() async throws -> [String]
 
-    /// Takes the lock, or throws `LockHeldError` while someone else's lease runs. A held lease
-    /// that `isAbandoned` judges dead (its process is gone) is taken over.
-    func lock(workspace: String, _ request: LockInfo, isAbandoned: @Sendable (LockInfo) -> Bool) async throws -> LockInfo
-    /// Extends a lease we hold.
+    /// What `serial` changed, resource by resource; nil for a serial not in history.
+    func delta(workspace: String, serial: Int) async throws -> StateDelta?
+
+    /// Takes the lock, or throws `LockHeldError` while someone else's lease runs. A lease that
+    /// has expired, or that `isAbandoned` judges dead (its process is gone), is taken over and
+    /// returned as `replaced`. Records an `acquired` or `takenOver` event.
+    func lock(workspace: String, _ request: LockInfo, isAbandoned: @Sendable (LockInfo) -> Bool) async throws -> LockAcquisition
+    /// Extends a lease we hold; throws when it is no longer ours. Records a `renewed` event.
     func renewLock(workspace: String, id: String, until: Date) async throws
-    /// Releases the lock if `id` holds it; throws if another lock is held.
-    func unlock(workspace: String, id: String) async throws
+    /// Releases the lock if `id` holds it; throws if another lock is held. Records `released`,
+    /// or `forceReleased` when `forced`.
+    func unlock(workspace: String, id: String, forced: Bool) async throws
     func currentLock(workspace: String) async throws -> LockInfo?
+    /// Every lock event, oldest first.
+    func lockEvents(workspace: String) async throws -> [LockEvent]
+
+    /// Writes a journal row, committed before the provider call it describes.
+    func beginOperation(workspace: String, _ operation: PendingOperation) async throws
+    /// Journal rows not yet settled, oldest first.
+    func pendingOperations(workspace: String) async throws -> [PendingOperation]
+    /// Removes journal rows without changing state (the operation is known to have had no
+    /// effect, or recovery found nothing); does not bump the serial.
+    func settleOperations(workspace: String, ids: [String]) async throws
+}
+
+extension StateStore {
+    public func unlock(workspace: String, id: String) async throws {
+        try await unlock(workspace: workspace, id: id, forced: false)
+    }
+}
+
+extension LockEvent {
+    /// Why a lease was taken over, for the history line.
+    public static func takeoverDetail(replaced: LockInfo, at time: Date) -> String {
+        let why = replaced.expiresAt <= time ? "its lease expired at \(replaced.expiresAt.ISO8601Format())" : "its process (pid \(replaced.pid) on \(replaced.host)) is gone"
+        return "replaced lock \(replaced.id) held by \(replaced.holder): \(why)"
+    }
 }

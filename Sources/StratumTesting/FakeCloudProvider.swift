@@ -129,6 +129,22 @@ public struct FakeCloudProvider: Provider {
         return state(record, region: resource.region)
     }
 
+    public func recover(_ operation: PendingOperation) async throws -> ResourceState? {
+        try await pause()
+        for (id, live) in try inventory() where live.address == operation.address {
+            let record = try JSONDecoder().decode(Record.self, from: Data(contentsOf: resourcesDirectory.appendingPathComponent("\(id).json")))
+            if record.token == operation.token { return state(record, region: operation.region) }
+        }
+        return nil
+    }
+
+    public func importResource(type: String, region: String, id: String, address: ResourceAddress) async throws -> ResourceState? {
+        try await pause()
+        let file = resourcesDirectory.appendingPathComponent("\(id).json")
+        guard let record = try? JSONDecoder().decode(Record.self, from: Data(contentsOf: file)) else { return nil }
+        return ResourceState(address: address, provider: name, region: region, id: record.id, attributes: record.attributes)
+    }
+
     public func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
         try await pause()
         if options.failOn == prior.address.description {

@@ -84,6 +84,12 @@ public final class SyntheticProvider: Provider, @unchecked Sendable {
         return state
     }
 
+    public func recover(_ operation: PendingOperation) async throws -> ResourceState? {
+        try await call("recover")
+        let id = "\(operation.type)-\(operation.token.prefix(13))"
+        return lock.withLock { resources[id] }
+    }
+
     public func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
         try await call("update")
         var state = prior

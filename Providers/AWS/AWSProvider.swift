@@ -1,0 +1,2 @@
+import StratumCloud
+import StratumCore

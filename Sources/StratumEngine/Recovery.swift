@@ -1,0 +1,128 @@
+import Foundation
+import StratumCore
+import StratumState
+
+/// Settles journal rows left by operations that never finished (a crash between a provider
+/// call and its commit). Runs with the lock held, before refresh: each create is looked up by
+/// its idempotency token and adopted or confirmed gone; updates and deletes are re-read.
+public struct Recovery: Sendable {
+    public var providers: ProviderRegistry
+    public var store: any StateStore
+    public var workspace: String
+    public var now: @Sendable () -> Date
+
+    public init(providers: ProviderRegistry, store: any StateStore, workspace: String, now: @escaping @Sendable () -> Date = { Date() }) {
+        self.providers = providers
+        self.store = store
+        self.workspace = workspace
+        self.now = now
+    }
+
+    /// What recovery did with one row.
+    public enum Outcome: Sendable, Equatable {
+        /// The create had taken effect: the resource is now in state.
+        case adopted(ResourceAddress, id: String)
+        /// The operation had no effect, or its resource is gone: nothing to adopt.
+        case confirmedGone(ResourceAddress)
+        /// An update's or interrupted delete's resource still exists; state now holds its live attributes.
+        case refreshed(ResourceAddress)
+        /// The provider could not be asked; the row stays.
+        case unsettled(ResourceAddress, reason: String)
+    }
+
+    /// Settles every pending row of the workspace, oldest first.
+    public func run() async throws -> [Outcome] {
+        var outcomes: [Outcome] = []
+        for operation in try await store.pendingOperations(workspace: workspace) {
+            do {
+                outcomes.append(try await settle(operation))
+            } catch let error as StateError {
+                throw error
+            } catch {
+                outcomes.append(.unsettled(operation.address, reason: String(describing: error)))
+            }
+        }
+        return outcomes
+    }
+
+    /// Settles one row: asks the provider what the operation left and commits that together
+    /// with the row's removal.
+    public func settle(_ operation: PendingOperation) async throws -> Outcome {
+        guard let provider = providers[operation.provider] else {
+            throw ProviderError(.permanent, "cannot recover \(operation.address): provider '\(operation.provider)' is not available", address: operation.address)
+        }
+        let schema = provider.schemas[operation.type]
+        let address = operation.address
+        switch operation.action {
+        case .create:
+            guard var state = try await provider.recover(operation) else {
+                try await store.settleOperations(workspace: workspace, ids: [operation.id])
+                return .confirmedGone(address)
+            }
+            state = Sensitivity.protect(state, schema: schema, template: operation.inputs)
+            state.address = address
+            state.dependencies = operation.dependencies
+            var upserts = [state]
+            if var old = operation.prior {
+                // A create-before-destroy replacement: the old copy moves aside, still tracked.
+                old.address = Executor.deposedAddress(for: address)
+                upserts.append(old)
+            }
+            try await store.commit(
+                workspace: workspace,
+                StateMutation(upserts: upserts, changes: [HistoryChange(address: address.description, action: "recover (adopted \(state.id))")], settles: [operation.id]),
+                at: now())
+            return .adopted(address, id: state.id)
+
+        case .update, .delete:
+            guard let prior = operation.prior else {
+                try await store.settleOperations(workspace: workspace, ids: [operation.id])
+                return .confirmedGone(address)
+            }
+            let live = try await provider.read(type: operation.type, region: operation.region, resources: [Sensitivity.reveal(prior)]).first ?? nil
+            if var live {
+                live = Sensitivity.protect(live, schema: schema, template: operation.action == .update ? operation.inputs : prior.attributes)
+                live.address = address
+                live.dependencies = operation.action == .update ? operation.dependencies : prior.dependencies
+                try await store.commit(
+                    workspace: workspace,
+                    StateMutation(upserts: [live], changes: [HistoryChange(address: address.description, action: "recover (\(operation.action.rawValue) re-read)")], settles: [operation.id]),
+                    at: now())
+                return .refreshed(address)
+            }
+            try await store.commit(
+                workspace: workspace,
+                StateMutation(removals: [address], changes: [HistoryChange(address: address.description, action: "recover (gone)")], settles: [operation.id]),
+                at: now())
+            return .confirmedGone(address)
+        }
+    }
+}
+
+/// Where secrets are marked: attributes a schema declares sensitive, and values that were
+/// sensitive in what was asked for, stay wrapped in state; providers see them revealed.
+public enum Sensitivity {
+    /// `state` with sensitive attributes wrapped: per the schema, and wherever `template` (the
+    /// desired inputs or prior attributes) held a sensitive value.
+    public static func protect(_ state: ResourceState, schema: ResourceSchema?, template: [String: Value]) -> ResourceState {
+        // Most resources hold no secret: skip the walk.
+        guard schema?.hasSensitiveAttributes == true || template.values.contains(where: \.containsSensitive) else { return state }
+        var state = state
+        for (key, value) in state.attributes {
+            if schema?.attributes[key]?.sensitive == true {
+                state.attributes[key] = value.markedSensitive
+            } else if let model = template[key] {
+                state.attributes[key] = value.carryingSensitivity(of: model)
+            }
+        }
+        return state
+    }
+
+    /// `state` with every sensitive wrapper removed, as providers receive it.
+    public static func reveal(_ state: ResourceState) -> ResourceState {
+        guard state.attributes.values.contains(where: \.containsSensitive) else { return state }
+        var state = state
+        state.attributes = state.attributes.mapValues(\.revealed)
+        return state
+    }
+}
