@@ -61,7 +61,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "StratumStacks", dependencies: ["Stratum"], path: "Stacks", exclude: ["local-demo.dev.yaml"]),
+        .target(name: "StratumStacks", dependencies: ["Stratum"], path: "Stacks", exclude: ["local-demo.dev.yaml", "aws-gpu-cluster.dev.yaml", "aws-gpu-cluster.prod.yaml"]),
         .executableTarget(name: "stratum", dependencies: ["StratumCLI", "StratumStacks"]),
 
         // Test support: a file-backed fake cloud and a CLI binary that carries it.

@@ -22,6 +22,10 @@ public struct Bucket: Resource {
 
     public func declare(into content: inout StackContent) {
         content.diagnostics += nameDiagnostics(name, location: location)
+        if placement.provider == "aws" {
+            AWSLowering.declare(bucket: self, into: &content)
+            return
+        }
         content.resources.append(
             DesiredResource(
                 address: address, provider: placement.provider, region: placement.region,

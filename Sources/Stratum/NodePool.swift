@@ -75,6 +75,10 @@ public struct NodePool: Resource {
         if machine.gpus < 0 {
             content.diagnostics.append(Diagnostic(address: address, message: "gpus must not be negative (got \(machine.gpus))", location: location))
         }
+        if placement.provider == "aws" {
+            AWSLowering.declare(nodePool: self, into: &content)
+            return
+        }
         var inputs: [String: Value] = [
             "pool": .string(name),
             "image": .string(image),

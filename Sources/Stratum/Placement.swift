@@ -3,17 +3,23 @@ public struct Placement: Sendable, Hashable {
     /// The provider's name, which also prefixes its resource types (`local_bucket`).
     public var provider: String
     public var region: String
+    /// Zones the provider may use, in order of preference (empty: the provider's default).
+    public var zones: [String]
 
-    public init(provider: String, region: String) {
+    public init(provider: String, region: String, zones: [String] = []) {
         self.provider = provider
         self.region = region
+        self.zones = zones
     }
 
     /// The embedded default: nodes are local processes, buckets are directories.
     public static let local = Placement(provider: "local", region: "local")
 
+    /// Where a provider's own type names differ from `<provider>_<kind>`.
+    static let resourceTypes: [String: [String: String]] = ["aws": AWSLowering.resourceTypes]
+
     func address(kind: String, name: String, index: Int? = nil) -> ResourceAddress {
-        ResourceAddress(type: "\(provider)_\(kind)", name: name, index: index)
+        ResourceAddress(type: Self.resourceTypes[provider]?[kind] ?? "\(provider)_\(kind)", name: name, index: index)
     }
 }
 

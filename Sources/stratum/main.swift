@@ -1,4 +1,4 @@
 import StratumCLI
 import StratumStacks
 
-await StratumCLI.main(stacks: BundledStacks.all)
+await StratumCLI.main(stacks: BundledStacks.all, providers: [.local, .aws])

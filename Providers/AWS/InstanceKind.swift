@@ -1,0 +1,200 @@
+import Foundation
+import StratumCloud
+import StratumCore
+
+/// An EC2 instance. `subnet_ids` lists acceptable subnets in order of preference (one per
+/// zone, typically): when AWS has no capacity for the instance type in one, the next is
+/// tried, each with its own ClientToken derived from the engine's token, so failover never
+/// makes a second machine.
+struct InstanceKind: EC2ResourceKind {
+    let type = "aws_instance"
+    let describeAction = "DescribeInstances"
+    let itemsPath = "reservationSet"
+    let idField = "instanceId"
+    let idFilter = "instance-id"
+    /// How long a delete waits for the instance to reach `terminated` (its subnet and
+    /// security group cannot be deleted before).
+    var terminationTimeout: Duration = .seconds(900)
+
+    var schema: ResourceSchema {
+        ResourceSchema(type: type, attributes: ownershipAttributes.merging([
+            "ami": .input(forceNew: true, required: true),
+            "instance_type": .input(forceNew: true, required: true),
+            "subnet_ids": .input(required: true),
+            "security_group_ids": .input(forceNew: true),
+            "placement_group": .input(forceNew: true),
+            "key_name": .input(forceNew: true),
+            "user_data": .input(forceNew: true),
+            "command": .input(forceNew: true),
+            "env": .input(forceNew: true),
+            "container_image": .input(forceNew: true),
+            "root_volume_gib": .input(forceNew: true),
+            "root_device_name": .input(forceNew: true),
+            "spot": .input(forceNew: true),
+            "pool": .input(forceNew: true),
+            "index": .input(forceNew: true),
+            "labels": .input(),
+            "gpus": .input(forceNew: true),
+            "gpu_class": .input(forceNew: true),
+            "subnet_id": .computed,
+            "availability_zone": .computed,
+            "private_ip": .computed,
+            "public_ip": .computed,
+            "state": .computed,
+        ]) { $1 })
+    }
+
+    func create(_ resource: ResolvedResource, token: String, tags: [String: String], ec2: EC2API) async throws -> ResourceState {
+        let subnets = resource.strings("subnet_ids")
+        guard !subnets.isEmpty else { throw ProviderError(.permanent, "subnet_ids must list at least one subnet", address: resource.address) }
+        var stockouts: [String] = []
+        for (i, subnet) in subnets.enumerated() {
+            // AWS refuses one ClientToken with different parameters, so each subnet gets its own.
+            let clientToken = i == 0 ? token : "\(token)-\(i)"
+            do {
+                let response = try await ec2.call("RunInstances", try runParameters(resource, subnet: subnet, clientToken: clientToken, tags: tags), idempotent: false)
+                guard let item = response.items("instancesSet").first, let id = item.string("instanceId") else {
+                    throw ProviderError(.transient, "RunInstances returned no instance", address: resource.address)
+                }
+                return resource.state(id: id, computed: computed(from: item))
+            } catch let error as ProviderError where error.kind == .capacity {
+                stockouts.append("\(subnet): \(error.message)")
+            }
+        }
+        let type = resource.string("instance_type") ?? "?"
+        throw ProviderError(
+            .capacity,
+            "no capacity for \(type) in any of the \(subnets.count) subnet(s) allowed (\(stockouts.joined(separator: "; "))); add subnets in other zones to subnet_ids, or try another region",
+            address: resource.address)
+    }
+
+    func runParameters(_ resource: ResolvedResource, subnet: String, clientToken: String, tags: [String: String]) throws -> EC2Parameters {
+        var p = EC2Parameters()
+        p.add("ImageId", try resource.requireString("ami"))
+        p.add("InstanceType", try resource.requireString("instance_type"))
+        p.add("MinCount", "1")
+        p.add("MaxCount", "1")
+        p.add("ClientToken", clientToken)
+        p.add("SubnetId", subnet)
+        p.add(list: "SecurityGroupId", resource.strings("security_group_ids"))
+        if let group = resource.string("placement_group"), !group.isEmpty { p.add("Placement.GroupName", group) }
+        if let key = resource.string("key_name"), !key.isEmpty { p.add("KeyName", key) }
+        if let script = UserDataScript.render(resource) { p.add("UserData", Data(script.utf8).base64EncodedString()) }
+        if let size = resource.inputs["root_volume_gib"]?.intValue {
+            p.add("BlockDeviceMapping.1.DeviceName", resource.string("root_device_name") ?? "/dev/sda1")
+            p.add("BlockDeviceMapping.1.Ebs.VolumeSize", String(size))
+            p.add("BlockDeviceMapping.1.Ebs.VolumeType", "gp3")
+            p.add("BlockDeviceMapping.1.Ebs.DeleteOnTermination", "true")
+        }
+        if resource.inputs["spot"]?.boolValue == true {
+            p.add("InstanceMarketOptions.MarketType", "spot")
+            p.add("InstanceMarketOptions.SpotOptions.SpotInstanceType", "one-time")
+            p.add("InstanceMarketOptions.SpotOptions.InstanceInterruptionBehavior", "terminate")
+        }
+        var instanceTags = tags
+        for (key, value) in OwnershipTags.userTags(resource.inputs["labels"]) where instanceTags[key] == nil { instanceTags[key] = value }
+        p.add(tagSpecification: "instance", tags: instanceTags, index: 1)
+        p.add(tagSpecification: "volume", tags: tags, index: 2)
+        return p
+    }
+
+    func refreshed(_ prior: ResourceState, from item: XMLTree) -> ResourceState? {
+        let state = item.string("instanceState/name") ?? ""
+        guard state != "terminated", state != "shutting-down" else { return nil }
+        var fresh = prior
+        for (key, value) in computed(from: item) { fresh.attributes[key] = value }
+        if let type = item.string("instanceType") { fresh.attributes["instance_type"] = .string(type) }
+        // Labels are written as tags too; only the stack's `tags` input is compared for drift.
+        let recorded = OwnershipTags.userTags(prior.attributes["tags"])
+        let labels = OwnershipTags.userTags(prior.attributes["labels"])
+        var live = OwnershipTags.parse(item).filter { !$0.key.hasPrefix("stratum:") && labels[$0.key] != $0.value }
+        if recorded["Name"] == nil { live["Name"] = nil }
+        if live != recorded { fresh.attributes["tags"] = .map(live.mapValues(Value.string)) }
+        return fresh
+    }
+
+    /// The attributes only AWS knows, from a RunInstances or DescribeInstances item.
+    func computed(from item: XMLTree) -> [String: Value] {
+        [
+            "state": .string(item.string("instanceState/name") ?? ""),
+            "subnet_id": .string(item.string("subnetId") ?? ""),
+            "availability_zone": .string(item.string("placement/availabilityZone") ?? ""),
+            "private_ip": .string(item.string("privateIpAddress") ?? ""),
+            "public_ip": .string(item.string("ipAddress") ?? ""),
+        ]
+    }
+
+    func update(_ prior: ResourceState, to desired: ResolvedResource, ec2: EC2API) async throws -> ResourceState {
+        // subnet_ids only steers where a new instance goes; a running one stays put.
+        var state = try await ec2.updateTags(prior, desired: desired)
+        let oldLabels = OwnershipTags.userTags(prior.attributes["labels"])
+        let newLabels = OwnershipTags.userTags(desired.inputs["labels"])
+        if oldLabels != newLabels {
+            let removed = oldLabels.keys.filter { newLabels[$0] == nil }
+            if !removed.isEmpty {
+                var p = EC2Parameters()
+                p.add(list: "ResourceId", [prior.id])
+                for (i, key) in removed.sorted().enumerated() { p.add("Tag.\(i + 1).Key", key) }
+                _ = try await ec2.call("DeleteTags", p, idempotent: true)
+            }
+            if !newLabels.isEmpty {
+                var p = EC2Parameters()
+                p.add(list: "ResourceId", [prior.id])
+                p.add(tags: newLabels)
+                _ = try await ec2.call("CreateTags", p, idempotent: true)
+            }
+        }
+        state.attributes["labels"] = desired.inputs["labels"] ?? .null
+        return state
+    }
+
+    func delete(_ state: ResourceState, ec2: EC2API) async throws {
+        var p = EC2Parameters()
+        p.add(list: "InstanceId", [state.id])
+        do {
+            _ = try await ec2.call("TerminateInstances", p, idempotent: true)
+        } catch let error as ProviderError where error.kind == .notFound {
+            return
+        }
+        // Wait for `terminated`: until then the subnet and security group are still in use.
+        let describe = EC2Describe(kind: self, ec2: ec2)
+        let clock = ec2.client.clock
+        let deadline = clock.monotonic() + terminationTimeout.seconds
+        while clock.monotonic() < deadline {
+            guard let item = try await describe.items(filters: [(idFilter, [state.id])]).first,
+                item.string("instanceState/name") != "terminated"
+            else { return }
+            try await clock.sleep(.seconds(5))
+        }
+        throw ProviderError(.transient, "instance \(state.id) is still shutting down after \(Int(terminationTimeout.seconds)) s", address: state.address)
+    }
+}
+
+/// The boot script of an instance built from `command`, `env` and `container_image`, unless
+/// the stack gives `user_data` itself.
+enum UserDataScript {
+    static func render(_ resource: ResolvedResource) -> String? {
+        if let raw = resource.string("user_data"), !raw.isEmpty { return raw }
+        let command = resource.strings("command")
+        guard !command.isEmpty else { return nil }
+        var env: [String: String] = [:]
+        if case .map(let map)? = resource.inputs["env"] {
+            for (key, value) in map { env[key] = value.stringValue ?? value.description }
+        }
+        env["STRATUM_NODE_INDEX"] = env["STRATUM_NODE_INDEX"] ?? resource.inputs["index"]?.intValue.map(String.init)
+        env["STRATUM_NODE_ADDRESS"] = resource.address.description
+        var lines = ["#!/bin/sh", "# Stratum node \(resource.address)", "set -e"]
+        for key in env.keys.sorted() { lines.append("export \(key)=\(quote(env[key] ?? ""))") }
+        if let image = resource.string("container_image"), !image.isEmpty {
+            let passes = env.keys.sorted().map { "-e \($0)" }.joined(separator: " ")
+            lines.append("exec docker run --rm --gpus all --network host \(passes) \(quote(image)) \(command.map(quote).joined(separator: " "))")
+        } else {
+            lines.append("exec \(command.map(quote).joined(separator: " "))")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func quote(_ text: String) -> String {
+        "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+}

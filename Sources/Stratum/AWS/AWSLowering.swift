@@ -1,0 +1,170 @@
+extension Placement {
+    /// Amazon Web Services in `region`; `zones` lists the availability zones a network spans,
+    /// in order of preference (default: the region's `a` and `b` zones).
+    public static func aws(region: String, zones: [String] = []) -> Placement {
+        Placement(provider: "aws", region: region, zones: zones)
+    }
+}
+
+/// How the portable resources become AWS resources when placed on `.aws(region:)`.
+///
+/// - `Network` → `aws_vpc` + one `aws_subnet` per zone + `aws_internet_gateway` +
+///   `aws_route_table` + `aws_security_group` (all traffic from inside the VPC).
+/// - `Bucket` → `aws_s3_bucket`.
+/// - `NodePool` → one `aws_instance` per node, whose `subnet_ids` are the network's subnets in
+///   zone order: a node that meets a capacity shortage in one zone is placed in the next.
+public enum AWSLowering {
+    static let resourceTypes = ["network": "aws_vpc", "bucket": "aws_s3_bucket", "node": "aws_instance"]
+
+    /// A deep-learning image with the NVIDIA driver and container runtime, resolved by AWS at launch.
+    public static let defaultGPUImage = "resolve:ssm:/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+
+    /// The zones a network placed on AWS spans.
+    public static func zones(of placement: Placement) -> [String] {
+        placement.zones.isEmpty ? ["\(placement.region)a", "\(placement.region)b"] : placement.zones
+    }
+
+    /// The subnets of `network`, one per zone in preference order.
+    public static func subnets(of network: Network) -> [Ref<String>] {
+        zones(of: network.placement).indices.map { Ref(ResourceAddress(type: "aws_subnet", name: network.name, index: $0), "id") }
+    }
+
+    /// The security group every node on `network` joins.
+    public static func securityGroup(of network: Network) -> Ref<String> {
+        Ref(ResourceAddress(type: "aws_security_group", name: network.name), "id")
+    }
+
+    static func declare(network: Network, into content: inout StackContent) {
+        let region = network.placement.region
+        let vpc = network.address
+        let zones = zones(of: network.placement)
+        func add(_ type: String, index: Int? = nil, _ inputs: [String: Value]) {
+            content.resources.append(DesiredResource(
+                address: ResourceAddress(type: type, name: network.name, index: index), provider: "aws", region: region, inputs: inputs,
+                dependsOn: network.explicitDependencies, location: network.location))
+        }
+        let vpcId = Value.reference(AttributeReference(address: vpc, attribute: "id"))
+        add("aws_vpc", ["cidr": .string(network.cidr)])
+        guard let blocks = CIDRSplit.subnets(of: network.cidr, count: zones.count) else {
+            content.diagnostics.append(Diagnostic(address: vpc, message: "cannot split \(network.cidr) into \(zones.count) subnets, one per zone; use a larger block", location: network.location))
+            return
+        }
+        for (i, zone) in zones.enumerated() {
+            add("aws_subnet", index: i, ["vpc_id": vpcId, "cidr": .string(blocks[i]), "availability_zone": .string(zone), "map_public_ip": .bool(true)])
+        }
+        let gateway = ResourceAddress(type: "aws_internet_gateway", name: network.name)
+        add("aws_internet_gateway", ["vpc_id": vpcId])
+        add("aws_route_table", [
+            "vpc_id": vpcId,
+            "internet_gateway_id": .reference(AttributeReference(address: gateway, attribute: "id")),
+            "subnet_ids": .list(subnets(of: network).map(\.value)),
+        ])
+        add("aws_security_group", [
+            "vpc_id": vpcId, "name": .string(network.name), "description": .string("Stratum network \(network.name)"),
+            "ingress": .list([.map(["protocol": "-1", "from_port": -1, "to_port": -1, "cidr": .string(network.cidr)])]),
+        ])
+    }
+
+    static func declare(bucket: Bucket, into content: inout StackContent) {
+        if let why = S3Names.problem(bucket.name) {
+            content.diagnostics.append(Diagnostic(address: bucket.address, message: "invalid S3 bucket name '\(bucket.name)': \(why)", location: bucket.location))
+        }
+        content.resources.append(DesiredResource(
+            address: bucket.address, provider: "aws", region: bucket.placement.region,
+            inputs: ["name": .string(bucket.name), "versioning": .bool(bucket.versioning)],
+            dependsOn: bucket.explicitDependencies, location: bucket.location))
+    }
+
+    static func declare(nodePool pool: NodePool, into content: inout StackContent) {
+        guard let network = pool.network else {
+            content.diagnostics.append(Diagnostic(address: pool.address, message: "a node pool on AWS needs a network (pass network: Network(…, on: .aws(region: …)))", location: pool.location))
+            return
+        }
+        guard network.placement.provider == "aws", network.placement.region == pool.placement.region else {
+            content.diagnostics.append(Diagnostic(address: pool.address, message: "the pool's network must be on AWS in \(pool.placement.region) too", location: pool.location))
+            return
+        }
+        guard let instanceType = pool.machine.instanceType ?? AWSInstanceCatalog.instanceType(for: pool.machine) else {
+            content.diagnostics.append(Diagnostic(
+                address: pool.address,
+                message: "no EC2 instance type known for \(pool.machine.gpus) × \(pool.machine.gpuClass ?? "GPU"); set machine.instanceType (e.g. p5.48xlarge)",
+                location: pool.location))
+            return
+        }
+        let isMachineImage = pool.image.hasPrefix("ami-") || pool.image.hasPrefix("resolve:ssm:")
+        var inputs: [String: Value] = [
+            "pool": .string(pool.name),
+            "instance_type": .string(instanceType),
+            "ami": .string(isMachineImage ? pool.image : defaultGPUImage),
+            "subnet_ids": .list(subnets(of: network).map(\.value)),
+            "security_group_ids": .list([securityGroup(of: network).value]),
+            "command": .list(pool.command.map(Value.string)),
+            "env": .map(pool.env.mapValues(\.value)),
+            "labels": .map(pool.labels.mapValues(Value.string)),
+            "gpus": .int(pool.machine.gpus),
+        ]
+        if !isMachineImage { inputs["container_image"] = .string(pool.image) }
+        if let gpuClass = pool.machine.gpuClass { inputs["gpu_class"] = .string(gpuClass) }
+        for index in 0..<pool.count {
+            var nodeInputs = inputs
+            nodeInputs["index"] = .int(index)
+            content.resources.append(DesiredResource(
+                address: pool.node(index), provider: "aws", region: pool.placement.region, inputs: nodeInputs,
+                dependsOn: pool.explicitDependencies, location: pool.location))
+        }
+    }
+}
+
+/// The EC2 instance type for a GPU class and count, where there is one obvious choice.
+public enum AWSInstanceCatalog {
+    static let gpuTypes: [String: [Int: String]] = [
+        "H100": [8: "p5.48xlarge", 1: "p5.4xlarge"],
+        "H200": [8: "p5en.48xlarge"],
+        "A100": [8: "p4d.24xlarge"],
+        "A10G": [1: "g5.xlarge", 4: "g5.12xlarge", 8: "g5.48xlarge"],
+        "L4": [1: "g6.xlarge", 4: "g6.12xlarge", 8: "g6.48xlarge"],
+        "L40S": [1: "g6e.xlarge", 4: "g6e.12xlarge", 8: "g6e.48xlarge"],
+        "T4": [1: "g4dn.xlarge", 4: "g4dn.12xlarge"],
+    ]
+
+    public static func instanceType(for machine: MachineRequest) -> String? {
+        if machine.gpus == 0 {
+            if machine.cpus <= 2, machine.memoryGiB <= 8 { return "m7i.large" }
+            if machine.cpus <= 4, machine.memoryGiB <= 16 { return "m7i.xlarge" }
+            if machine.cpus <= 16, machine.memoryGiB <= 64 { return "m7i.4xlarge" }
+            return nil
+        }
+        guard let gpuClass = machine.gpuClass?.uppercased() else { return nil }
+        return gpuTypes[gpuClass]?[machine.gpus]
+    }
+}
+
+/// Splits an IPv4 block into equal subnets.
+enum CIDRSplit {
+    /// `count` consecutive blocks inside `cidr`, each 4 prefix bits longer (up to /28), or nil.
+    static func subnets(of cidr: String, count: Int) -> [String]? {
+        let parts = cidr.split(separator: "/")
+        guard parts.count == 2, let prefix = Int(parts[1]) else { return nil }
+        let octets = parts[0].split(separator: ".").compactMap { UInt32($0) }
+        guard octets.count == 4 else { return nil }
+        let base = octets.reduce(UInt32(0)) { $0 << 8 | $1 }
+        var newPrefix = min(prefix + 4, 28)
+        while newPrefix < 28, (1 << (newPrefix - prefix)) < count { newPrefix += 1 }
+        guard newPrefix > prefix || count == 1, (1 << max(newPrefix - prefix, 0)) >= count else { return nil }
+        return (0..<count).map { i in
+            let address = base + UInt32(i) << UInt32(32 - newPrefix)
+            let text = [24, 16, 8, 0].map { String((address >> UInt32($0)) & 255) }.joined(separator: ".")
+            return "\(text)/\(newPrefix)"
+        }
+    }
+}
+
+enum S3Names {
+    static func problem(_ name: String) -> String? {
+        guard (3...63).contains(name.count) else { return "must be 3 to 63 characters long" }
+        guard name.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-" || $0 == ".") }) else {
+            return "use lowercase letters, digits, '-' and '.'"
+        }
+        return nil
+    }
+}

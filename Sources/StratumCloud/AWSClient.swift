@@ -1,0 +1,236 @@
+import Foundation
+import Logging
+import StratumCore
+
+/// Where AWS credentials come from.
+public protocol AWSCredentialSource: Sendable {
+    func credentials() async throws -> AWSCredentials
+}
+
+extension AWSCredentialChain: AWSCredentialSource {}
+
+/// Fixed credentials (tests, or keys handed over by the caller).
+public struct StaticCredentials: AWSCredentialSource {
+    public var value: AWSCredentials
+    public init(_ value: AWSCredentials) { self.value = value }
+    public func credentials() async throws -> AWSCredentials { value }
+}
+
+/// Signs, sends and retries AWS API calls: the EC2 Query API and S3's REST API.
+///
+/// Every call passes through a per-(service, region) adaptive token bucket; throttled and
+/// transient failures are retried with capped, fully jittered exponential backoff on the
+/// injected clock. Calls that are not idempotent are retried only when AWS says it did not
+/// run them (throttling); anything else is handed back so the provider can look first.
+public struct AWSClient: Sendable {
+    public struct Configuration: Sendable {
+        /// Replaces every AWS endpoint (an emulator such as moto): `AWS_ENDPOINT_URL`.
+        public var endpointOverride: URL?
+        /// Per-service overrides: `AWS_ENDPOINT_URL_EC2`, `AWS_ENDPOINT_URL_S3`.
+        public var serviceEndpoints: [String: URL]
+        public var timeout: Duration
+        public var backoff: Backoff
+        public var rateLimit: AdaptiveTokenBucket.Settings
+
+        public init(
+            endpointOverride: URL? = nil, serviceEndpoints: [String: URL] = [:], timeout: Duration = .seconds(30),
+            backoff: Backoff = Backoff(), rateLimit: AdaptiveTokenBucket.Settings = .init()
+        ) {
+            self.endpointOverride = endpointOverride
+            self.serviceEndpoints = serviceEndpoints
+            self.timeout = timeout
+            self.backoff = backoff
+            self.rateLimit = rateLimit
+        }
+
+        /// Endpoint overrides from `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>`.
+        public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> Configuration {
+            var configuration = Configuration()
+            configuration.endpointOverride = environment["AWS_ENDPOINT_URL"].flatMap { $0.isEmpty ? nil : URL(string: $0) }
+            for service in ["EC2", "S3"] {
+                if let url = environment["AWS_ENDPOINT_URL_\(service)"].flatMap({ $0.isEmpty ? nil : URL(string: $0) }) {
+                    configuration.serviceEndpoints[service.lowercased()] = url
+                }
+            }
+            return configuration
+        }
+    }
+
+    public var configuration: Configuration
+    public var credentials: any AWSCredentialSource
+    public var transport: any HTTPTransport
+    public var clock: CloudClock
+    public var logger: Logger
+    let buckets: RateLimiters
+    /// Counts of calls sent, by action, for benchmarks and tests.
+    public let metrics: AWSCallMetrics
+
+    public init(
+        configuration: Configuration, credentials: any AWSCredentialSource, transport: any HTTPTransport,
+        clock: CloudClock = .system, logger: Logger = Logger(label: "stratum.aws")
+    ) {
+        self.configuration = configuration
+        self.credentials = credentials
+        self.transport = transport
+        self.clock = clock
+        self.logger = logger
+        self.buckets = RateLimiters(settings: configuration.rateLimit, clock: clock)
+        self.metrics = AWSCallMetrics()
+    }
+
+    /// The token bucket that paces calls to `service` in `region`.
+    public func rateLimiter(service: String, region: String) async -> AdaptiveTokenBucket {
+        await buckets.bucket(for: "\(service)/\(region)")
+    }
+
+    // MARK: endpoints
+
+    public func endpoint(service: String, region: String) -> URL {
+        if let url = configuration.serviceEndpoints[service] ?? configuration.endpointOverride { return url }
+        let suffix = region.hasPrefix("cn-") ? "amazonaws.com.cn" : "amazonaws.com"
+        return URL(string: "https://\(service).\(region).\(suffix)") ?? URL(fileURLWithPath: "/")
+    }
+
+    /// Whether S3 is addressed path-style (`endpoint/bucket`): emulators need it.
+    public var s3PathStyle: Bool { configuration.serviceEndpoints["s3"] != nil || configuration.endpointOverride != nil }
+
+    // MARK: EC2 Query API
+
+    /// Calls an EC2 action and returns the parsed response document.
+    public func ec2(
+        _ action: String, _ parameters: [(String, String)] = [], region: String, idempotent: Bool, address: ResourceAddress? = nil
+    ) async throws -> XMLTree {
+        let body = Data(AWSPercentEncoding.formBody([("Action", action), ("Version", "2016-11-15")] + parameters).utf8)
+        let base = endpoint(service: "ec2", region: region)
+        let response = try await send(
+            service: "ec2", region: region, action: action, method: "POST", url: base, path: base.path.isEmpty ? "/" : base.path, query: [],
+            headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")], body: body,
+            idempotent: idempotent, address: address)
+        guard let document = XMLTree.parse(response.body) else {
+            throw ProviderError(.transient, "AWS \(action) returned a response that is not XML", address: address)
+        }
+        return document
+    }
+
+    // MARK: S3 REST API
+
+    /// Calls S3; `expect404` returns a 404 response instead of throwing it.
+    public func s3(
+        _ method: String, bucket: String?, key: String = "", query: [(String, String)] = [], headers: [(String, String)] = [],
+        body: Data = Data(), region: String, action: String, idempotent: Bool = true, expect404: Bool = false, address: ResourceAddress? = nil
+    ) async throws -> HTTPResponseData {
+        let base = endpoint(service: "s3", region: region)
+        var path = base.path
+        var host = base
+        if let bucket {
+            if s3PathStyle {
+                path += "/\(bucket)"
+            } else if let virtual = URL(string: "\(base.scheme ?? "https")://\(bucket).\(base.host ?? "")") {
+                host = virtual
+            }
+        }
+        if !key.isEmpty { path += "/" + AWSPercentEncoding.encode(key, keepSlash: true) }
+        if path.isEmpty { path = "/" }
+        var headers = headers
+        headers.append(("x-amz-content-sha256", SigV4Signer.sha256Hex(body)))
+        return try await send(
+            service: "s3", region: region, action: action, method: method, url: host, path: path, query: query, headers: headers, body: body,
+            idempotent: idempotent, address: address, accept404: expect404)
+    }
+
+    // MARK: sending
+
+    func send(
+        service: String, region: String, action: String, method: String, url base: URL, path: String, query: [(String, String)],
+        headers: [(String, String)], body: Data, idempotent: Bool, address: ResourceAddress?, accept404: Bool = false
+    ) async throws -> HTTPResponseData {
+        let bucket = await buckets.bucket(for: "\(service)/\(region)")
+        var attempt = 1
+        while true {
+            try await bucket.acquire()
+            metrics.record(action)
+            let outcome: Result<HTTPResponseData, ProviderError>
+            do {
+                let request = try await signedRequest(
+                    service: service, region: region, method: method, base: base, path: path, query: query, headers: headers, body: body)
+                let response = try await transport.send(request, timeout: configuration.timeout)
+                if (200..<300).contains(response.status) || (accept404 && response.status == 404) {
+                    outcome = .success(response)
+                } else {
+                    let error = AWSServiceError.parse(status: response.status, body: response.body)
+                    logger.debug("aws call failed", metadata: ["action": "\(action)", "region": "\(region)", "status": "\(response.status)", "code": "\(error.code)"])
+                    outcome = .failure(AWSErrorClassifier.providerError(error, action: action, address: address))
+                }
+            } catch let error as HTTPConnectionError {
+                outcome = .failure(ProviderError(.transient, "AWS \(action): \(error)", address: address))
+            } catch let error as AWSCredentialsError {
+                throw ProviderError(.auth, error.message, address: address)
+            }
+            switch outcome {
+            case .success(let response):
+                await bucket.recordSuccess()
+                return response
+            case .failure(let error):
+                if error.kind == .throttled { await bucket.recordThrottle() }
+                // A throttled call never ran; anything else might have, so only idempotent
+                // calls are repeated blindly.
+                let safe = error.kind == .throttled || (error.kind == .transient && idempotent)
+                guard safe, attempt < configuration.backoff.maxAttempts else { throw error }
+                try await clock.sleep(configuration.backoff.delay(afterAttempt: attempt))
+                attempt += 1
+            }
+        }
+    }
+
+    func signedRequest(
+        service: String, region: String, method: String, base: URL, path: String, query: [(String, String)], headers: [(String, String)], body: Data
+    ) async throws -> HTTPRequestData {
+        let keys = try await credentials.credentials()
+        var hostHeader = base.host ?? ""
+        if let port = base.port { hostHeader += ":\(port)" }
+        var signable = SignableRequest(method: method, path: path, query: query, headers: [("Host", hostHeader)] + headers, body: body)
+        SigV4Signer(service: service, region: region).sign(&signable, credentials: keys, date: clock.date())
+        var components = URLComponents()
+        components.scheme = base.scheme
+        components.host = base.host
+        components.port = base.port
+        components.percentEncodedPath = path
+        if !query.isEmpty {
+            components.percentEncodedQuery = query.map { "\(AWSPercentEncoding.encode($0.0))=\(AWSPercentEncoding.encode($0.1))" }.joined(separator: "&")
+        }
+        guard let url = components.url else { throw ProviderError(.permanent, "cannot form a URL for \(base)\(path)") }
+        // async-http-client sets Host itself from the URL.
+        return HTTPRequestData(method: method, url: url, headers: signable.headers.filter { $0.0 != "Host" }, body: body)
+    }
+}
+
+/// One token bucket per (service, region), made on first use.
+actor RateLimiters {
+    let settings: AdaptiveTokenBucket.Settings
+    let clock: CloudClock
+    var buckets: [String: AdaptiveTokenBucket] = [:]
+
+    init(settings: AdaptiveTokenBucket.Settings, clock: CloudClock) {
+        self.settings = settings
+        self.clock = clock
+    }
+
+    func bucket(for key: String) -> AdaptiveTokenBucket {
+        if let existing = buckets[key] { return existing }
+        let made = AdaptiveTokenBucket(settings: settings, clock: clock)
+        buckets[key] = made
+        return made
+    }
+}
+
+/// How many calls of each action were sent (each retry counts).
+public final class AWSCallMetrics: Sendable {
+    private let counts = LockedValue([String: Int]())
+
+    public init() {}
+
+    public func record(_ action: String) { counts.update { $0[action, default: 0] += 1 } }
+    public var byAction: [String: Int] { counts.get() }
+    public var total: Int { counts.get().values.reduce(0, +) }
+    public func reset() { counts.update { $0 = [:] } }
+}

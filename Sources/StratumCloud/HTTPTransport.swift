@@ -1,0 +1,83 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// One HTTP request as the cloud clients build it.
+public struct HTTPRequestData: Sendable {
+    public var method: String
+    public var url: URL
+    public var headers: [(String, String)]
+    public var body: Data
+
+    public init(method: String, url: URL, headers: [(String, String)] = [], body: Data = Data()) {
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+    }
+}
+
+/// One HTTP response, body fully read.
+public struct HTTPResponseData: Sendable {
+    public var status: Int
+    public var headers: [(String, String)]
+    public var body: Data
+
+    public init(status: Int, headers: [(String, String)] = [], body: Data = Data()) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    public func header(_ name: String) -> String? {
+        headers.first { $0.0.lowercased() == name.lowercased() }?.1
+    }
+}
+
+/// Sends HTTP requests. The real one is async-http-client; tests can put anything behind it.
+public protocol HTTPTransport: Sendable {
+    func send(_ request: HTTPRequestData, timeout: Duration) async throws -> HTTPResponseData
+}
+
+/// The connection failed or timed out before any response: worth retrying.
+public struct HTTPConnectionError: Error, Sendable, CustomStringConvertible {
+    public var host: String
+    public var reason: String
+    public var description: String { "cannot reach \(host): \(reason)" }
+}
+
+/// `HTTPTransport` over async-http-client with a shared connection pool.
+public final class AsyncHTTPTransport: HTTPTransport {
+    let client: HTTPClient
+    /// Most response bodies are small XML; Describe pages of 1,000 instances stay well under this.
+    let maxBodyBytes: Int
+
+    public init(client: HTTPClient = .shared, maxBodyBytes: Int = 64 << 20) {
+        self.client = client
+        self.maxBodyBytes = maxBodyBytes
+    }
+
+    public func send(_ request: HTTPRequestData, timeout: Duration) async throws -> HTTPResponseData {
+        var outgoing = HTTPClientRequest(url: request.url.absoluteString)
+        outgoing.method = HTTPMethod(rawValue: request.method)
+        for (name, value) in request.headers { outgoing.headers.add(name: name, value: value) }
+        if !request.body.isEmpty || request.method == "PUT" || request.method == "POST" {
+            outgoing.body = .bytes(ByteBuffer(bytes: request.body))
+        }
+        let seconds = max(1, Int64(timeout.components.seconds))
+        do {
+            let response = try await client.execute(outgoing, timeout: .seconds(seconds))
+            let body = try await response.body.collect(upTo: maxBodyBytes)
+            return HTTPResponseData(
+                status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
+                body: Data(body.readableBytesView))
+        } catch let error as HTTPClientError {
+            throw HTTPConnectionError(host: request.url.host ?? "?", reason: "\(error)")
+        } catch let error as ChannelError {
+            throw HTTPConnectionError(host: request.url.host ?? "?", reason: "\(error)")
+        } catch let error as IOError {
+            throw HTTPConnectionError(host: request.url.host ?? "?", reason: "\(error)")
+        }
+    }
+}
