@@ -1,0 +1,141 @@
+import Foundation
+import StratumCloud
+import StratumCore
+import Testing
+
+@Suite("AWS errors, retries and rate limiting")
+struct RetryAndRateLimitTests {
+    static func ec2Error(_ status: Int, _ code: String) -> HTTPResponseData {
+        HTTPResponseData(status: status, body: Data("<Response><Errors><Error><Code>\(code)</Code><Message>message for \(code)</Message></Error></Errors><RequestID>r-1</RequestID></Response>".utf8))
+    }
+
+    @Test(arguments: [
+        (500, "InsufficientInstanceCapacity", ProviderError.Kind.capacity),
+        (500, "InsufficientHostCapacity", .capacity),
+        (400, "InstanceLimitExceeded", .quota),
+        (400, "VcpuLimitExceeded", .quota),
+        (400, "MaxSpotInstanceCountExceeded", .quota),
+        (503, "RequestLimitExceeded", .throttled),
+        (400, "Throttling", .throttled),
+        (503, "SlowDown", .throttled),
+        (500, "InternalError", .transient),
+        (502, "HTTP502", .transient),
+        (401, "AuthFailure", .auth),
+        (403, "InvalidClientTokenId", .auth),
+        (403, "SignatureDoesNotMatch", .auth),
+        (403, "UnauthorizedOperation", .auth),
+        (400, "InvalidParameterValue", .permanent),
+        (400, "InvalidVpcID.NotFound", .notFound),
+    ])
+    func classification(status: Int, code: String, kind: ProviderError.Kind) {
+        #expect(AWSErrorClassifier.kind(of: AWSServiceError(code: code, message: "", status: status)) == kind)
+    }
+
+    @Test func permanentErrorsCarryAWSMessageAndAddress() {
+        let address = ResourceAddress(type: "aws_instance", name: "worker", index: 3)
+        let error = AWSErrorClassifier.providerError(
+            AWSServiceError(code: "InvalidParameterValue", message: "Invalid value 'zz9.huge' for InstanceType.", status: 400), action: "RunInstances", address: address)
+        #expect(error.kind == .permanent)
+        #expect(error.description == "aws_instance.worker[3]: AWS RunInstances failed: InvalidParameterValue: Invalid value 'zz9.huge' for InstanceType.")
+    }
+
+    @Test func backoffIsCappedFullJitter() {
+        let upper = Backoff(base: .milliseconds(100), cap: .seconds(2), random: { $0.upperBound })
+        #expect(upper.delay(afterAttempt: 1) == .milliseconds(100))
+        #expect(upper.delay(afterAttempt: 3) == .milliseconds(400))
+        #expect(upper.delay(afterAttempt: 10) == .seconds(2))
+        let lower = Backoff(base: .milliseconds(100), cap: .seconds(2), random: { $0.lowerBound })
+        #expect(lower.delay(afterAttempt: 5) == .zero)
+    }
+
+    @Test func tokenBucketHalvesOnThrottleAndGrowsBack() async throws {
+        let time = VirtualCloudClock()
+        let bucket = AdaptiveTokenBucket(settings: .init(maxRate: 10, minRate: 1, capacity: 2, increase: 1, decrease: 0.5), clock: time.clock)
+        try await bucket.acquire()
+        try await bucket.acquire()
+        #expect(time.now == 0)
+        // Empty: the third call waits a tenth of a second of virtual time.
+        try await bucket.acquire()
+        #expect(abs(time.now - 0.1) < 0.01)
+        await bucket.recordThrottle()
+        #expect(await bucket.rate == 5)
+        await bucket.recordThrottle()
+        await bucket.recordThrottle()
+        await bucket.recordThrottle()
+        #expect(await bucket.rate == 1)
+        let before = time.now
+        try await bucket.acquire()
+        #expect(time.now - before >= 0.99)
+        for _ in 0..<20 { await bucket.recordSuccess() }
+        #expect(await bucket.rate == 10)
+        #expect(await bucket.throttleEvents == 4)
+    }
+
+    func client(_ transport: ScriptedTransport, time: VirtualCloudClock, attempts: Int = 5) -> AWSClient {
+        AWSClient(
+            configuration: .init(endpointOverride: URL(string: "http://127.0.0.1:1"), backoff: Backoff(maxAttempts: attempts, base: .seconds(1), cap: .seconds(8), random: { $0.upperBound })),
+            credentials: StaticCredentials(AWSCredentials(accessKeyId: "AKID", secretAccessKey: "secret")), transport: transport, clock: time.clock)
+    }
+
+    @Test func throttledCallsAreRetriedOnVirtualTimeAndShrinkTheBucket() async throws {
+        let calls = Counter()
+        let transport = ScriptedTransport { _ in
+            calls.next() <= 2 ? Self.ec2Error(503, "RequestLimitExceeded") : HTTPResponseData(status: 200, body: Data("<RunInstancesResponse><ok>1</ok></RunInstancesResponse>".utf8))
+        }
+        let time = VirtualCloudClock()
+        let client = client(transport, time: time)
+        let document = try await client.ec2("RunInstances", region: "us-east-1", idempotent: false)
+        #expect(document.string("ok") == "1")
+        #expect(transport.count == 3)
+        #expect(time.sleeps.contains(.seconds(1)) && time.sleeps.contains(.seconds(2)))
+        let bucket = await client.rateLimiter(service: "ec2", region: "us-east-1")
+        #expect(await bucket.throttleEvents == 2)
+        #expect(client.metrics.byAction["RunInstances"] == 3)
+    }
+
+    @Test func serverErrorsAreRetriedOnlyForIdempotentCalls() async throws {
+        let transport = ScriptedTransport { _ in Self.ec2Error(500, "InternalError") }
+        let time = VirtualCloudClock()
+        let client = client(transport, time: time, attempts: 4)
+        let create = await #expect(throws: ProviderError.self) { try await client.ec2("CreateVpc", region: "us-east-1", idempotent: false) }
+        #expect(create?.kind == .transient)
+        #expect(transport.count == 1)
+        await #expect(throws: ProviderError.self) { try await client.ec2("DescribeVpcs", region: "us-east-1", idempotent: true) }
+        #expect(transport.count == 5)
+    }
+
+    @Test func capacityAndQuotaAreNotRetried() async throws {
+        let transport = ScriptedTransport { _ in Self.ec2Error(500, "InsufficientInstanceCapacity") }
+        let client = client(transport, time: VirtualCloudClock())
+        let error = await #expect(throws: ProviderError.self) { try await client.ec2("RunInstances", region: "us-east-1", idempotent: true) }
+        #expect(error?.kind == .capacity)
+        #expect(transport.count == 1)
+    }
+
+    @Test func endpointOverrideFromEnvironment() {
+        let configuration = AWSClient.Configuration.fromEnvironment(["AWS_ENDPOINT_URL": "http://127.0.0.1:5055", "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9000"])
+        let client = AWSClient(configuration: configuration, credentials: StaticCredentials(AWSCredentials(accessKeyId: "a", secretAccessKey: "b")), transport: ScriptedTransport { _ in HTTPResponseData(status: 200) })
+        #expect(client.endpoint(service: "ec2", region: "us-west-2").absoluteString == "http://127.0.0.1:5055")
+        #expect(client.endpoint(service: "s3", region: "us-west-2").absoluteString == "http://127.0.0.1:9000")
+        let real = AWSClient(configuration: .init(), credentials: StaticCredentials(AWSCredentials(accessKeyId: "a", secretAccessKey: "b")), transport: ScriptedTransport { _ in HTTPResponseData(status: 200) })
+        #expect(real.endpoint(service: "ec2", region: "eu-west-1").absoluteString == "https://ec2.eu-west-1.amazonaws.com")
+        #expect(!real.s3PathStyle)
+    }
+
+    @Test func xmlTreeReadsEC2Shapes() throws {
+        let xml = """
+            <DescribeVpcsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><vpcSet><item><vpcId>vpc-1</vpcId><tagSet><item><key>a</key><value>b &amp; c</value></item></tagSet></item><item><vpcId>vpc-2</vpcId></item></vpcSet><nextToken>n</nextToken></DescribeVpcsResponse>
+            """
+        let root = try #require(XMLTree.parse(Data(xml.utf8)))
+        #expect(root.items("vpcSet").map { $0.string("vpcId") } == ["vpc-1", "vpc-2"])
+        #expect(root.items("vpcSet")[0].items("tagSet")[0].string("value") == "b & c")
+        #expect(root.string("nextToken") == "n")
+        #expect(XMLTree.parse(Data("not xml <".utf8)) == nil)
+    }
+}
+
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+    func next() -> Int { lock.withLock { value += 1; return value } }
+}
