@@ -52,7 +52,7 @@ enum OwnershipTags {
         tags[stack] = resource.ownership.stack
         tags[lineage] = resource.ownership.lineage
         tags[address] = resource.address.description
-        tags[token] = token
+        tags[Self.token] = token
         if tags["Name"] == nil {
             tags["Name"] = resource.ownership.stack.isEmpty ? resource.address.description : "\(resource.ownership.stack)/\(resource.address)"
         }

@@ -131,6 +131,8 @@ struct RetryAndRateLimitTests {
         #expect(root.items("vpcSet")[0].items("tagSet")[0].string("value") == "b & c")
         #expect(root.string("nextToken") == "n")
         #expect(XMLTree.parse(Data("not xml <".utf8)) == nil)
+        let tagged = try #require(XMLTree.parse(Data("<r><tagSet><item><key>stratum:token</key><value>abc-def</value></item></tagSet></r>".utf8)))
+        #expect(tagged.items("tagSet").first?.string("key") == "stratum:token")
     }
 }
 
