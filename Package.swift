@@ -89,6 +89,12 @@ let package = Package(
             dependencies: ["StratumCore", "StratumEngine", "StratumState", "StratumTesting"],
             path: "Benchmarks/PlanBench"
         ),
+        // Refresh of 1,000 EC2 instances: batched Describe versus one call per resource.
+        .executableTarget(
+            name: "stratum-aws-refresh-bench",
+            dependencies: ["StratumAWS", "StratumCloud", "StratumCore"],
+            path: "Benchmarks/AWSRefresh"
+        ),
 
         .testTarget(name: "StratumCoreTests", dependencies: ["StratumCore"]),
         .testTarget(name: "StratumTests", dependencies: ["Stratum", "StratumCore", "StratumTesting"]),

@@ -1,0 +1,141 @@
+// Refresh of N EC2 instances against an AWS endpoint (moto by default): one tag-filtered,
+// paginated DescribeInstances per region (what the AWS provider does) versus one Describe
+// per instance (what a provider without batched reads does, at Terraform's default
+// parallelism of 10). Same run, same instances; prints API calls and wall time for each,
+// with the endpoint's own latency and with an added per-call latency.
+//
+//   swift run -c release stratum-aws-refresh-bench [--instances 1000] [--endpoint URL] [--latency-ms 50]
+import Foundation
+import StratumAWS
+import StratumCloud
+import StratumCore
+
+struct Options {
+    var instances = 1000
+    var endpoint = ProcessInfo.processInfo.environment["STRATUM_TEST_S3_ENDPOINT"] ?? ProcessInfo.processInfo.environment["AWS_ENDPOINT_URL"] ?? "http://127.0.0.1:5055"
+    var region = "ca-central-1"
+    var latencyMs = 50
+    var parallelism = 10
+
+    init(_ arguments: [String]) {
+        var i = 0
+        while i < arguments.count {
+            let value = i + 1 < arguments.count ? arguments[i + 1] : ""
+            switch arguments[i] {
+            case "--instances": instances = Int(value) ?? instances
+            case "--endpoint": endpoint = value
+            case "--region": region = value
+            case "--latency-ms": latencyMs = Int(value) ?? latencyMs
+            case "--parallelism": parallelism = Int(value) ?? parallelism
+            default: break
+            }
+            i += 2
+        }
+    }
+}
+
+/// Adds a fixed delay to every call, standing in for the distance to a real AWS endpoint.
+struct DelayedTransport: HTTPTransport {
+    let inner: any HTTPTransport
+    let delay: Duration
+    func send(_ request: HTTPRequestData, timeout: Duration) async throws -> HTTPResponseData {
+        if delay > .zero { try await Task.sleep(for: delay) }
+        return try await inner.send(request, timeout: timeout)
+    }
+}
+
+let options = Options(Array(CommandLine.arguments.dropFirst()))
+guard let endpoint = URL(string: options.endpoint) else { fatalError("bad endpoint \(options.endpoint)") }
+let base = AsyncHTTPTransport()
+let keys = StaticCredentials(AWSCredentials(accessKeyId: "AKIDBENCHMARK", secretAccessKey: "benchmark-secret", source: "benchmark"))
+let limits = AdaptiveTokenBucket.Settings(maxRate: 100_000, capacity: 100_000)
+
+func provider(latency: Duration) -> AWSProvider {
+    AWSProvider(client: AWSClient(
+        configuration: .init(endpointOverride: endpoint, rateLimit: limits), credentials: keys,
+        transport: DelayedTransport(inner: base, delay: latency)))
+}
+
+let seeder = AWSClient(configuration: .init(endpointOverride: endpoint, rateLimit: limits), credentials: keys, transport: base)
+let lineage = "bench-\(UUID().uuidString.lowercased().prefix(8))"
+let clock = ContinuousClock()
+
+print("seeding \(options.instances) instances in \(options.region) at \(endpoint.absoluteString) (lineage \(lineage))")
+var seeded: [String] = []
+while seeded.count < options.instances {
+    let batch = min(100, options.instances - seeded.count)
+    let response = try await seeder.ec2("RunInstances", [
+        ("ImageId", "ami-12c6146b"), ("InstanceType", "p5.48xlarge"), ("MinCount", String(batch)), ("MaxCount", String(batch)),
+        ("TagSpecification.1.ResourceType", "instance"),
+        ("TagSpecification.1.Tag.1.Key", "stratum:lineage"), ("TagSpecification.1.Tag.1.Value", lineage),
+    ], region: options.region, idempotent: false)
+    seeded += response.items("instancesSet").compactMap { $0.string("instanceId") }
+}
+let ids = seeded
+
+func states(owned: Bool) -> [ResourceState] {
+    ids.enumerated().map { i, id in
+        var attributes: [String: Value] = ["id": .string(id), "instance_type": "p5.48xlarge"]
+        if owned { attributes["stratum_lineage"] = .string(lineage) }
+        return ResourceState(address: ResourceAddress(type: "aws_instance", name: "bench", index: i), provider: "aws", region: options.region, id: id, attributes: attributes)
+    }
+}
+
+struct Measurement {
+    var calls: Int
+    var seconds: Double
+    var found: Int
+}
+
+func batched(_ provider: AWSProvider) async throws -> Measurement {
+    provider.client.metrics.reset()
+    let start = clock.now
+    let live = try await provider.read(type: "aws_instance", region: options.region, resources: states(owned: true))
+    return Measurement(calls: provider.client.metrics.total, seconds: (clock.now - start).seconds, found: live.compactMap { $0 }.count)
+}
+
+func perResource(_ provider: AWSProvider) async throws -> Measurement {
+    provider.client.metrics.reset()
+    let start = clock.now
+    // Recorded without ownership, each read filters by its one instance id.
+    let all = states(owned: false)
+    var found = 0
+    try await withThrowingTaskGroup(of: Int.self) { group in
+        var next = 0
+        for _ in 0..<min(options.parallelism, all.count) {
+            let state = all[next]
+            next += 1
+            group.addTask { try await provider.read(type: "aws_instance", region: options.region, resources: [state]).compactMap { $0 }.count }
+        }
+        while let done = try await group.next() {
+            found += done
+            if next < all.count {
+                let state = all[next]
+                next += 1
+                group.addTask { try await provider.read(type: "aws_instance", region: options.region, resources: [state]).compactMap { $0 }.count }
+            }
+        }
+    }
+    return Measurement(calls: provider.client.metrics.total, seconds: (clock.now - start).seconds, found: found)
+}
+
+func report(_ label: String, _ b: Measurement, _ p: Measurement) {
+    print(label)
+    print(String(format: "  batched (tag filter, paginated):  %5d API calls  %8.3f s  (%d found)", b.calls, b.seconds, b.found))
+    print(String(format: "  one call per resource (par. %2d):  %5d API calls  %8.3f s  (%d found)", options.parallelism, p.calls, p.seconds, p.found))
+    print(String(format: "  ratio: %.0fx fewer calls, %.1fx faster", Double(p.calls) / Double(max(b.calls, 1)), p.seconds / max(b.seconds, 1e-9)))
+}
+
+let direct = provider(latency: .zero)
+_ = try await batched(direct)  // warm the connection pool
+report("refresh of \(ids.count) instances, endpoint latency only:", try await batched(direct), try await perResource(direct))
+if options.latencyMs > 0 {
+    let far = provider(latency: .milliseconds(options.latencyMs))
+    report("refresh of \(ids.count) instances, +\(options.latencyMs) ms per call:", try await batched(far), try await perResource(far))
+}
+
+for start in stride(from: 0, to: ids.count, by: 100) {
+    let chunk = ids[start..<min(start + 100, ids.count)]
+    _ = try await seeder.ec2("TerminateInstances", chunk.enumerated().map { ("InstanceId.\($0.offset + 1)", $0.element) }, region: options.region, idempotent: true)
+}
+print("terminated the \(ids.count) instances")
