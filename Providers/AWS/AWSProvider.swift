@@ -10,11 +10,25 @@ import StratumCore
 public struct AWSProvider: Provider {
     public let name = "aws"
     public let client: AWSClient
+    public let options: Options
     let ledger = TokenLedger()
     let ec2Kinds: [String: any EC2ResourceKind]
 
-    public init(client: AWSClient) {
+    /// Choices that depend on what is behind the endpoint.
+    public struct Options: Sendable {
+        /// Find the instance of an interrupted or retried create with DescribeInstances'
+        /// `client-token` filter. Emulators without that filter (moto) need false: instances
+        /// are then found by their `stratum:token` tag, written by the same RunInstances call.
+        public var clientTokenFilter: Bool
+
+        public init(clientTokenFilter: Bool = true) {
+            self.clientTokenFilter = clientTokenFilter
+        }
+    }
+
+    public init(client: AWSClient, options: Options = Options()) {
         self.client = client
+        self.options = options
         let kinds: [any EC2ResourceKind] = [
             VPCKind(), SubnetKind(), InternetGatewayKind(), RouteTableKind(), SecurityGroupKind(), PlacementGroupKind(), KeyPairKind(),
             InstanceKind(),
@@ -25,9 +39,14 @@ public struct AWSProvider: Provider {
     /// A provider using the standard credential chain and `AWS_ENDPOINT_URL` overrides.
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> AWSProvider {
         let transport = AsyncHTTPTransport()
-        return AWSProvider(client: AWSClient(
-            configuration: .fromEnvironment(environment), credentials: AWSCredentialChain.standard(environment: environment, transport: transport),
-            transport: transport))
+        let configuration = AWSClient.Configuration.fromEnvironment(environment)
+        // An overridden EC2 endpoint is almost always an emulator; those lack the client-token filter.
+        let emulated = configuration.endpointOverride != nil || configuration.serviceEndpoints["ec2"] != nil
+        return AWSProvider(
+            client: AWSClient(
+                configuration: configuration, credentials: AWSCredentialChain.standard(environment: environment, transport: transport),
+                transport: transport),
+            options: Options(clientTokenFilter: !emulated))
     }
 
     var bucketKind: S3BucketKind { S3BucketKind(client: client) }
@@ -115,7 +134,13 @@ public struct AWSProvider: Provider {
         }
         guard let kind = ec2Kinds[resource.address.type] else { throw unknownType(resource.address.type, address: resource.address) }
         let describe = EC2Describe(kind: kind, ec2: EC2API(client: client, region: resource.region, address: resource.address))
-        guard let item = try await describe.find(token: token, address: resource.address, lineage: resource.ownership.lineage) else { return nil }
+        let found: XMLTree?
+        if kind.type == "aws_instance", options.clientTokenFilter {
+            found = try await describe.findInstance(clientToken: token, subnets: resource.strings("subnet_ids").count)
+        } else {
+            found = try await describe.find(token: token, address: resource.address, lineage: resource.ownership.lineage)
+        }
+        guard let item = found else { return nil }
         var state = kind.adopted(item, address: resource.address, region: resource.region, inputs: resource.inputs)
         state.dependencies = resource.dependencies
         return state

@@ -61,6 +61,10 @@ struct EC2API: Sendable {
             _ = try await call(action, parameters, idempotent: true)
         } catch let error as ProviderError where error.kind == .notFound {
             return
+        } catch let error as ProviderError where error.message.contains("DependencyViolation") {
+            // Right after its instances terminate, AWS still holds their network interfaces in
+            // a subnet or security group for a while: worth retrying.
+            throw ProviderError(.transient, error.message, address: error.address)
         }
     }
 
@@ -141,6 +145,13 @@ struct EC2Describe {
         if !lineage.isEmpty { filters.append(("tag:\(OwnershipTags.lineage)", [lineage])) }
         let candidates = try await items(filters: filters)
         return candidates.first { OwnershipTags.parse($0)[OwnershipTags.token] == token && isLive($0) }
+    }
+
+    /// The instance launched with `token` (or, after zone failover, one of its derived
+    /// tokens), by DescribeInstances' `client-token` filter.
+    func findInstance(clientToken token: String, subnets: Int) async throws -> XMLTree? {
+        let tokens = [token] + (1..<max(subnets, 1)).map { "\(token)-\($0)" }
+        return try await items(filters: [("client-token", tokens)]).first { isLive($0) }
     }
 
     func find(id: String) async throws -> XMLTree? {

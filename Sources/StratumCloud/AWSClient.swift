@@ -169,6 +169,7 @@ public struct AWSClient: Sendable {
             switch outcome {
             case .success(let response):
                 await bucket.recordSuccess()
+                logger.trace("aws call", metadata: ["action": "\(action)", "region": "\(region)", "status": "\(response.status)", "attempt": "\(attempt)"])
                 return response
             case .failure(let error):
                 if error.kind == .throttled { await bucket.recordThrottle() }

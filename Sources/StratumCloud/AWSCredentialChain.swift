@@ -29,9 +29,16 @@ public actor AWSCredentialChain {
     }
 
     public func credentials() async throws -> AWSCredentials {
+        // Every API call asks; the files are read once and role keys refreshed before they expire.
         if let cached, !cached.expires(within: 300, of: now()) { return cached }
-        if let fromEnvironment = Self.fromEnvironment(environment) { return fromEnvironment }
-        if let fromFiles = try Self.fromSharedFiles(environment) { return fromFiles }
+        if let fromEnvironment = Self.fromEnvironment(environment) {
+            cached = fromEnvironment
+            return fromEnvironment
+        }
+        if let fromFiles = try Self.fromSharedFiles(environment) {
+            cached = fromFiles
+            return fromFiles
+        }
         if let imds, let fromIMDS = try await imds.fetch() {
             cached = fromIMDS
             return fromIMDS

@@ -65,9 +65,9 @@ public final class AsyncHTTPTransport: HTTPTransport {
         if !request.body.isEmpty || request.method == "PUT" || request.method == "POST" {
             outgoing.body = .bytes(ByteBuffer(bytes: request.body))
         }
-        let seconds = max(1, Int64(timeout.components.seconds))
+        let milliseconds = max(1, Int64(timeout.seconds * 1000))
         do {
-            let response = try await client.execute(outgoing, timeout: .seconds(seconds))
+            let response = try await client.execute(outgoing, timeout: .milliseconds(milliseconds))
             let body = try await response.body.collect(upTo: maxBodyBytes)
             return HTTPResponseData(
                 status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },

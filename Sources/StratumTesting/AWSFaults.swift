@@ -3,7 +3,8 @@ import Foundation
 /// Fault rules for a `FaultProxy` in front of an AWS emulator (moto), answering in AWS's own
 /// error shapes: a share of calls throttled, zones without capacity, rejected access keys,
 /// unknown instance types, RunInstances responses lost after the instance was made. It also
-/// plays EC2 placement groups, which moto does not implement.
+/// plays what moto lacks: EC2 placement groups, ClientToken idempotency of RunInstances and
+/// DescribeInstances' `client-token` filter.
 public actor AWSFaults {
     /// Share of calls answered with throttling (EC2 `RequestLimitExceeded`, S3 `SlowDown`), 0…1.
     public var throttleShare: Double = 0
@@ -23,6 +24,8 @@ public actor AWSFaults {
 
     private var random: UInt64
     private var subnetZones: [String: String] = [:]
+    /// What each ClientToken launched: AWS answers a repeated token with the same instance.
+    private var launches: [String: (instance: String, response: Data)] = [:]
     private let placementGroups = PlacementGroupEmulator()
 
     public init(seed: UInt64 = 0x5eed) {
@@ -70,7 +73,14 @@ public actor AWSFaults {
         if let action, let answer = placementGroups.answer(action: action, fields: fields, region: region) {
             return .respond(answer)
         }
+        if action == "DescribeInstances", let rewritten = Self.translatingClientTokenFilter(request, fields: fields, launches: launches.mapValues(\.instance)) {
+            return .forwardRewritten(rewritten)
+        }
         if action == "RunInstances" {
+            if let token = fields["ClientToken"], let earlier = launches[token] {
+                count("idempotent-replay")
+                return .respond(ProxyResponse(status: 200, headers: [("Content-Type", "text/xml")], body: earlier.response))
+            }
             let type = fields["InstanceType"] ?? ""
             if let known = knownInstanceTypes, !known.contains(type) {
                 count("invalid-type")
@@ -99,12 +109,39 @@ public actor AWSFaults {
 
     public func observe(_ request: ProxyRequest, _ response: ProxyResponse) async {
         let fields = request.formFields
+        if fields["Action"] == "RunInstances", response.status == 200, let token = fields["ClientToken"],
+            let instance = Self.values(of: "instanceId", in: String(decoding: response.body, as: UTF8.self)).first
+        {
+            launches[token] = (instance, response.body)
+        }
         guard fields["Action"] == "CreateSubnet" || fields["Action"] == "DescribeSubnets" else { return }
         let text = String(decoding: response.body, as: UTF8.self)
         // Each subnet item carries its id before its zone.
         let ids = Self.values(of: "subnetId", in: text)
         let zones = Self.values(of: "availabilityZone", in: text)
         for (id, zone) in zip(ids, zones) { subnetZones[id] = zone }
+    }
+
+    /// moto has no `client-token` filter: it becomes an `instance-id` filter over the
+    /// instances those tokens launched.
+    static func translatingClientTokenFilter(_ request: ProxyRequest, fields: [String: String], launches: [String: String]) -> ProxyRequest? {
+        guard let (index, _) = fields.first(where: { $0.key.hasPrefix("Filter.") && $0.key.hasSuffix(".Name") && $0.value == "client-token" }) else {
+            return nil
+        }
+        let prefix = String(index.dropLast(".Name".count))
+        var rewritten = fields.filter { !$0.key.hasPrefix(prefix + ".") }
+        rewritten[prefix + ".Name"] = "instance-id"
+        let tokens = fields.filter { $0.key.hasPrefix(prefix + ".Value.") }.map(\.value)
+        let ids = tokens.compactMap { launches[$0] }
+        for (i, id) in (ids.isEmpty ? ["i-00000000000000000"] : ids).enumerated() { rewritten["\(prefix).Value.\(i + 1)"] = id }
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-_.~")
+        let body = rewritten.keys.sorted().map { key in
+            "\(key.addingPercentEncoding(withAllowedCharacters: allowed) ?? key)=\((rewritten[key] ?? "").addingPercentEncoding(withAllowedCharacters: allowed) ?? "")"
+        }.joined(separator: "&")
+        var copy = request
+        copy.body = Data(body.utf8)
+        return copy
     }
 
     static func values(of element: String, in text: String) -> [String] {

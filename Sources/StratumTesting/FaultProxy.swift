@@ -11,6 +11,13 @@ public struct ProxyRequest: Sendable {
     public var headers: [(String, String)]
     public var body: Data
 
+    public init(method: String, uri: String, headers: [(String, String)], body: Data) {
+        self.method = method
+        self.uri = uri
+        self.headers = headers
+        self.body = body
+    }
+
     public func header(_ name: String) -> String? {
         headers.first { $0.0.lowercased() == name.lowercased() }?.1
     }
@@ -132,6 +139,8 @@ public final class FaultProxy: Sendable {
         case respond(ProxyResponse)
         /// Pass it on (it takes effect), then answer this instead: a response lost on the way back.
         case forwardThenRespond(ProxyResponse)
+        /// Pass this request on instead (to translate what the emulator does not understand).
+        case forwardRewritten(ProxyRequest)
     }
 
     public let server: LoopbackHTTPServer
@@ -149,7 +158,7 @@ public final class FaultProxy: Sendable {
         observe: @escaping @Sendable (ProxyRequest, ProxyResponse) async -> Void = { _, _ in }
     ) async throws -> FaultProxy {
         let server = try await LoopbackHTTPServer.start { request in
-            func forward() async -> ProxyResponse {
+            func forward(_ request: ProxyRequest = request) async -> ProxyResponse {
                 do {
                     let response = try await upstream(request)
                     await observe(request, response)
@@ -164,6 +173,8 @@ public final class FaultProxy: Sendable {
             case .forwardThenRespond(let response):
                 _ = await forward()
                 return response
+            case .forwardRewritten(let rewritten):
+                return await forward(rewritten)
             }
         }
         return FaultProxy(server: server)

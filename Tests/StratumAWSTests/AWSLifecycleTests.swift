@@ -212,6 +212,26 @@ struct AWSLifecycleTests {
         #expect(adopted?.attributes["versioning"] == true)
         #expect(try await world.provider.read(type: "aws_s3_bucket", region: world.region, resources: [try #require(adopted)]).first??.attributes["versioning"] == true)
 
+        // Instances: by the client-token filter (AWS; the proxy translates it for moto), and by
+        // the token tag (what a provider configured for an emulator uses), including a token
+        // derived by zone failover.
+        let subnet = try await world.provider.create(
+            ResolvedResource(address: ResourceAddress(type: "aws_subnet", name: "net"), region: world.region, inputs: ["vpc_id": .string(created.id), "cidr": "10.9.1.0/24"], dependencies: [], ownership: ownership),
+            token: UUID().uuidString.lowercased())
+        let instance = ResolvedResource(
+            address: ResourceAddress(type: "aws_instance", name: "node"), region: world.region,
+            inputs: ["ami": "ami-12c6146b", "instance_type": "g5.xlarge", "subnet_ids": .list([.string(subnet.id), .string(subnet.id)])], dependencies: [], ownership: ownership)
+        let instanceToken = UUID().uuidString.lowercased()
+        let launched = try await world.provider.create(instance, token: instanceToken)
+        #expect(try await world.provider.recover(operation(instance, token: instanceToken))?.id == launched.id)
+        let byTag = AWSProvider(client: world.direct, options: .init(clientTokenFilter: false))
+        #expect(try await byTag.recover(operation(instance, token: instanceToken))?.id == launched.id)
+        #expect(try await byTag.recover(operation(instance, token: "never-sent")) == nil)
+        #expect(try await world.provider.recover(operation(instance, token: "never-sent")) == nil)
+        try await world.provider.delete(launched)
+        #expect(try await world.provider.recover(operation(instance, token: instanceToken)) == nil)
+        try await world.provider.delete(subnet)
+
         let imported = try await world.provider.importResource(type: "aws_vpc", region: world.region, id: created.id, address: vpcAddress)
         #expect(imported?.attributes["cidr"] == "10.9.0.0/16")
 

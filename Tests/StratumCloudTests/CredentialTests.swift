@@ -99,7 +99,7 @@ struct CredentialTests {
     @Test func noMetadataServiceMeansNoCredentials() async throws {
         let dir = try TestSupport.temporaryDirectory("aws-imds-off")
         // Nothing listens on this port.
-        let imds = InstanceMetadataCredentials(endpoint: URL(string: "http://127.0.0.1:9")!, transport: AsyncHTTPTransport())
+        let imds = InstanceMetadataCredentials(endpoint: URL(string: "http://127.0.0.1:9")!, transport: AsyncHTTPTransport(), timeout: .milliseconds(200))
         #expect(try await imds.fetch() == nil)
         await #expect(throws: AWSCredentialsError.self) { try await AWSCredentialChain(environment: ["HOME": dir.path], imds: imds).credentials() }
     }
