@@ -88,8 +88,10 @@ public struct FakeCloudProvider: Provider {
         return counts
     }
 
+    /// Half the latency before the call takes effect, half after (the response on its way
+    /// back), so a process killed mid-call may leave a resource it never heard about.
     private func pause() async throws {
-        if options.latency > .zero { try await Task.sleep(for: options.latency) }
+        if options.latency > .zero { try await Task.sleep(for: options.latency / 2) }
     }
 
     public func read(type: String, region: String, resources: [ResourceState]) async throws -> [ResourceState?] {
@@ -126,6 +128,7 @@ public struct FakeCloudProvider: Provider {
         try save(record)
         try appendLine("\(address) \(token) \(id)\n", to: createLog)
         try appendLine("create \(address) \(id)\n", to: eventLog)
+        try await pause()
         return state(record, region: resource.region)
     }
 
@@ -156,6 +159,7 @@ public struct FakeCloudProvider: Provider {
         }
         for (key, value) in desired.inputs { record.attributes[key] = value }
         try save(record)
+        try await pause()
         return state(record, region: desired.region)
     }
 
@@ -164,6 +168,7 @@ public struct FakeCloudProvider: Provider {
         let file = resourcesDirectory.appendingPathComponent("\(state.id).json")
         if FileManager.default.fileExists(atPath: file.path) { try FileManager.default.removeItem(at: file) }
         try appendLine("delete \(state.address) \(state.id)\n", to: eventLog)
+        try await pause()
     }
 
     private func state(_ record: Record, region: String) -> ResourceState {
