@@ -15,12 +15,15 @@ public struct FakeCloudProvider: Provider {
         public var failOn: String?
         /// Whether replacements create the new thing before deleting the old one.
         public var createBeforeDestroy: Bool
+        /// Creating this address takes effect, then the call fails as if the response was lost.
+        public var loseResponseOn: String?
 
-        public init(latency: Duration = .zero, blockOn: String? = nil, failOn: String? = nil, createBeforeDestroy: Bool = false) {
+        public init(latency: Duration = .zero, blockOn: String? = nil, failOn: String? = nil, createBeforeDestroy: Bool = false, loseResponseOn: String? = nil) {
             self.latency = latency
             self.blockOn = blockOn
             self.failOn = failOn
             self.createBeforeDestroy = createBeforeDestroy
+            self.loseResponseOn = loseResponseOn
         }
 
         /// Options from `STRATUM_FAKE_LATENCY_MS`, `STRATUM_FAKE_BLOCK_ON`, `STRATUM_FAKE_FAIL_ON`.
@@ -46,6 +49,7 @@ public struct FakeCloudProvider: Provider {
             "size": .input(forceNew: true),
             "value": .input(),
             "parent": .input(),
+            "token": .input(sensitive: true),
             "id": .computed,
         ], createBeforeDestroy: options.createBeforeDestroy)]
     }
@@ -129,6 +133,9 @@ public struct FakeCloudProvider: Provider {
         try appendLine("\(address) \(token) \(id)\n", to: createLog)
         try appendLine("create \(address) \(id)\n", to: eventLog)
         try await pause()
+        if options.loseResponseOn == address.description {
+            throw ProviderError(.transient, "the connection to the fake cloud was reset", address: address)
+        }
         return state(record, region: resource.region)
     }
 

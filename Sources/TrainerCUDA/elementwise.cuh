@@ -3,6 +3,7 @@
 #pragma once
 
 #include "common.cuh"
+#include "trainer.h"  // TC_VOCAB
 
 // out[n, :] = wte[inputs[n], :] + wpe[n % T, :]
 __global__ void encoder_forward_kernel(float *out, const uint8_t *inputs, const float *wte, const float *wpe, int N,
