@@ -15,12 +15,15 @@ public struct FakeCloudProvider: Provider {
         public var failOn: String?
         /// Whether replacements create the new thing before deleting the old one.
         public var createBeforeDestroy: Bool
+        /// Creating this address takes effect, then the call fails as if the response was lost.
+        public var loseResponseOn: String?
 
-        public init(latency: Duration = .zero, blockOn: String? = nil, failOn: String? = nil, createBeforeDestroy: Bool = false) {
+        public init(latency: Duration = .zero, blockOn: String? = nil, failOn: String? = nil, createBeforeDestroy: Bool = false, loseResponseOn: String? = nil) {
             self.latency = latency
             self.blockOn = blockOn
             self.failOn = failOn
             self.createBeforeDestroy = createBeforeDestroy
+            self.loseResponseOn = loseResponseOn
         }
 
         /// Options from `STRATUM_FAKE_LATENCY_MS`, `STRATUM_FAKE_BLOCK_ON`, `STRATUM_FAKE_FAIL_ON`.
@@ -46,6 +49,7 @@ public struct FakeCloudProvider: Provider {
             "size": .input(forceNew: true),
             "value": .input(),
             "parent": .input(),
+            "token": .input(sensitive: true),
             "id": .computed,
         ], createBeforeDestroy: options.createBeforeDestroy)]
     }
@@ -88,8 +92,10 @@ public struct FakeCloudProvider: Provider {
         return counts
     }
 
+    /// Half the latency before the call takes effect, half after (the response on its way
+    /// back), so a process killed mid-call may leave a resource it never heard about.
     private func pause() async throws {
-        if options.latency > .zero { try await Task.sleep(for: options.latency) }
+        if options.latency > .zero { try await Task.sleep(for: options.latency / 2) }
     }
 
     public func read(type: String, region: String, resources: [ResourceState]) async throws -> [ResourceState?] {
@@ -126,6 +132,10 @@ public struct FakeCloudProvider: Provider {
         try save(record)
         try appendLine("\(address) \(token) \(id)\n", to: createLog)
         try appendLine("create \(address) \(id)\n", to: eventLog)
+        try await pause()
+        if options.loseResponseOn == address.description {
+            throw ProviderError(.transient, "the connection to the fake cloud was reset", address: address)
+        }
         return state(record, region: resource.region)
     }
 
@@ -156,6 +166,7 @@ public struct FakeCloudProvider: Provider {
         }
         for (key, value) in desired.inputs { record.attributes[key] = value }
         try save(record)
+        try await pause()
         return state(record, region: desired.region)
     }
 
@@ -164,6 +175,7 @@ public struct FakeCloudProvider: Provider {
         let file = resourcesDirectory.appendingPathComponent("\(state.id).json")
         if FileManager.default.fileExists(atPath: file.path) { try FileManager.default.removeItem(at: file) }
         try appendLine("delete \(state.address) \(state.id)\n", to: eventLog)
+        try await pause()
     }
 
     private func state(_ record: Record, region: String) -> ResourceState {
