@@ -2,13 +2,22 @@ import Foundation
 import PostgresNIO
 import StratumState
 
+/// The PostgreSQL server could not be reached or dropped the connection: a condition that may
+/// pass, unlike a `StateError` about the state itself. The engine's lock heartbeat retries on it
+/// instead of treating the lease as lost.
+public struct StateUnavailableError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
 /// Turns errors from the driver into `StateError`s that say what happened to the user's state and
 /// what to do. PostgresNIO's own descriptions are deliberately opaque; the message here is built
 /// from the server's SQLSTATE and text and from the redacted location, never from the password.
 enum PostgresFailure {
     static func describe(_ error: any Error, at location: PostgresLocation, doing: String) -> any Error {
         switch error {
-        case is StateError, is LockHeldError, is CancellationError:
+        case is StateError, is StateUnavailableError, is LockHeldError, is CancellationError:
             return error
         case let error as PSQLError:
             return describe(error, at: location, doing: doing)
@@ -16,7 +25,7 @@ enum PostgresFailure {
         // request was cancelled, or no connection could be made for a while.
         case _ where String(describing: type(of: error)) == "ConnectionPoolError":
             if Task.isCancelled { return CancellationError() }
-            return StateError(
+            return StateUnavailableError(
                 "cannot reach the PostgreSQL server for \(location) (connections have kept failing); "
                     + "nothing was written. Check that the server is running and reachable, then run again")
         default:
@@ -24,7 +33,7 @@ enum PostgresFailure {
         }
     }
 
-    private static func describe(_ error: PSQLError, at location: PostgresLocation, doing: String) -> StateError {
+    private static func describe(_ error: PSQLError, at location: PostgresLocation, doing: String) -> any Error {
         if error.code == .server, let info = error.serverInfo {
             let state = info[.sqlState] ?? ""
             let message = info[.message] ?? "unknown server error"
@@ -42,9 +51,9 @@ enum PostgresFailure {
                     "user \(location.user) may not \(doing) \(location.redacted): \(message). "
                         + "Grant it CREATE on the database (or create the schema \(location.schema) for it); see docs/state-postgres.md")
             case "53300":
-                return StateError("the PostgreSQL server of \(location.redacted) has no free connection slots: \(message). Try again shortly")
+                return StateUnavailableError("the PostgreSQL server of \(location.redacted) has no free connection slots: \(message). Try again shortly")
             case "57P01", "57P02", "57P03":
-                return StateError("the PostgreSQL server of \(location.redacted) is shutting down or starting: \(message). Try again shortly")
+                return StateUnavailableError("the PostgreSQL server of \(location.redacted) ended or refused the connection: \(message). Try again shortly")
             default:
                 let hint = info[.detail].map { " (\($0))" } ?? ""
                 return StateError("cannot \(doing) \(location.redacted): \(message)\(hint) [SQLSTATE \(state)]")
@@ -53,11 +62,11 @@ enum PostgresFailure {
         switch error.code {
         case .connectionError:
             let cause = error.underlying.map { "\($0)" } ?? "connection failed"
-            return StateError(
+            return StateUnavailableError(
                 "cannot reach the PostgreSQL server for \(location.redacted): \(cause). "
                     + "Check the host and port in the state URL and that the server is running and accepts TCP connections")
         case .serverClosedConnection, .clientClosedConnection, .uncleanShutdown:
-            return StateError("the connection to \(location.redacted) closed while trying to \(doing); a transaction that did not finish was rolled back by the server. Run again")
+            return StateUnavailableError("the connection to \(location.redacted) closed while trying to \(doing); run again")
         case .sslUnsupported:
             return StateError("the PostgreSQL server of \(location.redacted) does not offer TLS but the state URL asks for it (sslmode=\(location.tls.rawValue))")
         case .failedToAddSSLHandler:

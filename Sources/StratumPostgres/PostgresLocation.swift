@@ -112,6 +112,9 @@ public struct PostgresLocation: Sendable, CustomStringConvertible, CustomDebugSt
         return configuration
     }
 
+    /// How the server lists Stratum's connections (`pg_stat_activity`), with the schema they use.
+    var applicationName: String { "stratum:\(schema)" }
+
     /// The pool's configuration: a few connections, since a run holds at most one at a time per
     /// concurrent step and the server is shared by a team.
     func clientConfiguration() -> PostgresClient.Configuration {
@@ -132,7 +135,7 @@ public struct PostgresLocation: Sendable, CustomStringConvertible, CustomDebugSt
         configuration.options.minimumConnections = 0
         configuration.options.connectTimeout = .seconds(10)
         configuration.options.connectionIdleTimeout = .seconds(30)
-        configuration.options.additionalStartupParameters = [("application_name", "stratum")]
+        configuration.options.additionalStartupParameters = [("application_name", applicationName)]
         return configuration
     }
 
@@ -152,7 +155,7 @@ public struct PostgresLocation: Sendable, CustomStringConvertible, CustomDebugSt
             configuration = PostgresConnection.Configuration(host: host, port: port, username: user, password: password, database: database, tls: tls)
         }
         configuration.options.connectTimeout = .seconds(10)
-        configuration.options.additionalStartupParameters = [("application_name", "stratum")]
+        configuration.options.additionalStartupParameters = [("application_name", applicationName)]
         return configuration
     }
 }

@@ -35,7 +35,7 @@ struct PostgresStateStoreTests {
 
     @Test func unreachableServerIsReportedPlainly() async throws {
         // Port 1 on loopback: nothing listens there, the connection is refused at once.
-        let error = try await #require(throws: StateError.self) {
+        let error = try await #require(throws: StateUnavailableError.self) {
             try await PostgresStateStore.connect(url: try url(password: "sekrit-unreachable", port: 1), sealer: nil)
         }
         #expect(error.description.contains("cannot reach the PostgreSQL server"), "\(error)")
@@ -127,6 +127,21 @@ struct PostgresStateStoreTests {
             #expect(takeover.replaced?.id == "fast")
             let event = try #require(try await slow.lockEvents(workspace: "w").last)
             #expect(event.kind == .takenOver && event.detail.contains("lease expired"))
+        }
+    }
+
+    /// The server ends a client's connection (a restart, a failover, an administrator): the
+    /// client says so as a passing condition, not as a problem with the state, and reconnects.
+    @Test func droppedConnectionsAreReportedAsUnavailableAndReplaced() async throws {
+        try await Backend.postgres.withStore { subject in
+            let store = try #require(subject.store as? PostgresStateStore)
+            try await store.commit(workspace: "w", StateMutation(upserts: [sampleResource("a")], changes: []), at: testEpoch)
+            // The connection running this statement is the one the server ends.
+            let error = try await #require(throws: StateUnavailableError.self) {
+                try await store.executeForTesting("SELECT pg_terminate_backend(pg_backend_pid())")
+            }
+            #expect(error.description.contains(store.location.redacted), "\(error)")
+            #expect(try await store.read(workspace: "w").resources.count == 1)
         }
     }
 
