@@ -33,6 +33,19 @@ enum PostgresFailure {
         }
     }
 
+    /// True when `error` means the connection itself is gone (closed, reset, ended by the server).
+    static func isConnectionLoss(_ error: any Error) -> Bool {
+        guard let error = error as? PSQLError else { return false }
+        switch error.code {
+        case .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .connectionError:
+            return true
+        case .server:
+            return ["57P01", "57P02", "57P03"].contains(error.serverInfo?[.sqlState] ?? "")
+        default:
+            return false
+        }
+    }
+
     private static func describe(_ error: PSQLError, at location: PostgresLocation, doing: String) -> any Error {
         if error.code == .server, let info = error.serverInfo {
             let state = info[.sqlState] ?? ""

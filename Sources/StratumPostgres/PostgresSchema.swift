@@ -147,7 +147,9 @@ enum PostgresSchema {
             try await connection.query("COMMIT", logger: logger)
             return ran
         } catch {
-            _ = try? await connection.query("ROLLBACK", logger: logger)
+            if !connection.isClosed, !PostgresFailure.isConnectionLoss(error) {
+                _ = try? await connection.query("ROLLBACK", logger: logger)
+            }
             throw error
         }
     }

@@ -118,7 +118,9 @@ public final class PostgresStateStore: StateStore {
     // MARK: Transactions
 
     /// Runs `body` in one transaction on a pooled connection, rolling back if it throws, and
-    /// turns driver errors into ones that say what happened to the state.
+    /// turns driver errors into ones that say what happened to the state. A pooled connection
+    /// the server has dropped meanwhile is found before BEGIN, or fails at BEGIN, before anything
+    /// of ours ran: the attempt is made again, a few times, on another connection.
     func transaction<T: Sendable>(
         _ doing: String, begin: String = "BEGIN", _ body: (PostgresConnection) async throws -> T
     ) async throws -> T {
@@ -126,21 +128,52 @@ public final class PostgresStateStore: StateStore {
             throw StateError("cannot \(doing) \(location.redacted): the state store was closed")
         }
         let logger = self.logger
-        do {
-            return try await client.withConnection { connection in
-                try await connection.query(PostgresQuery(unsafeSQL: begin), logger: logger)
-                do {
-                    let result = try await body(connection)
-                    try await connection.query("COMMIT", logger: logger)
-                    return result
-                } catch {
-                    _ = try? await connection.query("ROLLBACK", logger: logger)
-                    throw error
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try await client.withConnection { connection in
+                    // The pool may hand out a connection whose channel has just closed before it
+                    // notices; a query written to it is dropped and would never complete.
+                    guard !connection.isClosed else { throw BeginFailed(underlying: nil) }
+                    do {
+                        try await connection.query(PostgresQuery(unsafeSQL: begin), logger: logger)
+                    } catch {
+                        throw BeginFailed(underlying: error)
+                    }
+                    do {
+                        let result = try await body(connection)
+                        try await connection.query("COMMIT", logger: logger)
+                        return result
+                    } catch {
+                        // After a dropped connection the server has already rolled back, and a
+                        // ROLLBACK sent into the closing channel can wait forever.
+                        if !connection.isClosed, !PostgresFailure.isConnectionLoss(error) {
+                            _ = try? await connection.query("ROLLBACK", logger: logger)
+                        }
+                        throw error
+                    }
                 }
+            } catch let failed as BeginFailed {
+                let lost = failed.underlying.map(PostgresFailure.isConnectionLoss) ?? true
+                if lost, attempt < 4 {
+                    // Give the pool a moment to retire the dead connection.
+                    try await Task.sleep(for: .milliseconds(20 * attempt))
+                    continue
+                }
+                guard let underlying = failed.underlying else {
+                    throw StateUnavailableError("the connections to \(location.redacted) keep closing; cannot \(doing) it. Run again")
+                }
+                throw PostgresFailure.describe(underlying, at: location, doing: doing)
+            } catch {
+                throw PostgresFailure.describe(error, at: location, doing: doing)
             }
-        } catch {
-            throw PostgresFailure.describe(error, at: location, doing: doing)
         }
+    }
+
+    /// The transaction never began: nothing of it reached the server. nil: the connection was closed.
+    private struct BeginFailed: Error {
+        var underlying: (any Error)?
     }
 
     /// Every row `query` returns.
