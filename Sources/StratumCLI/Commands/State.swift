@@ -43,10 +43,11 @@ struct StateShow: AsyncParsableCommand {
         try await reportingErrors(context.console) {
             let target = try parseAddress(address)
             let snapshot = try await context.openStore().read(workspace: context.workspace(for: try context.stackEntry().name))
-            guard var state = snapshot.resources[target] else { throw CLIError("\(target) is not in state") }
-            state.attributes = state.attributes.mapValues(\.redacted)
+            guard let state = snapshot.resources[target] else { throw CLIError("\(target) is not in state") }
             if global.json {
-                context.console.output(try jsonText(state))
+                var redacted = state
+                redacted.attributes = state.attributes.mapValues(\.redacted)
+                context.console.output(try jsonText(redacted))
                 return
             }
             var lines = ["# \(state.address)", "provider = \(state.provider)", "region   = \(state.region)", "id       = \(state.id)"]
