@@ -235,12 +235,6 @@ public final class SQLiteStateStore: StateStore {
         var delta: Data?
     }
 
-    /// Before and after of each resource one serial touched, as stored.
-    struct StoredDelta: Codable {
-        var before: [ResourceState]
-        var after: [ResourceState]
-    }
-
     struct PendingRecord: Codable, FetchableRecord, PersistableRecord {
         static let databaseTableName = "pending"
         var workspace: String
