@@ -31,6 +31,12 @@ struct RunContext {
         try SQLiteStateStore(path: options.statePath, sealer: stateKey)
     }
 
+    /// The store and the workspace of the selected stack and environment.
+    func openWorkspace() async throws -> (any StateStore, String) {
+        let workspace = workspace(for: try stackEntry().name)
+        return (try await openStore(), workspace)
+    }
+
     /// Runs `body` holding the workspace's lock, after settling what an interrupted run left in
     /// the journal. A lease taken over from a dead or expired holder is reported.
     func locked<T: Sendable>(

@@ -17,8 +17,15 @@ public struct FakeCloudProvider: Provider {
         public var createBeforeDestroy: Bool
         /// Creating this address takes effect, then the call fails as if the response was lost.
         public var loseResponseOn: String?
+        /// Creating this address takes effect, then blocks forever (after logging `blocked`):
+        /// a kill then leaves a resource the caller never heard about.
+        public var blockAfterOn: String?
 
-        public init(latency: Duration = .zero, blockOn: String? = nil, failOn: String? = nil, createBeforeDestroy: Bool = false, loseResponseOn: String? = nil) {
+        public init(
+            latency: Duration = .zero, blockOn: String? = nil, failOn: String? = nil, createBeforeDestroy: Bool = false,
+            loseResponseOn: String? = nil, blockAfterOn: String? = nil
+        ) {
+            self.blockAfterOn = blockAfterOn
             self.latency = latency
             self.blockOn = blockOn
             self.failOn = failOn
@@ -31,7 +38,8 @@ public struct FakeCloudProvider: Provider {
             let env = ProcessInfo.processInfo.environment
             return Options(
                 latency: .milliseconds(Int(env["STRATUM_FAKE_LATENCY_MS"] ?? "") ?? 0),
-                blockOn: env["STRATUM_FAKE_BLOCK_ON"], failOn: env["STRATUM_FAKE_FAIL_ON"])
+                blockOn: env["STRATUM_FAKE_BLOCK_ON"], failOn: env["STRATUM_FAKE_FAIL_ON"],
+                loseResponseOn: env["STRATUM_FAKE_LOSE_RESPONSE_ON"], blockAfterOn: env["STRATUM_FAKE_BLOCK_AFTER_ON"])
         }
     }
 
@@ -133,6 +141,10 @@ public struct FakeCloudProvider: Provider {
         try appendLine("\(address) \(token) \(id)\n", to: createLog)
         try appendLine("create \(address) \(id)\n", to: eventLog)
         try await pause()
+        if options.blockAfterOn == address.description {
+            try Data("blocked after \(address)\n".utf8).write(to: blockedMarker)
+            while true { try await Task.sleep(for: .seconds(3600)) }
+        }
         if options.loseResponseOn == address.description {
             throw ProviderError(.transient, "the connection to the fake cloud was reset", address: address)
         }

@@ -19,8 +19,11 @@
 //   A wrong index or a missing term gives errors of order 1.
 // - TF32 matmuls: operands are rounded to a 10-bit mantissa (u = 2^-11 = 4.9e-4) before
 //   float32 accumulation, so each matmul output carries ~5e-4 relative error, and a gradient
-//   goes through ~3 matmuls per layer: ~2e-3 expected. We allow 2e-2 on rel L2 and max, and
-//   1e-3 nats on the loss (logit errors ~5e-4 x |logit| average out over B*T rows).
+//   goes through ~3 matmuls per layer. The emulator (make emulated-check), which truncates
+//   operands to TF32, measures at most 3.3e-3 on any gradient tensor at widths 64 and 128;
+//   we allow 1e-2 on rel L2 and max, and 1e-3 nats on the loss (logit errors ~5e-4 x |logit|
+//   average out over B*T rows). The float32 run is the sharp test of the kernels: a wrong
+//   term shows up there as 1e-3 or more against 1e-4; the TF32 run bounds what training sees.
 // - AdamW from identical gradients: the same formula on both sides, only contraction into
 //   FMAs differs: |param diff| <= 1e-3 lr (a parameter's ulp is at most 1.2e-7 = 1.2e-4 lr for
 //   |param| < 1 and lr = 1e-3).
@@ -346,7 +349,7 @@ int main(int argc, char **argv) {
            s.layers, s.width, s.heads, s.batch, s.seq, s.steps, s.threads);
     const tolerances tols[2] = {
         {"float32 matmuls", &tc_cuda_fp32_backend, 1e-5, 1e-4, 1e-3, 1e-3},
-        {"TF32 matmuls", &tc_cuda_backend, 1e-3, 2e-2, 1e-3, 2e-2},
+        {"TF32 matmuls", &tc_cuda_backend, 1e-3, 1e-2, 1e-3, 2e-2},
     };
     for (int k = 0; k < 2; k++)
         if (one_step(&s, &tols[k]) != 0) {

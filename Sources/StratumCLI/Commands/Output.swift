@@ -18,7 +18,8 @@ struct Output: AsyncParsableCommand {
         try await reportingErrors(context.console) {
             let stackName = try context.stackEntry().name
             let snapshot = try await context.openStore().read(workspace: context.workspace(for: stackName))
-            let outputs = showSensitive ? snapshot.outputs.mapValues(\.revealed) : snapshot.outputs.mapValues(\.redacted)
+            // Text shows a secret as (sensitive); JSON carries the string "(sensitive)" in its place.
+            let outputs = showSensitive ? snapshot.outputs.mapValues(\.revealed) : global.json ? snapshot.outputs.mapValues(\.redacted) : snapshot.outputs
             if let name {
                 guard let value = outputs[name] else {
                     throw CLIError("no output named '\(name)'; outputs: \(snapshot.outputs.keys.sorted().joined(separator: ", "))")

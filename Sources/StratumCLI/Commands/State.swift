@@ -43,10 +43,11 @@ struct StateShow: AsyncParsableCommand {
         try await reportingErrors(context.console) {
             let target = try parseAddress(address)
             let snapshot = try await context.openStore().read(workspace: context.workspace(for: try context.stackEntry().name))
-            guard var state = snapshot.resources[target] else { throw CLIError("\(target) is not in state") }
-            state.attributes = state.attributes.mapValues(\.redacted)
+            guard let state = snapshot.resources[target] else { throw CLIError("\(target) is not in state") }
             if global.json {
-                context.console.output(try jsonText(state))
+                var redacted = state
+                redacted.attributes = state.attributes.mapValues(\.redacted)
+                context.console.output(try jsonText(redacted))
                 return
             }
             var lines = ["# \(state.address)", "provider = \(state.provider)", "region   = \(state.region)", "id       = \(state.id)"]
@@ -68,8 +69,7 @@ struct StateRemove: AsyncParsableCommand {
         let context = RunContext(global)
         try await reportingErrors(context.console) {
             let target = try parseAddress(address)
-            let store = try await context.openStore()
-            let workspace = context.workspace(for: try context.stackEntry().name)
+            let (store, workspace) = try await context.openWorkspace()
             try await context.locked(store, workspace: workspace, operation: "state rm") {
                 guard try await store.read(workspace: workspace).resources[target] != nil else { throw CLIError("\(target) is not in state") }
                 try await store.commit(workspace: workspace, StateMutation(removals: [target], changes: [HistoryChange(address: target.description, action: "rm")]), at: Date())
@@ -93,8 +93,7 @@ struct StateMove: AsyncParsableCommand {
             let from = try parseAddress(source)
             let to = try parseAddress(destination)
             guard from.type == to.type else { throw CLIError("cannot move \(from) to a different type (\(to.type))") }
-            let store = try await context.openStore()
-            let workspace = context.workspace(for: try context.stackEntry().name)
+            let (store, workspace) = try await context.openWorkspace()
             try await context.locked(store, workspace: workspace, operation: "state mv") {
                 let snapshot = try await store.read(workspace: workspace)
                 guard var state = snapshot.resources[from] else { throw CLIError("\(from) is not in state") }
@@ -126,8 +125,7 @@ struct StateHistory: AsyncParsableCommand {
     func run() async throws {
         let context = RunContext(global)
         try await reportingErrors(context.console) {
-            let store = try await context.openStore()
-            let workspace = context.workspace(for: try context.stackEntry().name)
+            let (store, workspace) = try await context.openWorkspace()
             if let diff {
                 guard let delta = try await store.delta(workspace: workspace, serial: diff) else {
                     throw CLIError("serial \(diff) is not in the history of \(workspace)")
@@ -213,8 +211,7 @@ struct StatePending: AsyncParsableCommand {
     func run() async throws {
         let context = RunContext(global)
         try await reportingErrors(context.console) {
-            let store = try await context.openStore()
-            let workspace = context.workspace(for: try context.stackEntry().name)
+            let (store, workspace) = try await context.openWorkspace()
             let pending = try await store.pendingOperations(workspace: workspace)
             if global.json {
                 struct Row: Encodable {
@@ -263,8 +260,7 @@ struct StateImport: AsyncParsableCommand {
                 throw CLIError("no provider in this build manages '\(target.type)'")
             }
             let region = region ?? (providerName == "local" ? "local" : "default")
-            let store = try await context.openStore()
-            let workspace = context.workspace(for: try context.stackEntry().name)
+            let (store, workspace) = try await context.openWorkspace()
             let imported = try await context.locked(store, workspace: workspace, operation: "state import") {
                 guard try await store.read(workspace: workspace).resources[target] == nil else {
                     throw CLIError("\(target) is already in state; `stratum state rm` it first to import another resource there")
@@ -291,8 +287,7 @@ struct StateExport: AsyncParsableCommand {
     func run() async throws {
         let context = RunContext(global)
         try await reportingErrors(context.console) {
-            let store = try await context.openStore()
-            let workspace = context.workspace(for: try context.stackEntry().name)
+            let (store, workspace) = try await context.openWorkspace()
             let snapshot = try await store.read(workspace: workspace)
             let document = StateExportDocument(
                 format: 1, workspace: workspace, lineage: snapshot.lineage, serial: snapshot.serial,

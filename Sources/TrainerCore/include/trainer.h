@@ -108,7 +108,8 @@ typedef struct tc_model tc_model;
 /// A backend keeps parameters, gradients and AdamW moments where it likes and copies them to
 /// and from one host array in the shared layout when asked; tc_model calls download before
 /// handing that array out and upload before the next device operation after it was handed
-/// out. Both are NULL when the host array is the state itself (CPU).
+/// out. Both are NULL when the host array is the state itself (CPU). create leaves the host
+/// array and the device equal (the seeded initialisation, tc_param_init, on both).
 typedef struct tc_model_backend {
     const char *name;
     void *(*create)(int n_layer, int n_embd, int n_head, int context, uint64_t seed, int threads, char *err, size_t errlen);
