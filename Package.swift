@@ -96,6 +96,8 @@ let package = Package(
             path: "Benchmarks/AWSRefresh"
         ),
 
+        .executableTarget(name: "stratum-chaos", dependencies: ["StratumTesting"], path: "Benchmarks/Chaos"),
+
         .testTarget(name: "StratumCoreTests", dependencies: ["StratumCore"]),
         .testTarget(name: "StratumTests", dependencies: ["Stratum", "StratumCore", "StratumTesting"]),
         .testTarget(name: "StratumStateTests", dependencies: ["StratumState", "StratumPostgres", "StratumCore", "StratumTesting"]),

@@ -1,4 +1,4 @@
-"""PyTorch CPU reference for Stratum's trainer benchmark.
+"""PyTorch reference for Stratum's trainer benchmarks (CPU, and CUDA with --device cuda).
 
 The same model as Sources/TrainerCore/model.c: byte vocabulary (256), learned positions,
 pre-LayerNorm blocks, tanh-GELU MLP (4x), output projection tied to the token embedding,
@@ -6,10 +6,17 @@ AdamW with decay on matrices and embeddings. Trains on the same synthetic Markov
 (uniformly random successors here; the data does not change the speed).
 
 usage: python torch_gpt.py --layers 4 --width 256 --heads 4 --context 256 --batch 8 --threads 2 --steps 20
-Prints one line: "torch tokens/s <n> ms/step <m> loss <l>".
+       python torch_gpt.py --device cuda --precision bf16 --compile --layers 12 --width 768 --heads 12 --context 1024
+Prints one line: "torch tokens/s <n> ms/step <m> loss <l> ...".
+
+On CUDA, --precision picks the matmul arithmetic: fp32 (exact float32), tf32 (float32 weights,
+TF32 tensor-core matmuls: what stratum-trainer-cuda does) or bf16 (autocast, float32 master
+weights: what PyTorch users usually run). --compile uses torch.compile and falls back to eager
+(saying so) when compilation fails.
 """
 import argparse
 import math
+import sys
 import time
 
 import torch
@@ -50,7 +57,7 @@ class GPT(nn.Module):
 
     def forward(self, idx, targets):
         T = idx.shape[1]
-        x = self.wte(idx) + self.wpe(torch.arange(T))
+        x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))
         for b in self.blocks:
             x = b(x)
         logits = self.lnf(x) @ self.wte.weight.t()
@@ -67,14 +74,27 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
+    p.add_argument("--compile", action="store_true")
     a = p.parse_args()
+    a.warmup = max(a.warmup, 1)  # step 0 runs before the clock starts (it compiles, when compiling)
+    cuda = a.device == "cuda"
     torch.set_num_threads(a.threads)
     torch.manual_seed(1337)
-    model = GPT(a.layers, a.width, a.heads, a.context)
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = a.precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = a.precision == "tf32"
+    model = GPT(a.layers, a.width, a.heads, a.context).to(a.device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=1e-3, betas=(0.9, 0.95), eps=1e-8)
+                            lr=1e-3, betas=(0.9, 0.95), eps=1e-8, **({"fused": True} if cuda else {}))
+    forward = model
+    compiled = "no"
+    if a.compile:
+        forward, compiled = torch.compile(model), "yes"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and a.precision == "bf16")
     g = torch.Generator().manual_seed(7)
     succ = torch.randint(0, 256, (256, 4), generator=g)
 
@@ -86,20 +106,40 @@ def main():
             x[:, t + 1] = succ[x[:, t], choice[:, t]]
         return x[:, :-1].contiguous(), x[:, 1:].contiguous()
 
-    batches = [batch() for _ in range(4)]
-    loss = None
-    for s in range(a.warmup + a.steps):
-        if s == a.warmup:
-            start = time.perf_counter()
+    batches = [tuple(t.to(a.device) for t in batch()) for _ in range(4)]
+
+    def step(s):
         x, y = batches[s % len(batches)]
-        loss = model(x, y)
+        with autocast:
+            loss = forward(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        return loss
+
+    loss = None
+    try:
+        loss = step(0)
+    except Exception as e:  # torch.compile is not available everywhere (no Triton, old GPU)
+        if not a.compile:
+            raise
+        print(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); eager instead",
+              file=sys.stderr)
+        forward, compiled = model, "failed"
+        loss = step(0)
+    for s in range(1, a.warmup + a.steps):
+        if s == a.warmup:
+            if cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+        loss = step(s)
+    if cuda:
+        torch.cuda.synchronize()
     dt = time.perf_counter() - start
     tps = a.steps * a.batch * a.context / dt
-    print(f"torch tokens/s {tps:.0f} ms/step {1000 * dt / a.steps:.1f} loss {loss.item():.4f} threads {torch.get_num_threads()}")
+    print(f"torch tokens/s {tps:.0f} ms/step {1000 * dt / a.steps:.1f} loss {loss.item():.4f} "
+          f"threads {torch.get_num_threads()} device {a.device} precision {a.precision} compiled {compiled}")
 
 
 if __name__ == "__main__":

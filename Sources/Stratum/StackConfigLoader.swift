@@ -47,13 +47,16 @@ public enum StackConfigLoader {
         guard var merged = try JSONSerialization.jsonObject(with: defaultsData) as? [String: Any] else {
             throw ConfigError(file: file, message: "the configuration type does not encode as a mapping")
         }
-        let known = Set(merged.keys)
+        // Optional fields without a default do not encode; their names come from the type itself.
+        let declared = Mirror(reflecting: C()).children.compactMap(\.label).map(Self.snakeCase)
+        let known = Set(merged.keys).union(declared)
         let unknown = overrides.keys.filter { !known.contains($0) }.sorted()
         if !unknown.isEmpty {
             let keys = unknown.map { "'\($0)'" }.joined(separator: ", ")
             throw ConfigError(file: file, message: "unknown config key\(unknown.count == 1 ? "" : "s") \(keys); known keys: \(known.sorted().joined(separator: ", "))")
         }
         for (key, value) in overrides { merged[key] = jsonCompatible(value) }
+
 
         let data = try JSONSerialization.data(withJSONObject: merged)
         let decoder = JSONDecoder()

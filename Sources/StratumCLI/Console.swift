@@ -20,6 +20,7 @@ struct Console: Sendable {
     }
 
     func bold(_ text: String) -> String { color ? "\u{1B}[1m\(text)\u{1B}[0m" : text }
+    func yellow(_ text: String) -> String { color ? "\u{1B}[33m\(text)\u{1B}[0m" : text }
 
     /// Asks on a terminal; refuses without one so nothing changes unattended by accident.
     func confirm(_ question: String, autoApprove: Bool) throws -> Bool {

@@ -33,6 +33,9 @@ struct GlobalOptions: ParsableArguments {
         state ?? ProcessInfo.processInfo.environment["STRATUM_STATE"] ?? ".stratum/state.db"
     }
 
+    /// The key file that seals secrets, beside the state file (unless STRATUM_STATE_KEY is set).
+    var keyFilePath: String { workDirectory.appendingPathComponent("state.key").path }
+
     /// Where providers keep their files: beside the state file.
     var workDirectory: URL { URL(fileURLWithPath: statePath).deletingLastPathComponent() }
 

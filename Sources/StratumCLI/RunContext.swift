@@ -24,8 +24,53 @@ struct RunContext {
         self.providers = ProviderRegistry(CLIEnvironment.current.providers.map { $0.make(work) })
     }
 
-    func openStore() throws -> SQLiteStateStore {
-        try SQLiteStateStore(path: options.statePath)
+    /// The key that seals secrets in state (and in saved plans).
+    var stateKey: StateKey { StateKey.resolve(keyFile: options.keyFilePath) }
+
+    func openStore() async throws -> any StateStore {
+        try SQLiteStateStore(path: options.statePath, sealer: stateKey)
+    }
+
+    /// The store and the workspace of the selected stack and environment.
+    func openWorkspace() async throws -> (any StateStore, String) {
+        let workspace = workspace(for: try stackEntry().name)
+        return (try await openStore(), workspace)
+    }
+
+    /// Runs `body` holding the workspace's lock, after settling what an interrupted run left in
+    /// the journal. A lease taken over from a dead or expired holder is reported.
+    func locked<T: Sendable>(
+        _ store: any StateStore, workspace: String, operation: String, recover: Bool = true,
+        _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        let console = self.console
+        let providers = self.providers
+        let json = options.json
+        let lock = StateLock(store: store, workspace: workspace, onTakeover: { replaced in
+            console.error(console.yellow("Warning: took over the state lock of \(replaced.holder) (pid \(replaced.pid) on \(replaced.host), \(replaced.operation)): \(replaced.expiresAt <= Date() ? "its lease expired" : "its process is gone")."))
+        })
+        return try await lock.run(operation: operation) { _ in
+            if recover {
+                let outcomes = try await Recovery(providers: providers, store: store, workspace: workspace).run()
+                if !outcomes.isEmpty, !json { RunContext.report(outcomes, console: console) }
+                if case .unsettled(let address, let reason)? = outcomes.first(where: { if case .unsettled = $0 { return true } else { return false } }) {
+                    throw CLIError("an interrupted operation on \(address) could not be settled (\(reason)); nothing else was done. Run again when the provider is reachable, or see `stratum state pending`")
+                }
+            }
+            return try await body()
+        }
+    }
+
+    static func report(_ outcomes: [Recovery.Outcome], console: Console) {
+        console.progress("Recovering \(outcomes.count) interrupted operation(s) from the journal:")
+        for outcome in outcomes {
+            switch outcome {
+            case .adopted(let address, let id): console.progress("  \(address): the interrupted create had succeeded; adopted \(id) into state")
+            case .confirmedGone(let address): console.progress("  \(address): nothing was left behind; settled")
+            case .refreshed(let address): console.progress("  \(address): re-read from the provider; state updated")
+            case .unsettled(let address, let reason): console.error("  \(address): could not be settled: \(reason)")
+            }
+        }
     }
 
     /// The stack named by --stack / STRATUM_STACK, or the only one.

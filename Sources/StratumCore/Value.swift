@@ -71,6 +71,16 @@ public indirect enum Value: Hashable, Sendable {
         }
     }
 
+    /// The value with every secret replaced by the text `(sensitive)`: for display and JSON output.
+    public var redacted: Value {
+        switch self {
+        case .sensitive: return .string("(sensitive)")
+        case .list(let items): return .list(items.map(\.redacted))
+        case .map(let entries): return .map(entries.mapValues(\.redacted))
+        default: return self
+        }
+    }
+
     /// The value wrapped as sensitive (once; null and unknown stay as they are).
     public var markedSensitive: Value {
         switch self {

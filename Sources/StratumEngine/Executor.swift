@@ -158,7 +158,7 @@ public struct Executor: Sendable {
     /// next run to recover, as it does after a crash.
     private func journaled(
         _ operation: PendingOperation, _ call: () async throws -> ResourceState?,
-        commit: (ResourceState?, PendingOperation) async throws -> Int
+        commit: (ResourceState?, PendingOperation) async throws -> (ResourceState?, Int)
     ) async throws -> (ResourceState?, Int) {
         try await store.beginOperation(workspace: workspace, operation)
         let state: ResourceState?
@@ -170,7 +170,7 @@ public struct Executor: Sendable {
             _ = try? await Recovery(providers: providers, store: store, workspace: workspace, now: now).settle(operation)
             throw error
         }
-        return (state, try await commit(state, operation))
+        return try await commit(state, operation)
     }
 
     private func perform(_ step: ExecutionStep, change: ResourceChange, resolvedInputs: [String: Value], ownership: Ownership) async throws -> (ResourceState?, Int) {
@@ -191,7 +191,7 @@ public struct Executor: Sendable {
                 address: address, action: .create, provider: change.provider, region: change.region,
                 token: UUID().uuidString.lowercased(), startedAt: now(), ownership: ownership,
                 prior: cbd ? change.prior : nil, inputs: resolvedInputs, dependencies: change.dependencies)
-            let (state, serial) = try await journaled(operation, { try await retry.run { try await provider.create(resolved, token: operation.token) } }) { created, operation in
+            return try await journaled(operation, { try await retry.run { try await provider.create(resolved, token: operation.token) } }) { created, operation in
                 guard var state = created else { throw ProviderError(.permanent, "the provider returned no state", address: address) }
                 state = Sensitivity.protect(state, schema: schema, template: resolvedInputs)
                 state.dependencies = change.dependencies
@@ -204,12 +204,12 @@ public struct Executor: Sendable {
                     upserts.append(old)
                     action = "replace (create-before-destroy)"
                 }
-                return try await store.commit(
+                let serial = try await store.commit(
                     workspace: workspace,
                     StateMutation(upserts: upserts, changes: [HistoryChange(address: address.description, action: action)], settles: [operation.id]),
                     at: now())
+                return (state, serial)
             }
-            return (state, serial)
 
         case .update:
             guard let prior = change.prior else { throw ProviderError(.permanent, "update without prior state", address: address) }
@@ -226,10 +226,11 @@ public struct Executor: Sendable {
                 guard var state = updated else { throw ProviderError(.permanent, "the provider returned no state", address: address) }
                 state = Sensitivity.protect(state, schema: schema, template: resolvedInputs)
                 state.dependencies = change.dependencies
-                return try await store.commit(
+                let serial = try await store.commit(
                     workspace: workspace,
                     StateMutation(upserts: [state], changes: [HistoryChange(address: address.description, action: "update")], settles: [operation.id]),
                     at: now())
+                return (state, serial)
             }
 
         case .delete, .replaceDelete:
@@ -241,10 +242,11 @@ public struct Executor: Sendable {
                 token: UUID().uuidString.lowercased(), startedAt: now(), ownership: ownership, prior: prior)
             let revealed = Sensitivity.reveal(change.prior ?? prior)
             return try await journaled(operation, { try await retry.run { try await provider.delete(revealed) }; return nil }) { _, operation in
-                try await store.commit(
+                let serial = try await store.commit(
                     workspace: workspace,
                     StateMutation(removals: [removed], changes: [HistoryChange(address: removed.description, action: "delete")], settles: [operation.id]),
                     at: now())
+                return (nil, serial)
             }
         }
     }

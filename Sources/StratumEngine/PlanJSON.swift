@@ -32,6 +32,9 @@ public struct PlanJSON: Encodable, Sendable {
         public var before: Value?
         public var after: Value?
         public var after_unknown: Value
+        /// `true` where a value is secret; the value itself is left out of before/after.
+        public var before_sensitive: Value = .bool(false)
+        public var after_sensitive: Value = .bool(false)
         public var replace_paths: [[String]]?
     }
 
@@ -39,6 +42,7 @@ public struct PlanJSON: Encodable, Sendable {
         public var actions: [String]
         public var after: Value?
         public var after_unknown: Bool
+        public var after_sensitive: Bool
     }
 
     public struct ResourceDriftJSON: Encodable, Sendable {
@@ -58,9 +62,11 @@ public struct PlanJSON: Encodable, Sendable {
                 provider_name: change.provider,
                 change: ChangeJSON(
                     actions: Self.actions(change),
-                    before: change.before.map { .map($0) },
+                    before: change.before.map { Self.known(.map($0)) },
                     after: change.after.map { Self.known(.map($0)) },
                     after_unknown: Self.unknownMask(.map(change.after ?? [:])) ?? .map([:]),
+                    before_sensitive: change.before.map { Self.sensitiveMask(.map($0)) ?? .map([:]) } ?? .bool(false),
+                    after_sensitive: change.after.map { Self.sensitiveMask(.map($0)) ?? .map([:]) } ?? .bool(false),
                     replace_paths: change.replacedBy.isEmpty ? nil : change.replacedBy.map { [$0] }),
                 action_reason: change.reason)
         }
@@ -70,7 +76,9 @@ public struct PlanJSON: Encodable, Sendable {
         var outputs: [String: OutputChangeJSON] = [:]
         for (name, value) in plan.outputs {
             let resolvable = !value.containsUnknown
-            outputs[name] = OutputChangeJSON(actions: ["create"], after: resolvable ? value : nil, after_unknown: !resolvable)
+            outputs[name] = OutputChangeJSON(
+                actions: ["create"], after: resolvable && !value.containsSensitive ? value : nil, after_unknown: !resolvable,
+                after_sensitive: value.containsSensitive)
         }
         output_changes = outputs
     }
@@ -85,11 +93,11 @@ public struct PlanJSON: Encodable, Sendable {
         }
     }
 
-    /// The value with unknowns removed (maps drop the key, lists keep a null).
+    /// The value with unknowns and secrets removed (maps drop the key, lists keep a null).
     static func known(_ value: Value) -> Value {
         switch value {
-        case .unknown, .reference: return .null
-        case .map(let entries): return .map(entries.filter { $0.value != .unknown && !$0.value.isReference }.mapValues(known))
+        case .unknown, .reference, .sensitive: return .null
+        case .map(let entries): return .map(entries.filter { $0.value != .unknown && !$0.value.isReference && !$0.value.isSensitive }.mapValues(known))
         case .list(let items): return .list(items.map(known))
         default: return value
         }
@@ -109,6 +117,18 @@ public struct PlanJSON: Encodable, Sendable {
         }
     }
 
+    /// `true` where a value is secret, mirrored into maps and lists; nil where nothing is.
+    static func sensitiveMask(_ value: Value) -> Value? {
+        switch value {
+        case .sensitive: return .bool(true)
+        case .map(let entries): return .map(entries.compactMapValues(sensitiveMask))
+        case .list(let items):
+            guard items.contains(where: \.containsSensitive) else { return .list([]) }
+            return .list(items.map { sensitiveMask($0) ?? .bool(false) })
+        default: return nil
+        }
+    }
+
     public func encoded(pretty: Bool = false) throws -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
@@ -118,4 +138,5 @@ public struct PlanJSON: Encodable, Sendable {
 
 extension Value {
     var isReference: Bool { if case .reference = self { return true } else { return false } }
+    var isSensitive: Bool { if case .sensitive = self { return true } else { return false } }
 }

@@ -13,16 +13,25 @@ public final class SQLiteStateStore: StateStore {
     /// Opens (creating if needed) the state file at `path`. A file that is not Stratum state,
     /// is corrupt, or was written by a newer Stratum is refused untouched; before a schema
     /// migration the file is copied to `<path>.backup-<time>`.
-    public init(path: String, sealer: (any ValueSealer)? = nil) throws {
+    public convenience init(path: String, sealer: (any ValueSealer)? = nil) throws {
+        try self.init(path: path, sealer: sealer, prepare: nil)
+    }
+
+    /// `prepare` runs on every connection (tests use it to cap the file's size).
+    init(path: String, sealer: (any ValueSealer)?, prepare: (@Sendable (Database) throws -> Void)?) throws {
         self.path = path
         self.codec = StateCodec(sealer: sealer)
         try Self.prepareFile(at: path)
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         configuration.label = "stratum-state"
+        if let prepare { configuration.prepareDatabase(prepare) }
         do {
+            // Look before opening for writing: opening a pool switches the file to WAL, which
+            // would already change a file that turns out not to be ours.
+            let applied = try Self.inspect(path: path)
             pool = try DatabasePool(path: path, configuration: configuration)
-            migrationBackup = try Self.checkAndMigrate(pool, path: path)
+            migrationBackup = try Self.migrate(pool, path: path, applied: applied)
         } catch let error as DatabaseError {
             throw Self.describe(error, path: path, doing: "open")
         }
@@ -46,9 +55,15 @@ public final class SQLiteStateStore: StateStore {
 
     private static let knownMigrations: Set<String> = ["v1-initial", "v2-journal"]
 
-    /// Refuses foreign or newer files, backs up before migrating, then migrates.
-    private static func checkAndMigrate(_ pool: DatabasePool, path: String) throws -> String? {
-        let (applied, tables) = try pool.read { db -> (Set<String>, Set<String>) in
+    /// Reads the file read-only and refuses foreign or newer ones; returns the migrations applied.
+    private static func inspect(path: String) throws -> Set<String> {
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        guard size > 0 else { return [] }
+        var readOnly = Configuration()
+        readOnly.readonly = true
+        let queue = try DatabaseQueue(path: path, configuration: readOnly)
+        defer { try? queue.close() }
+        let (applied, tables) = try queue.read { db -> (Set<String>, Set<String>) in
             let tables = Set(try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'"))
             let applied = tables.contains("grdb_migrations") ? Set(try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations")) : []
             return (applied, tables)
@@ -61,6 +76,11 @@ public final class SQLiteStateStore: StateStore {
         if !unknown.isEmpty {
             throw StateError("\(path) was written by a newer Stratum (schema \(unknown.sorted().joined(separator: ", "))); upgrade Stratum to use it. The file was left untouched")
         }
+        return applied
+    }
+
+    /// Backs up before migrating an existing file, then migrates.
+    private static func migrate(_ pool: DatabasePool, path: String, applied: Set<String>) throws -> String? {
         var backup: String?
         if !applied.isEmpty, applied != knownMigrations {
             let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
@@ -213,12 +233,6 @@ public final class SQLiteStateStore: StateStore {
         var time: Date
         var changes: Data
         var delta: Data?
-    }
-
-    /// Before and after of each resource one serial touched, as stored.
-    struct StoredDelta: Codable {
-        var before: [ResourceState]
-        var after: [ResourceState]
     }
 
     struct PendingRecord: Codable, FetchableRecord, PersistableRecord {

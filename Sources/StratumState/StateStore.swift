@@ -55,6 +55,12 @@ public struct HistoryEntry: Sendable, Codable, Hashable {
     public var serial: Int
     public var time: Date
     public var changes: [HistoryChange]
+
+    public init(serial: Int, time: Date, changes: [HistoryChange]) {
+        self.serial = serial
+        self.time = time
+        self.changes = changes
+    }
 }
 
 /// What one serial changed: each touched resource before and after (nil = absent).

@@ -15,12 +15,22 @@ public struct FakeCloudProvider: Provider {
         public var failOn: String?
         /// Whether replacements create the new thing before deleting the old one.
         public var createBeforeDestroy: Bool
+        /// Creating this address takes effect, then the call fails as if the response was lost.
+        public var loseResponseOn: String?
+        /// Creating this address takes effect, then blocks forever (after logging `blocked`):
+        /// a kill then leaves a resource the caller never heard about.
+        public var blockAfterOn: String?
 
-        public init(latency: Duration = .zero, blockOn: String? = nil, failOn: String? = nil, createBeforeDestroy: Bool = false) {
+        public init(
+            latency: Duration = .zero, blockOn: String? = nil, failOn: String? = nil, createBeforeDestroy: Bool = false,
+            loseResponseOn: String? = nil, blockAfterOn: String? = nil
+        ) {
+            self.blockAfterOn = blockAfterOn
             self.latency = latency
             self.blockOn = blockOn
             self.failOn = failOn
             self.createBeforeDestroy = createBeforeDestroy
+            self.loseResponseOn = loseResponseOn
         }
 
         /// Options from `STRATUM_FAKE_LATENCY_MS`, `STRATUM_FAKE_BLOCK_ON`, `STRATUM_FAKE_FAIL_ON`.
@@ -28,7 +38,8 @@ public struct FakeCloudProvider: Provider {
             let env = ProcessInfo.processInfo.environment
             return Options(
                 latency: .milliseconds(Int(env["STRATUM_FAKE_LATENCY_MS"] ?? "") ?? 0),
-                blockOn: env["STRATUM_FAKE_BLOCK_ON"], failOn: env["STRATUM_FAKE_FAIL_ON"])
+                blockOn: env["STRATUM_FAKE_BLOCK_ON"], failOn: env["STRATUM_FAKE_FAIL_ON"],
+                loseResponseOn: env["STRATUM_FAKE_LOSE_RESPONSE_ON"], blockAfterOn: env["STRATUM_FAKE_BLOCK_AFTER_ON"])
         }
     }
 
@@ -46,6 +57,7 @@ public struct FakeCloudProvider: Provider {
             "size": .input(forceNew: true),
             "value": .input(),
             "parent": .input(),
+            "token": .input(sensitive: true),
             "id": .computed,
         ], createBeforeDestroy: options.createBeforeDestroy)]
     }
@@ -88,8 +100,10 @@ public struct FakeCloudProvider: Provider {
         return counts
     }
 
+    /// Half the latency before the call takes effect, half after (the response on its way
+    /// back), so a process killed mid-call may leave a resource it never heard about.
     private func pause() async throws {
-        if options.latency > .zero { try await Task.sleep(for: options.latency) }
+        if options.latency > .zero { try await Task.sleep(for: options.latency / 2) }
     }
 
     public func read(type: String, region: String, resources: [ResourceState]) async throws -> [ResourceState?] {
@@ -126,6 +140,14 @@ public struct FakeCloudProvider: Provider {
         try save(record)
         try appendLine("\(address) \(token) \(id)\n", to: createLog)
         try appendLine("create \(address) \(id)\n", to: eventLog)
+        try await pause()
+        if options.blockAfterOn == address.description {
+            try Data("blocked after \(address)\n".utf8).write(to: blockedMarker)
+            while true { try await Task.sleep(for: .seconds(3600)) }
+        }
+        if options.loseResponseOn == address.description {
+            throw ProviderError(.transient, "the connection to the fake cloud was reset", address: address)
+        }
         return state(record, region: resource.region)
     }
 
@@ -156,6 +178,7 @@ public struct FakeCloudProvider: Provider {
         }
         for (key, value) in desired.inputs { record.attributes[key] = value }
         try save(record)
+        try await pause()
         return state(record, region: desired.region)
     }
 
@@ -164,6 +187,7 @@ public struct FakeCloudProvider: Provider {
         let file = resourcesDirectory.appendingPathComponent("\(state.id).json")
         if FileManager.default.fileExists(atPath: file.path) { try FileManager.default.removeItem(at: file) }
         try appendLine("delete \(state.address) \(state.id)\n", to: eventLog)
+        try await pause()
     }
 
     private func state(_ record: Record, region: String) -> ResourceState {

@@ -9,17 +9,26 @@ public struct FakeFanStack: Stack {
         public var count = 5
         public var value = "v1"
         public var size = 1
+        /// A secret given to the root (sealed in state, hidden in output).
+        public var token: Secret?
         public init() {}
     }
 
     public init() {}
 
+    static func rootInputs(_ config: Config) -> [String: any ValueExpression] {
+        var inputs: [String: any ValueExpression] = ["size": config.size, "value": config.value]
+        if let token = config.token { inputs["token"] = token }
+        return inputs
+    }
+
     public func body(config: Config) -> StackContent {
-        let root = CustomResource("fake_thing", "root", provider: "fake", inputs: ["size": config.size, "value": config.value])
+        let root = CustomResource("fake_thing", "root", provider: "fake", inputs: Self.rootInputs(config))
         root
         for index in 0..<config.count {
             CustomResource("fake_thing", "child", index: index, provider: "fake", inputs: ["parent": root["id"], "value": config.value])
         }
         Output("root_id", root["id"])
+        if config.token != nil { Output("root_token", root["token"]) }
     }
 }

@@ -1,4 +1,4 @@
-// The model: a decoder-only GPT over bytes.
+// The CPU model backend: a decoder-only GPT over bytes in plain C on a thread pool.
 //
 //   x   = wte[token] + wpe[position]
 //   per layer:  x = x + proj(attention(LN1(x)));  x = x + fcproj(gelu(fc(LN2(x))))
@@ -6,15 +6,15 @@
 //
 // Weights are stored input-major, W[C_in, C_out], so a forward matmul is out = in @ W.
 // Every buffer is a plain float array carved out of one allocation; the forward pass keeps
-// exactly the activations the backward pass reads.
+// exactly the activations the backward pass reads. The parameter layout and initialisation
+// are shared with every other backend (model_layout.h); callers reach this file through the
+// tc_model handle (backend.c) and the tc_cpu_backend table at the bottom.
 #include "internal.h"
+#include "model_layout.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-enum { P_WTE, P_WPE, P_LN1W, P_LN1B, P_QKVW, P_QKVB, P_ATTPROJW, P_ATTPROJB, P_LN2W, P_LN2B,
-       P_FCW, P_FCB, P_FCPROJW, P_FCPROJB, P_LNFW, P_LNFB, P_COUNT };
 
 typedef struct {
     float *wte, *wpe, *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b;
@@ -32,12 +32,12 @@ typedef struct {
     float *fch, *fch_gelu;            // [L, N, 4C]
     float *residual3;                 // [L, N, C]
     float *lnf, *lnf_mean, *lnf_rstd; // [N, C], [N], [N]
-    float *probs;                     // [N, V]
+    float *logits, *probs;            // [N, V], [N, V]
 } activations;
 
-struct tc_model {
+typedef struct {
     int L, C, NH, maxT;
-    size_t sizes[P_COUNT];
+    size_t sizes[TC_P_COUNT];
     size_t num_params;
     float *mem;                  // params | grads | adam m | adam v
     params p, g;
@@ -53,76 +53,61 @@ struct tc_model {
     uint8_t *inputs, *targets;
     float loss;
     tc_pool *pool;
-};
+    char device[64];
+} cpu_model;
 
 static void point_params(params *p, float *base, const size_t *sizes) {
-    float **ptrs[P_COUNT] = {&p->wte, &p->wpe, &p->ln1w, &p->ln1b, &p->qkvw, &p->qkvb, &p->attprojw, &p->attprojb,
+    float **ptrs[TC_P_COUNT] = {&p->wte, &p->wpe, &p->ln1w, &p->ln1b, &p->qkvw, &p->qkvb, &p->attprojw, &p->attprojb,
                              &p->ln2w, &p->ln2b, &p->fcw, &p->fcb, &p->fcprojw, &p->fcprojb, &p->lnfw, &p->lnfb};
-    for (int i = 0; i < P_COUNT; i++) {
+    for (int i = 0; i < TC_P_COUNT; i++) {
         *ptrs[i] = base;
         base += sizes[i];
     }
 }
 
-tc_model *tc_model_create(int n_layer, int n_embd, int n_head, int context, uint64_t seed, int threads) {
-    if (n_layer < 1 || n_embd < 1 || n_head < 1 || n_embd % n_head != 0 || context < 1) return NULL;
-    tc_model *m = calloc(1, sizeof *m);
-    if (!m) return NULL;
-    int L = n_layer, C = n_embd, V = TC_VOCAB;
-    m->L = L;
-    m->C = C;
+static void *cpu_create(int n_layer, int n_embd, int n_head, int context, uint64_t seed, int threads, char *err,
+                        size_t errlen) {
+    cpu_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        tc_fail(err, errlen, "model: cannot allocate %d layers x %d wide", n_layer, n_embd);
+        return NULL;
+    }
+    m->L = n_layer;
+    m->C = n_embd;
     m->NH = n_head;
     m->maxT = context;
-    size_t s[P_COUNT] = {(size_t)V * C, (size_t)context * C, (size_t)L * C, (size_t)L * C,
-                         (size_t)L * C * 3 * C, (size_t)L * 3 * C, (size_t)L * C * C, (size_t)L * C,
-                         (size_t)L * C, (size_t)L * C, (size_t)L * C * 4 * C, (size_t)L * 4 * C,
-                         (size_t)L * 4 * C * C, (size_t)L * C, (size_t)C, (size_t)C};
-    memcpy(m->sizes, s, sizeof s);
-    for (int i = 0; i < P_COUNT; i++) m->num_params += s[i];
+    m->num_params = tc_param_sizes(n_layer, n_embd, context, m->sizes);
     m->mem = calloc(4 * m->num_params, sizeof(float));
     if (!m->mem) {
         free(m);
+        tc_fail(err, errlen, "model: cannot allocate %d layers x %d wide", n_layer, n_embd);
         return NULL;
     }
-    point_params(&m->p, m->mem, s);
-    point_params(&m->g, m->mem + m->num_params, s);
+    point_params(&m->p, m->mem, m->sizes);
+    point_params(&m->g, m->mem + m->num_params, m->sizes);
     m->m = m->mem + 2 * m->num_params;
     m->v = m->mem + 3 * m->num_params;
-
-    // Small normal initialisation; residual projections shrink with depth so the residual
-    // stream keeps its scale as layers are added.
-    tc_rng r;
-    tc_rng_seed(&r, seed);
-    float std = 0.02f, std_res = 0.02f / sqrtf(2.0f * (float)L);
-    for (size_t i = 0; i < s[P_WTE]; i++) m->p.wte[i] = std * tc_rng_normal(&r);
-    for (size_t i = 0; i < s[P_WPE]; i++) m->p.wpe[i] = 0.01f * tc_rng_normal(&r);
-    for (size_t i = 0; i < s[P_QKVW]; i++) m->p.qkvw[i] = std * tc_rng_normal(&r);
-    for (size_t i = 0; i < s[P_ATTPROJW]; i++) m->p.attprojw[i] = std_res * tc_rng_normal(&r);
-    for (size_t i = 0; i < s[P_FCW]; i++) m->p.fcw[i] = std * tc_rng_normal(&r);
-    for (size_t i = 0; i < s[P_FCPROJW]; i++) m->p.fcprojw[i] = std_res * tc_rng_normal(&r);
-    for (size_t i = 0; i < (size_t)L * C; i++) m->p.ln1w[i] = m->p.ln2w[i] = 1.0f;
-    for (int i = 0; i < C; i++) m->p.lnfw[i] = 1.0f;
+    tc_param_init(m->mem, m->sizes, n_layer, seed);
     m->pool = tc_pool_create(threads);
+    snprintf(m->device, sizeof m->device, "cpu (%s), %d threads", tc_gemm_isa(), threads);
     return m;
 }
 
-void tc_model_free(tc_model *m) {
-    if (!m) return;
+static void cpu_destroy(void *impl) {
+    cpu_model *m = impl;
     tc_pool_free(m->pool);
     free(m->act_mem);
     free(m->mem);
     free(m);
 }
 
-size_t tc_model_num_params(const tc_model *m) { return m->num_params; }
-float *tc_model_params(tc_model *m) { return m->mem; }
-float *tc_model_grads(tc_model *m) { return m->mem + m->num_params; }
-float *tc_model_adam_m(tc_model *m) { return m->m; }
-float *tc_model_adam_v(tc_model *m) { return m->v; }
-const float *tc_model_probs(const tc_model *m) { return m->a.probs; }
+static float *cpu_host_state(void *impl) { return ((cpu_model *)impl)->mem; }
+static const float *cpu_probs(void *impl) { return ((cpu_model *)impl)->a.probs; }
+static const float *cpu_logits(void *impl) { return ((cpu_model *)impl)->a.logits; }
+static const char *cpu_device(void *impl) { return ((cpu_model *)impl)->device; }
 
 // (Re)allocates activations and scratch for B x T; a no-op when the shape is unchanged.
-static int ensure_activations(tc_model *m, int B, int T) {
+static int ensure_activations(cpu_model *m, int B, int T) {
     if (m->act_mem && m->B == B && m->T == T) return 0;
     free(m->act_mem);
     m->act_mem = NULL;
@@ -141,7 +126,7 @@ static int ensure_activations(tc_model *m, int B, int T) {
         L * N * 4 * C, L * N * 4 * C,                 // fch, fch_gelu
         L * N * C,                                    // residual3
         N * C, N, N,                                  // lnf
-        N * V,                                        // probs
+        N * V, N * V,                                 // logits, probs
         N * C, N * C, N * 4 * C, N * 3 * C, N * V,    // dres, dnc, d4c, dqkv, dlogits
         wmax, nparts * 2 * C,                         // weight transposes, layernorm partial sums
         threads * per_thread,                         // attention scratch
@@ -156,7 +141,7 @@ static int ensure_activations(tc_model *m, int B, int T) {
     m->attn_scratch_per_thread = per_thread;
     float **ptrs[] = {&m->a.encoded, &m->a.ln1, &m->a.ln1_mean, &m->a.ln1_rstd, &m->a.qkv, &m->a.atty, &m->a.att,
                       &m->a.residual2, &m->a.ln2, &m->a.ln2_mean, &m->a.ln2_rstd, &m->a.fch, &m->a.fch_gelu,
-                      &m->a.residual3, &m->a.lnf, &m->a.lnf_mean, &m->a.lnf_rstd, &m->a.probs, &m->dres, &m->dnc,
+                      &m->a.residual3, &m->a.lnf, &m->a.lnf_mean, &m->a.lnf_rstd, &m->a.logits, &m->a.probs, &m->dres, &m->dnc,
                       &m->d4c, &m->dqkv, &m->dlogits, &m->scratch_w, &m->ln_partials, &m->attn_scratch};
     size_t n = sizeof ptrs / sizeof ptrs[0];
     float *p = mem;
@@ -252,7 +237,7 @@ TC_HOT static void layernorm_backward_rows(void *arg, int item, int tid) {
 }
 
 // dinp += ...; dw, db += ... (per-chunk partial sums added in chunk order: deterministic).
-static void layernorm_backward(tc_model *m, float *dinp, float *dw, float *db, const float *dout, const float *inp,
+static void layernorm_backward(cpu_model *m, float *dinp, float *dw, float *db, const float *dout, const float *inp,
                                const float *w, const float *mean, const float *rstd, int N, int C) {
     lnb_job j = {dinp, m->ln_partials, dout, inp, w, mean, rstd, N, C};
     int items = (N + ROW_CHUNK - 1) / ROW_CHUNK;
@@ -279,7 +264,7 @@ TC_HOT static void matmul_forward(tc_pool *pool, float *out, const float *inp, c
 }
 
 // dinp = dout @ W^T (overwritten); dW += inp^T @ dout; db += column sums of dout.
-TC_HOT static void matmul_backward(tc_model *m, float *dinp, float *dW, float *db, const float *dout, const float *inp,
+TC_HOT static void matmul_backward(cpu_model *m, float *dinp, float *dW, float *db, const float *dout, const float *inp,
                             const float *W, int N, int Cin, int OC) {
     if (dinp) {
         memset(dinp, 0, (size_t)N * Cin * sizeof(float));
@@ -331,7 +316,7 @@ TC_HOT static void gelu_backward_chunk(void *arg, int item, int tid) {
 }
 
 typedef struct {
-    tc_model *m;
+    cpu_model *m;
     float *out, *att;
     const float *qkv;
     float *dqkv;
@@ -350,7 +335,7 @@ static void transpose_strided(const float *src, int rows, int cols, int ld, floa
 
 TC_HOT static void attention_forward_head(void *arg, int item, int tid) {
     attn_job *j = arg;
-    tc_model *m = j->m;
+    cpu_model *m = j->m;
     int C = m->C, NH = m->NH, hs = C / NH, T = j->T, C3 = 3 * C;
     int b = item / NH, h = item % NH;
     float scale = 1.0f / sqrtf((float)hs);
@@ -386,7 +371,7 @@ TC_HOT static void attention_forward_head(void *arg, int item, int tid) {
 
 TC_HOT static void attention_backward_head(void *arg, int item, int tid) {
     attn_job *j = arg;
-    tc_model *m = j->m;
+    cpu_model *m = j->m;
     int C = m->C, NH = m->NH, hs = C / NH, T = j->T, C3 = 3 * C;
     int b = item / NH, h = item % NH;
     float scale = 1.0f / sqrtf((float)hs);
@@ -420,23 +405,24 @@ TC_HOT static void attention_backward_head(void *arg, int item, int tid) {
 }
 
 typedef struct {
-    tc_model *m;
+    cpu_model *m;
     int N;
 } softmax_job;
 
 TC_HOT static void softmax_rows(void *arg, int item, int tid) {
     (void)tid;
     softmax_job *j = arg;
-    tc_model *m = j->m;
+    cpu_model *m = j->m;
     int n1 = (item + 1) * ROW_CHUNK < j->N ? (item + 1) * ROW_CHUNK : j->N;
     for (int n = item * ROW_CHUNK; n < n1; n++) {
+        const float *logit = m->a.logits + (size_t)n * TC_VOCAB;
         float *p = m->a.probs + (size_t)n * TC_VOCAB;
         float maxv = -1e30f;
         for (int i = 0; i < TC_VOCAB; i++)
-            if (p[i] > maxv) maxv = p[i];
+            if (logit[i] > maxv) maxv = logit[i];
         float sum = 0.0f;
         for (int i = 0; i < TC_VOCAB; i++) {
-            p[i] = tc_expf(p[i] - maxv);
+            p[i] = tc_expf(logit[i] - maxv);
             sum += p[i];
         }
         float inv = 1.0f / sum;
@@ -447,7 +433,8 @@ TC_HOT static void softmax_rows(void *arg, int item, int tid) {
 // ------------------------------------------------------------------------------------------
 // Forward
 
-float tc_model_forward(tc_model *m, const uint8_t *inputs, const uint8_t *targets, int B, int T) {
+static float cpu_forward(void *impl, const uint8_t *inputs, const uint8_t *targets, int B, int T) {
+    cpu_model *m = impl;
     if (T > m->maxT || B < 1 || T < 1 || ensure_activations(m, B, T) != 0) return -1.0f;
     int L = m->L, C = m->C, N = B * T, V = TC_VOCAB;
     activations *a = &m->a;
@@ -486,9 +473,9 @@ float tc_model_forward(tc_model *m, const uint8_t *inputs, const uint8_t *target
     }
     const float *last = a->residual3 + (size_t)(L - 1) * N * C;
     layernorm_forward(m->pool, a->lnf, a->lnf_mean, a->lnf_rstd, last, p->lnfw, p->lnfb, N, C);
-    // logits = lnf @ wte^T, written straight into probs and softmaxed in place.
+    // logits = lnf @ wte^T, then softmaxed into probs.
     transpose(p->wte, V, C, m->scratch_w);  // [C, V]
-    matmul_forward(m->pool, a->probs, a->lnf, m->scratch_w, NULL, N, C, V, 0);
+    matmul_forward(m->pool, a->logits, a->lnf, m->scratch_w, NULL, N, C, V, 0);
     softmax_job sj = {m, N};
     tc_pool_run(m->pool, (N + ROW_CHUNK - 1) / ROW_CHUNK, softmax_rows, &sj);
 
@@ -502,12 +489,16 @@ float tc_model_forward(tc_model *m, const uint8_t *inputs, const uint8_t *target
     return m->loss;
 }
 
-void tc_model_zero_grad(tc_model *m) { memset(m->mem + m->num_params, 0, m->num_params * sizeof(float)); }
+static void cpu_zero_grad(void *impl) {
+    cpu_model *m = impl;
+    memset(m->mem + m->num_params, 0, m->num_params * sizeof(float));
+}
 
 // ------------------------------------------------------------------------------------------
 // Backward: the forward pass read in reverse.
 
-void tc_model_backward(tc_model *m) {
+static void cpu_backward(void *impl) {
+    cpu_model *m = impl;
     int L = m->L, C = m->C, B = m->B, T = m->T, N = B * T, V = TC_VOCAB;
     activations *a = &m->a;
     params *p = &m->p, *g = &m->g;
@@ -572,7 +563,8 @@ void tc_model_backward(tc_model *m) {
 // ------------------------------------------------------------------------------------------
 // Update
 
-float tc_model_clip_grad(tc_model *m, float max_norm) {
+static float cpu_clip_grad(void *impl, float max_norm) {
+    cpu_model *m = impl;
     const float *g = m->mem + m->num_params;
     double ss = 0.0;
     for (size_t i = 0; i < m->num_params; i++) ss += (double)g[i] * g[i];
@@ -585,14 +577,13 @@ float tc_model_clip_grad(tc_model *m, float max_norm) {
     return norm;
 }
 
-TC_HOT void tc_model_update(tc_model *m, float lr, float beta1, float beta2, float eps, float weight_decay, long t) {
+TC_HOT static void cpu_update(void *impl, float lr, float beta1, float beta2, float eps, float weight_decay, long t) {
+    cpu_model *m = impl;
     float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
     float *param = m->mem, *grad = m->mem + m->num_params;
     size_t off = 0;
-    for (int k = 0; k < P_COUNT; k++) {
-        // Decay matrices (and the embeddings); biases and LayerNorm gains stay undecayed.
-        int decay = k == P_WTE || k == P_WPE || k == P_QKVW || k == P_ATTPROJW || k == P_FCW || k == P_FCPROJW;
-        float wd = decay ? weight_decay : 0.0f;
+    for (int k = 0; k < TC_P_COUNT; k++) {
+        float wd = tc_param_decays(k) ? weight_decay : 0.0f;
         for (size_t i = off; i < off + m->sizes[k]; i++) {
             float gi = grad[i];
             float mi = beta1 * m->m[i] + (1.0f - beta1) * gi;
@@ -605,3 +596,20 @@ TC_HOT void tc_model_update(tc_model *m, float lr, float beta1, float beta2, flo
         off += m->sizes[k];
     }
 }
+
+const tc_model_backend tc_cpu_backend = {
+    .name = "cpu",
+    .create = cpu_create,
+    .destroy = cpu_destroy,
+    .forward = cpu_forward,
+    .zero_grad = cpu_zero_grad,
+    .backward = cpu_backward,
+    .clip_grad = cpu_clip_grad,
+    .update = cpu_update,
+    .host_state = cpu_host_state,
+    .download = NULL,  // the host arrays are the state
+    .upload = NULL,
+    .logits = cpu_logits,
+    .probs = cpu_probs,
+    .device = cpu_device,
+};

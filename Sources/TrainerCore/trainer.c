@@ -42,11 +42,9 @@ tc_trainer *tc_trainer_create(const tc_config *c, char *err, size_t errlen) {
     tc_trainer *t = calloc(1, sizeof *t);
     if (!t) return NULL;
     t->cfg = *c;
-    t->model = tc_model_create(c->n_layer, c->n_embd, c->n_head, c->context, c->seed, c->threads);
-    if (!t->model) {
-        tc_fail(err, errlen, "model: cannot allocate %d layers x %d wide", c->n_layer, c->n_embd);
-        goto fail;
-    }
+    t->model = tc_model_create_on(c->backend ? c->backend : &tc_cpu_backend, c->n_layer, c->n_embd, c->n_head,
+                                  c->context, c->seed, c->threads, err, errlen);
+    if (!t->model) goto fail;
     int shard = c->diloco_workers > 0 ? c->diloco_rank : 0, nshards = c->diloco_workers > 0 ? c->diloco_workers : 1;
     t->data = tc_data_open(c, shard, nshards, err, errlen);
     if (!t->data) goto fail;

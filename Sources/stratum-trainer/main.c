@@ -5,6 +5,10 @@
 // Resumes from the newest complete checkpoint automatically, prints one progress line per
 // train.log_every steps, serves /metrics and /healthz when metrics.port is set, and on
 // SIGTERM/SIGINT writes a checkpoint before exiting (preemption).
+//
+// The same file is compiled a second time by Sources/TrainerCUDA/Makefile with
+// STRATUM_TRAINER_CUDA defined: that binary, stratum-trainer-cuda, runs the model on GPUs
+// and shares everything else (config, data, checkpoints, metrics, DiLoCo) with this one.
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +16,17 @@
 #include <time.h>
 
 #include "trainer.h"
+
+#ifdef STRATUM_TRAINER_CUDA
+#include "cuda_backend.h"
+#define TRAINER_NAME "stratum-trainer-cuda"
+#define TRAINER_WHERE "on the node's NVIDIA GPUs"
+#define TRAINER_BACKEND (&tc_cuda_backend)
+#else
+#define TRAINER_NAME "stratum-trainer"
+#define TRAINER_WHERE "on CPU"
+#define TRAINER_BACKEND NULL
+#endif
 
 static volatile sig_atomic_t stop_requested = 0;
 static void on_signal(int sig) {
@@ -27,10 +42,10 @@ static double now_s(void) {
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: stratum-trainer --config FILE [options]\n"
+            "usage: " TRAINER_NAME " --config FILE [options]\n"
             "\n"
-            "Trains Stratum's byte-level GPT on CPU. Resumes from the newest complete checkpoint\n"
-            "in checkpoint.dir unless --no-resume is given.\n"
+            "Trains Stratum's byte-level GPT " TRAINER_WHERE ". Resumes from the newest complete\n"
+            "checkpoint in checkpoint.dir unless --no-resume is given.\n"
             "\n"
             "options:\n"
             "  --config FILE        YAML config (sections: model, train, data, checkpoint, s3, metrics, diloco)\n"
@@ -76,6 +91,7 @@ static int run_plain(const tc_config *cfg, int resume, int quiet, long until) {
         printf("model: %d layers, width %d, %d heads, context %d, %zu parameters; batch %d x %d; %d threads\n",
                cfg->n_layer, cfg->n_embd, cfg->n_head, cfg->context, tc_model_num_params(tc_trainer_model(t)),
                cfg->batch_size, cfg->seq_len, cfg->threads);
+        if (cfg->backend) printf("device: %s\n", tc_model_device(tc_trainer_model(t)));
         if (floor > 0) printf("data: synthetic Markov source, entropy floor %.4f nats/byte\n", floor);
         fflush(stdout);
     }
@@ -236,6 +252,7 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    cfg.backend = TRAINER_BACKEND;
     if (tc_config_validate(&cfg, err, sizeof err) != 0) {
         fprintf(stderr, "stratum-trainer: %s\n", err);
         return 2;

@@ -5,86 +5,164 @@ import StratumTesting
 import Testing
 
 /// The contract every StateStore backend must meet; each test runs against every backend.
-enum Backend: String, CaseIterable, CustomTestStringConvertible {
-    case memory, sqlite
-    var testDescription: String { rawValue }
-
-    func make() throws -> any StateStore {
-        switch self {
-        case .memory: return InMemoryStateStore()
-        case .sqlite: return try SQLiteStateStore(path: try TestSupport.temporaryDirectory("state").appendingPathComponent("nested/state.db").path)
-        }
-    }
-}
-
-func sampleResource(_ name: String, index: Int? = nil, value: Value = "v") -> ResourceState {
-    ResourceState(
-        address: ResourceAddress(type: "fake_thing", name: name, index: index), provider: "fake", region: "r1", id: "id-\(name)-\(index ?? -1)",
-        attributes: ["value": value, "nested": ["list": [1, 2], "flag": true]], dependencies: [ResourceAddress(type: "fake_thing", name: "root")])
-}
-
 @Suite("StateStore contract")
 struct StateStoreContractTests {
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.contract)
     func roundTripAndSerials(_ backend: Backend) async throws {
-        let store = try backend.make()
-        let empty = try await store.read(workspace: "s/dev")
-        #expect(empty.serial == 0 && empty.resources.isEmpty)
-        #expect(try await store.read(workspace: "s/dev").lineage == empty.lineage)
+        try await backend.withStore { subject in
+            let store = subject.store
+            let empty = try await store.read(workspace: "s/dev")
+            #expect(empty.serial == 0 && empty.resources.isEmpty)
+            #expect(try await store.read(workspace: "s/dev").lineage == empty.lineage)
 
-        let a = sampleResource("a"), b = sampleResource("b", index: 2)
-        let serial = try await store.commit(workspace: "s/dev", StateMutation(upserts: [a, b], outputs: ["url": "file:///x"], changes: [HistoryChange(address: "fake_thing.a", action: "create")]), at: Date(timeIntervalSince1970: 100))
-        #expect(serial == 1)
-        let after = try await store.read(workspace: "s/dev")
-        #expect(after.lineage == empty.lineage)
-        #expect(after.resources[a.address] == a)
-        #expect(after.resources[b.address] == b)
-        #expect(after.outputs == ["url": "file:///x"])
+            let a = sampleResource("a"), b = sampleResource("b", index: 2)
+            let serial = try await store.commit(workspace: "s/dev", StateMutation(upserts: [a, b], outputs: ["url": "file:///x"], changes: [HistoryChange(address: "fake_thing.a", action: "create")]), at: Date(timeIntervalSince1970: 100))
+            #expect(serial == 1)
+            let after = try await store.read(workspace: "s/dev")
+            #expect(after.lineage == empty.lineage)
+            #expect(after.resources[a.address] == a)
+            #expect(after.resources[b.address] == b)
+            #expect(after.outputs == ["url": "file:///x"])
 
-        try await store.commit(workspace: "s/dev", StateMutation(removals: [a.address], changes: [HistoryChange(address: "fake_thing.a", action: "delete")]), at: Date(timeIntervalSince1970: 200))
-        let final = try await store.read(workspace: "s/dev")
-        #expect(final.serial == 2)
-        #expect(final.resources.keys.map(\.description) == ["fake_thing.b[2]"])
-        #expect(final.outputs == ["url": "file:///x"])
+            try await store.commit(workspace: "s/dev", StateMutation(removals: [a.address], changes: [HistoryChange(address: "fake_thing.a", action: "delete")]), at: Date(timeIntervalSince1970: 200))
+            let final = try await store.read(workspace: "s/dev")
+            #expect(final.serial == 2)
+            #expect(final.resources.keys.map(\.description) == ["fake_thing.b[2]"])
+            #expect(final.outputs == ["url": "file:///x"])
 
-        let history = try await store.history(workspace: "s/dev")
-        #expect(history.map(\.serial) == [1, 2])
-        #expect(history.map { $0.changes.first?.action } == ["create", "delete"])
-        #expect(history.first?.time == Date(timeIntervalSince1970: 100))
+            // Outputs are replaced whole, and an empty set clears them.
+            try await store.commit(workspace: "s/dev", StateMutation(outputs: [:], changes: []), at: Date(timeIntervalSince1970: 300))
+            #expect(try await store.read(workspace: "s/dev").outputs.isEmpty)
 
-        // Workspaces are independent.
-        #expect(try await store.read(workspace: "s/prod").resources.isEmpty)
-        #expect(try await store.read(workspace: "s/prod").lineage != empty.lineage)
-        #expect(try await store.workspaces() == ["s/dev", "s/prod"])
+            let history = try await store.history(workspace: "s/dev")
+            #expect(history.map(\.serial) == [1, 2, 3])
+            #expect(history.map { $0.changes.first?.action } == ["create", "delete", nil])
+            #expect(history.first?.time == Date(timeIntervalSince1970: 100))
+
+            // Workspaces are independent.
+            #expect(try await store.read(workspace: "s/prod").resources.isEmpty)
+            #expect(try await store.read(workspace: "s/prod").lineage != empty.lineage)
+            #expect(try await store.workspaces() == ["s/dev", "s/prod"])
+        }
     }
 
-    @Test(arguments: Backend.allCases)
-    func lockIsExclusiveUntilReleasedOrExpired(_ backend: Backend) async throws {
-        let store = try backend.make()
-        let now = Date()
-        let first = LockInfo(id: "one", holder: "a@h", operation: "apply", pid: 1, host: "h", acquiredAt: now, expiresAt: now.addingTimeInterval(60))
-        let second = LockInfo(id: "two", holder: "b@h", operation: "apply", pid: 2, host: "h", acquiredAt: now, expiresAt: now.addingTimeInterval(60))
-        _ = try await store.lock(workspace: "w", first, isAbandoned: { _ in false })
-        let error = try await #require(throws: LockHeldError.self) { try await store.lock(workspace: "w", second, isAbandoned: { _ in false }) }
-        #expect(error.lock.id == "one")
-        #expect(error.description.contains("a@h") && error.description.contains("force-unlock one"))
+    @Test(arguments: Backend.contract)
+    func historyDeltasHoldBeforeAndAfter(_ backend: Backend) async throws {
+        try await backend.withStore { subject in
+            let store = subject.store
+            let v1 = sampleResource("a", value: "one"), v2 = sampleResource("a", value: "two")
+            let other = sampleResource("b")
+            try await store.commit(workspace: "w", StateMutation(upserts: [v1, other], changes: [HistoryChange(address: "fake_thing.a", action: "create")]), at: testEpoch)
+            try await store.commit(workspace: "w", StateMutation(upserts: [v2], changes: [HistoryChange(address: "fake_thing.a", action: "update")]), at: testEpoch.addingTimeInterval(1))
+            try await store.commit(workspace: "w", StateMutation(removals: [v2.address], changes: [HistoryChange(address: "fake_thing.a", action: "delete")]), at: testEpoch.addingTimeInterval(2))
 
-        // The wrong id cannot release it.
-        await #expect(throws: StateError.self) { try await store.unlock(workspace: "w", id: "two") }
+            let create = try #require(try await store.delta(workspace: "w", serial: 1))
+            #expect(create.before.isEmpty)
+            #expect(create.after == [v1.address: v1, other.address: other])
+            #expect(create.changes == [HistoryChange(address: "fake_thing.a", action: "create")])
+            #expect(create.time == testEpoch)
 
-        // An abandoned holder (its process died) is taken over.
-        _ = try await store.lock(workspace: "w", second, isAbandoned: { $0.id == "one" })
-        #expect(try await store.currentLock(workspace: "w")?.id == "two")
+            let update = try #require(try await store.delta(workspace: "w", serial: 2))
+            #expect(update.before == [v1.address: v1])
+            #expect(update.after == [v2.address: v2])
+            #expect(update.addresses == [v1.address])
 
-        // An expired lease is taken over too.
-        let later = now.addingTimeInterval(120)
-        let third = LockInfo(id: "three", holder: "c@h", operation: "plan", pid: 3, host: "h", acquiredAt: later, expiresAt: later.addingTimeInterval(60))
-        _ = try await store.lock(workspace: "w", third, isAbandoned: { _ in false })
-        try await store.renewLock(workspace: "w", id: "three", until: later.addingTimeInterval(600))
-        let renewed = try #require(try await store.currentLock(workspace: "w"))
-        #expect(abs(renewed.expiresAt.timeIntervalSince(later.addingTimeInterval(600))) < 0.01)
-        try await store.unlock(workspace: "w", id: "three")
-        #expect(try await store.currentLock(workspace: "w") == nil)
+            let delete = try #require(try await store.delta(workspace: "w", serial: 3))
+            #expect(delete.before == [v2.address: v2])
+            #expect(delete.after.isEmpty)
+            #expect(delete.changes.map(\.action) == ["delete"])
+
+            #expect(try await store.delta(workspace: "w", serial: 4) == nil)
+            #expect(try await store.delta(workspace: "elsewhere", serial: 1) == nil)
+        }
+    }
+
+    @Test(arguments: Backend.contract)
+    func journalRowsAreListedInOrderAndSettled(_ backend: Backend) async throws {
+        try await backend.withStore { subject in
+            let store = subject.store
+            let first = sampleOperation("a", startedAt: testEpoch)
+            let second = sampleOperation("b", startedAt: testEpoch.addingTimeInterval(1), action: .update)
+            let third = sampleOperation("c", startedAt: testEpoch.addingTimeInterval(2), action: .delete, inputs: [:])
+            for operation in [first, second, third] { try await store.beginOperation(workspace: "w", operation) }
+            try await store.beginOperation(workspace: "other", sampleOperation("z", startedAt: testEpoch))
+
+            #expect(try await store.pendingOperations(workspace: "w") == [first, second, third])
+            #expect(try await store.pendingOperations(workspace: "other").map(\.id) == ["op-z"])
+            #expect(try await store.pendingOperations(workspace: "nothing-here").isEmpty)
+
+            // Settling alone changes no state and bumps no serial; unknown ids are ignored.
+            let serial = try await store.read(workspace: "w").serial
+            try await store.settleOperations(workspace: "w", ids: [first.id, "op-unknown"])
+            #expect(try await store.pendingOperations(workspace: "w") == [second, third])
+            #expect(try await store.read(workspace: "w").serial == serial)
+
+            // A commit settles its journal rows in the same transaction as the new state.
+            let updated = sampleResource("b", value: "after")
+            let committed = try await store.commit(
+                workspace: "w", StateMutation(upserts: [updated], changes: [HistoryChange(address: "fake_thing.b", action: "update")], settles: [second.id]),
+                at: testEpoch.addingTimeInterval(3))
+            #expect(committed == serial + 1)
+            #expect(try await store.pendingOperations(workspace: "w") == [third])
+            #expect(try await store.read(workspace: "w").resources[updated.address] == updated)
+            // Another workspace's row with the same id is not touched.
+            try await store.settleOperations(workspace: "w", ids: ["op-z"])
+            #expect(try await store.pendingOperations(workspace: "other").map(\.id) == ["op-z"])
+        }
+    }
+
+    @Test(arguments: Backend.contract)
+    func concurrentCommitsGetDistinctSerials(_ backend: Backend) async throws {
+        try await backend.withStore { subject in
+            let store = subject.store
+            let count = 16
+            let serials = try await withThrowingTaskGroup(of: Int.self) { group in
+                for index in 0..<count {
+                    group.addTask {
+                        try await store.commit(
+                            workspace: "w", StateMutation(upserts: [sampleResource("r", index: index)], changes: [HistoryChange(address: "fake_thing.r[\(index)]", action: "create")]),
+                            at: testEpoch)
+                    }
+                }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(serials.sorted() == Array(1...count))
+            let snapshot = try await store.read(workspace: "w")
+            #expect(snapshot.serial == count && snapshot.resources.count == count)
+            #expect(try await store.history(workspace: "w").map(\.serial) == Array(1...count))
+        }
+    }
+
+    @Test(arguments: Backend.contract)
+    func severalStacksShareOneStoreIndependently(_ backend: Backend) async throws {
+        try await backend.withStore(clock: { testEpoch }) { subject in
+            let store = subject.store
+            let stacks = ["network/prod", "training/prod", "training/dev"]
+            for (number, stack) in stacks.enumerated() {
+                for serial in 0...number {
+                    try await store.commit(workspace: stack, StateMutation(upserts: [sampleResource("\(stack.replacingOccurrences(of: "/", with: "_"))_\(serial)")], changes: []), at: testEpoch)
+                }
+            }
+            #expect(try await store.workspaces() == stacks.sorted())
+            var lineages: Set<String> = []
+            for (number, stack) in stacks.enumerated() {
+                let snapshot = try await store.read(workspace: stack)
+                #expect(snapshot.serial == number + 1)
+                #expect(snapshot.resources.count == number + 1)
+                #expect(snapshot.resources.values.allSatisfy { $0.address.name.hasPrefix(stack.replacingOccurrences(of: "/", with: "_")) })
+                #expect(try await store.history(workspace: stack).count == number + 1)
+                lineages.insert(snapshot.lineage)
+            }
+            #expect(lineages.count == stacks.count)
+
+            // One stack's lock does not hold up another's.
+            _ = try await store.lock(workspace: "training/prod", sampleLock("one", at: testEpoch), isAbandoned: { _ in false })
+            _ = try await store.lock(workspace: "training/dev", sampleLock("two", at: testEpoch), isAbandoned: { _ in false })
+            #expect(try await store.currentLock(workspace: "network/prod") == nil)
+            #expect(try await store.lockEvents(workspace: "training/prod").map(\.lockID) == ["one"])
+            try await store.unlock(workspace: "training/dev", id: "two")
+            #expect(try await store.currentLock(workspace: "training/prod")?.id == "one")
+        }
     }
 }
 

@@ -43,15 +43,15 @@ struct ApplyRun {
         let context = RunContext(global)
         var succeeded = true
         try await reportingErrors(context.console) {
-            let saved = try planFile.map(PlanFile.read)
+            let saved = try planFile.map { try PlanFile.read($0, sealer: context.stateKey) }
             let stack = (destroy || saved != nil) ? nil : try context.evaluate()
             let name = try saved?.stack ?? stack?.name ?? context.stackNameForDestroy()
             if let saved, saved.environment != global.environment, global.env != nil {
                 throw CLIError("the plan is for environment '\(saved.environment)', not '\(global.environment)'")
             }
-            let store = try context.openStore()
+            let store = try await context.openStore()
             let workspace = RunContext.workspace(stack: name, environment: saved?.environment ?? global.environment)
-            succeeded = try await StateLock(store: store, workspace: workspace).run(operation: destroy ? "destroy" : "apply") { _ in
+            succeeded = try await context.locked(store, workspace: workspace, operation: destroy ? "destroy" : "apply") {
                 let plan: Plan
                 if let saved {
                     plan = saved

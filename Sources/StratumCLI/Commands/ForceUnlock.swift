@@ -16,13 +16,13 @@ struct ForceUnlock: AsyncParsableCommand {
         let context = RunContext(global)
         try await reportingErrors(context.console) {
             let workspace = context.workspace(for: try context.stackEntry().name)
-            let store = try context.openStore()
+            let store = try await context.openStore()
             guard let held = try await store.currentLock(workspace: workspace) else {
                 context.console.output("\(workspace) is not locked.")
                 return
             }
             guard held.id == lockID else { throw CLIError("lock id \(lockID) does not match the held lock: \(held)") }
-            try await store.unlock(workspace: workspace, id: lockID)
+            try await store.unlock(workspace: workspace, id: lockID, forced: true)
             context.console.output("Released \(held).")
         }
     }

@@ -10,13 +10,18 @@ struct Output: AsyncParsableCommand {
     @Argument(help: "Print only this output's value (strings without quotes).")
     var name: String?
 
+    @Flag(name: .long, help: "Print secret values instead of (sensitive).")
+    var showSensitive = false
+
     func run() async throws {
         let context = RunContext(global)
         try await reportingErrors(context.console) {
             let stackName = try context.stackEntry().name
             let snapshot = try await context.openStore().read(workspace: context.workspace(for: stackName))
+            // Text shows a secret as (sensitive); JSON carries the string "(sensitive)" in its place.
+            let outputs = showSensitive ? snapshot.outputs.mapValues(\.revealed) : global.json ? snapshot.outputs.mapValues(\.redacted) : snapshot.outputs
             if let name {
-                guard let value = snapshot.outputs[name] else {
+                guard let value = outputs[name] else {
                     throw CLIError("no output named '\(name)'; outputs: \(snapshot.outputs.keys.sorted().joined(separator: ", "))")
                 }
                 if global.json {
@@ -27,11 +32,11 @@ struct Output: AsyncParsableCommand {
                 return
             }
             if global.json {
-                context.console.output(try jsonText(Value.map(snapshot.outputs)))
-            } else if snapshot.outputs.isEmpty {
+                context.console.output(try jsonText(Value.map(outputs)))
+            } else if outputs.isEmpty {
                 context.console.output("No outputs. Apply the stack first.")
             } else {
-                for (key, value) in snapshot.outputs.sorted(by: { $0.key < $1.key }) { context.console.output("\(key) = \(value)") }
+                for (key, value) in outputs.sorted(by: { $0.key < $1.key }) { context.console.output("\(key) = \(value)") }
             }
         }
     }

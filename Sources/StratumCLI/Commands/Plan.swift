@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import StratumCore
 import StratumEngine
+import StratumState
 
 struct PlanCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -35,13 +36,13 @@ struct PlanCommand: AsyncParsableCommand {
         try await reportingErrors(context.console) {
             let stack = destroy ? nil : try context.evaluate()
             let name = try stack?.name ?? context.stackNameForDestroy()
-            let store = try context.openStore()
-            let plan = try await StateLock(store: store, workspace: context.workspace(for: name)).run(operation: "plan") { _ in
+            let store = try await context.openStore()
+            let plan = try await context.locked(store, workspace: context.workspace(for: name), operation: "plan") {
                 try await context.plan(stack: stack, stackName: name, store: store, change: change, destroy: destroy)
             }
             try context.show(plan)
             if let out {
-                try PlanFile.write(plan, to: out)
+                try PlanFile.write(plan, to: out, sealer: context.stateKey)
                 if !global.json { context.console.output("Saved the plan to \(out). Apply it with: stratum apply \(out)") }
             }
             hasChanges = plan.hasChanges
@@ -51,9 +52,10 @@ struct PlanCommand: AsyncParsableCommand {
 }
 
 /// Saved plans: JSON of the `Plan`, written with mode 0600 as it holds resource attributes.
+/// Secrets in the plan are sealed with the state key, as in state.
 enum PlanFile {
-    static func write(_ plan: Plan, to path: String) throws {
-        let encoder = JSONEncoder()
+    static func write(_ plan: Plan, to path: String, sealer: any ValueSealer) throws {
+        let encoder = StateCodec(sealer: sealer).encoder()
         encoder.outputFormatting = [.sortedKeys]
         encoder.dateEncodingStrategy = .iso8601
         let data = try encoder.encode(plan)
@@ -62,13 +64,15 @@ enum PlanFile {
         }
     }
 
-    static func read(_ path: String) throws -> Plan {
+    static func read(_ path: String, sealer: any ValueSealer) throws -> Plan {
         guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read plan file \(path)") }
-        let decoder = JSONDecoder()
+        let decoder = StateCodec(sealer: sealer).decoder()
         decoder.dateDecodingStrategy = .iso8601
         let plan: Plan
         do {
             plan = try decoder.decode(Plan.self, from: data)
+        } catch let error as StateError {
+            throw CLIError("cannot read the plan \(path): \(error)")
         } catch {
             throw CLIError("\(path) is not a Stratum plan file: \(error)")
         }

@@ -16,9 +16,9 @@ struct Refresh: AsyncParsableCommand {
         let context = RunContext(global)
         try await reportingErrors(context.console) {
             let name = try context.stackEntry().name
-            let store = try context.openStore()
+            let store = try await context.openStore()
             let workspace = context.workspace(for: name)
-            try await StateLock(store: store, workspace: workspace).run(operation: "refresh") { _ in
+            try await context.locked(store, workspace: workspace, operation: "refresh") {
                 let snapshot = try await store.read(workspace: workspace)
                 let refreshed = try await Refresher(providers: context.providers).refresh(snapshot.resources)
                 let gone = refreshed.live.filter { $0.value == nil }.keys.sorted()

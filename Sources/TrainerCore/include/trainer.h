@@ -1,4 +1,5 @@
-// Stratum trainer: a byte-level GPT trained on CPU in plain C.
+// Stratum trainer: a byte-level GPT trained on CPU in plain C (and on GPUs through the
+// CUDA model backend in Sources/TrainerCUDA).
 //
 // The whole training path reads top to bottom: tc_model_forward, tc_model_backward,
 // tc_model_update over flat float arrays. Everything else (config, data, checkpoints,
@@ -67,6 +68,9 @@ typedef struct {
     char diloco_store[TC_PATH_MAX];  // directory or s3://bucket/prefix
     int diloco_compress;             // 1: int8 pseudo-gradients (per-64 block scale), 0: float32
     int eval_batches;                // batches of held-out data for the final evaluation
+    // Not a config key: where the model runs, chosen by the binary (NULL = the CPU backend),
+    // so one YAML file drives stratum-trainer and stratum-trainer-cuda alike.
+    const struct tc_model_backend *backend;
 } tc_config;
 
 /// Fills every field with its default value.
@@ -98,10 +102,48 @@ float tc_rng_normal(tc_rng *r);
 
 typedef struct tc_model tc_model;
 
-/// Creates a model initialised from seed (normal 0.02, residual projections scaled by depth); NULL on bad shape or OOM.
+/// Where a model's arithmetic runs. Everything above the model (trainer, checkpoints, DiLoCo,
+/// tests) goes through the tc_model_* functions, so the CPU backend (model.c) and the CUDA
+/// backend (Sources/TrainerCUDA, linked into stratum-trainer-cuda) are interchangeable.
+/// A backend keeps parameters, gradients and AdamW moments where it likes and copies them to
+/// and from one host array in the shared layout when asked; tc_model calls download before
+/// handing that array out and upload before the next device operation after it was handed
+/// out. Both are NULL when the host array is the state itself (CPU). create leaves the host
+/// array and the device equal (the seeded initialisation, tc_param_init, on both).
+typedef struct tc_model_backend {
+    const char *name;
+    void *(*create)(int n_layer, int n_embd, int n_head, int context, uint64_t seed, int threads, char *err, size_t errlen);
+    void (*destroy)(void *impl);
+    float (*forward)(void *impl, const uint8_t *inputs, const uint8_t *targets, int B, int T);
+    void (*zero_grad)(void *impl);
+    void (*backward)(void *impl);
+    float (*clip_grad)(void *impl, float max_norm);
+    void (*update)(void *impl, float lr, float beta1, float beta2, float eps, float weight_decay, long t);
+    float *(*host_state)(void *impl);    // params | grads | AdamW m | AdamW v, num_params floats each
+    void (*download)(void *impl);        // device -> host_state (NULL: nothing to copy)
+    void (*upload)(void *impl);          // host_state -> device (NULL: nothing to copy)
+    const float *(*logits)(void *impl);  // [B*T, 256] of the last forward, on the host
+    const float *(*probs)(void *impl);   // softmax of the logits, [B*T, 256], on the host
+    const char *(*device)(void *impl);   // one line for logs, e.g. "cpu, 2 threads"
+} tc_model_backend;
+
+/// The built-in backend: plain C on a pool of CPU threads.
+extern const tc_model_backend tc_cpu_backend;
+
+/// Creates a CPU model initialised from seed (normal 0.02, residual projections scaled by depth); NULL on bad shape or OOM.
 tc_model *tc_model_create(int n_layer, int n_embd, int n_head, int context, uint64_t seed, int threads);
+/// Creates a model on backend with the same initialisation; NULL with err on bad shape, OOM or no device.
+tc_model *tc_model_create_on(const tc_model_backend *backend, int n_layer, int n_embd, int n_head, int context,
+                             uint64_t seed, int threads, char *err, size_t errlen);
 void tc_model_free(tc_model *m);
+/// The backend the model runs on.
+const tc_model_backend *tc_model_backend_of(const tc_model *m);
+/// One line naming the device, for logs.
+const char *tc_model_device(tc_model *m);
 size_t tc_model_num_params(const tc_model *m);
+/// Host arrays of the parameters, gradients and AdamW moments, current as of the last call
+/// (a device backend copies them off the device first). Writes through them take effect
+/// at the next forward, backward or update. Fetch them again after any of those.
 float *tc_model_params(tc_model *m);
 float *tc_model_grads(tc_model *m);
 float *tc_model_adam_m(tc_model *m);
@@ -119,6 +161,8 @@ float tc_model_clip_grad(tc_model *m, float max_norm);
 void tc_model_update(tc_model *m, float lr, float beta1, float beta2, float eps, float weight_decay, long t);
 /// Probabilities of the last forward, [B*T, 256].
 const float *tc_model_probs(const tc_model *m);
+/// Logits of the last forward, [B*T, 256].
+const float *tc_model_logits(const tc_model *m);
 
 // ---------------------------------------------------------------------------------------
 // Data: a stream of bytes from a synthetic Markov chain, a local file, or an HTTP(S)/S3

@@ -1,0 +1,3 @@
+// Emulator stand-in for <cublas_v2.h>.
+#pragma once
+#include "emu.h"

@@ -1,0 +1,3 @@
+// Emulator stand-in for <cuda_runtime.h>.
+#pragma once
+#include "emu.h"

@@ -1,0 +1,3 @@
+// Emulator stand-in for <nccl.h>.
+#pragma once
+#include "emu.h"

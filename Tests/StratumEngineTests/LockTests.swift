@@ -1,0 +1,87 @@
+import Foundation
+import StratumCore
+import StratumEngine
+import StratumState
+import StratumTesting
+import Testing
+
+/// A clock that moves only when the heartbeat "sleeps".
+final class ManualClock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var current: Date
+    init(_ start: Date) { current = start }
+    var now: Date { lock.withLock { current } }
+    func advance(_ duration: Duration) { lock.withLock { current = current.addingTimeInterval(duration.seconds) } }
+}
+
+@Suite("State lock leases")
+struct LockTests {
+    let start = Date(timeIntervalSince1970: 1_800_000_000)
+
+    func lock(_ store: any StateStore, _ clock: ManualClock, onTakeover: @escaping @Sendable (LockInfo) -> Void = { _ in }) -> StateLock {
+        StateLock(
+            store: store, workspace: "w", lease: .seconds(300), now: { clock.now },
+            sleep: { duration in
+                clock.advance(duration)
+                await Task.yield()
+            }, onTakeover: onTakeover)
+    }
+
+    @Test func aLongRunRenewsItsLeaseAndEveryEventIsRecorded() async throws {
+        let dir = try TestSupport.temporaryDirectory("lock")
+        let store = try SQLiteStateStore(path: dir.appendingPathComponent("state.db").path)
+        let clock = ManualClock(start)
+        try await lock(store, clock).run(operation: "apply") { held in
+            // The run outlives its first lease several times over; the heartbeat keeps it.
+            while try await store.lockEvents(workspace: "w").filter({ $0.kind == .renewed }).count < 4 { await Task.yield() }
+            let current = try #require(try await store.currentLock(workspace: "w"))
+            #expect(current.id == held.id)
+            #expect(current.expiresAt > start.addingTimeInterval(300 + 100 * 3))
+        }
+        #expect(try await store.currentLock(workspace: "w") == nil)
+        let kinds = try await store.lockEvents(workspace: "w").map(\.kind)
+        #expect(kinds.first == .acquired)
+        #expect(kinds.last == .released)
+        #expect(kinds.filter { $0 == .renewed }.count >= 4)
+    }
+
+    @Test func anExpiredLeaseIsTakenOverWithAWarning() async throws {
+        let store = InMemoryStateStore()
+        let stale = LockInfo(id: "old", holder: "ci@elsewhere", operation: "apply", pid: 1, host: "elsewhere", acquiredAt: start, expiresAt: start.addingTimeInterval(300))
+        _ = try await store.lock(workspace: "w", stale, isAbandoned: { _ in false })
+
+        // While the lease runs, the lock is refused.
+        let early = ManualClock(start.addingTimeInterval(100))
+        await #expect(throws: LockHeldError.self) { try await lock(store, early).run(operation: "plan") { _ in } }
+
+        let later = ManualClock(start.addingTimeInterval(301))
+        let warned = Warned()
+        try await lock(store, later, onTakeover: { warned.add($0.id) }).run(operation: "plan") { _ in }
+        #expect(warned.ids == ["old"])
+        let takeover = try #require(await store.lockEvents(workspace: "w").first { $0.kind == .takenOver })
+        #expect(takeover.detail.contains("lease expired"))
+        #expect(takeover.detail.contains("old"))
+    }
+
+    @Test func losingTheLockMidRunStopsTheRun() async throws {
+        let store = InMemoryStateStore()
+        let clock = ManualClock(start)
+        await #expect(throws: LockLostError.self) {
+            try await lock(store, clock).run(operation: "apply") { held in
+                // Someone force-unlocks while we run.
+                try await store.unlock(workspace: "w", id: held.id, forced: true)
+                while !Task.isCancelled { await Task.yield() }
+                throw CancellationError()
+            }
+        }
+        let kinds = await store.lockEvents(workspace: "w").map(\.kind)
+        #expect(kinds.contains(.forceReleased))
+    }
+}
+
+final class Warned: @unchecked Sendable {
+    private let lock = NSLock()
+    private var seen: [String] = []
+    func add(_ id: String) { lock.withLock { seen.append(id) } }
+    var ids: [String] { lock.withLock { seen } }
+}
