@@ -3,6 +3,10 @@ import Foundation
 /// A client-side rate limiter for one (service, region): a token bucket whose refill rate
 /// grows additively while calls succeed and halves when the cloud throttles (AIMD), so a
 /// fleet of concurrent creates settles just under what the account is allowed.
+///
+/// The rate is cut at most once per `cooldown`: a burst of concurrent calls throttled
+/// together is one signal, not many, and throttling that does not come from our own rate
+/// (a noisy neighbour, a shared account) cannot drive the rate to the floor.
 public actor AdaptiveTokenBucket {
     public struct Settings: Sendable {
         /// Tokens per second at start and the ceiling it grows back to.
@@ -15,13 +19,16 @@ public actor AdaptiveTokenBucket {
         public var increase: Double
         /// Factor applied to the rate on throttling.
         public var decrease: Double
+        /// Seconds after a cut during which further throttling does not cut again.
+        public var cooldown: Double
 
-        public init(maxRate: Double = 20, minRate: Double = 0.5, capacity: Double = 20, increase: Double = 0.5, decrease: Double = 0.5) {
+        public init(maxRate: Double = 20, minRate: Double = 0.5, capacity: Double = 20, increase: Double = 1, decrease: Double = 0.5, cooldown: Double = 1) {
             self.maxRate = maxRate
             self.minRate = minRate
             self.capacity = capacity
             self.increase = increase
             self.decrease = decrease
+            self.cooldown = cooldown
         }
     }
 
@@ -30,8 +37,11 @@ public actor AdaptiveTokenBucket {
     public private(set) var rate: Double
     private var tokens: Double
     private var lastRefill: Double
-    /// How many times the rate was cut, for reports and tests.
+    /// How many throttling answers were reported, for reports and tests.
     public private(set) var throttleEvents = 0
+    /// How many times the rate was cut.
+    public private(set) var cuts = 0
+    private var lastCut = -Double.infinity
 
     public init(settings: Settings = Settings(), clock: CloudClock) {
         self.settings = settings
@@ -59,12 +69,16 @@ public actor AdaptiveTokenBucket {
         rate = min(settings.maxRate, rate + settings.increase)
     }
 
-    /// The cloud throttled a call: halve the rate and empty the bucket.
+    /// The cloud throttled a call: empty the bucket and, unless it was just cut, halve the rate.
     public func recordThrottle() {
         refill()
         throttleEvents += 1
-        rate = max(settings.minRate, rate * settings.decrease)
         tokens = min(tokens, 0)
+        let now = clock.monotonic()
+        guard now - lastCut >= settings.cooldown else { return }
+        lastCut = now
+        cuts += 1
+        rate = max(settings.minRate, rate * settings.decrease)
     }
 
     private func refill() {

@@ -50,7 +50,7 @@ struct RetryAndRateLimitTests {
 
     @Test func tokenBucketHalvesOnThrottleAndGrowsBack() async throws {
         let time = VirtualCloudClock()
-        let bucket = AdaptiveTokenBucket(settings: .init(maxRate: 10, minRate: 1, capacity: 2, increase: 1, decrease: 0.5), clock: time.clock)
+        let bucket = AdaptiveTokenBucket(settings: .init(maxRate: 10, minRate: 1, capacity: 2, increase: 1, decrease: 0.5, cooldown: 1), clock: time.clock)
         try await bucket.acquire()
         try await bucket.acquire()
         #expect(time.now == 0)
@@ -59,16 +59,21 @@ struct RetryAndRateLimitTests {
         #expect(abs(time.now - 0.1) < 0.01)
         await bucket.recordThrottle()
         #expect(await bucket.rate == 5)
+        // Throttles within the cooldown are the same signal: no further cut.
         await bucket.recordThrottle()
-        await bucket.recordThrottle()
-        await bucket.recordThrottle()
+        #expect(await bucket.rate == 5)
+        for _ in 0..<3 {
+            time.advance(.seconds(2))
+            await bucket.recordThrottle()
+        }
         #expect(await bucket.rate == 1)
+        #expect(await bucket.cuts == 4)
         let before = time.now
         try await bucket.acquire()
         #expect(time.now - before >= 0.99)
         for _ in 0..<20 { await bucket.recordSuccess() }
         #expect(await bucket.rate == 10)
-        #expect(await bucket.throttleEvents == 4)
+        #expect(await bucket.throttleEvents == 5)
     }
 
     func client(_ transport: ScriptedTransport, time: VirtualCloudClock, attempts: Int = 5) -> AWSClient {
