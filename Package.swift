@@ -92,7 +92,7 @@ let package = Package(
         // Refresh of 1,000 EC2 instances: batched Describe versus one call per resource.
         .executableTarget(
             name: "stratum-aws-refresh-bench",
-            dependencies: ["StratumAWS", "StratumCloud", "StratumCore"],
+            dependencies: ["Stratum", "StratumAWS", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "StratumTesting"],
             path: "Benchmarks/AWSRefresh"
         ),
 

@@ -4,11 +4,20 @@
 // parallelism of 10). Same run, same instances; prints API calls and wall time for each,
 // with the endpoint's own latency and with an added per-call latency.
 //
+// With --apply-instances N it then applies N instances through the engine behind a fault
+// proxy that throttles a share of calls (--throttle-share, default 0.3), and reports failures, duplicates and throughput
+// against the configured rate limit.
+//
 //   swift run -c release stratum-aws-refresh-bench [--instances 1000] [--endpoint URL] [--latency-ms 50]
+//       [--apply-instances 1000 --rate 50]
 import Foundation
+import Stratum
 import StratumAWS
 import StratumCloud
 import StratumCore
+import StratumEngine
+import StratumState
+import StratumTesting
 
 struct Options {
     var instances = 1000
@@ -16,6 +25,9 @@ struct Options {
     var region = "ca-central-1"
     var latencyMs = 50
     var parallelism = 10
+    var applyInstances = 0
+    var rate = 50.0
+    var throttleShare = 0.3
 
     init(_ arguments: [String]) {
         var i = 0
@@ -27,6 +39,9 @@ struct Options {
             case "--region": region = value
             case "--latency-ms": latencyMs = Int(value) ?? latencyMs
             case "--parallelism": parallelism = Int(value) ?? parallelism
+            case "--apply-instances": applyInstances = Int(value) ?? applyInstances
+            case "--rate": rate = Double(value) ?? rate
+            case "--throttle-share": throttleShare = Double(value) ?? throttleShare
             default: break
             }
             i += 2
@@ -91,7 +106,7 @@ func batched(_ provider: AWSProvider) async throws -> Measurement {
     provider.client.metrics.reset()
     let start = clock.now
     let live = try await provider.read(type: "aws_instance", region: options.region, resources: states(owned: true))
-    return Measurement(calls: provider.client.metrics.total, seconds: (clock.now - start).seconds, found: live.compactMap { $0 }.count)
+    return Measurement(calls: provider.client.metrics.total, seconds: (clock.now - start).timeInterval, found: live.compactMap { $0 }.count)
 }
 
 func perResource(_ provider: AWSProvider) async throws -> Measurement {
@@ -116,7 +131,7 @@ func perResource(_ provider: AWSProvider) async throws -> Measurement {
             }
         }
     }
-    return Measurement(calls: provider.client.metrics.total, seconds: (clock.now - start).seconds, found: found)
+    return Measurement(calls: provider.client.metrics.total, seconds: (clock.now - start).timeInterval, found: found)
 }
 
 func report(_ label: String, _ b: Measurement, _ p: Measurement) {
@@ -139,3 +154,64 @@ for start in stride(from: 0, to: ids.count, by: 100) {
     _ = try await seeder.ec2("TerminateInstances", chunk.enumerated().map { ("InstanceId.\($0.offset + 1)", $0.element) }, region: options.region, idempotent: true)
 }
 print("terminated the \(ids.count) instances")
+
+// MARK: apply under throttling
+
+func applyUnderThrottling(count: Int, rate: Double) async throws {
+    let faults = AWSFaults()
+    await faults.set(throttleShare: options.throttleShare)
+    let proxy = try await faults.proxy { request in
+        guard let url = URL(string: endpoint.absoluteString + request.uri) else { throw CancellationError() }
+        let headers = request.headers.filter { !["host", "content-length", "connection"].contains($0.0.lowercased()) }
+        let response = try await base.send(HTTPRequestData(method: request.method, url: url, headers: headers, body: request.body), timeout: .seconds(120))
+        return ProxyResponse(status: response.status, headers: response.headers.filter { $0.0.lowercased() == "content-type" }, body: response.body)
+    }
+    let provider = AWSProvider(client: AWSClient(
+        configuration: .init(endpointOverride: proxy.url, rateLimit: .init(maxRate: rate, capacity: rate, increase: rate / 20)),
+        credentials: keys, transport: base))
+    let region = options.region
+    var content = StackContent()
+    let vpc = AWS.VPC("bench", cidr: "10.77.0.0/16", region: region)
+    let subnet = AWS.Subnet("bench", vpc: vpc.id, cidr: "10.77.0.0/20", zone: "\(region)a", region: region)
+    vpc.declare(into: &content)
+    subnet.declare(into: &content)
+    AWS.InstanceGroup("node", count: count, AWS.LaunchSpec(ami: "ami-12c6146b", instanceType: "p5.48xlarge", subnets: [subnet.id]), region: region).declare(into: &content)
+    let stack = try StackEvaluator.evaluate(content, name: "bench", environment: "throttled")
+    let registry = ProviderRegistry([provider])
+    let store = InMemoryStateStore()
+    let workspace = "bench/throttled"
+    let snapshot = await store.read(workspace: workspace)
+    let plan = try Planner(providers: registry).plan(stack: stack, snapshot: snapshot, refreshed: nil, now: Date())
+    let start = clock.now
+    let result = try await Executor(providers: registry, store: store, workspace: workspace, parallelism: 32).apply(plan)
+    let seconds = (clock.now - start).timeInterval
+
+    var instances: [XMLTree] = []
+    var next: String?
+    repeat {
+        var parameters = [("Filter.1.Name", "tag:stratum:lineage"), ("Filter.1.Value.1", snapshot.lineage), ("MaxResults", "1000")]
+        if let next { parameters.append(("NextToken", next)) }
+        let page = try await seeder.ec2("DescribeInstances", parameters, region: region, idempotent: true)
+        instances += page.items("reservationSet").flatMap { $0.items("instancesSet") }.filter { $0.string("instanceState/name") == "running" }
+        next = page.string("nextToken").flatMap { $0.isEmpty ? nil : $0 }
+    } while next != nil
+    let addresses = instances.compactMap { $0.items("tagSet").first { $0.string("key") == "stratum:address" }?.string("value") }
+    let calls = provider.client.metrics.total
+    let throttled = await faults.injected["throttle", default: 0]
+    let bucket = await provider.client.rateLimiter(service: "ec2", region: region)
+    print("apply of \(count) instances (+ VPC, subnet) with \(Int(options.throttleShare * 100)) % of calls throttled, rate limit \(Int(rate)) calls/s, parallelism 32:")
+    print(String(format: "  %.1f s; failed %d, skipped %d; instances %d, distinct addresses %d, duplicates %d",
+                 seconds, result.failed.count, result.skipped.count, instances.count, Set(addresses).count, instances.count - Set(addresses).count))
+    print(String(format: "  API calls %d (%d throttled): %.1f calls/s = %.0f %% of the limit; %.1f creates/s; rate cut %d times, now %.1f/s",
+                 calls, throttled, Double(calls) / seconds, 100 * Double(calls) / seconds / rate, Double(count + 2) / seconds, await bucket.cuts, await bucket.rate))
+    let ids = instances.compactMap { $0.string("instanceId") }
+    for start in stride(from: 0, to: ids.count, by: 100) {
+        let chunk = ids[start..<min(start + 100, ids.count)]
+        _ = try await seeder.ec2("TerminateInstances", chunk.enumerated().map { ("InstanceId.\($0.offset + 1)", $0.element) }, region: region, idempotent: true)
+    }
+    await proxy.shutdown()
+}
+
+if options.applyInstances > 0 {
+    try await applyUnderThrottling(count: options.applyInstances, rate: options.rate)
+}

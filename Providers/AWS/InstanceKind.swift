@@ -159,14 +159,14 @@ struct InstanceKind: EC2ResourceKind {
         // Wait for `terminated`: until then the subnet and security group are still in use.
         let describe = EC2Describe(kind: self, ec2: ec2)
         let clock = ec2.client.clock
-        let deadline = clock.monotonic() + terminationTimeout.seconds
+        let deadline = clock.monotonic() + terminationTimeout.timeInterval
         while clock.monotonic() < deadline {
             guard let item = try await describe.items(filters: [(idFilter, [state.id])]).first,
                 item.string("instanceState/name") != "terminated"
             else { return }
             try await clock.sleep(.seconds(5))
         }
-        throw ProviderError(.transient, "instance \(state.id) is still shutting down after \(Int(terminationTimeout.seconds)) s", address: state.address)
+        throw ProviderError(.transient, "instance \(state.id) is still shutting down after \(Int(terminationTimeout.timeInterval)) s", address: state.address)
     }
 }
 

@@ -23,7 +23,7 @@ public struct CloudClock: Sendable {
         let clock = ContinuousClock()
         let origin = clock.now
         return CloudClock(
-            monotonic: { (clock.now - origin).seconds },
+            monotonic: { (clock.now - origin).timeInterval },
             date: { Date() },
             sleep: { try await Task.sleep(for: $0) })
     }()
@@ -44,7 +44,7 @@ public final class VirtualCloudClock: Sendable {
     public var sleeps: [Duration] { slept.get() }
 
     public func advance(_ duration: Duration) {
-        state.update { $0 += duration.seconds }
+        state.update { $0 += duration.timeInterval }
     }
 
     public var clock: CloudClock {
@@ -53,15 +53,15 @@ public final class VirtualCloudClock: Sendable {
             date: { [state, start] in start.addingTimeInterval(state.get()) },
             sleep: { [state, slept] duration in
                 slept.update { $0.append(duration) }
-                state.update { $0 += duration.seconds }
+                state.update { $0 += duration.timeInterval }
                 await Task.yield()
             })
     }
 }
 
 extension Duration {
-    /// The duration in seconds as a floating-point number.
-    public var seconds: Double {
+    /// The duration in seconds as a floating-point number (named apart from other modules' `seconds`).
+    public var timeInterval: Double {
         Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }
