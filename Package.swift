@@ -93,7 +93,8 @@ let package = Package(
         .executableTarget(
             name: "stratum-aws-refresh-bench",
             dependencies: ["Stratum", "StratumAWS", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "StratumTesting"],
-            path: "Benchmarks/AWSRefresh"
+            path: "Benchmarks/AWSRefresh",
+            exclude: ["README.md"]
         ),
 
         .executableTarget(name: "stratum-chaos", dependencies: ["StratumTesting"], path: "Benchmarks/Chaos"),

@@ -13,6 +13,7 @@ public struct AWSProvider: Provider {
     public let options: Options
     let ledger = TokenLedger()
     let ec2Kinds: [String: any EC2ResourceKind]
+    public let schemas: [String: ResourceSchema]
 
     /// Choices that depend on what is behind the endpoint.
     public struct Options: Sendable {
@@ -34,6 +35,11 @@ public struct AWSProvider: Provider {
             InstanceKind(),
         ]
         self.ec2Kinds = Dictionary(uniqueKeysWithValues: kinds.map { ($0.type, $0) })
+        // Built once: the planner asks for a schema per resource.
+        var schemas = ec2Kinds.mapValues(\.schema)
+        let bucket = S3BucketKind(client: client)
+        schemas[bucket.type] = bucket.schema
+        self.schemas = schemas
     }
 
     /// A provider using the standard credential chain and `AWS_ENDPOINT_URL` overrides.
@@ -50,12 +56,6 @@ public struct AWSProvider: Provider {
     }
 
     var bucketKind: S3BucketKind { S3BucketKind(client: client) }
-
-    public var schemas: [String: ResourceSchema] {
-        var schemas = ec2Kinds.mapValues(\.schema)
-        schemas[bucketKind.type] = bucketKind.schema
-        return schemas
-    }
 
     public func validate(_ resource: DesiredResource) -> [Diagnostic] {
         var problems: [Diagnostic] = []
