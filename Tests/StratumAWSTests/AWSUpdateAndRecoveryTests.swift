@@ -60,6 +60,11 @@ struct AWSUpdateAndRecoveryTests {
         #expect(try await world.apply(drift).ok)
         #expect(!(try await world.plan(try knobs.evaluate(environment: world.environment))).hasChanges)
 
+        // A versioned bucket holding checkpoints: force_destroy removes every version first.
+        for round in 1...2 {
+            _ = try await world.direct.s3(
+                "PUT", bucket: world.bucketName, key: "ckpt/step 100.bin", body: Data("weights \(round)".utf8), region: world.region, action: "PutObject")
+        }
         let destroy = try await world.apply(try await world.destroyPlan())
         #expect(destroy.ok, "\(destroy.failed.map { "\($0.step.address): \($0.error)" })")
         #expect(try await world.inventory().values.allSatisfy { $0 == 0 })
