@@ -180,7 +180,7 @@ public actor AWSFaults {
 }
 
 /// EC2 placement groups in AWS's response shapes, per region (moto has none).
-final class PlacementGroupEmulator: @unchecked Sendable {
+final class PlacementGroupEmulator {
     struct Group {
         var name: String
         var strategy: String
@@ -188,7 +188,7 @@ final class PlacementGroupEmulator: @unchecked Sendable {
         var tags: [String: String]
     }
 
-    // Only touched from the owning actor.
+    // Owned by one AWSFaults actor and only used from it.
     private var groups: [String: [String: Group]] = [:]
 
     func exists(_ name: String, region: String) -> Bool { groups[region]?[name] != nil }
