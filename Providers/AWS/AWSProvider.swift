@@ -21,9 +21,12 @@ public struct AWSProvider: Provider {
         /// `client-token` filter. Emulators without that filter (moto) need false: instances
         /// are then found by their `stratum:token` tag, written by the same RunInstances call.
         public var clientTokenFilter: Bool
+        /// Items per Describe page during refresh (5…1000).
+        public var describePageSize: Int
 
-        public init(clientTokenFilter: Bool = true) {
+        public init(clientTokenFilter: Bool = true, describePageSize: Int = 1000) {
             self.clientTokenFilter = clientTokenFilter
+            self.describePageSize = min(max(describePageSize, 5), 1000)
         }
     }
 
@@ -89,7 +92,8 @@ public struct AWSProvider: Provider {
         guard !resources.isEmpty else { return [] }
         if type == bucketKind.type { return try await bucketKind.read(resources, region: region) }
         guard let kind = ec2Kinds[type] else { throw unknownType(type, address: nil) }
-        return try await EC2Describe(kind: kind, ec2: EC2API(client: client, region: region, address: nil)).refresh(resources)
+        let describe = EC2Describe(kind: kind, ec2: EC2API(client: client, region: region, address: nil), pageSize: options.describePageSize)
+        return try await describe.refresh(resources)
     }
 
     // MARK: create / update / delete

@@ -96,6 +96,8 @@ struct EC2API: Sendable {
 struct EC2Describe {
     let kind: any EC2ResourceKind
     let ec2: EC2API
+    /// Items per page; 1,000 is the most DescribeInstances returns at once.
+    var pageSize = 1000
 
     /// Every item matching `filters`, following NextToken.
     func items(filters: [(String, [String])]) async throws -> [XMLTree] {
@@ -104,7 +106,7 @@ struct EC2Describe {
         repeat {
             var p = EC2Parameters()
             p.add(filters: filters)
-            if kind.paginates { p.add("MaxResults", "1000") }
+            if kind.paginates { p.add("MaxResults", String(pageSize)) }
             p.add("NextToken", next)
             let page = try await ec2.call(kind.describeAction, p, idempotent: true)
             if kind.type == "aws_instance" {

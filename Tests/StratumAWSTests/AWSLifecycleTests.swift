@@ -129,7 +129,15 @@ struct AWSLifecycleTests {
         let bucket = await world.provider.client.rateLimiter(service: "ec2", region: world.region)
         #expect(await bucket.throttleEvents > 0)
 
+        // Refresh follows NextToken: six instances in pages of five are two calls.
         await world.faults.set(throttleShare: 0)
+        let paged = AWSProvider(client: world.provider.client, options: .init(describePageSize: 5))
+        let recorded = state.resources.values.filter { $0.type == "aws_instance" }
+        world.provider.client.metrics.reset()
+        let live = try await paged.read(type: "aws_instance", region: world.region, resources: Array(recorded))
+        #expect(live.allSatisfy { $0 != nil })
+        #expect(world.provider.client.metrics.byAction["DescribeInstances"] == 2)
+
         #expect(try await world.apply(try await world.destroyPlan()).ok)
         #expect(try await world.inventory().values.allSatisfy { $0 == 0 })
     }
