@@ -50,12 +50,23 @@ public struct AWSGPUCluster: Stack {
                 ami: config.ami, instanceType: config.instanceType,
                 subnets: AWSLowering.subnets(of: network), securityGroups: [AWSLowering.securityGroup(of: network)],
                 placementGroup: group?.id, keyName: key?.keyName,
-                command: ["stratum-trainer", "--config", "/etc/stratum/trainer.yaml"],
-                env: ["CHECKPOINT_URL": bucket.url, "WORKERS": String(config.workers)],
+                command: ["/bin/sh", "-c", Self.workerScript],
+                env: ["CHECKPOINT_URL": bucket.url, "WORKERS": String(config.workers), "AWS_REGION": config.region],
                 containerImage: config.image, rootVolumeGiB: config.rootVolumeGib, spot: config.spot,
                 tags: ["role": "diloco-worker"]),
             region: config.region)
         Output("checkpoint_bucket", bucket.url)
         Output("workers", config.workers)
     }
+
+    /// Runs the trainer as DiLoCo worker `STRATUM_NODE_INDEX` of `WORKERS`, exchanging rounds
+    /// and keeping checkpoints in the bucket (the container brings the trainer and its config).
+    static let workerScript = """
+        exec stratum-trainer --config /etc/stratum/trainer.yaml \\
+          --set diloco.workers="$WORKERS" \\
+          --set diloco.rank="$STRATUM_NODE_INDEX" \\
+          --set diloco.store="$CHECKPOINT_URL/rounds" \\
+          --set checkpoint.dir="$CHECKPOINT_URL/worker-$STRATUM_NODE_INDEX" \\
+          --set s3.region="$AWS_REGION"
+        """
 }
