@@ -18,6 +18,9 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The state file. Default: STRATUM_STATE or .stratum/state.db.", valueName: "PATH"))
     var state: String?
 
+    @Option(name: .long, help: ArgumentHelp("Keep state in PostgreSQL instead of the SQLite file: postgres://user@host:5432/db (password from the URL or PGPASSWORD). Default: STRATUM_BACKEND.", valueName: "URL"))
+    var backend: String?
+
     @Flag(name: .long, help: "Print machine-readable JSON instead of text.")
     var json = false
 
@@ -28,6 +31,12 @@ struct GlobalOptions: ParsableArguments {
     var noColor = false
 
     var environment: String { env ?? ProcessInfo.processInfo.environment["STRATUM_ENV"] ?? "dev" }
+
+    /// The PostgreSQL URL, when state lives there.
+    var backendURL: String? {
+        let value = backend ?? ProcessInfo.processInfo.environment["STRATUM_BACKEND"]
+        return value?.isEmpty == false ? value : nil
+    }
 
     var statePath: String {
         state ?? ProcessInfo.processInfo.environment["STRATUM_STATE"] ?? ".stratum/state.db"

@@ -4,6 +4,7 @@ import Logging
 import Stratum
 import StratumCore
 import StratumEngine
+import StratumPostgres
 import StratumState
 
 /// What one command invocation works with: the stack, its state and its providers.
@@ -28,7 +29,13 @@ struct RunContext {
     var stateKey: StateKey { StateKey.resolve(keyFile: options.keyFilePath) }
 
     func openStore() async throws -> any StateStore {
-        try SQLiteStateStore(path: options.statePath, sealer: stateKey)
+        if let url = options.backendURL {
+            guard url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") else {
+                throw CLIError("--backend must be a postgres:// URL (the default backend is the SQLite file at --state)")
+            }
+            return try await PostgresStateStore.connect(url: url, sealer: stateKey, logger: logger)
+        }
+        return try SQLiteStateStore(path: options.statePath, sealer: stateKey)
     }
 
     /// The store and the workspace of the selected stack and environment.

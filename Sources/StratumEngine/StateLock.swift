@@ -57,17 +57,25 @@ public struct StateLock: Sendable {
             let result = try await withThrowingTaskGroup(of: T?.self) { group in
                 group.addTask { try await body(lock) }
                 group.addTask {
+                    var leaseEnds = lock.expiresAt
                     while true {
                         try await sleep(lease / 3)
                         try Task.checkCancellation()
+                        let until = now().addingTimeInterval(lease.seconds)
                         do {
-                            try await store.renewLock(workspace: workspace, id: lock.id, until: now().addingTimeInterval(lease.seconds))
+                            try await store.renewLock(workspace: workspace, id: lock.id, until: until)
+                            leaseEnds = until
                         } catch let error as StateError {
                             throw LockLostError(workspace: workspace, lockID: lock.id, reason: error.message)
                         } catch {
-                            // A transient failure to reach the store: the lease still has two
-                            // thirds to run, try again at the next beat.
-                            continue
+                            // The store could not be reached. Keep trying while the lease still
+                            // runs; once the next beat would come after it ends, someone else
+                            // may take the lock over, so stop here.
+                            if now().addingTimeInterval((lease / 3).seconds) >= leaseEnds {
+                                throw LockLostError(
+                                    workspace: workspace, lockID: lock.id,
+                                    reason: "the lease could not be renewed before it ran out (\(error))")
+                            }
                         }
                     }
                 }

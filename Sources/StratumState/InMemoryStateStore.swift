@@ -59,7 +59,7 @@ public actor InMemoryStateStore: StateStore {
                 time: request.acquiredAt, kind: .takenOver, lockID: request.id, holder: request.holder,
                 detail: LockEvent.takeoverDetail(replaced: held, at: request.acquiredAt)))
         } else {
-            events[workspace, default: []].append(LockEvent(time: request.acquiredAt, kind: .acquired, lockID: request.id, holder: request.holder))
+            events[workspace, default: []].append(LockEvent(time: request.acquiredAt, kind: .acquired, lockID: request.id, holder: request.holder, detail: request.operation))
         }
         return LockAcquisition(lock: request, replaced: held)
     }
@@ -83,6 +83,7 @@ public actor InMemoryStateStore: StateStore {
     public func lockEvents(workspace: String) -> [LockEvent] { events[workspace] ?? [] }
 
     public func beginOperation(workspace: String, _ operation: PendingOperation) {
+        _ = read(workspace: workspace)
         journal[workspace, default: []].append(operation)
     }
 

@@ -85,3 +85,42 @@ final class Warned: @unchecked Sendable {
     func add(_ id: String) { lock.withLock { seen.append(id) } }
     var ids: [String] { lock.withLock { seen } }
 }
+
+/// A store whose lease renewals fail as if the server were unreachable.
+struct UnreachableRenewals: StateStore {
+    let inner = InMemoryStateStore()
+    struct Unreachable: Error {}
+    func read(workspace: String) async throws -> StateSnapshot { await inner.read(workspace: workspace) }
+    func commit(workspace: String, _ mutation: StateMutation, at time: Date) async throws -> Int { await inner.commit(workspace: workspace, mutation, at: time) }
+    func history(workspace: String) async throws -> [HistoryEntry] { await inner.history(workspace: workspace) }
+    func delta(workspace: String, serial: Int) async throws -> StateDelta? { await inner.delta(workspace: workspace, serial: serial) }
+    func workspaces() async throws -> [String] { await inner.workspaces() }
+    func lock(workspace: String, _ request: LockInfo, isAbandoned: @Sendable (LockInfo) -> Bool) async throws -> LockAcquisition {
+        try await inner.lock(workspace: workspace, request, isAbandoned: isAbandoned)
+    }
+    func renewLock(workspace: String, id: String, until: Date) async throws { throw Unreachable() }
+    func unlock(workspace: String, id: String, forced: Bool) async throws { try await inner.unlock(workspace: workspace, id: id, forced: forced) }
+    func currentLock(workspace: String) async throws -> LockInfo? { await inner.currentLock(workspace: workspace) }
+    func lockEvents(workspace: String) async throws -> [LockEvent] { await inner.lockEvents(workspace: workspace) }
+    func beginOperation(workspace: String, _ operation: PendingOperation) async throws { await inner.beginOperation(workspace: workspace, operation) }
+    func pendingOperations(workspace: String) async throws -> [PendingOperation] { await inner.pendingOperations(workspace: workspace) }
+    func settleOperations(workspace: String, ids: [String]) async throws { await inner.settleOperations(workspace: workspace, ids: ids) }
+}
+
+@Suite("State lock when the store is unreachable")
+struct UnreachableLockTests {
+    @Test func aRunStopsBeforeItsUnrenewedLeaseRunsOut() async throws {
+        let clock = ManualClock(Date(timeIntervalSince1970: 1_800_000_000))
+        let store = UnreachableRenewals()
+        let lock = StateLock(store: store, workspace: "w", lease: .seconds(300), now: { clock.now }, sleep: { clock.advance($0); await Task.yield() })
+        let error = await #expect(throws: LockLostError.self) {
+            try await lock.run(operation: "apply") { _ in
+                while !Task.isCancelled { await Task.yield() }
+                throw CancellationError()
+            }
+        }
+        #expect(error?.reason.contains("could not be renewed before it ran out") == true)
+        // It gave up after the second failed beat (200 s in), before the lease (300 s) ended.
+        #expect(clock.now.timeIntervalSince1970 - 1_800_000_000 < 300)
+    }
+}
