@@ -382,13 +382,9 @@ public final class PostgresStateStore: StateStore {
     }
 
     func decodeResource(_ row: StoredResource) throws -> ResourceState {
-        guard let address = ResourceAddress(parsing: row.address) else {
-            throw StateError("state holds an invalid address '\(row.address)'")
-        }
-        return ResourceState(
-            address: address, provider: row.provider, region: row.region, id: row.id,
-            attributes: try codec.decode([String: Value].self, from: row.attributes),
-            dependencies: try codec.decode([ResourceAddress].self, from: row.dependencies))
+        try codec.decodeResource(
+            address: row.address, provider: row.provider, region: row.region, id: row.id,
+            attributes: row.attributes, dependencies: row.dependencies)
     }
 }
 

@@ -289,14 +289,10 @@ public final class SQLiteStateStore: StateStore {
         }
     }
 
-    private func decodeResource(_ row: ResourceRecord) throws -> ResourceState {
-        guard let address = ResourceAddress(parsing: row.address) else {
-            throw StateError("state holds an invalid address '\(row.address)'")
-        }
-        return ResourceState(
-            address: address, provider: row.provider, region: row.region, id: row.id,
-            attributes: try codec.decode([String: Value].self, from: row.attributes),
-            dependencies: try codec.decode([ResourceAddress].self, from: row.dependencies))
+    func decodeResource(_ row: ResourceRecord) throws -> ResourceState {
+        try codec.decodeResource(
+            address: row.address, provider: row.provider, region: row.region, id: row.id,
+            attributes: row.attributes, dependencies: row.dependencies)
     }
 
     private func record(_ resource: ResourceState, workspace: String) throws -> ResourceRecord {

@@ -140,6 +140,19 @@ public struct StateCodec: Sendable {
         }
     }
 
+    /// A resource from its stored columns (attributes and dependencies as encoded JSON).
+    public func decodeResource(
+        address: String, provider: String, region: String, id: String, attributes: Data, dependencies: Data
+    ) throws -> ResourceState {
+        guard let parsed = ResourceAddress(parsing: address) else {
+            throw StateError("state holds an invalid address '\(address)'")
+        }
+        return ResourceState(
+            address: parsed, provider: provider, region: region, id: id,
+            attributes: try decode([String: Value].self, from: attributes),
+            dependencies: try decode([ResourceAddress].self, from: dependencies))
+    }
+
     public func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
         do {
             return try decoder().decode(type, from: data)
