@@ -131,6 +131,32 @@ public struct LocalProvider: Provider {
         }
     }
 
+    /// Adopts an existing bucket (by name) or network allocation (by its name in the stack).
+    /// Nodes are processes that die with their workload, so there is nothing to import.
+    public func importResource(type: String, region: String, id: String, address: ResourceAddress) async throws -> ResourceState? {
+        switch type {
+        case "local_bucket":
+            guard ResourceAddress.isName(id) else { return nil }
+            let directory = buckets.appendingPathComponent(id)
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else { return nil }
+            let versioning = (try? LocalRecord.load(bucketRecord(id)))?.attributes["versioning"] ?? .bool(false)
+            if (try? LocalRecord.load(bucketRecord(id))) == nil {
+                try LocalRecord(id: id, token: nil, attributes: ["versioning": versioning]).save(bucketRecord(id))
+            }
+            return ResourceState(address: address, provider: name, region: region, id: id, attributes: [
+                "name": .string(id), "versioning": versioning, "id": .string(id),
+                "path": .string(directory.path), "url": .string(directory.absoluteURL.absoluteString),
+            ])
+        case "local_network":
+            let file = networks.appendingPathComponent("\(address.name).json")
+            guard let record = try? LocalRecord.load(file), record.id == id else { return nil }
+            return ResourceState(address: address, provider: name, region: region, id: id, attributes: ["cidr": record.attributes["cidr"] ?? .null, "id": .string(id)])
+        default:
+            throw ProviderError(.permanent, "local \(type) resources cannot be imported; let the stack create them", address: address)
+        }
+    }
+
     public func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
         var state = prior
         for (name, value) in desired.inputs { state.attributes[name] = value }

@@ -51,3 +51,22 @@ struct LocalRecoveryTests {
         #expect(try await provider.recover(operation(network, token: "tok-y", inputs: netInputs)) == nil)
     }
 }
+
+@Suite("Local provider import")
+struct LocalImportTests {
+    @Test func anExistingBucketDirectoryIsImportedByName() async throws {
+        let root = try TestSupport.temporaryDirectory("local-import")
+        let provider = LocalProvider(root: root)
+        let directory = root.appendingPathComponent("buckets/datasets")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let address = ResourceAddress(type: "local_bucket", name: "datasets")
+        let state = try #require(try await provider.importResource(type: "local_bucket", region: "local", id: "datasets", address: address))
+        #expect(state.attributes["path"]?.stringValue == directory.path)
+        // Once imported, refresh sees it.
+        #expect(try await provider.read(type: "local_bucket", region: "local", resources: [state]).first??.id == "datasets")
+        #expect(try await provider.importResource(type: "local_bucket", region: "local", id: "missing", address: address) == nil)
+        await #expect(throws: ProviderError.self) {
+            try await provider.importResource(type: "local_node", region: "local", id: "pid-1", address: ResourceAddress(type: "local_node", name: "n", index: 0))
+        }
+    }
+}
