@@ -45,7 +45,15 @@ final class ProgressObserver: ApplyObserver, @unchecked Sendable {
     private var done = 0
     private let clock = ContinuousClock()
 
-    init(console: Console, logger: Logger, total: Int) {
+    /// Step lines go to stdout, or to stderr when stdout carries a JSON document.
+    let toStderr: Bool
+
+    func line(_ text: String) {
+        if toStderr { console.progress(text) } else { console.output(text) }
+    }
+
+    init(console: Console, logger: Logger, total: Int, toStderr: Bool = false) {
+        self.toStderr = toStderr
         self.console = console
         self.logger = logger
         self.total = total
@@ -53,7 +61,7 @@ final class ProgressObserver: ApplyObserver, @unchecked Sendable {
 
     func stepStarted(_ step: ExecutionStep) {
         lock.withLock { running[step] = clock.now }
-        console.output("\(step.address): \(step.verb)...")
+        line("\(step.address): \(step.verb)...")
     }
 
     func stepFinished(_ step: ExecutionStep, outcome: StepOutcome, elapsed: Duration) {
@@ -68,7 +76,7 @@ final class ProgressObserver: ApplyObserver, @unchecked Sendable {
         switch outcome {
         case .succeeded(let state):
             let id = state.map { " [id=\($0.id)]" } ?? ""
-            console.output("\(step.address): \(step.pastTense) complete after \(seconds)\(id) \(progress)")
+            line("\(step.address): \(step.pastTense) complete after \(seconds)\(id) \(progress)")
         case .failed(let error):
             console.error("\(step.address): \(step.verb) FAILED after \(seconds): \(describe(error)) \(progress)")
         case .skipped(let cause):
@@ -84,7 +92,7 @@ final class ProgressObserver: ApplyObserver, @unchecked Sendable {
             let now = clock.now
             let slow = lock.withLock { running.filter { now - $0.value >= interval } }
             for (step, started) in slow.sorted(by: { $0.key.address < $1.key.address }) {
-                console.output("\(step.address): Still \(step.verb.lowercased())... [\(Int((now - started).seconds))s elapsed]")
+                line("\(step.address): Still \(step.verb.lowercased())... [\(Int((now - started).seconds))s elapsed]")
             }
         }
     }

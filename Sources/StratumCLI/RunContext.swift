@@ -156,10 +156,37 @@ struct RunContext {
         }
     }
 
+    /// `apply --json`: the plan (Terraform's plan JSON shape) and what happened to each step.
+    func showApplied(_ plan: Plan, result: ApplyResult?) throws {
+        struct Failure: Encodable { var address: String; var step: String; var error: String }
+        struct Skip: Encodable { var address: String; var step: String; var because: String }
+        struct Outcome: Encodable {
+            var ok: Bool
+            var serial: Int
+            var added: Int, changed: Int, destroyed: Int
+            var failed: [Failure]
+            var skipped: [Skip]
+        }
+        struct Document: Encodable {
+            var plan: PlanJSON
+            var result: Outcome
+        }
+        let counts = result?.counts ?? (added: 0, changed: 0, destroyed: 0)
+        let outcome = Outcome(
+            ok: result?.ok ?? true, serial: result?.serial ?? plan.serial,
+            added: counts.added, changed: counts.changed, destroyed: counts.destroyed,
+            failed: (result?.failed ?? []).map { Failure(address: $0.step.address.description, step: $0.step.kind.rawValue, error: describe($0.error)) },
+            skipped: (result?.skipped ?? []).map { Skip(address: $0.step.address.description, step: $0.step.kind.rawValue, because: $0.cause.description) })
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        let document = Document(plan: PlanJSON(plan: plan, version: StratumVersion.current), result: outcome)
+        console.output(String(decoding: try encoder.encode(document), as: UTF8.self))
+    }
+
     /// Applies `plan` with progress lines; returns whether everything succeeded.
     func execute(_ plan: Plan, store: any StateStore, parallelism: Int) async throws -> Bool {
         let steps = plan.actionable.reduce(0) { $0 + ($1.action == .replace ? 2 : 1) }
-        let observer = ProgressObserver(console: console, logger: logger, total: steps)
+        let observer = ProgressObserver(console: console, logger: logger, total: steps, toStderr: options.json)
         let reminder = Task { await observer.reportStillRunning(every: .seconds(10)) }
         defer { reminder.cancel() }
         let executor = Executor(providers: providers, store: store, workspace: Self.workspace(stack: plan.stack, environment: plan.environment), parallelism: parallelism, observer: observer)
@@ -168,6 +195,10 @@ struct RunContext {
         let result = try await executor.apply(plan)
         let elapsed = (clock.now - start).seconds
         let counts = result.counts
+        if options.json {
+            try showApplied(plan, result: result)
+            return result.ok
+        }
         let verb = plan.isDestroy ? "Destroy" : "Apply"
         if result.ok {
             console.output(console.bold("\n\(verb) complete! Resources: \(counts.added) added, \(counts.changed) changed, \(counts.destroyed) destroyed.") + String(format: " (%.1fs)", elapsed))

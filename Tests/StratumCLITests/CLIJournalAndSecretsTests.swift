@@ -179,3 +179,34 @@ func awaitRead(_ path: String) throws -> StateSnapshot {
 }
 
 final class Box<T>: @unchecked Sendable { var value: T? }
+
+@Suite("CLI: apply --json")
+struct CLIApplyJSONTests {
+    @Test func applyAndDestroyPrintOneJSONDocumentWithTheResult() throws {
+        let dir = try TestSupport.temporaryDirectory("apply-json")
+        let cli = CLI("stratum-fixture", in: dir)
+        // child[1] fails: the document says which, what was skipped, and the run exits 1.
+        let failing = try cli.run(["apply", "--stack", "fake-fan", "--auto-approve", "--json"], extraEnvironment: ["STRATUM_FAKE_FAIL_ON": "fake_thing.root"])
+        #expect(failing.status == 1)
+        let failed = try #require(try JSONSerialization.jsonObject(with: Data(failing.stdout.utf8)) as? [String: Any])
+        let result = try #require(failed["result"] as? [String: Any])
+        #expect(result["ok"] as? Bool == false)
+        #expect((result["failed"] as? [[String: Any]])?.first?["address"] as? String == "fake_thing.root")
+        #expect((result["skipped"] as? [[String: Any]])?.count == 5)
+        #expect(failing.stderr.contains("fake_thing.root: Creating..."))
+
+        let ok = try cli.run(["apply", "--stack", "fake-fan", "--auto-approve", "--json"])
+        #expect(ok.status == 0, "\(ok.stderr)")
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(ok.stdout.utf8)) as? [String: Any])
+        #expect((document["result"] as? [String: Any])?["added"] as? Int == 6)
+        #expect(((document["plan"] as? [String: Any])?["resource_changes"] as? [Any])?.count == 6)
+
+        let nothing = try cli.run(["apply", "--stack", "fake-fan", "--auto-approve", "--json"])
+        let unchanged = try #require(try JSONSerialization.jsonObject(with: Data(nothing.stdout.utf8)) as? [String: Any])
+        #expect((unchanged["result"] as? [String: Any])?["ok"] as? Bool == true)
+
+        let destroy = try cli.run(["destroy", "--stack", "fake-fan", "--auto-approve", "--json"])
+        let destroyed = try #require(try JSONSerialization.jsonObject(with: Data(destroy.stdout.utf8)) as? [String: Any])
+        #expect((destroyed["result"] as? [String: Any])?["destroyed"] as? Int == 6)
+    }
+}

@@ -57,9 +57,13 @@ struct ApplyRun {
                     plan = saved
                 } else {
                     plan = try await context.plan(stack: stack, stackName: name, store: store, change: change, destroy: destroy)
-                    try context.show(plan)
+                    // With --json, stdout carries one document: the plan and the result, at the end.
+                    if !global.json { try context.show(plan) }
                 }
-                guard plan.hasChanges else { return true }
+                guard plan.hasChanges else {
+                    if global.json { try context.showApplied(plan, result: nil) }
+                    return true
+                }
                 if saved == nil {
                     let question = destroy
                         ? "Do you really want to destroy all resources of \(name) (\(global.environment))?"
