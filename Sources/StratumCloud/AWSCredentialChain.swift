@@ -25,7 +25,10 @@ public actor AWSCredentialChain {
     public static func standard(environment: [String: String] = ProcessInfo.processInfo.environment, transport: any HTTPTransport) -> AWSCredentialChain {
         let disabled = environment["AWS_EC2_METADATA_DISABLED"]?.lowercased() == "true"
         let endpoint = environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"].flatMap(URL.init(string:)) ?? InstanceMetadataCredentials.defaultEndpoint
-        return AWSCredentialChain(environment: environment, imds: disabled ? nil : InstanceMetadataCredentials(endpoint: endpoint, transport: transport))
+        // AWS_METADATA_SERVICE_TIMEOUT (seconds) as the AWS tools read it; 1 s by default.
+        let timeout = environment["AWS_METADATA_SERVICE_TIMEOUT"].flatMap(Double.init).map { Duration.milliseconds(Int($0 * 1000)) } ?? .seconds(1)
+        return AWSCredentialChain(
+            environment: environment, imds: disabled ? nil : InstanceMetadataCredentials(endpoint: endpoint, transport: transport, timeout: timeout))
     }
 
     public func credentials() async throws -> AWSCredentials {

@@ -85,7 +85,10 @@ struct CredentialTests {
         }
         defer { Task { await imds.shutdown() } }
         let dir = try TestSupport.temporaryDirectory("aws-imds")
-        let chain = AWSCredentialChain.standard(environment: ["HOME": dir.path, "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url.absoluteString], transport: AsyncHTTPTransport())
+        // A generous timeout: on a loaded 2-core CI machine the first loopback connection can take over a second.
+        let chain = AWSCredentialChain.standard(
+            environment: ["HOME": dir.path, "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url.absoluteString, "AWS_METADATA_SERVICE_TIMEOUT": "15"],
+            transport: AsyncHTTPTransport())
         let keys = try await chain.credentials()
         #expect(keys.accessKeyId == "ASIAIMDS")
         #expect(keys.sessionToken == "imds-token")
