@@ -47,7 +47,7 @@ struct RunContext {
     /// Runs `body` holding the workspace's lock, after settling what an interrupted run left in
     /// the journal. A lease taken over from a dead or expired holder is reported.
     func locked<T: Sendable>(
-        _ store: any StateStore, workspace: String, operation: String, recover: Bool = true,
+        _ store: any StateStore, workspace: String, operation: String,
         _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         let console = self.console
@@ -57,12 +57,10 @@ struct RunContext {
             console.error(console.yellow("Warning: took over the state lock of \(replaced.holder) (pid \(replaced.pid) on \(replaced.host), \(replaced.operation)): \(replaced.expiresAt <= Date() ? "its lease expired" : "its process is gone")."))
         })
         return try await lock.run(operation: operation) { _ in
-            if recover {
-                let outcomes = try await Recovery(providers: providers, store: store, workspace: workspace).run()
-                if !outcomes.isEmpty, !json { RunContext.report(outcomes, console: console) }
-                if case .unsettled(let address, let reason)? = outcomes.first(where: { if case .unsettled = $0 { return true } else { return false } }) {
-                    throw CLIError("an interrupted operation on \(address) could not be settled (\(reason)); nothing else was done. Run again when the provider is reachable, or see `stratum state pending`")
-                }
+            let outcomes = try await Recovery(providers: providers, store: store, workspace: workspace).run()
+            if !outcomes.isEmpty, !json { RunContext.report(outcomes, console: console) }
+            for case .unsettled(let address, let reason) in outcomes {
+                throw CLIError("an interrupted operation on \(address) could not be settled (\(reason)); nothing else was done. Run again when the provider is reachable, or see `stratum state pending`")
             }
             return try await body()
         }

@@ -234,13 +234,15 @@ public struct Executor: Sendable {
             }
 
         case .delete, .replaceDelete:
-            guard var prior = change.prior else { throw ProviderError(.permanent, "delete without prior state", address: address) }
+            guard let prior = change.prior else { throw ProviderError(.permanent, "delete without prior state", address: address) }
             let removed = step.kind == .replaceDelete && change.createBeforeDestroy ? Self.deposedAddress(for: address) : address
-            prior.address = removed
+            // The journal records the resource where state holds it (a deposed copy under its own address).
+            var recorded = prior
+            recorded.address = removed
             let operation = PendingOperation(
                 address: removed, action: .delete, provider: change.provider, region: change.region,
-                token: UUID().uuidString.lowercased(), startedAt: now(), ownership: ownership, prior: prior)
-            let revealed = Sensitivity.reveal(change.prior ?? prior)
+                token: UUID().uuidString.lowercased(), startedAt: now(), ownership: ownership, prior: recorded)
+            let revealed = Sensitivity.reveal(prior)
             return try await journaled(operation, { try await retry.run { try await provider.delete(revealed) }; return nil }) { _, operation in
                 let serial = try await store.commit(
                     workspace: workspace,

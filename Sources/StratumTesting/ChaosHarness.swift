@@ -78,7 +78,7 @@ public struct ChaosHarness: Sendable {
         for run in 0..<runs {
             let command = run % 2 == 0 ? "apply" : "destroy"
             let window = command == "apply" ? applyTime : destroyTime
-            let before = Self.eventLines(cloud)
+            let before = Self.eventCount(cloud)
             let delay = Double.random(in: 0...(window * 1.1), using: &random)
             let killed = try invoke(command, config: config, in: directory, killAfter: delay)
             if killed { figures.killedMidRun += 1 }
@@ -120,8 +120,9 @@ public struct ChaosHarness: Sendable {
         var notes: [String] = leakedIDs.map { "leaked \($0) (\(live[$0]!.address))" }
 
         // Distinct ids made per address during this run and its rerun.
+        let creates = Self.eventLines(cloud, from: eventsBefore).filter { $0.hasPrefix("create ") }
         var made: [ResourceAddress: Set<String>] = [:]
-        for line in Self.eventLines(cloud, from: eventsBefore) where line.hasPrefix("create ") {
+        for line in creates {
             let parts = line.split(separator: " ")
             if parts.count == 3, let address = ResourceAddress(parsing: String(parts[1])) { made[address, default: []].insert(String(parts[2])) }
         }
@@ -150,7 +151,6 @@ public struct ChaosHarness: Sendable {
             }
         } else {
             // A destroy creates nothing; anything it made is a duplicate.
-            let creates = Self.eventLines(cloud, from: eventsBefore).filter { $0.hasPrefix("create ") }
             check.duplicated += creates.count
             if !creates.isEmpty { notes.append("destroy created \(creates.count) resources") }
             check.mismatched += snapshot.resources.count
@@ -168,7 +168,7 @@ public struct ChaosHarness: Sendable {
         Array(cloud.events().dropFirst(start))
     }
 
-    static func eventLines(_ cloud: FakeCloudProvider) -> Int { cloud.events().count }
+    static func eventCount(_ cloud: FakeCloudProvider) -> Int { cloud.events().count }
 
     private func timed(_ body: () throws -> Bool) throws -> Double {
         let clock = ContinuousClock()
