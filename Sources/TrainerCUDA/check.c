@@ -53,6 +53,8 @@ typedef struct {
     int layers, width, heads, batch, seq, steps, threads;
 } shape;
 
+#define MAX_BACKENDS 3
+
 static int checks = 0, failures = 0;
 
 static int verdict(int ok) {
@@ -226,20 +228,21 @@ static void loss_curves(const shape *s, const tolerances *tols, int ntols) {
     printf("\n== %d-step loss curves through the trainer (data, schedule, clipping, AdamW) ==\n", s->steps);
     tc_config c = make_config(s);
     float *ref = calloc((size_t)s->steps, sizeof(float));
-    float *got[2] = {calloc((size_t)s->steps, sizeof(float)), calloc((size_t)s->steps, sizeof(float))};
+    float *got[MAX_BACKENDS];
+    int ok_runs[MAX_BACKENDS];
     if (run_curve(&c, ref) != 0) {
         verdict(0);
         return;
     }
-    int ok_runs[2] = {0, 0};
     for (int k = 0; k < ntols; k++) {
+        got[k] = calloc((size_t)s->steps, sizeof(float));
         c.backend = tols[k].backend;
-        ok_runs[k] = run_curve(&c, got[k]) == 0;
+        ok_runs[k] = got[k] && run_curve(&c, got[k]) == 0;
     }
     printf("  %6s %10s", "step", "cpu");
     for (int k = 0; k < ntols; k++) printf(" %12s %10s", tols[k].backend->name, "diff");
     printf("\n");
-    double worst[2] = {0.0, 0.0};
+    double worst[MAX_BACKENDS] = {0.0};
     for (int i = 0; i < s->steps; i++) {
         int show = i < 5 || (i + 1) % 5 == 0;
         if (show) printf("  %6d %10.5f", i + 1, ref[i]);
@@ -256,8 +259,7 @@ static void loss_curves(const shape *s, const tolerances *tols, int ntols) {
                s->steps, tols[k].curve, ok ? "PASS" : "FAIL");
     }
     free(ref);
-    free(got[0]);
-    free(got[1]);
+    for (int k = 0; k < ntols; k++) free(got[k]);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -347,16 +349,17 @@ int main(int argc, char **argv) {
     }
     printf("check-cuda: %d layers, width %d, %d heads, batch %d x %d, %d steps; CPU reference on %d threads\n",
            s.layers, s.width, s.heads, s.batch, s.seq, s.steps, s.threads);
-    const tolerances tols[2] = {
+    const tolerances tols[MAX_BACKENDS] = {
         {"float32 matmuls", &tc_cuda_fp32_backend, 1e-5, 1e-4, 1e-3, 1e-3},
         {"TF32 matmuls", &tc_cuda_backend, 1e-3, 1e-2, 1e-3, 2e-2},
+        {"bf16 matmuls", &tc_cuda_bf16_backend, 5e-3, 3e-2, 1e-3, 5e-2},
     };
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < MAX_BACKENDS; k++)
         if (one_step(&s, &tols[k]) != 0) {
             printf("\nFAIL: no CUDA model could be created, nothing was compared\n");
             return 1;
         }
-    loss_curves(&s, tols, 2);
+    loss_curves(&s, tols, MAX_BACKENDS);
     checkpoints(&s, &tols[1]);
     printf("\n%s: %d of %d checks passed\n", failures ? "FAIL" : "PASS", checks - failures, checks);
     return failures ? 1 : 0;

@@ -4,8 +4,10 @@
 // (the trainer's default) the tensor cores round each operand to TF32 (10-bit mantissa,
 // unit roundoff 2^-11 ~ 4.9e-4) and accumulate in float32, so a dot product carries a relative
 // error of about 1e-3 of its terms' magnitude; the weights, gradients and AdamW moments stay
-// float32 ("master weights"). CUBLAS_COMPUTE_32F is plain float32 (used by `make check` to
-// test the kernels to ~1e-6).
+// float32 ("master weights"). CUBLAS_COMPUTE_32F_FAST_16BF rounds the operands to bf16
+// instead (7-bit mantissa, unit roundoff 2^-8 ~ 3.9e-3) at twice TF32's tensor-core rate;
+// operands and results still move through memory as float32. CUBLAS_COMPUTE_32F is plain
+// float32 (used by `make check` to test the kernels to ~1e-6).
 #pragma once
 
 #include "common.cuh"

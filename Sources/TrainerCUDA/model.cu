@@ -9,8 +9,9 @@
 //
 // Numerics: everything in memory is float32 (weights, gradients, AdamW moments,
 // activations). Matmuls run on the tensor cores in TF32 with float32 accumulation
-// (tc_cuda_backend) or in plain float32 (tc_cuda_fp32_backend, for `make check`); see
-// matmul.cuh for what that costs in accuracy. Reductions have a fixed order, so a run is
+// (tc_cuda_backend), in bf16 with float32 accumulation (tc_cuda_bf16_backend: cuBLAS rounds
+// the float32 operands to bf16 as it loads them) or in plain float32 (tc_cuda_fp32_backend,
+// for `make check`); see matmul.cuh for what that costs in accuracy. Reductions have a fixed order, so a run is
 // reproducible on the same GPU model and GPU count.
 //
 // Several GPUs (built with NCCL=1): one process drives every GPU of the node from one thread,
@@ -304,6 +305,12 @@ static void *cuda_create_tf32(int n_layer, int n_embd, int n_head, int context, 
     return create(n_layer, n_embd, n_head, context, seed, CUBLAS_COMPUTE_32F_FAST_TF32, "TF32", err, errlen);
 }
 
+static void *cuda_create_bf16(int n_layer, int n_embd, int n_head, int context, uint64_t seed, int threads, char *err,
+                              size_t errlen) {
+    (void)threads;
+    return create(n_layer, n_embd, n_head, context, seed, CUBLAS_COMPUTE_32F_FAST_16BF, "bf16", err, errlen);
+}
+
 static void *cuda_create_fp32(int n_layer, int n_embd, int n_head, int context, uint64_t seed, int threads, char *err,
                               size_t errlen) {
     (void)threads;
@@ -590,6 +597,11 @@ static void cuda_update(void *impl, float lr, float beta1, float beta2, float ep
 // Positional: C++ (before C++20) has no designated initialisers. Order as in trainer.h.
 extern "C" const tc_model_backend tc_cuda_backend = {
     "cuda",           cuda_create_tf32, cuda_destroy,    cuda_forward, cuda_zero_grad, cuda_backward, cuda_clip_grad,
+    cuda_update,      cuda_host_state,  cuda_download,   cuda_upload,  cuda_logits,    cuda_probs,    cuda_device,
+};
+
+extern "C" const tc_model_backend tc_cuda_bf16_backend = {
+    "cuda-bf16",      cuda_create_bf16, cuda_destroy,    cuda_forward, cuda_zero_grad, cuda_backward, cuda_clip_grad,
     cuda_update,      cuda_host_state,  cuda_download,   cuda_upload,  cuda_logits,    cuda_probs,    cuda_device,
 };
 

@@ -54,6 +54,10 @@ static void usage(FILE *out) {
             "  --until-step N       stop (with a checkpoint) once step N is reached, schedule unchanged\n"
             "  --no-resume          start from scratch even if checkpoints exist\n"
             "  --quiet              no progress lines\n"
+#ifdef STRATUM_TRAINER_CUDA
+            "  --matmul KIND        tf32 (default), bf16 or fp32: the matmuls' tensor-core arithmetic;\n"
+            "                       weights, gradients and AdamW moments stay float32 in every case\n"
+#endif
             "  --help               this text\n"
             "\n"
             "config keys:\n");
@@ -189,6 +193,7 @@ int main(int argc, char **argv) {
     const char *config_path = NULL;
     int resume = 1, quiet = 0;
     long until = 0;
+    const struct tc_model_backend *backend = TRAINER_BACKEND;
     // Config file first, then overrides in order, whatever their position on the line.
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -215,6 +220,18 @@ int main(int argc, char **argv) {
             resume = 0;
         } else if (!strcmp(a, "--quiet")) {
             quiet = 1;
+#ifdef STRATUM_TRAINER_CUDA
+        } else if (!strcmp(a, "--matmul")) {
+            const char *kind = i + 1 < argc ? argv[++i] : "";
+            backend = !strcmp(kind, "tf32")   ? &tc_cuda_backend
+                      : !strcmp(kind, "bf16") ? &tc_cuda_bf16_backend
+                      : !strcmp(kind, "fp32") ? &tc_cuda_fp32_backend
+                                              : NULL;
+            if (!backend) {
+                fprintf(stderr, "stratum-trainer: --matmul must be tf32, bf16 or fp32, got '%s'\n", kind);
+                return 2;
+            }
+#endif
         } else if (!strcmp(a, "--until-step")) {
             char *end = NULL;
             until = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
@@ -252,7 +269,7 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    cfg.backend = TRAINER_BACKEND;
+    cfg.backend = backend;
     if (tc_config_validate(&cfg, err, sizeof err) != 0) {
         fprintf(stderr, "stratum-trainer: %s\n", err);
         return 2;
