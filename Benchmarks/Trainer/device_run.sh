@@ -34,7 +34,6 @@ T_TORCH=${T_TORCH:-60} T_COMPILE=${T_COMPILE:-150} T_PROFILE=${T_PROFILE:-120}
 PY=${TORCH_PYTHON:-python3}
 mkdir -p "$OUT"
 summary="$OUT/summary.txt"
-: > "$summary"
 build="$repo/Sources/TrainerCUDA/build"
 prefix=${DEPS_PREFIX:-/tmp/stratum-deps}
 note() { echo "$*" | tee -a "$summary"; }
@@ -221,6 +220,7 @@ if [[ ${1:-} == _stage ]]; then
   "$2"
   exit $?
 fi
+: > "$summary"
 stages=("$@")
 [[ ${#stages[@]} -eq 0 ]] && stages=(probe deps build check profile bench)
 for s in "${stages[@]}"; do
