@@ -54,6 +54,17 @@ class GPT(nn.Module):
         self.wpe = nn.Embedding(context, width)
         self.blocks = nn.ModuleList([Block(width, heads) for _ in range(layers)])
         self.lnf = nn.LayerNorm(width)
+        # model.c's initialisation (tc_param_init): normal 0.02 for the matrices and the token
+        # embedding, 0.01 for positions, 0.02 / sqrt(2 layers) for the residual projections,
+        # zero biases, unit LayerNorm gains.
+        res = 0.02 / math.sqrt(2 * layers)
+        for name, p in self.named_parameters():
+            if name.startswith("wpe"):
+                nn.init.normal_(p, std=0.01)
+            elif p.dim() >= 2:
+                nn.init.normal_(p, std=res if name.endswith(("proj.weight", "fcproj.weight")) else 0.02)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
 
     def forward(self, idx, targets):
         T = idx.shape[1]

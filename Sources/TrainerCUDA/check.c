@@ -352,7 +352,7 @@ int main(int argc, char **argv) {
     const tolerances tols[MAX_BACKENDS] = {
         {"float32 matmuls", &tc_cuda_fp32_backend, 1e-5, 1e-4, 1e-3, 1e-3},
         {"TF32 matmuls", &tc_cuda_backend, 1e-3, 1e-2, 1e-3, 2e-2},
-        {"bf16 matmuls", &tc_cuda_bf16_backend, 5e-3, 3e-2, 1e-3, 5e-2},
+        {"bf16 linear layers", &tc_cuda_bf16_backend, 5e-3, 3e-2, 1e-3, 5e-2},
     };
     for (int k = 0; k < MAX_BACKENDS; k++)
         if (one_step(&s, &tols[k]) != 0) {

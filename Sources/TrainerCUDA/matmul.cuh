@@ -4,19 +4,43 @@
 // (the trainer's default) the tensor cores round each operand to TF32 (10-bit mantissa,
 // unit roundoff 2^-11 ~ 4.9e-4) and accumulate in float32, so a dot product carries a relative
 // error of about 1e-3 of its terms' magnitude; the weights, gradients and AdamW moments stay
-// float32 ("master weights"). CUBLAS_COMPUTE_32F_FAST_16BF rounds the operands to bf16
-// instead (7-bit mantissa, unit roundoff 2^-8 ~ 3.9e-3) at twice TF32's tensor-core rate;
-// operands and results still move through memory as float32. CUBLAS_COMPUTE_32F is plain
-// float32 (used by `make check` to test the kernels to ~1e-6).
+// float32 ("master weights"). CUBLAS_COMPUTE_32F is plain float32 (used by `make check` to
+// test the kernels to ~1e-6).
+//
+// bf16 linear layers (tc_cuda_bf16_backend): the two operands of each linear layer's product
+// (and the classifier's) are rounded to bf16 (7-bit mantissa, unit roundoff 2^-9 ~ 2e-3, round
+// to nearest) into scratch buffers first, then multiplied at the tensor cores' bf16 rate, twice
+// TF32's, with float32 accumulation and a float32 result. The conversion reads each float32
+// operand once more (a linear backward converts its output gradient once for both products).
+// Attention's batched products stay TF32: their T x T operands are memory-bound, and a
+// conversion would add a pass over them. (cuBLAS's CUBLAS_COMPUTE_32F_FAST_16BF on float32
+// operands was measured to run the same TF32 kernels on an H200, so it is not used.)
 #pragma once
 
 #include "common.cuh"
 
-// A cuBLAS handle bound to one GPU's stream, with the compute type every matmul uses.
+#include <cuda_bf16.h>
+
+// A cuBLAS handle bound to one GPU's stream, with the compute type of float32-operand matmuls.
+// s16a and s16b (bf16 linear layers only, else NULL) are scratch for operands rounded to bf16,
+// each large enough for any operand of a linear layer or the classifier.
 struct Blas {
     cublasHandle_t handle;
     cublasComputeType_t compute;
+    __nv_bfloat16 *s16a, *s16b;
 };
+
+__global__ void to_bf16_kernel(__nv_bfloat16 *out, const float *in, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = __float2bfloat16(in[i]);
+}
+
+// out[0 .. n) = in rounded to bf16 (nearest, ties to even); returns out.
+static const __nv_bfloat16 *to_bf16(__nv_bfloat16 *out, const float *in, size_t n, cudaStream_t s) {
+    to_bf16_kernel<<<ceil_div(n, EW_BLOCK), EW_BLOCK, 0, s>>>(out, in, n);
+    LAUNCH_CHECK();
+    return out;
+}
 
 // C = op(A) · op(B) + beta · C with every matrix row-major: C is [M, N], op(A) is [M, K], op(B)
 // is [K, N]; ta / tb mean A / B are stored transposed ([K, M] / [N, K]). lda, ldb, ldc are row
@@ -31,6 +55,27 @@ static void gemm(const Blas &b, bool ta, bool tb, int M, int N, int K, const flo
     CUBLAS_CHECK(cublasGemmEx(b.handle, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &one,
                               B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C, CUDA_R_32F, ldc, b.compute,
                               CUBLAS_GEMM_DEFAULT));
+}
+
+// gemm() with bf16 operands: float32 accumulation and result.
+static void gemm_bf16(const Blas &b, bool ta, bool tb, int M, int N, int K, const __nv_bfloat16 *A, int lda,
+                      const __nv_bfloat16 *B, int ldb, float beta, float *C, int ldc) {
+    const float one = 1.0f;
+    CUBLAS_CHECK(cublasGemmEx(b.handle, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &one,
+                              B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT));
+}
+
+// A linear layer's (or the classifier's) product, as gemm(); with bf16 linear layers both
+// operands are rounded to bf16 first. Every operand is a contiguous [rows, ld] block, so
+// nA / nB = its rows * ld elements are converted.
+static void gemm_linear(const Blas &b, bool ta, bool tb, int M, int N, int K, const float *A, int lda, size_t nA,
+                        const float *B, int ldb, size_t nB, float beta, float *C, int ldc, cudaStream_t s) {
+    if (!b.s16a) {
+        gemm(b, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    gemm_bf16(b, ta, tb, M, N, K, to_bf16(b.s16a, A, nA, s), lda, to_bf16(b.s16b, B, nB, s), ldb, beta, C, ldc);
 }
 
 // The same for `batch` independent products whose operands sit strideA / strideB / strideC
@@ -120,13 +165,22 @@ static void matmul_forward(const Blas &blas, float *out, const float *inp, const
         LAUNCH_CHECK();
         beta = 1.0f;
     }
-    gemm(blas, false, false, N, OC, Cin, inp, Cin, W, OC, beta, out, OC);
+    gemm_linear(blas, false, false, N, OC, Cin, inp, Cin, (size_t)N * Cin, W, OC, (size_t)Cin * OC, beta, out, OC, s);
 }
 
 // dinp = dout @ W^T (overwritten, skipped when NULL); dW += inp^T @ dout; db += column sums of dout.
 static void matmul_backward(const Blas &blas, float *dinp, float *dW, float *db, const float *dout, const float *inp,
                             const float *W, float *partials, int N, int Cin, int OC, cudaStream_t s) {
-    if (dinp) gemm(blas, false, true, N, Cin, OC, dout, OC, W, OC, 0.0f, dinp, Cin);
-    gemm(blas, true, false, Cin, OC, N, inp, Cin, dout, OC, 1.0f, dW, OC);
+    if (blas.s16a) {  // bf16: dout is converted once for both products
+        const __nv_bfloat16 *dout16 = to_bf16(blas.s16a, dout, (size_t)N * OC, s);
+        if (dinp)
+            gemm_bf16(blas, false, true, N, Cin, OC, dout16, OC, to_bf16(blas.s16b, W, (size_t)Cin * OC, s), OC, 0.0f,
+                      dinp, Cin);
+        gemm_bf16(blas, true, false, Cin, OC, N, to_bf16(blas.s16b, inp, (size_t)N * Cin, s), Cin, dout16, OC, 1.0f,
+                  dW, OC);
+    } else {
+        if (dinp) gemm(blas, false, true, N, Cin, OC, dout, OC, W, OC, 0.0f, dinp, Cin);
+        gemm(blas, true, false, Cin, OC, N, inp, Cin, dout, OC, 1.0f, dW, OC);
+    }
     if (db) column_sum(db, partials, N, OC, MatrixEntry{dout, OC}, s);
 }

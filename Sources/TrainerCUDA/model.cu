@@ -32,6 +32,7 @@
 #include "layernorm.cuh"
 #include "matmul.cuh"
 
+#include <algorithm>
 #include <string.h>
 
 #ifdef TC_NCCL
@@ -110,6 +111,7 @@ struct cuda_model {
     int L, C, NH, maxT;
     size_t sizes[TC_P_COUNT], num_params;
     cublasComputeType_t compute;
+    int bf16;                // bf16 linear layers (Blas.s16a / s16b allocated with the activations)
     int ngpu;                // GPUs holding a replica
     gpu g[MAX_GPUS];
     // the current batch shape
@@ -132,6 +134,9 @@ static void free_activations(gpu *g) {
     cudaFreeHost(g->h_tok_offsets);
     cudaFreeHost(g->h_tok_positions);
     cudaFreeHost(g->h_losses);
+    cudaFree(g->blas.s16a);
+    cudaFree(g->blas.s16b);
+    g->blas.s16a = g->blas.s16b = NULL;
     g->act_mem = NULL;
     g->inputs = g->targets = NULL;
     g->tok_offsets = g->tok_positions = NULL;
@@ -183,7 +188,8 @@ static void cuda_download(void *impl) {
 static void cuda_upload(void *impl) {
     cuda_model *m = (cuda_model *)impl;
     size_t bytes = m->num_params * sizeof(float);
-    for (int d = 0; d < m->ngpu; d++) {
+    // (d < MAX_GPUS always holds; said here so that GCC 13 sees the bound of g[].)
+    for (int d = 0; d < m->ngpu && d < MAX_GPUS; d++) {
         gpu *g = &m->g[d];
         CUDA_CHECK(cudaSetDevice(g->id));
         CUDA_CHECK(cudaStreamSynchronize(g->stream));
@@ -229,7 +235,7 @@ static const float *cuda_probs(void *impl) {
 // Creation
 
 static void *create(int n_layer, int n_embd, int n_head, int context, uint64_t seed, cublasComputeType_t compute,
-                    const char *precision, char *err, size_t errlen) {
+                    int bf16, const char *precision, char *err, size_t errlen) {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count < 1) {
@@ -247,6 +253,7 @@ static void *create(int n_layer, int n_embd, int n_head, int context, uint64_t s
     m->NH = n_head;
     m->maxT = context;
     m->compute = compute;
+    m->bf16 = bf16;
     m->num_params = tc_param_sizes(n_layer, n_embd, context, m->sizes);
     m->ngpu = count < MAX_GPUS ? count : MAX_GPUS;
     // The same seeded weights as every other backend, then onto the GPUs.
@@ -302,19 +309,19 @@ static void *create(int n_layer, int n_embd, int n_head, int context, uint64_t s
 static void *cuda_create_tf32(int n_layer, int n_embd, int n_head, int context, uint64_t seed, int threads, char *err,
                               size_t errlen) {
     (void)threads;
-    return create(n_layer, n_embd, n_head, context, seed, CUBLAS_COMPUTE_32F_FAST_TF32, "TF32", err, errlen);
+    return create(n_layer, n_embd, n_head, context, seed, CUBLAS_COMPUTE_32F_FAST_TF32, 0, "TF32", err, errlen);
 }
 
 static void *cuda_create_bf16(int n_layer, int n_embd, int n_head, int context, uint64_t seed, int threads, char *err,
                               size_t errlen) {
     (void)threads;
-    return create(n_layer, n_embd, n_head, context, seed, CUBLAS_COMPUTE_32F_FAST_16BF, "bf16", err, errlen);
+    return create(n_layer, n_embd, n_head, context, seed, CUBLAS_COMPUTE_32F_FAST_TF32, 1, "bf16 linear-layer", err, errlen);
 }
 
 static void *cuda_create_fp32(int n_layer, int n_embd, int n_head, int context, uint64_t seed, int threads, char *err,
                               size_t errlen) {
     (void)threads;
-    return create(n_layer, n_embd, n_head, context, seed, CUBLAS_COMPUTE_32F, "float32", err, errlen);
+    return create(n_layer, n_embd, n_head, context, seed, CUBLAS_COMPUTE_32F, 0, "float32", err, errlen);
 }
 
 // Round up to 64 floats so every buffer starts 256-byte aligned, as cuBLAS likes.
@@ -361,6 +368,10 @@ static int ensure_activations(cuda_model *m, int B, int T) {
         if (e == cudaSuccess) e = cudaMallocHost((void **)&g->h_tok_offsets, (V + 1) * sizeof(int));
         if (e == cudaSuccess) e = cudaMallocHost((void **)&g->h_tok_positions, N * sizeof(int));
         if (e == cudaSuccess) e = cudaMallocHost((void **)&g->h_losses, N * sizeof(float));
+        // bf16 operand scratch: the largest operand of a linear layer or the classifier.
+        size_t n16 = std::max({N * 4 * C, N * V, 4 * C * C, V * C});
+        if (e == cudaSuccess && m->bf16) e = cudaMalloc((void **)&g->blas.s16a, n16 * sizeof(__nv_bfloat16));
+        if (e == cudaSuccess && m->bf16) e = cudaMalloc((void **)&g->blas.s16b, n16 * sizeof(__nv_bfloat16));
         if (e != cudaSuccess) {
             fprintf(stderr, "stratum-trainer-cuda: cannot allocate activations for batch %d x %d on GPU %d: %s\n", B,
                     T, d, cudaGetErrorString(e));
@@ -443,7 +454,7 @@ static void forward_on(cuda_model *m, gpu *g, const uint8_t *inputs, const uint8
     }
     layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (L - 1) * NC, p->lnfw, p->lnfb, N, C, s);
     // logits = lnf @ wte^T (wte is [V, C], so it is the transposed operand)
-    gemm(blas, false, true, N, V, C, a->lnf, C, p->wte, C, 0.0f, a->logits, V);
+    gemm_linear(blas, false, true, N, V, C, a->lnf, C, (size_t)N * C, p->wte, C, (size_t)V * C, 0.0f, a->logits, V, s);
     softmax_cross_entropy(a->probs, a->losses, a->dlogits, a->logits, targets ? g->targets : NULL, N, inv_total, s);
     if (targets) CUDA_CHECK(cudaMemcpyAsync(g->h_losses, a->losses, N * sizeof(float), cudaMemcpyDeviceToHost, s));
 }
@@ -483,8 +494,8 @@ static void backward_on(cuda_model *m, gpu *g) {
     // dlogits came out of the forward's fused softmax + cross-entropy.
     // logits = lnf @ wte^T: dlnf = dlogits @ wte, dwte += dlogits^T @ lnf
     float *dlnf = g->dnc;
-    gemm(blas, false, false, N, C, V, a->dlogits, V, p->wte, C, 0.0f, dlnf, C);
-    gemm(blas, true, false, V, C, N, a->dlogits, V, a->lnf, C, 1.0f, gr->wte, C);
+    gemm_linear(blas, false, false, N, C, V, a->dlogits, V, (size_t)N * V, p->wte, C, (size_t)V * C, 0.0f, dlnf, C, s);
+    gemm_linear(blas, true, false, V, C, N, a->dlogits, V, (size_t)N * V, a->lnf, C, (size_t)N * C, 1.0f, gr->wte, C, s);
 
     CUDA_CHECK(cudaMemsetAsync(g->dres, 0, NC * sizeof(float), s));
     layernorm_backward(g->dres, gr->lnfw, gr->lnfb, dlnf, a->residual3 + (L - 1) * NC, p->lnfw, a->lnf_mean,

@@ -55,7 +55,8 @@ static void usage(FILE *out) {
             "  --no-resume          start from scratch even if checkpoints exist\n"
             "  --quiet              no progress lines\n"
 #ifdef STRATUM_TRAINER_CUDA
-            "  --matmul KIND        tf32 (default), bf16 or fp32: the matmuls' tensor-core arithmetic;\n"
+            "  --matmul KIND        tf32 (default), bf16 or fp32: the matmuls' arithmetic (bf16: the\n"
+            "                       linear layers' operands rounded to bf16, attention in TF32);\n"
             "                       weights, gradients and AdamW moments stay float32 in every case\n"
 #endif
             "  --help               this text\n"

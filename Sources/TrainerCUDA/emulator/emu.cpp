@@ -237,24 +237,13 @@ static float tf32(float x) {
     return x;
 }
 
-// bf16 keeps 7 mantissa bits; the conversion rounds to nearest, ties to even (finite inputs).
-static float bf16(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
-    memcpy(&x, &u, 4);
-    return x;
-}
-
 cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
-                                          int k, const void *alpha, const void *A, cudaDataType, int lda, long long sA,
-                                          const void *B, cudaDataType, int ldb, long long sB, const void *beta, void *C,
-                                          cudaDataType, int ldc, long long sC, int batch, cublasComputeType_t compute,
+                                          int k, const void *alpha, const void *A, cudaDataType at, int lda, long long sA,
+                                          const void *B, cudaDataType bt, int ldb, long long sB, const void *beta, void *C,
+                                          cudaDataType ct, int ldc, long long sC, int batch, cublasComputeType_t compute,
                                           cublasGemmAlgo_t) {
     float al = *(const float *)alpha, be = *(const float *)beta;
-    float (*round)(float) = compute == CUBLAS_COMPUTE_32F_FAST_TF32 ? tf32
-                            : compute == CUBLAS_COMPUTE_32F_FAST_16BF ? bf16
-                                                                      : nullptr;
+    bool round = compute == CUBLAS_COMPUTE_32F_FAST_TF32;
     // cuBLAS's argument checks: a leading dimension shorter than the stored rows is an error.
     if (lda < std::max(1, ta == CUBLAS_OP_N ? m : k) || ldb < std::max(1, tb == CUBLAS_OP_N ? k : n) ||
         ldc < std::max(1, m)) {
@@ -262,16 +251,24 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t, cublasOperation_t ta, 
                 ldb, ldc);
         abort();
     }
+    if (ct != CUDA_R_32F || (compute == CUBLAS_COMPUTE_32F_FAST_TF32 && (at != CUDA_R_32F || bt != CUDA_R_32F))) {
+        fprintf(stderr, "emu: cublasGemm: unsupported type combination\n");
+        abort();
+    }
     for (int b = 0; b < batch; b++) {
-        const float *a = (const float *)A + b * sA, *bb = (const float *)B + b * sB;
+        // An operand element as float32, whatever its storage type.
+        auto load = [](const void *base, cudaDataType t, size_t i) {
+            return t == CUDA_R_16BF ? __bfloat162float(((const __nv_bfloat16 *)base)[i]) : ((const float *)base)[i];
+        };
+        size_t offA = (size_t)b * sA, offB = (size_t)b * sB;
         float *c = (float *)C + b * sC;
         for (int j = 0; j < n; j++)
             for (int i = 0; i < m; i++) {
                 float acc = 0.0f;
                 for (int p = 0; p < k; p++) {
-                    float x = ta == CUBLAS_OP_N ? a[i + (size_t)p * lda] : a[p + (size_t)i * lda];
-                    float y = tb == CUBLAS_OP_N ? bb[p + (size_t)j * ldb] : bb[j + (size_t)p * ldb];
-                    acc += round ? round(x) * round(y) : x * y;
+                    float x = load(A, at, offA + (ta == CUBLAS_OP_N ? i + (size_t)p * lda : p + (size_t)i * lda));
+                    float y = load(B, bt, offB + (tb == CUBLAS_OP_N ? p + (size_t)j * ldb : j + (size_t)p * ldb));
+                    acc += round ? tf32(x) * tf32(y) : x * y;
                 }
                 float *out = &c[i + (size_t)j * ldc];
                 *out = be == 0.0f ? al * acc : al * acc + be * *out;  // beta 0: C is not read
