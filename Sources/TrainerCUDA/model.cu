@@ -77,6 +77,9 @@ struct activations {
     float *lnf, *lnf_mean, *lnf_rstd; // [N, C], [N], [N]
     float *logits, *probs, *dlogits;  // [N, V] each
     float *losses;                    // [N]
+    // bf16 linear layers only (else NULL): the linear layers' inputs rounded to bf16 by the
+    // forward pass, for the weight gradients: ln1, atty, ln2 [L, N, C], fch_gelu [L, N, 4C]
+    __nv_bfloat16 *ln1_16, *atty_16, *ln2_16, *fchg_16;
 };
 
 // One GPU: its replica, its slice of the batch, its scratch.
@@ -136,7 +139,9 @@ static void free_activations(gpu *g) {
     cudaFreeHost(g->h_losses);
     cudaFree(g->blas.s16a);
     cudaFree(g->blas.s16b);
+    cudaFree(g->a.ln1_16);
     g->blas.s16a = g->blas.s16b = NULL;
+    g->a.ln1_16 = g->a.atty_16 = g->a.ln2_16 = g->a.fchg_16 = NULL;
     g->act_mem = NULL;
     g->inputs = g->targets = NULL;
     g->tok_offsets = g->tok_positions = NULL;
@@ -372,6 +377,13 @@ static int ensure_activations(cuda_model *m, int B, int T) {
         size_t n16 = std::max({N * 4 * C, N * V, 4 * C * C, V * C});
         if (e == cudaSuccess && m->bf16) e = cudaMalloc((void **)&g->blas.s16a, n16 * sizeof(__nv_bfloat16));
         if (e == cudaSuccess && m->bf16) e = cudaMalloc((void **)&g->blas.s16b, n16 * sizeof(__nv_bfloat16));
+        // the forward's bf16 copies of the linear inputs: 3 [L, N, C] blocks and one [L, N, 4C]
+        if (e == cudaSuccess && m->bf16) e = cudaMalloc((void **)&g->a.ln1_16, L * N * 7 * C * sizeof(__nv_bfloat16));
+        if (e == cudaSuccess && m->bf16) {
+            g->a.atty_16 = g->a.ln1_16 + L * N * C;
+            g->a.ln2_16 = g->a.atty_16 + L * N * C;
+            g->a.fchg_16 = g->a.ln2_16 + L * N * C;
+        }
         if (e != cudaSuccess) {
             fprintf(stderr, "stratum-trainer-cuda: cannot allocate activations for batch %d x %d on GPU %d: %s\n", B,
                     T, d, cudaGetErrorString(e));
@@ -403,6 +415,9 @@ static int ensure_activations(cuda_model *m, int B, int T) {
 
 // ------------------------------------------------------------------------------------------
 // Forward
+
+// Layer l's slice of a bf16 copy, or NULL when the backend keeps none.
+static __nv_bfloat16 *kept16(__nv_bfloat16 *base, size_t offset) { return base ? base + offset : NULL; }
 
 // The forward pass of one GPU over its `rows` sequences; everything is queued on its stream.
 static void forward_on(cuda_model *m, gpu *g, const uint8_t *inputs, const uint8_t *targets, float inv_total) {
@@ -442,15 +457,19 @@ static void forward_on(cuda_model *m, gpu *g, const uint8_t *inputs, const uint8
 
         layernorm_forward(ln1, a->ln1_mean + (size_t)l * N, a->ln1_rstd + (size_t)l * N, residual, p->ln1w + lc,
                           p->ln1b + lc, N, C, s);
-        matmul_forward(blas, g->qkv, ln1, p->qkvw + 3 * lc * C, p->qkvb + 3 * lc, NULL, N, C, 3 * C, s);
+        matmul_forward(blas, g->qkv, ln1, p->qkvw + 3 * lc * C, p->qkvb + 3 * lc, NULL, N, C, 3 * C, s,
+                       kept16(a->ln1_16, l * NC));
         attention_forward(blas, atty, qkvh, att, g->yh, g->qkv, B, T, C, NH, s);
-        matmul_forward(blas, res2, atty, p->attprojw + lc * C, p->attprojb + lc, residual, N, C, C, s);
+        matmul_forward(blas, res2, atty, p->attprojw + lc * C, p->attprojb + lc, residual, N, C, C, s,
+                       kept16(a->atty_16, l * NC));
 
         layernorm_forward(ln2, a->ln2_mean + (size_t)l * N, a->ln2_rstd + (size_t)l * N, res2, p->ln2w + lc,
                           p->ln2b + lc, N, C, s);
-        matmul_forward(blas, fch, ln2, p->fcw + 4 * lc * C, p->fcb + 4 * lc, NULL, N, C, 4 * C, s);
+        matmul_forward(blas, fch, ln2, p->fcw + 4 * lc * C, p->fcb + 4 * lc, NULL, N, C, 4 * C, s,
+                       kept16(a->ln2_16, l * NC));
         gelu_forward(fchg, fch, 4 * NC, s);
-        matmul_forward(blas, res3, fchg, p->fcprojw + 4 * lc * C, p->fcprojb + lc, res2, N, 4 * C, C, s);
+        matmul_forward(blas, res3, fchg, p->fcprojw + 4 * lc * C, p->fcprojb + lc, res2, N, 4 * C, C, s,
+                       kept16(a->fchg_16, 4 * l * NC));
     }
     layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (L - 1) * NC, p->lnfw, p->lnfb, N, C, s);
     // logits = lnf @ wte^T (wte is [V, C], so it is the transposed operand)
@@ -510,21 +529,25 @@ static void backward_on(cuda_model *m, gpu *g) {
 
         // res3 = res2 + gelu(fch) @ fcprojw + fcprojb   (dres holds d res3, then d res2)
         matmul_backward(blas, g->d4c, gr->fcprojw + 4 * lc * C, gr->fcprojb + lc, g->dres, fchg,
-                        p->fcprojw + 4 * lc * C, g->partials, N, 4 * C, C, s);
+                        p->fcprojw + 4 * lc * C, g->partials, N, 4 * C, C, s,
+                        kept16(a->fchg_16, 4 * l * NC));
         gelu_backward(g->d4c, fch, 4 * NC, s);
         matmul_backward(blas, g->dnc, gr->fcw + 4 * lc * C, gr->fcb + 4 * lc, g->d4c, ln2, p->fcw + 4 * lc * C,
-                        g->partials, N, C, 4 * C, s);
+                        g->partials, N, C, 4 * C, s,
+                        kept16(a->ln2_16, l * NC));
         layernorm_backward(g->dres, gr->ln2w + lc, gr->ln2b + lc, g->dnc, res2, p->ln2w + lc,
                            a->ln2_mean + (size_t)l * N, a->ln2_rstd + (size_t)l * N, g->partials, N, C, s);
 
         // res2 = residual + attention(ln1) @ attprojw + attprojb
         matmul_backward(blas, g->dnc, gr->attprojw + lc * C, gr->attprojb + lc, g->dres, atty, p->attprojw + lc * C,
-                        g->partials, N, C, C, s);
+                        g->partials, N, C, C, s,
+                        kept16(a->atty_16, l * NC));
         float *dqkv = g->qkv;  // the forward's qkv scratch, free again
         attention_backward(blas, dqkv, g->dqkvh, g->datt, g->yh, g->dnc, qkvh, att, B, T, C, NH, s);
         float *dln1 = g->dnc;
         matmul_backward(blas, dln1, gr->qkvw + 3 * lc * C, gr->qkvb + 3 * lc, dqkv, ln1, p->qkvw + 3 * lc * C,
-                        g->partials, N, C, 3 * C, s);
+                        g->partials, N, C, 3 * C, s,
+                        kept16(a->ln1_16, l * NC));
         layernorm_backward(g->dres, gr->ln1w + lc, gr->ln1b + lc, dln1, residual, p->ln1w + lc,
                            a->ln1_mean + (size_t)l * N, a->ln1_rstd + (size_t)l * N, g->partials, N, C, s);
     }

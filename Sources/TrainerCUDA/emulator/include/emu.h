@@ -99,6 +99,13 @@ inline __nv_bfloat16 __float2bfloat16(float x) {
     u += 0x7FFFu + ((u >> 16) & 1u);
     return __nv_bfloat16{(uint16_t)(u >> 16)};
 }
+struct __nv_bfloat162 {
+    __nv_bfloat16 x, y;
+};
+inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) { return {__float2bfloat16(a), __float2bfloat16(b)}; }
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
 inline float __bfloat162float(__nv_bfloat16 h) {
     uint32_t u = (uint32_t)h.bits << 16;
     float x;
