@@ -13,8 +13,8 @@
 # formula and peak are used for every row, so the rows compare directly.
 #
 # stratum-trainer-cuda is built with make in Sources/TrainerCUDA unless
-# STRATUM_TRAINER_CUDA_BIN names a binary; it runs twice, with TF32 and with bf16 matmuls
-# (--matmul). PyTorch comes from $TORCH_PYTHON (default python3) and needs a CUDA build;
+# STRATUM_TRAINER_CUDA_BIN names a binary; it runs twice, with TF32 matmuls and with bf16
+# linear layers (--matmul bf16). PyTorch comes from $TORCH_PYTHON (default python3) and needs a CUDA build;
 # without one its rows say n/a. Each run has a time limit in seconds: T_STRATUM (default 120),
 # T_TORCH (eager PyTorch, 120) and T_COMPILE (torch.compile, compilation included, 300); a run
 # past its limit shows "timed out". TORCH_LOG names a file that collects PyTorch's stderr.
@@ -88,7 +88,7 @@ echo "device: $device"
 echo "FLOPs per token 6N + 12LCT = $flops; MFU against $PEAK_TFLOPS TFLOPS"
 printf "%-34s %-30s %12s %10s\n" "trainer" "arithmetic" "tokens/s" "MFU"
 row "stratum-trainer-cuda" "TF32 matmuls, float32 weights" "$stratum_tf32"
-row "stratum-trainer-cuda --matmul bf16" "bf16 matmuls, float32 weights" "$stratum_bf16"
+row "stratum-trainer-cuda --matmul bf16" "bf16 linear layers, TF32 attn" "$stratum_bf16"
 row "pytorch eager" "TF32 matmuls, float32 weights" "$(torch_run tf32 "")"
 row "pytorch eager" "bf16 autocast, float32 weights" "$(torch_run bf16 "")"
 row "pytorch torch.compile" "TF32 matmuls, float32 weights" "$(torch_run tf32 --compile)"
