@@ -12,8 +12,9 @@ extern "C" {
 extern const tc_model_backend tc_cuda_backend;
 /// The same kernels with float32 matmuls (slower): `make check` tests the kernels tightly with it.
 extern const tc_model_backend tc_cuda_fp32_backend;
-/// bf16 matmuls on the tensor cores (operands rounded to bf16 inside cuBLAS, float32
-/// accumulation), float32 weights and everything else: `stratum-trainer-cuda --matmul bf16`.
+/// bf16 linear layers: their operands rounded to bf16, multiplied with float32 accumulation;
+/// attention's products in TF32; float32 weights and everything else
+/// (`stratum-trainer-cuda --matmul bf16`).
 extern const tc_model_backend tc_cuda_bf16_backend;
 
 #ifdef __cplusplus
