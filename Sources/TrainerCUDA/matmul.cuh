@@ -11,7 +11,8 @@
 // (and the classifier's) are rounded to bf16 (7-bit mantissa, unit roundoff 2^-9 ~ 2e-3, round
 // to nearest) into scratch buffers first, then multiplied at the tensor cores' bf16 rate, twice
 // TF32's, with float32 accumulation and a float32 result. The conversion reads each float32
-// operand once more (a linear backward converts its output gradient once for both products).
+// operand once more; the forward keeps its bf16 copy of each linear input for the weight
+// gradient, and a linear backward converts its output gradient once for both products.
 // Attention's batched products stay TF32: their T x T operands are memory-bound, and a
 // conversion would add a pass over them. (cuBLAS's CUBLAS_COMPUTE_32F_FAST_16BF on float32
 // operands was measured to run the same TF32 kernels on an H200, so it is not used.)
