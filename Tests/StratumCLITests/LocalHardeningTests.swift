@@ -70,6 +70,13 @@ private struct ShellProject {
         return leaders
     }
 
+    /// An attribute of a node as `state show` prints it (`name = value`), quotes removed.
+    func attribute(_ name: String, of address: String, env: String) throws -> String? {
+        let shown = try cli.run(["state", "show", address, "--stack", "local-shell", "--env", env]).stdout
+        let line = shown.split(separator: "\n").first { $0.trimmingCharacters(in: .whitespaces).hasPrefix("\(name) = ") }
+        return line.map { String($0.split(separator: "=", maxSplits: 1)[1]).trimmingCharacters(in: CharacterSet(charactersIn: "\" ")) }
+    }
+
     /// Kills whatever a failed test left behind.
     func cleanUp() {
         for pid in markedProcesses().keys { kill(pid, SIGKILL) }
@@ -87,11 +94,12 @@ struct LocalHardeningTests {
     func killingTheLeaderIsDriftAndApplyLeavesNoOrphan(isolation: String) throws {
         let project = try ShellProject("kill-leader", isolation: isolation)
         defer { project.cleanUp() }
-        try project.configure(script: Self.withChildren)
+        // One child leaves the node's session and process group: it is still the node's.
+        try project.configure(script: "setsid sleep 1000 & " + Self.withChildren)
         let apply = try project.run(["apply", "--auto-approve"])
         #expect(apply.status == 0, "\(apply.stdout)\(apply.stderr)")
         let first = try project.directory(of: 0).lastPathComponent
-        #expect(waitUntil(seconds: 20) { project.markedProcesses().count >= 3 }, "\(project.markedProcesses())")
+        #expect(waitUntil(seconds: 20) { project.markedProcesses().count >= 4 }, "\(project.markedProcesses())")
         let shown = try project.cli.run(["state", "show", "local_node.job[0]", "--stack", "local-shell"])
         #expect(shown.stdout.contains("running"), "\(shown.stdout)")
 
@@ -112,7 +120,7 @@ struct LocalHardeningTests {
         let second = try project.directory(of: 0).lastPathComponent
         #expect(second != first)
         #expect(Set(project.markedProcesses().values) == [second])
-        #expect(project.supervisors()[second]?.count == 1)
+        #expect(isAlive(try project.leader(of: 0)))
         #expect(try project.run(["plan", "--detailed-exitcode"]).status == 0)
 
         let destroy = try project.run(["destroy", "--auto-approve"])
@@ -150,6 +158,32 @@ struct LocalHardeningTests {
         #expect(destroy.status == 0, "\(destroy.stderr)")
         #expect(project.markedProcesses().isEmpty)
         #expect(project.directories().isEmpty)
+    }
+
+    @Test func anotherEnvironmentsNodeAtTheSameAddressIsNeverTouched() throws {
+        let project = try ShellProject("two-envs")
+        defer { project.cleanUp() }
+        try project.configure(script: Self.withChildren)
+        #expect(try project.run(["apply", "--auto-approve", "--env", "prod"]).status == 0)
+        #expect(try project.run(["apply", "--auto-approve", "--env", "dev"]).status == 0)
+        #expect(waitUntil(seconds: 20) { project.supervisors().count == 2 })
+        let processes = project.markedProcesses()
+        let devLog = try #require(try project.attribute("log_path", of: "local_node.job[0]", env: "dev"))
+        let devLeader = try #require(try project.attribute("pid", of: "local_node.job[0]", env: "dev").flatMap { Int32($0) })
+        let devDirectory = URL(fileURLWithPath: devLog).deletingLastPathComponent().lastPathComponent
+        let prod = processes.filter { $0.value != devDirectory }
+        #expect(!prod.isEmpty && prod.count < processes.count)
+
+        // dev loses its leader, is replaced, then destroyed: prod's tree and directory stay.
+        kill(devLeader, SIGKILL)
+        #expect(try project.run(["apply", "--auto-approve", "--env", "dev"]).status == 0)
+        #expect(try project.run(["destroy", "--auto-approve", "--env", "dev"]).status == 0)
+        #expect(prod.keys.allSatisfy(isAlive))
+        #expect(Set(project.markedProcesses().values) == Set(prod.values))
+        #expect(project.directories() == Array(Set(prod.values)))
+        #expect(try project.run(["plan", "--detailed-exitcode", "--env", "prod"]).status == 0)
+        #expect(try project.run(["destroy", "--auto-approve", "--env", "prod"]).status == 0)
+        #expect(project.markedProcesses().isEmpty)
     }
 
     @Test func sigkillDuringDestroyThenRerunLeavesNothing() throws {
