@@ -234,7 +234,7 @@ enum LocalProcesses {
         do {
             try saveRecord(record, in: directory)
         } catch {
-            await NodeTree(directory: directory, leader: pid, cgroup: cgroup).terminate(grace: .seconds(2))
+            await remove(NodeTree(directory: directory, leader: pid, cgroup: cgroup))
             throw ProviderError(.transient, "cannot record node \(address): \(error.localizedDescription)", address: address)
         }
         guard exited else { return state(for: resource, record: record, directory: directory) }
@@ -289,13 +289,11 @@ enum LocalProcesses {
         }
     }
 
-    /// Stops the tree and removes its directory and cgroup; false if the directory stays.
-    @discardableResult
-    static func remove(_ tree: NodeTree, grace: Duration = .seconds(2)) async -> Bool {
-        await tree.terminate(grace: grace)
+    /// Stops the tree (2 seconds between SIGTERM and SIGKILL) and removes its directory and cgroup.
+    static func remove(_ tree: NodeTree) async {
+        await tree.terminate(grace: .seconds(2))
         tree.cgroup.map(NodeCgroups.remove)
-        guard FileManager.default.fileExists(atPath: tree.directory.path) else { return true }
-        return (try? FileManager.default.removeItem(at: tree.directory)) != nil
+        try? FileManager.default.removeItem(at: tree.directory)
     }
 
     // MARK: recovery
