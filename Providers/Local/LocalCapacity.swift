@@ -3,9 +3,10 @@ import Foundation
 /// How many nodes the Local provider lets one stack ask for on this machine.
 ///
 /// The limit is the least of three shares of the machine:
-/// - **processes**: free task slots / 16, where free slots are the smallest of `RLIMIT_NPROC`,
-///   `kernel.pid_max`, `kernel.threads-max` and the `pids.max` of this process's cgroup, less
-///   the tasks already running (each node gets room for its supervisor, workload and helpers);
+/// - **processes**: free task slots / 16 (room for a node's supervisor, workload and helpers),
+///   where free slots are the least room left under `kernel.pid_max`, `kernel.threads-max` and
+///   `RLIMIT_NPROC` (less the tasks running on the machine) and under the `pids.max` of this
+///   process's cgroup (less its `pids.current`);
 /// - **memory**: memory / 64 MiB, where memory is the physical memory or this process's
 ///   cgroup memory limit, whichever is smaller;
 /// - **CPUs**: 32 × the CPUs this process may run on.
@@ -39,37 +40,40 @@ public struct LocalCapacity: Sendable, Equatable {
 
     /// What the limit is derived from.
     public struct MachineFacts: Sendable, Equatable {
-        public var taskLimit: Int
-        public var tasksRunning: Int
+        /// Tasks (processes and threads) that can still be started: the least room left under
+        /// each limit that applies.
+        public var freeTaskSlots: Int
         public var memoryBytes: UInt64
         public var cpus: Int
 
-        public init(taskLimit: Int, tasksRunning: Int, memoryBytes: UInt64, cpus: Int) {
-            self.taskLimit = taskLimit
-            self.tasksRunning = tasksRunning
+        public init(freeTaskSlots: Int, memoryBytes: UInt64, cpus: Int) {
+            self.freeTaskSlots = freeTaskSlots
             self.memoryBytes = memoryBytes
             self.cpus = cpus
         }
 
         public static func read() -> MachineFacts {
-            var limits = [readInt("/proc/sys/kernel/pid_max"), readInt("/proc/sys/kernel/threads-max"), cgroupValue("pids", file: "pids.max")]
-                .compactMap { $0 }
+            // /proc/loadavg's fourth field is running/total scheduling entities (threads).
+            let loadavg = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? ""
+            let running = loadavg.split(separator: " ").dropFirst(3).first?.split(separator: "/").last.flatMap { Int($0) } ?? 0
+            // Machine-wide limits count every task; RLIMIT_NPROC counts the user's, bounded by that too.
+            var room = [readInt("/proc/sys/kernel/pid_max"), readInt("/proc/sys/kernel/threads-max")].compactMap { $0 }.map { $0 - running }
             // RLIMIT_NPROC's soft value ("unlimited" parses as nothing).
             let rlimits = (try? String(contentsOfFile: "/proc/self/limits", encoding: .utf8)) ?? ""
             if let line = rlimits.split(separator: "\n").first(where: { $0.hasPrefix("Max processes") }),
                 let soft = line.dropFirst("Max processes".count).split(separator: " ").first.flatMap({ Int($0) })
             {
-                limits.append(soft)
+                room.append(soft - running)
             }
-            // /proc/loadavg's fourth field is running/total scheduling entities (threads).
-            let loadavg = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? ""
-            let running = loadavg.split(separator: " ").dropFirst(3).first?.split(separator: "/").last.flatMap { Int($0) } ?? 0
+            // This process's pids cgroup counts its own members.
+            if let max = cgroupValue("pids", file: "pids.max") {
+                room.append(max - (cgroupValue("pids", file: "pids.current") ?? 0))
+            }
             var memory = UInt64(ProcessInfo.processInfo.physicalMemory)
             for file in ["memory.max", "memory.limit_in_bytes"] {
                 if let limit = cgroupValue("memory", file: file), limit > 0 { memory = min(memory, UInt64(limit)) }
             }
-            return MachineFacts(
-                taskLimit: limits.min() ?? 32768, tasksRunning: running, memoryBytes: memory, cpus: max(1, ProcessInfo.processInfo.activeProcessorCount))
+            return MachineFacts(freeTaskSlots: max(0, room.min() ?? 0), memoryBytes: memory, cpus: max(1, ProcessInfo.processInfo.activeProcessorCount))
         }
 
         static func readInt(_ path: String) -> Int? {
@@ -93,7 +97,7 @@ public struct LocalCapacity: Sendable, Equatable {
     }
 
     public static func derived(_ facts: MachineFacts) -> LocalCapacity {
-        let free = max(0, facts.taskLimit - facts.tasksRunning)
+        let free = facts.freeTaskSlots
         let byTasks = free / tasksPerNode
         let byMemory = Int(clamping: facts.memoryBytes / memoryPerNode)
         let byCPU = facts.cpus * nodesPerCPU

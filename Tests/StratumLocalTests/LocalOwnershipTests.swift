@@ -9,12 +9,12 @@ import Testing
 struct LocalCapacityTests {
     @Test func theLimitIsTheLeastOfProcessesMemoryAndCPUs() {
         let gib: UInt64 = 1 << 30
-        let roomy = LocalCapacity.derived(.init(taskLimit: 32768, tasksRunning: 768, memoryBytes: 8 * gib, cpus: 2))
+        let roomy = LocalCapacity.derived(.init(freeTaskSlots: 32000, memoryBytes: 8 * gib, cpus: 2))
         #expect(roomy.nodes == 64)  // 2 CPUs × 32; memory allows 128, processes 2000
         #expect(roomy.explanation.contains("32 per CPU × 2 CPUs = 64"))
-        #expect(LocalCapacity.derived(.init(taskLimit: 32768, tasksRunning: 768, memoryBytes: gib, cpus: 8)).nodes == 16)
-        #expect(LocalCapacity.derived(.init(taskLimit: 1000, tasksRunning: 840, memoryBytes: 8 * gib, cpus: 8)).nodes == 10)
-        #expect(LocalCapacity.derived(.init(taskLimit: 100, tasksRunning: 900, memoryBytes: 8 * gib, cpus: 8)).nodes == 0)
+        #expect(LocalCapacity.derived(.init(freeTaskSlots: 32000, memoryBytes: gib, cpus: 8)).nodes == 16)
+        #expect(LocalCapacity.derived(.init(freeTaskSlots: 160, memoryBytes: 8 * gib, cpus: 8)).nodes == 10)
+        #expect(LocalCapacity.derived(.init(freeTaskSlots: 0, memoryBytes: 8 * gib, cpus: 8)).nodes == 0)
         #expect(LocalCapacity.derived(.read()).nodes >= 0)
     }
 
