@@ -155,13 +155,14 @@ enum NodeCgroups {
     /// Setting `STRATUM_LOCAL_ISOLATION=process-group` turns cgroups off.
     static let isolationVariable = "STRATUM_LOCAL_ISOLATION"
 
-    /// `<cgroup2 mount><own cgroup>/stratum-local`, when cgroups are on and that place is writable.
+    /// `<cgroup2 mount><own cgroup>/stratum-local`, when cgroups are on and that place is
+    /// writable (it is made with the first node's cgroup; reading makes nothing).
     static let base: String? = {
         if ProcessInfo.processInfo.environment[isolationVariable] == "process-group" { return nil }
         guard let mount = cgroup2Mount(), let own = ownCgroup2Path() else { return nil }
-        let base = mount + (own == "/" ? "" : own) + "/stratum-local"
-        if mkdir(base, 0o755) != 0, errno != EEXIST { return nil }
-        return access(base, W_OK) == 0 ? base : nil
+        let parent = mount + (own == "/" ? "" : own)
+        let base = parent + "/stratum-local"
+        return access(base, F_OK) == 0 ? (access(base, W_OK) == 0 ? base : nil) : (access(parent, W_OK) == 0 ? base : nil)
     }()
 
     /// Where the cgroup2 hierarchy is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts).
@@ -199,11 +200,13 @@ enum NodeCgroups {
         directory(forNodes: nodes).map { $0 + "/" + name }
     }
 
-    /// Creates the cgroup; false when the hierarchy refuses.
+    /// Creates the cgroup (and the directories above it up to `base`); false when the hierarchy refuses.
     static func create(_ path: String) -> Bool {
-        let parent = (path as NSString).deletingLastPathComponent
-        if mkdir(parent, 0o755) != 0, errno != EEXIST { return false }
-        return mkdir(path, 0o755) == 0 || errno == EEXIST
+        let root = (path as NSString).deletingLastPathComponent
+        for directory in [(root as NSString).deletingLastPathComponent, root, path] {
+            if mkdir(directory, 0o755) != 0, errno != EEXIST { return false }
+        }
+        return true
     }
 
     static func exists(_ path: String) -> Bool { access(path + "/cgroup.procs", F_OK) == 0 }

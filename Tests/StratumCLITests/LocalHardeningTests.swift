@@ -71,7 +71,7 @@ private struct ShellProject {
     }
 
     /// An attribute of a node as `state show` prints it (`name = value`), quotes removed.
-    func attribute(_ name: String, of address: String, env: String) throws -> String? {
+    func attribute(_ name: String, of address: String, env: String = "dev") throws -> String? {
         let shown = try cli.run(["state", "show", address, "--stack", "local-shell", "--env", env]).stdout
         let line = shown.split(separator: "\n").first { $0.trimmingCharacters(in: .whitespaces).hasPrefix("\(name) = ") }
         return line.map { String($0.split(separator: "=", maxSplits: 1)[1]).trimmingCharacters(in: CharacterSet(charactersIn: "\" ")) }
@@ -100,10 +100,20 @@ struct LocalHardeningTests {
         #expect(apply.status == 0, "\(apply.stdout)\(apply.stderr)")
         let first = try project.directory(of: 0).lastPathComponent
         #expect(waitUntil(seconds: 20) { project.markedProcesses().count >= 4 }, "\(project.markedProcesses())")
-        let shown = try project.cli.run(["state", "show", "local_node.job[0]", "--stack", "local-shell"])
-        #expect(shown.stdout.contains("running"), "\(shown.stdout)")
-
+        #expect(try project.attribute("status", of: "local_node.job[0]") == "running")
         let leader = try project.leader(of: 0)
+        // The node runs in its own cgroup where the machine allows one, and says which mode it got.
+        let mode = try #require(try project.attribute("isolation", of: "local_node.job[0]"))
+        if isolation == "process-group" || !mode.hasPrefix("cgroup ") {
+            #expect(mode == "process-group \(leader)")
+        } else {
+            let procs = String(mode.dropFirst("cgroup ".count)) + "/cgroup.procs"
+            func members() -> Set<Int32> {
+                Set(((try? String(contentsOfFile: procs, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { Int32($0) })
+            }
+            // Every process of the node, the one that left its session too, is in the cgroup.
+            #expect(waitUntil(seconds: 10) { members().contains(leader) && members() == Set(project.markedProcesses().keys) })
+        }
         let children = Set(project.markedProcesses().keys).subtracting([leader])
         kill(leader, SIGKILL)
         #expect(waitUntil(seconds: 10) { !isAlive(leader) })
