@@ -6,40 +6,67 @@ import StratumCore
 import Glibc
 #endif
 
-/// Nodes as detached OS processes: each runs in its own session with its log and pid record
-/// under `nodes/<address>/`.
+/// Nodes as detached OS process trees. Each node instance has a directory under
+/// `nodes/<address>-<token>` with its log, its record and its workload's exit status; its
+/// leader is a small `/bin/sh` supervisor that runs the workload as a child and writes the
+/// exit status when it ends. The leader starts a new session (so the node is its own process
+/// group) inside the node's own cgroup where the machine allows it.
 enum LocalProcesses {
     struct NodeRecord: Codable {
         var pid: Int32
-        /// The kernel's start time of the process (clock ticks since boot): guards against pid reuse.
+        /// The kernel's start time of the leader (clock ticks since boot): guards against pid reuse.
         var startTicks: UInt64
         var token: String
         var labels: [String: Value]
         var startedAt: Date
+        /// The lineage of the state that created the node (absent in records of older versions).
+        var owner: String?
+        /// The node's cgroup directory; nil when the node runs as a process group only.
+        var cgroup: String?
+    }
+
+    /// What refresh reports about a node, as its `status` attribute.
+    enum Health: Equatable {
+        case running
+        /// The workload finished with status 0: the node did its work and stays until destroyed.
+        case exited
+        /// The workload exited with a non-zero status.
+        case failed(Int32)
+        /// The node's leader is gone without a recorded exit status, or its files are.
+        case lost(String)
+
+        var status: String {
+            switch self {
+            case .running: return "running"
+            case .exited: return "exited(0)"
+            case .failed(let code): return "failed(\(code))"
+            case .lost: return "lost"
+            }
+        }
+    }
+
+    /// Seconds a stopped node gets between SIGTERM and SIGKILL (default 10).
+    static let graceVariable = "STRATUM_LOCAL_STOP_GRACE"
+
+    static var stopGrace: Duration {
+        let seconds = ProcessInfo.processInfo.environment[graceVariable].flatMap(Double.init) ?? 10
+        return .milliseconds(Int(max(0, seconds) * 1000))
+    }
+
+    static func slug(_ address: ResourceAddress) -> String {
+        String(address.description.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" })
     }
 
     /// Each node instance gets its own directory, named after its address and create token, so
-    /// a replacement created before its predecessor is deleted never touches the old one's files.
+    /// a replacement never touches its predecessor's files.
     static func directory(for address: ResourceAddress, token: String, in nodes: URL) -> URL {
-        let slug = address.description.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" }
-        return nodes.appendingPathComponent(String(slug) + "-" + token.prefix(8))
+        nodes.appendingPathComponent(slug(address) + "-" + token.prefix(8))
     }
 
-    /// Removes directories of earlier instances of `address` whose process is gone (a node
-    /// killed out of band and since recreated), keeping `keep`.
-    static func sweepDeadInstances(of address: ResourceAddress, in nodes: URL, keeping keep: URL?) {
-        let prefix = directory(for: address, token: "", in: nodes).lastPathComponent
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: nodes.path)) ?? []
-        for name in names where name.hasPrefix(prefix) && name.count == prefix.count + 8 {
-            let candidate = nodes.appendingPathComponent(name)
-            guard candidate.standardizedFileURL != keep?.standardizedFileURL else { continue }
-            if let record = loadRecord(in: candidate),
-                isRunning(pid: record.pid, startTicks: record.startTicks)
-            {
-                continue
-            }
-            try? FileManager.default.removeItem(at: candidate)
-        }
+    /// Whether `name` is the name of an instance directory (or cgroup) of `address`.
+    static func isInstance(_ name: String, of address: ResourceAddress) -> Bool {
+        let prefix = slug(address) + "-"
+        return name.hasPrefix(prefix) && name.count == prefix.count + 8
     }
 
     /// The directory of a node already in state: where its log lives.
@@ -48,49 +75,111 @@ enum LocalProcesses {
     }
 
     static func recordFile(_ directory: URL) -> URL { directory.appendingPathComponent("node.json") }
+    static func exitFile(_ directory: URL) -> URL { directory.appendingPathComponent("exit-status") }
 
     /// The node record in `directory`, or nil if there is none or it cannot be read.
     static func loadRecord(in directory: URL) -> NodeRecord? {
         try? JSONDecoder().decode(NodeRecord.self, from: Data(contentsOf: recordFile(directory)))
     }
 
-    /// Which of `resources` still run: one pass over the process table for all of them.
+    static func saveRecord(_ record: NodeRecord, in directory: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        try encoder.encode(record).write(to: recordFile(directory), options: .atomic)
+        try "\(record.pid)\n".write(to: directory.appendingPathComponent("pid"), atomically: true, encoding: .utf8)
+    }
+
+    /// The workload's exit status, once the supervisor has written it.
+    static func exitStatus(in directory: URL) -> Int32? {
+        (try? String(contentsOf: exitFile(directory), encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    /// The process tree of the instance in `directory`, as far as its record (or, without one,
+    /// the state's pid and the cgroup named after the directory) tells.
+    static func tree(_ directory: URL, record: NodeRecord?, recordedPid: Int32?) -> NodeTree {
+        let nodes = directory.deletingLastPathComponent()
+        var cgroup = record?.cgroup
+        if cgroup == nil, let derived = NodeCgroups.path(forNodes: nodes, instance: directory.lastPathComponent), NodeCgroups.exists(derived) {
+            cgroup = derived
+        }
+        return NodeTree(directory: directory, leader: record?.pid ?? recordedPid, cgroup: cgroup)
+    }
+
+    static func recordedPid(_ state: ResourceState) -> Int32? {
+        state.attributes["pid"]?.intValue.map { Int32(truncatingIfNeeded: $0) }
+    }
+
+    // MARK: read
+
+    /// The live state of each node: one pass over the process table for all of them. A node
+    /// is gone (nil) only when neither its directory nor any of its processes remain; a node
+    /// whose workload failed, whose leader was killed or whose files were removed is reported
+    /// with a `failure`, so the plan replaces it (and the delete stops what is left of it).
     static func liveness(of resources: [ResourceState]) -> [ResourceState?] {
-        resources.map { state in
-            guard let directory = directory(of: state), let record = loadRecord(in: directory),
-                "\(record.pid)" == state.attributes["pid"].map(pidText) ?? "", isRunning(pid: record.pid, startTicks: record.startTicks)
-            else { return nil }
-            var fresh = state
-            fresh.attributes["labels"] = .map(record.labels)
-            return fresh
+        let table = ProcessTable.scan()
+        return resources.map { observe($0, table: table) }
+    }
+
+    static func observe(_ state: ResourceState, table: ProcessTable) -> ResourceState? {
+        guard let directory = directory(of: state) else { return nil }
+        let record = loadRecord(in: directory)
+        let pid = recordedPid(state)
+        let tree = tree(directory, record: record, recordedPid: pid)
+        let members = tree.members(in: table)
+        let health: Health
+        let still = "while \(members.count) of its processes still run"
+        if let record, record.pid == pid, table.isRunning(pid: record.pid, startTicks: record.startTicks) {
+            health = .running
+        } else if !FileManager.default.fileExists(atPath: directory.path) {
+            guard !members.isEmpty else { return nil }
+            health = .lost("its directory \(directory.path) was removed \(still)")
+        } else if record == nil || record?.pid != pid {
+            health = .lost("its record \(recordFile(directory).path) is missing or does not match state" + (members.isEmpty ? "" : " \(still)"))
+        } else if let code = exitStatus(in: directory) {
+            health = code == 0 ? .exited : .failed(code)
+        } else if !members.isEmpty {
+            health = .lost("its leader process \(pid ?? 0) was killed outside Stratum \(still)")
+        } else {
+            health = .lost("its processes were stopped outside Stratum before its workload recorded an exit status")
+        }
+        var fresh = state
+        if let record { fresh.attributes["labels"] = .map(record.labels) }
+        apply(health, to: &fresh, log: directory.appendingPathComponent("node.log").path)
+        return fresh
+    }
+
+    static func apply(_ health: Health, to state: inout ResourceState, log: String) {
+        state.attributes["status"] = .string(health.status)
+        switch health {
+        case .running, .exited:
+            state.attributes[ResourceState.failureAttribute] = nil
+        case .failed(let code):
+            let signal = code > 128 ? " (killed by signal \(code - 128))" : ""
+            state.attributes[ResourceState.failureAttribute] = .string("its workload exited with status \(code)\(signal); see \(log)")
+        case .lost(let why):
+            state.attributes[ResourceState.failureAttribute] = .string(why)
         }
     }
 
-    private static func pidText(_ value: Value) -> String {
-        switch value {
-        case .int(let i): return String(i)
-        case .string(let s): return s
-        default: return ""
-        }
-    }
+    // MARK: create
 
-    static func start(_ resource: ResolvedResource, token: String, nodesDirectory: URL) throws -> ResourceState {
+    /// The leader: runs the workload (`"$@"`) as its child and records its exit status.
+    static let supervisorScript = #"f=$1; shift; "$@"; s=$?; echo "$s" > "$f"; exit "$s""#
+
+    static func start(_ resource: ResolvedResource, token: String, nodesDirectory: URL) async throws -> ResourceState {
         let address = resource.address
         let directory = directory(for: address, token: token, in: nodesDirectory)
         let fm = FileManager.default
+        let owner = resource.ownership.lineage
 
         // A retried create with the same token adopts the process it already started.
-        if let existing = loadRecord(in: directory),
-            existing.token == token, isRunning(pid: existing.pid, startTicks: existing.startTicks)
+        if let existing = loadRecord(in: directory), existing.token == token,
+            ProcessTable.scan().isRunning(pid: existing.pid, startTicks: existing.startTicks)
         {
             return state(for: resource, record: existing, directory: directory)
         }
-        sweepDeadInstances(of: address, in: nodesDirectory, keeping: directory)
-        do {
-            try fm.createDirectory(at: directory, withIntermediateDirectories: true)
-        } catch {
-            throw ProviderError(.transient, "cannot create \(directory.path): \(error.localizedDescription)", address: address)
-        }
+        // Only one instance of an address runs: what an earlier one of this state left is stopped.
+        await supersede(address, keeping: directory, owner: owner, nodes: nodesDirectory)
 
         guard case .list(let argvValues)? = resource.inputs["command"], !argvValues.isEmpty else {
             throw ProviderError(.permanent, "command must be a non-empty list of strings", address: address)
@@ -108,57 +197,129 @@ enum LocalProcesses {
         environment["STRATUM_NODE_NAME"] = "\(address.name)-\(address.index ?? 0)"
         environment["STRATUM_NODE_INDEX"] = "\(address.index ?? 0)"
         environment["STRATUM_NODE_ADDRESS"] = address.description
-        environment["STRATUM_NODE_DIR"] = directory.path
+        environment[NodeMarker.directory] = directory.path
+        environment[NodeMarker.owner] = owner
+        try checkProgram(argv[0], path: environment["PATH"] ?? "", address: address)
 
-        let logPath = directory.appendingPathComponent("node.log").path
-        let pid = try spawnDetached(argv: argv, environment: environment, logPath: logPath, workingDirectory: directory.path, address: address)
-        guard let ticks = startTicks(of: pid) else {
-            throw ProviderError(.transient, "process \(pid) for \(address) exited immediately; see \(logPath)", address: address)
-        }
-        let record = NodeRecord(pid: pid, startTicks: ticks, token: token, labels: resource.inputs["labels"]?.mapValue ?? [:], startedAt: Date())
         do {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-            try encoder.encode(record).write(to: recordFile(directory), options: .atomic)
-            try "\(pid)\n".write(to: directory.appendingPathComponent("pid"), atomically: true, encoding: .utf8)
+            try fm.createDirectory(at: directory, withIntermediateDirectories: true)
         } catch {
-            terminate(pid: pid, startTicks: ticks, grace: 2)
+            throw ProviderError(.transient, "cannot create \(directory.path): \(error.localizedDescription)", address: address)
+        }
+        let logPath = directory.appendingPathComponent("node.log").path
+        let supervisor = ["/bin/sh", "-c", supervisorScript, "stratum-node", exitFile(directory).path] + argv
+        var cgroup = NodeCgroups.path(forNodes: nodesDirectory, instance: directory.lastPathComponent)
+        if let path = cgroup, !NodeCgroups.create(path) { cgroup = nil }
+        let pid: Int32
+        do {
+            do {
+                pid = try spawn(supervisor, environment: environment, logPath: logPath, workingDirectory: directory.path, cgroup: cgroup, address: address)
+            } catch let failure as SpawnFailure where failure.step == Int32(STRATUM_SPAWN_CGROUP.rawValue) {
+                // The hierarchy let us create the cgroup but not move into it: run as a process group.
+                cgroup.map(NodeCgroups.remove)
+                cgroup = nil
+                pid = try spawn(supervisor, environment: environment, logPath: logPath, workingDirectory: directory.path, cgroup: nil, address: address)
+            }
+        } catch {
+            cgroup.map(NodeCgroups.remove)
+            try? fm.removeItem(at: directory)
+            throw (error as? SpawnFailure)?.providerError ?? error
+        }
+        // Our own child: alive, or a zombie until reaped (by this or a concurrent create's scan).
+        let stat = ProcessStat.read(pid)
+        let exited = !(stat?.isLive ?? false)
+        let record = NodeRecord(
+            pid: pid, startTicks: stat?.startTicks ?? 0, token: token, labels: resource.inputs["labels"]?.mapValue ?? [:], startedAt: Date(),
+            owner: owner, cgroup: cgroup)
+        do {
+            try saveRecord(record, in: directory)
+        } catch {
+            await remove(NodeTree(directory: directory, leader: pid, cgroup: cgroup))
             throw ProviderError(.transient, "cannot record node \(address): \(error.localizedDescription)", address: address)
         }
-        return state(for: resource, record: record, directory: directory)
+        guard exited else { return state(for: resource, record: record, directory: directory) }
+        if let code = exitStatus(in: directory), code != 0 {
+            // Failed at once (a typo in the command): say why now. Recovery adopts the node,
+            // so its log stays until the next apply replaces it.
+            let tail = (try? String(contentsOfFile: logPath, encoding: .utf8))?.split(separator: "\n").suffix(3).joined(separator: "\n") ?? ""
+            throw ProviderError(.permanent, "the workload exited with status \(code) as soon as it started\(tail.isEmpty ? "" : ":\n\(tail)")", address: address)
+        }
+        let created = state(for: resource, record: record, directory: directory)
+        return observe(created, table: .scan()) ?? created
     }
 
-    /// The node an interrupted create started, if it runs: found by its record, or, when the
-    /// process was spawned but the record never written, by the `STRATUM_NODE_DIR` it carries in
-    /// its environment (its ownership tag). A directory with no live process is removed.
-    static func recover(_ resource: ResolvedResource, token: String, nodesDirectory: URL) -> ResourceState? {
-        let directory = directory(for: resource.address, token: token, in: nodesDirectory)
-        if let record = loadRecord(in: directory), record.token == token, isRunning(pid: record.pid, startTicks: record.startTicks) {
-            return state(for: resource, record: record, directory: directory)
+    /// Fails early, with the create's own error, on a program that cannot be found.
+    static func checkProgram(_ program: String, path: String, address: ResourceAddress) throws {
+        if program.contains("/") {
+            guard !program.hasPrefix("/") || FileManager.default.isExecutableFile(atPath: program) else {
+                throw ProviderError(.permanent, "cannot start '\(program)': no executable file there", address: address)
+            }
+            return
         }
-        if let pid = processCarrying(environment: "STRATUM_NODE_DIR=\(directory.path)"), let ticks = startTicks(of: pid) {
-            let record = NodeRecord(pid: pid, startTicks: ticks, token: token, labels: resource.inputs["labels"]?.mapValue ?? [:], startedAt: Date())
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-            if (try? encoder.encode(record).write(to: recordFile(directory), options: .atomic)) != nil {
-                try? "\(pid)\n".write(to: directory.appendingPathComponent("pid"), atomically: true, encoding: .utf8)
+        let found = path.split(separator: ":").contains { FileManager.default.isExecutableFile(atPath: "\($0)/\(program)") }
+        guard found else {
+            throw ProviderError(.permanent, "cannot start '\(program)': not found on PATH (\(path))", address: address)
+        }
+    }
+
+    /// Stops and removes what other instances of `address` created by the same state left:
+    /// directories of nodes that vanished, and trees whose record was edited or removed. Others'
+    /// nodes (another state's, found by their owner marker) are never touched.
+    static func supersede(_ address: ResourceAddress, keeping keep: URL, owner: String, nodes: URL) async {
+        let table = ProcessTable.scan()
+        var names = Set(((try? FileManager.default.contentsOfDirectory(atPath: nodes.path)) ?? []).filter { isInstance($0, of: address) })
+        names.formUnion(NodeCgroups.instances(forNodes: nodes).filter { isInstance($0, of: address) })
+        for entry in table.entries.values {
+            guard let path = entry.nodeDirectory else { continue }
+            let url = URL(fileURLWithPath: path)
+            if url.deletingLastPathComponent().standardizedFileURL == nodes.standardizedFileURL, isInstance(url.lastPathComponent, of: address) {
+                names.insert(url.lastPathComponent)
+            }
+        }
+        names.remove(keep.lastPathComponent)
+        for name in names.sorted() {
+            let directory = nodes.appendingPathComponent(name)
+            let record = loadRecord(in: directory)
+            let tree = tree(directory, record: record, recordedPid: nil)
+            let members = tree.members(in: table)
+            let recordedOwner = record?.owner ?? members.lazy.compactMap { table.entries[$0]?.owner }.first
+            if members.isEmpty ? (recordedOwner == nil || recordedOwner == owner) : recordedOwner == owner {
+                await remove(tree)
+            }
+        }
+    }
+
+    /// Stops the tree (2 seconds between SIGTERM and SIGKILL) and removes its directory and cgroup.
+    static func remove(_ tree: NodeTree) async {
+        await tree.terminate(grace: .seconds(2))
+        tree.cgroup.map(NodeCgroups.remove)
+        try? FileManager.default.removeItem(at: tree.directory)
+    }
+
+    // MARK: recovery
+
+    /// The node an interrupted create started: found by its record, or, when the process was
+    /// spawned but the record never written, as the session leader among the processes that
+    /// carry its directory in their environment. What cannot be adopted is stopped and removed.
+    static func recover(_ resource: ResolvedResource, token: String, nodesDirectory: URL) async -> ResourceState? {
+        let directory = directory(for: resource.address, token: token, in: nodesDirectory)
+        let table = ProcessTable.scan()
+        if let record = loadRecord(in: directory), record.token == token {
+            return observe(state(for: resource, record: record, directory: directory), table: table)
+        }
+        let tree = tree(directory, record: nil, recordedPid: nil)
+        let members = tree.members(in: table)
+        if FileManager.default.fileExists(atPath: directory.path),
+            let leader = members.compactMap({ table.entries[$0] }).first(where: { $0.stat.sid == $0.pid && $0.nodeDirectory == directory.path })
+        {
+            let record = NodeRecord(
+                pid: leader.pid, startTicks: leader.stat.startTicks, token: token, labels: resource.inputs["labels"]?.mapValue ?? [:],
+                startedAt: Date(), owner: resource.ownership.lineage, cgroup: tree.cgroup)
+            if (try? saveRecord(record, in: directory)) != nil {
                 return state(for: resource, record: record, directory: directory)
             }
-            terminate(pid: pid, startTicks: ticks, grace: 2)
         }
-        try? FileManager.default.removeItem(at: directory)
-        return nil
-    }
-
-    /// A process whose environment holds `entry` exactly (one pass over /proc).
-    static func processCarrying(environment entry: String) -> Int32? {
-        let needle = Array(entry.utf8)
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-            guard let pid = Int32(name), pid != getpid(),
-                let data = FileManager.default.contents(atPath: "/proc/\(name)/environ")
-            else { continue }
-            for item in data.split(separator: 0) where item.elementsEqual(needle) { return pid }
-        }
+        await remove(NodeTree(directory: directory, leader: nil, cgroup: tree.cgroup))
         return nil
     }
 
@@ -168,6 +329,8 @@ enum LocalProcesses {
         attributes["pid"] = .int(Int(record.pid))
         attributes["log_path"] = .string(directory.appendingPathComponent("node.log").path)
         attributes["started_at"] = .string(ISO8601DateFormatter().string(from: record.startedAt))
+        attributes["status"] = .string(Health.running.status)
+        attributes["isolation"] = .string(record.cgroup.map { "cgroup \($0)" } ?? "process-group \(record.pid)")
         return ResourceState(address: resource.address, provider: "local", region: resource.region, id: "pid-\(record.pid)", attributes: attributes)
     }
 
@@ -185,12 +348,18 @@ enum LocalProcesses {
         }
     }
 
+    // MARK: delete
+
+    /// Stops every process of the node (by cgroup, process group and marker, so also after its
+    /// leader or its files are gone), then removes its directory and cgroup.
     static func stop(_ state: ResourceState) async throws {
         guard let directory = directory(of: state) else { return }
-        defer { sweepDeadInstances(of: state.address, in: directory.deletingLastPathComponent(), keeping: nil) }
-        if let record = loadRecord(in: directory) {
-            terminate(pid: record.pid, startTicks: record.startTicks, grace: 10)
+        let record = loadRecord(in: directory)
+        let tree = tree(directory, record: record, recordedPid: recordedPid(state))
+        if !(await tree.terminate(grace: stopGrace)) {
+            throw ProviderError(.transient, "processes of \(state.address) survived SIGKILL; they are retried on the next run", address: state.address)
         }
+        tree.cgroup.map(NodeCgroups.remove)
         if FileManager.default.fileExists(atPath: directory.path) {
             do {
                 try FileManager.default.removeItem(at: directory)
@@ -202,9 +371,32 @@ enum LocalProcesses {
 
     // MARK: processes
 
-    /// Starts `argv` in a new session (so it outlives the CLI and can be signalled as a group)
+    struct SpawnFailure: Error {
+        var step: Int32
+        var errno: Int32
+        var program: String
+        var address: ResourceAddress
+
+        /// Running out of processes or memory is capacity, so apply stops launching more creates.
+        var providerError: ProviderError {
+            let reason = String(cString: strerror(errno))
+            switch (step, errno) {
+            case (Int32(STRATUM_SPAWN_FORK.rawValue), EAGAIN), (_, ENOMEM), (_, ENFILE), (_, EMFILE):
+                return ProviderError(
+                    .capacity,
+                    "the machine cannot start another process (\(reason)): it is out of process slots or memory; run fewer local nodes or raise the limit (ulimit -u, the pids cgroup)",
+                    address: address)
+            default:
+                return ProviderError(.permanent, "cannot start '\(program)': \(reason)", address: address)
+            }
+        }
+    }
+
+    /// Starts `argv[0]` (an absolute path) as a new session leader, inside `cgroup` if given,
     /// with stdin from /dev/null and stdout/stderr appended to `logPath`.
-    static func spawnDetached(argv: [String], environment: [String: String], logPath: String, workingDirectory: String, address: ResourceAddress) throws -> Int32 {
+    static func spawn(
+        _ argv: [String], environment: [String: String], logPath: String, workingDirectory: String, cgroup: String?, address: ResourceAddress
+    ) throws -> Int32 {
         let cArgs = argv.map { strdup($0) } + [nil]
         let cEnv = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
@@ -212,53 +404,14 @@ enum LocalProcesses {
             cEnv.forEach { free($0) }
         }
         var pid: pid_t = 0
+        var step: Int32 = 0
+        let procs = cgroup.map { $0 + "/cgroup.procs" }
         let status = cArgs.withUnsafeBufferPointer { args in
             cEnv.withUnsafeBufferPointer { env in
-                stratum_spawn_detached(args.baseAddress, env.baseAddress, logPath, workingDirectory, &pid)
+                stratum_spawn_node(argv[0], args.baseAddress, env.baseAddress, logPath, workingDirectory, procs, &pid, &step)
             }
         }
-        guard status == 0 else {
-            throw ProviderError(.permanent, "cannot start '\(argv[0])': \(String(cString: strerror(status)))", address: address)
-        }
+        guard status == 0 else { throw SpawnFailure(step: step, errno: status, program: argv[0], address: address) }
         return pid
-    }
-
-    /// The process's start time in clock ticks since boot, or nil if it is gone or a zombie.
-    static func startTicks(of pid: Int32) -> UInt64? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return nil }
-        // Fields after the command name: state is field 3, starttime field 22.
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 19, fields[0] != "Z", fields[0] != "X" else {
-            reap(pid)
-            return nil
-        }
-        return UInt64(fields[19])
-    }
-
-    static func isRunning(pid: Int32, startTicks expected: UInt64) -> Bool {
-        startTicks(of: pid) == expected
-    }
-
-    /// Collects the exit status if the process is our own child, so it does not linger as a zombie.
-    static func reap(_ pid: Int32) {
-        var status: Int32 = 0
-        _ = waitpid(pid, &status, WNOHANG)
-    }
-
-    /// SIGTERM to the node's process group, then SIGKILL after `grace` seconds.
-    static func terminate(pid: Int32, startTicks: UInt64, grace: Double) {
-        guard isRunning(pid: pid, startTicks: startTicks) else { return }
-        kill(-pid, SIGTERM)
-        kill(pid, SIGTERM)
-        let deadline = Date().addingTimeInterval(grace)
-        while Date() < deadline {
-            if !isRunning(pid: pid, startTicks: startTicks) { return }
-            usleep(20_000)
-        }
-        kill(-pid, SIGKILL)
-        kill(pid, SIGKILL)
-        for _ in 0..<100 where isRunning(pid: pid, startTicks: startTicks) { usleep(10_000) }
     }
 }

@@ -39,6 +39,8 @@ public struct LocalProvider: Provider {
                 "memory_gib": .input(forceNew: true),
                 "network_id": .input(forceNew: true),
                 "id": .computed, "pid": .computed, "log_path": .computed, "started_at": .computed,
+                // running, exited(0), failed(<status>) or lost; `failure` says why a node needs replacing.
+                "status": .computed, "isolation": .computed, ResourceState.failureAttribute: .computed,
             ]),
         ]
     }
@@ -55,6 +57,28 @@ public struct LocalProvider: Provider {
             problems.append(Diagnostic(address: resource.address, message: "command '\(program)' is not an executable file", location: resource.location))
         }
         return problems
+    }
+
+    /// A stack may not ask for more local nodes than the machine holds (see `LocalCapacity`).
+    public func validate(stack resources: [DesiredResource]) -> [Diagnostic] {
+        let nodes = resources.filter { $0.address.type == "local_node" }
+        guard !nodes.isEmpty else { return [] }
+        let capacity: LocalCapacity
+        switch LocalCapacity.current() {
+        case .success(let found): capacity = found
+        case .failure(let problem): return [Diagnostic(message: problem.message)]
+        }
+        guard nodes.count > capacity.nodes else { return [] }
+        var pools: [String: Int] = [:]
+        for node in nodes { pools[node.address.name, default: 0] += 1 }
+        let counts = pools.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        return [
+            Diagnostic(
+                address: nodes[capacity.nodes].address,
+                message: "the stack asks the local provider for \(nodes.count) nodes (\(counts)), but this machine holds at most \(capacity.nodes) (\(capacity.explanation)). "
+                    + "Set \(LocalCapacity.overrideVariable) to another limit, or place some node pools on a cloud",
+                location: nodes[capacity.nodes].location)
+        ]
     }
 
     var buckets: URL { root.appendingPathComponent("buckets") }
@@ -97,7 +121,7 @@ public struct LocalProvider: Provider {
         switch resource.address.type {
         case "local_network": return try createNetwork(resource, token: token)
         case "local_bucket": return try createBucket(resource, token: token)
-        case "local_node": return try LocalProcesses.start(resource, token: token, nodesDirectory: nodes)
+        case "local_node": return try await LocalProcesses.start(resource, token: token, nodesDirectory: nodes)
         default: throw ProviderError(.permanent, "local provider has no resource type '\(resource.address.type)'", address: resource.address)
         }
     }
@@ -114,18 +138,20 @@ public struct LocalProvider: Provider {
             guard let record = try? LocalRecord.load(file), record.token == operation.token else { return nil }
             return try createNetwork(resource, token: operation.token)
         case "local_bucket":
-            guard let bucket = operation.inputs["name"]?.stringValue else { return nil }
+            // A create writes its record, carrying its token, before it makes the directory:
+            // without that record nothing here is ours, and a directory is never removed.
+            guard let bucket = operation.inputs["name"]?.stringValue,
+                let record = try? LocalRecord.load(bucketRecord(bucket)), record.token == operation.token
+            else { return nil }
             let directory = buckets.appendingPathComponent(bucket)
-            let record = try? LocalRecord.load(bucketRecord(bucket))
-            if record?.token == operation.token { return try createBucket(resource, token: operation.token) }
-            // Killed between creating the directory and writing its record: the directory
-            // is ours only if it is empty (nothing else could have put it there so recently).
-            if record == nil, let contents = try? FileManager.default.contentsOfDirectory(atPath: directory.path), contents.isEmpty {
-                try removeIfPresent(directory)
+            guard FileManager.default.fileExists(atPath: directory.path) else {
+                // Killed before the directory was made: the create never took effect.
+                try removeIfPresent(bucketRecord(bucket))
+                return nil
             }
-            return nil
+            return try createBucket(resource, token: operation.token)
         case "local_node":
-            return LocalProcesses.recover(resource, token: operation.token, nodesDirectory: nodes)
+            return await LocalProcesses.recover(resource, token: operation.token, nodesDirectory: nodes)
         default:
             throw ProviderError(.permanent, "local provider has no resource type '\(operation.type)'", address: operation.address)
         }
@@ -210,18 +236,25 @@ public struct LocalProvider: Provider {
         }
         let directory = buckets.appendingPathComponent(bucket)
         let record = bucketRecord(bucket)
+        let conflict = ProviderError(
+            .permanent,
+            "bucket directory \(directory.path) already exists and is not managed by this stack; it was left as it is (adopt it with `stratum state import \(resource.address) \(bucket)`, or choose another name)",
+            address: resource.address)
         if FileManager.default.fileExists(atPath: directory.path) {
             // A retried create finds its own bucket; anyone else's is a conflict.
-            guard (try? LocalRecord.load(record))?.token == token else {
-                throw ProviderError(.permanent, "bucket directory \(directory.path) already exists and is not managed by this stack", address: resource.address)
-            }
+            guard (try? LocalRecord.load(record))?.token == token else { throw conflict }
         } else {
+            // The record first: it is what tells recovery the directory is ours.
+            try LocalRecord(id: bucket, token: token, attributes: ["versioning": resource.inputs["versioning"] ?? .bool(false)]).save(record)
             do {
-                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+                try FileManager.default.createDirectory(at: buckets, withIntermediateDirectories: true)
+                // Not intermediate: fails if someone else made the directory meanwhile.
+                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: false)
             } catch {
+                try? FileManager.default.removeItem(at: record)
+                if FileManager.default.fileExists(atPath: directory.path) { throw conflict }
                 throw ProviderError(.permanent, "cannot create \(directory.path): \(error.localizedDescription)", address: resource.address)
             }
-            try LocalRecord(id: bucket, token: token, attributes: ["versioning": resource.inputs["versioning"] ?? .bool(false)]).save(record)
         }
         var attributes = resource.inputs
         attributes["id"] = .string(bucket)

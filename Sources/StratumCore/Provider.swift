@@ -32,6 +32,10 @@ public protocol Provider: Sendable {
     /// Provider-specific checks of inputs, run before any call to the cloud.
     func validate(_ resource: DesiredResource) -> [Diagnostic]
 
+    /// Checks that need every resource of the stack placed on this provider at once (how many
+    /// the machine or account can hold), run after the per-resource checks.
+    func validate(stack resources: [DesiredResource]) -> [Diagnostic]
+
     /// Live state of `resources`, all of one type in one region: one element per input,
     /// `nil` where the resource no longer exists.
     func read(type: String, region: String, resources: [ResourceState]) async throws -> [ResourceState?]
@@ -59,6 +63,8 @@ public protocol Provider: Sendable {
 
 extension Provider {
     public func validate(_ resource: DesiredResource) -> [Diagnostic] { [] }
+
+    public func validate(stack resources: [DesiredResource]) -> [Diagnostic] { [] }
 
     public func importResource(type: String, region: String, id: String, address: ResourceAddress) async throws -> ResourceState? {
         throw ProviderError(.permanent, "provider '\(name)' cannot import resources of type '\(type)'")

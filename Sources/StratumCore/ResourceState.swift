@@ -26,3 +26,13 @@ public struct ResourceState: Sendable, Hashable, Codable {
 
     public var type: String { address.type }
 }
+
+extension ResourceState {
+    /// The attribute a provider's `read` sets on a resource that still exists but has failed
+    /// for good (a workload that exited with an error, a node whose processes were killed): a
+    /// sentence saying what happened. The planner replaces such a resource.
+    public static let failureAttribute = "failure"
+
+    /// Why the resource needs replacing, when its provider reported it failed.
+    public var failure: String? { attributes[Self.failureAttribute]?.stringValue }
+}

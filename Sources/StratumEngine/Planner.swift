@@ -55,6 +55,10 @@ public struct Planner: Sendable {
             problems += provider.validateAgainstSchema(resource)
             problems += provider.validate(resource)
         }
+        let byProvider = Dictionary(grouping: stack.resources, by: \.provider)
+        for (name, resources) in byProvider.sorted(by: { $0.key < $1.key }) {
+            problems += providers[name]?.validate(stack: resources) ?? []
+        }
         if !problems.isEmpty { throw ValidationError(problems) }
     }
 
@@ -161,7 +165,10 @@ public struct Planner: Sendable {
             if attribute?.forceNew == true { forcing.append(name) }
         }
 
-        let action: ChangeAction = changed.isEmpty ? .noop : (forcing.isEmpty ? .update : .replace)
+        var action: ChangeAction = changed.isEmpty ? .noop : (forcing.isEmpty ? .update : .replace)
+        // A resource its provider reports failed is replaced even when nothing else changed.
+        let reason = prior.failure
+        if reason != nil { action = .replace }
         if action == .replace {
             for name in computed where resolvedInputs[name] == nil { after[name] = .unknown }
         }
@@ -169,7 +176,7 @@ public struct Planner: Sendable {
             address: resource.address, provider: resource.provider, region: resource.region, action: action,
             createBeforeDestroy: action == .replace && (schema?.createBeforeDestroy ?? false),
             before: prior.attributes, after: after, inputs: resource.inputs, replacedBy: forcing,
-            dependencies: resource.dependencies, prior: prior)
+            dependencies: resource.dependencies, prior: prior, reason: reason)
     }
 
     func restrict(_ changes: [ResourceAddress: ResourceChange], to scope: PlanScope, stack: EvaluatedStack, live: [ResourceAddress: ResourceState]) -> [ResourceChange] {

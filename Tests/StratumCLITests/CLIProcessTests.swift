@@ -132,13 +132,14 @@ struct CLIProcessTests {
             ["worker-000.bin", "worker-001.bin"].allSatisfy { FileManager.default.fileExists(atPath: firstRound.appendingPathComponent($0).path) }
         }, "\((try? FileManager.default.subpathsOfDirectory(atPath: bucket.path)) ?? [])")
 
-        // Kill one out of band: the plan shows drift and exits 2.
+        // Kill one's leader out of band: the plan shows drift (its trainer still runs, so the
+        // node is replaced, which stops the trainer) and exits 2.
         kill(first, SIGKILL)
         #expect(waitUntil(seconds: 5) { !isAlive(first) })
         let drift = try cli.run(["plan", "--detailed-exitcode"] + common)
         #expect(drift.status == 2, "\(drift.stdout)\(drift.stderr)")
-        #expect(drift.stdout.contains("local_node.worker[0] will be created because it no longer exists"))
-        #expect(drift.stdout.contains("Plan: 1 to add, 0 to change, 0 to destroy."))
+        #expect(drift.stdout.contains("local_node.worker[0] must be replaced because its leader process \(first) was killed outside Stratum"))
+        #expect(drift.stdout.contains("Plan: 1 to add, 0 to change, 1 to destroy."))
 
         let heal = try cli.run(["apply", "--auto-approve"] + common)
         #expect(heal.status == 0)

@@ -24,13 +24,15 @@ struct Refresh: AsyncParsableCommand {
                 let gone = refreshed.live.filter { $0.value == nil }.keys.sorted()
                 let changed = refreshed.existing.values.filter { snapshot.resources[$0.address] != $0 }.sorted { $0.address < $1.address }
                 for address in gone { context.console.output("\(address): no longer exists; removed from state") }
-                for state in changed { context.console.output("\(state.address): changed outside Stratum; state updated") }
+                for state in changed where state.failure == nil { context.console.output("\(state.address): changed outside Stratum; state updated") }
+                let failed = refreshed.existing.values.filter { $0.failure != nil }.sorted { $0.address < $1.address }
+                for state in failed { context.console.output("\(state.address): failed: \(state.failure ?? ""); the next apply replaces it") }
                 if !gone.isEmpty || !changed.isEmpty {
                     let history = gone.map { HistoryChange(address: $0.description, action: "refresh-gone") }
                         + changed.map { HistoryChange(address: $0.address.description, action: "refresh") }
                     try await store.commit(workspace: workspace, StateMutation(upserts: changed, removals: gone, changes: history), at: Date())
                 }
-                context.console.output("Refreshed \(snapshot.resources.count) resource(s) with \(refreshed.readCalls) read call(s): \(gone.count) gone, \(changed.count) changed.")
+                context.console.output("Refreshed \(snapshot.resources.count) resource(s) with \(refreshed.readCalls) read call(s): \(gone.count) gone, \(changed.count) changed\(failed.isEmpty ? "" : ", \(failed.count) failed").")
             }
         }
     }
