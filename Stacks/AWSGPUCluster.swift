@@ -30,6 +30,16 @@ public struct AWSGPUCluster: Stack {
         /// An SSH public key to log in with; empty for none.
         public var sshPublicKey = ""
         public init() {}
+
+        public func problems() -> [ConfigProblem] {
+            var check = ConfigCheck()
+            // Each worker is one DiLoCo rank of the trainer.
+            check.trainer("workers", workers, TrainerLimits.workers)
+            // The root volume is gp3, which EC2 sizes from 1 GiB to 16 TiB.
+            check.range("root_volume_gib", rootVolumeGib, 1...16384, "the size of a gp3 volume in GiB")
+            check.require(!zones.isEmpty, "zones", "[]", "name at least one availability zone")
+            return check.problems
+        }
     }
 
     public init() {}

@@ -22,7 +22,34 @@ public struct LocalDemo: Stack {
         /// First worker's /metrics port; worker i uses port + i. 0 turns metrics off.
         public var metricsPort = 0
         public init() {}
+
+        /// Every value reaches the trainer (see `trainerConfig`): each must be one it accepts.
+        public func problems() -> [ConfigProblem] {
+            var check = ConfigCheck()
+            check.trainer("workers", workers, TrainerLimits.workers)
+            check.trainer("inner_steps", innerSteps, TrainerLimits.innerSteps)
+            check.trainer("rounds", rounds, TrainerLimits.rounds)
+            check.trainer("threads", threads, TrainerLimits.threads)
+            check.trainer("width", width, TrainerLimits.width)
+            check.require(width % LocalDemo.heads == 0, "width", width, "must be divisible by the model's \(LocalDemo.heads) attention heads (the trainer's model.width)")
+            check.trainer("metrics_port", metricsPort, TrainerLimits.metricsPort)
+            if metricsPort > 0, workers > 0, TrainerLimits.metricsPort.range.contains(Int64(metricsPort)) {
+                let last = Int64(metricsPort) + Int64(workers) - 1
+                check.require(last <= TrainerLimits.metricsPort.range.upperBound, "metrics_port", metricsPort,
+                              "worker i listens on metrics_port + i, so the last of \(workers) workers would need port \(last), above \(TrainerLimits.metricsPort.range.upperBound)")
+            }
+            // The trainer's schedule is inner_steps x rounds steps long.
+            let (steps, overflow) = innerSteps.multipliedReportingOverflow(by: rounds)
+            if innerSteps >= 1, rounds >= 1 {
+                check.require(!overflow && TrainerLimits.steps.range.contains(Int64(steps)), "rounds", rounds,
+                              "inner_steps x rounds is the trainer's train.steps, at most \(TrainerLimits.steps.range.upperBound)")
+            }
+            return check.problems
+        }
     }
+
+    /// Attention heads of the demo's model.
+    static let heads = 2
 
     public init() {}
 
@@ -54,7 +81,7 @@ public struct LocalDemo: Stack {
     /// The trainer's YAML; each node adds its rank, round store and checkpoint directory.
     static func trainerConfig(_ config: Config) -> String {
         """
-        model: {layers: 1, width: \(config.width), heads: 2, context: 64}
+        model: {layers: 1, width: \(config.width), heads: \(heads), context: 64}
         train: {batch_size: 16, seq_len: 64, steps: \(config.innerSteps * config.rounds), lr: 1e-2, weight_decay: 0, warmup_steps: 20, threads: \(config.threads), log_every: \(config.innerSteps)}
         data: {source: synthetic, branching: 4}
         checkpoint: {every: \(config.innerSteps), keep: 2}

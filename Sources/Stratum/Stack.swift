@@ -30,9 +30,17 @@ extension Stack {
 /// Typed configuration of a stack, read from `Stacks/config/<stack>.<env>.yaml` or `--config`.
 ///
 /// Every property needs a default: keys missing from the file keep it, keys in the file that
-/// are not properties are errors. YAML keys are the property names in snake_case.
+/// are not properties are errors. YAML keys are the property names in snake_case. `problems()`
+/// checks the values against the limits of what they feed.
 public protocol StackConfiguration: Codable, Sendable {
     init()
+    /// Values the stack cannot use (out of the range of what they configure), each naming its
+    /// key; checked whenever the configuration is loaded, so `validate` and `plan` report them.
+    func problems() -> [ConfigProblem]
+}
+
+extension StackConfiguration {
+    public func problems() -> [ConfigProblem] { [] }
 }
 
 /// The configuration of a stack that takes none.

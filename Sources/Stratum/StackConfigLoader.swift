@@ -17,13 +17,29 @@ public enum StackConfigLoader {
 
     /// Decodes `C` from the YAML at `url`; keys absent from the file keep their defaults.
     public static func load<C: StackConfiguration>(_ type: C.Type, from url: URL) throws -> C {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw ConfigError(file: url.path, message: "is a directory, not a config file: give the path of a YAML file")
+        }
         let text: String
         do {
             text = try String(contentsOf: url, encoding: .utf8)
         } catch {
-            throw ConfigError(file: url.path, message: "cannot read the file: \(error.localizedDescription)")
+            let reason = FileManager.default.fileExists(atPath: url.path)
+                ? (FileManager.default.isReadableFile(atPath: url.path) ? "it is not UTF-8 text" : "permission denied")
+                : "no such file"
+            throw ConfigError(file: url.path, message: "cannot read the file: \(reason)")
         }
         return try decode(type, yaml: text, file: url.path)
+    }
+
+    /// Throws the configuration's `problems()`, all at once, naming `file`.
+    public static func check<C: StackConfiguration>(_ config: C, file: String) throws -> C {
+        let problems = config.problems()
+        guard problems.isEmpty else {
+            throw ConfigError(file: file, message: problems.map(\.description).joined(separator: "; "))
+        }
+        return config
     }
 
     /// Decodes `C` from YAML text; `file` names the source in errors.
@@ -58,17 +74,61 @@ public enum StackConfigLoader {
         for (key, value) in overrides { merged[key] = jsonCompatible(value) }
 
 
-        let data = try JSONSerialization.data(withJSONObject: merged)
+        let data: Data
+        do {
+            data = try JSONSerialization.data(withJSONObject: merged)
+        } catch {
+            throw ConfigError(file: file, message: "a value cannot be used as configuration (\(error.localizedDescription))")
+        }
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
+        let config: C
         do {
-            return try decoder.decode(C.self, from: data)
+            config = try decoder.decode(C.self, from: data)
         } catch let DecodingError.typeMismatch(expected, context) {
-            throw ConfigError(file: file, message: "config key '\(keyPath(context))': expected \(describe(expected))")
+            throw ConfigError(file: file, message: "config key '\(keyPath(context))'\(shown(context, in: overrides)): expected \(describe(expected))")
         } catch let DecodingError.valueNotFound(expected, context) {
             throw ConfigError(file: file, message: "config key '\(keyPath(context))': expected \(describe(expected)), got null")
-        } catch {
-            throw ConfigError(file: file, message: "\(error)")
+        } catch let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
+            // A number the key's type cannot hold: 1.5 for an integer, or one out of its range.
+            throw ConfigError(file: file, message: "config key '\(keyPath(context))'\(shown(context, in: overrides)): expected \(expectedNumber(at: context, defaults: C()))")
+        } catch let DecodingError.keyNotFound(key, context) {
+            let path = (context.codingPath + [key]).map { $0.intValue.map { "[\($0)]" } ?? snakeCase($0.stringValue) }.joined(separator: ".")
+            throw ConfigError(file: file, message: "config key '\(path)' is missing")
+        } catch let error as DecodingError {
+            throw ConfigError(file: file, message: "cannot decode the configuration: \(error.localizedDescription)")
+        }
+        return try check(config, file: file)
+    }
+
+    /// ` = VALUE` as the file wrote it, when the path leads to a value in the file.
+    private static func shown(_ context: DecodingError.Context, in overrides: [String: Any]) -> String {
+        var current: Any? = overrides
+        for key in context.codingPath {
+            if let index = key.intValue {
+                guard let list = current as? [Any], list.indices.contains(index) else { return "" }
+                current = list[index]
+            } else {
+                current = (current as? [String: Any])?[snakeCase(key.stringValue)]
+            }
+        }
+        guard let current, !(current is [String: Any]), !(current is [Any]) else { return "" }
+        return " = \(current)"
+    }
+
+    /// What a number at `context` must be, from the type of the key's default value.
+    private static func expectedNumber<C: StackConfiguration>(at context: DecodingError.Context, defaults: C) -> String {
+        var current: Any = defaults
+        for key in context.codingPath {
+            guard let child = Mirror(reflecting: current).children.first(where: { $0.label == key.stringValue })?.value else {
+                return "a value of the key's type"
+            }
+            current = child
+        }
+        switch current {
+        case is Int, is Int64, is Int32: return "an integer (a whole number in range)"
+        case is UInt, is UInt64, is UInt32: return "a non-negative integer"
+        default: return "a \(type(of: current)) value"
         }
     }
 
@@ -94,6 +154,8 @@ public enum StackConfigLoader {
         case is Double.Type: return "a number"
         case is Bool.Type: return "true or false"
         case is String.Type: return "a string"
+        case is [Any].Type, is [String].Type, is [Int].Type: return "a list"
+        case is [String: Any].Type, is [String: String].Type: return "a mapping"
         default: return "a value of type \(type)"
         }
     }
@@ -105,6 +167,8 @@ public enum StackConfigLoader {
         case let list as [Any]: return list.map(jsonCompatible)
         case let date as Date: return ISO8601DateFormatter().string(from: date)
         case let data as Data: return data.base64EncodedString()
+        // JSON has no infinity or NaN: passed on as text, they are reported as the wrong type.
+        case let number as Double where !number.isFinite: return "\(number)"
         default: return value
         }
     }

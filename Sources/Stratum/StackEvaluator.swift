@@ -11,7 +11,8 @@ public struct StackEntry: Sendable {
         self.name = S.name
         self.summary = S.summary
         self.evaluate = { environment, configFile in
-            let config = try configFile.map { try StackConfigLoader.load(S.Config.self, from: $0) } ?? S.Config()
+            let config = try configFile.map { try StackConfigLoader.load(S.Config.self, from: $0) }
+                ?? StackConfigLoader.check(S.Config(), file: "the default configuration of \(S.name)")
             return try StackEvaluator.evaluate(S().body(config: config), name: S.name, environment: environment)
         }
     }

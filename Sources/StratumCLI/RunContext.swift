@@ -28,20 +28,23 @@ struct RunContext {
     /// The key that seals secrets in state (and in saved plans).
     var stateKey: StateKey { StateKey.resolve(keyFile: options.keyFilePath) }
 
-    func openStore() async throws -> any StateStore {
+    /// The state store. `readOnly` (commands that only read) opens the SQLite file without
+    /// creating or changing anything, so it also works on a read-only file or directory.
+    func openStore(readOnly: Bool = false) async throws -> any StateStore {
         if let url = options.backendURL {
             guard url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") else {
                 throw CLIError("--backend must be a postgres:// URL (the default backend is the SQLite file at --state)")
             }
             return try await PostgresStateStore.connect(url: url, sealer: stateKey, logger: logger)
         }
+        if readOnly { return try SQLiteStateStore.openForReading(path: options.statePath, sealer: stateKey) }
         return try SQLiteStateStore(path: options.statePath, sealer: stateKey)
     }
 
     /// The store and the workspace of the selected stack and environment.
-    func openWorkspace() async throws -> (any StateStore, String) {
+    func openWorkspace(readOnly: Bool = false) async throws -> (any StateStore, String) {
         let workspace = workspace(for: try stackEntry().name)
-        return (try await openStore(), workspace)
+        return (try await openStore(readOnly: readOnly), workspace)
     }
 
     /// Runs `body` holding the workspace's lock, after settling what an interrupted run left in

@@ -211,12 +211,7 @@ public final class PostgresStateStore: StateStore {
             throw StateError("the workspace \(workspace) disappeared from \(location.redacted) while it was read")
         }
         let (lineage, serial) = try first.decode((String, Int).self)
-        var resources: [ResourceAddress: ResourceState] = [:]
-        resources.reserveCapacity(resourceRows.count)
-        for row in resourceRows {
-            let resource = try decodeResource(StoredResource(row))
-            resources[resource.address] = resource
-        }
+        let resources = try UndecodableResourcesError.decodeAll(resourceRows) { try decodeResource(StoredResource($0)) }
         var outputs: [String: Value] = [:]
         for row in outputRows {
             let (name, value) = try row.decode((String, Data).self)

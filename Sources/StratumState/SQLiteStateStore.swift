@@ -4,15 +4,22 @@ import StratumCore
 
 /// State in a SQLite file (WAL mode, mode 0600), through GRDB.
 public final class SQLiteStateStore: StateStore {
-    private let pool: DatabasePool
+    private let pool: any DatabaseWriter
     public let path: String
     private let codec: StateCodec
+    /// Opened by `openForReading`: never writes, and reads a workspace that is not there as empty.
+    public let isReadOnly: Bool
     /// The copy taken before the last schema migration, if one ran.
     public let migrationBackup: String?
 
     /// Opens (creating if needed) the state file at `path`. A file that is not Stratum state,
-    /// is corrupt, or was written by a newer Stratum is refused untouched; before a schema
-    /// migration the file is copied to `<path>.backup-<time>`.
+    /// is corrupt, is empty, or was written by a newer Stratum is refused untouched; before a
+    /// schema migration the file is copied to `<path>.backup-<time>`.
+    ///
+    /// Safe to call from several processes at once on a path that does not exist yet: a new
+    /// file appears complete (built beside it, then linked into place), and migrations of an
+    /// existing file run inside one `BEGIN IMMEDIATE` transaction, so exactly one process
+    /// migrates and the others wait on SQLite's lock and then find the file current.
     public convenience init(path: String, sealer: (any ValueSealer)? = nil) throws {
         try self.init(path: path, sealer: sealer, prepare: nil)
     }
@@ -21,20 +28,96 @@ public final class SQLiteStateStore: StateStore {
     init(path: String, sealer: (any ValueSealer)?, prepare: (@Sendable (Database) throws -> Void)?) throws {
         self.path = path
         self.codec = StateCodec(sealer: sealer)
-        try Self.prepareFile(at: path)
+        self.isReadOnly = false
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         configuration.label = "stratum-state"
         if let prepare { configuration.prepareDatabase(prepare) }
         do {
-            // Look before opening for writing: opening a pool switches the file to WAL, which
-            // would already change a file that turns out not to be ours.
-            let applied = try Self.inspect(path: path)
+            if try Self.existingFile(at: path) {
+                migrationBackup = try Self.migrateInPlace(path: path)
+            } else {
+                try Self.createFile(at: path)
+                migrationBackup = nil
+            }
+            // Opening a pool switches the file to WAL: only now that it is known to be ours.
             pool = try DatabasePool(path: path, configuration: configuration)
-            migrationBackup = try Self.migrate(pool, path: path, applied: applied)
         } catch let error as DatabaseError {
             throw Self.describe(error, path: path, doing: "open")
         }
+    }
+
+    private init(readingAt path: String, sealer: (any ValueSealer)?) throws {
+        self.path = path
+        self.codec = StateCodec(sealer: sealer)
+        self.isReadOnly = true
+        self.migrationBackup = nil
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .timeout(10)
+        configuration.label = "stratum-state-read"
+        do {
+            pool = try Self.openReadOnly(path: path, configuration: configuration)
+            let applied = try pool.read { try Self.inspect($0, path: path) }
+            if applied != Self.knownMigrations {
+                throw StateError("\(path) uses an older state schema (\(applied.sorted().joined(separator: ", "))); a read-only command does not migrate it. Run a command that writes state (e.g. `stratum refresh`) once to migrate it (a backup is taken first)")
+            }
+        } catch let error as DatabaseError {
+            throw Self.describe(error, path: path, doing: "read")
+        }
+    }
+
+    /// Opens the state at `path` for commands that only read it (`state list`, `output`,
+    /// `plan --no-lock`, …): nothing is created or changed, not even a missing directory or
+    /// file (a missing file reads as empty state), and a file or directory without write
+    /// permission is read as it is.
+    public static func openForReading(path: String, sealer: (any ValueSealer)? = nil) throws -> any StateStore {
+        guard try existingFile(at: path) else { return InMemoryStateStore() }
+        return try SQLiteStateStore(readingAt: path, sealer: sealer)
+    }
+
+    /// Whether a state file exists at `path`; throws for a directory or an empty file, which
+    /// must not be mistaken for "no state yet".
+    private static func existingFile(at path: String) throws -> Bool {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            if errno == ENOENT || errno == ENOTDIR { return false }
+            throw StateError("cannot open state file \(path): \(String(cString: strerror(errno)))")
+        }
+        if info.st_mode & S_IFMT == S_IFDIR {
+            throw StateError("the state path \(path) is a directory, not a state file: give the path of a file, e.g. \(URL(fileURLWithPath: path).appendingPathComponent("state.db").path)")
+        }
+        if info.st_size == 0 {
+            throw StateError("state file \(path) is empty (0 bytes): it holds no state, and Stratum never leaves an empty state file behind, so it was probably truncated. Restore it from a backup (\(path).backup-*, or `stratum state import` of each resource); to start with no state, delete it and run again")
+        }
+        return true
+    }
+
+    /// A consistent read-only connection. Without write permission on the file or its
+    /// directory nobody can be writing it, so it is opened immutable (no lock, no -wal or
+    /// -shm file is created); otherwise SQLite's read-only locking applies.
+    private static func openReadOnly(path: String, configuration: Configuration) throws -> DatabaseQueue {
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        let unwritable = !isWritable(path) || !isWritable(directory)
+        if unwritable, !FileManager.default.fileExists(atPath: path + "-wal") {
+            let escaped = path.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: "?", with: "%3f").replacingOccurrences(of: "#", with: "%23")
+            // Builds of SQLite without URI filenames read "file:" literally and find no file.
+            if let queue = try? DatabaseQueue(path: "file:\(escaped)?immutable=1", configuration: configuration) { return queue }
+        }
+        return try DatabaseQueue(path: path, configuration: configuration)
+    }
+
+    /// Write permission by mode bits and by access(2): root passes access(2) on anything, but
+    /// a file nobody may write is still treated as one nobody is writing.
+    private static func isWritable(_ path: String) -> Bool {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return false }
+        return info.st_mode & 0o222 != 0 && access(path, W_OK) == 0
+    }
+
+    /// Closes the file's connections now; the last one to close folds the WAL into the file.
+    public func close() throws {
+        try pool.close()
     }
 
     /// A database error as a StateError that says what it means for the user's state.
@@ -53,21 +136,12 @@ public final class SQLiteStateStore: StateStore {
         }
     }
 
-    private static let knownMigrations: Set<String> = ["v1-initial", "v2-journal"]
+    private static let knownMigrations: Set<String> = Set(migrations.map(\.0))
 
-    /// Reads the file read-only and refuses foreign or newer ones; returns the migrations applied.
-    private static func inspect(path: String) throws -> Set<String> {
-        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-        guard size > 0 else { return [] }
-        var readOnly = Configuration()
-        readOnly.readonly = true
-        let queue = try DatabaseQueue(path: path, configuration: readOnly)
-        defer { try? queue.close() }
-        let (applied, tables) = try queue.read { db -> (Set<String>, Set<String>) in
-            let tables = Set(try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'"))
-            let applied = tables.contains("grdb_migrations") ? Set(try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations")) : []
-            return (applied, tables)
-        }
+    /// The tables and applied migrations; refuses a foreign file or one from a newer Stratum.
+    private static func inspect(_ db: Database, path: String) throws -> Set<String> {
+        let tables = Set(try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'"))
+        let applied = tables.contains("grdb_migrations") ? Set(try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations")) : []
         let userTables = tables.filter { !$0.hasPrefix("sqlite_") }
         if !userTables.isEmpty, !(applied.contains("v1-initial") && tables.contains("workspace")) {
             throw StateError("\(path) is a SQLite file but not Stratum state (it has tables \(userTables.sorted().joined(separator: ", "))); it was left untouched")
@@ -79,34 +153,43 @@ public final class SQLiteStateStore: StateStore {
         return applied
     }
 
-    /// Backs up before migrating an existing file, then migrates.
-    private static func migrate(_ pool: DatabasePool, path: String, applied: Set<String>) throws -> String? {
-        var backup: String?
-        if !applied.isEmpty, applied != knownMigrations {
-            let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
-            let target = "\(path).backup-\(stamp)"
-            try backupFile(pool, to: target)
-            backup = target
+    /// Brings an existing file to the current schema. It is looked at read-only first (a
+    /// foreign or current file is never opened for writing here); a migration runs inside one
+    /// immediate transaction, after a backup, and a process that waited for another's
+    /// migration finds nothing left to do.
+    private static func migrateInPlace(path: String) throws -> String? {
+        var readOnly = Configuration()
+        readOnly.readonly = true
+        readOnly.busyMode = .timeout(10)
+        let queue = try DatabaseQueue(path: path, configuration: readOnly)
+        let applied = try queue.read { try inspect($0, path: path) }
+        try queue.close()
+        guard applied != knownMigrations else { return nil }
+
+        var writable = Configuration()
+        writable.busyMode = .timeout(10)
+        let writer = try DatabaseQueue(path: path, configuration: writable)
+        defer { try? writer.close() }
+        return try writer.writeWithoutTransaction { db in
+            var backup: String?
+            try db.inTransaction(.immediate) {
+                let applied = try inspect(db, path: path)
+                if !applied.isEmpty, applied != knownMigrations {
+                    let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
+                    let target = "\(path).backup-\(stamp)"
+                    try backupFile(db, to: target)
+                    backup = target
+                }
+                try runMigrations(db, applied: applied)
+                return .commit
+            }
+            return backup
         }
-        try migrator.migrate(pool)
-        return backup
     }
 
-    /// A consistent copy through SQLite's backup API, mode 0600.
-    private static func backupFile(_ pool: DatabasePool, to target: String) throws {
-        let fd = open(target, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw StateError("cannot create the pre-migration backup \(target): \(String(cString: strerror(errno))); the state was not migrated")
-        }
-        close(fd)
-        let destination = try DatabaseQueue(path: target)
-        try pool.backup(to: destination)
-        try destination.close()
-    }
-
-    // SQLite gives the -wal and -shm files the database file's mode, so creating the file
-    // 0600 up front keeps all three private.
-    private static func prepareFile(at path: String) throws {
+    /// Builds a complete new state file beside `path` and links it into place, so no process
+    /// ever sees a half-made file; the loser of a race to create it uses the winner's.
+    private static func createFile(at path: String) throws {
         let url = URL(fileURLWithPath: path)
         let directory = url.deletingLastPathComponent().path
         let fm = FileManager.default
@@ -117,24 +200,63 @@ public final class SQLiteStateStore: StateStore {
                 throw StateError("cannot create state directory \(directory): \(error.localizedDescription)")
             }
         }
-        if fm.fileExists(atPath: path) {
-            guard access(path, R_OK | W_OK) == 0 else {
-                throw StateError("cannot open state file \(path): \(String(cString: strerror(errno)))")
-            }
-            return
-        }
-        let fd = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+        let scratch = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).new-\(getpid())-\(UUID().uuidString.prefix(8))").path
+        // SQLite gives the -wal and -shm files the database file's mode, so creating the file
+        // 0600 up front keeps all three private.
+        let fd = open(scratch, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
-            if errno == EEXIST { return }
-            throw StateError("cannot create state file \(path): \(String(cString: strerror(errno)))")
+            throw StateError("cannot create state file \(path): \(String(cString: strerror(errno))) (creating \(scratch))")
         }
         fchmod(fd, 0o600)
         close(fd)
+        defer { unlink(scratch) }
+        var configuration = Configuration()
+        configuration.journalMode = .wal
+        let queue = try DatabaseQueue(path: scratch, configuration: configuration)
+        try queue.writeWithoutTransaction { db in
+            try db.inTransaction(.immediate) {
+                try runMigrations(db, applied: [])
+                return .commit
+            }
+        }
+        try queue.close()
+        if link(scratch, path) != 0, errno != EEXIST {
+            throw StateError("cannot create state file \(path): \(String(cString: strerror(errno)))")
+        }
     }
 
+    /// A consistent copy through SQLite's backup API, mode 0600.
+    private static func backupFile(_ db: Database, to target: String) throws {
+        let fd = open(target, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw StateError("cannot create the pre-migration backup \(target): \(String(cString: strerror(errno))); the state was not migrated")
+        }
+        close(fd)
+        let destination = try DatabaseQueue(path: target)
+        try destination.writeWithoutTransaction { try db.backup(to: $0) }
+        try destination.close()
+    }
+
+    /// Applies the migrations not yet in `applied`, in order, inside the caller's transaction,
+    /// and records them where GRDB's migrator does (files from earlier builds stay readable).
+    private static func runMigrations(_ db: Database, applied: Set<String>) throws {
+        try db.execute(sql: "CREATE TABLE IF NOT EXISTS grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY)")
+        for (identifier, migrate) in migrations where !applied.contains(identifier) {
+            try migrate(db)
+            try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES (?)", arguments: [identifier])
+        }
+    }
+
+    /// The same migrations as a GRDB migrator (tests use it to write files of older schemas).
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
-        migrator.registerMigration("v1-initial") { db in
+        for (identifier, migrate) in migrations { migrator.registerMigration(identifier, migrate: migrate) }
+        return migrator
+    }
+
+    /// The schema, oldest first. Never edit one that shipped: add a new one.
+    static let migrations: [(String, @Sendable (Database) throws -> Void)] = [
+        ("v1-initial", { db in
             try db.create(table: "workspace") { t in
                 t.primaryKey("name", .text)
                 t.column("lineage", .text).notNull()
@@ -174,8 +296,8 @@ public final class SQLiteStateStore: StateStore {
                 t.column("acquiredAt", .datetime).notNull()
                 t.column("expiresAt", .datetime).notNull()
             }
-        }
-        migrator.registerMigration("v2-journal") { db in
+        }),
+        ("v2-journal", { db in
             // What each serial changed (before/after of every touched resource), for `history --diff`.
             try db.alter(table: "history") { t in t.add(column: "delta", .blob) }
             try db.create(table: "pending") { t in
@@ -194,9 +316,8 @@ public final class SQLiteStateStore: StateStore {
                 t.column("holder", .text).notNull()
                 t.column("detail", .text).notNull()
             }
-        }
-        return migrator
-    }
+        }),
+    ]
 
     // MARK: Records
 
@@ -304,18 +425,24 @@ public final class SQLiteStateStore: StateStore {
     }
 
     public func read(workspace: String) async throws -> StateSnapshot {
-        let (record, rows, outputRows) = try await write("read") { db in
-            let record = try Self.ensureWorkspace(db, workspace)
-            let rows = try ResourceRecord.filter(Column("workspace") == workspace).fetchAll(db)
-            let outputs = try OutputRecord.filter(Column("workspace") == workspace).fetchAll(db)
-            return (record, rows, outputs)
+        typealias Rows = (WorkspaceRecord?, [ResourceRecord], [OutputRecord])
+        let fetch: @Sendable (Database) throws -> Rows = { db in
+            (try WorkspaceRecord.fetchOne(db, key: workspace),
+             try ResourceRecord.filter(Column("workspace") == workspace).fetchAll(db),
+             try OutputRecord.filter(Column("workspace") == workspace).fetchAll(db))
         }
-        var resources: [ResourceAddress: ResourceState] = [:]
-        resources.reserveCapacity(rows.count)
-        for row in rows {
-            let resource = try decodeResource(row)
-            resources[resource.address] = resource
+        var (found, rows, outputRows) = try await read(fetch)
+        if found == nil, isReadOnly {
+            // Never written: a new lineage, as a first write would create, but nothing stored.
+            found = WorkspaceRecord(name: workspace, lineage: UUID().uuidString.lowercased(), serial: 0, createdAt: Date())
+        } else if found == nil {
+            (found, rows, outputRows) = try await write("read") { db in
+                _ = try Self.ensureWorkspace(db, workspace)
+                return try fetch(db)
+            }
         }
+        guard let record = found else { throw StateError("the workspace \(workspace) disappeared from \(path) while it was read") }
+        let resources = try UndecodableResourcesError.decodeAll(rows) { try decodeResource($0) }
         var outputs: [String: Value] = [:]
         for row in outputRows {
             outputs[row.name] = try codec.decode(Value.self, from: row.value)

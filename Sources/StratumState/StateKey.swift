@@ -140,17 +140,27 @@ public struct StateCodec: Sendable {
         }
     }
 
-    /// A resource from its stored columns (attributes and dependencies as encoded JSON).
+    /// A resource from its stored columns (attributes and dependencies as encoded JSON). A row
+    /// that cannot be decoded throws `UndecodableResourcesError` naming its address; a missing
+    /// or wrong key throws the key's own error, as it concerns every secret, not one row.
     public func decodeResource(
         address: String, provider: String, region: String, id: String, attributes: Data, dependencies: Data
     ) throws -> ResourceState {
-        guard let parsed = ResourceAddress(parsing: address) else {
-            throw StateError("state holds an invalid address '\(address)'")
+        func failure(_ reason: String) -> UndecodableResourcesError {
+            UndecodableResourcesError(rows: [.init(address: address, reason: reason)])
+        }
+        guard let parsed = ResourceAddress(parsing: address) else { throw failure("not a resource address") }
+        func column<T: Decodable>(_ name: String, _ type: T.Type, _ data: Data) throws -> T {
+            do {
+                return try decoder().decode(type, from: data)
+            } catch let error as DecodingError {
+                throw failure("\(name): \(UndecodableResourcesError.explain(error))")
+            }
         }
         return ResourceState(
             address: parsed, provider: provider, region: region, id: id,
-            attributes: try decode([String: Value].self, from: attributes),
-            dependencies: try decode([ResourceAddress].self, from: dependencies))
+            attributes: try column("attributes", [String: Value].self, attributes),
+            dependencies: try column("dependencies", [ResourceAddress].self, dependencies))
     }
 
     public func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {

@@ -166,6 +166,70 @@ public struct StateError: Error, Sendable, CustomStringConvertible {
     public var description: String { message }
 }
 
+/// Resource records in state that cannot be decoded (edited by hand, damaged, or written by
+/// a build whose types differ). Every such address is named; the resources themselves are not
+/// touched, and `stratum state rm ADDR` forgets a record without decoding it.
+public struct UndecodableResourcesError: Error, Sendable, CustomStringConvertible {
+    public struct Row: Sendable, Hashable {
+        public var address: String
+        public var reason: String
+        public init(address: String, reason: String) {
+            self.address = address
+            self.reason = reason
+        }
+    }
+
+    public var rows: [Row]
+    public init(rows: [Row]) { self.rows = rows }
+
+    public var addresses: [String] { rows.map(\.address) }
+
+    public var description: String {
+        let list = rows.map { "\($0.address) (\($0.reason))" }.joined(separator: "; ")
+        let example = rows.first?.address ?? "ADDR"
+        return "state holds \(rows.count) resource record\(rows.count == 1 ? "" : "s") that cannot be read: \(list). "
+            + "The resource\(rows.count == 1 ? " itself was" : "s themselves were") not touched. Forget a record with `stratum state rm \(example)`, "
+            + "then adopt the resource again with `stratum state import \(example) ID` if it still exists"
+    }
+
+    /// Decodes every record, so that all undecodable ones are named at once.
+    public static func decodeAll<Record>(_ records: [Record], _ decode: (Record) throws -> ResourceState) throws -> [ResourceAddress: ResourceState] {
+        var resources: [ResourceAddress: ResourceState] = [:]
+        resources.reserveCapacity(records.count)
+        var failed: [Row] = []
+        for record in records {
+            do {
+                let resource = try decode(record)
+                resources[resource.address] = resource
+            } catch let error as UndecodableResourcesError {
+                failed += error.rows
+            }
+        }
+        if !failed.isEmpty { throw UndecodableResourcesError(rows: failed.sorted { $0.address < $1.address }) }
+        return resources
+    }
+
+    /// A decoding error in words: where in the value, and what was wrong.
+    public static func explain(_ error: DecodingError) -> String {
+        func at(_ context: DecodingError.Context) -> String {
+            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+            return path.isEmpty ? "" : " at \(path)"
+        }
+        switch error {
+        case .dataCorrupted(let context):
+            return "malformed\(at(context)): \(context.debugDescription)"
+        case .typeMismatch(let type, let context):
+            return "expected \(type)\(at(context))"
+        case .valueNotFound(let type, let context):
+            return "missing value of type \(type)\(at(context))"
+        case .keyNotFound(let key, let context):
+            return "missing key '\(key.stringValue)'\(at(context))"
+        @unknown default:
+            return "\(error)"
+        }
+    }
+}
+
 /// Where state lives. Every backend passes the same contract test suite.
 public protocol StateStore: Sendable {
     /// The workspace's current state; creates an empty one with a new lineage on first use.

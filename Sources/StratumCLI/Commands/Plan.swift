@@ -30,15 +30,28 @@ struct PlanCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Exit 0 when there are no changes, 2 when there are, 1 on error.")
     var detailedExitcode = false
 
+    @Flag(name: .long, inversion: .prefixedNo, help: "Take the state lock and settle interrupted operations first. --no-lock only reads state: it works on a read-only state file and creates nothing.")
+    var lock = true
+
     func run() async throws {
         let context = RunContext(global)
         var hasChanges = false
         try await reportingErrors(context.console) {
             let stack = destroy ? nil : try context.evaluate()
             let name = try stack?.name ?? context.stackNameForDestroy()
-            let store = try await context.openStore()
-            let plan = try await context.locked(store, workspace: context.workspace(for: name), operation: "plan") {
-                try await context.plan(stack: stack, stackName: name, store: store, change: change, destroy: destroy)
+            let plan: Plan
+            if lock {
+                let store = try await context.openStore()
+                plan = try await context.locked(store, workspace: context.workspace(for: name), operation: "plan") {
+                    try await context.plan(stack: stack, stackName: name, store: store, change: change, destroy: destroy)
+                }
+            } else {
+                let store = try await context.openStore(readOnly: true)
+                let pending = try await store.pendingOperations(workspace: context.workspace(for: name))
+                if !pending.isEmpty {
+                    context.console.error(context.console.yellow("Warning: \(pending.count) interrupted operation(s) in the journal are not settled by plan --no-lock; the plan may be out of date (run plan with the lock to settle them)."))
+                }
+                plan = try await context.plan(stack: stack, stackName: name, store: store, change: change, destroy: destroy)
             }
             try context.show(plan)
             if let out {

@@ -22,7 +22,7 @@ struct StateList: AsyncParsableCommand {
     func run() async throws {
         let context = RunContext(global)
         try await reportingErrors(context.console) {
-            let snapshot = try await context.openStore().read(workspace: context.workspace(for: try context.stackEntry().name))
+            let snapshot = try await context.openStore(readOnly: true).read(workspace: context.workspace(for: try context.stackEntry().name))
             let addresses = snapshot.resources.keys.sorted()
             if global.json {
                 context.console.output(try jsonText(addresses.map(\.description)))
@@ -42,7 +42,7 @@ struct StateShow: AsyncParsableCommand {
         let context = RunContext(global)
         try await reportingErrors(context.console) {
             let target = try parseAddress(address)
-            let snapshot = try await context.openStore().read(workspace: context.workspace(for: try context.stackEntry().name))
+            let snapshot = try await context.openStore(readOnly: true).read(workspace: context.workspace(for: try context.stackEntry().name))
             guard let state = snapshot.resources[target] else { throw CLIError("\(target) is not in state") }
             if global.json {
                 var redacted = state
@@ -71,7 +71,14 @@ struct StateRemove: AsyncParsableCommand {
             let target = try parseAddress(address)
             let (store, workspace) = try await context.openWorkspace()
             try await context.locked(store, workspace: workspace, operation: "state rm") {
-                guard try await store.read(workspace: workspace).resources[target] != nil else { throw CLIError("\(target) is not in state") }
+                // A record that cannot be decoded can still be forgotten: that is how it is fixed.
+                let present: Bool
+                do {
+                    present = try await store.read(workspace: workspace).resources[target] != nil
+                } catch let error as UndecodableResourcesError where error.addresses.contains(target.description) {
+                    present = true
+                }
+                guard present else { throw CLIError("\(target) is not in state") }
                 try await store.commit(workspace: workspace, StateMutation(removals: [target], changes: [HistoryChange(address: target.description, action: "rm")]), at: Date())
             }
             context.console.output("Removed \(target) from state.")
@@ -125,7 +132,7 @@ struct StateHistory: AsyncParsableCommand {
     func run() async throws {
         let context = RunContext(global)
         try await reportingErrors(context.console) {
-            let (store, workspace) = try await context.openWorkspace()
+            let (store, workspace) = try await context.openWorkspace(readOnly: true)
             if let diff {
                 guard let delta = try await store.delta(workspace: workspace, serial: diff) else {
                     throw CLIError("serial \(diff) is not in the history of \(workspace)")
@@ -211,7 +218,7 @@ struct StatePending: AsyncParsableCommand {
     func run() async throws {
         let context = RunContext(global)
         try await reportingErrors(context.console) {
-            let (store, workspace) = try await context.openWorkspace()
+            let (store, workspace) = try await context.openWorkspace(readOnly: true)
             let pending = try await store.pendingOperations(workspace: workspace)
             if global.json {
                 struct Row: Encodable {
@@ -287,7 +294,7 @@ struct StateExport: AsyncParsableCommand {
     func run() async throws {
         let context = RunContext(global)
         try await reportingErrors(context.console) {
-            let (store, workspace) = try await context.openWorkspace()
+            let (store, workspace) = try await context.openWorkspace(readOnly: true)
             let snapshot = try await store.read(workspace: workspace)
             let document = StateExportDocument(
                 format: 1, workspace: workspace, lineage: snapshot.lineage, serial: snapshot.serial,
