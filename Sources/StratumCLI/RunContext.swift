@@ -203,7 +203,7 @@ struct RunContext {
         if !scope.isEmpty, plan.changes.isEmpty, plan.vanished.isEmpty, !known.isEmpty {
             let widening = destroy ? "destroying a target also destroys what depends on it; keeping a resource keeps what it needs"
                 : "a target brings what it needs; excluding a resource also leaves out what depends on it"
-            throw CLIError("\(Self.scopeText(scope)) leave no resource in scope: all \(known.count) resource(s) are left out (\(widening))")
+            throw CLIError("\(Self.scopeText(scope)) \(scope.targets.count + scope.excludes.count == 1 ? "leaves" : "leave") no resource in scope: all \(known.count) resource(s) are left out (\(widening))")
         }
         return plan
     }
@@ -334,8 +334,8 @@ struct RunContext {
         console.error("\n\(verb) failed: \(result.failed.count) failed, \(result.skipped.count) not attempted\(notStarted), \(result.succeeded.count) succeeded (\(counts.added) added, \(counts.changed) changed, \(counts.destroyed) destroyed).")
         listBounded(result.failed) { "  ✗ \($0.step.address): \(describe($0.error))" }
         listBounded(result.skipped) { "  - \($0.step.address): not attempted because \($0.cause) failed" }
-        if let exhaustion = result.exhaustion {
-            let creates = result.notStarted.filter(\.kind.creates).count
+        let creates = result.notStarted.filter(\.kind.creates).count
+        if let exhaustion = result.exhaustion, creates > 0 {
             let remedy = exhaustion.kind == .quota ? "raise the quota (or use another region or account)" : "wait for capacity, or use another zone, region or instance type"
             console.error("Stopped starting creates: \(exhaustion); \(creates) create(s) were not attempted, as they would fail the same way. \(remedy.prefix(1).uppercased() + remedy.dropFirst()), then run `\(resumeCommand(plan))`.")
         }

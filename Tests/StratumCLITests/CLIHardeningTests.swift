@@ -15,6 +15,7 @@ final class TerminalProcess: @unchecked Sendable {
     private let lock = NSLock()
     private var buffer = Data()
     private var exitStatus: Int32?
+    private var closed = false
 
     init(_ cli: CLI, _ arguments: [String], extraEnvironment: [String: String] = [:]) throws {
         #if os(Linux)
@@ -86,7 +87,9 @@ final class TerminalProcess: @unchecked Sendable {
             } else if count < 0, errno == EINTR {
                 continue
             } else {
-                return  // EIO: every process holding the terminal is gone
+                // EIO: every process holding the terminal is gone and its output is read.
+                lock.withLock { closed = true }
+                return
             }
         }
     }
@@ -107,17 +110,19 @@ final class TerminalProcess: @unchecked Sendable {
     /// Sends `signal` to the whole process group, as a terminal or a service manager does.
     func signalGroup(_ signal: Int32) { Glibc.kill(-pid, signal) }
 
-    /// The exit code (128 + the signal when killed by one), or nil if it is still running at the deadline.
+    /// The exit code (128 + the signal when killed by one), or nil if it is still running at
+    /// the deadline. Once it returns a code, `output` holds everything the process wrote.
     func waitForExit(seconds: Double) -> Int32? {
         _ = waitUntil(seconds: seconds) {
-            if lock.withLock({ exitStatus }) != nil { return true }
-            var status: Int32 = 0
-            guard waitpid(pid, &status, WNOHANG) == pid else { return false }
-            let signal = status & 0x7f
-            lock.withLock { exitStatus = signal == 0 ? (status >> 8) & 0xff : 128 + signal }
-            return true
+            if lock.withLock({ exitStatus == nil }) {
+                var status: Int32 = 0
+                guard waitpid(pid, &status, WNOHANG) == pid else { return false }
+                let signal = status & 0x7f
+                lock.withLock { exitStatus = signal == 0 ? (status >> 8) & 0xff : 128 + signal }
+            }
+            return lock.withLock { closed }
         }
-        return lock.withLock { exitStatus }
+        return lock.withLock { closed ? exitStatus : nil }
     }
 
     func waitForOutput(_ text: String, seconds: Double) -> Bool {
@@ -126,10 +131,10 @@ final class TerminalProcess: @unchecked Sendable {
 
     /// Makes sure nothing outlives the test.
     func kill() {
-        if waitForExit(seconds: 0) == nil {
-            Glibc.kill(pid, SIGKILL)
-            _ = waitForExit(seconds: 10)
-        }
+        _ = waitForExit(seconds: 0)
+        // Only a child not yet reaped: its pid cannot have been reused.
+        if lock.withLock({ exitStatus == nil }) { Glibc.kill(pid, SIGKILL) }
+        _ = waitForExit(seconds: 10)
     }
 }
 
@@ -216,7 +221,7 @@ struct CLITypoTests {
         // Every child needs the root, so excluding the root leaves nothing.
         let plan = try work.cli.run(["plan", "--stack", "fake-fan", "--exclude", "fake_thing.root"])
         #expect(plan.status == 1)
-        #expect(plan.stderr.contains("--exclude fake_thing.root leave no resource in scope: all 6 resource(s) are left out"), "\(plan.stderr)")
+        #expect(plan.stderr.contains("--exclude fake_thing.root leaves no resource in scope: all 6 resource(s) are left out"), "\(plan.stderr)")
         #expect(!plan.stdout.contains("No changes"))
     }
 
@@ -242,7 +247,7 @@ struct CLITypoTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func aStackTheBinaryDoesNotCarryCreatesNothing() throws {
+    func aStackTheBinaryDoesNotCarryCreatesNothing() async throws {
         let work = try FixtureWorkspace("typo-stack")
         for arguments in [["destroy", "--stack", "unknown", "--auto-approve"], ["plan", "--destroy", "--stack", "unknown"], ["plan", "--stack", "unknown"], ["output", "--stack", "unknown"]] {
             let result = try work.cli.run(arguments)
@@ -259,7 +264,7 @@ struct CLITypoTests {
         #expect(destroy.status == 1)
         #expect(destroy.stderr.contains("no stack named 'unknown'"))
         let store = try SQLiteStateStore(path: statePath)
-        let workspaces = try runBlocking { try await store.workspaces() }
+        let workspaces = try await store.workspaces()
         #expect(workspaces == ["fake-fan/dev"])
     }
 
@@ -286,22 +291,6 @@ struct CLITypoTests {
         try "count: 1\n".write(to: work.directory.appendingPathComponent("Stacks/fake-fan.staging.yaml"), atomically: true, encoding: .utf8)
         #expect(try work.cli.run(["plan", "--stack", "fake-fan", "--env", "staging"]).status == 0)
     }
-}
-
-/// Runs async work from a synchronous test body.
-func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-    let box = ResultBox<T>()
-    let done = DispatchSemaphore(value: 0)
-    Task {
-        do { box.result = .success(try await body()) } catch { box.result = .failure(error) }
-        done.signal()
-    }
-    done.wait()
-    return try box.result!.get()
-}
-
-final class ResultBox<T>: @unchecked Sendable {
-    var result: Result<T, any Error>?
 }
 
 @Suite("CLI hardening: scale", .serialized)
