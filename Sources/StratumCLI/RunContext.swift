@@ -228,18 +228,19 @@ struct RunContext {
 
     /// The name nearest to `text` by edit distance, if it is near enough to be a typo of it.
     static func closest(to text: String, among names: [String]) -> String? {
+        // Levenshtein distance, one row at a time.
         func distance(_ a: [Character], _ b: [Character]) -> Int {
             var row = Array(0...b.count)
-            for i in 1...max(a.count, 1) where !a.isEmpty {
-                var previous = row[0]
-                row[0] = i
-                for j in stride(from: 1, through: b.count, by: 1) {
-                    let current = row[j]
-                    row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
-                    previous = current
+            for (i, x) in a.enumerated() {
+                var diagonal = row[0]
+                row[0] = i + 1
+                for (j, y) in b.enumerated() {
+                    let above = row[j + 1]
+                    row[j + 1] = min(above + 1, row[j] + 1, diagonal + (x == y ? 0 : 1))
+                    diagonal = above
                 }
             }
-            return a.isEmpty ? b.count : row[b.count]
+            return row[b.count]
         }
         let target = Array(text)
         let scored = names.map { (name: $0, distance: distance(target, Array($0))) }
