@@ -70,6 +70,9 @@ struct ChangeOptions: ParsableArguments {
     @Option(name: .long, help: "How many provider operations run at once.")
     var parallelism = 10
 
+    @Option(name: .long, help: ArgumentHelp("Start no more creates once this many in a row failed with the same lack of capacity or quota (0: never stop).", valueName: "N"))
+    var exhaustionLimit = 3
+
     @Flag(name: .long, inversion: .prefixedNo, help: "Read live state from the providers before planning.")
     var refresh = true
 
@@ -94,6 +97,7 @@ struct ChangeOptions: ParsableArguments {
     /// Runs before the command does anything (so a malformed address never takes the lock).
     func validate() throws {
         guard parallelism >= 1 else { throw ValidationError("--parallelism must be at least 1") }
+        guard exhaustionLimit >= 0 else { throw ValidationError("--exhaustion-limit must be 0 or more") }
         _ = try scope()
     }
 }

@@ -302,7 +302,7 @@ struct RunContext {
 
     /// Applies `plan` with progress lines; returns whether everything succeeded. On an
     /// interrupt the steps in flight finish, none starts after, and `Interrupted` is thrown.
-    func execute(_ plan: Plan, store: any StateStore, parallelism: Int, interruption: Interruption? = nil) async throws -> Bool {
+    func execute(_ plan: Plan, store: any StateStore, parallelism: Int, exhaustionLimit: Int = 3, interruption: Interruption? = nil) async throws -> Bool {
         let steps = plan.actionable.reduce(0) { $0 + ($1.action == .replace ? 2 : 1) }
         let observer = ProgressObserver(console: console, logger: logger, total: steps, toStderr: options.json)
         let reminder = Task { await observer.reportStillRunning(every: .seconds(10)) }
@@ -310,7 +310,7 @@ struct RunContext {
         interruption?.inFlight = { observer.inFlight }
         let executor = Executor(
             providers: providers, store: store, workspace: Self.workspace(stack: plan.stack, environment: plan.environment), parallelism: parallelism,
-            observer: observer, shouldStop: { interruption?.isRequested ?? false })
+            observer: observer, exhaustionLimit: exhaustionLimit, shouldStop: { interruption?.isRequested ?? false })
         let clock = ContinuousClock()
         let start = clock.now
         let result = try await executor.apply(plan)

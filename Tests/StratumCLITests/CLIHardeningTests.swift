@@ -322,6 +322,15 @@ struct CLIScaleTests {
         #expect(failed.count >= 3 && failed.count <= 3 + 8 - 1)
         #expect(notStarted.count + failed.count == 57)
         #expect(work.cloud.refusals() == 3 + failed.count)
+
+        // --exhaustion-limit 0 tries every create.
+        let refusals = work.cloud.refusals()
+        let stubborn = try work.cli.run(
+            ["apply", "--stack", "fake-fan", "--config", config, "--auto-approve", "--parallelism", "1", "--exhaustion-limit", "0"],
+            extraEnvironment: ["STRATUM_FAKE_QUOTA": "4"])
+        #expect(stubborn.status == 1)
+        #expect(!stubborn.stderr.contains("Stopped starting creates"))
+        #expect(work.cloud.refusals() - refusals == 57)
     }
 
     @Test(.timeLimit(.minutes(2)))

@@ -77,7 +77,8 @@ struct ApplyRun {
                     }
                 }
                 try interruption.check()
-                return try await context.execute(plan, store: store, parallelism: change.parallelism, interruption: interruption)
+                return try await context.execute(
+                    plan, store: store, parallelism: change.parallelism, exhaustionLimit: change.exhaustionLimit, interruption: interruption)
             }
         }
         if !succeeded { throw ExitCode.failure }
