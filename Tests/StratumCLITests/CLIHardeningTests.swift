@@ -365,6 +365,12 @@ struct CLIMessageTests {
         #expect(config.status == 1)
         #expect(config.stderr.contains("--config \(directory.path) is a directory; pass a YAML file"), "\(config.stderr)")
 
+        let intoDirectory = try work.cli.run(["plan", "--stack", "fake-fan", "--out", directory.path])
+        #expect(intoDirectory.status == 1)
+        #expect(intoDirectory.stderr.contains("--out \(directory.path) is a directory; name a file in it"), "\(intoDirectory.stderr)")
+        let nowhere = try work.cli.run(["plan", "--stack", "fake-fan", "--out", work.directory.appendingPathComponent("no/such/plan.bin").path])
+        #expect(nowhere.stderr.contains("the directory \(work.directory.appendingPathComponent("no/such").path) does not exist"), "\(nowhere.stderr)")
+
         let good = work.directory.appendingPathComponent("good.plan").path
         #expect(try work.cli.run(["plan", "--stack", "fake-fan", "--out", good]).status == 0)
         let data = try Data(contentsOf: URL(fileURLWithPath: good))

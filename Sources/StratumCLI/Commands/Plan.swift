@@ -62,8 +62,14 @@ enum PlanFile {
         encoder.outputFormatting = [.sortedKeys]
         encoder.dateEncodingStrategy = .iso8601
         let data = try encoder.encode(plan)
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw CLIError("--out \(path) is a directory; name a file in it, such as \(URL(fileURLWithPath: path).appendingPathComponent("plan.bin").path)")
+        }
         guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
-            throw CLIError("cannot write the plan to \(path)")
+            let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
+            let reason = FileManager.default.fileExists(atPath: parent) ? "\(parent) is not writable" : "the directory \(parent) does not exist"
+            throw CLIError("cannot write the plan to \(path): \(reason)")
         }
     }
 
