@@ -23,13 +23,23 @@ struct Console: Sendable {
     func yellow(_ text: String) -> String { color ? "\u{1B}[33m\(text)\u{1B}[0m" : text }
 
     /// Asks on a terminal; refuses without one so nothing changes unattended by accident.
-    func confirm(_ question: String, autoApprove: Bool) throws -> Bool {
+    /// An interrupt while it waits for the answer cancels.
+    func confirm(_ question: String, autoApprove: Bool, interruption: Interruption? = nil) throws -> Bool {
         if autoApprove { return true }
         guard isatty(STDIN_FILENO) != 0 else {
             throw CLIError("stdin is not a terminal, so nothing can be confirmed; pass --auto-approve to proceed without asking")
         }
         output("\(question)\n  Only 'yes' will be accepted.\n")
         FileHandle.standardOutput.write(Data("  Enter a value: ".utf8))
+        if let interruption {
+            // Wait for a line in short slices so that an interrupt is noticed.
+            var request = pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)
+            while true {
+                let ready = poll(&request, 1, 100)
+                try interruption.check("cancelled at the prompt; nothing was changed")
+                if ready > 0 || (ready < 0 && errno != EINTR) { break }
+            }
+        }
         return readLine()?.trimmingCharacters(in: .whitespaces) == "yes"
     }
 }
@@ -58,6 +68,9 @@ final class ProgressObserver: ApplyObserver, @unchecked Sendable {
         self.logger = logger
         self.total = total
     }
+
+    /// How many steps are running now.
+    var inFlight: Int { lock.withLock { running.count } }
 
     func stepStarted(_ step: ExecutionStep) {
         lock.withLock { running[step] = clock.now }

@@ -30,6 +30,12 @@ struct GlobalOptions: ParsableArguments {
     @Flag(name: .long, help: "Do not color the output.")
     var noColor = false
 
+    @Flag(name: .long, help: "Start an environment that has neither a config file nor state yet, with the stack's default configuration. Without it, such an --env is refused as a likely typo.")
+    var newEnv = false
+
+    /// Whether the environment was named (--env or STRATUM_ENV) rather than the default.
+    var environmentIsNamed: Bool { env != nil || ProcessInfo.processInfo.environment["STRATUM_ENV"] != nil }
+
     var environment: String { env ?? ProcessInfo.processInfo.environment["STRATUM_ENV"] ?? "dev" }
 
     /// The PostgreSQL URL, when state lives there.
@@ -64,8 +70,17 @@ struct ChangeOptions: ParsableArguments {
     @Option(name: .long, help: "How many provider operations run at once.")
     var parallelism = 10
 
+    @Option(name: .long, help: ArgumentHelp("Start no more creates once this many in a row failed with the same lack of capacity or quota (0: never stop).", valueName: "N"))
+    var exhaustionLimit = 3
+
     @Flag(name: .long, inversion: .prefixedNo, help: "Read live state from the providers before planning.")
     var refresh = true
+
+    @Flag(name: .long, help: ArgumentHelp("Print every change of a large plan; by default the first \(PlanRenderer.defaultLimit) are shown, then counts per type and action (--json always has all)."))
+    var full = false
+
+    /// How many changes a text plan shows in full.
+    var planLimit: Int? { full ? nil : PlanRenderer.defaultLimit }
 
     func scope() throws -> PlanScope {
         func parse(_ texts: [String], flag: String) throws -> [ResourceAddress] {
@@ -79,8 +94,11 @@ struct ChangeOptions: ParsableArguments {
         return PlanScope(targets: try parse(target, flag: "target"), excludes: try parse(exclude, flag: "exclude"))
     }
 
+    /// Runs before the command does anything (so a malformed address never takes the lock).
     func validate() throws {
         guard parallelism >= 1 else { throw ValidationError("--parallelism must be at least 1") }
+        guard exhaustionLimit >= 0 else { throw ValidationError("--exhaustion-limit must be 0 or more") }
+        _ = try scope()
     }
 }
 

@@ -50,7 +50,7 @@ struct RunContext {
     /// Runs `body` holding the workspace's lock, after settling what an interrupted run left in
     /// the journal. A lease taken over from a dead or expired holder is reported.
     func locked<T: Sendable>(
-        _ store: any StateStore, workspace: String, operation: String,
+        _ store: any StateStore, workspace: String, operation: String, interruption: Interruption? = nil,
         _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         let console = self.console
@@ -60,7 +60,14 @@ struct RunContext {
             console.error(console.yellow("Warning: took over the state lock of \(replaced.holder) (pid \(replaced.pid) on \(replaced.host), \(replaced.operation)): \(replaced.expiresAt <= Date() ? "its lease expired" : "its process is gone")."))
         })
         return try await lock.run(operation: operation) { _ in
-            let outcomes = try await Recovery(providers: providers, store: store, workspace: workspace).run()
+            let recovery = Recovery(providers: providers, store: store, workspace: workspace)
+            // Settling the journal is safe to cut short: what it does not finish stays journaled.
+            let outcomes: [Recovery.Outcome]
+            if let interruption {
+                outcomes = try await interruption.cancellable { try await recovery.run() }
+            } else {
+                outcomes = try await recovery.run()
+            }
             if !outcomes.isEmpty, !json { RunContext.report(outcomes, console: console) }
             for case .unsettled(let address, let reason) in outcomes {
                 throw CLIError("an interrupted operation on \(address) could not be settled (\(reason)); nothing else was done. Run again when the provider is reachable, or see `stratum state pending`")
@@ -100,9 +107,48 @@ struct RunContext {
 
     /// The stack to work on without evaluating it (destroy, plan --destroy): a name given with
     /// --stack may be one whose code is gone, so its leftover resources can still be destroyed.
-    func stackNameForDestroy() throws -> String {
-        if let named = options.stack ?? ProcessInfo.processInfo.environment["STRATUM_STACK"] { return named }
-        return try stackEntry().name
+    /// Never creates a workspace for a name that has no state (see `requireWorkspace`).
+    func stackNameForDestroy() async throws -> String {
+        let name = try options.stack ?? ProcessInfo.processInfo.environment["STRATUM_STACK"] ?? stackEntry().name
+        try await requireWorkspace(stack: name)
+        return name
+    }
+
+    /// The selected stack's name, once its workspace is known to be meant (see `requireWorkspace`).
+    func stackName() async throws -> String {
+        let name = try stackEntry().name
+        try await requireWorkspace(stack: name)
+        return name
+    }
+
+    /// Refuses, before anything is created, a workspace that only a typo would bring into being:
+    /// a stack this binary does not carry (allowed only to destroy what its state still holds),
+    /// or a named --env with neither a config file nor state (unless --new-env).
+    func requireWorkspace(stack name: String) async throws {
+        let carried = CLIEnvironment.current.stacks.contains { $0.name == name }
+        let conventional = "Stacks/\(name).\(options.environment).yaml"
+        let unknownEnvironment = carried && options.environmentIsNamed && options.config == nil && !options.newEnv
+            && !FileManager.default.fileExists(atPath: conventional)
+        guard !carried || unknownEnvironment else { return }
+        if try await workspaceHasState(workspace(for: name)) { return }
+        let stateLocation = options.backendURL == nil ? options.statePath : "the --backend database"
+        if !carried {
+            let names = CLIEnvironment.current.stacks.map(\.name).sorted().joined(separator: ", ")
+            throw CLIError("no stack named '\(name)', and \(stateLocation) holds no state for it; this binary carries: \(names.isEmpty ? "none" : names)")
+        }
+        throw CLIError(
+            "environment '\(options.environment)' of \(name) has no config file and no state: looked for \(conventional) and for state of \(workspace(for: name)) in \(stateLocation). "
+                + "Check the spelling of --env, pass --config FILE, or pass --new-env to start it with the stack's defaults")
+    }
+
+    /// Whether the workspace has ever held anything; creates nothing to find out.
+    func workspaceHasState(_ workspace: String) async throws -> Bool {
+        if options.backendURL == nil, !FileManager.default.fileExists(atPath: options.statePath) { return false }
+        let store = try await openStore(readOnly: true)
+        guard try await store.workspaces().contains(workspace) else { return false }
+        let snapshot = try await store.read(workspace: workspace)
+        if snapshot.serial > 0 || !snapshot.resources.isEmpty { return true }
+        return try await !store.pendingOperations(workspace: workspace).isEmpty
     }
 
     /// State is kept per stack and environment.
@@ -113,7 +159,10 @@ struct RunContext {
     /// The configuration file: --config, else Stacks/<stack>.<env>.yaml if it exists.
     func configFile(for stack: String) throws -> URL? {
         if let path = options.config {
-            guard FileManager.default.fileExists(atPath: path) else { throw CLIError("config file \(path) does not exist") }
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw CLIError("config file \(path) does not exist") }
+            guard !isDirectory.boolValue else { throw CLIError("--config \(path) is a directory; pass a YAML file, such as \(path.hasSuffix("/") ? path : path + "/")\(stack).\(options.environment).yaml") }
+            guard FileManager.default.isReadableFile(atPath: path) else { throw CLIError("config file \(path) is not readable") }
             return URL(fileURLWithPath: path)
         }
         let conventional = URL(fileURLWithPath: "Stacks/\(stack).\(options.environment).yaml")
@@ -121,8 +170,9 @@ struct RunContext {
     }
 
     /// Runs the stack's body and every check that needs no provider call.
-    func evaluate() throws -> EvaluatedStack {
+    func evaluate() async throws -> EvaluatedStack {
         let entry = try stackEntry()
+        try await requireWorkspace(stack: entry.name)
         let stack = try entry.evaluate(options.environment, try configFile(for: entry.name))
         try Planner(providers: providers).validate(stack)
         return stack
@@ -131,6 +181,10 @@ struct RunContext {
     /// Plans the stack (or its destruction) against refreshed state. Call with the lock held.
     func plan(stack: EvaluatedStack?, stackName: String, store: any StateStore, change: ChangeOptions, destroy: Bool) async throws -> Plan {
         let snapshot = try await store.read(workspace: workspace(for: stackName))
+        let scope = try change.scope()
+        // What the scope can name: the stack's resources, and (for destroy, only) what state holds.
+        let known = Set(snapshot.resources.keys).union(destroy ? [] : stack?.resources.map(\.address) ?? [])
+        try Self.checkScope(scope, known: known, destroy: destroy)
         var refreshed: RefreshResult?
         if change.refresh, !snapshot.resources.isEmpty {
             if !options.json { console.progress("Refreshing \(snapshot.resources.count) resource(s)...") }
@@ -141,19 +195,72 @@ struct RunContext {
         }
         logger.debug("planning \(workspace(for: stackName)) at serial \(snapshot.serial), lineage \(snapshot.lineage)")
         let planner = Planner(providers: providers)
+        let plan: Plan
         if destroy || stack == nil {
-            return planner.destroyPlan(stackName: stackName, environment: options.environment, snapshot: snapshot, refreshed: refreshed, scope: try change.scope(), now: Date())
+            plan = planner.destroyPlan(stackName: stackName, environment: options.environment, snapshot: snapshot, refreshed: refreshed, scope: scope, now: Date())
+        } else if let stack {
+            plan = try planner.plan(stack: stack, snapshot: snapshot, refreshed: refreshed, scope: scope, now: Date())
+        } else {
+            throw CLIError("no stack to plan")
         }
-        guard let stack else { throw CLIError("no stack to plan") }
-        return try planner.plan(stack: stack, snapshot: snapshot, refreshed: refreshed, scope: try change.scope(), now: Date())
+        if !scope.isEmpty, plan.changes.isEmpty, plan.vanished.isEmpty, !known.isEmpty {
+            let widening = destroy ? "destroying a target also destroys what depends on it; keeping a resource keeps what it needs"
+                : "a target brings what it needs; excluding a resource also leaves out what depends on it"
+            throw CLIError("\(Self.scopeText(scope)) \(scope.targets.count + scope.excludes.count == 1 ? "leaves" : "leave") no resource in scope: all \(known.count) resource(s) are left out (\(widening))")
+        }
+        return plan
     }
 
-    /// Prints the plan as text or JSON.
-    func show(_ plan: Plan) throws {
+    /// Refuses --target and --exclude patterns that match nothing the command knows of.
+    static func checkScope(_ scope: PlanScope, known: Set<ResourceAddress>, destroy: Bool) throws {
+        let (targets, excludes) = scope.unmatched(in: known)
+        let misses = targets.map { "--target \($0)" } + excludes.map { "--exclude \($0)" }
+        guard !misses.isEmpty else { return }
+        let place = destroy ? "the state" : "the stack or its state"
+        var message = "\(misses.joined(separator: ", ")) match\(misses.count == 1 ? "es" : "") no resource in \(place)"
+        let names = Set(known.map(\.group.description)).union(known.map(\.description)).sorted()
+        let suggestions = (targets + excludes).compactMap { pattern in closest(to: pattern.description, among: names) }
+        if known.isEmpty {
+            message += " (it has none)"
+        } else {
+            if !suggestions.isEmpty { message += "; did you mean \(suggestions.joined(separator: ", "))?" }
+            message += " (`stratum \(destroy ? "state list" : "graph")` lists the addresses)"
+        }
+        throw CLIError(message)
+    }
+
+    /// The name nearest to `text` by edit distance, if it is near enough to be a typo of it.
+    static func closest(to text: String, among names: [String]) -> String? {
+        // Levenshtein distance, one row at a time.
+        func distance(_ a: [Character], _ b: [Character]) -> Int {
+            var row = Array(0...b.count)
+            for (i, x) in a.enumerated() {
+                var diagonal = row[0]
+                row[0] = i + 1
+                for (j, y) in b.enumerated() {
+                    let above = row[j + 1]
+                    row[j + 1] = min(above + 1, row[j] + 1, diagonal + (x == y ? 0 : 1))
+                    diagonal = above
+                }
+            }
+            return row[b.count]
+        }
+        let target = Array(text)
+        let scored = names.map { (name: $0, distance: distance(target, Array($0))) }
+        guard let best = scored.min(by: { ($0.distance, $0.name) < ($1.distance, $1.name) }) else { return nil }
+        return best.distance <= max(2, target.count / 4) ? best.name : nil
+    }
+
+    static func scopeText(_ scope: PlanScope) -> String {
+        (scope.targets.map { "--target \($0)" } + scope.excludes.map { "--exclude \($0)" }).joined(separator: " ")
+    }
+
+    /// Prints the plan as text (the first `limit` changes, then counts) or JSON (all of it).
+    func show(_ plan: Plan, limit: Int? = PlanRenderer.defaultLimit) throws {
         if options.json {
             console.output(String(decoding: try PlanJSON(plan: plan, version: StratumVersion.current).encoded(pretty: true), as: UTF8.self))
         } else {
-            console.output(PlanRenderer.render(plan, color: console.color))
+            console.output(PlanRenderer.render(plan, color: console.color, limit: limit))
         }
     }
 
@@ -161,12 +268,22 @@ struct RunContext {
     func showApplied(_ plan: Plan, result: ApplyResult?) throws {
         struct Failure: Encodable { var address: String; var step: String; var error: String }
         struct Skip: Encodable { var address: String; var step: String; var because: String }
+        struct Step: Encodable { var address: String; var step: String }
         struct Outcome: Encodable {
             var ok: Bool
             var serial: Int
             var added: Int, changed: Int, destroyed: Int
             var failed: [Failure]
             var skipped: [Skip]
+            /// Steps never started: after an interrupt, or creates after resource exhaustion.
+            var notStarted: [Step]
+            /// Why steps were not started: "interrupted" or the exhaustion.
+            var stoppedBecause: String?
+
+            enum CodingKeys: String, CodingKey {
+                case ok, serial, added, changed, destroyed, failed, skipped
+                case notStarted = "not_started", stoppedBecause = "stopped_because"
+            }
         }
         struct Document: Encodable {
             var plan: PlanJSON
@@ -177,43 +294,69 @@ struct RunContext {
             ok: result?.ok ?? true, serial: result?.serial ?? plan.serial,
             added: counts.added, changed: counts.changed, destroyed: counts.destroyed,
             failed: (result?.failed ?? []).map { Failure(address: $0.step.address.description, step: $0.step.kind.rawValue, error: describe($0.error)) },
-            skipped: (result?.skipped ?? []).map { Skip(address: $0.step.address.description, step: $0.step.kind.rawValue, because: $0.cause.description) })
+            skipped: (result?.skipped ?? []).map { Skip(address: $0.step.address.description, step: $0.step.kind.rawValue, because: $0.cause.description) },
+            notStarted: (result?.notStarted ?? []).map { Step(address: $0.address.description, step: $0.kind.rawValue) },
+            stoppedBecause: result.flatMap { $0.stopped ? "interrupted" : $0.exhaustion?.description })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         let document = Document(plan: PlanJSON(plan: plan, version: StratumVersion.current), result: outcome)
         console.output(String(decoding: try encoder.encode(document), as: UTF8.self))
     }
 
-    /// Applies `plan` with progress lines; returns whether everything succeeded.
-    func execute(_ plan: Plan, store: any StateStore, parallelism: Int) async throws -> Bool {
+    /// Applies `plan` with progress lines; returns whether everything succeeded. On an
+    /// interrupt the steps in flight finish, none starts after, and `Interrupted` is thrown.
+    func execute(_ plan: Plan, store: any StateStore, parallelism: Int, exhaustionLimit: Int = 3, interruption: Interruption? = nil) async throws -> Bool {
         let steps = plan.actionable.reduce(0) { $0 + ($1.action == .replace ? 2 : 1) }
         let observer = ProgressObserver(console: console, logger: logger, total: steps, toStderr: options.json)
         let reminder = Task { await observer.reportStillRunning(every: .seconds(10)) }
         defer { reminder.cancel() }
-        let executor = Executor(providers: providers, store: store, workspace: Self.workspace(stack: plan.stack, environment: plan.environment), parallelism: parallelism, observer: observer)
+        interruption?.inFlight = { observer.inFlight }
+        let executor = Executor(
+            providers: providers, store: store, workspace: Self.workspace(stack: plan.stack, environment: plan.environment), parallelism: parallelism,
+            observer: observer, exhaustionLimit: exhaustionLimit, shouldStop: { interruption?.isRequested ?? false })
         let clock = ContinuousClock()
         let start = clock.now
         let result = try await executor.apply(plan)
         let elapsed = (clock.now - start).seconds
         let counts = result.counts
-        if options.json {
-            try showApplied(plan, result: result)
-            return result.ok
+        if options.json { try showApplied(plan, result: result) }
+        if result.stopped, let signal = interruption?.signal {
+            let failed = result.failed.isEmpty ? "" : ", \(result.failed.count) failed"
+            let skipped = result.skipped.isEmpty ? "" : ", \(result.skipped.count) skipped after a failure"
+            throw Interrupted(
+                signal: signal,
+                message: "Interrupted by \(Interruption.name(signal)): \(result.succeeded.count) of \(steps) operation(s) done\(failed)\(skipped), \(result.notStarted.count) not started; "
+                    + "what finished is recorded in state. Run `\(resumeCommand(plan))` to finish.")
         }
+        if options.json { return result.ok }
         let verb = plan.isDestroy ? "Destroy" : "Apply"
         if result.ok {
             console.output(console.bold("\n\(verb) complete! Resources: \(counts.added) added, \(counts.changed) changed, \(counts.destroyed) destroyed.") + String(format: " (%.1fs)", elapsed))
             return true
         }
-        console.error("\n\(verb) failed: \(result.failed.count) failed, \(result.skipped.count) not attempted, \(result.succeeded.count) succeeded (\(counts.added) added, \(counts.changed) changed, \(counts.destroyed) destroyed).")
-        for (step, error) in result.failed {
-            console.error("  ✗ \(step.address): \(describe(error))")
-        }
-        for (step, cause) in result.skipped {
-            console.error("  - \(step.address): not attempted because \(cause) failed")
+        let notStarted = result.notStarted.isEmpty ? "" : ", \(result.notStarted.count) not started"
+        console.error("\n\(verb) failed: \(result.failed.count) failed, \(result.skipped.count) not attempted\(notStarted), \(result.succeeded.count) succeeded (\(counts.added) added, \(counts.changed) changed, \(counts.destroyed) destroyed).")
+        listBounded(result.failed) { "  ✗ \($0.step.address): \(describe($0.error))" }
+        listBounded(result.skipped) { "  - \($0.step.address): not attempted because \($0.cause) failed" }
+        let creates = result.notStarted.filter(\.kind.creates).count
+        if let exhaustion = result.exhaustion, creates > 0 {
+            let remedy = exhaustion.kind == .quota ? "raise the quota (or use another region or account)" : "wait for capacity, or use another zone, region or instance type"
+            console.error("Stopped starting creates: \(exhaustion); \(creates) create(s) were not attempted, as they would fail the same way. \(remedy.prefix(1).uppercased() + remedy.dropFirst()), then run `\(resumeCommand(plan))`.")
         }
         console.error("Finished work is recorded in state; fix the cause and run apply again.")
         return false
+    }
+
+    /// Prints the first lines of a long list and how many more there are.
+    private func listBounded<T>(_ items: [T], limit: Int = 20, _ line: (T) -> String) {
+        for item in items.prefix(limit) { console.error(line(item)) }
+        if items.count > limit { console.error("  ... and \(items.count - limit) more") }
+    }
+
+    /// The command that finishes what `plan` started.
+    func resumeCommand(_ plan: Plan) -> String {
+        let env = plan.environment == "dev" && !options.environmentIsNamed ? "" : " --env \(plan.environment)"
+        return "stratum \(plan.isDestroy ? "destroy" : "apply") --stack \(plan.stack)\(env)"
     }
 }
 
@@ -240,6 +383,9 @@ func reportingErrors(_ console: Console, _ body: () async throws -> Void) async 
         throw exit
     } catch let error as ArgumentParser.ValidationError {
         throw error
+    } catch let interrupted as Interrupted {
+        console.error(interrupted.message)
+        throw ExitCode(128 + interrupted.signal)
     } catch {
         console.error("Error: \(describe(error))")
         throw ExitCode.failure

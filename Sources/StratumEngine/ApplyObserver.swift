@@ -30,6 +30,9 @@ public struct ExecutionStep: Sendable, Hashable {
         case replaceCreate
         /// The delete half of a replace.
         case replaceDelete
+
+        /// Whether the step creates a resource (a create, or the create half of a replace).
+        public var creates: Bool { self == .create || self == .replaceCreate }
     }
 
     public var address: ResourceAddress
@@ -57,10 +60,33 @@ public struct ApplyResult: Sendable {
     public var succeeded: [ExecutionStep] = []
     public var failed: [(step: ExecutionStep, error: any Error)] = []
     public var skipped: [(step: ExecutionStep, cause: ResourceAddress)] = []
+    /// Steps never started because the run stopped early (`stopped`, or `exhaustion` for creates).
+    public var notStarted: [ExecutionStep] = []
+    /// Creates kept failing for lack of capacity or quota, so no further create was started.
+    public var exhaustion: Exhaustion?
+    /// The run was asked to stop (an interrupt): steps in flight finished, no new one started.
+    public var stopped = false
     /// The state serial after the last commit.
     public var serial: Int = 0
 
-    public var ok: Bool { failed.isEmpty && skipped.isEmpty }
+    public init() {}
+
+    public var ok: Bool { failed.isEmpty && skipped.isEmpty && notStarted.isEmpty }
+
+    /// Several creates in a row failed with the same resource-exhaustion error.
+    public struct Exhaustion: Sendable, CustomStringConvertible {
+        /// `.capacity` or `.quota`.
+        public var kind: ProviderError.Kind
+        /// How many creates in a row failed with it.
+        public var failures: Int
+        /// The last of those errors, as the provider put it.
+        public var lastError: String
+
+        public var description: String {
+            let what = kind == .quota ? "an account quota is used up" : "the provider has no capacity left"
+            return "\(failures) creates in a row failed because \(what) (last: \(lastError))"
+        }
+    }
 
     public var counts: (added: Int, changed: Int, destroyed: Int) {
         var added = 0, changed = 0, destroyed = 0

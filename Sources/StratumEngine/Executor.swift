@@ -27,10 +27,17 @@ public struct Executor: Sendable {
     public var retry: RetryPolicy
     public var observer: any ApplyObserver
     public var now: @Sendable () -> Date
+    /// After this many creates in a row fail with the same resource-exhaustion error
+    /// (`.capacity` or `.quota`), no further create is started; 0 never stops.
+    public var exhaustionLimit: Int
+    /// Asked before each step starts; once it returns true, steps in flight finish and no new
+    /// one starts (an interrupt).
+    public var shouldStop: @Sendable () -> Bool
 
     public init(
         providers: ProviderRegistry, store: any StateStore, workspace: String, parallelism: Int = 10,
-        retry: RetryPolicy = RetryPolicy(), observer: any ApplyObserver = SilentObserver(), now: @escaping @Sendable () -> Date = { Date() }
+        retry: RetryPolicy = RetryPolicy(), observer: any ApplyObserver = SilentObserver(), now: @escaping @Sendable () -> Date = { Date() },
+        exhaustionLimit: Int = 3, shouldStop: @escaping @Sendable () -> Bool = { false }
     ) {
         self.providers = providers
         self.store = store
@@ -39,6 +46,8 @@ public struct Executor: Sendable {
         self.retry = retry
         self.observer = observer
         self.now = now
+        self.exhaustionLimit = max(0, exhaustionLimit)
+        self.shouldStop = shouldStop
     }
 
     public func apply(_ plan: Plan) async throws -> ApplyResult {
@@ -63,6 +72,9 @@ public struct Executor: Sendable {
         var waiting = graph.predecessors.mapValues(\.count)
         var ready = graph.steps.filter { waiting[$0] == 0 }.sorted { ($0.address, $0.kind.rawValue) < ($1.address, $1.kind.rawValue) }
         var blockedBy: [ExecutionStep: ResourceAddress] = [:]
+        // Steps after a step that was never started are not started either.
+        var heldBack: Set<ExecutionStep> = []
+        var streak = ExhaustionStreak(limit: exhaustionLimit)
         var finished = 0
 
         try await withThrowingTaskGroup(of: (ExecutionStep, StepOutcome, Int).self) { group in
@@ -91,12 +103,24 @@ public struct Executor: Sendable {
                         }
                         continue
                     }
+                    if !result.stopped, shouldStop() { result.stopped = true }
+                    if heldBack.contains(step) || result.stopped || (result.exhaustion != nil && step.kind.creates) {
+                        result.notStarted.append(step)
+                        finished += 1
+                        for next in graph.successors[step] ?? [] {
+                            heldBack.insert(next)
+                            waiting[next, default: 0] -= 1
+                            if waiting[next] == 0 { ready.append(next) }
+                        }
+                        continue
+                    }
                     launch(step)
                 }
                 guard let (step, outcome, serial) = try await group.next() else { break }
                 running -= 1
                 finished += 1
                 result.serial = max(result.serial, serial)
+                if step.kind.creates, result.exhaustion == nil { result.exhaustion = streak.record(outcome) }
                 switch outcome {
                 case .succeeded(let state):
                     result.succeeded.append(step)
@@ -255,6 +279,27 @@ public struct Executor: Sendable {
 
     static func deposedAddress(for address: ResourceAddress) -> ResourceAddress {
         ResourceAddress(type: address.type, name: "\(address.name)-deposed", index: address.index)
+    }
+}
+
+/// Counts creates that fail in a row with the same resource-exhaustion error: past the limit,
+/// more creates would only fail the same way (and a cloud may throttle an account that keeps asking).
+struct ExhaustionStreak {
+    var limit: Int
+    var kind: ProviderError.Kind?
+    var count = 0
+
+    /// Records a create's outcome; returns the exhaustion once the streak reaches the limit.
+    mutating func record(_ outcome: StepOutcome) -> ApplyResult.Exhaustion? {
+        guard case .failed(let error) = outcome, let failure = error as? ProviderError, failure.kind == .capacity || failure.kind == .quota else {
+            kind = nil
+            count = 0
+            return nil
+        }
+        count = kind == failure.kind ? count + 1 : 1
+        kind = failure.kind
+        guard limit > 0, count >= limit else { return nil }
+        return ApplyResult.Exhaustion(kind: failure.kind, failures: count, lastError: failure.message)
     }
 }
 

@@ -3,12 +3,22 @@ import StratumCore
 /// Renders a plan for people: `+` create, `~` update, `-/+` replace, `-` destroy, with
 /// attribute-level diffs and a closing count line.
 public enum PlanRenderer {
-    public static func render(_ plan: Plan, color: Bool = false) -> String {
+    /// How many changes a plan shows in full before it summarizes the rest.
+    public static let defaultLimit = 50
+
+    /// The plan as text. With `limit`, a plan of more changes shows only the first `limit` of
+    /// them (and of vanished resources), then counts per resource type and action, so a stack
+    /// of thousands of resources prints a screenful; nil shows everything.
+    public static func render(_ plan: Plan, color: Bool = false, limit: Int? = nil) -> String {
         var out = ""
         let paint = Paint(enabled: color)
         let actionable = plan.actionable
-        for address in plan.vanished {
+        let shownVanished = limit.map { Array(plan.vanished.prefix($0)) } ?? plan.vanished
+        for address in shownVanished {
             out += "  # \(address) no longer exists and is not declared: it will be removed from state\n"
+        }
+        if shownVanished.count < plan.vanished.count {
+            out += "  # ... and \(plan.vanished.count - shownVanished.count) more no longer exist and will be removed from state\n"
         }
         if actionable.isEmpty {
             if !plan.vanished.isEmpty { out += "\n" }
@@ -16,13 +26,32 @@ public enum PlanRenderer {
             return out
         }
         out += "Stratum will perform the following actions:\n\n"
-        for change in actionable {
+        let shown = limit.map { Array(actionable.prefix($0)) } ?? actionable
+        for change in shown {
             out += render(change, paint: paint)
             out += "\n"
+        }
+        if shown.count < actionable.count || shownVanished.count < plan.vanished.count {
+            out += "  ... \(actionable.count - shown.count) more change(s) not shown; `--full` prints every one (`--json` always has all).\n\n"
+            out += summary(of: actionable)
         }
         let counts = plan.counts
         out += paint.bold("Plan: \(counts.add) to add, \(counts.change) to change, \(counts.destroy) to destroy.") + "\n"
         return out
+    }
+
+    /// Counts of changes per resource type and action, one line per type.
+    static func summary(of changes: [ResourceChange]) -> String {
+        let actions: [(ChangeAction, String)] = [(.create, "to add"), (.update, "to change"), (.replace, "to replace"), (.delete, "to destroy")]
+        var byType: [String: [ChangeAction: Int]] = [:]
+        for change in changes { byType[change.address.type, default: [:]][change.action, default: 0] += 1 }
+        let width = byType.keys.map(\.count).max() ?? 0
+        var out = "Changes by type:\n"
+        for (type, counts) in byType.sorted(by: { $0.key < $1.key }) {
+            let parts = actions.compactMap { action, words in counts[action].map { "\($0) \(words)" } }
+            out += "  \(type.padding(toLength: width, withPad: " ", startingAt: 0))  \(parts.joined(separator: ", "))\n"
+        }
+        return out + "\n"
     }
 
     static func render(_ change: ResourceChange, paint: Paint) -> String {

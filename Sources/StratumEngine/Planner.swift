@@ -20,6 +20,14 @@ public struct PlanScope: Sendable {
         pattern.index == nil ? address.group == pattern : address == pattern
     }
 
+    /// The `--target` and `--exclude` patterns that match none of `addresses`: most likely typos.
+    public func unmatched(in addresses: Set<ResourceAddress>) -> (targets: [ResourceAddress], excludes: [ResourceAddress]) {
+        func misses(_ patterns: [ResourceAddress]) -> [ResourceAddress] {
+            patterns.filter { pattern in !addresses.contains { Self.matches($0, pattern) } }
+        }
+        return (misses(targets), misses(excludes))
+    }
+
     /// The part of `addresses` this scope selects: the targets grown by `widen` (what a target
     /// brings along), minus the excludes grown by `protect` (what an exclusion keeps).
     func select(

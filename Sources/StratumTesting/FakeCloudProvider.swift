@@ -20,11 +20,17 @@ public struct FakeCloudProvider: Provider {
         /// Creating this address takes effect, then blocks forever (after logging `blocked`):
         /// a kill then leaves a resource the caller never heard about.
         public var blockAfterOn: String?
+        /// Once the cloud holds this many things, creates fail with `exhaustion` (each refusal is logged).
+        public var quota: Int?
+        /// The error kind a create beyond `quota` fails with: `.quota` or `.capacity`.
+        public var exhaustion: ProviderError.Kind
 
         public init(
             latency: Duration = .zero, blockOn: String? = nil, failOn: String? = nil, createBeforeDestroy: Bool = false,
-            loseResponseOn: String? = nil, blockAfterOn: String? = nil
+            loseResponseOn: String? = nil, blockAfterOn: String? = nil, quota: Int? = nil, exhaustion: ProviderError.Kind = .quota
         ) {
+            self.quota = quota
+            self.exhaustion = exhaustion
             self.blockAfterOn = blockAfterOn
             self.latency = latency
             self.blockOn = blockOn
@@ -33,13 +39,15 @@ public struct FakeCloudProvider: Provider {
             self.loseResponseOn = loseResponseOn
         }
 
-        /// Options from `STRATUM_FAKE_LATENCY_MS`, `STRATUM_FAKE_BLOCK_ON`, `STRATUM_FAKE_FAIL_ON`.
+        /// Options from `STRATUM_FAKE_LATENCY_MS`, `STRATUM_FAKE_BLOCK_ON`, `STRATUM_FAKE_FAIL_ON`,
+        /// `STRATUM_FAKE_QUOTA` (with `STRATUM_FAKE_EXHAUSTION=capacity` for capacity errors).
         public static func fromEnvironment() -> Options {
             let env = ProcessInfo.processInfo.environment
             return Options(
                 latency: .milliseconds(Int(env["STRATUM_FAKE_LATENCY_MS"] ?? "") ?? 0),
                 blockOn: env["STRATUM_FAKE_BLOCK_ON"], failOn: env["STRATUM_FAKE_FAIL_ON"],
-                loseResponseOn: env["STRATUM_FAKE_LOSE_RESPONSE_ON"], blockAfterOn: env["STRATUM_FAKE_BLOCK_AFTER_ON"])
+                loseResponseOn: env["STRATUM_FAKE_LOSE_RESPONSE_ON"], blockAfterOn: env["STRATUM_FAKE_BLOCK_AFTER_ON"],
+                quota: Int(env["STRATUM_FAKE_QUOTA"] ?? ""), exhaustion: env["STRATUM_FAKE_EXHAUSTION"].flatMap(ProviderError.Kind.init(rawValue:)) ?? .quota)
         }
     }
 
@@ -72,6 +80,13 @@ public struct FakeCloudProvider: Provider {
     var resourcesDirectory: URL { root.appendingPathComponent("resources") }
     public var createLog: URL { root.appendingPathComponent("creates.log") }
     public var blockedMarker: URL { root.appendingPathComponent("blocked") }
+    /// One line per create refused for `quota`: `ADDRESS`.
+    public var refusalLog: URL { root.appendingPathComponent("refusals.log") }
+
+    /// How many creates were refused for `quota`.
+    public func refusals() -> Int {
+        ((try? String(contentsOf: refusalLog, encoding: .utf8)) ?? "").split(separator: "\n").count
+    }
     /// Every create and delete, in order: `create ADDRESS ID` / `delete ADDRESS ID`.
     public var eventLog: URL { root.appendingPathComponent("events.log") }
 
@@ -128,10 +143,19 @@ public struct FakeCloudProvider: Provider {
             try Data("blocked \(address)\n".utf8).write(to: blockedMarker)
             while true { try await Task.sleep(for: .seconds(3600)) }
         }
+        let existing = try inventory()
         // Idempotent by token: a retried create returns what the first one made.
-        for (id, live) in try inventory() where live.address == address {
+        for (id, live) in existing where live.address == address {
             let record = try JSONDecoder().decode(Record.self, from: Data(contentsOf: resourcesDirectory.appendingPathComponent("\(id).json")))
             if record.token == token { return state(record, region: resource.region) }
+        }
+        if let quota = options.quota, existing.count >= quota {
+            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+            try appendLine("\(address)\n", to: refusalLog)
+            let message = options.exhaustion == .quota
+                ? "the fake cloud's quota of \(quota) things is used up"
+                : "the fake cloud has no capacity for more than \(quota) things"
+            throw ProviderError(options.exhaustion, message, address: address)
         }
         let id = "thing-" + UUID().uuidString.lowercased().prefix(12)
         var attributes = resource.inputs

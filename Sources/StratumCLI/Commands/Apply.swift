@@ -41,24 +41,27 @@ struct ApplyRun {
 
     func run() async throws {
         let context = RunContext(global)
+        let interruption = Interruption(console: context.console)
+        interruption.install()
         var succeeded = true
         try await reportingErrors(context.console) {
             let saved = try planFile.map { try PlanFile.read($0, sealer: context.stateKey) }
-            let stack = (destroy || saved != nil) ? nil : try context.evaluate()
-            let name = try saved?.stack ?? stack?.name ?? context.stackNameForDestroy()
+            let stack = (destroy || saved != nil) ? nil : try await context.evaluate()
+            let name: String
+            if let planned = saved?.stack ?? stack?.name { name = planned } else { name = try await context.stackNameForDestroy() }
             if let saved, saved.environment != global.environment, global.env != nil {
                 throw CLIError("the plan is for environment '\(saved.environment)', not '\(global.environment)'")
             }
             let store = try await context.openStore()
             let workspace = RunContext.workspace(stack: name, environment: saved?.environment ?? global.environment)
-            succeeded = try await context.locked(store, workspace: workspace, operation: destroy ? "destroy" : "apply") {
+            succeeded = try await context.locked(store, workspace: workspace, operation: destroy ? "destroy" : "apply", interruption: interruption) {
                 let plan: Plan
                 if let saved {
                     plan = saved
                 } else {
-                    plan = try await context.plan(stack: stack, stackName: name, store: store, change: change, destroy: destroy)
+                    plan = try await interruption.cancellable { try await context.plan(stack: stack, stackName: name, store: store, change: change, destroy: destroy) }
                     // With --json, stdout carries one document: the plan and the result, at the end.
-                    if !global.json { try context.show(plan) }
+                    if !global.json { try context.show(plan, limit: change.planLimit) }
                 }
                 guard plan.hasChanges else {
                     if global.json { try context.showApplied(plan, result: nil) }
@@ -68,12 +71,14 @@ struct ApplyRun {
                     let question = destroy
                         ? "Do you really want to destroy all resources of \(name) (\(global.environment))?"
                         : "Do you want to perform these actions on \(name) (\(global.environment))?"
-                    guard try context.console.confirm(question, autoApprove: autoApprove) else {
+                    guard try context.console.confirm(question, autoApprove: autoApprove, interruption: interruption) else {
                         context.console.error("Cancelled; nothing was changed.")
                         throw ExitCode.failure
                     }
                 }
-                return try await context.execute(plan, store: store, parallelism: change.parallelism)
+                try interruption.check()
+                return try await context.execute(
+                    plan, store: store, parallelism: change.parallelism, exhaustionLimit: change.exhaustionLimit, interruption: interruption)
             }
         }
         if !succeeded { throw ExitCode.failure }

@@ -15,7 +15,7 @@ struct ForceUnlock: AsyncParsableCommand {
     func run() async throws {
         let context = RunContext(global)
         try await reportingErrors(context.console) {
-            let workspace = context.workspace(for: try context.stackEntry().name)
+            let workspace = context.workspace(for: try await context.stackName())
             let store = try await context.openStore()
             guard let held = try await store.currentLock(workspace: workspace) else {
                 context.console.output("\(workspace) is not locked.")

@@ -12,7 +12,7 @@ struct Graph: AsyncParsableCommand {
     func run() async throws {
         let context = RunContext(global)
         try await reportingErrors(context.console) {
-            let stack = try context.evaluate()
+            let stack = try await context.evaluate()
             var lines = ["digraph \"\(stack.name)\" {", "  rankdir = \"RL\";", "  node [shape = box];"]
             for node in stack.graph.nodes { lines.append("  \"\(node)\";") }
             for node in stack.graph.nodes {

@@ -16,7 +16,7 @@ struct Output: AsyncParsableCommand {
     func run() async throws {
         let context = RunContext(global)
         try await reportingErrors(context.console) {
-            let stackName = try context.stackEntry().name
+            let stackName = try await context.stackName()
             let snapshot = try await context.openStore(readOnly: true).read(workspace: context.workspace(for: stackName))
             // Text shows a secret as (sensitive); JSON carries the string "(sensitive)" in its place.
             let outputs = showSensitive ? snapshot.outputs.mapValues(\.revealed) : global.json ? snapshot.outputs.mapValues(\.redacted) : snapshot.outputs

@@ -35,15 +35,18 @@ struct PlanCommand: AsyncParsableCommand {
 
     func run() async throws {
         let context = RunContext(global)
+        let interruption = Interruption(console: context.console)
+        interruption.install()
         var hasChanges = false
         try await reportingErrors(context.console) {
-            let stack = destroy ? nil : try context.evaluate()
-            let name = try stack?.name ?? context.stackNameForDestroy()
+            let stack = destroy ? nil : try await context.evaluate()
+            let name: String
+            if let stack { name = stack.name } else { name = try await context.stackNameForDestroy() }
             let plan: Plan
             if lock {
                 let store = try await context.openStore()
-                plan = try await context.locked(store, workspace: context.workspace(for: name), operation: "plan") {
-                    try await context.plan(stack: stack, stackName: name, store: store, change: change, destroy: destroy)
+                plan = try await context.locked(store, workspace: context.workspace(for: name), operation: "plan", interruption: interruption) {
+                    try await interruption.cancellable { try await context.plan(stack: stack, stackName: name, store: store, change: change, destroy: destroy) }
                 }
             } else {
                 let store = try await context.openStore(readOnly: true)
@@ -51,9 +54,9 @@ struct PlanCommand: AsyncParsableCommand {
                 if !pending.isEmpty {
                     context.console.error(context.console.yellow("Warning: \(pending.count) interrupted operation(s) in the journal are not settled by plan --no-lock; the plan may be out of date (run plan with the lock to settle them)."))
                 }
-                plan = try await context.plan(stack: stack, stackName: name, store: store, change: change, destroy: destroy)
+                plan = try await interruption.cancellable { try await context.plan(stack: stack, stackName: name, store: store, change: change, destroy: destroy) }
             }
-            try context.show(plan)
+            try context.show(plan, limit: change.planLimit)
             if let out {
                 try PlanFile.write(plan, to: out, sealer: context.stateKey)
                 if !global.json { context.console.output("Saved the plan to \(out). Apply it with: stratum apply \(out)") }
@@ -72,26 +75,64 @@ enum PlanFile {
         encoder.outputFormatting = [.sortedKeys]
         encoder.dateEncodingStrategy = .iso8601
         let data = try encoder.encode(plan)
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw CLIError("--out \(path) is a directory; name a file in it, such as \(URL(fileURLWithPath: path).appendingPathComponent("plan.bin").path)")
+        }
         guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
-            throw CLIError("cannot write the plan to \(path)")
+            let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
+            let reason = FileManager.default.fileExists(atPath: parent) ? "\(parent) is not writable" : "the directory \(parent) does not exist"
+            throw CLIError("cannot write the plan to \(path): \(reason)")
         }
     }
 
     static func read(_ path: String, sealer: any ValueSealer) throws -> Plan {
-        guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read plan file \(path)") }
+        let made = "plan files are made by `stratum plan --out FILE`"
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw CLIError("plan file \(path) does not exist; \(made)") }
+        guard !isDirectory.boolValue else { throw CLIError("\(path) is a directory, not a plan file; \(made)") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read plan file \(path): permission denied") }
+        guard !data.isEmpty else { throw CLIError("\(path) is empty, not a plan (the `stratum plan --out` that wrote it may not have finished); make it again") }
+        if data.starts(with: Data("SQLite format 3".utf8)) {
+            throw CLIError("\(path) is a SQLite database (a state file?), not a plan; \(made)")
+        }
+        // The format first, so a plan from another version is named as such.
+        guard (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) != nil else {
+            let object = data.first { !Set(" \t\r\n".utf8).contains($0) } == UInt8(ascii: "{")
+            throw CLIError(object
+                ? "\(path) is truncated or corrupt: it is not complete JSON; make the plan again"
+                : "\(path) is not a Stratum plan file (it is not JSON); \(made)")
+        }
+        struct Header: Decodable { var format: Int? }
+        guard let format = (try? JSONDecoder().decode(Header.self, from: data))?.format else {
+            throw CLIError("\(path) is JSON but not a Stratum plan file (it has no plan format); \(made)")
+        }
+        guard format == Plan.currentFormat else {
+            throw CLIError("\(path) has plan format \(format); this stratum reads format \(Plan.currentFormat). Make the plan again with this version")
+        }
         let decoder = StateCodec(sealer: sealer).decoder()
         decoder.dateDecodingStrategy = .iso8601
-        let plan: Plan
         do {
-            plan = try decoder.decode(Plan.self, from: data)
+            return try decoder.decode(Plan.self, from: data)
         } catch let error as StateError {
             throw CLIError("cannot read the plan \(path): \(error)")
-        } catch {
-            throw CLIError("\(path) is not a Stratum plan file: \(error)")
+        } catch let error as DecodingError {
+            throw CLIError("\(path) is a damaged plan file: \(Self.explain(error)); make the plan again")
         }
-        guard plan.format == Plan.currentFormat else {
-            throw CLIError("\(path) has plan format \(plan.format); this stratum reads format \(Plan.currentFormat)")
+    }
+
+    /// A decoding error in words: which field, and what is wrong with it.
+    static func explain(_ error: DecodingError) -> String {
+        func field(_ path: [any CodingKey]) -> String {
+            let text = path.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+            return text.isEmpty ? "the top level" : String(text.drop { $0 == "." })
         }
-        return plan
+        switch error {
+        case .keyNotFound(let key, let context): return "\(field(context.codingPath + [key])) is missing"
+        case .valueNotFound(_, let context): return "\(field(context.codingPath)) is empty"
+        case .typeMismatch(let type, let context): return "\(field(context.codingPath)) is not \(type == String.self ? "text" : "a valid \(type)")"
+        case .dataCorrupted(let context): return "\(field(context.codingPath)) is invalid (\(context.debugDescription))"
+        @unknown default: return "\(error)"
+        }
     }
 }

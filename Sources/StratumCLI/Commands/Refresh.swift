@@ -15,7 +15,7 @@ struct Refresh: AsyncParsableCommand {
     func run() async throws {
         let context = RunContext(global)
         try await reportingErrors(context.console) {
-            let name = try context.stackEntry().name
+            let name = try await context.stackName()
             let store = try await context.openStore()
             let workspace = context.workspace(for: name)
             try await context.locked(store, workspace: workspace, operation: "refresh") {

@@ -12,7 +12,7 @@ struct Validate: AsyncParsableCommand {
     func run() async throws {
         let context = RunContext(global)
         try await reportingErrors(context.console) {
-            let stack = try context.evaluate()
+            let stack = try await context.evaluate()
             context.console.output("The stack \(stack.name) (\(stack.environment)) is valid: \(stack.resources.count) resource(s), \(stack.outputs.count) output(s).")
         }
     }
