@@ -177,7 +177,7 @@ public final class SQLiteStateStore: StateStore {
                 if !applied.isEmpty, applied != knownMigrations {
                     let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
                     let target = "\(path).backup-\(stamp)"
-                    try backupFile(db, to: target)
+                    try backupFile(path, to: target)
                     backup = target
                 }
                 try runMigrations(db, applied: applied)
@@ -208,7 +208,7 @@ public final class SQLiteStateStore: StateStore {
             throw StateError("cannot create state file \(path): \(String(cString: strerror(errno))) (creating \(scratch))")
         }
         fchmod(fd, 0o600)
-        close(fd)
+        _ = Foundation.close(fd)
         defer { unlink(scratch) }
         var configuration = Configuration()
         configuration.journalMode = .wal
@@ -225,15 +225,22 @@ public final class SQLiteStateStore: StateStore {
         }
     }
 
-    /// A consistent copy through SQLite's backup API, mode 0600.
-    private static func backupFile(_ db: Database, to target: String) throws {
+    /// A consistent copy through SQLite's backup API, mode 0600. Called while the migrating
+    /// connection holds the write lock, so it reads through a connection of its own: readers
+    /// still see the committed, not yet migrated, file.
+    private static func backupFile(_ path: String, to target: String) throws {
         let fd = open(target, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             throw StateError("cannot create the pre-migration backup \(target): \(String(cString: strerror(errno))); the state was not migrated")
         }
-        close(fd)
+        _ = Foundation.close(fd)
+        var readOnly = Configuration()
+        readOnly.readonly = true
+        readOnly.busyMode = .timeout(10)
+        let source = try DatabaseQueue(path: path, configuration: readOnly)
+        defer { try? source.close() }
         let destination = try DatabaseQueue(path: target)
-        try destination.writeWithoutTransaction { try db.backup(to: $0) }
+        try source.backup(to: destination)
         try destination.close()
     }
 

@@ -11,47 +11,43 @@ struct SQLiteEdgeCaseTests {
         ((try? FileManager.default.subpathsOfDirectory(atPath: root.path)) ?? []).sorted()
     }
 
-    /// Opens stores on `path` from `count` threads at once; returns each lineage or error text.
-    func openTogether(_ path: String, count: Int, workspace: String = "w") -> [Result<String, any Error>] {
-        let results = LockedArray<Result<String, any Error>>(count: count)
+    /// Opens stores on `path` from `count` threads at once (plain threads: opening blocks on
+    /// SQLite's lock), then reads the workspace through each; returns the lineages.
+    func openTogether(_ path: String, count: Int) async throws -> [String] {
+        let opened = LockedArray<Result<SQLiteStateStore, any Error>>(count: count)
         DispatchQueue.concurrentPerform(iterations: count) { index in
-            let done = DispatchSemaphore(value: 0)
-            Task.detached {
-                do {
-                    let store = try SQLiteStateStore(path: path)
-                    results[index] = .success(try await store.read(workspace: workspace).lineage)
-                } catch {
-                    results[index] = .failure(error)
-                }
-                done.signal()
-            }
-            done.wait()
+            opened[index] = Result { try SQLiteStateStore(path: path) }
         }
-        return results.values
+        let stores = try opened.values.map { try $0.get() }
+        #expect(stores.count == count)
+        return try await withThrowingTaskGroup(of: String.self) { group in
+            for store in stores { group.addTask { try await store.read(workspace: "w").lineage } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
     }
 
-    @Test func manyFirstOpensOfANewFileAgreeOnOneState() throws {
+    @Test func manyFirstOpensOfANewFileAgreeOnOneState() async throws {
         for _ in 0..<5 {
             let dir = try TestSupport.temporaryDirectory("first-open")
             let path = dir.appendingPathComponent("a/b/state.db").path
-            let results = openTogether(path, count: 8)
-            let lineages = try results.map { try $0.get() }
+            let lineages = try await openTogether(path, count: 8)
+            #expect(lineages.count == 8)
             #expect(Set(lineages).count == 1, "every opener sees the one workspace")
             // Nothing half-made is left beside it.
             #expect(listing(dir.appendingPathComponent("a/b")).filter { !$0.hasSuffix("-wal") && !$0.hasSuffix("-shm") } == ["state.db"])
         }
     }
 
-    @Test func concurrentOpensOfAnOldFileMigrateItOnce() throws {
+    @Test func concurrentOpensOfAnOldFileMigrateItOnce() async throws {
         let dir = try TestSupport.temporaryDirectory("migrate-race")
         let path = dir.appendingPathComponent("state.db").path
         let queue = try DatabaseQueue(path: path)
         try SQLiteStateStore.migrator.migrate(queue, upTo: "v1-initial")
-        try queue.write { try $0.execute(sql: "INSERT INTO workspace (name, lineage, serial, createdAt) VALUES ('w', 'lin-1', 3, '2026-01-01 00:00:00')") }
+        try await queue.write { try $0.execute(sql: "INSERT INTO workspace (name, lineage, serial, createdAt) VALUES ('w', 'lin-1', 3, '2026-01-01 00:00:00')") }
         try queue.close()
 
-        let results = openTogether(path, count: 6)
-        #expect(try results.map { try $0.get() } == Array(repeating: "lin-1", count: 6))
+        let lineages = try await openTogether(path, count: 6)
+        #expect(lineages == Array(repeating: "lin-1", count: 6))
         let backups = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.contains(".backup-") }
         #expect(backups.count == 1, "exactly one process migrated: \(backups)")
     }
