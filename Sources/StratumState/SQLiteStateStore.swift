@@ -81,7 +81,10 @@ public final class SQLiteStateStore: StateStore {
     private static func existingFile(at path: String) throws -> Bool {
         var info = stat()
         guard stat(path, &info) == 0 else {
-            if errno == ENOENT || errno == ENOTDIR { return false }
+            if errno == ENOENT { return false }
+            if errno == ENOTDIR {
+                throw StateError("cannot use the state path \(path): \(blockingAncestor(of: path)) is a file, not a directory")
+            }
             throw StateError("cannot open state file \(path): \(String(cString: strerror(errno)))")
         }
         if info.st_mode & S_IFMT == S_IFDIR {
@@ -91,6 +94,15 @@ public final class SQLiteStateStore: StateStore {
             throw StateError("state file \(path) is empty (0 bytes): it holds no state, and Stratum never leaves an empty state file behind, so it was probably truncated. Restore it from a backup (\(path).backup-*, or `stratum state import` of each resource); to start with no state, delete it and run again")
         }
         return true
+    }
+
+    /// The deepest existing path above `path`: what stands in the way of creating it.
+    private static func blockingAncestor(of path: String) -> String {
+        var current = URL(fileURLWithPath: path).deletingLastPathComponent()
+        while current.path != "/", !FileManager.default.fileExists(atPath: current.path) {
+            current.deleteLastPathComponent()
+        }
+        return current.path
     }
 
     /// A consistent read-only connection. Without write permission on the file or its
@@ -197,7 +209,13 @@ public final class SQLiteStateStore: StateStore {
             do {
                 try fm.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             } catch {
-                throw StateError("cannot create state directory \(directory): \(error.localizedDescription)")
+                let ancestor = blockingAncestor(of: path)
+                var info = stat()
+                let found = stat(ancestor, &info) == 0
+                let why = found && info.st_mode & S_IFMT != S_IFDIR
+                    ? "\(ancestor) is a file, not a directory"
+                    : found && !isWritable(ancestor) ? "\(ancestor) is not writable" : "\(error.localizedDescription)"
+                throw StateError("cannot create state directory \(directory): \(why)")
             }
         }
         let scratch = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).new-\(getpid())-\(UUID().uuidString.prefix(8))").path

@@ -67,6 +67,14 @@ struct SQLiteEdgeCaseTests {
         #expect { try SQLiteStateStore(path: dir.path) } throws: { "\($0)".contains("is a directory, not a state file") }
         #expect { try SQLiteStateStore.openForReading(path: dir.path) } throws: { "\($0)".contains("is a directory") }
         #expect(listing(dir).isEmpty)
+        // Nor is a path below a file.
+        let file = dir.appendingPathComponent("plain")
+        #expect(FileManager.default.createFile(atPath: file.path, contents: Data("x".utf8)))
+        for path in [file.appendingPathComponent("state.db").path, file.appendingPathComponent("a/state.db").path] {
+            #expect { try SQLiteStateStore(path: path) } throws: { "\($0)".contains("\(file.path) is a file, not a directory") }
+            #expect { try SQLiteStateStore.openForReading(path: path) } throws: { "\($0)".contains("\(file.path) is a file, not a directory") }
+        }
+        #expect(listing(dir) == ["plain"])
     }
 
     @Test func readingAMissingFileCreatesNothing() async throws {
