@@ -15,7 +15,7 @@ struct SQLiteEdgeCaseTests {
     /// SQLite's lock), then reads the workspace through each; returns the lineages.
     func openTogether(_ path: String, count: Int) async throws -> [String] {
         let opened = LockedArray<Result<SQLiteStateStore, any Error>>(count: count)
-        DispatchQueue.concurrentPerform(iterations: count) { index in
+        together(count) { index in
             opened[index] = Result { try SQLiteStateStore(path: path) }
         }
         let stores = try opened.values.map { try $0.get() }
@@ -135,6 +135,36 @@ struct SQLiteEdgeCaseTests {
         try await store.commit(workspace: "w", StateMutation(removals: [address, other], changes: [HistoryChange(address: "fake_thing.b", action: "rm")]), at: Date())
         let snapshot = try await store.read(workspace: "w")
         #expect(snapshot.resources.keys.map(\.name) == ["a"])
+    }
+}
+
+/// Runs `body` on `count` threads of their own, released together; returns when all are done.
+func together(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    let line = StartLine(count: count)
+    let done = DispatchGroup()
+    for index in 0..<count {
+        done.enter()
+        Thread {
+            line.wait()
+            body(index)
+            done.leave()
+        }.start()
+    }
+    done.wait()
+}
+
+/// Holds threads until `count` have arrived, so they start their work together.
+final class StartLine: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var arrived = 0
+    private let count: Int
+    init(count: Int) { self.count = count }
+    func wait() {
+        condition.lock()
+        defer { condition.unlock() }
+        arrived += 1
+        condition.broadcast()
+        while arrived < count { condition.wait() }
     }
 }
 
