@@ -72,6 +72,13 @@ public enum StackConfigLoader {
             throw ConfigError(file: file, message: "unknown config key\(unknown.count == 1 ? "" : "s") \(keys); known keys: \(known.sorted().joined(separator: ", "))")
         }
         for (key, value) in overrides { merged[key] = jsonCompatible(value) }
+        // A fraction, or a number too large for an integer, fails in the decoder without the
+        // key's name: name it here.
+        let defaults = Dictionary(Mirror(reflecting: C()).children.compactMap { child in child.label.map { (snakeCase($0), child.value) } }, uniquingKeysWith: { first, _ in first })
+        for (key, value) in overrides.sorted(by: { $0.key < $1.key }) {
+            guard let field = defaults[key], isInteger(field), let number = value as? Double else { continue }
+            throw ConfigError(file: file, message: "config key '\(key)' = \(number): expected an integer (a whole number in range)")
+        }
 
 
         let data: Data
@@ -89,9 +96,10 @@ public enum StackConfigLoader {
             throw ConfigError(file: file, message: "config key '\(keyPath(context))'\(shown(context, in: overrides)): expected \(describe(expected))")
         } catch let DecodingError.valueNotFound(expected, context) {
             throw ConfigError(file: file, message: "config key '\(keyPath(context))': expected \(describe(expected)), got null")
-        } catch let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
-            // A number the key's type cannot hold: 1.5 for an integer, or one out of its range.
-            throw ConfigError(file: file, message: "config key '\(keyPath(context))'\(shown(context, in: overrides)): expected \(expectedNumber(at: context, defaults: C()))")
+        } catch let DecodingError.dataCorrupted(context) {
+            // A number the key's type cannot hold (the decoder may not say which key).
+            let key = context.codingPath.isEmpty ? "" : "config key '\(keyPath(context))'\(shown(context, in: overrides)): "
+            throw ConfigError(file: file, message: "\(key)a value does not fit its key's type: \(context.debugDescription)")
         } catch let DecodingError.keyNotFound(key, context) {
             let path = (context.codingPath + [key]).map { $0.intValue.map { "[\($0)]" } ?? snakeCase($0.stringValue) }.joined(separator: ".")
             throw ConfigError(file: file, message: "config key '\(path)' is missing")
@@ -116,19 +124,12 @@ public enum StackConfigLoader {
         return " = \(current)"
     }
 
-    /// What a number at `context` must be, from the type of the key's default value.
-    private static func expectedNumber<C: StackConfiguration>(at context: DecodingError.Context, defaults: C) -> String {
-        var current: Any = defaults
-        for key in context.codingPath {
-            guard let child = Mirror(reflecting: current).children.first(where: { $0.label == key.stringValue })?.value else {
-                return "a value of the key's type"
-            }
-            current = child
-        }
-        switch current {
-        case is Int, is Int64, is Int32: return "an integer (a whole number in range)"
-        case is UInt, is UInt64, is UInt32: return "a non-negative integer"
-        default: return "a \(type(of: current)) value"
+    /// Whether a configuration property holds an integer (optional or not).
+    private static func isInteger(_ value: Any) -> Bool {
+        switch value {
+        case is Int, is Int64, is Int32, is UInt, is UInt64, is UInt32: return true
+        default:
+            return type(of: value) == Int?.self || type(of: value) == Int64?.self || type(of: value) == UInt?.self
         }
     }
 

@@ -81,7 +81,10 @@ public final class SQLiteStateStore: StateStore {
     private static func existingFile(at path: String) throws -> Bool {
         var info = stat()
         guard stat(path, &info) == 0 else {
-            if errno == ENOENT || errno == ENOTDIR { return false }
+            if errno == ENOENT { return false }
+            if errno == ENOTDIR {
+                throw StateError("cannot use the state path \(path): \(blockingAncestor(of: path)) is a file, not a directory")
+            }
             throw StateError("cannot open state file \(path): \(String(cString: strerror(errno)))")
         }
         if info.st_mode & S_IFMT == S_IFDIR {
@@ -91,6 +94,15 @@ public final class SQLiteStateStore: StateStore {
             throw StateError("state file \(path) is empty (0 bytes): it holds no state, and Stratum never leaves an empty state file behind, so it was probably truncated. Restore it from a backup (\(path).backup-*, or `stratum state import` of each resource); to start with no state, delete it and run again")
         }
         return true
+    }
+
+    /// The deepest existing path above `path`: what stands in the way of creating it.
+    private static func blockingAncestor(of path: String) -> String {
+        var current = URL(fileURLWithPath: path).deletingLastPathComponent()
+        while current.path != "/", !FileManager.default.fileExists(atPath: current.path) {
+            current.deleteLastPathComponent()
+        }
+        return current.path
     }
 
     /// A consistent read-only connection. Without write permission on the file or its
@@ -177,7 +189,7 @@ public final class SQLiteStateStore: StateStore {
                 if !applied.isEmpty, applied != knownMigrations {
                     let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
                     let target = "\(path).backup-\(stamp)"
-                    try backupFile(db, to: target)
+                    try backupFile(path, to: target)
                     backup = target
                 }
                 try runMigrations(db, applied: applied)
@@ -197,7 +209,13 @@ public final class SQLiteStateStore: StateStore {
             do {
                 try fm.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             } catch {
-                throw StateError("cannot create state directory \(directory): \(error.localizedDescription)")
+                let ancestor = blockingAncestor(of: path)
+                var info = stat()
+                let found = stat(ancestor, &info) == 0
+                let why = found && info.st_mode & S_IFMT != S_IFDIR
+                    ? "\(ancestor) is a file, not a directory"
+                    : found && !isWritable(ancestor) ? "\(ancestor) is not writable" : "\(error.localizedDescription)"
+                throw StateError("cannot create state directory \(directory): \(why)")
             }
         }
         let scratch = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).new-\(getpid())-\(UUID().uuidString.prefix(8))").path
@@ -208,7 +226,7 @@ public final class SQLiteStateStore: StateStore {
             throw StateError("cannot create state file \(path): \(String(cString: strerror(errno))) (creating \(scratch))")
         }
         fchmod(fd, 0o600)
-        close(fd)
+        _ = Foundation.close(fd)
         defer { unlink(scratch) }
         var configuration = Configuration()
         configuration.journalMode = .wal
@@ -225,15 +243,22 @@ public final class SQLiteStateStore: StateStore {
         }
     }
 
-    /// A consistent copy through SQLite's backup API, mode 0600.
-    private static func backupFile(_ db: Database, to target: String) throws {
+    /// A consistent copy through SQLite's backup API, mode 0600. Called while the migrating
+    /// connection holds the write lock, so it reads through a connection of its own: readers
+    /// still see the committed, not yet migrated, file.
+    private static func backupFile(_ path: String, to target: String) throws {
         let fd = open(target, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             throw StateError("cannot create the pre-migration backup \(target): \(String(cString: strerror(errno))); the state was not migrated")
         }
-        close(fd)
+        _ = Foundation.close(fd)
+        var readOnly = Configuration()
+        readOnly.readonly = true
+        readOnly.busyMode = .timeout(10)
+        let source = try DatabaseQueue(path: path, configuration: readOnly)
+        defer { try? source.close() }
         let destination = try DatabaseQueue(path: target)
-        try destination.writeWithoutTransaction { try db.backup(to: $0) }
+        try source.backup(to: destination)
         try destination.close()
     }
 

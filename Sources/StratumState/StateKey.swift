@@ -153,6 +153,9 @@ public struct StateCodec: Sendable {
         func column<T: Decodable>(_ name: String, _ type: T.Type, _ data: Data) throws -> T {
             do {
                 return try decoder().decode(type, from: data)
+            } catch DecodingError.dataCorrupted(let context) where sealer == nil && data.range(of: Data("$stratum.sealed".utf8)) != nil {
+                // Sealed secrets and no key: a key problem for every such row, not a bad row.
+                throw StateError("state is unreadable: \(context.debugDescription)")
             } catch let error as DecodingError {
                 throw failure("\(name): \(UndecodableResourcesError.explain(error))")
             }

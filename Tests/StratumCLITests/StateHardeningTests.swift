@@ -29,7 +29,7 @@ struct StateHardeningTests {
         }
     }
 
-    @Test func sixConcurrentFirstUsesOfANewStateFileAllSucceed() throws {
+    @Test func sixConcurrentFirstUsesOfANewStateFileAllSucceed() async throws {
         let dir = try TestSupport.temporaryDirectory("first-use")
         let cli = CLI("stratum-fixture", in: dir)
         let environments = (0..<6).map { "e\($0)" }
@@ -51,7 +51,7 @@ struct StateHardeningTests {
                 #expect(!result.stderr.contains("Error"), "\(result.stderr)")
             }
             let path = dir.appendingPathComponent(state).path
-            let workspaces = try awaitWorkspaces(path)
+            let workspaces = try await SQLiteStateStore.openForReading(path: path).workspaces()
             #expect(workspaces == environments.map { "fake-fan/\($0)" })
             // No migration of an existing file ran, so no backup was taken.
             let siblings = try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("round\(round)/nested").path)
@@ -240,16 +240,4 @@ struct StateHardeningTests {
 /// Opens and closes the state file, which checkpoints and removes its WAL.
 func closeOnce(_ path: String) throws {
     try SQLiteStateStore(path: path).close()
-}
-
-/// The workspaces recorded in the state file at `path`.
-func awaitWorkspaces(_ path: String) throws -> [String] {
-    let box = Box<[String]>()
-    let done = DispatchSemaphore(value: 0)
-    Task.detached {
-        box.value = try? await SQLiteStateStore.openForReading(path: path).workspaces()
-        done.signal()
-    }
-    done.wait()
-    return try #require(box.value)
 }

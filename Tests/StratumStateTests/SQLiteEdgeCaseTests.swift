@@ -11,47 +11,43 @@ struct SQLiteEdgeCaseTests {
         ((try? FileManager.default.subpathsOfDirectory(atPath: root.path)) ?? []).sorted()
     }
 
-    /// Opens stores on `path` from `count` threads at once; returns each lineage or error text.
-    func openTogether(_ path: String, count: Int, workspace: String = "w") -> [Result<String, any Error>] {
-        let results = LockedArray<Result<String, any Error>>(count: count)
-        DispatchQueue.concurrentPerform(iterations: count) { index in
-            let done = DispatchSemaphore(value: 0)
-            Task.detached {
-                do {
-                    let store = try SQLiteStateStore(path: path)
-                    results[index] = .success(try await store.read(workspace: workspace).lineage)
-                } catch {
-                    results[index] = .failure(error)
-                }
-                done.signal()
-            }
-            done.wait()
+    /// Opens stores on `path` from `count` threads at once (plain threads: opening blocks on
+    /// SQLite's lock), then reads the workspace through each; returns the lineages.
+    func openTogether(_ path: String, count: Int) async throws -> [String] {
+        let opened = LockedArray<Result<SQLiteStateStore, any Error>>(count: count)
+        together(count) { index in
+            opened[index] = Result { try SQLiteStateStore(path: path) }
         }
-        return results.values
+        let stores = try opened.values.map { try $0.get() }
+        #expect(stores.count == count)
+        return try await withThrowingTaskGroup(of: String.self) { group in
+            for store in stores { group.addTask { try await store.read(workspace: "w").lineage } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
     }
 
-    @Test func manyFirstOpensOfANewFileAgreeOnOneState() throws {
+    @Test func manyFirstOpensOfANewFileAgreeOnOneState() async throws {
         for _ in 0..<5 {
             let dir = try TestSupport.temporaryDirectory("first-open")
             let path = dir.appendingPathComponent("a/b/state.db").path
-            let results = openTogether(path, count: 8)
-            let lineages = try results.map { try $0.get() }
+            let lineages = try await openTogether(path, count: 8)
+            #expect(lineages.count == 8)
             #expect(Set(lineages).count == 1, "every opener sees the one workspace")
             // Nothing half-made is left beside it.
             #expect(listing(dir.appendingPathComponent("a/b")).filter { !$0.hasSuffix("-wal") && !$0.hasSuffix("-shm") } == ["state.db"])
         }
     }
 
-    @Test func concurrentOpensOfAnOldFileMigrateItOnce() throws {
+    @Test func concurrentOpensOfAnOldFileMigrateItOnce() async throws {
         let dir = try TestSupport.temporaryDirectory("migrate-race")
         let path = dir.appendingPathComponent("state.db").path
         let queue = try DatabaseQueue(path: path)
         try SQLiteStateStore.migrator.migrate(queue, upTo: "v1-initial")
-        try queue.write { try $0.execute(sql: "INSERT INTO workspace (name, lineage, serial, createdAt) VALUES ('w', 'lin-1', 3, '2026-01-01 00:00:00')") }
+        try await queue.write { try $0.execute(sql: "INSERT INTO workspace (name, lineage, serial, createdAt) VALUES ('w', 'lin-1', 3, '2026-01-01 00:00:00')") }
         try queue.close()
 
-        let results = openTogether(path, count: 6)
-        #expect(try results.map { try $0.get() } == Array(repeating: "lin-1", count: 6))
+        let lineages = try await openTogether(path, count: 6)
+        #expect(lineages == Array(repeating: "lin-1", count: 6))
         let backups = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.contains(".backup-") }
         #expect(backups.count == 1, "exactly one process migrated: \(backups)")
     }
@@ -71,6 +67,14 @@ struct SQLiteEdgeCaseTests {
         #expect { try SQLiteStateStore(path: dir.path) } throws: { "\($0)".contains("is a directory, not a state file") }
         #expect { try SQLiteStateStore.openForReading(path: dir.path) } throws: { "\($0)".contains("is a directory") }
         #expect(listing(dir).isEmpty)
+        // Nor is a path below a file.
+        let file = dir.appendingPathComponent("plain")
+        #expect(FileManager.default.createFile(atPath: file.path, contents: Data("x".utf8)))
+        for path in [file.appendingPathComponent("state.db").path, file.appendingPathComponent("a/state.db").path] {
+            #expect { try SQLiteStateStore(path: path) } throws: { "\($0)".contains("\(file.path) is a file, not a directory") }
+            #expect { try SQLiteStateStore.openForReading(path: path) } throws: { "\($0)".contains("\(file.path) is a file, not a directory") }
+        }
+        #expect(listing(dir) == ["plain"])
     }
 
     @Test func readingAMissingFileCreatesNothing() async throws {
@@ -131,6 +135,36 @@ struct SQLiteEdgeCaseTests {
         try await store.commit(workspace: "w", StateMutation(removals: [address, other], changes: [HistoryChange(address: "fake_thing.b", action: "rm")]), at: Date())
         let snapshot = try await store.read(workspace: "w")
         #expect(snapshot.resources.keys.map(\.name) == ["a"])
+    }
+}
+
+/// Runs `body` on `count` threads of their own, released together; returns when all are done.
+func together(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    let line = StartLine(count: count)
+    let done = DispatchGroup()
+    for index in 0..<count {
+        done.enter()
+        Thread {
+            line.wait()
+            body(index)
+            done.leave()
+        }.start()
+    }
+    done.wait()
+}
+
+/// Holds threads until `count` have arrived, so they start their work together.
+final class StartLine: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var arrived = 0
+    private let count: Int
+    init(count: Int) { self.count = count }
+    func wait() {
+        condition.lock()
+        defer { condition.unlock() }
+        arrived += 1
+        condition.broadcast()
+        while arrived < count { condition.wait() }
     }
 }
 
