@@ -43,7 +43,7 @@ struct RunContext {
 
     /// The store and the workspace of the selected stack and environment.
     func openWorkspace(readOnly: Bool = false) async throws -> (any StateStore, String) {
-        let workspace = workspace(for: try stackEntry().name)
+        let workspace = workspace(for: try await stackName())
         return (try await openStore(readOnly: readOnly), workspace)
     }
 

@@ -280,6 +280,12 @@ struct CLITypoTests {
         let fromEnvironment = try work.cli.run(["apply", "--stack", "fake-fan", "--auto-approve"], extraEnvironment: ["STRATUM_ENV": "prdo"])
         #expect(fromEnvironment.status == 1)
         #expect(fromEnvironment.stderr.contains("looked for Stacks/fake-fan.prdo.yaml"))
+        // The state commands, reading or writing, refuse it the same way.
+        for command in [["state", "list"], ["state", "pending"], ["state", "rm", "fake_thing.child[0]"], ["output"]] {
+            let typo = try work.cli.run(command + ["--stack", "fake-fan", "--env", "prdo"])
+            #expect(typo.status == 1, "\(command): \(typo.stderr)")
+            #expect(typo.stderr.contains("looked for Stacks/fake-fan.prdo.yaml"), "\(command): \(typo.stderr)")
+        }
         #expect(work.contents().isEmpty, "\(work.contents())")
 
         // The flag makes it intentional; once it has state, the flag is no longer needed.

@@ -22,7 +22,8 @@ struct StateList: AsyncParsableCommand {
     func run() async throws {
         let context = RunContext(global)
         try await reportingErrors(context.console) {
-            let snapshot = try await context.openStore(readOnly: true).read(workspace: context.workspace(for: try context.stackEntry().name))
+            let (store, workspace) = try await context.openWorkspace(readOnly: true)
+            let snapshot = try await store.read(workspace: workspace)
             let addresses = snapshot.resources.keys.sorted()
             if global.json {
                 context.console.output(try jsonText(addresses.map(\.description)))
@@ -42,7 +43,8 @@ struct StateShow: AsyncParsableCommand {
         let context = RunContext(global)
         try await reportingErrors(context.console) {
             let target = try parseAddress(address)
-            let snapshot = try await context.openStore(readOnly: true).read(workspace: context.workspace(for: try context.stackEntry().name))
+            let (store, workspace) = try await context.openWorkspace(readOnly: true)
+            let snapshot = try await store.read(workspace: workspace)
             guard let state = snapshot.resources[target] else { throw CLIError("\(target) is not in state") }
             if global.json {
                 var redacted = state
