@@ -8,7 +8,7 @@ struct CLIPostgresTests {
 
     /// Two checkouts (two working directories, as two machines would be) share one database:
     /// each sees the other's state, and the lock keeps them apart.
-    @Test(.enabled(if: url != nil, "set STRATUM_TEST_POSTGRES_URL to run against PostgreSQL"))
+    @Test(.enabled(if: url != nil, "set STRATUM_TEST_POSTGRES_URL to run against PostgreSQL"), .timeLimit(.minutes(2)))
     func twoCheckoutsShareStateAndTheLock() throws {
         let base = try #require(Self.url)
         let schema = "cli_" + UUID().uuidString.prefix(8).lowercased()
@@ -38,7 +38,8 @@ struct CLIPostgresTests {
         #expect(refused.status == 1)
         #expect(refused.stderr.contains("the state is locked"))
         #expect(refused.stderr.contains("pid \(process.processIdentifier)"))
-        process.terminate()
+        // The holder dies without releasing (SIGTERM would wait for the blocked call to finish).
+        kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
 
         let destroy = try second.run(["destroy", "--stack", "fake-fan", "--auto-approve"])
