@@ -24,9 +24,10 @@ struct InstanceKind: EC2ResourceKind {
             "security_group_ids": .input(forceNew: true),
             "placement_group": .input(forceNew: true),
             "key_name": .input(forceNew: true),
-            "user_data": .input(forceNew: true),
-            "command": .input(forceNew: true),
-            "env": .input(forceNew: true),
+            // These three become the instance's user data, which EC2 keeps in plain text.
+            "user_data": .input(forceNew: true, plainText: true),
+            "command": .input(forceNew: true, plainText: true),
+            "env": .input(forceNew: true, plainText: true),
             "container_image": .input(forceNew: true),
             "root_volume_gib": .input(forceNew: true),
             "root_device_name": .input(forceNew: true),

@@ -12,6 +12,9 @@ import StratumCore
 ///
 /// In stack configuration YAML a `Secret` field is a plain string; keep such files out of
 /// version control, or read the secret from the environment instead.
+///
+/// Inputs that a cloud keeps in plain text (EC2 user data, which a node's `env` and `command`
+/// become) refuse a `Secret`: a validation error names the resource and the key.
 public struct Secret: StringExpression, Hashable, Codable, CustomStringConvertible {
     private let plaintext: String
 

@@ -85,6 +85,9 @@ extension Provider {
                 problems.append(Diagnostic(address: resource.address, message: "attribute '\(key)' is computed by the provider and cannot be set", location: resource.location))
             }
         }
+        for message in schema.secretsInPlainText(resource.inputs) {
+            problems.append(Diagnostic(address: resource.address, message: message, location: resource.location))
+        }
         for (key, attribute) in schema.attributes.sorted(by: { $0.key < $1.key }) where attribute.required {
             if resource.inputs[key] == nil || resource.inputs[key] == .null {
                 problems.append(Diagnostic(address: resource.address, message: "required attribute '\(key)' is not set", location: resource.location))

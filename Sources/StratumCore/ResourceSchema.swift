@@ -17,6 +17,25 @@ public struct ResourceSchema: Sendable, Hashable {
     public var computed: [String] { attributes.filter { $0.value.role != .input }.keys.sorted() }
     /// Whether any attribute holds a secret (encrypted in state, hidden in output).
     public var hasSensitiveAttributes: Bool { attributes.values.contains { $0.sensitive } }
+
+    /// The secrets in `inputs` that would land in a plain-text attribute, as `key` or
+    /// `key.entry`, each with a sentence saying why that is refused. Checked at validation and
+    /// again, on resolved values, just before a create or update.
+    public func secretsInPlainText(_ inputs: [String: Value]) -> [String] {
+        var paths: [String] = []
+        for key in inputs.keys.sorted() where attributes[key]?.plainText == true {
+            guard let value = inputs[key], value.containsSensitive else { continue }
+            if case .map(let entries) = value {
+                paths += entries.keys.sorted().filter { entries[$0]?.containsSensitive == true }.map { "\(key).\($0)" }
+            } else {
+                paths.append(key)
+            }
+        }
+        return paths.map {
+            "\($0) holds a Secret, but \(type) keeps it in plain text that anyone allowed to describe the resource can read; "
+                + "Stratum does not put secrets there. Let the node get the credential through its cloud identity, or pass a reference (such as a secret's name) that the workload resolves"
+        }
+    }
 }
 
 /// One attribute of a resource type.
@@ -35,17 +54,21 @@ public struct AttributeSchema: Sendable, Hashable {
     public var forceNew: Bool
     public var required: Bool
     public var sensitive: Bool
+    /// The cloud keeps this input where others can read it in plain text (a machine's boot
+    /// script or metadata), so a secret must never be put in it.
+    public var plainText: Bool
 
-    public init(role: Role, forceNew: Bool = false, required: Bool = false, sensitive: Bool = false) {
+    public init(role: Role, forceNew: Bool = false, required: Bool = false, sensitive: Bool = false, plainText: Bool = false) {
         self.role = role
         self.forceNew = forceNew
         self.required = required
         self.sensitive = sensitive
+        self.plainText = plainText
     }
 
     public static let computed = AttributeSchema(role: .computed)
-    public static func input(forceNew: Bool = false, required: Bool = false, sensitive: Bool = false) -> AttributeSchema {
-        AttributeSchema(role: .input, forceNew: forceNew, required: required, sensitive: sensitive)
+    public static func input(forceNew: Bool = false, required: Bool = false, sensitive: Bool = false, plainText: Bool = false) -> AttributeSchema {
+        AttributeSchema(role: .input, forceNew: forceNew, required: required, sensitive: sensitive, plainText: plainText)
     }
     /// A value the provider sets that must stay secret (a generated password, a private key).
     public static let sensitiveComputed = AttributeSchema(role: .computed, sensitive: true)

@@ -208,6 +208,8 @@ public struct Executor: Sendable {
             if let missing = resolvedInputs.first(where: { $0.value.containsUnknown }) {
                 throw ProviderError(.permanent, "input '\(missing.key)' is still unknown: a resource it refers to did not produce it", address: address)
             }
+            // References resolve only now, so a secret can reach a plain-text input that validation saw unresolved.
+            if let leak = schema?.secretsInPlainText(resolvedInputs).first { throw ProviderError(.permanent, leak, address: address) }
             let resolved = ResolvedResource(
                 address: address, region: change.region, inputs: resolvedInputs.mapValues(\.revealed), dependencies: change.dependencies, ownership: ownership)
             let cbd = step.kind == .replaceCreate && change.createBeforeDestroy
@@ -240,6 +242,7 @@ public struct Executor: Sendable {
             if let missing = resolvedInputs.first(where: { $0.value.containsUnknown }) {
                 throw ProviderError(.permanent, "input '\(missing.key)' is still unknown", address: address)
             }
+            if let leak = schema?.secretsInPlainText(resolvedInputs).first { throw ProviderError(.permanent, leak, address: address) }
             let resolved = ResolvedResource(
                 address: address, region: change.region, inputs: resolvedInputs.mapValues(\.revealed), dependencies: change.dependencies, ownership: ownership)
             let operation = PendingOperation(
