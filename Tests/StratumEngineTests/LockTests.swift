@@ -14,7 +14,7 @@ final class ManualClock: @unchecked Sendable {
     func advance(_ duration: Duration) { lock.withLock { current = current.addingTimeInterval(duration.seconds) } }
 }
 
-@Suite("State lock leases")
+@Suite("State lock leases", .timeLimit(.minutes(1)))
 struct LockTests {
     let start = Date(timeIntervalSince1970: 1_800_000_000)
 
@@ -33,7 +33,11 @@ struct LockTests {
         let clock = ManualClock(start)
         try await lock(store, clock).run(operation: "apply") { held in
             // The run outlives its first lease several times over; the heartbeat keeps it.
-            while try await store.lockEvents(workspace: "w").filter({ $0.kind == .renewed }).count < 4 { await Task.yield() }
+            // The suite's time limit cancels the test if the heartbeat never renews.
+            while try await store.lockEvents(workspace: "w").filter({ $0.kind == .renewed }).count < 4 {
+                try Task.checkCancellation()
+                await Task.yield()
+            }
             let current = try #require(try await store.currentLock(workspace: "w"))
             #expect(current.id == held.id)
             #expect(current.expiresAt > start.addingTimeInterval(300 + 100 * 3))
@@ -107,7 +111,7 @@ struct UnreachableRenewals: StateStore {
     func settleOperations(workspace: String, ids: [String]) async throws { await inner.settleOperations(workspace: workspace, ids: ids) }
 }
 
-@Suite("State lock when the store is unreachable")
+@Suite("State lock when the store is unreachable", .timeLimit(.minutes(1)))
 struct UnreachableLockTests {
     @Test func aRunStopsBeforeItsUnrenewedLeaseRunsOut() async throws {
         let clock = ManualClock(Date(timeIntervalSince1970: 1_800_000_000))

@@ -171,6 +171,9 @@ func loopbackAccepts(_ port: Int) -> Bool {
 func httpGet(port: Int, path: String) throws -> String {
     let fd = socket(AF_INET, streamSocket, 0)
     defer { close(fd) }
+    // A server that never closes the connection fails the test after 30 s instead of hanging it.
+    var timeout = timeval(tv_sec: 30, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     let rc = connectLoopback(fd, port: port)
     try #require(rc == 0, "connect to 127.0.0.1:\(port) failed")
     let request = Array("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".utf8)
