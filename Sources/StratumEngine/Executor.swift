@@ -205,11 +205,7 @@ public struct Executor: Sendable {
         let address = change.address
         switch step.kind {
         case .create, .replaceCreate:
-            if let missing = resolvedInputs.first(where: { $0.value.containsUnknown }) {
-                throw ProviderError(.permanent, "input '\(missing.key)' is still unknown: a resource it refers to did not produce it", address: address)
-            }
-            // References resolve only now, so a secret can reach a plain-text input that validation saw unresolved.
-            if let leak = schema?.secretsInPlainText(resolvedInputs).first { throw ProviderError(.permanent, leak, address: address) }
+            try Self.checkCallable(resolvedInputs, schema: schema, address: address)
             let resolved = ResolvedResource(
                 address: address, region: change.region, inputs: resolvedInputs.mapValues(\.revealed), dependencies: change.dependencies, ownership: ownership)
             let cbd = step.kind == .replaceCreate && change.createBeforeDestroy
@@ -239,10 +235,7 @@ public struct Executor: Sendable {
 
         case .update:
             guard let prior = change.prior else { throw ProviderError(.permanent, "update without prior state", address: address) }
-            if let missing = resolvedInputs.first(where: { $0.value.containsUnknown }) {
-                throw ProviderError(.permanent, "input '\(missing.key)' is still unknown", address: address)
-            }
-            if let leak = schema?.secretsInPlainText(resolvedInputs).first { throw ProviderError(.permanent, leak, address: address) }
+            try Self.checkCallable(resolvedInputs, schema: schema, address: address)
             let resolved = ResolvedResource(
                 address: address, region: change.region, inputs: resolvedInputs.mapValues(\.revealed), dependencies: change.dependencies, ownership: ownership)
             let operation = PendingOperation(
@@ -282,6 +275,18 @@ public struct Executor: Sendable {
 
     static func deposedAddress(for address: ResourceAddress) -> ResourceAddress {
         ResourceAddress(type: address.type, name: "\(address.name)-deposed", index: address.index)
+    }
+}
+
+extension Executor {
+    /// Resolved inputs a create or update may send: none still unknown, and no secret in an
+    /// input the cloud keeps in plain text (references resolve only now, so a secret can arrive
+    /// where validation saw an unresolved reference).
+    static func checkCallable(_ inputs: [String: Value], schema: ResourceSchema?, address: ResourceAddress) throws {
+        if let missing = inputs.first(where: { $0.value.containsUnknown }) {
+            throw ProviderError(.permanent, "input '\(missing.key)' is still unknown: a resource it refers to did not produce it", address: address)
+        }
+        if let leak = schema?.secretsInPlainText(inputs).first { throw ProviderError(.permanent, leak, address: address) }
     }
 }
 
