@@ -36,7 +36,7 @@ struct ProcessStat {
 }
 
 /// One pass over `/proc`: every live process with its group, session, start time and node
-/// markers. Zombies are left out (and reaped when they are this process's children).
+/// markers. Zombies are left out (and reaped when they are node leaders this process started).
 struct ProcessTable {
     struct Entry {
         var pid: Int32
@@ -73,10 +73,10 @@ struct ProcessTable {
         return table
     }
 
-    /// Collects the exit status if the process is this one's child, so it does not linger as a zombie.
+    /// Collects the exit status of a node leader this process started, so it does not linger as
+    /// a zombie; any other child is left to whoever waits for it.
     static func reap(_ pid: Int32) {
-        var status: Int32 = 0
-        _ = waitpid(pid, &status, WNOHANG)
+        SpawnedLeaders.shared.reap(pid)
     }
 
     func isRunning(pid: Int32, startTicks: UInt64) -> Bool {

@@ -412,6 +412,27 @@ enum LocalProcesses {
             }
         }
         guard status == 0 else { throw SpawnFailure(step: step, errno: status, program: argv[0], address: address) }
+        SpawnedLeaders.shared.insert(pid)
         return pid
+    }
+}
+
+/// The node leaders this process started: the only zombies a scan reaps, so that it never takes
+/// the exit status of a child that other code waits for (a `Foundation.Process` in the same
+/// program would otherwise never see its child exit).
+final class SpawnedLeaders: @unchecked Sendable {
+    static let shared = SpawnedLeaders()
+    private let lock = NSLock()
+    private var pids: Set<Int32> = []
+
+    func insert(_ pid: Int32) { lock.withLock { _ = pids.insert(pid) } }
+
+    /// Collects the exit status of `pid` if it is one of ours.
+    func reap(_ pid: Int32) {
+        lock.withLock {
+            guard pids.contains(pid) else { return }
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid { pids.remove(pid) }
+        }
     }
 }

@@ -104,7 +104,13 @@ public enum StackConfigLoader {
             let path = (context.codingPath + [key]).map { $0.intValue.map { "[\($0)]" } ?? snakeCase($0.stringValue) }.joined(separator: ".")
             throw ConfigError(file: file, message: "config key '\(path)' is missing")
         } catch let error as DecodingError {
-            throw ConfigError(file: file, message: "cannot decode the configuration: \(error.localizedDescription)")
+            let context: DecodingError.Context?
+            switch error {
+            case .dataCorrupted(let found), .valueNotFound(_, let found), .typeMismatch(_, let found), .keyNotFound(_, let found): context = found
+            @unknown default: context = nil
+            }
+            let key = context.map { $0.codingPath.isEmpty ? "" : "config key '\(keyPath($0))': " } ?? ""
+            throw ConfigError(file: file, message: "\(key)cannot decode the configuration: \(context?.debugDescription ?? "\(error)")")
         }
         return try check(config, file: file)
     }

@@ -103,3 +103,23 @@ struct LocalOwnershipTests {
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("nodes").path)) ?? []).isEmpty)
     }
 }
+
+@Suite("Local process scans")
+struct LocalProcessScanTests {
+    /// A scan reaps only node leaders this process started: another child's exit status stays
+    /// for the code that waits for it (as `Foundation.Process` waits for its own).
+    @Test(.timeLimit(.minutes(1)))
+    func aScanNeverReapsAChildItDidNotStart() async throws {
+        var pid: pid_t = 0
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sh"), strdup("-c"), strdup("exit 7"), nil]
+        defer { argv.forEach { free($0) } }
+        #expect(posix_spawn(&pid, "/bin/sh", nil, nil, argv, nil) == 0)
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ProcessStat.read(pid)?.isLive != false, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(ProcessStat.read(pid)?.state == "Z", "the child has exited and waits to be collected")
+        #expect(ProcessTable.scan().entries[pid] == nil, "a zombie is not a live process")
+        var status: Int32 = 0
+        #expect(waitpid(pid, &status, WNOHANG) == pid, "the scan left the exit status to its waiter")
+        #expect((status >> 8) & 0xff == 7)
+    }
+}
