@@ -39,10 +39,6 @@ struct LocalCapacityTests {
 
 @Suite("Local provider ownership")
 struct LocalOwnershipTests {
-    func operation(_ address: ResourceAddress, token: String, inputs: [String: Value]) -> PendingOperation {
-        PendingOperation(address: address, action: .create, provider: "local", region: "local", token: token, startedAt: Date(), ownership: .unowned, inputs: inputs)
-    }
-
     @Test func aFailedBucketCreateNeverRemovesADirectoryItDidNotMake() async throws {
         let root = try TestSupport.temporaryDirectory("local-foreign")
         let provider = LocalProvider(root: root)

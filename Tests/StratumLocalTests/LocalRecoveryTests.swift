@@ -4,12 +4,13 @@ import StratumLocal
 import StratumTesting
 import Testing
 
+/// The journal row of an interrupted Local create, as the executor writes it.
+func operation(_ address: ResourceAddress, token: String, inputs: [String: Value]) -> PendingOperation {
+    PendingOperation(address: address, action: .create, provider: "local", region: "local", token: token, startedAt: Date(), ownership: .unowned, inputs: inputs)
+}
+
 @Suite("Local provider recovery")
 struct LocalRecoveryTests {
-    func operation(_ address: ResourceAddress, token: String, inputs: [String: Value]) -> PendingOperation {
-        PendingOperation(address: address, action: .create, provider: "local", region: "local", token: token, startedAt: Date(), ownership: .unowned, inputs: inputs)
-    }
-
     @Test func anInterruptedNodeCreateIsFoundByItsTokenEvenWithoutItsRecord() async throws {
         let root = try TestSupport.temporaryDirectory("local-recover")
         let provider = LocalProvider(root: root)
