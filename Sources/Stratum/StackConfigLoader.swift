@@ -10,9 +10,15 @@ public enum StackConfigLoader {
         public var description: String { "\(file): \(message)" }
     }
 
-    /// `Stacks/config/<stack>.<env>.yaml` under `root`.
+    /// Where the CLI looks for a stack's configuration when no `--config` is given:
+    /// `Stacks/<stack>.<env>.yaml`, relative to the directory it runs in.
+    public static func conventionalPath(stack: String, environment: String) -> String {
+        "Stacks/\(stack).\(environment).yaml"
+    }
+
+    /// `Stacks/<stack>.<env>.yaml` under `root`.
     public static func defaultPath(stack: String, environment: String, root: URL) -> URL {
-        root.appendingPathComponent("Stacks/config/\(stack).\(environment).yaml")
+        root.appendingPathComponent(conventionalPath(stack: stack, environment: environment))
     }
 
     /// Decodes `C` from the YAML at `url`; keys absent from the file keep their defaults.

@@ -126,7 +126,7 @@ struct RunContext {
     /// or a named --env with neither a config file nor state (unless --new-env).
     func requireWorkspace(stack name: String) async throws {
         let carried = CLIEnvironment.current.stacks.contains { $0.name == name }
-        let conventional = "Stacks/\(name).\(options.environment).yaml"
+        let conventional = StackConfigLoader.conventionalPath(stack: name, environment: options.environment)
         let unknownEnvironment = carried && options.environmentIsNamed && options.config == nil && !options.newEnv
             && !FileManager.default.fileExists(atPath: conventional)
         guard !carried || unknownEnvironment else { return }
@@ -165,7 +165,7 @@ struct RunContext {
             guard FileManager.default.isReadableFile(atPath: path) else { throw CLIError("config file \(path) is not readable") }
             return URL(fileURLWithPath: path)
         }
-        let conventional = URL(fileURLWithPath: "Stacks/\(stack).\(options.environment).yaml")
+        let conventional = URL(fileURLWithPath: StackConfigLoader.conventionalPath(stack: stack, environment: options.environment))
         return FileManager.default.fileExists(atPath: conventional.path) ? conventional : nil
     }
 

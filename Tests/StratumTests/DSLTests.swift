@@ -119,6 +119,12 @@ struct DSLTests {
 
 @Suite("Stack configuration from YAML")
 struct ConfigTests {
+    @Test func theConventionalPathIsStacksStackDotEnvironment() {
+        #expect(StackConfigLoader.conventionalPath(stack: "training", environment: "prod") == "Stacks/training.prod.yaml")
+        let url = StackConfigLoader.defaultPath(stack: "training", environment: "dev", root: URL(fileURLWithPath: "/srv/infra"))
+        #expect(url.path == "/srv/infra/Stacks/training.dev.yaml")
+    }
+
     @Test func fileOverridesDefaultsAndKeepsTheRest() throws {
         let config = try StackConfigLoader.decode(LoopStack.Config.self, yaml: "workers: 7\nwith_network: false\n", file: "x.yaml")
         #expect(config.workers == 7)
