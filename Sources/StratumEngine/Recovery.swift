@@ -51,7 +51,7 @@ public struct Recovery: Sendable {
         guard let provider = providers[operation.provider] else {
             throw ProviderError(.permanent, "cannot recover \(operation.address): provider '\(operation.provider)' is not available", address: operation.address)
         }
-        let schema = provider.schemas[operation.type]
+        let schema = provider.schema(for: operation.type)
         let address = operation.address
         switch operation.action {
         case .create:
@@ -79,7 +79,7 @@ public struct Recovery: Sendable {
                 try await store.settleOperations(workspace: workspace, ids: [operation.id])
                 return .confirmedGone(address)
             }
-            let live = try await provider.read(type: operation.type, region: operation.region, resources: [Sensitivity.reveal(prior)]).first ?? nil
+            let live = try await provider.read(type: operation.type, resources: [Sensitivity.reveal(prior)]).first ?? nil
             if var live {
                 live = Sensitivity.protect(live, schema: schema, template: operation.action == .update ? operation.inputs : prior.attributes)
                 live.address = address

@@ -265,7 +265,7 @@ struct StateImport: AsyncParsableCommand {
         try await reportingErrors(context.console) {
             let target = try parseAddress(address)
             let providerName = String(target.type.prefix { $0 != "_" })
-            guard let provider = context.providers[providerName], provider.schemas[target.type] != nil else {
+            guard let provider = context.providers[providerName], provider.kinds[target.type] != nil else {
                 throw CLIError("no provider in this build manages '\(target.type)'")
             }
             let region = region ?? (providerName == "local" ? "local" : "default")
@@ -278,7 +278,7 @@ struct StateImport: AsyncParsableCommand {
                     throw CLIError("\(providerName) has no \(target.type) with id '\(id)' in \(region)")
                 }
                 state.address = target
-                state = Sensitivity.protect(state, schema: provider.schemas[target.type], template: [:])
+                state = Sensitivity.protect(state, schema: provider.schema(for: target.type), template: [:])
                 try await store.commit(workspace: workspace, StateMutation(upserts: [state], changes: [HistoryChange(address: target.description, action: "import \(id)")]), at: Date())
                 return state
             }
