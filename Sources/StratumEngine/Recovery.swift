@@ -3,8 +3,9 @@ import StratumCore
 import StratumState
 
 /// Settles journal rows left by operations that never finished (a crash between a provider
-/// call and its commit). Runs with the lock held, before refresh: each create is looked up by
-/// its idempotency token and adopted or confirmed gone; updates and deletes are re-read.
+/// call and its commit). Runs with the lock held, before refresh: each create goes to its kind's
+/// `recover` with the row as stored (a long-running operation's handle included, so the kind
+/// resumes that operation), and is adopted or confirmed gone; updates and deletes are re-read.
 public struct Recovery: Sendable {
     public var providers: ProviderRegistry
     public var store: any StateStore
