@@ -34,6 +34,8 @@ struct LocalCapacityTests {
         #expect(kind(step: STRATUM_SPAWN_FORK.rawValue, errno: ENOMEM) == .capacity)
         #expect(kind(step: STRATUM_SPAWN_EXEC.rawValue, errno: ENOMEM) == .capacity)
         #expect(kind(step: STRATUM_SPAWN_EXEC.rawValue, errno: ENOENT) == .permanent)
+        // The machine is the local provider's whole capacity.
+        #expect(LocalProcesses.SpawnFailure(step: Int32(STRATUM_SPAWN_FORK.rawValue), errno: EAGAIN, program: "/bin/sh", address: address).providerError.scope == .cloud)
     }
 }
 
