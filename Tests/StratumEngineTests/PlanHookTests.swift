@@ -11,10 +11,8 @@ import Testing
 struct PlanHookTests {
     /// The fake cloud's kind, as a cloud that reports `value` as a URL (`.../values/<value>`)
     /// and cannot change `value` in place once it holds `frozen`.
-    struct URLReportingKind: ResourceKind {
+    struct URLReportingKind: ForwardingKind {
         let inner: any ResourceKind
-        var type: String { inner.type }
-        var schema: ResourceSchema { inner.schema }
         func read(_ resources: [ResourceState]) async throws -> [ResourceState?] {
             try await inner.read(resources).map { state in
                 guard var state, let value = state.attributes["value"]?.stringValue else { return state }
@@ -22,10 +20,6 @@ struct PlanHookTests {
                 return state
             }
         }
-        func create(_ resource: ResolvedResource, context: OperationContext) async throws -> ResourceState { try await inner.create(resource, context: context) }
-        func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState { try await inner.update(prior, to: desired) }
-        func delete(_ state: ResourceState, context: OperationContext) async throws { try await inner.delete(state, context: context) }
-        func recover(_ operation: PendingOperation) async throws -> ResourceState? { try await inner.recover(operation) }
 
         func review(_ prior: ResourceState, desired: [String: Value]) -> PlanReview {
             var normalised = prior
