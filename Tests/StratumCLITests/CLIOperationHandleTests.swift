@@ -34,3 +34,37 @@ struct CLIOperationHandleTests {
         #expect(rows?.first?["token"] as? String == "tok-slow")
     }
 }
+
+@Suite("CLI: a killed create resumes its cloud operation", .timeLimit(.minutes(1)))
+struct CLILongRunningRecoveryTests {
+    @Test func aRunKilledWhileACreateWaitsIsResumedByTheNextRunWithoutASecondOperation() throws {
+        let dir = try TestSupport.temporaryDirectory("lro-kill")
+        let cli = CLI("stratum-fixture", in: dir)
+        let cloud = LongRunningProvider(root: dir.appendingPathComponent(".stratum/lro-cloud"))
+        let args = ["apply", "--stack", "lro", "--auto-approve"]
+
+        // The create starts its operation, records the handle, and waits: kill it there.
+        let (process, _, _) = try cli.start(args)
+        var handle: String?
+        #expect(waitUntil(seconds: 30) {
+            let pending = try? cli.run(["state", "pending", "--stack", "lro", "--json"])
+            let rows = pending.flatMap { try? JSONSerialization.jsonObject(with: Data($0.stdout.utf8)) as? [[String: Any]] }
+            handle = rows?.first?["handle"] as? String
+            return handle != nil
+        })
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        let recorded = try #require(handle)
+        #expect(cloud.startedOperations == [recorded])
+
+        // The operation finishes while no run watches; the next run resumes it and adopts the result.
+        try cloud.finish(recorded)
+        let rerun = try cli.run(args)
+        #expect(rerun.status == 0, "\(rerun.stderr)")
+        #expect(rerun.stderr.contains("lro_thing.slow: the interrupted create had succeeded; adopted"), "\(rerun.stderr)")
+        #expect(cloud.startedOperations == [recorded])
+        #expect(try cli.run(["state", "pending", "--stack", "lro"]).stdout.contains("No pending operations"))
+        let list = try cli.run(["state", "list", "--stack", "lro"])
+        #expect(list.stdout.contains("lro_thing.slow"), "\(list.stdout)")
+    }
+}

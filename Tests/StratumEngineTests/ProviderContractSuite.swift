@@ -24,15 +24,6 @@ struct FakeProviderContractTests {
 
 @Suite("ProviderContractTests: long-running operations", .timeLimit(.minutes(1)))
 struct LongRunningOperationTests {
-    struct OneThing: Stack {
-        static let name = "lro"
-        static let summary = "One lro_thing (tests)"
-        struct Config: StackConfiguration { init() {} }
-        func body(config: Config) -> StackContent {
-            CustomResource("lro_thing", "slow", provider: "lro", inputs: ["value": "v1"])
-        }
-    }
-
     /// Polls `condition` until it holds, failing after `seconds`.
     static func waitUntil(seconds: Double = 20, _ what: String, _ condition: () async throws -> Bool) async throws {
         let deadline = Date().addingTimeInterval(seconds)
@@ -43,13 +34,13 @@ struct LongRunningOperationTests {
     }
 
     @Test func aHandleRecordedBeforeACrashIsResumedByRecoveryNotStartedAgain() async throws {
-        let cloud = LongRunningProvider()
+        let cloud = LongRunningProvider(root: try TestSupport.temporaryDirectory("lro-cloud"))
         let registry = ProviderRegistry([cloud])
         // SQLite: the handle goes through the journal's handle column.
         let path = try TestSupport.temporaryDirectory("lro").appendingPathComponent("state.db").path
         let store = try SQLiteStateStore(path: path)
         let workspace = "lro/test"
-        let stack = try StackEvaluator.evaluate(OneThing().body(config: .init()), name: "lro", environment: "test")
+        let stack = try StackEvaluator.evaluate(LongRunningStack().body(config: .init()), name: "lro", environment: "test")
         let plan = try Planner(providers: registry).plan(stack: stack, snapshot: try await store.read(workspace: workspace), refreshed: nil, now: Date())
 
         // The apply waits on the operation, which never finishes: the run is killed there.
@@ -68,7 +59,7 @@ struct LongRunningOperationTests {
         #expect(cloud.startedOperations == [handle])
 
         // The operation finishes while no one watches; recovery resumes it and adopts its result.
-        cloud.finish(handle)
+        try cloud.finish(handle)
         let outcomes = try await Recovery(providers: registry, store: reopened, workspace: workspace).run()
         #expect(outcomes == [.adopted(ResourceAddress(type: "lro_thing", name: "slow"), id: LongRunningProvider.thingID(handle))])
         #expect(cloud.startedOperations == [handle])
