@@ -14,13 +14,13 @@ struct S3BucketKind: ResourceKind {
     let ledger: TokenLedger
 
     let schema = ResourceSchema(type: Self.typeName, attributes: ownershipAttributes.merging([
-            "name": .input(forceNew: true, required: true),
-            "versioning": .input(),
-            "force_destroy": .input(),
-            "arn": .computed,
-            "url": .computed,
-            "path": .computed,
-        ]) { $1 })
+        "name": .input(forceNew: true, required: true),
+        "versioning": .input(),
+        "force_destroy": .input(),
+        "arn": .computed,
+        "url": .computed,
+        "path": .computed,
+    ]) { $1 })
 
     func batchKey(_ state: ResourceState) -> String { "account" }
 
