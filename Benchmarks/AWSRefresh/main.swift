@@ -105,7 +105,7 @@ struct Measurement {
 func batched(_ provider: AWSProvider) async throws -> Measurement {
     provider.client.metrics.reset()
     let start = clock.now
-    let live = try await provider.read(type: "aws_instance", region: options.region, resources: states(owned: true))
+    let live = try await provider.read(type: "aws_instance", resources: states(owned: true))
     return Measurement(calls: provider.client.metrics.total, seconds: (clock.now - start).timeInterval, found: live.compactMap { $0 }.count)
 }
 
@@ -120,14 +120,14 @@ func perResource(_ provider: AWSProvider) async throws -> Measurement {
         for _ in 0..<min(options.parallelism, all.count) {
             let state = all[next]
             next += 1
-            group.addTask { try await provider.read(type: "aws_instance", region: options.region, resources: [state]).compactMap { $0 }.count }
+            group.addTask { try await provider.read(type: "aws_instance", resources: [state]).compactMap { $0 }.count }
         }
         while let done = try await group.next() {
             found += done
             if next < all.count {
                 let state = all[next]
                 next += 1
-                group.addTask { try await provider.read(type: "aws_instance", region: options.region, resources: [state]).compactMap { $0 }.count }
+                group.addTask { try await provider.read(type: "aws_instance", resources: [state]).compactMap { $0 }.count }
             }
         }
     }

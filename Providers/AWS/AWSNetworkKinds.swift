@@ -43,6 +43,8 @@ func overlayTags(_ state: inout ResourceState, item: XMLTree) {
 
 struct VPCKind: EC2ResourceKind {
     let type = "aws_vpc"
+
+    func validate(_ resource: DesiredResource) -> [Diagnostic] { AWSValidation.cidr(resource) }
     let describeAction = "DescribeVpcs"
     let itemsPath = "vpcSet"
     let idField = "vpcId"
@@ -78,6 +80,8 @@ struct VPCKind: EC2ResourceKind {
 
 struct SubnetKind: EC2ResourceKind {
     let type = "aws_subnet"
+
+    func validate(_ resource: DesiredResource) -> [Diagnostic] { AWSValidation.cidr(resource) }
     let describeAction = "DescribeSubnets"
     let itemsPath = "subnetSet"
     let idField = "subnetId"

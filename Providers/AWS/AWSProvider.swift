@@ -11,9 +11,7 @@ public struct AWSProvider: Provider {
     public let name = "aws"
     public let client: AWSClient
     public let options: Options
-    let ledger = TokenLedger()
-    let ec2Kinds: [String: any EC2ResourceKind]
-    public let schemas: [String: ResourceSchema]
+    public let kinds: [String: any ResourceKind]
 
     /// Choices that depend on what is behind the endpoint.
     public struct Options: Sendable {
@@ -33,16 +31,14 @@ public struct AWSProvider: Provider {
     public init(client: AWSClient, options: Options = Options()) {
         self.client = client
         self.options = options
-        let kinds: [any EC2ResourceKind] = [
+        let ledger = TokenLedger()
+        let ec2: [any EC2ResourceKind] = [
             VPCKind(), SubnetKind(), InternetGatewayKind(), RouteTableKind(), SecurityGroupKind(), PlacementGroupKind(), KeyPairKind(),
             InstanceKind(),
         ]
-        self.ec2Kinds = Dictionary(uniqueKeysWithValues: kinds.map { ($0.type, $0) })
-        // Built once: the planner asks for a schema per resource.
-        var schemas = ec2Kinds.mapValues(\.schema)
-        let bucket = S3BucketKind(client: client)
-        schemas[bucket.type] = bucket.schema
-        self.schemas = schemas
+        var kinds: [any ResourceKind] = ec2.map { EC2Kind(ec2Type: $0, client: client, options: options, ledger: ledger) }
+        kinds.append(S3BucketKind(client: client, ledger: ledger))
+        self.kinds = Dictionary(uniqueKeysWithValues: kinds.map { ($0.type, $0) })
     }
 
     /// A provider using the standard credential chain and `AWS_ENDPOINT_URL` overrides.
@@ -57,116 +53,100 @@ public struct AWSProvider: Provider {
                 transport: transport),
             options: Options(clientTokenFilter: !emulated))
     }
+}
 
-    var bucketKind: S3BucketKind { S3BucketKind(client: client) }
-
-    public func validate(_ resource: DesiredResource) -> [Diagnostic] {
-        var problems: [Diagnostic] = []
-        func problem(_ message: String) { problems.append(Diagnostic(address: resource.address, message: message, location: resource.location)) }
-        if !AWSRegions.looksValid(resource.region) {
-            problem("'\(resource.region)' is not an AWS region name (e.g. us-east-1)")
-        }
-        switch resource.address.type {
-        case "aws_instance":
-            if let type = resource.inputs["instance_type"]?.stringValue, !AWSInstanceTypes.looksValid(type) {
-                problem("'\(type)' is not an EC2 instance type (expected FAMILY.SIZE, e.g. p5.48xlarge)")
-            }
-            if case .list(let subnets)? = resource.inputs["subnet_ids"], subnets.isEmpty {
-                problem("subnet_ids must list at least one subnet")
-            }
-        case "aws_s3_bucket":
-            if let name = resource.inputs["name"]?.stringValue, let why = S3BucketNames.problem(name) {
-                problem("invalid S3 bucket name '\(name)': \(why)")
-            }
-        case "aws_vpc", "aws_subnet":
-            if let cidr = resource.inputs["cidr"]?.stringValue, !cidr.contains("/") { problem("cidr must be ADDRESS/PREFIX") }
-        default:
-            break
-        }
-        return problems
+/// Checks every AWS resource gets before its kind's own.
+enum AWSValidation {
+    static func region(_ resource: DesiredResource) -> [Diagnostic] {
+        guard !AWSRegions.looksValid(resource.region) else { return [] }
+        return [Diagnostic(address: resource.address, message: "'\(resource.region)' is not an AWS region name (e.g. us-east-1)", location: resource.location)]
     }
 
-    // MARK: read
+    static func cidr(_ resource: DesiredResource) -> [Diagnostic] {
+        guard let cidr = resource.inputs["cidr"]?.stringValue, !cidr.contains("/") else { return [] }
+        return [problem(resource, "cidr must be ADDRESS/PREFIX")]
+    }
 
-    public func read(type: String, region: String, resources: [ResourceState]) async throws -> [ResourceState?] {
-        guard !resources.isEmpty else { return [] }
-        if type == bucketKind.type { return try await bucketKind.read(resources, region: region) }
-        guard let kind = ec2Kinds[type] else { throw unknownType(type, address: nil) }
-        let describe = EC2Describe(kind: kind, ec2: EC2API(client: client, region: region, address: nil), pageSize: options.describePageSize)
+    static func problem(_ resource: DesiredResource, _ message: String) -> Diagnostic {
+        Diagnostic(address: resource.address, message: message, location: resource.location)
+    }
+}
+
+/// An EC2 resource type as the engine sees it: refresh, recovery and import through one
+/// tag-filtered Describe (`EC2Describe`), create/update/delete by the type.
+struct EC2Kind: ResourceKind {
+    let ec2Type: any EC2ResourceKind
+    let client: AWSClient
+    let options: AWSProvider.Options
+    let ledger: TokenLedger
+    let schema: ResourceSchema
+
+    init(ec2Type: any EC2ResourceKind, client: AWSClient, options: AWSProvider.Options, ledger: TokenLedger) {
+        self.ec2Type = ec2Type
+        self.client = client
+        self.options = options
+        self.ledger = ledger
+        // Built once: the planner asks for a schema per resource.
+        self.schema = ec2Type.schema
+    }
+
+    var type: String { ec2Type.type }
+
+    func validate(_ resource: DesiredResource) -> [Diagnostic] {
+        AWSValidation.region(resource) + ec2Type.validate(resource)
+    }
+
+    func api(_ region: String, _ address: ResourceAddress?) -> EC2API {
+        EC2API(client: client, region: region, address: address)
+    }
+
+    /// One batch is one region (the default batch key).
+    func read(_ resources: [ResourceState]) async throws -> [ResourceState?] {
+        guard let region = resources.first?.region else { return [] }
+        let describe = EC2Describe(kind: ec2Type, ec2: api(region, nil), pageSize: options.describePageSize)
         return try await describe.refresh(resources)
     }
 
-    // MARK: create / update / delete
-
-    public func create(_ resource: ResolvedResource, token: String) async throws -> ResourceState {
-        let tags = OwnershipTags.tags(for: resource, token: token)
-        // A token seen before means the engine is retrying a create whose outcome it does not
+    func create(_ resource: ResolvedResource, context: OperationContext) async throws -> ResourceState {
+        // A token seen before means a caller is retrying a create whose outcome it does not
         // know: look first. AWS's ClientToken makes RunInstances safe by itself; the other
         // Create calls have no such token, and emulators honour none.
-        let retry = await ledger.markSent(token)
-        if retry, let existing = try await recover(resource, token: token) { return existing }
-        if resource.address.type == bucketKind.type { return try await bucketKind.create(resource, token: token, tags: tags) }
-        guard let kind = ec2Kinds[resource.address.type] else { throw unknownType(resource.address.type, address: resource.address) }
-        return try await kind.create(resource, token: token, tags: tags, ec2: EC2API(client: client, region: resource.region, address: resource.address))
+        if await ledger.markSent(context.token), let existing = try await find(resource, token: context.token) { return existing }
+        let tags = OwnershipTags.tags(for: resource, token: context.token)
+        return try await ec2Type.create(resource, token: context.token, tags: tags, ec2: api(resource.region, resource.address))
     }
 
-    public func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
-        if prior.type == bucketKind.type { return try await bucketKind.update(prior, to: desired, token: "") }
-        guard let kind = ec2Kinds[prior.type] else { throw unknownType(prior.type, address: prior.address) }
-        return try await kind.update(prior, to: desired, ec2: EC2API(client: client, region: prior.region, address: prior.address))
+    func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
+        try await ec2Type.update(prior, to: desired, ec2: api(prior.region, prior.address))
     }
 
-    public func delete(_ state: ResourceState) async throws {
-        if state.type == bucketKind.type { return try await bucketKind.delete(state) }
-        guard let kind = ec2Kinds[state.type] else { throw unknownType(state.type, address: state.address) }
-        try await kind.delete(state, ec2: EC2API(client: client, region: state.region, address: state.address))
+    func delete(_ state: ResourceState, context: OperationContext) async throws {
+        try await ec2Type.delete(state, ec2: api(state.region, state.address))
     }
 
-    // MARK: recovery and import
-
-    public func recover(_ operation: PendingOperation) async throws -> ResourceState? {
-        if operation.type == bucketKind.type { return try await bucketKind.recover(operation) }
-        return try await recover(operation.resolved, token: operation.token)
+    func recover(_ operation: PendingOperation) async throws -> ResourceState? {
+        try await find(operation.resolved, token: operation.token)
     }
 
-    func recover(_ resource: ResolvedResource, token: String) async throws -> ResourceState? {
-        if resource.address.type == bucketKind.type {
-            let operation = PendingOperation(
-                address: resource.address, action: .create, provider: name, region: resource.region, token: token, startedAt: Date(),
-                ownership: resource.ownership, inputs: resource.inputs, dependencies: resource.dependencies)
-            return try await bucketKind.recover(operation)
-        }
-        guard let kind = ec2Kinds[resource.address.type] else { throw unknownType(resource.address.type, address: resource.address) }
-        let describe = EC2Describe(kind: kind, ec2: EC2API(client: client, region: resource.region, address: resource.address))
+    /// What a create with `token` left, by its client token (instances) or ownership tags.
+    func find(_ resource: ResolvedResource, token: String) async throws -> ResourceState? {
+        let describe = EC2Describe(kind: ec2Type, ec2: api(resource.region, resource.address))
         let found: XMLTree?
-        if kind.type == "aws_instance", options.clientTokenFilter {
+        if ec2Type.type == InstanceKind.typeName, options.clientTokenFilter {
             found = try await describe.findInstance(clientToken: token, subnets: resource.strings("subnet_ids").count)
         } else {
             found = try await describe.find(token: token, address: resource.address, lineage: resource.ownership.lineage)
         }
         guard let item = found else { return nil }
-        var state = kind.adopted(item, address: resource.address, region: resource.region, inputs: resource.inputs)
+        var state = ec2Type.adopted(item, address: resource.address, region: resource.region, inputs: resource.inputs)
         state.dependencies = resource.dependencies
         return state
     }
 
-    public func importResource(type: String, region: String, id: String, address: ResourceAddress) async throws -> ResourceState? {
-        if type == bucketKind.type {
-            guard let versioning = try await bucketKind.versioning(of: id, region: region, address: address) else { return nil }
-            var attributes = bucketKind.computed(id)
-            attributes["name"] = .string(id)
-            attributes["versioning"] = .bool(versioning)
-            attributes["id"] = .string(id)
-            return ResourceState(address: address, provider: name, region: region, id: id, attributes: attributes)
-        }
-        guard let kind = ec2Kinds[type] else { throw unknownType(type, address: address) }
-        let describe = EC2Describe(kind: kind, ec2: EC2API(client: client, region: region, address: address))
+    func importResource(region: String, id: String, address: ResourceAddress) async throws -> ResourceState? {
+        let describe = EC2Describe(kind: ec2Type, ec2: api(region, address))
         guard let item = try await describe.find(id: id) else { return nil }
-        return kind.adopted(item, address: address, region: region, inputs: [:])
-    }
-
-    func unknownType(_ type: String, address: ResourceAddress?) -> ProviderError {
-        ProviderError(.permanent, "the aws provider has no resource type '\(type)'", address: address)
+        return ec2Type.adopted(item, address: address, region: region, inputs: [:])
     }
 }
 

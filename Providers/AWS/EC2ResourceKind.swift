@@ -24,10 +24,14 @@ protocol EC2ResourceKind: Sendable {
     func adopted(_ item: XMLTree, address: ResourceAddress, region: String, inputs: [String: Value]) -> ResourceState
     func update(_ prior: ResourceState, to desired: ResolvedResource, ec2: EC2API) async throws -> ResourceState
     func delete(_ state: ResourceState, ec2: EC2API) async throws
+    /// Checks of the type's inputs beyond the schema.
+    func validate(_ resource: DesiredResource) -> [Diagnostic]
 }
 
 extension EC2ResourceKind {
     var paginates: Bool { true }
+
+    func validate(_ resource: DesiredResource) -> [Diagnostic] { [] }
 
     func update(_ prior: ResourceState, to desired: ResolvedResource, ec2: EC2API) async throws -> ResourceState {
         try await ec2.updateTags(prior, desired: desired)
@@ -109,7 +113,7 @@ struct EC2Describe {
             if kind.paginates { p.add("MaxResults", String(pageSize)) }
             p.add("NextToken", next)
             let page = try await ec2.call(kind.describeAction, p, idempotent: true)
-            if kind.type == "aws_instance" {
+            if kind.type == InstanceKind.typeName {
                 for reservation in page.items("reservationSet") { found += reservation.items("instancesSet") }
             } else {
                 found += page.items(kind.itemsPath)

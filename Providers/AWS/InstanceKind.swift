@@ -7,7 +7,8 @@ import StratumCore
 /// tried, each with its own ClientToken derived from the engine's token, so failover never
 /// makes a second machine.
 struct InstanceKind: EC2ResourceKind {
-    let type = "aws_instance"
+    static let typeName = "aws_instance"
+    let type = Self.typeName
     let describeAction = "DescribeInstances"
     let itemsPath = "reservationSet"
     let idField = "instanceId"
@@ -45,6 +46,17 @@ struct InstanceKind: EC2ResourceKind {
         ]) { $1 })
     }
 
+    func validate(_ resource: DesiredResource) -> [Diagnostic] {
+        var problems: [Diagnostic] = []
+        if let type = resource.inputs["instance_type"]?.stringValue, !AWSInstanceTypes.looksValid(type) {
+            problems.append(AWSValidation.problem(resource, "'\(type)' is not an EC2 instance type (expected FAMILY.SIZE, e.g. p5.48xlarge)"))
+        }
+        if case .list(let subnets)? = resource.inputs["subnet_ids"], subnets.isEmpty {
+            problems.append(AWSValidation.problem(resource, "subnet_ids must list at least one subnet"))
+        }
+        return problems
+    }
+
     func create(_ resource: ResolvedResource, token: String, tags: [String: String], ec2: EC2API) async throws -> ResourceState {
         let subnets = resource.strings("subnet_ids")
         guard !subnets.isEmpty else { throw ProviderError(.permanent, "subnet_ids must list at least one subnet", address: resource.address) }
@@ -63,10 +75,11 @@ struct InstanceKind: EC2ResourceKind {
             }
         }
         let type = resource.string("instance_type") ?? "?"
+        // Every zone allowed is out: the region is, as far as this resource may go.
         throw ProviderError(
             .capacity,
             "no capacity for \(type) in any of the \(subnets.count) subnet(s) allowed (\(stockouts.joined(separator: "; "))); add subnets in other zones to subnet_ids, or try another region",
-            address: resource.address)
+            address: resource.address, scope: subnets.count > 1 ? .region(resource.region) : .zone(nil))
     }
 
     func runParameters(_ resource: ResolvedResource, subnet: String, clientToken: String, tags: [String: String]) throws -> EC2Parameters {

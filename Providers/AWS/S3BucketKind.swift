@@ -5,23 +5,38 @@ import StratumCore
 /// An S3 bucket with ownership tags and optional versioning.
 ///
 /// S3 has no batch Describe: refresh lists every bucket of the account once (existence) and
-/// reads versioning and tags per bucket that still exists; stacks hold few buckets.
-struct S3BucketKind: Sendable {
-    let type = "aws_s3_bucket"
+/// reads versioning per bucket that still exists; stacks hold few buckets. Bucket names are
+/// global to the account, so one batch holds the buckets of every region.
+struct S3BucketKind: ResourceKind {
+    static let typeName = "aws_s3_bucket"
+    let type = Self.typeName
     let client: AWSClient
+    let ledger: TokenLedger
 
-    var schema: ResourceSchema {
-        ResourceSchema(type: type, attributes: ownershipAttributes.merging([
-            "name": .input(forceNew: true, required: true),
-            "versioning": .input(),
-            "force_destroy": .input(),
-            "arn": .computed,
-            "url": .computed,
-            "path": .computed,
-        ]) { $1 })
+    let schema = ResourceSchema(type: Self.typeName, attributes: ownershipAttributes.merging([
+        "name": .input(forceNew: true, required: true),
+        "versioning": .input(),
+        "force_destroy": .input(),
+        "arn": .computed,
+        "url": .computed,
+        "path": .computed,
+    ]) { $1 })
+
+    func batchKey(_ state: ResourceState) -> String { "account" }
+
+    func validate(_ resource: DesiredResource) -> [Diagnostic] {
+        var problems = AWSValidation.region(resource)
+        if let name = resource.inputs["name"]?.stringValue, let why = S3BucketNames.problem(name) {
+            problems.append(AWSValidation.problem(resource, "invalid S3 bucket name '\(name)': \(why)"))
+        }
+        return problems
     }
 
-    func create(_ resource: ResolvedResource, token: String, tags: [String: String]) async throws -> ResourceState {
+    func create(_ resource: ResolvedResource, context: OperationContext) async throws -> ResourceState {
+        let token = context.token
+        // A retried create (token seen before) adopts what the first attempt made.
+        if await ledger.markSent(token), let existing = try await recover(PendingOperation(creating: resource, token: token)) { return existing }
+        let tags = OwnershipTags.tags(for: resource, token: token)
         let name = try resource.requireString("name")
         var body = Data()
         if resource.region != "us-east-1" {
@@ -94,11 +109,12 @@ struct S3BucketKind: Sendable {
         return names
     }
 
-    func read(_ resources: [ResourceState], region: String) async throws -> [ResourceState?] {
-        let existing = try await listBuckets(region: region)
+    func read(_ resources: [ResourceState]) async throws -> [ResourceState?] {
+        guard let first = resources.first else { return [] }
+        let existing = try await listBuckets(region: first.region)
         var result: [ResourceState?] = []
         for prior in resources {
-            guard existing.contains(prior.id), let versioning = try await versioning(of: prior.id, region: region, address: prior.address) else {
+            guard existing.contains(prior.id), let versioning = try await versioning(of: prior.id, region: prior.region, address: prior.address) else {
                 result.append(nil)
                 continue
             }
@@ -131,7 +147,7 @@ struct S3BucketKind: Sendable {
         return resource.state(id: name, computed: computed(name))
     }
 
-    func update(_ prior: ResourceState, to desired: ResolvedResource, token: String) async throws -> ResourceState {
+    func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
         let wanted = desired.inputs["versioning"]?.boolValue ?? false
         if wanted != (prior.attributes["versioning"]?.boolValue ?? false) {
             try await putVersioning(wanted, bucket: prior.id, region: prior.region, address: prior.address)
@@ -146,7 +162,7 @@ struct S3BucketKind: Sendable {
         return state
     }
 
-    func delete(_ state: ResourceState) async throws {
+    func delete(_ state: ResourceState, context: OperationContext) async throws {
         if state.attributes["force_destroy"]?.boolValue == true { try await empty(state) }
         do {
             _ = try await client.s3("DELETE", bucket: state.id, region: state.region, action: "DeleteBucket", address: state.address)
@@ -155,6 +171,15 @@ struct S3BucketKind: Sendable {
         } catch let error as ProviderError where error.message.contains("BucketNotEmpty") {
             throw ProviderError(.permanent, "bucket '\(state.id)' is not empty; empty it first or set force_destroy", address: state.address)
         }
+    }
+
+    func importResource(region: String, id: String, address: ResourceAddress) async throws -> ResourceState? {
+        guard let versioning = try await versioning(of: id, region: region, address: address) else { return nil }
+        var attributes = computed(id)
+        attributes["name"] = .string(id)
+        attributes["versioning"] = .bool(versioning)
+        attributes["id"] = .string(id)
+        return ResourceState(address: address, provider: "aws", region: region, id: id, attributes: attributes)
     }
 
     /// Deletes every object version, for `force_destroy`.

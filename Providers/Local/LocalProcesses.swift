@@ -385,7 +385,8 @@ enum LocalProcesses {
                 return ProviderError(
                     .capacity,
                     "the machine cannot start another process (\(reason)): it is out of process slots or memory; run fewer local nodes or raise the limit (ulimit -u, the pids cgroup)",
-                    address: address)
+                    // The machine is the whole of the local provider: no other zone to try.
+                    address: address, scope: .cloud)
             default:
                 return ProviderError(.permanent, "cannot start '\(program)': \(reason)", address: address)
             }

@@ -159,7 +159,7 @@ public struct AWSClient: Sendable {
                 } else {
                     let error = AWSServiceError.parse(status: response.status, body: response.body)
                     logger.debug("aws call failed", metadata: ["action": "\(action)", "region": "\(region)", "status": "\(response.status)", "code": "\(error.code)"])
-                    outcome = .failure(AWSErrorClassifier.providerError(error, action: action, address: address))
+                    outcome = .failure(AWSErrorClassifier.providerError(error, action: action, address: address, region: region))
                 }
             } catch let error as HTTPConnectionError {
                 outcome = .failure(ProviderError(.transient, "AWS \(action): \(error)", address: address))

@@ -70,8 +70,17 @@ public enum AWSErrorClassifier {
         return .permanent
     }
 
+    /// How far a failure of `kind` reaches: a stockout is one zone's, a quota the region's.
+    public static func scope(of kind: ProviderError.Kind, region: String?) -> ProviderError.Scope? {
+        switch kind {
+        case .capacity: return .zone(nil)
+        case .quota: return .region(region)
+        default: return nil
+        }
+    }
+
     /// The taxonomy error for `error`, naming the resource and keeping AWS's own words.
-    public static func providerError(_ error: AWSServiceError, action: String, address: ResourceAddress?) -> ProviderError {
+    public static func providerError(_ error: AWSServiceError, action: String, address: ResourceAddress?, region: String? = nil) -> ProviderError {
         let kind = kind(of: error)
         var message = "AWS \(action) failed: \(error.code): \(error.message)"
         switch kind {
@@ -80,6 +89,6 @@ public enum AWSErrorClassifier {
         case .capacity: message += " (AWS has no capacity for this request here; another zone or region may)"
         default: break
         }
-        return ProviderError(kind, message, address: address)
+        return ProviderError(kind, message, address: address, scope: scope(of: kind, region: region))
     }
 }

@@ -41,12 +41,17 @@ public struct PendingOperation: Sendable, Hashable, Codable {
     /// The resolved inputs sent (create, update): what an adopted resource was asked to be.
     public var inputs: [String: Value]
     public var dependencies: [ResourceAddress]
+    /// The handle of the long-running cloud operation the provider waits on (a GCP operation
+    /// name, an Azure `Azure-AsyncOperation` URL), recorded in the journal row before the wait
+    /// so recovery resumes that operation; nil when the provider recorded none.
+    public var handle: String?
 
     public init(
         id: String = UUID().uuidString.lowercased(), address: ResourceAddress, action: Action, provider: String,
         region: String, token: String, startedAt: Date, ownership: Ownership, prior: ResourceState? = nil,
-        inputs: [String: Value] = [:], dependencies: [ResourceAddress] = []
+        inputs: [String: Value] = [:], dependencies: [ResourceAddress] = [], handle: String? = nil
     ) {
+        self.handle = handle
         self.inputs = inputs
         self.dependencies = dependencies
         self.id = id
@@ -61,6 +66,13 @@ public struct PendingOperation: Sendable, Hashable, Codable {
     }
 
     public var type: String { address.type }
+
+    /// The row of a create of `resource` with `token`, started now.
+    public init(creating resource: ResolvedResource, provider: String = "", token: String) {
+        self.init(
+            address: resource.address, action: .create, provider: provider, region: resource.region, token: token, startedAt: Date(),
+            ownership: resource.ownership, inputs: resource.inputs, dependencies: resource.dependencies)
+    }
 
     /// The resource the operation was asked to make, as providers receive it.
     public var resolved: ResolvedResource {

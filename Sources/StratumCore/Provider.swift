@@ -19,60 +19,86 @@ public struct ResolvedResource: Sendable, Hashable {
     }
 }
 
-/// A cloud (or the local machine) that can create, read, update and delete resources.
+/// A cloud (or the local machine): a name and one `ResourceKind` per resource type it manages.
 ///
-/// Reads are batched: the engine calls `read` once per (type, region) with every resource of
-/// that kind in state, and a provider answers with as few API calls as its cloud allows.
+/// Everything type-specific lives in the kinds; the extension below dispatches to them, so
+/// the engine calls a provider without knowing its types. Reads are batched: the engine calls
+/// `read` once per type and batch key (see `ResourceKind.batchKey`) with every resource of
+/// that batch in state.
 public protocol Provider: Sendable {
     /// The name resources refer to, e.g. `local`.
     var name: String { get }
-    /// Schemas of the resource types this provider manages, keyed by type.
-    var schemas: [String: ResourceSchema] { get }
-
-    /// Provider-specific checks of inputs, run before any call to the cloud.
-    func validate(_ resource: DesiredResource) -> [Diagnostic]
+    /// The resource kinds this provider manages, keyed by type.
+    var kinds: [String: any ResourceKind] { get }
 
     /// Checks that need every resource of the stack placed on this provider at once (how many
     /// the machine or account can hold), run after the per-resource checks.
     func validate(stack resources: [DesiredResource]) -> [Diagnostic]
-
-    /// Live state of `resources`, all of one type in one region: one element per input,
-    /// `nil` where the resource no longer exists.
-    func read(type: String, region: String, resources: [ResourceState]) async throws -> [ResourceState?]
-
-    /// Creates the resource. `token` is unique to this create and stable across retries, so a
-    /// retried create never makes a second resource.
-    func create(_ resource: ResolvedResource, token: String) async throws -> ResourceState
-
-    /// Changes attributes that do not force replacement.
-    func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState
-
-    /// Deletes the resource; deleting one that is already gone succeeds.
-    func delete(_ state: ResourceState) async throws
-
-    /// Settles a create that was interrupted between the cloud call and the state commit: looks
-    /// the resource up by `operation.token` (or by ownership tags naming `operation.address`) and
-    /// returns its live state to adopt, or nil when the create never took effect. Called with the
-    /// state lock held, before refresh. Must never create anything.
-    func recover(_ operation: PendingOperation) async throws -> ResourceState?
-
-    /// Live state of an existing resource by the provider's id, to adopt it into state
-    /// (`stratum state import`); nil when no such resource exists.
-    func importResource(type: String, region: String, id: String, address: ResourceAddress) async throws -> ResourceState?
 }
 
 extension Provider {
-    public func validate(_ resource: DesiredResource) -> [Diagnostic] { [] }
-
     public func validate(stack resources: [DesiredResource]) -> [Diagnostic] { [] }
 
+    /// Schemas of the resource types this provider manages, keyed by type.
+    public var schemas: [String: ResourceSchema] { kinds.mapValues(\.schema) }
+
+    /// The schema of one type, nil when the provider has no such type.
+    public func schema(for type: String) -> ResourceSchema? { kinds[type]?.schema }
+
+    /// The kind managing `type`; a permanent error naming the provider when it has none.
+    public func kind(_ type: String, address: ResourceAddress? = nil) throws -> any ResourceKind {
+        guard let kind = kinds[type] else {
+            throw ProviderError(.permanent, "provider '\(name)' has no resource type '\(type)'", address: address)
+        }
+        return kind
+    }
+
+    /// Provider-specific checks of inputs (the kind's), run before any call to the cloud.
+    public func validate(_ resource: DesiredResource) -> [Diagnostic] {
+        kinds[resource.address.type]?.validate(resource) ?? []
+    }
+
+    /// Live state of `resources`, all of one type and one batch key of its kind.
+    public func read(type: String, resources: [ResourceState]) async throws -> [ResourceState?] {
+        guard !resources.isEmpty else { return [] }
+        return try await kind(type).read(resources)
+    }
+
+    public func create(_ resource: ResolvedResource, context: OperationContext) async throws -> ResourceState {
+        try await kind(resource.address.type, address: resource.address).create(resource, context: context)
+    }
+
+    /// A create outside the journal (tests, tools): no handle is recorded.
+    public func create(_ resource: ResolvedResource, token: String) async throws -> ResourceState {
+        try await create(resource, context: OperationContext(token: token))
+    }
+
+    public func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
+        try await kind(prior.type, address: prior.address).update(prior, to: desired)
+    }
+
+    public func delete(_ state: ResourceState, context: OperationContext) async throws {
+        try await kind(state.type, address: state.address).delete(state, context: context)
+    }
+
+    public func delete(_ state: ResourceState) async throws {
+        try await delete(state, context: OperationContext(token: ""))
+    }
+
+    public func recover(_ operation: PendingOperation) async throws -> ResourceState? {
+        try await kind(operation.type, address: operation.address).recover(operation)
+    }
+
     public func importResource(type: String, region: String, id: String, address: ResourceAddress) async throws -> ResourceState? {
-        throw ProviderError(.permanent, "provider '\(name)' cannot import resources of type '\(type)'")
+        guard let kind = kinds[type] else {
+            throw ProviderError(.permanent, "provider '\(name)' cannot import resources of type '\(type)'", address: address)
+        }
+        return try await kind.importResource(region: region, id: id, address: address)
     }
 
     /// Schema-level checks every provider gets: known type, known attributes, required ones set.
     public func validateAgainstSchema(_ resource: DesiredResource) -> [Diagnostic] {
-        guard let schema = schemas[resource.address.type] else {
+        guard let schema = schema(for: resource.address.type) else {
             return [Diagnostic(address: resource.address, message: "provider '\(name)' has no resource type '\(resource.address.type)'", location: resource.location)]
         }
         var problems: [Diagnostic] = []
@@ -112,8 +138,13 @@ public struct ProviderRegistry: Sendable {
 
     public subscript(name: String) -> (any Provider)? { providers[name] }
 
+    /// The kind managing a type of a provider.
+    public func kind(provider: String, type: String) -> (any ResourceKind)? {
+        providers[provider]?.kinds[type]
+    }
+
     /// The schema for a type, whichever provider owns it.
     public func schema(provider: String, type: String) -> ResourceSchema? {
-        providers[provider]?.schemas[type]
+        providers[provider]?.schema(for: type)
     }
 }

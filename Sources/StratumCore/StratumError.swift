@@ -18,14 +18,28 @@ public struct ProviderError: Error, Sendable, CustomStringConvertible {
         case notFound
     }
 
+    /// How far a capacity or quota failure reaches, so placement knows how far to fall back:
+    /// another zone may have capacity a zone lacks; a quota holds for a whole region.
+    public enum Scope: Sendable, Hashable, Codable {
+        /// One zone (named when the cloud said which).
+        case zone(String?)
+        /// One region (named when known).
+        case region(String?)
+        /// The whole cloud account.
+        case cloud
+    }
+
     public var kind: Kind
     public var message: String
     public var address: ResourceAddress?
+    /// Set for `.capacity` and `.quota` where the provider knows how far the failure reaches.
+    public var scope: Scope?
 
-    public init(_ kind: Kind, _ message: String, address: ResourceAddress? = nil) {
+    public init(_ kind: Kind, _ message: String, address: ResourceAddress? = nil, scope: Scope? = nil) {
         self.kind = kind
         self.message = message
         self.address = address
+        self.scope = scope
     }
 
     public var isRetryable: Bool { kind == .throttled || kind == .transient }

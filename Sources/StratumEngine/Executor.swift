@@ -191,7 +191,9 @@ public struct Executor: Sendable {
         } catch is CancellationError {
             throw CancellationError()
         } catch {
-            _ = try? await Recovery(providers: providers, store: store, workspace: workspace, now: now).settle(operation)
+            // The row as stored now: it may carry a handle the provider recorded meanwhile.
+            let row = (try? await store.pendingOperations(workspace: workspace))?.first { $0.id == operation.id } ?? operation
+            _ = try? await Recovery(providers: providers, store: store, workspace: workspace, now: now).settle(row)
             throw error
         }
         return try await commit(state, operation)
@@ -201,7 +203,7 @@ public struct Executor: Sendable {
         guard let provider = providers[change.provider] else {
             throw ProviderError(.permanent, "unknown provider '\(change.provider)'", address: change.address)
         }
-        let schema = provider.schemas[change.address.type]
+        let schema = provider.schema(for: change.address.type)
         let address = change.address
         switch step.kind {
         case .create, .replaceCreate:
@@ -213,7 +215,12 @@ public struct Executor: Sendable {
                 address: address, action: .create, provider: change.provider, region: change.region,
                 token: UUID().uuidString.lowercased(), startedAt: now(), ownership: ownership,
                 prior: cbd ? change.prior : nil, inputs: resolvedInputs, dependencies: change.dependencies)
-            return try await journaled(operation, { try await retry.run { try await provider.create(resolved, token: operation.token) } }) { created, operation in
+            let journal = OperationJournal(store: store, workspace: workspace, operation: operation)
+            // Before a retry, the engine looks the resource up by token (the kind's recover, with
+            // any handle recorded so far) and adopts it: a lost response never makes a second one.
+            let create: @Sendable () async throws -> ResourceState = { try await provider.create(resolved, context: journal.context) }
+            let lookup: @Sendable () async throws -> ResourceState? = { try await provider.recover(journal.current()) }
+            return try await journaled(operation, { try await retry.run(create, lookingFirst: lookup) }) { created, operation in
                 guard var state = created else { throw ProviderError(.permanent, "the provider returned no state", address: address) }
                 state = Sensitivity.protect(state, schema: schema, template: resolvedInputs)
                 state.dependencies = change.dependencies
@@ -263,7 +270,8 @@ public struct Executor: Sendable {
                 address: removed, action: .delete, provider: change.provider, region: change.region,
                 token: UUID().uuidString.lowercased(), startedAt: now(), ownership: ownership, prior: recorded)
             let revealed = Sensitivity.reveal(prior)
-            return try await journaled(operation, { try await retry.run { try await provider.delete(revealed) }; return nil }) { _, operation in
+            let journal = OperationJournal(store: store, workspace: workspace, operation: operation)
+            return try await journaled(operation, { try await retry.run { try await provider.delete(revealed, context: journal.context) }; return nil }) { _, operation in
                 let serial = try await store.commit(
                     workspace: workspace,
                     StateMutation(removals: [removed], changes: [HistoryChange(address: removed.description, action: "delete")], settles: [operation.id]),
@@ -287,6 +295,36 @@ extension Executor {
             throw ProviderError(.permanent, "input '\(missing.key)' is still unknown: a resource it refers to did not produce it", address: address)
         }
         if let leak = schema?.secretsInPlainText(inputs).first { throw ProviderError(.permanent, leak, address: address) }
+    }
+}
+
+/// The journal row of one running operation: the context its provider call gets, whose handle
+/// recorder writes into the row, and the row as it stands (with the handle) for a lookup.
+struct OperationJournal: Sendable {
+    let context: OperationContext
+    private let operation: PendingOperation
+    private let handle = RecordedHandle()
+
+    init(store: any StateStore, workspace: String, operation: PendingOperation) {
+        self.operation = operation
+        let (id, handle) = (operation.id, self.handle)
+        context = OperationContext(token: operation.token) { value in
+            try await store.recordOperationHandle(workspace: workspace, id: id, handle: value)
+            handle.set(value)
+        }
+    }
+
+    func current() -> PendingOperation {
+        var operation = operation
+        operation.handle = handle.value ?? operation.handle
+        return operation
+    }
+
+    final class RecordedHandle: @unchecked Sendable {
+        private let lock = NSLock()
+        private var stored: String?
+        var value: String? { lock.withLock { stored } }
+        func set(_ value: String) { lock.withLock { stored = value } }
     }
 }
 

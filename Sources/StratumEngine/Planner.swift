@@ -87,7 +87,18 @@ public struct Planner: Sendable {
             let inputs = resource.inputs.mapValues { value in
                 value.resolvingReferences { ref in Self.plannedValue(of: ref, changes: changes, live: live) }
             }
-            var change = diff(resource: resource, resolvedInputs: inputs, prior: live[address], schema: schema)
+            // The kind's plan hook normalises what the cloud reports and may force a replacement.
+            var prior = live[address]
+            var replacement: String?
+            if let current = prior, let kind = providers.kind(provider: resource.provider, type: address.type) {
+                let review = kind.review(current, desired: inputs)
+                prior = review.prior
+                replacement = review.replacement
+            }
+            var change = diff(resource: resource, resolvedInputs: inputs, prior: prior, schema: schema)
+            if let replacement, change.action == .noop || change.action == .update {
+                change = forcedReplacement(change, schema: schema, resolvedInputs: inputs, reason: replacement)
+            }
             if change.action == .create, snapshot.resources[address] != nil {
                 change.reason = "it no longer exists (deleted outside Stratum)"
             }
@@ -185,6 +196,19 @@ public struct Planner: Sendable {
             createBeforeDestroy: action == .replace && (schema?.createBeforeDestroy ?? false),
             before: prior.attributes, after: after, inputs: resource.inputs, replacedBy: forcing,
             dependencies: resource.dependencies, prior: prior, reason: reason)
+    }
+
+    /// `change` turned into a replacement its kind asked for.
+    func forcedReplacement(_ change: ResourceChange, schema: ResourceSchema?, resolvedInputs: [String: Value], reason: String) -> ResourceChange {
+        var change = change
+        change.action = .replace
+        change.reason = change.reason ?? reason
+        change.createBeforeDestroy = schema?.createBeforeDestroy ?? false
+        if var after = change.after {
+            for name in schema?.computed ?? [] where resolvedInputs[name] == nil { after[name] = .unknown }
+            change.after = after
+        }
+        return change
     }
 
     func restrict(_ changes: [ResourceAddress: ResourceChange], to scope: PlanScope, stack: EvaluatedStack, live: [ResourceAddress: ResourceState]) -> [ResourceChange] {

@@ -3,8 +3,9 @@ import StratumCore
 import StratumState
 
 /// Settles journal rows left by operations that never finished (a crash between a provider
-/// call and its commit). Runs with the lock held, before refresh: each create is looked up by
-/// its idempotency token and adopted or confirmed gone; updates and deletes are re-read.
+/// call and its commit). Runs with the lock held, before refresh: each create goes to its kind's
+/// `recover` with the row as stored (a long-running operation's handle included, so the kind
+/// resumes that operation), and is adopted or confirmed gone; updates and deletes are re-read.
 public struct Recovery: Sendable {
     public var providers: ProviderRegistry
     public var store: any StateStore
@@ -51,7 +52,7 @@ public struct Recovery: Sendable {
         guard let provider = providers[operation.provider] else {
             throw ProviderError(.permanent, "cannot recover \(operation.address): provider '\(operation.provider)' is not available", address: operation.address)
         }
-        let schema = provider.schemas[operation.type]
+        let schema = provider.schema(for: operation.type)
         let address = operation.address
         switch operation.action {
         case .create:
@@ -79,7 +80,7 @@ public struct Recovery: Sendable {
                 try await store.settleOperations(workspace: workspace, ids: [operation.id])
                 return .confirmedGone(address)
             }
-            let live = try await provider.read(type: operation.type, region: operation.region, resources: [Sensitivity.reveal(prior)]).first ?? nil
+            let live = try await provider.read(type: operation.type, resources: [Sensitivity.reveal(prior)]).first ?? nil
             if var live {
                 live = Sensitivity.protect(live, schema: schema, template: operation.action == .update ? operation.inputs : prior.attributes)
                 live.address = address

@@ -4,7 +4,7 @@ import StratumState
 /// What refresh found: each recorded resource's live state (nil where it is gone).
 public struct RefreshResult: Sendable {
     public var live: [ResourceAddress: ResourceState?]
-    /// How many provider read calls were made (one per type and region).
+    /// How many provider read calls were made (one per type and batch key).
     public var readCalls: Int
 
     public init(live: [ResourceAddress: ResourceState?], readCalls: Int) {
@@ -16,7 +16,8 @@ public struct RefreshResult: Sendable {
     public var existing: [ResourceAddress: ResourceState] { live.compactMapValues { $0 } }
 }
 
-/// Reads live state in batches: one provider call per (provider, type, region), all batches at once.
+/// Reads live state in batches: one provider call per (provider, type, batch key), all batches
+/// at once. The batch key comes from the resource's kind (by default its region).
 public struct Refresher: Sendable {
     public var providers: ProviderRegistry
 
@@ -27,13 +28,14 @@ public struct Refresher: Sendable {
     struct BatchKey: Hashable, Sendable {
         var provider: String
         var type: String
-        var region: String
+        var key: String
     }
 
     public func refresh(_ resources: [ResourceAddress: ResourceState]) async throws -> RefreshResult {
         var batches: [BatchKey: [ResourceState]] = [:]
         for state in resources.values {
-            batches[BatchKey(provider: state.provider, type: state.type, region: state.region), default: []].append(state)
+            let key = providers.kind(provider: state.provider, type: state.type)?.batchKey(state) ?? state.region
+            batches[BatchKey(provider: state.provider, type: state.type, key: key), default: []].append(state)
         }
         for key in batches.keys where providers[key.provider] == nil {
             throw ProviderError(.permanent, "state holds \(key.type) resources of provider '\(key.provider)', which this build of stratum does not include")
@@ -46,7 +48,7 @@ public struct Refresher: Sendable {
                 group.addTask {
                     guard let provider = providers[key.provider] else { return (batch, []) }
                     let sorted = batch.sorted { $0.address < $1.address }
-                    let result = try await provider.read(type: key.type, region: key.region, resources: sorted.map(Sensitivity.reveal))
+                    let result = try await provider.read(type: key.type, resources: sorted.map(Sensitivity.reveal))
                     guard result.count == sorted.count else {
                         throw ProviderError(.permanent, "provider '\(key.provider)' answered \(result.count) states for \(sorted.count) \(key.type) resources")
                     }
@@ -57,7 +59,7 @@ public struct Refresher: Sendable {
                 for (state, refreshed) in zip(batch, result) {
                     // Keep what state knows (dependencies) alongside what the cloud reports.
                     // updateValue keeps an explicit nil (gone) instead of dropping the key.
-                    let schema = providers[state.provider]?.schemas[state.type]
+                    let schema = providers.schema(provider: state.provider, type: state.type)
                     let merged = refreshed.map { fresh in
                         var merged = Sensitivity.protect(fresh, schema: schema, template: state.attributes)
                         merged.dependencies = state.dependencies

@@ -88,6 +88,10 @@ enum PostgresSchema {
                 """,
                 "CREATE INDEX lock_event_by_workspace ON \(s).lock_event (workspace, seq)",
             ]),
+            Migration(identifier: "v3-operation-handle", statements: [
+                // The handle of a long-running cloud operation, written after the row, before the wait.
+                "ALTER TABLE \(s).pending_operation ADD COLUMN handle text",
+            ]),
         ]
     }
 

@@ -325,17 +325,28 @@ public final class PostgresStateStore: StateStore {
         try await transaction("journal an operation in") { connection in
             try await ensureWorkspace(connection, workspace)
             try await execute(connection, """
-                INSERT INTO \(unescaped: s).pending_operation (workspace, id, started_at, operation)
-                VALUES (\(workspace), \(operation.id), \(operation.startedAt), \(body))
+                INSERT INTO \(unescaped: s).pending_operation (workspace, id, started_at, operation, handle)
+                VALUES (\(workspace), \(operation.id), \(operation.startedAt), \(body), \(operation.handle))
                 """)
+        }
+    }
+
+    public func recordOperationHandle(workspace: String, id: String, handle: String) async throws {
+        try await transaction("record an operation handle in") { connection in
+            try await execute(connection, "UPDATE \(unescaped: s).pending_operation SET handle = \(handle) WHERE workspace = \(workspace) AND id = \(id)")
         }
     }
 
     public func pendingOperations(workspace: String) async throws -> [PendingOperation] {
         let found = try await transaction("read the journal in") { connection in
-            try await rows(connection, "SELECT operation FROM \(unescaped: s).pending_operation WHERE workspace = \(workspace) ORDER BY started_at, id COLLATE \"C\"")
+            try await rows(connection, "SELECT operation, handle FROM \(unescaped: s).pending_operation WHERE workspace = \(workspace) ORDER BY started_at, id COLLATE \"C\"")
         }
-        return try found.map { try codec.decode(PendingOperation.self, from: try $0.decode(Data.self)) }
+        return try found.map { row in
+            let (body, handle) = try row.decode((Data, String?).self)
+            var operation = try codec.decode(PendingOperation.self, from: body)
+            operation.handle = handle ?? operation.handle
+            return operation
+        }
     }
 
     public func settleOperations(workspace: String, ids: [String]) async throws {

@@ -87,6 +87,11 @@ public actor InMemoryStateStore: StateStore {
         journal[workspace, default: []].append(operation)
     }
 
+    public func recordOperationHandle(workspace: String, id: String, handle: String) {
+        guard let index = journal[workspace]?.firstIndex(where: { $0.id == id }) else { return }
+        journal[workspace]?[index].handle = handle
+    }
+
     public func pendingOperations(workspace: String) -> [PendingOperation] { journal[workspace] ?? [] }
 
     public func settleOperations(workspace: String, ids: [String]) {

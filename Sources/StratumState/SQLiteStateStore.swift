@@ -342,6 +342,10 @@ public final class SQLiteStateStore: StateStore {
                 t.column("detail", .text).notNull()
             }
         }),
+        ("v3-operation-handle", { db in
+            // The handle of a long-running cloud operation, written after the row, before the wait.
+            try db.alter(table: "pending") { t in t.add(column: "handle", .text) }
+        }),
     ]
 
     // MARK: Records
@@ -387,6 +391,7 @@ public final class SQLiteStateStore: StateStore {
         var id: String
         var startedAt: Date
         var operation: Data
+        var handle: String?
     }
 
     struct LockEventRecord: Codable, FetchableRecord, PersistableRecord {
@@ -655,7 +660,13 @@ public final class SQLiteStateStore: StateStore {
         let body = try codec.encode(operation)
         try await write("journal an operation in") { db in
             _ = try Self.ensureWorkspace(db, workspace)
-            try PendingRecord(workspace: workspace, id: operation.id, startedAt: operation.startedAt, operation: body).insert(db)
+            try PendingRecord(workspace: workspace, id: operation.id, startedAt: operation.startedAt, operation: body, handle: operation.handle).insert(db)
+        }
+    }
+
+    public func recordOperationHandle(workspace: String, id: String, handle: String) async throws {
+        try await write("record an operation handle in") { db in
+            try db.execute(sql: "UPDATE pending SET handle = ? WHERE workspace = ? AND id = ?", arguments: [handle, workspace, id])
         }
     }
 
@@ -663,7 +674,11 @@ public final class SQLiteStateStore: StateStore {
         let rows = try await read { db in
             try PendingRecord.filter(Column("workspace") == workspace).order(Column("startedAt"), Column("id")).fetchAll(db)
         }
-        return try rows.map { try codec.decode(PendingOperation.self, from: $0.operation) }
+        return try rows.map { row in
+            var operation = try codec.decode(PendingOperation.self, from: row.operation)
+            operation.handle = row.handle ?? operation.handle
+            return operation
+        }
     }
 
     public func settleOperations(workspace: String, ids: [String]) async throws {

@@ -260,6 +260,9 @@ public protocol StateStore: Sendable {
 
     /// Writes a journal row, committed before the provider call it describes.
     func beginOperation(workspace: String, _ operation: PendingOperation) async throws
+    /// Adds to a journal row the handle of the long-running cloud operation it started, durably,
+    /// before the provider waits on it; `pendingOperations` returns it in `handle`.
+    func recordOperationHandle(workspace: String, id: String, handle: String) async throws
     /// Journal rows not yet settled, oldest first.
     func pendingOperations(workspace: String) async throws -> [PendingOperation]
     /// Removes journal rows without changing state (the operation is known to have had no

@@ -60,14 +60,16 @@ public struct FakeCloudProvider: Provider {
         self.options = options
     }
 
-    public var schemas: [String: ResourceSchema] {
-        ["fake_thing": ResourceSchema(type: "fake_thing", attributes: [
+    public var kinds: [String: any ResourceKind] { ["fake_thing": FakeThingKind(cloud: self)] }
+
+    var thingSchema: ResourceSchema {
+        ResourceSchema(type: "fake_thing", attributes: [
             "size": .input(forceNew: true),
             "value": .input(),
             "parent": .input(),
             "token": .input(sensitive: true),
             "id": .computed,
-        ], createBeforeDestroy: options.createBeforeDestroy)]
+        ], createBeforeDestroy: options.createBeforeDestroy)
     }
 
     struct Record: Codable {
@@ -117,108 +119,15 @@ public struct FakeCloudProvider: Provider {
 
     /// Half the latency before the call takes effect, half after (the response on its way
     /// back), so a process killed mid-call may leave a resource it never heard about.
-    private func pause() async throws {
+    func pause() async throws {
         if options.latency > .zero { try await Task.sleep(for: options.latency / 2) }
     }
 
-    public func read(type: String, region: String, resources: [ResourceState]) async throws -> [ResourceState?] {
-        try await pause()
-        let all = try inventory()
-        return resources.map { state in
-            guard let live = all[state.id] else { return nil }
-            var fresh = state
-            fresh.attributes = live.attributes
-            return fresh
-        }
-    }
-
-    public func create(_ resource: ResolvedResource, token: String) async throws -> ResourceState {
-        try await pause()
-        let address = resource.address
-        if options.failOn == address.description {
-            throw ProviderError(.permanent, "the fake cloud refuses to create \(address)", address: address)
-        }
-        if options.blockOn == address.description {
-            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-            try Data("blocked \(address)\n".utf8).write(to: blockedMarker)
-            while true { try await Task.sleep(for: .seconds(3600)) }
-        }
-        let existing = try inventory()
-        // Idempotent by token: a retried create returns what the first one made.
-        for (id, live) in existing where live.address == address {
-            let record = try JSONDecoder().decode(Record.self, from: Data(contentsOf: resourcesDirectory.appendingPathComponent("\(id).json")))
-            if record.token == token { return state(record, region: resource.region) }
-        }
-        if let quota = options.quota, existing.count >= quota {
-            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-            try appendLine("\(address)\n", to: refusalLog)
-            let message = options.exhaustion == .quota
-                ? "the fake cloud's quota of \(quota) things is used up"
-                : "the fake cloud has no capacity for more than \(quota) things"
-            throw ProviderError(options.exhaustion, message, address: address)
-        }
-        let id = "thing-" + UUID().uuidString.lowercased().prefix(12)
-        var attributes = resource.inputs
-        attributes["id"] = .string(id)
-        let record = Record(id: id, address: address, token: token, attributes: attributes)
-        try save(record)
-        try appendLine("\(address) \(token) \(id)\n", to: createLog)
-        try appendLine("create \(address) \(id)\n", to: eventLog)
-        try await pause()
-        if options.blockAfterOn == address.description {
-            try Data("blocked after \(address)\n".utf8).write(to: blockedMarker)
-            while true { try await Task.sleep(for: .seconds(3600)) }
-        }
-        if options.loseResponseOn == address.description {
-            throw ProviderError(.transient, "the connection to the fake cloud was reset", address: address)
-        }
-        return state(record, region: resource.region)
-    }
-
-    public func recover(_ operation: PendingOperation) async throws -> ResourceState? {
-        try await pause()
-        for (id, live) in try inventory() where live.address == operation.address {
-            let record = try JSONDecoder().decode(Record.self, from: Data(contentsOf: resourcesDirectory.appendingPathComponent("\(id).json")))
-            if record.token == operation.token { return state(record, region: operation.region) }
-        }
-        return nil
-    }
-
-    public func importResource(type: String, region: String, id: String, address: ResourceAddress) async throws -> ResourceState? {
-        try await pause()
-        let file = resourcesDirectory.appendingPathComponent("\(id).json")
-        guard let record = try? JSONDecoder().decode(Record.self, from: Data(contentsOf: file)) else { return nil }
-        return ResourceState(address: address, provider: name, region: region, id: record.id, attributes: record.attributes)
-    }
-
-    public func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
-        try await pause()
-        if options.failOn == prior.address.description {
-            throw ProviderError(.permanent, "the fake cloud refuses to update \(prior.address)", address: prior.address)
-        }
-        let file = resourcesDirectory.appendingPathComponent("\(prior.id).json")
-        guard var record = try? JSONDecoder().decode(Record.self, from: Data(contentsOf: file)) else {
-            throw ProviderError(.notFound, "\(prior.id) does not exist", address: prior.address)
-        }
-        for (key, value) in desired.inputs { record.attributes[key] = value }
-        try save(record)
-        try await pause()
-        return state(record, region: desired.region)
-    }
-
-    public func delete(_ state: ResourceState) async throws {
-        try await pause()
-        let file = resourcesDirectory.appendingPathComponent("\(state.id).json")
-        if FileManager.default.fileExists(atPath: file.path) { try FileManager.default.removeItem(at: file) }
-        try appendLine("delete \(state.address) \(state.id)\n", to: eventLog)
-        try await pause()
-    }
-
-    private func state(_ record: Record, region: String) -> ResourceState {
+    func state(_ record: Record, region: String) -> ResourceState {
         ResourceState(address: record.address, provider: name, region: region, id: record.id, attributes: record.attributes)
     }
 
-    private func save(_ record: Record) throws {
+    func save(_ record: Record) throws {
         try FileManager.default.createDirectory(at: resourcesDirectory, withIntermediateDirectories: true)
         try JSONEncoder().encode(record).write(to: resourcesDirectory.appendingPathComponent("\(record.id).json"), options: .atomic)
     }
@@ -228,5 +137,108 @@ public struct FakeCloudProvider: Provider {
         guard fd >= 0 else { throw ProviderError(.transient, "cannot open \(url.path)") }
         defer { close(fd) }
         _ = line.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
+    }
+}
+
+/// The fake cloud's one resource type.
+struct FakeThingKind: ResourceKind {
+    let type = "fake_thing"
+    let cloud: FakeCloudProvider
+
+    var schema: ResourceSchema { cloud.thingSchema }
+
+    func read(_ resources: [ResourceState]) async throws -> [ResourceState?] {
+        try await cloud.pause()
+        let all = try cloud.inventory()
+        return resources.map { state in
+            guard let live = all[state.id] else { return nil }
+            var fresh = state
+            fresh.attributes = live.attributes
+            return fresh
+        }
+    }
+
+    func create(_ resource: ResolvedResource, context: OperationContext) async throws -> ResourceState {
+        let token = context.token
+        try await cloud.pause()
+        let address = resource.address
+        if cloud.options.failOn == address.description {
+            throw ProviderError(.permanent, "the fake cloud refuses to create \(address)", address: address)
+        }
+        if cloud.options.blockOn == address.description {
+            try FileManager.default.createDirectory(at: cloud.root, withIntermediateDirectories: true)
+            try Data("blocked \(address)\n".utf8).write(to: cloud.blockedMarker)
+            while true { try await Task.sleep(for: .seconds(3600)) }
+        }
+        let existing = try cloud.inventory()
+        // Idempotent by token: a retried create returns what the first one made.
+        for (id, live) in existing where live.address == address {
+            let record = try JSONDecoder().decode(FakeCloudProvider.Record.self, from: Data(contentsOf: cloud.resourcesDirectory.appendingPathComponent("\(id).json")))
+            if record.token == token { return cloud.state(record, region: resource.region) }
+        }
+        if let quota = cloud.options.quota, existing.count >= quota {
+            try FileManager.default.createDirectory(at: cloud.root, withIntermediateDirectories: true)
+            try cloud.appendLine("\(address)\n", to: cloud.refusalLog)
+            let message = cloud.options.exhaustion == .quota
+                ? "the fake cloud's quota of \(quota) things is used up"
+                : "the fake cloud has no capacity for more than \(quota) things"
+            let scope: ProviderError.Scope = cloud.options.exhaustion == .quota ? .region(resource.region) : .zone(nil)
+            throw ProviderError(cloud.options.exhaustion, message, address: address, scope: scope)
+        }
+        let id = "thing-" + UUID().uuidString.lowercased().prefix(12)
+        var attributes = resource.inputs
+        attributes["id"] = .string(id)
+        let record = FakeCloudProvider.Record(id: id, address: address, token: token, attributes: attributes)
+        try cloud.save(record)
+        try cloud.appendLine("\(address) \(token) \(id)\n", to: cloud.createLog)
+        try cloud.appendLine("create \(address) \(id)\n", to: cloud.eventLog)
+        try await cloud.pause()
+        if cloud.options.blockAfterOn == address.description {
+            try Data("blocked after \(address)\n".utf8).write(to: cloud.blockedMarker)
+            while true { try await Task.sleep(for: .seconds(3600)) }
+        }
+        if cloud.options.loseResponseOn == address.description {
+            throw ProviderError(.transient, "the connection to the fake cloud was reset", address: address)
+        }
+        return cloud.state(record, region: resource.region)
+    }
+
+    func recover(_ operation: PendingOperation) async throws -> ResourceState? {
+        try await cloud.pause()
+        for (id, live) in try cloud.inventory() where live.address == operation.address {
+            let record = try JSONDecoder().decode(FakeCloudProvider.Record.self, from: Data(contentsOf: cloud.resourcesDirectory.appendingPathComponent("\(id).json")))
+            if record.token == operation.token { return cloud.state(record, region: operation.region) }
+        }
+        return nil
+    }
+
+    func importResource(region: String, id: String, address: ResourceAddress) async throws -> ResourceState? {
+        try await cloud.pause()
+        let file = cloud.resourcesDirectory.appendingPathComponent("\(id).json")
+        guard let record = try? JSONDecoder().decode(FakeCloudProvider.Record.self, from: Data(contentsOf: file)) else { return nil }
+        return ResourceState(address: address, provider: cloud.name, region: region, id: record.id, attributes: record.attributes)
+    }
+
+    func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
+        try await cloud.pause()
+        if cloud.options.failOn == prior.address.description {
+            throw ProviderError(.permanent, "the fake cloud refuses to update \(prior.address)", address: prior.address)
+        }
+        let file = cloud.resourcesDirectory.appendingPathComponent("\(prior.id).json")
+        guard var record = try? JSONDecoder().decode(FakeCloudProvider.Record.self, from: Data(contentsOf: file)) else {
+            throw ProviderError(.notFound, "\(prior.id) does not exist", address: prior.address)
+        }
+        for (key, value) in desired.inputs { record.attributes[key] = value }
+        try cloud.save(record)
+        try await cloud.pause()
+        return cloud.state(record, region: desired.region)
+    }
+
+    func delete(_ state: ResourceState, context: OperationContext) async throws {
+        try await cloud.pause()
+        let file = cloud.resourcesDirectory.appendingPathComponent("\(state.id).json")
+        if FileManager.default.fileExists(atPath: file.path) { try FileManager.default.removeItem(at: file) }
+        try cloud.appendLine("delete \(state.address) \(state.id)\n", to: cloud.eventLog)
+        try await cloud.pause()
     }
 }

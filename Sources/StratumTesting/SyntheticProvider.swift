@@ -10,10 +10,11 @@ public final class SyntheticProvider: Provider, @unchecked Sendable {
     public let batchedReads: Bool
     /// How many reads may be in flight at once when reads are not batched.
     public let readParallelism: Int
-    private let lock = NSLock()
-    private let readSlots: AsyncSemaphore
-    private var resources: [String: ResourceState] = [:]
+    let lock = NSLock()
+    let readSlots: AsyncSemaphore
+    var resources: [String: ResourceState] = [:]
     private var calls: [String: Int] = [:]
+    public private(set) var kinds: [String: any ResourceKind] = [:]
 
     public init(name: String = "synthetic", latency: Duration = .zero, batchedReads: Bool = true, readParallelism: Int = 10) {
         self.name = name
@@ -21,14 +22,9 @@ public final class SyntheticProvider: Provider, @unchecked Sendable {
         self.batchedReads = batchedReads
         self.readParallelism = readParallelism
         self.readSlots = AsyncSemaphore(readParallelism)
-    }
-
-    public var schemas: [String: ResourceSchema] {
-        var result: [String: ResourceSchema] = [:]
         for type in ["\(name)_instance", "\(name)_disk", "\(name)_address"] {
-            result[type] = ResourceSchema(type: type, attributes: ["size": .input(forceNew: true), "value": .input(), "parent": .input(), "id": .computed])
+            kinds[type] = SyntheticKind(type: type, cloud: self)
         }
-        return result
     }
 
     /// Calls made so far, by operation (`read`, `create`, `update`, `delete`).
@@ -43,29 +39,44 @@ public final class SyntheticProvider: Provider, @unchecked Sendable {
 
     public func remove(id: String) { lock.withLock { _ = resources.removeValue(forKey: id) } }
 
-    private func call(_ operation: String) async throws {
+    func call(_ operation: String) async throws {
         lock.withLock { calls[operation, default: 0] += 1 }
         if latency > .zero { try await Task.sleep(for: latency) }
     }
+}
 
-    public func read(type: String, region: String, resources batch: [ResourceState]) async throws -> [ResourceState?] {
-        if batchedReads {
-            try await call("read")
-            return lock.withLock { batch.map { resources[$0.id] } }
+/// One of the synthetic cloud's types; every type behaves alike.
+struct SyntheticKind: ResourceKind {
+    let type: String
+    let schema: ResourceSchema
+    // The cloud owns its kinds; a kind only borrows it.
+    unowned let cloud: SyntheticProvider
+
+    init(type: String, cloud: SyntheticProvider) {
+        self.type = type
+        self.cloud = cloud
+        self.schema = ResourceSchema(type: type, attributes: ["size": .input(forceNew: true), "value": .input(), "parent": .input(), "id": .computed])
+    }
+
+    func read(_ batch: [ResourceState]) async throws -> [ResourceState?] {
+        let cloud = self.cloud
+        if cloud.batchedReads {
+            try await cloud.call("read")
+            return cloud.lock.withLock { batch.map { cloud.resources[$0.id] } }
         }
         // One call per resource, at most `readParallelism` in flight across all batches.
         return try await withThrowingTaskGroup(of: (Int, ResourceState?).self) { group in
             for (index, state) in batch.enumerated() {
                 group.addTask {
-                    await self.readSlots.wait()
+                    await cloud.readSlots.wait()
                     do {
-                        try await self.call("read")
+                        try await cloud.call("read")
                     } catch {
-                        await self.readSlots.signal()
+                        await cloud.readSlots.signal()
                         throw error
                     }
-                    await self.readSlots.signal()
-                    return (index, self.lock.withLock { self.resources[state.id] })
+                    await cloud.readSlots.signal()
+                    return (index, cloud.lock.withLock { cloud.resources[state.id] })
                 }
             }
             var result = [ResourceState?](repeating: nil, count: batch.count)
@@ -74,33 +85,33 @@ public final class SyntheticProvider: Provider, @unchecked Sendable {
         }
     }
 
-    public func create(_ resource: ResolvedResource, token: String) async throws -> ResourceState {
-        try await call("create")
+    func create(_ resource: ResolvedResource, context: OperationContext) async throws -> ResourceState {
+        try await cloud.call("create")
         var attributes = resource.inputs
-        let id = "\(resource.address.type)-\(token.prefix(13))"
+        let id = "\(resource.address.type)-\(context.token.prefix(13))"
         attributes["id"] = .string(id)
-        let state = ResourceState(address: resource.address, provider: name, region: resource.region, id: id, attributes: attributes)
-        lock.withLock { resources[id] = state }
+        let state = ResourceState(address: resource.address, provider: cloud.name, region: resource.region, id: id, attributes: attributes)
+        cloud.lock.withLock { cloud.resources[id] = state }
         return state
     }
 
-    public func recover(_ operation: PendingOperation) async throws -> ResourceState? {
-        try await call("recover")
+    func recover(_ operation: PendingOperation) async throws -> ResourceState? {
+        try await cloud.call("recover")
         let id = "\(operation.type)-\(operation.token.prefix(13))"
-        return lock.withLock { resources[id] }
+        return cloud.lock.withLock { cloud.resources[id] }
     }
 
-    public func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
-        try await call("update")
+    func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
+        try await cloud.call("update")
         var state = prior
         for (key, value) in desired.inputs { state.attributes[key] = value }
-        lock.withLock { resources[state.id] = state }
+        cloud.lock.withLock { cloud.resources[state.id] = state }
         return state
     }
 
-    public func delete(_ state: ResourceState) async throws {
-        try await call("delete")
-        lock.withLock { _ = resources.removeValue(forKey: state.id) }
+    func delete(_ state: ResourceState, context: OperationContext) async throws {
+        try await cloud.call("delete")
+        cloud.lock.withLock { _ = cloud.resources.removeValue(forKey: state.id) }
     }
 }
 

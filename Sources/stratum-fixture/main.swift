@@ -9,4 +9,6 @@ let fake = ProviderFactory { work in
     let root = ProcessInfo.processInfo.environment["STRATUM_FAKE_CLOUD"].map { URL(fileURLWithPath: $0) } ?? work.appendingPathComponent("fake-cloud")
     return FakeCloudProvider(root: root, options: .fromEnvironment())
 }
-await StratumCLI.main(stacks: [FakeFanStack.self, LocalShellStack.self], providers: [.local, fake])
+// A cloud whose creates wait on long-running operations, beside the fake cloud.
+let longRunning = ProviderFactory { LongRunningProvider(root: $0.appendingPathComponent("lro-cloud")) }
+await StratumCLI.main(stacks: [FakeFanStack.self, LocalShellStack.self, LongRunningStack.self], providers: [.local, fake, longRunning])

@@ -144,7 +144,7 @@ struct AWSLifecycleTests {
         let paged = AWSProvider(client: world.provider.client, options: .init(describePageSize: 5))
         let recorded = state.resources.values.filter { $0.type == "aws_instance" }
         world.provider.client.metrics.reset()
-        let live = try await paged.read(type: "aws_instance", region: world.region, resources: Array(recorded))
+        let live = try await paged.read(type: "aws_instance", resources: Array(recorded))
         #expect(live.allSatisfy { $0 != nil })
         #expect(world.provider.client.metrics.byAction["DescribeInstances"] == 2)
 
@@ -228,7 +228,7 @@ struct AWSLifecycleTests {
         let adopted = try await world.provider.recover(operation(bucket, token: bucketToken))
         #expect(adopted?.id == world.bucketName)
         #expect(adopted?.attributes["versioning"] == true)
-        #expect(try await world.provider.read(type: "aws_s3_bucket", region: world.region, resources: [try #require(adopted)]).first??.attributes["versioning"] == true)
+        #expect(try await world.provider.read(type: "aws_s3_bucket", resources: [try #require(adopted)]).first??.attributes["versioning"] == true)
 
         // Instances: by the client-token filter (AWS; the proxy translates it for moto), and by
         // the token tag (what a provider configured for an emulator uses), including a token
@@ -255,7 +255,7 @@ struct AWSLifecycleTests {
 
         try await world.provider.delete(created)
         try await world.provider.delete(try #require(adopted))
-        #expect(try await world.provider.read(type: "aws_vpc", region: world.region, resources: [created]) == [nil])
+        #expect(try await world.provider.read(type: "aws_vpc", resources: [created]) == [nil])
         // Deleting what is already gone succeeds.
         try await world.provider.delete(created)
     }

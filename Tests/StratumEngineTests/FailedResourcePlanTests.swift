@@ -29,17 +29,10 @@ struct FailedResourcePlanTests {
     struct Limited: Provider {
         let name = "fake"
         let limit: Int
-        var schemas: [String: ResourceSchema] {
-            ["fake_thing": ResourceSchema(type: "fake_thing", attributes: ["parent": .input(), "value": .input(), "size": .input(), "id": .computed])]
-        }
+        var kinds: [String: any ResourceKind] { FakeCloudProvider(root: URL(fileURLWithPath: "/nonexistent")).kinds }
         func validate(stack resources: [DesiredResource]) -> [Diagnostic] {
             resources.count > limit ? [Diagnostic(message: "\(resources.count) resources, at most \(limit)")] : []
         }
-        func read(type: String, region: String, resources: [ResourceState]) async throws -> [ResourceState?] { resources.map { _ in nil } }
-        func create(_ resource: ResolvedResource, token: String) async throws -> ResourceState { throw ProviderError(.permanent, "no creates") }
-        func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState { prior }
-        func delete(_ state: ResourceState) async throws {}
-        func recover(_ operation: PendingOperation) async throws -> ResourceState? { nil }
     }
 
     @Test func theStackLevelCheckSeesEveryResourceOfItsProvider() throws {

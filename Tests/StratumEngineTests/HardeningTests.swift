@@ -64,7 +64,7 @@ struct ExhaustionTests {
 
     @Test func differentKindsAndOtherFailuresDoNotAddUp() async throws {
         let fake = try World().provider
-        let provider = AlternatingExhaustion(inner: fake)
+        let provider = AlternatingExhaustion.provider(inner: fake)
         let registry = ProviderRegistry([provider])
         let store = InMemoryStateStore()
         let snapshot = await store.read(workspace: "w")
@@ -104,23 +104,17 @@ struct ExhaustionTests {
 }
 
 /// Fails every create, alternating between capacity and quota.
-final class AlternatingExhaustion: Provider, @unchecked Sendable {
-    let inner: FakeCloudProvider
+final class AlternatingExhaustion: @unchecked Sendable {
     private let lock = NSLock()
     private var calls = 0
-    init(inner: FakeCloudProvider) { self.inner = inner }
-    var name: String { inner.name }
-    var schemas: [String: ResourceSchema] { inner.schemas }
-    func read(type: String, region: String, resources: [ResourceState]) async throws -> [ResourceState?] {
-        try await inner.read(type: type, region: region, resources: resources)
+
+    static func provider(inner: FakeCloudProvider) -> InterceptingProvider {
+        let counter = AlternatingExhaustion()
+        return InterceptingProvider(wrapping: inner) { resource, _, _ in
+            let call = counter.lock.withLock { counter.calls += 1; return counter.calls }
+            throw ProviderError(call.isMultiple(of: 2) ? .quota : .capacity, "refused", address: resource.address)
+        }
     }
-    func create(_ resource: ResolvedResource, token: String) async throws -> ResourceState {
-        let call = lock.withLock { calls += 1; return calls }
-        throw ProviderError(call.isMultiple(of: 2) ? .quota : .capacity, "refused", address: resource.address)
-    }
-    func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState { try await inner.update(prior, to: desired) }
-    func delete(_ state: ResourceState) async throws { try await inner.delete(state) }
-    func recover(_ operation: PendingOperation) async throws -> ResourceState? { try await inner.recover(operation) }
 }
 
 @Suite("Executor stops when asked")

@@ -6,13 +6,8 @@ import StratumState
 import StratumTesting
 import Testing
 
-/// A provider wrapper that records what the journal held at the moment of each create call.
-struct JournalSpyProvider: Provider {
-    let inner: FakeCloudProvider
-    let store: any StateStore
-    let workspace: String
-    let seen: SeenTokens
-
+/// Records what the journal held at the moment of each create call.
+enum JournalSpy {
     final class SeenTokens: @unchecked Sendable {
         private let lock = NSLock()
         private var pairs: [(given: String, journaled: [String])] = []
@@ -20,27 +15,21 @@ struct JournalSpyProvider: Provider {
         var all: [(given: String, journaled: [String])] { lock.withLock { pairs } }
     }
 
-    var name: String { inner.name }
-    var schemas: [String: ResourceSchema] { inner.schemas }
-    func read(type: String, region: String, resources: [ResourceState]) async throws -> [ResourceState?] {
-        try await inner.read(type: type, region: region, resources: resources)
+    static func provider(inner: FakeCloudProvider, store: any StateStore, workspace: String, seen: SeenTokens) -> InterceptingProvider {
+        InterceptingProvider(wrapping: inner) { resource, context, kind in
+            let pending = try await store.pendingOperations(workspace: workspace)
+            seen.add(context.token, pending.filter { $0.address == resource.address }.map(\.token))
+            return try await kind.create(resource, context: context)
+        }
     }
-    func create(_ resource: ResolvedResource, token: String) async throws -> ResourceState {
-        let pending = try await store.pendingOperations(workspace: workspace)
-        seen.add(token, pending.filter { $0.address == resource.address }.map(\.token))
-        return try await inner.create(resource, token: token)
-    }
-    func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState { try await inner.update(prior, to: desired) }
-    func delete(_ state: ResourceState) async throws { try await inner.delete(state) }
-    func recover(_ operation: PendingOperation) async throws -> ResourceState? { try await inner.recover(operation) }
 }
 
 @Suite("Operation journal and recovery")
 struct JournalTests {
     @Test func everyCreateIsJournaledWithItsTokenBeforeTheCallAndSettledAfter() async throws {
         let world = try World()
-        let seen = JournalSpyProvider.SeenTokens()
-        let spy = JournalSpyProvider(inner: world.provider, store: world.store, workspace: world.workspace, seen: seen)
+        let seen = JournalSpy.SeenTokens()
+        let spy = JournalSpy.provider(inner: world.provider, store: world.store, workspace: world.workspace, seen: seen)
         let stack = try world.stack { $0.count = 3 }
         let snapshot = try await world.store.read(workspace: world.workspace)
         let plan = try Planner(providers: ProviderRegistry([spy])).plan(stack: stack, snapshot: snapshot, refreshed: nil, scope: PlanScope(), now: Date())

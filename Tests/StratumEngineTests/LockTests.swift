@@ -107,6 +107,9 @@ struct UnreachableRenewals: StateStore {
     func currentLock(workspace: String) async throws -> LockInfo? { await inner.currentLock(workspace: workspace) }
     func lockEvents(workspace: String) async throws -> [LockEvent] { await inner.lockEvents(workspace: workspace) }
     func beginOperation(workspace: String, _ operation: PendingOperation) async throws { await inner.beginOperation(workspace: workspace, operation) }
+    func recordOperationHandle(workspace: String, id: String, handle: String) async throws {
+        await inner.recordOperationHandle(workspace: workspace, id: id, handle: handle)
+    }
     func pendingOperations(workspace: String) async throws -> [PendingOperation] { await inner.pendingOperations(workspace: workspace) }
     func settleOperations(workspace: String, ids: [String]) async throws { await inner.settleOperations(workspace: workspace, ids: ids) }
 }

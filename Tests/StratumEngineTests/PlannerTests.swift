@@ -164,12 +164,7 @@ final class OrderRecorder: ApplyObserver, @unchecked Sendable {
 struct RefreshTests {
     @Test func oneReadPerTypeAndRegionAndGoneResourcesAreReported() async throws {
         let provider = SyntheticProvider(latency: .zero)
-        var states: [ResourceAddress: ResourceState] = [:]
-        for i in 0..<40 {
-            let type = i % 2 == 0 ? "synthetic_instance" : "synthetic_disk"
-            let address = ResourceAddress(type: type, name: "r", index: i)
-            states[address] = ResourceState(address: address, provider: "synthetic", region: "region-\(i % 4)", id: "id-\(i)", attributes: [:])
-        }
+        let states = alternatingStates(40, regions: 4)
         provider.seed(states.values.filter { $0.id != "id-7" })
         let result = try await Refresher(providers: ProviderRegistry([provider])).refresh(states)
         #expect(result.readCalls == 4)

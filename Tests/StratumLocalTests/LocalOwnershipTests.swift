@@ -34,6 +34,8 @@ struct LocalCapacityTests {
         #expect(kind(step: STRATUM_SPAWN_FORK.rawValue, errno: ENOMEM) == .capacity)
         #expect(kind(step: STRATUM_SPAWN_EXEC.rawValue, errno: ENOMEM) == .capacity)
         #expect(kind(step: STRATUM_SPAWN_EXEC.rawValue, errno: ENOENT) == .permanent)
+        // The machine is the local provider's whole capacity.
+        #expect(LocalProcesses.SpawnFailure(step: Int32(STRATUM_SPAWN_FORK.rawValue), errno: EAGAIN, program: "/bin/sh", address: address).providerError.scope == .cloud)
     }
 }
 
@@ -76,13 +78,13 @@ struct LocalOwnershipTests {
         // Killed from outside, the leader first: no exit status is recorded.
         for pid in tree.members(in: .scan()).sorted() { kill(pid, SIGKILL) }
         while !tree.members(in: .scan()).isEmpty, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        let read = try #require(try await provider.read(type: "local_node", region: "local", resources: [created]).first ?? nil)
+        let read = try #require(try await provider.read(type: "local_node", resources: [created]).first ?? nil)
         #expect(read.attributes["status"] == "lost")
         #expect(read.failure?.contains("stopped outside Stratum") == true)
 
         try await provider.delete(read)
         #expect(!FileManager.default.fileExists(atPath: directory.path))
-        #expect(try await provider.read(type: "local_node", region: "local", resources: [read]).first == .some(nil))
+        #expect(try await provider.read(type: "local_node", resources: [read]).first == .some(nil))
     }
 
     @Test func aProgramThatDoesNotExistFailsTheCreate() async throws {

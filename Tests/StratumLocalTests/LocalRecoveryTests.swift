@@ -64,7 +64,7 @@ struct LocalImportTests {
         let state = try #require(try await provider.importResource(type: "local_bucket", region: "local", id: "datasets", address: address))
         #expect(state.attributes["path"]?.stringValue == directory.path)
         // Once imported, refresh sees it.
-        #expect(try await provider.read(type: "local_bucket", region: "local", resources: [state]).first??.id == "datasets")
+        #expect(try await provider.read(type: "local_bucket", resources: [state]).first??.id == "datasets")
         #expect(try await provider.importResource(type: "local_bucket", region: "local", id: "missing", address: address) == nil)
         await #expect(throws: ProviderError.self) {
             try await provider.importResource(type: "local_node", region: "local", id: "pid-1", address: ResourceAddress(type: "local_node", name: "n", index: 0))

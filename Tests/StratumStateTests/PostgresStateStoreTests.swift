@@ -53,7 +53,7 @@ struct PostgresStateStoreTests {
     @Test func migrationsAreRecordedByNameAndRunOnce() async throws {
         let url = PostgresTestServer.isolatedURL(base)
         let first = try await PostgresStateStore.connect(url: url, sealer: nil)
-        #expect(first.appliedMigrations == ["v1-initial", "v2-journal"])
+        #expect(first.appliedMigrations == ["v1-initial", "v2-journal", "v3-operation-handle"])
         let second = try await PostgresStateStore.connect(url: url, sealer: nil)
         #expect(second.appliedMigrations.isEmpty)
         await second.close()

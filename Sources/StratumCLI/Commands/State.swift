@@ -213,7 +213,8 @@ struct StatePending: AsyncParsableCommand {
             Each provider call is journaled before it is made and settled with its result. A row \
             left here means a run was killed between the two; the next plan, apply or refresh \
             settles it first, asking the provider by the operation's idempotency token whether \
-            it took effect.
+            it took effect (or, where the row names a long-running cloud operation, resuming \
+            that operation).
             """)
     @OptionGroup var global: GlobalOptions
 
@@ -225,10 +226,13 @@ struct StatePending: AsyncParsableCommand {
             if global.json {
                 struct Row: Encodable {
                     var id, address, action, provider, region, token: String
+                    var handle: String?
                     var startedAt: Date
                 }
                 context.console.output(try jsonText(pending.map {
-                    Row(id: $0.id, address: $0.address.description, action: $0.action.rawValue, provider: $0.provider, region: $0.region, token: $0.token, startedAt: $0.startedAt)
+                    Row(
+                        id: $0.id, address: $0.address.description, action: $0.action.rawValue, provider: $0.provider, region: $0.region, token: $0.token,
+                        handle: $0.handle, startedAt: $0.startedAt)
                 }))
                 return
             }
@@ -238,7 +242,8 @@ struct StatePending: AsyncParsableCommand {
             }
             let formatter = ISO8601DateFormatter()
             for operation in pending {
-                context.console.output("\(operation.id)  \(operation.action.rawValue) \(operation.address)  token \(operation.token)  started \(formatter.string(from: operation.startedAt))")
+                let handle = operation.handle.map { "  operation \($0)" } ?? ""
+                context.console.output("\(operation.id)  \(operation.action.rawValue) \(operation.address)  token \(operation.token)\(handle)  started \(formatter.string(from: operation.startedAt))")
             }
             context.console.output("\(pending.count) pending operation(s); the next plan, apply or refresh settles them.")
         }
@@ -265,7 +270,7 @@ struct StateImport: AsyncParsableCommand {
         try await reportingErrors(context.console) {
             let target = try parseAddress(address)
             let providerName = String(target.type.prefix { $0 != "_" })
-            guard let provider = context.providers[providerName], provider.schemas[target.type] != nil else {
+            guard let provider = context.providers[providerName], provider.kinds[target.type] != nil else {
                 throw CLIError("no provider in this build manages '\(target.type)'")
             }
             let region = region ?? (providerName == "local" ? "local" : "default")
@@ -278,7 +283,7 @@ struct StateImport: AsyncParsableCommand {
                     throw CLIError("\(providerName) has no \(target.type) with id '\(id)' in \(region)")
                 }
                 state.address = target
-                state = Sensitivity.protect(state, schema: provider.schemas[target.type], template: [:])
+                state = Sensitivity.protect(state, schema: provider.schema(for: target.type), template: [:])
                 try await store.commit(workspace: workspace, StateMutation(upserts: [state], changes: [HistoryChange(address: target.description, action: "import \(id)")]), at: Date())
                 return state
             }
