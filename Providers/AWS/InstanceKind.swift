@@ -159,15 +159,12 @@ struct InstanceKind: EC2ResourceKind {
         }
         // Wait for `terminated`: until then the subnet and security group are still in use.
         let describe = EC2Describe(kind: self, ec2: ec2)
-        let clock = ec2.client.clock
-        let deadline = clock.monotonic() + terminationTimeout.timeInterval
-        while clock.monotonic() < deadline {
-            guard let item = try await describe.items(filters: [(idFilter, [state.id])]).first,
-                item.string("instanceState/name") != "terminated"
-            else { return }
-            try await clock.sleep(.seconds(5))
+        let poller = OperationPoller(timeout: terminationTimeout, backoff: Backoff(base: .seconds(5), cap: .seconds(5), random: { $0.upperBound }), clock: ec2.client.clock)
+        let filter = idFilter
+        try await poller.wait(for: "the termination of instance \(state.id)", address: state.address) { () -> OperationProgress<Bool> in
+            guard let item = try await describe.items(filters: [(filter, [state.id])]).first, item.string("instanceState/name") != "terminated" else { return .done(true) }
+            return .running
         }
-        throw ProviderError(.transient, "instance \(state.id) is still shutting down after \(Int(terminationTimeout.timeInterval)) s", address: state.address)
     }
 }
 
