@@ -28,6 +28,9 @@ public struct LocalProvider: Provider {
             "local_node": ResourceSchema(type: "local_node", attributes: [
                 "pool": .input(forceNew: true, required: true),
                 "index": .input(forceNew: true, required: true),
+                // The pool's size and checkpoint location reach the node's environment.
+                "count": .input(forceNew: true),
+                "checkpoint_url": .input(forceNew: true),
                 "image": .input(forceNew: true),
                 "command": .input(forceNew: true, required: true),
                 "env": .input(forceNew: true),
