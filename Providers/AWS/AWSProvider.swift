@@ -104,7 +104,9 @@ public struct AWSProvider: Provider {
         // know: look first. AWS's ClientToken makes RunInstances safe by itself; the other
         // Create calls have no such token, and emulators honour none.
         let retry = await ledger.markSent(token)
-        if retry, let existing = try await recover(resource, token: token) { return existing }
+        // What an earlier attempt made may lack what its follow-up calls (tags, attributes,
+        // rules) would have set before that attempt failed: bring it to what was asked.
+        if retry, let existing = try await recover(resource, token: token) { return try await update(existing, to: resource) }
         if resource.address.type == bucketKind.type { return try await bucketKind.create(resource, token: token, tags: tags) }
         guard let kind = ec2Kinds[resource.address.type] else { throw unknownType(resource.address.type, address: resource.address) }
         return try await kind.create(resource, token: token, tags: tags, ec2: EC2API(client: client, region: resource.region, address: resource.address))

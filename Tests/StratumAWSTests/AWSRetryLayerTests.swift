@@ -1,8 +1,10 @@
 import Foundation
+import Stratum
 import StratumAWS
 import StratumCloud
 import StratumCore
 import StratumEngine
+import StratumStacks
 import Testing
 
 /// Answers from a list, then with the last answer; counts requests.
@@ -43,5 +45,34 @@ struct AWSRetryLayerTests {
         #expect(await limiter.throttleEvents == 2)
         // Another region's endpoint was never slowed.
         #expect(await client.rateLimiter(service: "ec2", region: "eu-west-1").rate == AdaptiveTokenBucket.Settings().maxRate)
+    }
+}
+
+/// A create whose first attempt made the resource but failed on a follow-up call is retried
+/// by the engine, which finds what the attempt made and finishes configuring it.
+@Suite("AWS creates retried after a partial attempt", .enabled(if: Moto.available, Moto.skipReason), .timeLimit(.minutes(2)))
+struct AWSPartialCreateTests {
+    @Test func aThrottledFollowUpCallIsCompletedOnTheAdoptedResource() async throws {
+        let world = try await AWSWorld.make(region: "ca-central-1")
+        defer { Task { await world.shutdown() } }
+        var content = StackContent()
+        let network = Network("net", cidr: "10.30.0.0/16", on: .aws(region: world.region, zones: ["\(world.region)a", "\(world.region)b"]))
+        network.declare(into: &content)
+        let stack = try StackEvaluator.evaluate(content, name: AWSGPUCluster.name, environment: world.environment)
+        // Each subnet is made (tagged in the same call); then making it hand out public
+        // addresses is throttled, once per subnet.
+        await world.faults.set(throttledActions: ["ModifySubnetAttribute": 2])
+        let subnetsBefore = await world.faults.forwarded["CreateSubnet", default: 0]
+        let result = try await world.apply(try await world.plan(stack))
+        #expect(result.ok, "\(result.failed.map { "\($0.step.address): \($0.error)" })")
+        #expect(await world.faults.injected["throttle", default: 0] == 2)
+        // No second subnet was made: each retry found the first attempt's subnet.
+        #expect(await world.faults.forwarded["CreateSubnet", default: 0] == subnetsBefore + 2)
+        let lineage = try await world.lineage
+        let subnets = try await world.tagged("DescribeSubnets", items: "subnetSet", lineage: lineage)
+        #expect(subnets.count == 2)
+        #expect(subnets.allSatisfy { $0.string("mapPublicIpOnLaunch") == "true" }, "\(subnets.map { $0.string("mapPublicIpOnLaunch") ?? "?" })")
+        #expect(!(try await world.plan(stack)).hasChanges)
+        #expect(try await world.apply(try await world.destroyPlan()).ok)
     }
 }
