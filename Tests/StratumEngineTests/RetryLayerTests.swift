@@ -1,6 +1,8 @@
 import Foundation
+import Stratum
 import StratumCore
 import StratumEngine
+import StratumState
 import StratumTesting
 import Testing
 
@@ -55,5 +57,23 @@ struct RetryLayerTests {
         await #expect(throws: ProviderError.self) { try await Refresher(providers: ProviderRegistry([broken]), retry: retry).refresh(states) }
         #expect(broken.failures.get() == 9)
         #expect(time.sleeps.count == 2)
+    }
+}
+
+@Suite("Engine time comes from the injected clock", .timeLimit(.minutes(1)))
+struct EngineClockTests {
+    @Test func commitsAreDatedOnTheExecutorsClock() async throws {
+        let fake = try World().provider
+        let registry = ProviderRegistry([fake])
+        let store = InMemoryStateStore()
+        let time = VirtualClock(start: Date(timeIntervalSince1970: 2_000_000_000))
+        let plan = try Planner(providers: registry).plan(stack: try independentThings(3), snapshot: await store.read(workspace: "w"), refreshed: nil, now: time.date)
+        let result = try await Executor(
+            providers: registry, store: store, workspace: "w", parallelism: 1, retry: RetryPolicy(clock: time.clock), clock: time.clock
+        ).apply(plan)
+        #expect(result.ok)
+        let history = await store.history(workspace: "w")
+        #expect(history.count == 3)
+        #expect(history.allSatisfy { $0.time == Date(timeIntervalSince1970: 2_000_000_000) })
     }
 }
