@@ -70,7 +70,7 @@ public struct NodePool: Resource {
 
     /// Inputs every node of the pool carries on any provider: the pool's name and size, and
     /// its checkpoint location (they reach the node's environment through the node contract).
-    var contractInputs: [String: Value] {
+    public var contractInputs: [String: Value] {
         var inputs: [String: Value] = ["pool": .string(name), "count": .int(count)]
         if let checkpoint { inputs["checkpoint_url"] = checkpoint.value }
         return inputs
