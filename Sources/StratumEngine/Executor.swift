@@ -26,7 +26,7 @@ public struct Executor: Sendable {
     public var parallelism: Int
     public var retry: RetryPolicy
     public var observer: any ApplyObserver
-    /// Dates journal rows and commits, and times steps.
+    /// Dates journal rows and commits, and times steps (retries wait on `retry.clock`).
     public var clock: StratumClock
     /// After this many creates in a row fail with the same resource-exhaustion error
     /// (`.capacity` or `.quota`), no further create is started; 0 never stops.
