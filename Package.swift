@@ -103,7 +103,7 @@ let package = Package(
         .testTarget(name: "StratumTests", dependencies: ["Stratum", "StratumCore", "StratumTesting"]),
         .testTarget(name: "StratumStateTests", dependencies: ["StratumState", "StratumPostgres", "StratumCore", "StratumTesting"]),
         .testTarget(name: "StratumCloudTests", dependencies: ["StratumCloud", "StratumCore", "StratumTesting", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "StratumAWSTests", dependencies: ["StratumAWS", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "Stratum", "StratumStacks", "StratumTesting"]),
+        .testTarget(name: "StratumAWSTests", dependencies: ["StratumAWS", "StratumLocal", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "Stratum", "StratumStacks", "StratumTesting"]),
         .testTarget(name: "StratumEngineTests", dependencies: ["StratumEngine", "StratumState", "StratumCore", "Stratum", "StratumTesting"]),
         .testTarget(name: "StratumLocalTests", dependencies: ["StratumLocal", "StratumCore", "StratumTesting"]),
         .testTarget(name: "TrainerTests", dependencies: ["TrainerCore", "stratum-trainer"]),

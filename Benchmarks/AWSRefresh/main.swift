@@ -106,7 +106,7 @@ func batched(_ provider: AWSProvider) async throws -> Measurement {
     provider.client.metrics.reset()
     let start = clock.now
     let live = try await provider.read(type: "aws_instance", resources: states(owned: true))
-    return Measurement(calls: provider.client.metrics.total, seconds: (clock.now - start).timeInterval, found: live.compactMap { $0 }.count)
+    return Measurement(calls: provider.client.metrics.total, seconds: (clock.now - start).seconds, found: live.compactMap { $0 }.count)
 }
 
 func perResource(_ provider: AWSProvider) async throws -> Measurement {
@@ -131,7 +131,7 @@ func perResource(_ provider: AWSProvider) async throws -> Measurement {
             }
         }
     }
-    return Measurement(calls: provider.client.metrics.total, seconds: (clock.now - start).timeInterval, found: found)
+    return Measurement(calls: provider.client.metrics.total, seconds: (clock.now - start).seconds, found: found)
 }
 
 func report(_ label: String, _ b: Measurement, _ p: Measurement) {
@@ -184,7 +184,7 @@ func applyUnderThrottling(count: Int, rate: Double) async throws {
     let plan = try Planner(providers: registry).plan(stack: stack, snapshot: snapshot, refreshed: nil, now: Date())
     let start = clock.now
     let result = try await Executor(providers: registry, store: store, workspace: workspace, parallelism: 32).apply(plan)
-    let seconds = (clock.now - start).timeInterval
+    let seconds = (clock.now - start).seconds
 
     var instances: [XMLTree] = []
     var next: String?

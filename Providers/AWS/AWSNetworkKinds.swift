@@ -117,6 +117,9 @@ struct SubnetKind: EC2ResourceKind {
         if let cidr = item.string("cidrBlock") { state.attributes["cidr"] = .string(cidr) }
         if let zone = item.string("availabilityZone") { state.attributes["availability_zone"] = .string(zone) }
         if let vpc = item.string("vpcId") { state.attributes["vpc_id"] = .string(vpc) }
+        if let mapped = item.string("mapPublicIpOnLaunch"), prior.attributes["map_public_ip"] != nil || mapped == "true" {
+            state.attributes["map_public_ip"] = .bool(mapped == "true")
+        }
         overlayTags(&state, item: item)
         return state
     }

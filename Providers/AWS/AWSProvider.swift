@@ -111,7 +111,11 @@ struct EC2Kind: ResourceKind {
         // A token seen before means a caller is retrying a create whose outcome it does not
         // know: look first. AWS's ClientToken makes RunInstances safe by itself; the other
         // Create calls have no such token, and emulators honour none.
-        if await ledger.markSent(context.token), let existing = try await find(resource, token: context.token) { return existing }
+        // What an earlier attempt made may lack what its follow-up calls (tags, attributes,
+        // rules) would have set before that attempt failed: bring it to what was asked.
+        if await ledger.markSent(context.token), let existing = try await find(resource, token: context.token) {
+            return try await update(existing, to: resource)
+        }
         let tags = OwnershipTags.tags(for: resource, token: context.token)
         return try await ec2Type.create(resource, token: context.token, tags: tags, ec2: api(resource.region, resource.address))
     }

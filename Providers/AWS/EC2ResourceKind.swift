@@ -147,10 +147,12 @@ struct EC2Describe {
     /// What an interrupted create left: the resource tagged with this address and lineage
     /// whose token tag is the operation's token.
     func find(token: String, address: ResourceAddress, lineage: String) async throws -> XMLTree? {
-        var filters: [(String, [String])] = [("tag:\(OwnershipTags.address)", [address.description])]
+        // By the token tag: an address such as `aws_subnet.cluster[0]` is no safe filter value
+        // (emulators read `[0]` as a wildcard class); the address is checked here instead.
+        var filters: [(String, [String])] = [("tag:\(OwnershipTags.token)", [token])]
         if !lineage.isEmpty { filters.append(("tag:\(OwnershipTags.lineage)", [lineage])) }
         let candidates = try await items(filters: filters)
-        return candidates.first { OwnershipTags.parse($0)[OwnershipTags.token] == token && isLive($0) }
+        return candidates.first { OwnershipTags.parse($0)[OwnershipTags.address] == address.description && isLive($0) }
     }
 
     /// The instance launched with `token` (or, after zone failover, one of its derived

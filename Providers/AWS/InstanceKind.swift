@@ -35,6 +35,8 @@ struct InstanceKind: EC2ResourceKind {
             "spot": .input(forceNew: true),
             "pool": .input(forceNew: true),
             "index": .input(forceNew: true),
+            "count": .input(forceNew: true),
+            "checkpoint_url": .input(forceNew: true, plainText: true),
             "labels": .input(),
             "gpus": .input(forceNew: true),
             "gpu_class": .input(forceNew: true),
@@ -172,15 +174,12 @@ struct InstanceKind: EC2ResourceKind {
         }
         // Wait for `terminated`: until then the subnet and security group are still in use.
         let describe = EC2Describe(kind: self, ec2: ec2)
-        let clock = ec2.client.clock
-        let deadline = clock.monotonic() + terminationTimeout.timeInterval
-        while clock.monotonic() < deadline {
-            guard let item = try await describe.items(filters: [(idFilter, [state.id])]).first,
-                item.string("instanceState/name") != "terminated"
-            else { return }
-            try await clock.sleep(.seconds(5))
+        let poller = OperationPoller(timeout: terminationTimeout, backoff: Backoff(base: .seconds(5), cap: .seconds(5), random: { $0.upperBound }), clock: ec2.client.clock)
+        let filter = idFilter
+        try await poller.wait(for: "the termination of instance \(state.id)", address: state.address) { () -> OperationProgress<Bool> in
+            guard let item = try await describe.items(filters: [(filter, [state.id])]).first, item.string("instanceState/name") != "terminated" else { return .done(true) }
+            return .running
         }
-        throw ProviderError(.transient, "instance \(state.id) is still shutting down after \(Int(terminationTimeout.timeInterval)) s", address: state.address)
     }
 }
 
@@ -191,16 +190,18 @@ enum UserDataScript {
         if let raw = resource.string("user_data"), !raw.isEmpty { return raw }
         let command = resource.strings("command")
         guard !command.isEmpty else { return nil }
-        var env: [String: String] = [:]
-        if case .map(let map)? = resource.inputs["env"] {
-            for (key, value) in map { env[key] = value.stringValue ?? value.description }
-        }
-        env["STRATUM_NODE_INDEX"] = env["STRATUM_NODE_INDEX"] ?? resource.inputs["index"]?.intValue.map(String.init)
+        // The node contract; the zone is the one RunInstances found capacity in, which the
+        // node reads from the instance metadata service (IMDSv2) when it boots.
+        var env = NodeContract(node: resource, cloud: "aws", zone: nil).environment(over: NodeContract.stackEnvironment(of: resource))
         env["STRATUM_NODE_ADDRESS"] = resource.address.description
         var lines = ["#!/bin/sh", "# Stratum node \(resource.address)", "set -e"]
         for key in env.keys.sorted() { lines.append("export \(key)=\(quote(env[key] ?? ""))") }
+        lines += [
+            "imds_token=$(curl -sf -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token || true)",
+            "export \(NodeContract.zoneName)=\"$(curl -sf -H \"X-aws-ec2-metadata-token: $imds_token\" http://169.254.169.254/latest/meta-data/placement/availability-zone || true)\"",
+        ]
         if let image = resource.string("container_image"), !image.isEmpty {
-            let passes = env.keys.sorted().map { "-e \($0)" }.joined(separator: " ")
+            let passes = (env.keys + [NodeContract.zoneName]).sorted().map { "-e \($0)" }.joined(separator: " ")
             lines.append("exec docker run --rm --gpus all --network host \(passes) \(quote(image)) \(command.map(quote).joined(separator: " "))")
         } else {
             lines.append("exec \(command.map(quote).joined(separator: " "))")

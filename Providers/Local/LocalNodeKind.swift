@@ -13,6 +13,9 @@ struct LocalNodeKind: ResourceKind {
     let schema = ResourceSchema(type: Self.typeName, attributes: [
         "pool": .input(forceNew: true, required: true),
         "index": .input(forceNew: true, required: true),
+        // The pool's size and checkpoint location reach the node's environment.
+        "count": .input(forceNew: true),
+        "checkpoint_url": .input(forceNew: true),
         "image": .input(forceNew: true),
         "command": .input(forceNew: true, required: true),
         "env": .input(forceNew: true),

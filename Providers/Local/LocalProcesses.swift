@@ -191,11 +191,9 @@ enum LocalProcesses {
             if let value = ProcessInfo.processInfo.environment[key] { environment[key] = value }
         }
         environment["PATH"] = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        if case .map(let env)? = resource.inputs["env"] {
-            for (key, value) in env { environment[key] = value.stringValue ?? value.description }
-        }
-        environment["STRATUM_NODE_NAME"] = "\(address.name)-\(address.index ?? 0)"
-        environment["STRATUM_NODE_INDEX"] = "\(address.index ?? 0)"
+        // The stack's env under the node contract every provider gives its nodes.
+        let contract = NodeContract(node: resource, cloud: "local", zone: resource.region)
+        environment.merge(contract.environment(over: NodeContract.stackEnvironment(of: resource))) { $1 }
         environment["STRATUM_NODE_ADDRESS"] = address.description
         environment[NodeMarker.directory] = directory.path
         environment[NodeMarker.owner] = owner

@@ -32,6 +32,9 @@ public struct NodePool: Resource {
     public var command: [String]
     public var env: [String: any StringExpression]
     public var labels: [String: String]
+    /// Where the pool keeps checkpoints (a bucket's `url`, or any URL): every node gets it as
+    /// `STRATUM_CHECKPOINT_URL`.
+    public var checkpoint: (any StringExpression)?
     public var network: Network?
     public var placement: Placement
     public var explicitDependencies: [ResourceAddress] = []
@@ -40,7 +43,8 @@ public struct NodePool: Resource {
     public init(
         _ name: String, count: Int, machine: MachineRequest = .cpu, image: String = "stratum/worker:latest",
         command: [String], env: [String: any StringExpression] = [:], labels: [String: String] = [:],
-        network: Network? = nil, on placement: Placement = .local, fileID: String = #fileID, line: Int = #line
+        checkpoint: (any StringExpression)? = nil, network: Network? = nil, on placement: Placement = .local,
+        fileID: String = #fileID, line: Int = #line
     ) {
         self.name = name
         self.count = count
@@ -49,6 +53,7 @@ public struct NodePool: Resource {
         self.command = command
         self.env = env
         self.labels = labels
+        self.checkpoint = checkpoint
         self.network = network
         self.placement = placement
         self.location = SourceLocation(file: fileID, line: line)
@@ -62,6 +67,14 @@ public struct NodePool: Resource {
 
     /// The provider ids of every node.
     public var ids: [Ref<String>] { (0..<max(count, 0)).map { Ref(node($0), "id") } }
+
+    /// Inputs every node of the pool carries on any provider: the pool's name and size, and
+    /// its checkpoint location (they reach the node's environment through the node contract).
+    public var contractInputs: [String: Value] {
+        var inputs: [String: Value] = ["pool": .string(name), "count": .int(count)]
+        if let checkpoint { inputs["checkpoint_url"] = checkpoint.value }
+        return inputs
+    }
 
     public func declare(into content: inout StackContent) {
         content.diagnostics += nameDiagnostics(name, location: location)
@@ -79,8 +92,7 @@ public struct NodePool: Resource {
             AWSLowering.declare(nodePool: self, into: &content)
             return
         }
-        var inputs: [String: Value] = [
-            "pool": .string(name),
+        var inputs = contractInputs.merging([
             "image": .string(image),
             "command": .list(command.map(Value.string)),
             "env": .map(env.mapValues(\.value)),
@@ -88,7 +100,7 @@ public struct NodePool: Resource {
             "gpus": .int(machine.gpus),
             "cpus": .int(machine.cpus),
             "memory_gib": .int(machine.memoryGiB),
-        ]
+        ]) { $1 }
         if let gpuClass = machine.gpuClass { inputs["gpu_class"] = .string(gpuClass) }
         if let instanceType = machine.instanceType { inputs["instance_type"] = .string(instanceType) }
         if let network { inputs["network_id"] = network.id.value }

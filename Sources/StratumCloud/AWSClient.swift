@@ -16,12 +16,11 @@ public struct StaticCredentials: AWSCredentialSource {
     public func credentials() async throws -> AWSCredentials { value }
 }
 
-/// Signs, sends and retries AWS API calls: the EC2 Query API and S3's REST API.
+/// Signs and sends AWS API calls: the EC2 Query API and S3's REST API.
 ///
-/// Every call passes through a per-(service, region) adaptive token bucket; throttled and
-/// transient failures are retried with capped, fully jittered exponential backoff on the
-/// injected clock. Calls that are not idempotent are retried only when AWS says it did not
-/// run them (throttling); anything else is handed back so the provider can look first.
+/// Every call passes through a per-(service, region) adaptive rate limit, which throttling
+/// answers slow down. A failed call is classified and handed back, never repeated here: the
+/// engine's `RetryPolicy` is the one retry layer, and it looks before it repeats a create.
 public struct AWSClient: Sendable {
     public struct Configuration: Sendable {
         /// Replaces every AWS endpoint (an emulator such as moto): `AWS_ENDPOINT_URL`.
@@ -29,17 +28,15 @@ public struct AWSClient: Sendable {
         /// Per-service overrides: `AWS_ENDPOINT_URL_EC2`, `AWS_ENDPOINT_URL_S3`.
         public var serviceEndpoints: [String: URL]
         public var timeout: Duration
-        public var backoff: Backoff
         public var rateLimit: AdaptiveTokenBucket.Settings
 
         public init(
             endpointOverride: URL? = nil, serviceEndpoints: [String: URL] = [:], timeout: Duration = .seconds(30),
-            backoff: Backoff = Backoff(), rateLimit: AdaptiveTokenBucket.Settings = .init()
+            rateLimit: AdaptiveTokenBucket.Settings = .init()
         ) {
             self.endpointOverride = endpointOverride
             self.serviceEndpoints = serviceEndpoints
             self.timeout = timeout
-            self.backoff = backoff
             self.rateLimit = rateLimit
         }
 
@@ -59,28 +56,29 @@ public struct AWSClient: Sendable {
     public var configuration: Configuration
     public var credentials: any AWSCredentialSource
     public var transport: any HTTPTransport
-    public var clock: CloudClock
+    public var clock: StratumClock
     public var logger: Logger
-    let buckets: RateLimiters
+    /// One adaptive limit per "service/region".
+    public let rateLimits: EndpointRateLimits
     /// Counts of calls sent, by action, for benchmarks and tests.
     public let metrics: AWSCallMetrics
 
     public init(
         configuration: Configuration, credentials: any AWSCredentialSource, transport: any HTTPTransport,
-        clock: CloudClock = .system, logger: Logger = Logger(label: "stratum.aws")
+        clock: StratumClock = .system, logger: Logger = Logger(label: "stratum.aws")
     ) {
         self.configuration = configuration
         self.credentials = credentials
         self.transport = transport
         self.clock = clock
         self.logger = logger
-        self.buckets = RateLimiters(settings: configuration.rateLimit, clock: clock)
+        self.rateLimits = EndpointRateLimits(settings: configuration.rateLimit, clock: clock)
         self.metrics = AWSCallMetrics()
     }
 
     /// The token bucket that paces calls to `service` in `region`.
     public func rateLimiter(service: String, region: String) async -> AdaptiveTokenBucket {
-        await buckets.bucket(for: "\(service)/\(region)")
+        await rateLimits.limiter(for: "\(service)/\(region)")
     }
 
     // MARK: endpoints
@@ -140,46 +138,35 @@ public struct AWSClient: Sendable {
 
     // MARK: sending
 
+    /// `idempotent` says whether AWS may see the call twice: the engine's retry of a
+    /// non-idempotent create looks for what the first attempt left before it calls again.
     func send(
         service: String, region: String, action: String, method: String, url base: URL, path: String, query: [(String, String)],
         headers: [(String, String)], body: Data, idempotent: Bool, address: ResourceAddress?, accept404: Bool = false
     ) async throws -> HTTPResponseData {
-        let bucket = await buckets.bucket(for: "\(service)/\(region)")
-        var attempt = 1
-        while true {
-            try await bucket.acquire()
+        try await rateLimits.paced("\(service)/\(region)") {
             metrics.record(action)
-            let outcome: Result<HTTPResponseData, ProviderError>
+            let response: HTTPResponseData
             do {
                 let request = try await signedRequest(
                     service: service, region: region, method: method, base: base, path: path, query: query, headers: headers, body: body)
-                let response = try await transport.send(request, timeout: configuration.timeout)
-                if (200..<300).contains(response.status) || (accept404 && response.status == 404) {
-                    outcome = .success(response)
-                } else {
-                    let error = AWSServiceError.parse(status: response.status, body: response.body)
-                    logger.debug("aws call failed", metadata: ["action": "\(action)", "region": "\(region)", "status": "\(response.status)", "code": "\(error.code)"])
-                    outcome = .failure(AWSErrorClassifier.providerError(error, action: action, address: address, region: region))
-                }
+                logger.trace("aws request", metadata: [
+                    "action": "\(action)", "url": "\(Redaction.standard.url(request.url))",
+                    "headers": "\(Redaction.standard.headers(request.headers).map { "\($0.0): \($0.1)" }.joined(separator: ", "))",
+                ])
+                response = try await transport.send(request, timeout: configuration.timeout)
             } catch let error as HTTPConnectionError {
-                outcome = .failure(ProviderError(.transient, "AWS \(action): \(error)", address: address))
+                throw ProviderError(.transient, "AWS \(action): \(error)", address: address)
             } catch let error as AWSCredentialsError {
                 throw ProviderError(.auth, error.message, address: address)
             }
-            switch outcome {
-            case .success(let response):
-                await bucket.recordSuccess()
-                logger.trace("aws call", metadata: ["action": "\(action)", "region": "\(region)", "status": "\(response.status)", "attempt": "\(attempt)"])
-                return response
-            case .failure(let error):
-                if error.kind == .throttled { await bucket.recordThrottle() }
-                // A throttled call never ran; anything else might have, so only idempotent
-                // calls are repeated blindly.
-                let safe = error.kind == .throttled || (error.kind == .transient && idempotent)
-                guard safe, attempt < configuration.backoff.maxAttempts else { throw error }
-                try await clock.sleep(configuration.backoff.delay(afterAttempt: attempt))
-                attempt += 1
+            guard (200..<300).contains(response.status) || (accept404 && response.status == 404) else {
+                let error = AWSServiceError.parse(status: response.status, body: response.body)
+                logger.debug("aws call failed", metadata: ["action": "\(action)", "region": "\(region)", "status": "\(response.status)", "code": "\(error.code)"])
+                throw AWSErrorClassifier.providerError(error, action: action, address: address, region: region)
             }
+            logger.trace("aws call", metadata: ["action": "\(action)", "region": "\(region)", "status": "\(response.status)"])
+            return response
         }
     }
 
@@ -205,26 +192,7 @@ public struct AWSClient: Sendable {
     }
 }
 
-/// One token bucket per (service, region), made on first use.
-actor RateLimiters {
-    let settings: AdaptiveTokenBucket.Settings
-    let clock: CloudClock
-    var buckets: [String: AdaptiveTokenBucket] = [:]
-
-    init(settings: AdaptiveTokenBucket.Settings, clock: CloudClock) {
-        self.settings = settings
-        self.clock = clock
-    }
-
-    func bucket(for key: String) -> AdaptiveTokenBucket {
-        if let existing = buckets[key] { return existing }
-        let made = AdaptiveTokenBucket(settings: settings, clock: clock)
-        buckets[key] = made
-        return made
-    }
-}
-
-/// How many calls of each action were sent (each retry counts).
+/// How many calls of each action were sent (each attempt counts).
 public final class AWSCallMetrics: Sendable {
     private let counts = LockedValue([String: Int]())
 

@@ -1,4 +1,5 @@
 import Foundation
+import StratumCore
 
 /// Finds AWS credentials the way the AWS CLI does: environment, then the shared credentials
 /// and config files (profile from `AWS_PROFILE`), then the EC2 instance metadata service
@@ -7,18 +8,18 @@ import Foundation
 public actor AWSCredentialChain {
     public let environment: [String: String]
     let imds: InstanceMetadataCredentials?
-    let now: @Sendable () -> Date
+    let clock: StratumClock
     private var cached: AWSCredentials?
 
     /// `environment` defaults to the process environment; `imds` nil turns IMDS off.
     public init(
         environment: [String: String] = ProcessInfo.processInfo.environment,
         imds: InstanceMetadataCredentials? = nil,
-        now: @escaping @Sendable () -> Date = { Date() }
+        clock: StratumClock = .system
     ) {
         self.environment = environment
         self.imds = imds
-        self.now = now
+        self.clock = clock
     }
 
     /// The chain for this process: IMDS at its default (or overridden) endpoint unless disabled.
@@ -33,7 +34,7 @@ public actor AWSCredentialChain {
 
     public func credentials() async throws -> AWSCredentials {
         // Every API call asks; the files are read once and role keys refreshed before they expire.
-        if let cached, !cached.expires(within: 300, of: now()) { return cached }
+        if let cached, !cached.expires(within: 300, of: clock.date()) { return cached }
         if let fromEnvironment = Self.fromEnvironment(environment) {
             cached = fromEnvironment
             return fromEnvironment

@@ -1,4 +1,5 @@
 import Foundation
+import StratumCore
 
 /// A client-side rate limiter for one (service, region): a token bucket whose refill rate
 /// grows additively while calls succeed and halves when the cloud throttles (AIMD), so a
@@ -33,7 +34,7 @@ public actor AdaptiveTokenBucket {
     }
 
     public let settings: Settings
-    let clock: CloudClock
+    let clock: StratumClock
     public private(set) var rate: Double
     private var tokens: Double
     private var lastRefill: Double
@@ -43,7 +44,7 @@ public actor AdaptiveTokenBucket {
     public private(set) var cuts = 0
     private var lastCut = -Double.infinity
 
-    public init(settings: Settings = Settings(), clock: CloudClock) {
+    public init(settings: Settings = Settings(), clock: StratumClock) {
         self.settings = settings
         self.clock = clock
         self.rate = settings.maxRate
@@ -89,28 +90,47 @@ public actor AdaptiveTokenBucket {
     }
 }
 
-/// Capped exponential backoff with full jitter: attempt n waits a uniformly random time in
-/// `0 ... min(cap, base * 2^(n-1))`.
-public struct Backoff: Sendable {
-    public var maxAttempts: Int
-    public var base: Duration
-    public var cap: Duration
-    public var random: @Sendable (ClosedRange<Double>) -> Double
+/// Adaptive rate limits per endpoint: one `AdaptiveTokenBucket` for each key a client names
+/// (AWS: "ec2/us-east-1"; a cloud whose quotas are per API and project: "compute/my-project"),
+/// made on first use. Endpoints share nothing, so throttling on one never slows another.
+public actor EndpointRateLimits {
+    /// Settings for endpoints without an override.
+    public let settings: AdaptiveTokenBucket.Settings
+    /// Settings for particular endpoints (an API with a lower published limit).
+    public let overrides: [String: AdaptiveTokenBucket.Settings]
+    let clock: StratumClock
+    private var buckets: [String: AdaptiveTokenBucket] = [:]
 
-    public init(
-        maxAttempts: Int = 8, base: Duration = .milliseconds(100), cap: Duration = .seconds(20),
-        random: @escaping @Sendable (ClosedRange<Double>) -> Double = { Double.random(in: $0) }
-    ) {
-        self.maxAttempts = maxAttempts
-        self.base = base
-        self.cap = cap
-        self.random = random
+    public init(settings: AdaptiveTokenBucket.Settings = .init(), overrides: [String: AdaptiveTokenBucket.Settings] = [:], clock: StratumClock) {
+        self.settings = settings
+        self.overrides = overrides
+        self.clock = clock
     }
 
-    /// The wait after failed attempt `attempt` (counting from 1).
-    public func delay(afterAttempt attempt: Int) -> Duration {
-        let exponent = min(max(attempt - 1, 0), 30)
-        let ceiling = min(base * (1 << exponent), cap)
-        return ceiling * random(0...1)
+    /// The bucket that paces calls to `endpoint`.
+    public func limiter(for endpoint: String) -> AdaptiveTokenBucket {
+        if let existing = buckets[endpoint] { return existing }
+        let made = AdaptiveTokenBucket(settings: overrides[endpoint] ?? settings, clock: clock)
+        buckets[endpoint] = made
+        return made
+    }
+
+    /// The endpoints that have a bucket so far.
+    public var endpoints: [String] { buckets.keys.sorted() }
+
+    /// Runs one call to `endpoint` under its limit: waits for a token, then reports the outcome
+    /// back (a success grows the rate; a `.throttled` provider error cuts it). The call is not
+    /// repeated here: retrying is the engine's job.
+    public nonisolated func paced<T: Sendable>(_ endpoint: String, _ call: () async throws -> T) async throws -> T {
+        let bucket = await limiter(for: endpoint)
+        try await bucket.acquire()
+        do {
+            let value = try await call()
+            await bucket.recordSuccess()
+            return value
+        } catch let error as ProviderError where error.kind == .throttled {
+            await bucket.recordThrottle()
+            throw error
+        }
     }
 }

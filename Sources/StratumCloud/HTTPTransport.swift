@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import StratumCore
 import NIOCore
 import NIOHTTP1
 
@@ -65,7 +66,7 @@ public final class AsyncHTTPTransport: HTTPTransport {
         if !request.body.isEmpty || request.method == "PUT" || request.method == "POST" {
             outgoing.body = .bytes(ByteBuffer(bytes: request.body))
         }
-        let milliseconds = max(1, Int64(timeout.timeInterval * 1000))
+        let milliseconds = max(1, Int64(timeout.seconds * 1000))
         do {
             let response = try await client.execute(outgoing, timeout: .milliseconds(milliseconds))
             let body = try await response.body.collect(upTo: maxBodyBytes)

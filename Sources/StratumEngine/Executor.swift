@@ -26,7 +26,8 @@ public struct Executor: Sendable {
     public var parallelism: Int
     public var retry: RetryPolicy
     public var observer: any ApplyObserver
-    public var now: @Sendable () -> Date
+    /// Dates journal rows and commits, and times steps (retries wait on `retry.clock`).
+    public var clock: StratumClock
     /// After this many creates in a row fail with the same resource-exhaustion error
     /// (`.capacity` or `.quota`), no further create is started; 0 never stops.
     public var exhaustionLimit: Int
@@ -36,7 +37,7 @@ public struct Executor: Sendable {
 
     public init(
         providers: ProviderRegistry, store: any StateStore, workspace: String, parallelism: Int = 10,
-        retry: RetryPolicy = RetryPolicy(), observer: any ApplyObserver = SilentObserver(), now: @escaping @Sendable () -> Date = { Date() },
+        retry: RetryPolicy = RetryPolicy(), observer: any ApplyObserver = SilentObserver(), clock: StratumClock = .system,
         exhaustionLimit: Int = 3, shouldStop: @escaping @Sendable () -> Bool = { false }
     ) {
         self.providers = providers
@@ -45,7 +46,7 @@ public struct Executor: Sendable {
         self.parallelism = max(1, parallelism)
         self.retry = retry
         self.observer = observer
-        self.now = now
+        self.clock = clock
         self.exhaustionLimit = max(0, exhaustionLimit)
         self.shouldStop = shouldStop
     }
@@ -64,7 +65,7 @@ public struct Executor: Sendable {
             result.serial = try await store.commit(
                 workspace: workspace,
                 StateMutation(removals: plan.vanished, changes: plan.vanished.map { HistoryChange(address: $0.description, action: "forget") }),
-                at: now())
+                at: clock.date())
             for address in plan.vanished { current[address] = nil }
         }
 
@@ -151,7 +152,7 @@ public struct Executor: Sendable {
             if !resolved.containsUnknown { outputs[name] = resolved }
         }
         if outputs != snapshot.outputs {
-            result.serial = try await store.commit(workspace: workspace, StateMutation(outputs: outputs, changes: [HistoryChange(address: "outputs", action: "update")]), at: now())
+            result.serial = try await store.commit(workspace: workspace, StateMutation(outputs: outputs, changes: [HistoryChange(address: "outputs", action: "update")]), at: clock.date())
         }
         return result
     }
@@ -159,18 +160,17 @@ public struct Executor: Sendable {
     /// Runs one step with retries and commits its result; never throws for provider failures.
     private func run(_ step: ExecutionStep, change: ResourceChange, resolvedInputs: [String: Value], ownership: Ownership) async throws -> (ExecutionStep, StepOutcome, Int) {
         observer.stepStarted(step)
-        let clock = ContinuousClock()
-        let start = clock.now
+        let start = clock.monotonic()
         do {
             let (state, serial) = try await perform(step, change: change, resolvedInputs: resolvedInputs, ownership: ownership)
             let outcome = StepOutcome.succeeded(state)
-            observer.stepFinished(step, outcome: outcome, elapsed: clock.now - start)
+            observer.stepFinished(step, outcome: outcome, elapsed: .seconds(clock.monotonic() - start))
             return (step, outcome, serial)
         } catch is CancellationError {
             throw CancellationError()
         } catch {
             let outcome = StepOutcome.failed(error)
-            observer.stepFinished(step, outcome: outcome, elapsed: clock.now - start)
+            observer.stepFinished(step, outcome: outcome, elapsed: .seconds(clock.monotonic() - start))
             return (step, outcome, 0)
         }
     }
@@ -193,7 +193,7 @@ public struct Executor: Sendable {
         } catch {
             // The row as stored now: it may carry a handle the provider recorded meanwhile.
             let row = (try? await store.pendingOperations(workspace: workspace))?.first { $0.id == operation.id } ?? operation
-            _ = try? await Recovery(providers: providers, store: store, workspace: workspace, now: now).settle(row)
+            _ = try? await Recovery(providers: providers, store: store, workspace: workspace, retry: retry, clock: clock).settle(row)
             throw error
         }
         return try await commit(state, operation)
@@ -213,13 +213,18 @@ public struct Executor: Sendable {
             let cbd = step.kind == .replaceCreate && change.createBeforeDestroy
             let operation = PendingOperation(
                 address: address, action: .create, provider: change.provider, region: change.region,
-                token: UUID().uuidString.lowercased(), startedAt: now(), ownership: ownership,
+                token: UUID().uuidString.lowercased(), startedAt: clock.date(), ownership: ownership,
                 prior: cbd ? change.prior : nil, inputs: resolvedInputs, dependencies: change.dependencies)
             let journal = OperationJournal(store: store, workspace: workspace, operation: operation)
             // Before a retry, the engine looks the resource up by token (the kind's recover, with
             // any handle recorded so far) and adopts it: a lost response never makes a second one.
             let create: @Sendable () async throws -> ResourceState = { try await provider.create(resolved, context: journal.context) }
-            let lookup: @Sendable () async throws -> ResourceState? = { try await provider.recover(journal.current()) }
+            // What it finds may lack what the earlier attempt's follow-up calls would have set
+            // (tags, attributes): the kind's update brings it to what was asked.
+            let lookup: @Sendable () async throws -> ResourceState? = {
+                guard let found = try await provider.recover(journal.current()) else { return nil }
+                return try await provider.update(found, to: resolved)
+            }
             return try await journaled(operation, { try await retry.run(create, lookingFirst: lookup) }) { created, operation in
                 guard var state = created else { throw ProviderError(.permanent, "the provider returned no state", address: address) }
                 state = Sensitivity.protect(state, schema: schema, template: resolvedInputs)
@@ -236,7 +241,7 @@ public struct Executor: Sendable {
                 let serial = try await store.commit(
                     workspace: workspace,
                     StateMutation(upserts: upserts, changes: [HistoryChange(address: address.description, action: action)], settles: [operation.id]),
-                    at: now())
+                    at: clock.date())
                 return (state, serial)
             }
 
@@ -247,7 +252,7 @@ public struct Executor: Sendable {
                 address: address, region: change.region, inputs: resolvedInputs.mapValues(\.revealed), dependencies: change.dependencies, ownership: ownership)
             let operation = PendingOperation(
                 address: address, action: .update, provider: change.provider, region: change.region,
-                token: UUID().uuidString.lowercased(), startedAt: now(), ownership: ownership, prior: prior,
+                token: UUID().uuidString.lowercased(), startedAt: clock.date(), ownership: ownership, prior: prior,
                 inputs: resolvedInputs, dependencies: change.dependencies)
             return try await journaled(operation, { try await retry.run { try await provider.update(Sensitivity.reveal(prior), to: resolved) } }) { updated, operation in
                 guard var state = updated else { throw ProviderError(.permanent, "the provider returned no state", address: address) }
@@ -256,7 +261,7 @@ public struct Executor: Sendable {
                 let serial = try await store.commit(
                     workspace: workspace,
                     StateMutation(upserts: [state], changes: [HistoryChange(address: address.description, action: "update")], settles: [operation.id]),
-                    at: now())
+                    at: clock.date())
                 return (state, serial)
             }
 
@@ -268,14 +273,14 @@ public struct Executor: Sendable {
             recorded.address = removed
             let operation = PendingOperation(
                 address: removed, action: .delete, provider: change.provider, region: change.region,
-                token: UUID().uuidString.lowercased(), startedAt: now(), ownership: ownership, prior: recorded)
+                token: UUID().uuidString.lowercased(), startedAt: clock.date(), ownership: ownership, prior: recorded)
             let revealed = Sensitivity.reveal(prior)
             let journal = OperationJournal(store: store, workspace: workspace, operation: operation)
             return try await journaled(operation, { try await retry.run { try await provider.delete(revealed, context: journal.context) }; return nil }) { _, operation in
                 let serial = try await store.commit(
                     workspace: workspace,
                     StateMutation(removals: [removed], changes: [HistoryChange(address: removed.description, action: "delete")], settles: [operation.id]),
-                    at: now())
+                    at: clock.date())
                 return (nil, serial)
             }
         }

@@ -10,13 +10,18 @@ public struct Recovery: Sendable {
     public var providers: ProviderRegistry
     public var store: any StateStore
     public var workspace: String
-    public var now: @Sendable () -> Date
+    /// Recovery's reads are retried like any provider call.
+    public var retry: RetryPolicy
+    public var clock: StratumClock
 
-    public init(providers: ProviderRegistry, store: any StateStore, workspace: String, now: @escaping @Sendable () -> Date = { Date() }) {
+    public init(
+        providers: ProviderRegistry, store: any StateStore, workspace: String, retry: RetryPolicy = RetryPolicy(), clock: StratumClock = .system
+    ) {
         self.providers = providers
         self.store = store
         self.workspace = workspace
-        self.now = now
+        self.retry = retry
+        self.clock = clock
     }
 
     /// What recovery did with one row.
@@ -56,7 +61,7 @@ public struct Recovery: Sendable {
         let address = operation.address
         switch operation.action {
         case .create:
-            guard var state = try await provider.recover(operation) else {
+            guard var state = try await retry.run({ try await provider.recover(operation) }) else {
                 try await store.settleOperations(workspace: workspace, ids: [operation.id])
                 return .confirmedGone(address)
             }
@@ -72,7 +77,7 @@ public struct Recovery: Sendable {
             try await store.commit(
                 workspace: workspace,
                 StateMutation(upserts: upserts, changes: [HistoryChange(address: address.description, action: "recover (adopted \(state.id))")], settles: [operation.id]),
-                at: now())
+                at: clock.date())
             return .adopted(address, id: state.id)
 
         case .update, .delete:
@@ -80,7 +85,8 @@ public struct Recovery: Sendable {
                 try await store.settleOperations(workspace: workspace, ids: [operation.id])
                 return .confirmedGone(address)
             }
-            let live = try await provider.read(type: operation.type, resources: [Sensitivity.reveal(prior)]).first ?? nil
+            let revealed = Sensitivity.reveal(prior)
+            let live = try await retry.run { try await provider.read(type: operation.type, resources: [revealed]) }.first ?? nil
             if var live {
                 live = Sensitivity.protect(live, schema: schema, template: operation.action == .update ? operation.inputs : prior.attributes)
                 live.address = address
@@ -88,13 +94,13 @@ public struct Recovery: Sendable {
                 try await store.commit(
                     workspace: workspace,
                     StateMutation(upserts: [live], changes: [HistoryChange(address: address.description, action: "recover (\(operation.action.rawValue) re-read)")], settles: [operation.id]),
-                    at: now())
+                    at: clock.date())
                 return .refreshed(address)
             }
             try await store.commit(
                 workspace: workspace,
                 StateMutation(removals: [address], changes: [HistoryChange(address: address.description, action: "recover (gone)")], settles: [operation.id]),
-                at: now())
+                at: clock.date())
             return .confirmedGone(address)
         }
     }

@@ -20,9 +20,12 @@ public struct RefreshResult: Sendable {
 /// at once. The batch key comes from the resource's kind (by default its region).
 public struct Refresher: Sendable {
     public var providers: ProviderRegistry
+    /// Each batch read is retried on throttled and transient errors.
+    public var retry: RetryPolicy
 
-    public init(providers: ProviderRegistry) {
+    public init(providers: ProviderRegistry, retry: RetryPolicy = RetryPolicy()) {
         self.providers = providers
+        self.retry = retry
     }
 
     struct BatchKey: Hashable, Sendable {
@@ -40,7 +43,7 @@ public struct Refresher: Sendable {
         for key in batches.keys where providers[key.provider] == nil {
             throw ProviderError(.permanent, "state holds \(key.type) resources of provider '\(key.provider)', which this build of stratum does not include")
         }
-        let providers = self.providers
+        let (providers, retry) = (self.providers, self.retry)
         var live: [ResourceAddress: ResourceState?] = [:]
         live.reserveCapacity(resources.count)
         try await withThrowingTaskGroup(of: ([ResourceState], [ResourceState?]).self) { group in
@@ -48,7 +51,8 @@ public struct Refresher: Sendable {
                 group.addTask {
                     guard let provider = providers[key.provider] else { return (batch, []) }
                     let sorted = batch.sorted { $0.address < $1.address }
-                    let result = try await provider.read(type: key.type, resources: sorted.map(Sensitivity.reveal))
+                    let revealed = sorted.map(Sensitivity.reveal)
+                    let result = try await retry.run { try await provider.read(type: key.type, resources: revealed) }
                     guard result.count == sorted.count else {
                         throw ProviderError(.permanent, "provider '\(key.provider)' answered \(result.count) states for \(sorted.count) \(key.type) resources")
                     }

@@ -1,35 +1,23 @@
 import StratumCore
 
-/// Retries throttled and transient provider errors with capped exponential backoff and full
-/// jitter. Waiting goes through the injected `sleep`, so tests run on virtual time.
+/// The one retry layer: the engine repeats provider calls (creates, updates, deletes, refresh
+/// and recovery reads) that fail with a throttled or transient error, waiting a capped,
+/// fully jittered exponential backoff on the injected clock. Cloud clients do not retry on
+/// their own; they only pace calls and feed throttling back into their rate limits.
 public struct RetryPolicy: Sendable {
     public var maxAttempts: Int
-    public var baseDelay: Duration
-    public var maxDelay: Duration
-    public var sleep: @Sendable (Duration) async throws -> Void
-    public var random: @Sendable (ClosedRange<Double>) -> Double
+    public var backoff: Backoff
+    /// What the waits between attempts run on: virtual time in tests.
+    public var clock: StratumClock
 
-    public init(
-        maxAttempts: Int = 6, baseDelay: Duration = .milliseconds(200), maxDelay: Duration = .seconds(20),
-        sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
-        random: @escaping @Sendable (ClosedRange<Double>) -> Double = { Double.random(in: $0) }
-    ) {
-        self.maxAttempts = maxAttempts
-        self.baseDelay = baseDelay
-        self.maxDelay = maxDelay
-        self.sleep = sleep
-        self.random = random
+    public init(maxAttempts: Int = 8, backoff: Backoff = Backoff(), clock: StratumClock = .system) {
+        self.maxAttempts = max(1, maxAttempts)
+        self.backoff = backoff
+        self.clock = clock
     }
 
     /// No retries at all.
     public static let none = RetryPolicy(maxAttempts: 1)
-
-    /// The wait before attempt `attempt + 1` (attempt counts from 1).
-    public func delay(afterAttempt attempt: Int) -> Duration {
-        let exponent = min(attempt - 1, 30)
-        let ceiling = min(baseDelay * (1 << exponent), maxDelay)
-        return ceiling * random(0...1)
-    }
 
     public func run<T: Sendable>(_ operation: @Sendable () async throws -> T) async throws -> T {
         var attempt = 1
@@ -37,7 +25,7 @@ public struct RetryPolicy: Sendable {
             do {
                 return try await operation()
             } catch let error as ProviderError where error.isRetryable && attempt < maxAttempts {
-                try await sleep(delay(afterAttempt: attempt))
+                try await clock.sleep(backoff.delay(afterAttempt: attempt))
                 attempt += 1
             }
         }

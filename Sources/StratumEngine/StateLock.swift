@@ -9,23 +9,20 @@ public struct StateLock: Sendable {
     public var workspace: String
     /// How long a lease lasts without renewal; a crashed holder blocks others at most this long.
     public var lease: Duration
-    /// The clock leases are measured on, and how the heartbeat waits: injected by tests.
-    public var now: @Sendable () -> Date
-    public var sleep: @Sendable (Duration) async throws -> Void
+    /// The clock leases are measured on and the heartbeat waits on: injected by tests.
+    public var clock: StratumClock
     /// Told when the lock was taken over from an expired or abandoned holder.
     public var onTakeover: @Sendable (LockInfo) -> Void
 
     public init(
         store: any StateStore, workspace: String, lease: Duration = .seconds(300),
-        now: @escaping @Sendable () -> Date = { Date() },
-        sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
+        clock: StratumClock = .system,
         onTakeover: @escaping @Sendable (LockInfo) -> Void = { _ in }
     ) {
         self.store = store
         self.workspace = workspace
         self.lease = lease
-        self.now = now
-        self.sleep = sleep
+        self.clock = clock
         self.onTakeover = onTakeover
     }
 
@@ -49,19 +46,19 @@ public struct StateLock: Sendable {
     /// renewal finds the lock gone (force-unlocked, or taken over after the lease lapsed), the
     /// body is cancelled and `LockLostError` is thrown, so no step starts without the lock.
     public func run<T: Sendable>(operation: String, _ body: @escaping @Sendable (LockInfo) async throws -> T) async throws -> T {
-        let acquisition = try await store.lock(workspace: workspace, Self.holder(operation: operation, lease: lease, now: now()), isAbandoned: Self.isAbandoned)
+        let acquisition = try await store.lock(workspace: workspace, Self.holder(operation: operation, lease: lease, now: clock.date()), isAbandoned: Self.isAbandoned)
         if let replaced = acquisition.replaced { onTakeover(replaced) }
         let lock = acquisition.lock
-        let (store, workspace, lease, now, sleep) = (self.store, self.workspace, self.lease, self.now, self.sleep)
+        let (store, workspace, lease, clock) = (self.store, self.workspace, self.lease, self.clock)
         do {
             let result = try await withThrowingTaskGroup(of: T?.self) { group in
                 group.addTask { try await body(lock) }
                 group.addTask {
                     var leaseEnds = lock.expiresAt
                     while true {
-                        try await sleep(lease / 3)
+                        try await clock.sleep(lease / 3)
                         try Task.checkCancellation()
-                        let until = now().addingTimeInterval(lease.seconds)
+                        let until = clock.date().addingTimeInterval(lease.seconds)
                         do {
                             try await store.renewLock(workspace: workspace, id: lock.id, until: until)
                             leaseEnds = until
@@ -71,7 +68,7 @@ public struct StateLock: Sendable {
                             // The store could not be reached. Keep trying while the lease still
                             // runs; once the next beat would come after it ends, someone else
                             // may take the lock over, so stop here.
-                            if now().addingTimeInterval((lease / 3).seconds) >= leaseEnds {
+                            if clock.date().addingTimeInterval((lease / 3).seconds) >= leaseEnds {
                                 throw LockLostError(
                                     workspace: workspace, lockID: lock.id,
                                     reason: "the lease could not be renewed before it ran out (\(error))")
@@ -103,13 +100,5 @@ public struct LockLostError: Error, Sendable, CustomStringConvertible {
     public var reason: String
     public var description: String {
         "lost the state lock \(lockID) on \(workspace) while running (\(reason)); stopped before starting more changes. Run `stratum state pending` and plan again"
-    }
-}
-
-extension Duration {
-    /// The duration in seconds, as a floating-point number.
-    public var seconds: Double {
-        let (s, attoseconds) = components
-        return Double(s) + Double(attoseconds) / 1e18
     }
 }

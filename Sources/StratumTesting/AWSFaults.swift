@@ -16,6 +16,8 @@ public actor AWSFaults {
     public var knownInstanceTypes: Set<String>?
     /// How many of the next RunInstances calls take effect but lose their response.
     public var lostRunInstancesResponses = 0
+    /// How many of the next calls of each action are throttled.
+    public var throttledActions: [String: Int] = [:]
 
     /// Calls per action that reached the emulator.
     public private(set) var forwarded: [String: Int] = [:]
@@ -37,6 +39,7 @@ public actor AWSFaults {
     public func set(rejectedAccessKeys: Set<String>) { self.rejectedAccessKeys = rejectedAccessKeys }
     public func set(knownInstanceTypes: Set<String>?) { self.knownInstanceTypes = knownInstanceTypes }
     public func set(lostRunInstancesResponses: Int) { self.lostRunInstancesResponses = lostRunInstancesResponses }
+    public func set(throttledActions: [String: Int]) { self.throttledActions = throttledActions }
 
     /// A `FaultProxy` in front of `upstream` applying these rules.
     public func proxy(upstream: @escaping @Sendable (ProxyRequest) async throws -> ProxyResponse) async throws -> FaultProxy {
@@ -66,7 +69,9 @@ public actor AWSFaults {
                 ? Self.ec2Error(401, "AuthFailure", "AWS was not able to validate the provided access credentials")
                 : Self.s3Error(403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records."))
         }
-        if throttleShare > 0, nextUniform() < throttleShare {
+        let throttledByName = action.map { throttledActions[$0, default: 0] > 0 } ?? false
+        if throttledByName, let action { throttledActions[action, default: 0] -= 1 }
+        if throttledByName || (throttleShare > 0 && nextUniform() < throttleShare) {
             count("throttle")
             return .respond(isEC2 ? Self.ec2Error(503, "RequestLimitExceeded", "Request limit exceeded.") : Self.s3Error(503, "SlowDown", "Please reduce your request rate."))
         }

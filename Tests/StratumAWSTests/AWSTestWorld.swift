@@ -31,6 +31,9 @@ struct AWSWorld {
     var workspace: String { "\(AWSGPUCluster.name)/\(environment)" }
     var registry: ProviderRegistry { ProviderRegistry([provider]) }
     let bucketName: String
+    /// The engine's retries, on the provider's virtual clock. A throttled call fails the whole
+    /// provider step (clients do not retry), so fault-injecting tests get room for many.
+    var retry: RetryPolicy { RetryPolicy(maxAttempts: 20, clock: provider.client.clock) }
 
     static let transport = AsyncHTTPTransport()
 
@@ -43,7 +46,7 @@ struct AWSWorld {
             let response = try await transport.send(HTTPRequestData(method: request.method, url: url, headers: headers, body: request.body), timeout: .seconds(60))
             return ProxyResponse(status: response.status, headers: response.headers.filter { $0.0.lowercased() == "content-type" }, body: response.body)
         }
-        let clock = VirtualCloudClock().clock
+        let clock = VirtualClock().clock
         let keys = StaticCredentials(AWSCredentials(accessKeyId: accessKey, secretAccessKey: secret, source: "test"))
         let provider = AWSProvider(client: AWSClient(
             configuration: .init(endpointOverride: proxy.url, rateLimit: .init(maxRate: 200, capacity: 50)), credentials: keys, transport: transport, clock: clock))
@@ -72,25 +75,24 @@ struct AWSWorld {
     }
 
     func refresh() async throws -> RefreshResult {
-        try await Refresher(providers: registry).refresh(await store.read(workspace: workspace).resources)
+        try await Refresher(providers: registry, retry: retry).refresh(await store.read(workspace: workspace).resources)
     }
 
     func plan(_ stack: EvaluatedStack) async throws -> Plan {
         let snapshot = await store.read(workspace: workspace)
-        let refreshed = try await Refresher(providers: registry).refresh(snapshot.resources)
+        let refreshed = try await Refresher(providers: registry, retry: retry).refresh(snapshot.resources)
         return try Planner(providers: registry).plan(stack: stack, snapshot: snapshot, refreshed: refreshed, now: Date())
     }
 
     func destroyPlan() async throws -> Plan {
         let snapshot = await store.read(workspace: workspace)
-        let refreshed = try await Refresher(providers: registry).refresh(snapshot.resources)
+        let refreshed = try await Refresher(providers: registry, retry: retry).refresh(snapshot.resources)
         return Planner(providers: registry).destroyPlan(stackName: AWSGPUCluster.name, environment: environment, snapshot: snapshot, refreshed: refreshed, now: Date())
     }
 
     @discardableResult
     func apply(_ plan: Plan, parallelism: Int = 10) async throws -> ApplyResult {
-        let retry = RetryPolicy(maxAttempts: 6, sleep: { _ in })
-        return try await Executor(providers: registry, store: store, workspace: workspace, parallelism: parallelism, retry: retry).apply(plan)
+        try await Executor(providers: registry, store: store, workspace: workspace, parallelism: parallelism, retry: retry).apply(plan)
     }
 
     var lineage: String {

@@ -120,13 +120,16 @@ struct CredentialTests {
         let transport = ScriptedTransport { _ in
             HTTPResponseData(status: 403, body: Data("<ErrorResponse><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided.</Message></Error></ErrorResponse>".utf8))
         }
-        let client = AWSClient(configuration: .init(endpointOverride: URL(string: "http://127.0.0.1:1")), credentials: StaticCredentials(keys), transport: transport, clock: VirtualCloudClock().clock, logger: logger)
+        let client = AWSClient(configuration: .init(endpointOverride: URL(string: "http://127.0.0.1:1")), credentials: StaticCredentials(keys), transport: transport, clock: VirtualClock().clock, logger: logger)
         let error = await #expect(throws: ProviderError.self) { try await client.ec2("DescribeVpcs", region: "us-east-1", idempotent: true) }
         #expect(error?.kind == .auth)
         let text = "\(String(describing: error)) \(logs.text)"
         #expect(!text.contains(secret))
         #expect(!text.contains(token))
         #expect(!logs.text.isEmpty)
+        // The request's trace names its headers with their secret values masked.
+        #expect(logs.text.contains("X-Amz-Security-Token: \(Redaction.mask)"))
+        #expect(logs.text.contains("Authorization: \(Redaction.mask)"))
         // The request carried them (signed), so the redaction is not vacuous.
         #expect(transport.lastRequest?.headers.contains { $0.1 == token } == true)
     }

@@ -39,17 +39,8 @@ struct RetryAndRateLimitTests {
         #expect(error.description == "aws_instance.worker[3]: AWS RunInstances failed: InvalidParameterValue: Invalid value 'zz9.huge' for InstanceType.")
     }
 
-    @Test func backoffIsCappedFullJitter() {
-        let upper = Backoff(base: .milliseconds(100), cap: .seconds(2), random: { $0.upperBound })
-        #expect(upper.delay(afterAttempt: 1) == .milliseconds(100))
-        #expect(upper.delay(afterAttempt: 3) == .milliseconds(400))
-        #expect(upper.delay(afterAttempt: 10) == .seconds(2))
-        let lower = Backoff(base: .milliseconds(100), cap: .seconds(2), random: { $0.lowerBound })
-        #expect(lower.delay(afterAttempt: 5) == .zero)
-    }
-
     @Test func tokenBucketHalvesOnThrottleAndGrowsBack() async throws {
-        let time = VirtualCloudClock()
+        let time = VirtualClock()
         let bucket = AdaptiveTokenBucket(settings: .init(maxRate: 10, minRate: 1, capacity: 2, increase: 1, decrease: 0.5, cooldown: 1), clock: time.clock)
         try await bucket.acquire()
         try await bucket.acquire()
@@ -76,42 +67,40 @@ struct RetryAndRateLimitTests {
         #expect(await bucket.throttleEvents == 5)
     }
 
-    func client(_ transport: ScriptedTransport, time: VirtualCloudClock, attempts: Int = 5) -> AWSClient {
+    func client(_ transport: ScriptedTransport, time: VirtualClock) -> AWSClient {
         AWSClient(
-            configuration: .init(endpointOverride: URL(string: "http://127.0.0.1:1"), backoff: Backoff(maxAttempts: attempts, base: .seconds(1), cap: .seconds(8), random: { $0.upperBound })),
+            configuration: .init(endpointOverride: URL(string: "http://127.0.0.1:1")),
             credentials: StaticCredentials(AWSCredentials(accessKeyId: "AKID", secretAccessKey: "secret")), transport: transport, clock: time.clock)
     }
 
-    @Test func throttledCallsAreRetriedOnVirtualTimeAndShrinkTheBucket() async throws {
-        let calls = Counter()
-        let transport = ScriptedTransport { _ in
-            calls.next() <= 2 ? Self.ec2Error(503, "RequestLimitExceeded") : HTTPResponseData(status: 200, body: Data("<RunInstancesResponse><ok>1</ok></RunInstancesResponse>".utf8))
-        }
-        let time = VirtualCloudClock()
+    @Test func aThrottledCallIsHandedBackOnceAndCutsTheRate() async throws {
+        let transport = ScriptedTransport { _ in Self.ec2Error(503, "RequestLimitExceeded") }
+        let time = VirtualClock()
         let client = client(transport, time: time)
-        let document = try await client.ec2("RunInstances", region: "us-east-1", idempotent: false)
-        #expect(document.string("ok") == "1")
-        #expect(transport.count == 3)
-        #expect(time.sleeps.contains(.seconds(1)) && time.sleeps.contains(.seconds(2)))
+        let error = await #expect(throws: ProviderError.self) { try await client.ec2("RunInstances", region: "us-east-1", idempotent: false) }
+        #expect(error?.kind == .throttled)
+        // The engine retries; the client sends once and does not wait.
+        #expect(transport.count == 1)
+        #expect(time.sleeps.isEmpty)
         let bucket = await client.rateLimiter(service: "ec2", region: "us-east-1")
-        #expect(await bucket.throttleEvents == 2)
-        #expect(client.metrics.byAction["RunInstances"] == 3)
+        #expect(await bucket.throttleEvents == 1)
+        #expect(await bucket.rate == AdaptiveTokenBucket.Settings().maxRate * AdaptiveTokenBucket.Settings().decrease)
+        #expect(client.metrics.byAction["RunInstances"] == 1)
     }
 
-    @Test func serverErrorsAreRetriedOnlyForIdempotentCalls() async throws {
+    @Test func serverErrorsAreHandedBackWithoutRepeatingTheCall() async throws {
         let transport = ScriptedTransport { _ in Self.ec2Error(500, "InternalError") }
-        let time = VirtualCloudClock()
-        let client = client(transport, time: time, attempts: 4)
+        let client = client(transport, time: VirtualClock())
         let create = await #expect(throws: ProviderError.self) { try await client.ec2("CreateVpc", region: "us-east-1", idempotent: false) }
         #expect(create?.kind == .transient)
         #expect(transport.count == 1)
         await #expect(throws: ProviderError.self) { try await client.ec2("DescribeVpcs", region: "us-east-1", idempotent: true) }
-        #expect(transport.count == 5)
+        #expect(transport.count == 2)
     }
 
     @Test func capacityAndQuotaAreNotRetried() async throws {
         let transport = ScriptedTransport { _ in Self.ec2Error(500, "InsufficientInstanceCapacity") }
-        let client = client(transport, time: VirtualCloudClock())
+        let client = client(transport, time: VirtualClock())
         let error = await #expect(throws: ProviderError.self) { try await client.ec2("RunInstances", region: "us-east-1", idempotent: true) }
         #expect(error?.kind == .capacity)
         #expect(transport.count == 1)
@@ -139,10 +128,4 @@ struct RetryAndRateLimitTests {
         let tagged = try #require(XMLTree.parse(Data("<r><tagSet><item><key>stratum:token</key><value>abc-def</value></item></tagSet></r>".utf8)))
         #expect(tagged.items("tagSet").first?.string("key") == "stratum:token")
     }
-}
-
-final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
-    func next() -> Int { lock.withLock { value += 1; return value } }
 }

@@ -50,26 +50,21 @@ struct ExecutorTests {
     }
 
     @Test func retriesThrottlingWithBackoffOnInjectedClock() async throws {
-        let waits = WaitRecorder()
-        let policy = RetryPolicy(maxAttempts: 4, baseDelay: .seconds(1), maxDelay: .seconds(3), sleep: { await waits.record($0) }, random: { $0.upperBound })
+        let time = VirtualClock()
+        let policy = RetryPolicy(maxAttempts: 4, backoff: Backoff(base: .seconds(1), cap: .seconds(3), random: { $0.upperBound }), clock: time.clock)
         let attempts = Counter()
         let value = try await policy.run {
             if await attempts.next() < 3 { throw ProviderError(.throttled, "slow down") }
             return 42
         }
         #expect(value == 42)
-        #expect(await waits.all == [.seconds(1), .seconds(2)])
+        #expect(time.sleeps == [.seconds(1), .seconds(2)])
         let permanent = Counter()
         await #expect(throws: ProviderError.self) {
             try await policy.run { _ = await permanent.next(); throw ProviderError(.permanent, "bad") }
         }
         #expect(await permanent.value == 1)
     }
-}
-
-actor WaitRecorder {
-    var all: [Duration] = []
-    func record(_ duration: Duration) { all.append(duration) }
 }
 
 actor Counter {

@@ -5,32 +5,18 @@ import StratumState
 import StratumTesting
 import Testing
 
-/// A clock that moves only when the heartbeat "sleeps".
-final class ManualClock: @unchecked Sendable {
-    private let lock = NSLock()
-    private var current: Date
-    init(_ start: Date) { current = start }
-    var now: Date { lock.withLock { current } }
-    func advance(_ duration: Duration) { lock.withLock { current = current.addingTimeInterval(duration.seconds) } }
-}
-
 @Suite("State lock leases", .timeLimit(.minutes(1)))
 struct LockTests {
     let start = Date(timeIntervalSince1970: 1_800_000_000)
 
-    func lock(_ store: any StateStore, _ clock: ManualClock, onTakeover: @escaping @Sendable (LockInfo) -> Void = { _ in }) -> StateLock {
-        StateLock(
-            store: store, workspace: "w", lease: .seconds(300), now: { clock.now },
-            sleep: { duration in
-                clock.advance(duration)
-                await Task.yield()
-            }, onTakeover: onTakeover)
+    func lock(_ store: any StateStore, _ clock: VirtualClock, onTakeover: @escaping @Sendable (LockInfo) -> Void = { _ in }) -> StateLock {
+        StateLock(store: store, workspace: "w", lease: .seconds(300), clock: clock.clock, onTakeover: onTakeover)
     }
 
     @Test func aLongRunRenewsItsLeaseAndEveryEventIsRecorded() async throws {
         let dir = try TestSupport.temporaryDirectory("lock")
         let store = try SQLiteStateStore(path: dir.appendingPathComponent("state.db").path)
-        let clock = ManualClock(start)
+        let clock = VirtualClock(start: start)
         try await lock(store, clock).run(operation: "apply") { held in
             // The run outlives its first lease several times over; the heartbeat keeps it.
             // The suite's time limit cancels the test if the heartbeat never renews.
@@ -55,10 +41,10 @@ struct LockTests {
         _ = try await store.lock(workspace: "w", stale, isAbandoned: { _ in false })
 
         // While the lease runs, the lock is refused.
-        let early = ManualClock(start.addingTimeInterval(100))
+        let early = VirtualClock(start: start.addingTimeInterval(100))
         await #expect(throws: LockHeldError.self) { try await lock(store, early).run(operation: "plan") { _ in } }
 
-        let later = ManualClock(start.addingTimeInterval(301))
+        let later = VirtualClock(start: start.addingTimeInterval(301))
         let warned = Warned()
         try await lock(store, later, onTakeover: { warned.add($0.id) }).run(operation: "plan") { _ in }
         #expect(warned.ids == ["old"])
@@ -69,7 +55,7 @@ struct LockTests {
 
     @Test func losingTheLockMidRunStopsTheRun() async throws {
         let store = InMemoryStateStore()
-        let clock = ManualClock(start)
+        let clock = VirtualClock(start: start)
         await #expect(throws: LockLostError.self) {
             try await lock(store, clock).run(operation: "apply") { held in
                 // Someone force-unlocks while we run.
@@ -117,9 +103,9 @@ struct UnreachableRenewals: StateStore {
 @Suite("State lock when the store is unreachable", .timeLimit(.minutes(1)))
 struct UnreachableLockTests {
     @Test func aRunStopsBeforeItsUnrenewedLeaseRunsOut() async throws {
-        let clock = ManualClock(Date(timeIntervalSince1970: 1_800_000_000))
+        let clock = VirtualClock(start: Date(timeIntervalSince1970: 1_800_000_000))
         let store = UnreachableRenewals()
-        let lock = StateLock(store: store, workspace: "w", lease: .seconds(300), now: { clock.now }, sleep: { clock.advance($0); await Task.yield() })
+        let lock = StateLock(store: store, workspace: "w", lease: .seconds(300), clock: clock.clock)
         let error = await #expect(throws: LockLostError.self) {
             try await lock.run(operation: "apply") { _ in
                 while !Task.isCancelled { await Task.yield() }
@@ -128,6 +114,6 @@ struct UnreachableLockTests {
         }
         #expect(error?.reason.contains("could not be renewed before it ran out") == true)
         // It gave up after the second failed beat (200 s in), before the lease (300 s) ended.
-        #expect(clock.now.timeIntervalSince1970 - 1_800_000_000 < 300)
+        #expect(clock.date.timeIntervalSince1970 - 1_800_000_000 < 300)
     }
 }

@@ -118,6 +118,7 @@ extension AWS {
             for index in 0..<count {
                 var inputs = launch.inputs
                 inputs["pool"] = .string(name)
+                inputs["count"] = .int(count)
                 inputs["index"] = .int(index)
                 AWSDeclaration.declare(
                     "aws_instance", name, index: index, region: region, inputs: inputs, tags: launch.tags, dependsOn: explicitDependencies,

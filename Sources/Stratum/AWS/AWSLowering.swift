@@ -92,8 +92,7 @@ public enum AWSLowering {
             return
         }
         let isMachineImage = pool.image.hasPrefix("ami-") || pool.image.hasPrefix("resolve:ssm:")
-        var inputs: [String: Value] = [
-            "pool": .string(pool.name),
+        var inputs = pool.contractInputs.merging([
             "instance_type": .string(instanceType),
             "ami": .string(isMachineImage ? pool.image : defaultGPUImage),
             "subnet_ids": .list(subnets(of: network).map(\.value)),
@@ -102,7 +101,7 @@ public enum AWSLowering {
             "env": .map(pool.env.mapValues(\.value)),
             "labels": .map(pool.labels.mapValues(Value.string)),
             "gpus": .int(pool.machine.gpus),
-        ]
+        ]) { $1 }
         if !isMachineImage { inputs["container_image"] = .string(pool.image) }
         if let gpuClass = pool.machine.gpuClass { inputs["gpu_class"] = .string(gpuClass) }
         for index in 0..<pool.count {

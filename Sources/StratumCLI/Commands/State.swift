@@ -279,7 +279,7 @@ struct StateImport: AsyncParsableCommand {
                 guard try await store.read(workspace: workspace).resources[target] == nil else {
                     throw CLIError("\(target) is already in state; `stratum state rm` it first to import another resource there")
                 }
-                guard var state = try await provider.importResource(type: target.type, region: region, id: id, address: target) else {
+                guard var state = try await RetryPolicy().run({ try await provider.importResource(type: target.type, region: region, id: id, address: target) }) else {
                     throw CLIError("\(providerName) has no \(target.type) with id '\(id)' in \(region)")
                 }
                 state.address = target

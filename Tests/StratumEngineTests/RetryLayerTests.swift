@@ -1,0 +1,79 @@
+import Foundation
+import Stratum
+import StratumCore
+import StratumEngine
+import StratumState
+import StratumTesting
+import Testing
+
+/// Reads that fail with `error` a given number of times before they reach the synthetic cloud.
+struct FlakyReads: Provider {
+    let inner: SyntheticProvider
+    let failures: LockedValue<Int>
+    let error: ProviderError
+
+    var name: String { inner.name }
+    var schemas: [String: ResourceSchema] { inner.schemas }
+    func read(type: String, region: String, resources: [ResourceState]) async throws -> [ResourceState?] {
+        if failures.update({ remaining in remaining -= 1; return remaining >= 0 }) { throw error }
+        return try await inner.read(type: type, region: region, resources: resources)
+    }
+    func create(_ resource: ResolvedResource, token: String) async throws -> ResourceState { try await inner.create(resource, token: token) }
+    func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState { try await inner.update(prior, to: desired) }
+    func delete(_ state: ResourceState) async throws { try await inner.delete(state) }
+    func recover(_ operation: PendingOperation) async throws -> ResourceState? { try await inner.recover(operation) }
+}
+
+@Suite("The engine's one retry layer", .timeLimit(.minutes(1)))
+struct RetryLayerTests {
+    static func world(failing: Int, with error: ProviderError) -> (FlakyReads, [ResourceAddress: ResourceState]) {
+        let synthetic = SyntheticProvider()
+        let address = ResourceAddress(type: "synthetic_disk", name: "d")
+        let state = ResourceState(address: address, provider: "synthetic", region: "r1", id: "disk-1", attributes: [:])
+        synthetic.seed([state])
+        return (FlakyReads(inner: synthetic, failures: LockedValue(failing), error: error), [address: state])
+    }
+
+    @Test func refreshRetriesAThrottledBatchReadOnVirtualTime() async throws {
+        let (provider, states) = Self.world(failing: 2, with: ProviderError(.throttled, "Rate exceeded"))
+        let time = VirtualClock()
+        let retry = RetryPolicy(maxAttempts: 4, backoff: Backoff(base: .seconds(1), cap: .seconds(8), random: { $0.upperBound }), clock: time.clock)
+        let result = try await Refresher(providers: ProviderRegistry([provider]), retry: retry).refresh(states)
+        #expect(result.existing.count == 1)
+        #expect(provider.inner.callCounts()["read"] == 1)
+        #expect(time.sleeps == [.seconds(1), .seconds(2)])
+    }
+
+    @Test func refreshGivesUpAfterItsAttemptsAndNeverRetriesAPermanentError() async throws {
+        let (throttled, states) = Self.world(failing: 10, with: ProviderError(.throttled, "Rate exceeded"))
+        let time = VirtualClock()
+        let retry = RetryPolicy(maxAttempts: 3, backoff: Backoff(base: .seconds(1), random: { $0.upperBound }), clock: time.clock)
+        let error = await #expect(throws: ProviderError.self) { try await Refresher(providers: ProviderRegistry([throttled]), retry: retry).refresh(states) }
+        #expect(error?.kind == .throttled)
+        #expect(time.sleeps.count == 2)
+        #expect(throttled.failures.get() == 7)
+
+        let (broken, _) = Self.world(failing: 10, with: ProviderError(.permanent, "no such API"))
+        await #expect(throws: ProviderError.self) { try await Refresher(providers: ProviderRegistry([broken]), retry: retry).refresh(states) }
+        #expect(broken.failures.get() == 9)
+        #expect(time.sleeps.count == 2)
+    }
+}
+
+@Suite("Engine time comes from the injected clock", .timeLimit(.minutes(1)))
+struct EngineClockTests {
+    @Test func commitsAreDatedOnTheExecutorsClock() async throws {
+        let fake = try World().provider
+        let registry = ProviderRegistry([fake])
+        let store = InMemoryStateStore()
+        let time = VirtualClock(start: Date(timeIntervalSince1970: 2_000_000_000))
+        let plan = try Planner(providers: registry).plan(stack: try independentThings(3), snapshot: await store.read(workspace: "w"), refreshed: nil, now: time.date)
+        let result = try await Executor(
+            providers: registry, store: store, workspace: "w", parallelism: 1, retry: RetryPolicy(clock: time.clock), clock: time.clock
+        ).apply(plan)
+        #expect(result.ok)
+        let history = await store.history(workspace: "w")
+        #expect(history.count == 3)
+        #expect(history.allSatisfy { $0.time == Date(timeIntervalSince1970: 2_000_000_000) })
+    }
+}
