@@ -174,8 +174,24 @@ struct RunContext {
         let entry = try stackEntry()
         try await requireWorkspace(stack: entry.name)
         let stack = try entry.evaluate(options.environment, try configFile(for: entry.name))
+        try requireProviders(of: stack)
         try Planner(providers: providers).validate(stack)
         return stack
+    }
+
+    /// Fails when the stack places resources on a provider this binary does not carry, saying
+    /// how a package links one: each cloud is a library product of its own.
+    func requireProviders(of stack: EvaluatedStack) throws {
+        let missing = Set(stack.resources.map(\.provider)).filter { providers[$0] == nil }.sorted()
+        guard let first = missing.first else { return }
+        let carried = providers.providers.keys.sorted().joined(separator: ", ")
+        let names = missing.map { "'\($0)'" }.joined(separator: ", ")
+        throw CLIError("""
+            stack '\(stack.name)' uses the provider\(missing.count == 1 ? "" : "s") \(names), which this binary does not carry (it has: \(carried)). \
+            Each cloud is a library product of Stratum: depend on that cloud's product and list its provider in \
+            StratumCLI.main(providers:). `stratum init DIR --cloud \(first)` scaffolds a package wired that way; \
+            docs/getting-started.md shows the wiring.
+            """)
     }
 
     /// Plans the stack (or its destruction) against refreshed state. Call with the lock held.

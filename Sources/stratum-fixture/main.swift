@@ -9,4 +9,4 @@ let fake = ProviderFactory { work in
     let root = ProcessInfo.processInfo.environment["STRATUM_FAKE_CLOUD"].map { URL(fileURLWithPath: $0) } ?? work.appendingPathComponent("fake-cloud")
     return FakeCloudProvider(root: root, options: .fromEnvironment())
 }
-await StratumCLI.main(stacks: [FakeFanStack.self, LocalShellStack.self], providers: [.local, fake])
+await StratumCLI.main(stacks: [FakeFanStack.self, LocalShellStack.self, ElsewhereStack.self], providers: [.local, fake])

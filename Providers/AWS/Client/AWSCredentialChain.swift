@@ -1,4 +1,5 @@
 import Foundation
+import StratumCloud
 
 /// Finds AWS credentials the way the AWS CLI does: environment, then the shared credentials
 /// and config files (profile from `AWS_PROFILE`), then the EC2 instance metadata service
