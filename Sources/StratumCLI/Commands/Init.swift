@@ -116,6 +116,12 @@ enum Scaffold {
         let call = clouds.isEmpty
             ? "await StratumCLI.main(stacks: [\(stacks)])"
             : "await StratumCLI.main(stacks: [\(stacks)], providers: [\((([".local"] + clouds.map(\.factory))).joined(separator: ", "))])"
+        let cloudNote = clouds.isEmpty ? "" : """
+
+            Clouds wired in besides Local: \(clouds.map(\.cloud).joined(separator: ", ")) \
+            (example stacks: \(clouds.flatMap(\.stackNames).joined(separator: ", "))).
+
+            """
         var files = [
             "Package.swift": """
                 // swift-tools-version:6.0
@@ -190,8 +196,8 @@ enum Scaffold {
                     swift run \(name) plan --stack example     # what would change
                     swift run \(name) apply --stack example    # make it so
                     swift run \(name) destroy --stack example  # remove it all
-                \(clouds.isEmpty ? "" : "\nClouds wired in besides Local: \(clouds.map(\.cloud).joined(separator: ", ")); their example stacks: \(clouds.flatMap(\.stackNames).joined(separator: ", ")).\n")
-                """,
+
+                """ + cloudNote,
         ]
         for cloud in clouds {
             for (path, content) in cloud.files {
