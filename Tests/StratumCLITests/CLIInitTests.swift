@@ -40,7 +40,7 @@ struct CLIInitTests {
     @Test(.timeLimit(.minutes(1)))
     func cloudAWSLinksItsProductProviderAndExample() throws {
         // Repeating a cloud (and naming local, always there) wires it once.
-        let (result, package) = try scaffold("gpu-infra", ["--cloud", "aws", "--cloud", "local", "--cloud", "aws"])
+        let (result, package) = try scaffold("gpu-infra", ["--cloud", "aws,local", "--cloud", "aws"])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("'example-aws'"))
         let manifest = try package.read("Package.swift")

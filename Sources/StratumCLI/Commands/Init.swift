@@ -37,7 +37,7 @@ struct Init: AsyncParsableCommand {
 
     @Option(
         name: .customLong("cloud"),
-        help: ArgumentHelp("Also wire in this cloud (repeatable; Local is always there).", valueName: "NAME"))
+        help: ArgumentHelp("Also wire in this cloud (repeatable, or comma-separated; Local is always there).", valueName: "NAME"))
     var clouds: [String] = []
 
     func run() async throws {
@@ -89,10 +89,11 @@ struct Init: AsyncParsableCommand {
     static func wirings(for clouds: [String]) throws -> [PackageWiring] {
         let known = CLIEnvironment.current.providers.compactMap(\.wiring)
         var chosen: [PackageWiring] = []
-        for cloud in clouds where cloud != "local" {
+        let names = clouds.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        for cloud in names where cloud != "local" {
             guard let wiring = known.first(where: { $0.cloud == cloud }) else {
-                let names = (["local"] + known.map(\.cloud)).joined(separator: ", ")
-                throw CLIError("this stratum binary cannot wire the cloud '\(cloud)'; it knows: \(names)")
+                let knownNames = (["local"] + known.map(\.cloud)).joined(separator: ", ")
+                throw CLIError("this stratum binary cannot wire the cloud '\(cloud)'; it knows: \(knownNames)")
             }
             if !chosen.contains(where: { $0.cloud == cloud }) { chosen.append(wiring) }
         }
