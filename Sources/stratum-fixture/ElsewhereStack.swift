@@ -7,6 +7,6 @@ struct ElsewhereStack: Stack {
     static let summary = "A bucket on a provider this binary lacks (tests)"
 
     func body(config: NoConfiguration) -> StackContent {
-        Bucket("data", on: Placement(provider: "elsewhere-cloud", region: "region-1"))
+        Bucket("data", on: Placement(provider: "nimbus", region: "region-1"))
     }
 }

@@ -1,4 +1,6 @@
 import Foundation
+import StratumCore
+import StratumState
 import StratumTesting
 import Testing
 
@@ -71,9 +73,30 @@ struct CLIInitTests {
         let dir = try TestSupport.temporaryDirectory("elsewhere")
         let result = try CLI("stratum-fixture", in: dir).run(["validate", "--stack", "elsewhere"])
         #expect(result.status != 0)
-        #expect(result.stderr.contains("uses the provider 'elsewhere-cloud', which this binary does not carry (it has: fake, local)"))
+        #expect(result.stderr.contains("uses the provider 'nimbus', which this binary does not carry (it has: fake, local)"))
         #expect(result.stderr.contains("depend on that cloud's product and list its provider in StratumCLI.main(providers:)"))
-        #expect(result.stderr.contains("stratum init DIR --cloud elsewhere-cloud"))
+        #expect(result.stderr.contains("stratum init DIR --cloud nimbus"))
         #expect(!result.stderr.contains("unknown provider"))
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func stateOnAMissingProviderSaysHowToWireIt() async throws {
+        let dir = try TestSupport.temporaryDirectory("elsewhere-state")
+        let stratum = dir.appendingPathComponent(".stratum")
+        try FileManager.default.createDirectory(at: stratum, withIntermediateDirectories: true)
+        let store = try SQLiteStateStore(path: stratum.appendingPathComponent("state.db").path)
+        let address = ResourceAddress(type: "nimbus_bucket", name: "data")
+        try await store.commit(
+            workspace: "elsewhere/dev",
+            StateMutation(
+                upserts: [ResourceState(address: address, provider: "nimbus", region: "region-1", id: "data", attributes: [:])],
+                changes: [HistoryChange(address: address.description, action: "create")]),
+            at: Date())
+        let destroy = try CLI("stratum-fixture", in: dir).run(["destroy", "--stack", "elsewhere", "--auto-approve"])
+        #expect(destroy.status != 0)
+        #expect(destroy.stderr.contains("the state of stack 'elsewhere' holds resources of the provider 'nimbus', which this binary does not carry"), "\(destroy.stderr)")
+        #expect(destroy.stderr.contains("stratum init DIR --cloud nimbus"))
+        // Nothing was removed from state.
+        #expect(try await store.read(workspace: "elsewhere/dev").resources.keys.contains(address))
     }
 }
