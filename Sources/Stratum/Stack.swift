@@ -27,7 +27,7 @@ extension Stack {
     public static var summary: String { "" }
 }
 
-/// Typed configuration of a stack, read from `Stacks/config/<stack>.<env>.yaml` or `--config`.
+/// Typed configuration of a stack, read from `Stacks/<stack>.<env>.yaml` or `--config`.
 ///
 /// Every property needs a default: keys missing from the file keep it, keys in the file that
 /// are not properties are errors. YAML keys are the property names in snake_case. `problems()`

@@ -10,9 +10,9 @@ public enum StackConfigLoader {
         public var description: String { "\(file): \(message)" }
     }
 
-    /// `Stacks/config/<stack>.<env>.yaml` under `root`.
+    /// `Stacks/<stack>.<env>.yaml` under `root`: where the CLI looks for a stack's configuration.
     public static func defaultPath(stack: String, environment: String, root: URL) -> URL {
-        root.appendingPathComponent("Stacks/config/\(stack).\(environment).yaml")
+        root.appendingPathComponent("Stacks/\(stack).\(environment).yaml")
     }
 
     /// Decodes `C` from the YAML at `url`; keys absent from the file keep their defaults.
