@@ -9,8 +9,11 @@ let package = Package(
     name: "Stratum",
     platforms: [.macOS(.v15)],
     products: [
-        // What a user's own stack package depends on: the DSL plus the full CLI entry point.
-        .library(name: "Stratum", targets: ["Stratum", "StratumCLI"]),
+        // What a user's own stack package depends on: the DSL, the full CLI entry point and the
+        // Local provider. Each cloud is a library product of its own, so a package links only
+        // the clouds it uses.
+        .library(name: "Stratum", targets: ["Stratum", "StratumCLI", "StratumLocal"]),
+        .library(name: "StratumAWS", targets: ["StratumAWS"]),
         .executable(name: "stratum", targets: ["stratum"]),
     ],
     dependencies: [
@@ -39,7 +42,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // HTTP transport and request signing shared by the cloud providers.
+        // HTTP transport, rate limiting and clocks shared by the cloud providers.
         .target(
             name: "StratumCloud",
             dependencies: [
@@ -49,20 +52,31 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "StratumAWS", dependencies: ["StratumCore", "StratumCloud"], path: "Providers/AWS"),
+        // Everything AWS: the AWS.* DSL types and the lowering of the portable resources, the
+        // provider and its resource kinds, SigV4, the query/XML client, credentials.
+        .target(
+            name: "StratumAWS",
+            dependencies: [
+                "Stratum", "StratumCore", "StratumCloud",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Providers/AWS"
+        ),
         .target(name: "StratumEngine", dependencies: ["StratumCore", "StratumState", .product(name: "Logging", package: "swift-log")]),
         .target(name: "CStratumSpawn"),
         .target(name: "StratumLocal", dependencies: ["StratumCore", "CStratumSpawn"], path: "Providers/Local"),
         .target(
             name: "StratumCLI",
             dependencies: [
-                "Stratum", "StratumCore", "StratumState", "StratumPostgres", "StratumEngine", "StratumLocal", "StratumAWS",
+                "Stratum", "StratumCore", "StratumState", "StratumPostgres", "StratumEngine", "StratumLocal",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "StratumStacks", dependencies: ["Stratum"], path: "Stacks", exclude: ["local-demo.dev.yaml", "aws-gpu-cluster.dev.yaml", "aws-gpu-cluster.prod.yaml"]),
-        .executableTarget(name: "stratum", dependencies: ["StratumCLI", "StratumStacks"]),
+        .target(name: "StratumStacks", dependencies: ["Stratum", "StratumAWS"], path: "Stacks", exclude: ["local-demo.dev.yaml", "aws-gpu-cluster.dev.yaml", "aws-gpu-cluster.prod.yaml"]),
+        // The bundled binary: the clouds it carries are listed here and in its main.swift.
+        .executableTarget(name: "stratum", dependencies: ["StratumCLI", "StratumStacks", "StratumAWS"]),
 
         // Test support: a file-backed fake cloud and a CLI binary that carries it.
         .target(
@@ -103,7 +117,13 @@ let package = Package(
         .testTarget(name: "StratumTests", dependencies: ["Stratum", "StratumCore", "StratumTesting"]),
         .testTarget(name: "StratumStateTests", dependencies: ["StratumState", "StratumPostgres", "StratumCore", "StratumTesting"]),
         .testTarget(name: "StratumCloudTests", dependencies: ["StratumCloud", "StratumCore", "StratumTesting", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "StratumAWSTests", dependencies: ["StratumAWS", "StratumLocal", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "Stratum", "StratumStacks", "StratumTesting"]),
+        .testTarget(
+            name: "StratumAWSTests",
+            dependencies: [
+                "StratumAWS", "StratumLocal", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "Stratum", "StratumStacks", "StratumTesting",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "StratumEngineTests", dependencies: ["StratumEngine", "StratumState", "StratumCore", "Stratum", "StratumTesting"]),
         .testTarget(name: "StratumLocalTests", dependencies: ["StratumLocal", "StratumCore", "StratumTesting"]),
         .testTarget(name: "TrainerTests", dependencies: ["TrainerCore", "stratum-trainer"]),

@@ -1,5 +1,6 @@
 import Foundation
 import Stratum
+import StratumAWS
 
 /// A GPU training cluster on AWS: a VPC spanning two zones, a cluster placement group, N GPU
 /// workers (p5.48xlarge by default) running the trainer container, and a versioned S3

@@ -22,14 +22,6 @@ public struct Bucket: Resource {
 
     public func declare(into content: inout StackContent) {
         content.diagnostics += nameDiagnostics(name, location: location)
-        if placement.provider == "aws" {
-            AWSLowering.declare(bucket: self, into: &content)
-            return
-        }
-        content.resources.append(
-            DesiredResource(
-                address: address, provider: placement.provider, region: placement.region,
-                inputs: ["name": .string(name), "versioning": .bool(versioning)],
-                dependsOn: explicitDependencies, location: location))
+        placement.lowering.declare(bucket: self, into: &content)
     }
 }

@@ -22,14 +22,7 @@ public struct Network: Resource {
         if let problem = CIDR.problem(in: cidr) {
             content.diagnostics.append(Diagnostic(address: address, message: "invalid CIDR '\(cidr)': \(problem)", location: location))
         }
-        if placement.provider == "aws" {
-            AWSLowering.declare(network: self, into: &content)
-            return
-        }
-        content.resources.append(
-            DesiredResource(
-                address: address, provider: placement.provider, region: placement.region,
-                inputs: ["cidr": .string(cidr)], dependsOn: explicitDependencies, location: location))
+        placement.lowering.declare(network: self, into: &content)
     }
 }
 

@@ -88,30 +88,7 @@ public struct NodePool: Resource {
         if machine.gpus < 0 {
             content.diagnostics.append(Diagnostic(address: address, message: "gpus must not be negative (got \(machine.gpus))", location: location))
         }
-        if placement.provider == "aws" {
-            AWSLowering.declare(nodePool: self, into: &content)
-            return
-        }
-        var inputs = contractInputs.merging([
-            "image": .string(image),
-            "command": .list(command.map(Value.string)),
-            "env": .map(env.mapValues(\.value)),
-            "labels": .map(labels.mapValues(Value.string)),
-            "gpus": .int(machine.gpus),
-            "cpus": .int(machine.cpus),
-            "memory_gib": .int(machine.memoryGiB),
-        ]) { $1 }
-        if let gpuClass = machine.gpuClass { inputs["gpu_class"] = .string(gpuClass) }
-        if let instanceType = machine.instanceType { inputs["instance_type"] = .string(instanceType) }
-        if let network { inputs["network_id"] = network.id.value }
-        for index in 0..<count {
-            var nodeInputs = inputs
-            nodeInputs["index"] = .int(index)
-            content.resources.append(
-                DesiredResource(
-                    address: node(index), provider: placement.provider, region: placement.region,
-                    inputs: nodeInputs, dependsOn: explicitDependencies, location: location))
-        }
+        placement.lowering.declare(nodePool: self, into: &content)
     }
 }
 

@@ -1,26 +1,103 @@
-/// Where a portable resource lives: which provider manages it and in which region.
+/// Where a portable resource lives: which provider manages it, in which region, and how the
+/// portable resources become that provider's resources (its lowering).
+///
+/// A cloud's library defines its own placements, e.g. `.aws(region:)` in StratumAWS, whose
+/// lowering turns a `Network` into that cloud's network resources. Two placements are equal
+/// when provider, region and zones are.
 public struct Placement: Sendable, Hashable {
     /// The provider's name, which also prefixes its resource types (`local_bucket`).
     public var provider: String
     public var region: String
     /// Zones the provider may use, in order of preference (empty: the provider's default).
     public var zones: [String]
+    /// How `Network`, `Bucket` and `NodePool` become this provider's resources.
+    public var lowering: any PlacementLowering
 
-    public init(provider: String, region: String, zones: [String] = []) {
+    public init(provider: String, region: String, zones: [String] = [], lowering: any PlacementLowering = GenericLowering()) {
         self.provider = provider
         self.region = region
         self.zones = zones
+        self.lowering = lowering
     }
 
     /// The embedded default: nodes are local processes, buckets are directories.
     public static let local = Placement(provider: "local", region: "local")
 
-    /// Where a provider's own type names differ from `<provider>_<kind>`.
-    static let resourceTypes: [String: [String: String]] = ["aws": AWSLowering.resourceTypes]
-
-    func address(kind: String, name: String, index: Int? = nil) -> ResourceAddress {
-        ResourceAddress(type: Self.resourceTypes[provider]?[kind] ?? "\(provider)_\(kind)", name: name, index: index)
+    public static func == (a: Placement, b: Placement) -> Bool {
+        a.provider == b.provider && a.region == b.region && a.zones == b.zones
     }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(provider)
+        hasher.combine(region)
+        hasher.combine(zones)
+    }
+
+    /// The address of a portable resource of `kind` (`network`, `bucket`, `node`) on this placement.
+    public func address(kind: String, name: String, index: Int? = nil) -> ResourceAddress {
+        ResourceAddress(type: lowering.resourceType(kind: kind, on: self), name: name, index: index)
+    }
+}
+
+/// How a provider turns the portable resources into its own. Each method is called after the
+/// resource's portable checks (name, CIDR, count, command) and appends resources and
+/// diagnostics to `content`. The defaults are the generic lowering: one resource of type
+/// `<provider>_<kind>` per portable resource (one per node for a pool), with the portable
+/// inputs unchanged, which is what Local and custom providers receive.
+public protocol PlacementLowering: Sendable {
+    /// The resource type of a portable `kind` (`network`, `bucket`, `node`) on `placement`.
+    func resourceType(kind: String, on placement: Placement) -> String
+    func declare(network: Network, into content: inout StackContent)
+    func declare(bucket: Bucket, into content: inout StackContent)
+    func declare(nodePool: NodePool, into content: inout StackContent)
+}
+
+extension PlacementLowering {
+    public func resourceType(kind: String, on placement: Placement) -> String { "\(placement.provider)_\(kind)" }
+
+    public func declare(network: Network, into content: inout StackContent) {
+        content.resources.append(
+            DesiredResource(
+                address: network.address, provider: network.placement.provider, region: network.placement.region,
+                inputs: ["cidr": .string(network.cidr)], dependsOn: network.explicitDependencies, location: network.location))
+    }
+
+    public func declare(bucket: Bucket, into content: inout StackContent) {
+        content.resources.append(
+            DesiredResource(
+                address: bucket.address, provider: bucket.placement.provider, region: bucket.placement.region,
+                inputs: ["name": .string(bucket.name), "versioning": .bool(bucket.versioning)],
+                dependsOn: bucket.explicitDependencies, location: bucket.location))
+    }
+
+    public func declare(nodePool pool: NodePool, into content: inout StackContent) {
+        var inputs = pool.contractInputs.merging([
+            "image": .string(pool.image),
+            "command": .list(pool.command.map(Value.string)),
+            "env": .map(pool.env.mapValues(\.value)),
+            "labels": .map(pool.labels.mapValues(Value.string)),
+            "gpus": .int(pool.machine.gpus),
+            "cpus": .int(pool.machine.cpus),
+            "memory_gib": .int(pool.machine.memoryGiB),
+        ]) { $1 }
+        if let gpuClass = pool.machine.gpuClass { inputs["gpu_class"] = .string(gpuClass) }
+        if let instanceType = pool.machine.instanceType { inputs["instance_type"] = .string(instanceType) }
+        if let network = pool.network { inputs["network_id"] = network.id.value }
+        for index in 0..<pool.count {
+            var nodeInputs = inputs
+            nodeInputs["index"] = .int(index)
+            content.resources.append(
+                DesiredResource(
+                    address: pool.node(index), provider: pool.placement.provider, region: pool.placement.region,
+                    inputs: nodeInputs, dependsOn: pool.explicitDependencies, location: pool.location))
+        }
+    }
+}
+
+/// The generic lowering: `<provider>_<kind>` resources with the portable inputs (Local and
+/// providers without a lowering of their own).
+public struct GenericLowering: PlacementLowering {
+    public init() {}
 }
 
 /// Common to every resource declaration: an address and explicit dependencies.

@@ -174,8 +174,29 @@ struct RunContext {
         let entry = try stackEntry()
         try await requireWorkspace(stack: entry.name)
         let stack = try entry.evaluate(options.environment, try configFile(for: entry.name))
+        try requireProviders(of: stack)
         try Planner(providers: providers).validate(stack)
         return stack
+    }
+
+    /// Fails when the stack places resources on a provider this binary does not carry, saying
+    /// how a package links one: each cloud is a library product of its own.
+    func requireProviders(of stack: EvaluatedStack) throws {
+        try requireProviders(stack.resources.map(\.provider), "stack '\(stack.name)' uses")
+    }
+
+    /// The same for what `users` (e.g. "stack 'x' uses") names: the providers it needs.
+    func requireProviders(_ needed: [String], _ users: String) throws {
+        let missing = Set(needed).filter { providers[$0] == nil }.sorted()
+        guard let first = missing.first else { return }
+        let carried = providers.providers.keys.sorted().joined(separator: ", ")
+        let names = missing.map { "'\($0)'" }.joined(separator: ", ")
+        throw CLIError("""
+            \(users) the provider\(missing.count == 1 ? "" : "s") \(names), which this binary does not carry (it has: \(carried)). \
+            Each cloud is a library product of Stratum: depend on that cloud's product and list its provider in \
+            StratumCLI.main(providers:). `stratum init DIR --cloud \(first)` scaffolds a package wired that way; \
+            docs/getting-started.md shows the wiring.
+            """)
     }
 
     /// Plans the stack (or its destruction) against refreshed state. Call with the lock held.
@@ -185,6 +206,7 @@ struct RunContext {
         // What the scope can name: the stack's resources, and (for destroy, only) what state holds.
         let known = Set(snapshot.resources.keys).union(destroy ? [] : stack?.resources.map(\.address) ?? [])
         try Self.checkScope(scope, known: known, destroy: destroy)
+        try requireProviders(snapshot.resources.values.map(\.provider), "the state of stack '\(stackName)' holds resources of")
         var refreshed: RefreshResult?
         if change.refresh, !snapshot.resources.isEmpty {
             if !options.json { console.progress("Refreshing \(snapshot.resources.count) resource(s)...") }

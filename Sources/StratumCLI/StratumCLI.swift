@@ -2,23 +2,11 @@ import ArgumentParser
 import Foundation
 @_exported import Stratum
 import StratumCore
-import StratumAWS
 import StratumLocal
 
-/// Makes a provider for a run, given where the run keeps its files.
-public struct ProviderFactory: Sendable {
-    public var make: @Sendable (_ workDirectory: URL) -> any Provider
-
-    public init(_ make: @escaping @Sendable (_ workDirectory: URL) -> any Provider) {
-        self.make = make
-    }
-
+extension ProviderFactory {
     /// The embedded Local provider, keeping its files under `<work>/local`.
     public static let local = ProviderFactory { LocalProvider(root: $0.appendingPathComponent("local")) }
-
-    /// Amazon Web Services, with credentials from the environment, the shared AWS files or
-    /// instance metadata, and `AWS_ENDPOINT_URL` for emulators.
-    public static let aws = ProviderFactory { _ in AWSProvider.fromEnvironment() }
 }
 
 /// The stacks and providers a `stratum` binary carries.

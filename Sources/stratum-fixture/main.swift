@@ -11,4 +11,4 @@ let fake = ProviderFactory { work in
 }
 // A cloud whose creates wait on long-running operations, beside the fake cloud.
 let longRunning = ProviderFactory { LongRunningProvider(root: $0.appendingPathComponent("lro-cloud")) }
-await StratumCLI.main(stacks: [FakeFanStack.self, LocalShellStack.self, LongRunningStack.self], providers: [.local, fake, longRunning])
+await StratumCLI.main(stacks: [FakeFanStack.self, LocalShellStack.self, LongRunningStack.self, ElsewhereStack.self], providers: [.local, fake, longRunning])

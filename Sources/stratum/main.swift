@@ -1,4 +1,6 @@
+import StratumAWS
 import StratumCLI
 import StratumStacks
 
+// The clouds this binary carries; each is a library product listed in Package.swift.
 await StratumCLI.main(stacks: BundledStacks.all, providers: [.local, .aws])

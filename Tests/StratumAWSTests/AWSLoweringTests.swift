@@ -34,6 +34,16 @@ struct AWSLoweringTests {
         try Planner(providers: ProviderRegistry([provider])).validate(stack)
     }
 
+    @Test func awsPlacementCarriesTheAWSLowering() {
+        let placement = Placement.aws(region: "eu-west-1")
+        #expect(placement.lowering is AWSLowering)
+        // Equal to a placement without the lowering: equality is provider, region and zones.
+        #expect(placement == Placement(provider: "aws", region: "eu-west-1"))
+        #expect(Network("n", cidr: "10.0.0.0/16", on: placement).address.description == "aws_vpc.n")
+        #expect(Bucket("b-1", on: placement).address.description == "aws_s3_bucket.b-1")
+        #expect(NodePool("p", count: 1, command: ["x"], on: placement).node(0).description == "aws_instance.p[0]")
+    }
+
     @Test func poolsOnAWSNeedANetworkAndAKnownMachine() {
         var content = StackContent()
         NodePool("cpu", count: 1, command: ["x"], on: .aws(region: "us-east-1")).declare(into: &content)

@@ -92,7 +92,7 @@ struct LookBeforeRetryTests {
         let registry = ProviderRegistry([provider])
         let stack = try world.stack { $0.count = 0 }
         let plan = try Planner(providers: registry).plan(stack: stack, snapshot: try await world.store.read(workspace: world.workspace), refreshed: nil, now: Date())
-        let retry = RetryPolicy(maxAttempts: 3, sleep: { _ in })
+        let retry = RetryPolicy(maxAttempts: 3, clock: VirtualClock().clock)
         let result = try await Executor(providers: registry, store: world.store, workspace: world.workspace, retry: retry).apply(plan)
         #expect(result.ok)
         #expect(world.provider.createCounts() == ["fake_thing.root": 1])

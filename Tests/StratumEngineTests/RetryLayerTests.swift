@@ -8,20 +8,28 @@ import Testing
 
 /// Reads that fail with `error` a given number of times before they reach the synthetic cloud.
 struct FlakyReads: Provider {
+    let name: String
+    let kinds: [String: any ResourceKind]
     let inner: SyntheticProvider
+    let failures: LockedValue<Int>
+
+    init(inner: SyntheticProvider, failures: LockedValue<Int>, error: ProviderError) {
+        name = inner.name
+        self.inner = inner
+        self.failures = failures
+        kinds = inner.kinds.mapValues { FlakyReadKind(inner: $0, failures: failures, error: error) as any ResourceKind }
+    }
+}
+
+struct FlakyReadKind: ForwardingKind {
+    let inner: any ResourceKind
     let failures: LockedValue<Int>
     let error: ProviderError
 
-    var name: String { inner.name }
-    var schemas: [String: ResourceSchema] { inner.schemas }
-    func read(type: String, region: String, resources: [ResourceState]) async throws -> [ResourceState?] {
+    func read(_ resources: [ResourceState]) async throws -> [ResourceState?] {
         if failures.update({ remaining in remaining -= 1; return remaining >= 0 }) { throw error }
-        return try await inner.read(type: type, region: region, resources: resources)
+        return try await inner.read(resources)
     }
-    func create(_ resource: ResolvedResource, token: String) async throws -> ResourceState { try await inner.create(resource, token: token) }
-    func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState { try await inner.update(prior, to: desired) }
-    func delete(_ state: ResourceState) async throws { try await inner.delete(state) }
-    func recover(_ operation: PendingOperation) async throws -> ResourceState? { try await inner.recover(operation) }
 }
 
 @Suite("The engine's one retry layer", .timeLimit(.minutes(1)))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import StratumCore
 
 struct Init: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,6 +12,11 @@ struct Init: AsyncParsableCommand {
               stratum init my-infra && cd my-infra
               swift run my-infra plan --stack example
               swift run my-infra apply --stack example
+
+            The Local provider is always wired in. Each --cloud NAME also links that cloud's \
+            library product, lists its provider in main.swift and adds an example stack for it:
+
+              stratum init my-infra --cloud NAME
 
             By default it depends on this Stratum checkout by path; --stratum-url (with \
             --stratum-version) depends on a published copy instead.
@@ -29,6 +35,11 @@ struct Init: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The version to require with --stratum-url.", valueName: "VERSION"))
     var stratumVersion = StratumVersion.current
 
+    @Option(
+        name: .customLong("cloud"),
+        help: ArgumentHelp("Also wire in this cloud (repeatable, or comma-separated; Local is always there).", valueName: "NAME"))
+    var clouds: [String] = []
+
     func run() async throws {
         let console = Console(color: false)
         try await reportingErrors(console) {
@@ -37,6 +48,7 @@ struct Init: AsyncParsableCommand {
             guard name.range(of: "^[A-Za-z][A-Za-z0-9_-]*$", options: .regularExpression) != nil else {
                 throw CLIError("'\(name)' cannot name a package: start with a letter, then letters, digits, '-' or '_'")
             }
+            let wirings = try Self.wirings(for: clouds)
             let fm = FileManager.default
             if let existing = try? fm.contentsOfDirectory(atPath: target.path), !existing.isEmpty {
                 throw CLIError("\(target.path) exists and is not empty; nothing was written")
@@ -54,14 +66,15 @@ struct Init: AsyncParsableCommand {
                 dependency = ".package(path: \"\(path)\")"
                 packageIdentity = URL(fileURLWithPath: path).lastPathComponent
             }
-            let files = Scaffold.files(name: name, dependency: dependency, packageIdentity: packageIdentity)
+            let files = Scaffold.files(name: name, dependency: dependency, packageIdentity: packageIdentity, clouds: wirings)
             for (relative, content) in files.sorted(by: { $0.key < $1.key }) {
                 let url = target.appendingPathComponent(relative)
                 try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
                 try content.write(to: url, atomically: true, encoding: .utf8)
             }
+            let stacks = ["example"] + wirings.flatMap(\.stackNames)
             console.output("""
-                Created \(target.path) with the stack 'example'.
+                Created \(target.path) with the stack\(stacks.count == 1 ? "" : "s") \(stacks.map { "'\($0)'" }.joined(separator: ", ")).
 
                 Next:
                   cd \(directory)
@@ -70,6 +83,21 @@ struct Init: AsyncParsableCommand {
                   swift run \(name) destroy --stack example
                 """)
         }
+    }
+
+    /// The wiring of each cloud named with --cloud, from the providers this binary carries.
+    static func wirings(for clouds: [String]) throws -> [PackageWiring] {
+        let known = CLIEnvironment.current.providers.compactMap(\.wiring)
+        var chosen: [PackageWiring] = []
+        let names = clouds.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        for cloud in names where cloud != "local" {
+            guard let wiring = known.first(where: { $0.cloud == cloud }) else {
+                let knownNames = (["local"] + known.map(\.cloud)).joined(separator: ", ")
+                throw CLIError("this stratum binary cannot wire the cloud '\(cloud)'; it knows: \(knownNames)")
+            }
+            if !chosen.contains(where: { $0.cloud == cloud }) { chosen.append(wiring) }
+        }
+        return chosen
     }
 
     /// This Stratum checkout, found from where this file was compiled.
@@ -81,8 +109,21 @@ struct Init: AsyncParsableCommand {
 
 /// The files of a new stack package.
 enum Scaffold {
-    static func files(name: String, dependency: String, packageIdentity: String) -> [String: String] {
-        [
+    static func files(name: String, dependency: String, packageIdentity: String, clouds: [PackageWiring] = []) -> [String: String] {
+        let products = (["Stratum"] + clouds.map(\.product))
+            .map { ".product(name: \"\($0)\", package: \"\(packageIdentity)\")" }.joined(separator: ", ")
+        let imports = (["StratumCLI"] + clouds.map(\.product)).sorted().map { "import \($0)" }.joined(separator: "\n")
+        let stacks = (["ExampleStack"] + clouds.flatMap(\.stackTypes)).map { "\($0).self" }.joined(separator: ", ")
+        let call = clouds.isEmpty
+            ? "await StratumCLI.main(stacks: [\(stacks)])"
+            : "await StratumCLI.main(stacks: [\(stacks)], providers: [\((([".local"] + clouds.map(\.factory))).joined(separator: ", "))])"
+        let cloudNote = clouds.isEmpty ? "" : """
+
+            Clouds wired in besides Local: \(clouds.map(\.cloud).joined(separator: ", ")) \
+            (example stacks: \(clouds.flatMap(\.stackNames).joined(separator: ", "))).
+
+            """
+        var files = [
             "Package.swift": """
                 // swift-tools-version:6.0
                 import PackageDescription
@@ -96,7 +137,7 @@ enum Scaffold {
                     targets: [
                         .executableTarget(
                             name: "\(name)",
-                            dependencies: [.product(name: "Stratum", package: "\(packageIdentity)")],
+                            dependencies: [\(products)],
                             path: "Sources/\(name)"
                         ),
                     ]
@@ -104,10 +145,10 @@ enum Scaffold {
 
                 """,
             "Sources/\(name)/main.swift": """
-                import StratumCLI
+                \(imports)
 
                 // The full Stratum CLI (plan, apply, destroy, state, ...) for this package's stacks.
-                await StratumCLI.main(stacks: [ExampleStack.self])
+                \(call)
 
                 """,
             "Sources/\(name)/ExampleStack.swift": """
@@ -157,7 +198,13 @@ enum Scaffold {
                     swift run \(name) apply --stack example    # make it so
                     swift run \(name) destroy --stack example  # remove it all
 
-                """,
+                """ + cloudNote,
         ]
+        for cloud in clouds {
+            for (path, content) in cloud.files {
+                files[path.hasPrefix("Stacks/") ? path : "Sources/\(name)/\(path)"] = content
+            }
+        }
+        return files
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import StratumAWS
 import StratumCloud
 import StratumCore
 import Testing

@@ -1,8 +1,11 @@
+import Stratum
+import StratumCore
+
 extension Placement {
     /// Amazon Web Services in `region`; `zones` lists the availability zones a network spans,
     /// in order of preference (default: the region's `a` and `b` zones).
     public static func aws(region: String, zones: [String] = []) -> Placement {
-        Placement(provider: "aws", region: region, zones: zones)
+        Placement(provider: "aws", region: region, zones: zones, lowering: AWSLowering())
     }
 }
 
@@ -13,8 +16,14 @@ extension Placement {
 /// - `Bucket` → `aws_s3_bucket`.
 /// - `NodePool` → one `aws_instance` per node, whose `subnet_ids` are the network's subnets in
 ///   zone order: a node that meets a capacity shortage in one zone is placed in the next.
-public enum AWSLowering {
+public struct AWSLowering: PlacementLowering {
     static let resourceTypes = ["network": "aws_vpc", "bucket": "aws_s3_bucket", "node": "aws_instance"]
+
+    public init() {}
+
+    public func resourceType(kind: String, on placement: Placement) -> String {
+        Self.resourceTypes[kind] ?? "aws_\(kind)"
+    }
 
     /// A deep-learning image with the NVIDIA driver and container runtime, resolved by AWS at launch.
     public static let defaultGPUImage = "resolve:ssm:/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
@@ -34,10 +43,10 @@ public enum AWSLowering {
         Ref(ResourceAddress(type: "aws_security_group", name: network.name), "id")
     }
 
-    static func declare(network: Network, into content: inout StackContent) {
+    public func declare(network: Network, into content: inout StackContent) {
         let region = network.placement.region
         let vpc = network.address
-        let zones = zones(of: network.placement)
+        let zones = Self.zones(of: network.placement)
         func add(_ type: String, index: Int? = nil, _ inputs: [String: Value]) {
             content.resources.append(DesiredResource(
                 address: ResourceAddress(type: type, name: network.name, index: index), provider: "aws", region: region, inputs: inputs,
@@ -57,7 +66,7 @@ public enum AWSLowering {
         add("aws_route_table", [
             "vpc_id": vpcId,
             "internet_gateway_id": .reference(AttributeReference(address: gateway, attribute: "id")),
-            "subnet_ids": .list(subnets(of: network).map(\.value)),
+            "subnet_ids": .list(Self.subnets(of: network).map(\.value)),
         ])
         add("aws_security_group", [
             "vpc_id": vpcId, "name": .string(network.name), "description": .string("Stratum network \(network.name)"),
@@ -65,7 +74,7 @@ public enum AWSLowering {
         ])
     }
 
-    static func declare(bucket: Bucket, into content: inout StackContent) {
+    public func declare(bucket: Bucket, into content: inout StackContent) {
         if let why = S3Names.problem(bucket.name) {
             content.diagnostics.append(Diagnostic(address: bucket.address, message: "invalid S3 bucket name '\(bucket.name)': \(why)", location: bucket.location))
         }
@@ -75,7 +84,7 @@ public enum AWSLowering {
             dependsOn: bucket.explicitDependencies, location: bucket.location))
     }
 
-    static func declare(nodePool pool: NodePool, into content: inout StackContent) {
+    public func declare(nodePool pool: NodePool, into content: inout StackContent) {
         guard let network = pool.network else {
             content.diagnostics.append(Diagnostic(address: pool.address, message: "a node pool on AWS needs a network (pass network: Network(…, on: .aws(region: …)))", location: pool.location))
             return
@@ -94,9 +103,9 @@ public enum AWSLowering {
         let isMachineImage = pool.image.hasPrefix("ami-") || pool.image.hasPrefix("resolve:ssm:")
         var inputs = pool.contractInputs.merging([
             "instance_type": .string(instanceType),
-            "ami": .string(isMachineImage ? pool.image : defaultGPUImage),
-            "subnet_ids": .list(subnets(of: network).map(\.value)),
-            "security_group_ids": .list([securityGroup(of: network).value]),
+            "ami": .string(isMachineImage ? pool.image : Self.defaultGPUImage),
+            "subnet_ids": .list(Self.subnets(of: network).map(\.value)),
+            "security_group_ids": .list([Self.securityGroup(of: network).value]),
             "command": .list(pool.command.map(Value.string)),
             "env": .map(pool.env.mapValues(\.value)),
             "labels": .map(pool.labels.mapValues(Value.string)),

@@ -1,3 +1,6 @@
+import Stratum
+import StratumCore
+
 /// AWS resources with every knob, for stacks that need more than the portable `Network`,
 /// `Bucket` and `NodePool` offer. Each declares one `aws_*` resource of the AWS provider.
 public enum AWS {

@@ -1,3 +1,6 @@
+import Stratum
+import StratumCore
+
 extension AWS {
     /// What every instance of a group (or a single instance) is launched with.
     public struct LaunchSpec: Sendable {

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import StratumCore
+import StratumCloud
 
 /// Where AWS credentials come from.
 public protocol AWSCredentialSource: Sendable {

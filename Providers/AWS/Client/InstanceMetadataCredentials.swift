@@ -1,4 +1,5 @@
 import Foundation
+import StratumCloud
 
 /// Credentials of the instance's IAM role from the EC2 instance metadata service, using
 /// IMDSv2: a session token from `PUT /latest/api/token`, then the role name and its keys.

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import StratumAWS
 import StratumCloud
 import StratumCore
 import StratumTesting

@@ -1,4 +1,5 @@
 import Foundation
+import StratumCloud
 import StratumCore
 
 /// Finds AWS credentials the way the AWS CLI does: environment, then the shared credentials

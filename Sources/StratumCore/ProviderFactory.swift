@@ -1,0 +1,42 @@
+import Foundation
+
+/// Makes a provider for a run, given where the run keeps its files. A `stratum` binary carries
+/// the providers its `main` lists; each cloud's library product defines its own factory.
+public struct ProviderFactory: Sendable {
+    public var make: @Sendable (_ workDirectory: URL) -> any Provider
+    /// How a new stack package links this provider (`stratum init --cloud`); nil for providers
+    /// that need no wiring of their own (Local comes with the Stratum product) and test fakes.
+    public var wiring: PackageWiring?
+
+    public init(wiring: PackageWiring? = nil, _ make: @escaping @Sendable (_ workDirectory: URL) -> any Provider) {
+        self.make = make
+        self.wiring = wiring
+    }
+}
+
+/// What a stack package needs in order to use a cloud that comes as its own library product:
+/// read by `stratum init --cloud NAME` to write the package's manifest, `main` and an example.
+public struct PackageWiring: Sendable {
+    /// The name given to `--cloud`, which is also the provider's name.
+    public var cloud: String
+    /// The library product, which is also the module to import.
+    public var product: String
+    /// The factory as it is written in `StratumCLI.main(providers:)`, e.g. `.name`.
+    public var factory: String
+    /// Files of an example stack, by path relative to the package's executable sources
+    /// (`Sources/<package>/`), or to the package root for paths starting with `Stacks/`.
+    public var files: [String: String]
+    /// The example stacks' type names, listed in `main`.
+    public var stackTypes: [String]
+    /// The example stacks' names, for the commands `stratum init` suggests.
+    public var stackNames: [String]
+
+    public init(cloud: String, product: String, factory: String, files: [String: String], stackTypes: [String], stackNames: [String]) {
+        self.cloud = cloud
+        self.product = product
+        self.factory = factory
+        self.files = files
+        self.stackTypes = stackTypes
+        self.stackNames = stackNames
+    }
+}
