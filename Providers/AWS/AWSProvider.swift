@@ -96,6 +96,10 @@ struct EC2Kind: ResourceKind {
         AWSValidation.region(resource) + ec2Type.validate(resource)
     }
 
+    func review(_ prior: ResourceState, desired: [String: Value]) -> PlanReview {
+        ec2Type.review(prior, desired: desired)
+    }
+
     func api(_ region: String, _ address: ResourceAddress?) -> EC2API {
         EC2API(client: client, region: region, address: address)
     }

@@ -26,12 +26,16 @@ protocol EC2ResourceKind: Sendable {
     func delete(_ state: ResourceState, ec2: EC2API) async throws
     /// Checks of the type's inputs beyond the schema.
     func validate(_ resource: DesiredResource) -> [Diagnostic]
+    /// The plan hook (see `ResourceKind.review`).
+    func review(_ prior: ResourceState, desired: [String: Value]) -> PlanReview
 }
 
 extension EC2ResourceKind {
     var paginates: Bool { true }
 
     func validate(_ resource: DesiredResource) -> [Diagnostic] { [] }
+
+    func review(_ prior: ResourceState, desired: [String: Value]) -> PlanReview { PlanReview(prior: prior) }
 
     func update(_ prior: ResourceState, to desired: ResolvedResource, ec2: EC2API) async throws -> ResourceState {
         try await ec2.updateTags(prior, desired: desired)

@@ -8,6 +8,10 @@ import StratumCore
 /// makes a second machine.
 struct InstanceKind: EC2ResourceKind {
     static let typeName = "aws_instance"
+
+    func review(_ prior: ResourceState, desired: [String: Value]) -> PlanReview {
+        NodeContract.review(prior, desired: desired)
+    }
     let type = Self.typeName
     let describeAction = "DescribeInstances"
     let itemsPath = "reservationSet"

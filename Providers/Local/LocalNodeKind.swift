@@ -31,6 +31,10 @@ struct LocalNodeKind: ResourceKind {
         "status": .computed, "isolation": .computed, ResourceState.failureAttribute: .computed,
     ])
 
+    func review(_ prior: ResourceState, desired: [String: Value]) -> PlanReview {
+        NodeContract.review(prior, desired: desired)
+    }
+
     func validate(_ resource: DesiredResource) -> [Diagnostic] {
         var problems: [Diagnostic] = []
         if let gpus = resource.inputs["gpus"]?.intValue, gpus > 0 {

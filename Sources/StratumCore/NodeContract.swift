@@ -77,4 +77,14 @@ public struct NodeContract: Sendable, Hashable {
         guard case .map(let map)? = node.inputs["env"] else { return [:] }
         return map.mapValues { $0.stringValue ?? $0.description }
     }
+
+    /// The plan hook of a node kind: a node recorded before its pool's size was one of its
+    /// inputs (state written by an earlier Stratum) is read as having today's size, so an
+    /// upgrade alone replaces no running node. A node made since carries the size it was given,
+    /// and a change of size replaces it (its environment would otherwise say the old one).
+    public static func review(_ prior: ResourceState, desired: [String: Value]) -> PlanReview {
+        var prior = prior
+        if prior.attributes["count"] == nil, let count = desired["count"] { prior.attributes["count"] = count }
+        return PlanReview(prior: prior)
+    }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Stratum
 @testable import StratumAWS
 import StratumCore
+import StratumCloud
 import StratumLocal
 import StratumTesting
 import Testing
@@ -110,5 +111,23 @@ struct NodeContractTests {
         #expect(env[NodeContract.checkpointURLName] == nil)
         #expect(env[NodeContract.nodeCount] == "1")
         #expect(env[NodeContract.nodeName] == "solo-0")
+    }
+
+    /// State written before the pool size was a node input lacks `count`: an upgrade alone must
+    /// not replace running nodes, while a real change of size still does (the input forces it).
+    @Test func nodesRecordedWithoutAPoolSizeAreNotReplacedForLackingOne() throws {
+        let local = LocalProvider(root: URL(fileURLWithPath: "/nonexistent"))
+        let keys = StaticCredentials(AWSCredentials(accessKeyId: "k", secretAccessKey: "s", source: "test"))
+        let aws = AWSProvider(client: AWSClient(configuration: .init(), credentials: keys, transport: AsyncHTTPTransport()))
+        for (provider, type) in [(local as any Provider, "local_node"), (aws, "aws_instance")] {
+            let kind = try #require(provider.kinds[type] as (any ResourceKind)?)
+            #expect(kind.schema.attributes["count"]?.forceNew == true, "\(type)")
+            let address = ResourceAddress(type: type, name: "trainer", index: 0)
+            let old = ResourceState(address: address, provider: provider.name, region: "r", id: "n-0", attributes: ["pool": "trainer", "index": 0])
+            #expect(kind.review(old, desired: ["pool": "trainer", "index": 0, "count": 4]).prior.attributes["count"] == 4, "\(type)")
+            var sized = old
+            sized.attributes["count"] = 3
+            #expect(kind.review(sized, desired: ["pool": "trainer", "index": 0, "count": 4]).prior.attributes["count"] == 3, "\(type)")
+        }
     }
 }
