@@ -48,8 +48,8 @@ let package = Package(
             dependencies: [
                 "StratumCore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         // Everything AWS: the AWS.* DSL types and the lowering of the portable resources, the
