@@ -63,6 +63,11 @@ struct DiscoveryValidatorTests {
         #expect(insert.match?.pathParameters == ["project": "p", "zone": "us-central1-b"])
     }
 
+    @Test func aDocumentThatIsNotADiscoveryDocumentIsRefused() {
+        #expect(throws: DiscoveryDocumentError.self) { try DiscoveryValidator(document: Data(#"{"kind": "compute#instance"}"#.utf8)) }
+        #expect(throws: (any Error).self) { try DiscoveryValidator(document: Data("not json".utf8)) }
+    }
+
     @Test func rejectsEachClassOfBadRequest() throws {
         func body(_ edit: (inout [String: Value]) -> Void) -> Data {
             var fields = gpuInstance("node-0").mapValue ?? [:]
@@ -336,6 +341,30 @@ struct GCPComputeFakeTests {
             #expect(try await compute.call("GET", "aggregated/instances?filter=name%20%3D%20a%20OR%20name%20%3D%20b").status == 400)
             // As on Compute Engine, a page holds at most 500.
             #expect(try await compute.call("GET", "aggregated/instances?maxResults=501").status == 400)
+        }
+    }
+
+    @Test func globalListsFilterAndOperationsWaitCountsAsALook() async throws {
+        try await withFake(.afterPolls(2)) { fake, compute in
+            var operations: [Value] = []
+            for name in ["net-a", "net-b", "other"] {
+                operations.append(try await compute.call("POST", "global/networks", ["name": .string(name), "autoCreateSubnetworks": false]).json)
+            }
+            for operation in operations {
+                let name = operation.mapValue?["name"]?.stringValue ?? ""
+                let first = try await compute.call("POST", "global/operations/\(name)/wait", requestID: nil)
+                #expect(first.json.mapValue?["status"] == "RUNNING")
+                let second = try await compute.call("POST", "global/operations/\(name)/wait", requestID: nil)
+                #expect(second.json.mapValue?["status"] == "DONE")
+            }
+            let all = try await compute.call("GET", "global/networks?maxResults=2")
+            #expect(all.json.mapValue?["items"]?.listValue?.count == 2)
+            #expect(all.json.mapValue?["nextPageToken"] != nil)
+            let matching = try await compute.call("GET", "global/networks?filter=name%20eq%20net-.*")
+            let names = (matching.json.mapValue?["items"]?.listValue ?? []).compactMap { $0.mapValue?["name"]?.stringValue }
+            #expect(names == ["net-a", "net-b"])
+            #expect(matching.json.mapValue?["nextPageToken"] == nil)
+            #expect(await fake.calls["compute.globalOperations.wait"] == 6)
         }
     }
 
