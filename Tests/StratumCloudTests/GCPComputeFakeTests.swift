@@ -293,9 +293,11 @@ struct GCPComputeFakeTests {
                 "count": 4, "minCount": 4, "namePattern": "gang-##",
                 "instanceProperties": ["machineType": "a3-highgpu-8g", "labels": ["stratum-stack": "demo"], "scheduling": ["onHostMaintenance": "TERMINATE"]],
             ]
-            await fake.set(zonesWithoutCapacity: ["us-central1-a"])
+            await fake.set(zonesWithoutCapacity: ["us-central1-a"], code: "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS")
             let failed = try await compute.wait(try await compute.call("POST", "zones/us-central1-a/instances/bulkInsert", gang).json)
-            #expect(operationErrorCode(failed) == "ZONE_RESOURCE_POOL_EXHAUSTED")
+            #expect(operationErrorCode(failed) == "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS")
+            let failedStatus = failed.mapValue?["instancesBulkInsertOperationMetadata"]?.mapValue?["perLocationStatus"]?.mapValue?["zones/us-central1-a"]?.mapValue
+            #expect(failedStatus?["failedToCreateVmCount"] == 4)
             #expect(await fake.paths(of: "instances").isEmpty)
 
             let made = try await compute.wait(try await compute.call("POST", "zones/us-central1-b/instances/bulkInsert", gang).json)
