@@ -84,6 +84,13 @@ import Testing
             body: operation([["code": "QUOTA_EXCEEDED", "message": "Quota 'GPUS_ALL_REGIONS' exceeded.  Limit: 0.0 globally."]], status: 403),
             kind: .quota, scope: .cloud),
         Case(
+            name: "all-regions metric in quotaInfo", status: 0,
+            body: operation([[
+                "code": "QUOTA_EXCEEDED", "message": "Quota exceeded for quota metric 'GPUs (all regions)'.",
+                "errorDetails": [["quotaInfo": ["metricName": "compute.googleapis.com/gpus_all_regions", "limitName": "GPUS-ALL-REGIONS-per-project", "limit": 8]]],
+            ]], status: 403),
+            kind: .quota, scope: .cloud),
+        Case(
             name: "unsupported machine type", status: 0,
             body: operation([["code": "UNSUPPORTED_OPERATION", "message": "Machine type a3-highgpu-8g is not available in zone us-west1-a."]]),
             kind: .permanent),

@@ -105,7 +105,8 @@ public enum GCPErrorClassifier {
             return .zone(zone ?? error.items.lazy.compactMap { zoneNamed(in: $0.message) }.first)
         case .quota:
             let metric = quotaMetric(of: error)
-            if metric?.hasSuffix("_ALL_REGIONS") == true { return .cloud }
+            // Names come as `GPUS_ALL_REGIONS` in messages, `compute.googleapis.com/gpus_all_regions` in quotaInfo.
+            if metric?.uppercased().hasSuffix("_ALL_REGIONS") == true { return .cloud }
             let item = error.items.first { quota.contains($0.reason) }
             if let named = item?.quotaDimensions["region"] { return .region(named) }
             if (item?.message ?? error.message).contains("globally") { return .cloud }
