@@ -194,6 +194,52 @@ import Testing
         #expect(error?.kind == .notFound)
     }
 
+    @Test func aClientFromTheEnvironmentSignsInWithTheKeyAndFollowsEveryPage() async throws {
+        let account = try TestServiceAccount()
+        let received = ReceivedRequests()
+        let server = try await LoopbackHTTPServer.start { request in
+            received.append(request)
+            if pathOf(request) == "/token" {
+                guard let jwt = request.formFields["assertion"], account.verifiedClaims(jwt) != nil else {
+                    return jsonResponse(400, ["error": "invalid_grant"])
+                }
+                return jsonResponse(200, ["access_token": "ya29.from-key", "expires_in": 3600])
+            }
+            guard request.header("Authorization") == "Bearer ya29.from-key" else { return googleError(401, reason: "authError", message: "Invalid Credentials") }
+            guard pathOf(request) == "/compute/v1/projects/example-project/aggregated/instances" else {
+                return googleError(404, reason: "notFound", message: "no such path")
+            }
+            let token = queryOf(request)["pageToken"]
+            let next: [String: String] = ["": "page-2", "page-2": "page-3"]
+            var page: [String: GCPJSON] = [
+                "kind": "compute#instanceAggregatedList",
+                "items": ["zones/us-central1-a": ["instances": [["name": .string("node-\(token ?? "page-1")")]]]],
+            ]
+            if let following = next[token ?? ""] { page["nextPageToken"] = .string(following) }
+            return jsonResponse(200, .object(page))
+        }
+        defer { Task { await server.shutdown() } }
+        let scratch = try ScratchDirectory()
+        defer { scratch.remove() }
+        let keyPath = try scratch.write("key.json", account.keyFile(tokenURI: URL(string: "https://oauth2.invalid/token")!))
+        let environment = [
+            "GOOGLE_APPLICATION_CREDENTIALS": keyPath, "HOME": scratch.path,
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE": server.url.absoluteString + "/compute/v1/",
+            "STRATUM_GCP_TOKEN_URI": server.url.absoluteString + "/token",
+        ]
+
+        let client = try await GCPClient.standard(environment: environment, transport: AsyncHTTPTransport())
+        #expect(client.project == "example-project")
+        let pages = try await client.pages(
+            "projects/example-project/aggregated/instances", query: [("filter", "labels.stratum-stack=training")], action: "instances.aggregatedList")
+        let names = pages.flatMap { $0["items"]?["zones/us-central1-a"]?["instances"]?.array ?? [] }.compactMap { $0["name"]?.string }
+        #expect(names == ["node-page-1", "node-page-2", "node-page-3"])
+        let listCalls = received.all.filter { pathOf($0).hasSuffix("/aggregated/instances") }
+        #expect(listCalls.map { queryOf($0)["pageToken"] } == [nil, "page-2", "page-3"])
+        #expect(listCalls.allSatisfy { queryOf($0)["filter"] == "labels.stratum-stack=training" })
+        #expect(received.count(pathPrefix: "/token") == 1)
+    }
+
     @Test func requestIdsAreStableUUIDs() {
         let token = "9d1c7f3e-create-gcp_instance.node[0]"
         #expect(GCPClient.requestId(for: token) == GCPClient.requestId(for: token))

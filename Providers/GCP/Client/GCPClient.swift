@@ -78,6 +78,25 @@ public struct GCPClient: Sendable {
         return try document(response, action: action, address: address)
     }
 
+    /// Every page of a list or `aggregatedList`, following `nextPageToken` (sent back as
+    /// `pageToken`) until a page has none. `maxPages` bounds a server that never stops.
+    public func pages(
+        _ path: String, query: [(String, String)] = [], action: String, address: ResourceAddress? = nil, zone: String? = nil, region: String? = nil,
+        maxPages: Int = 10_000
+    ) async throws -> [GCPJSON] {
+        var pages: [GCPJSON] = []
+        var token: String?
+        repeat {
+            let page = try await get(path, query: query + (token.map { [("pageToken", $0)] } ?? []), action: action, address: address, zone: zone, region: region)
+            pages.append(page)
+            token = page["nextPageToken"]?.string.flatMap { $0.isEmpty ? nil : $0 }
+        } while token != nil && pages.count < maxPages
+        if token != nil {
+            throw ProviderError(.transient, "GCP \(action) still had more pages after \(maxPages)", address: address)
+        }
+        return pages
+    }
+
     /// Like `get`, but a resource that does not exist is nil instead of an error.
     public func getIfExists(
         _ path: String, action: String, address: ResourceAddress? = nil, zone: String? = nil, region: String? = nil
@@ -205,5 +224,19 @@ public struct GCPClient: Sendable {
             throw ProviderError(.transient, "GCP \(action) answered something that is not JSON", address: address)
         }
         return json
+    }
+}
+
+extension GCPClient {
+    /// The client for this process: endpoints from the environment (`GCPEndpoints.fromEnvironment`),
+    /// Application Default Credentials, and `project` if given, else the one they name.
+    public static func standard(
+        environment: [String: String] = ProcessInfo.processInfo.environment, project: String? = nil, transport: any HTTPTransport,
+        clock: StratumClock = .system, logger: Logger = Logger(label: "stratum.gcp")
+    ) async throws -> GCPClient {
+        let endpoints = GCPEndpoints.fromEnvironment(environment)
+        let fetcher = GCPTokenFetcher(endpoints: endpoints, transport: transport, clock: clock)
+        let credentials = try await GCPCredentials.resolve(environment: environment, project: project, fetcher: fetcher)
+        return try GCPClient(configuration: Configuration(endpoints: endpoints), credentials: credentials, transport: transport, clock: clock, logger: logger)
     }
 }
