@@ -238,6 +238,7 @@ import Testing
         #expect(listCalls.map { queryOf($0)["pageToken"] } == [nil, "page-2", "page-3"])
         #expect(listCalls.allSatisfy { queryOf($0)["filter"] == "labels.stratum-stack=training" })
         #expect(received.count(pathPrefix: "/token") == 1)
+        #expect(client.metrics.byAction == ["instances.aggregatedList": 3])
     }
 
     @Test func requestIdsAreStableUUIDs() {

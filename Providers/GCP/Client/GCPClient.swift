@@ -43,6 +43,8 @@ public struct GCPClient: Sendable {
     public var clock: StratumClock
     public var logger: Logger
     public let rateLimits: EndpointRateLimits
+    /// Counts of calls sent, by action, for benchmarks and tests.
+    public let metrics = CallMetrics()
 
     public init(
         configuration: Configuration, credentials: GCPCredentials, project: String? = nil, transport: any HTTPTransport, clock: StratumClock = .system,
@@ -176,6 +178,7 @@ public struct GCPClient: Sendable {
     ) async throws -> HTTPResponseData {
         let url = try url(path, query: query)
         return try await rateLimits.paced(rateLimitKey(callClass)) {
+            metrics.record(action)
             let response: HTTPResponseData
             do {
                 var headers = [("Authorization", try await credentials.tokens.authorization())]
