@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import StratumCloud
 import StratumCore
 import StratumTesting
@@ -71,7 +72,7 @@ import Testing
         let tokenFetches: LockedValue<Int>
     }
 
-    static func world(_ stub: ComputeStub) async throws -> World {
+    static func world(_ stub: ComputeStub, logger: Logger = Logger(label: "stratum.gcp")) async throws -> World {
         let server = try await LoopbackHTTPServer.start { stub.handle($0) }
         let clock = VirtualClock()
         let fetches = LockedValue(0)
@@ -84,7 +85,8 @@ import Testing
         }
         let credentials = GCPCredentials(source: .metadataServer, project: "test-project", tokens: tokens)
         let configuration = GCPClient.Configuration(endpoints: GCPEndpoints(compute: server.url.appendingPathComponent("compute/v1")))
-        let client = try GCPClient(configuration: configuration, credentials: credentials, transport: AsyncHTTPTransport(), clock: clock.clock)
+        let client = try GCPClient(
+            configuration: configuration, credentials: credentials, transport: AsyncHTTPTransport(), clock: clock.clock, logger: logger)
         return World(server: server, client: client, clock: clock, tokenFetches: fetches)
     }
 
@@ -241,6 +243,41 @@ import Testing
         #expect(client.metrics.byAction == ["instances.aggregatedList": 3])
     }
 
+    @Test func aWaitResumesFromTheRecordedHandle() async throws {
+        let stub = ComputeStub(runningLooks: 3)
+        let first = try await Self.world(stub)
+        defer { Task { await first.server.shutdown() } }
+        let started = try await first.client.mutate(
+            "POST", "projects/test-project/zones/us-central1-a/instances", body: ["name": "node-0"], requestId: "t-6", action: "instances.insert")
+        // What the journal keeps; the process that started the operation stops looking here.
+        let handle = started.reference.handle
+        _ = try await first.client.operation(started.reference)
+
+        // The next run: a new client with its own clock, given only the handle.
+        let next = try GCPClient(
+            configuration: first.client.configuration, credentials: first.client.credentials, transport: AsyncHTTPTransport(), clock: VirtualClock().clock)
+        let resumed = try #require(GCPOperationReference(handle: handle))
+        let finished = try await next.wait(for: resumed, action: "instances.insert")
+        #expect(finished.isDone)
+        #expect(finished.reference == started.reference)
+        // One insert in all: resuming looks at the operation, it does not start another.
+        #expect(stub.received.all.filter { $0.method == "POST" }.count == 1)
+    }
+
+    @Test func tokensStayOutOfTheRequestLog() async throws {
+        let lines = LockedValue([String]())
+        var logger = Logger(label: "stratum.gcp") { _ in LineCollector(lines: lines) }
+        logger.logLevel = .trace
+        let stub = ComputeStub(runningLooks: 0)
+        let world = try await Self.world(stub, logger: logger)
+        defer { Task { await world.server.shutdown() } }
+        _ = try await world.client.get("projects/test-project/global/operations/operation-1", action: "operations.get")
+        let log = lines.get().joined(separator: "\n")
+        #expect(log.contains("operations.get"))
+        #expect(log.contains("Authorization: \(Redaction.mask)"))
+        #expect(!log.contains("ya29.token-1"))
+    }
+
     @Test func requestIdsAreStableUUIDs() {
         let token = "9d1c7f3e-create-gcp_instance.node[0]"
         #expect(GCPClient.requestId(for: token) == GCPClient.requestId(for: token))
@@ -259,5 +296,21 @@ import Testing
             #expect(GCPOperationReference(handle: reference.handle) == reference)
         }
         #expect(GCPOperationReference(handle: "zones/us-central1-a/instances/x") == nil)
+    }
+}
+
+/// Keeps every log line with its metadata, to look for secrets in them.
+struct LineCollector: LogHandler {
+    let lines: LockedValue<[String]>
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        lines.update { $0.append("\(event.level) \(event.message) \(metadata.merging(event.metadata ?? [:]) { $1 })") }
     }
 }
