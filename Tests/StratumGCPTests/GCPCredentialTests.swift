@@ -16,6 +16,7 @@ import Testing
             guard form["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer", let jwt = form["assertion"],
                 let verified = account.verifiedClaims(jwt), verified.header["alg"] == "RS256"
             else { return jsonResponse(400, ["error": "invalid_grant", "error_description": "Invalid JWT Signature."]) }
+            guard verified.header["kid"] == "key-1" else { return jsonResponse(400, ["error": "invalid_grant", "error_description": "no such key"]) }
             claims.update { $0.append(verified.claims) }
             let count = claims.get().count
             return jsonResponse(200, ["access_token": .string("ya29.token-\(count)"), "expires_in": 3599, "token_type": "Bearer"])

@@ -28,16 +28,14 @@ public struct GCPJWTSigner: Sendable {
     /// The signed assertion for `scopes` and `audience` (the token endpoint), issued at `now`.
     public func assertion(scopes: [String], audience: String, now: Date) throws -> String {
         let issued = Int(now.timeIntervalSince1970)
-        var header: GCPJSON = ["alg": "RS256", "typ": "JWT"]
-        if let keyId, case .object(var entries) = header {
-            entries["kid"] = .string(keyId)
-            header = .object(entries)
-        }
+        // `kid` names the key, so the token endpoint checks against the right public half.
+        var header: [String: GCPJSON] = ["alg": "RS256", "typ": "JWT"]
+        if let keyId { header["kid"] = .string(keyId) }
         let claims: GCPJSON = [
             "iss": .string(issuer), "scope": .string(scopes.joined(separator: " ")), "aud": .string(audience),
             "iat": .number(Double(issued)), "exp": .number(Double(issued + Self.assertionLifetime)),
         ]
-        let signingInput = Self.base64URL(header.data) + "." + Self.base64URL(claims.data)
+        let signingInput = Self.base64URL(GCPJSON.object(header).data) + "." + Self.base64URL(claims.data)
         let signature = try key.signature(for: Data(signingInput.utf8), padding: .insecurePKCS1v1_5)
         return signingInput + "." + Self.base64URL(signature.rawRepresentation)
     }
