@@ -29,6 +29,14 @@ import Testing
             kind: .quota, scope: .cloud),
         Case(name: "429", status: 429, body: body(429, "rateLimitExceeded", "Rate Limit Exceeded", domain: "usageLimits"), kind: .throttled),
         Case(name: "403 rate limit", status: 403, body: body(403, "rateLimitExceeded", "Rate Limit Exceeded", domain: "usageLimits"), kind: .throttled),
+        Case(
+            name: "API rate quota", status: 429,
+            body: body(429, "quotaExceeded", "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute' of service 'compute.googleapis.com' for consumer 'project_number:123'.", domain: "usageLimits"),
+            kind: .throttled),
+        Case(
+            name: "API rate quota as 403", status: 403,
+            body: body(403, "quotaExceeded", "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute' of service 'compute.googleapis.com'.", domain: "usageLimits"),
+            kind: .throttled),
         Case(name: "503", status: 503, body: body(503, "backendError", "Backend Error"), kind: .transient),
         Case(name: "500 without a JSON body", status: 500, body: "Internal Server Error", kind: .transient),
         Case(name: "401", status: 401, body: body(401, "authError", "Invalid Credentials"), kind: .auth),

@@ -79,13 +79,21 @@ public enum GCPErrorClassifier {
     public static func kind(of error: GCPServiceError) -> ProviderError.Kind {
         let reasons = Set(error.items.map(\.reason))
         if !reasons.isDisjoint(with: capacity) { return .capacity }
+        // An API rate quota ("… limit 'Read requests per minute' …") is throttling, not a resource quota.
+        if !reasons.isDisjoint(with: throttled) || error.status == 429 || isRateQuota(error) { return .throttled }
         if !reasons.isDisjoint(with: quota) { return .quota }
-        if !reasons.isDisjoint(with: throttled) || error.status == 429 { return .throttled }
         if !reasons.isDisjoint(with: auth) || error.status == 401 { return .auth }
         if !reasons.isDisjoint(with: notFound) || error.status == 404 { return .notFound }
         if !reasons.isDisjoint(with: transient) || (error.status ?? 0) >= 500 { return .transient }
         if error.status == 403 { return .auth }
         return .permanent
+    }
+
+    /// Whether a quota error is about the rate of API calls (a limit per minute, per 100
+    /// seconds, per day) rather than resources.
+    static func isRateQuota(_ error: GCPServiceError) -> Bool {
+        let texts = [error.message] + error.items.map(\.message)
+        return texts.contains { text in [" per minute", " per second", " per 100 seconds", " per day"].contains { text.contains($0) } }
     }
 
     /// The quota metric named by the error: `quotaInfo.metricName`, else the name in Google's
