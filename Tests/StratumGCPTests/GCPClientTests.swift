@@ -278,6 +278,20 @@ import Testing
         #expect(!log.contains("ya29.token-1"))
     }
 
+    @Test func theProjectIsRequiredAndAGivenOneWins() throws {
+        let tokens = BearerTokenCache { BearerToken(value: "unused", lifetime: .seconds(3600)) }
+        let withoutProject = GCPCredentials(source: .metadataServer, project: nil, tokens: tokens)
+        let error = #expect(throws: ProviderError.self) {
+            _ = try GCPClient(configuration: GCPClient.Configuration(), credentials: withoutProject, transport: AsyncHTTPTransport())
+        }
+        #expect(error?.message.contains("GOOGLE_CLOUD_PROJECT") == true)
+        let keyProject = GCPCredentials(source: .metadataServer, project: "key-project", tokens: tokens)
+        #expect(try GCPClient(configuration: GCPClient.Configuration(), credentials: keyProject, transport: AsyncHTTPTransport()).project == "key-project")
+        let given = try GCPClient(configuration: GCPClient.Configuration(), credentials: keyProject, project: "stack-project", transport: AsyncHTTPTransport())
+        #expect(given.project == "stack-project")
+        #expect(given.rateLimitKey(.write) == "compute/stack-project/write")
+    }
+
     @Test func requestIdsAreStableUUIDs() {
         let token = "9d1c7f3e-create-gcp_instance.node[0]"
         #expect(GCPClient.requestId(for: token) == GCPClient.requestId(for: token))
