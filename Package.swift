@@ -14,6 +14,7 @@ let package = Package(
         // the clouds it uses.
         .library(name: "Stratum", targets: ["Stratum", "StratumCLI", "StratumLocal"]),
         .library(name: "StratumAWS", targets: ["StratumAWS"]),
+        .library(name: "StratumGCP", targets: ["StratumGCP"]),
         .executable(name: "stratum", targets: ["stratum"]),
     ],
     dependencies: [
@@ -62,6 +63,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Providers/AWS"
+        ),
+        // Everything GCP: OAuth2 credentials (service-account key, authorized_user, metadata
+        // server) and the Compute JSON REST client with its error classification.
+        .target(
+            name: "StratumGCP",
+            dependencies: [
+                "Stratum", "StratumCore", "StratumCloud",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Providers/GCP"
         ),
         .target(name: "StratumEngine", dependencies: ["StratumCore", "StratumState", .product(name: "Logging", package: "swift-log")]),
         .target(name: "CStratumSpawn"),
@@ -121,6 +134,15 @@ let package = Package(
             name: "StratumAWSTests",
             dependencies: [
                 "StratumAWS", "StratumLocal", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "Stratum", "StratumStacks", "StratumTesting",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "StratumGCPTests",
+            dependencies: [
+                "StratumGCP", "StratumCloud", "StratumCore", "StratumTesting",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

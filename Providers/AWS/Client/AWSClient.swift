@@ -62,7 +62,7 @@ public struct AWSClient: Sendable {
     /// One adaptive limit per "service/region".
     public let rateLimits: EndpointRateLimits
     /// Counts of calls sent, by action, for benchmarks and tests.
-    public let metrics: AWSCallMetrics
+    public let metrics: CallMetrics
 
     public init(
         configuration: Configuration, credentials: any AWSCredentialSource, transport: any HTTPTransport,
@@ -74,7 +74,7 @@ public struct AWSClient: Sendable {
         self.clock = clock
         self.logger = logger
         self.rateLimits = EndpointRateLimits(settings: configuration.rateLimit, clock: clock)
-        self.metrics = AWSCallMetrics()
+        self.metrics = CallMetrics()
     }
 
     /// The token bucket that paces calls to `service` in `region`.
@@ -191,16 +191,4 @@ public struct AWSClient: Sendable {
         // async-http-client sets Host itself from the URL.
         return HTTPRequestData(method: method, url: url, headers: signable.headers.filter { $0.0 != "Host" }, body: body)
     }
-}
-
-/// How many calls of each action were sent (each attempt counts).
-public final class AWSCallMetrics: Sendable {
-    private let counts = LockedValue([String: Int]())
-
-    public init() {}
-
-    public func record(_ action: String) { counts.update { $0[action, default: 0] += 1 } }
-    public var byAction: [String: Int] { counts.get() }
-    public var total: Int { counts.get().values.reduce(0, +) }
-    public func reset() { counts.update { $0 = [:] } }
 }

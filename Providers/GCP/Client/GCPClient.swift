@@ -1,0 +1,245 @@
+import Crypto
+import Foundation
+import Logging
+import StratumCloud
+import StratumCore
+
+/// Sends Compute Engine v1 JSON REST calls with a bearer token.
+///
+/// Calls are paced per project and call class (reads, writes, operation reads) by adaptive
+/// rate limits that throttling answers slow down. Every mutating call carries a `requestId`,
+/// so Compute answers a repeat with the first call's operation instead of acting twice. A
+/// failed call is classified and handed back, never repeated here: the engine's
+/// `RetryPolicy` is the one retry layer.
+public struct GCPClient: Sendable {
+    public struct Configuration: Sendable {
+        public var endpoints: GCPEndpoints
+        public var timeout: Duration
+        public var rateLimit: AdaptiveTokenBucket.Settings
+        /// How long waiting on one operation may last, and the pace of the looks.
+        public var operationPoller: OperationPoller
+
+        public init(
+            endpoints: GCPEndpoints = GCPEndpoints(), timeout: Duration = .seconds(30), rateLimit: AdaptiveTokenBucket.Settings = .init(),
+            operationPoller: OperationPoller = OperationPoller()
+        ) {
+            self.endpoints = endpoints
+            self.timeout = timeout
+            self.rateLimit = rateLimit
+            self.operationPoller = operationPoller
+        }
+    }
+
+    /// Which of Compute's per-project API rate quotas a call counts against.
+    public enum CallClass: String, Sendable {
+        case read, write, operationRead = "operation-read"
+    }
+
+    public var configuration: Configuration
+    public var credentials: GCPCredentials
+    /// The project calls go to.
+    public var project: String
+    public var transport: any HTTPTransport
+    public var clock: StratumClock
+    public var logger: Logger
+    public let rateLimits: EndpointRateLimits
+    /// Counts of calls sent, by action, for benchmarks and tests.
+    public let metrics = CallMetrics()
+
+    public init(
+        configuration: Configuration, credentials: GCPCredentials, project: String? = nil, transport: any HTTPTransport, clock: StratumClock = .system,
+        logger: Logger = Logger(label: "stratum.gcp")
+    ) throws {
+        guard let project = project ?? credentials.project else {
+            throw ProviderError(.permanent, "no GCP project: name one in the stack's placement, set GOOGLE_CLOUD_PROJECT, or use a key that names one")
+        }
+        self.configuration = configuration
+        self.credentials = credentials
+        self.project = project
+        self.transport = transport
+        self.clock = clock
+        self.logger = logger
+        var poller = configuration.operationPoller
+        poller.clock = clock
+        self.configuration.operationPoller = poller
+        self.rateLimits = EndpointRateLimits(settings: configuration.rateLimit, clock: clock)
+    }
+
+    /// The rate-limit key of a call class in this project.
+    public func rateLimitKey(_ callClass: CallClass) -> String { "compute/\(project)/\(callClass.rawValue)" }
+
+    // MARK: calls
+
+    /// GETs a resource or list under the Compute base (`projects/p/zones/z/instances/x`).
+    public func get(
+        _ path: String, query: [(String, String)] = [], action: String, address: ResourceAddress? = nil, zone: String? = nil, region: String? = nil,
+        callClass: CallClass = .read
+    ) async throws -> GCPJSON {
+        let response = try await send(
+            "GET", path, query: query, body: nil, action: action, callClass: callClass, address: address, zone: zone, region: region, accept404: false)
+        return try document(response, action: action, address: address)
+    }
+
+    /// Every page of a list or `aggregatedList`, following `nextPageToken` (sent back as
+    /// `pageToken`) until a page has none. `maxPages` bounds a server that never stops.
+    public func pages(
+        _ path: String, query: [(String, String)] = [], action: String, address: ResourceAddress? = nil, zone: String? = nil, region: String? = nil,
+        maxPages: Int = 10_000
+    ) async throws -> [GCPJSON] {
+        var pages: [GCPJSON] = []
+        var token: String?
+        repeat {
+            let page = try await get(path, query: query + (token.map { [("pageToken", $0)] } ?? []), action: action, address: address, zone: zone, region: region)
+            pages.append(page)
+            token = page["nextPageToken"]?.string.flatMap { $0.isEmpty ? nil : $0 }
+        } while token != nil && pages.count < maxPages
+        if token != nil {
+            throw ProviderError(.transient, "GCP \(action) still had more pages after \(maxPages)", address: address)
+        }
+        return pages
+    }
+
+    /// Like `get`, but a resource that does not exist is nil instead of an error.
+    public func getIfExists(
+        _ path: String, action: String, address: ResourceAddress? = nil, zone: String? = nil, region: String? = nil
+    ) async throws -> GCPJSON? {
+        let response = try await send("GET", path, query: [], body: nil, action: action, callClass: .read, address: address, zone: zone, region: region, accept404: true)
+        if response.status == 404 { return nil }
+        return try document(response, action: action, address: address)
+    }
+
+    /// A mutating call (`POST`, `PATCH`, `PUT`, `DELETE`) with `requestId`, answered by an operation.
+    public func mutate(
+        _ method: String, _ path: String, query: [(String, String)] = [], body: GCPJSON? = nil, requestId: String, action: String,
+        address: ResourceAddress? = nil, zone: String? = nil, region: String? = nil
+    ) async throws -> GCPOperation {
+        let response = try await send(
+            method, path, query: query + [("requestId", Self.requestId(for: requestId))], body: body, action: action, callClass: .write,
+            address: address, zone: zone, region: region, accept404: false)
+        let json = try document(response, action: action, address: address)
+        guard let operation = GCPOperation(json: json) else {
+            throw ProviderError(.transient, "GCP \(action) answered something that is not an operation", address: address)
+        }
+        return operation
+    }
+
+    /// Looks at an operation once.
+    public func operation(_ reference: GCPOperationReference, address: ResourceAddress? = nil) async throws -> GCPOperation {
+        let (zone, region) = Self.location(of: reference)
+        let json = try await get(
+            reference.path(project: project), action: "operations.get", address: address, zone: zone, region: region, callClass: .operationRead)
+        guard let operation = GCPOperation(json: json) else {
+            throw ProviderError(.transient, "GCP operations.get for \(reference) answered something that is not an operation", address: address)
+        }
+        return operation
+    }
+
+    /// Waits until the operation is `DONE`, on the configured poller; a failed operation's
+    /// `error.errors[]` is classified like a failed call's.
+    @discardableResult
+    public func wait(for reference: GCPOperationReference, action: String, address: ResourceAddress? = nil) async throws -> GCPOperation {
+        let finished = try await configuration.operationPoller.wait(for: "GCP \(action) (operation \(reference))", address: address) {
+            let operation = try await self.operation(reference, address: address)
+            return operation.isDone ? .done(operation) : .running
+        }
+        if let error = finished.error {
+            let (zone, region) = Self.location(of: reference)
+            throw GCPErrorClassifier.providerError(error, action: action, address: address, zone: zone, region: region)
+        }
+        return finished
+    }
+
+    static func location(of reference: GCPOperationReference) -> (zone: String?, region: String?) {
+        switch reference.scope {
+        case .zone(let zone): return (zone, GCPErrorClassifier.regionOf(zone: zone))
+        case .region(let region): return (nil, region)
+        case .global: return (nil, nil)
+        }
+    }
+
+    /// Compute wants a UUID as `requestId`. A token that is one is sent as it is; any other is
+    /// turned into one by hashing, so every retry of an operation sends the same id.
+    public static func requestId(for token: String) -> String {
+        if let uuid = UUID(uuidString: token) { return uuid.uuidString.lowercased() }
+        var bytes = Array(SHA256.hash(data: Data(token.utf8)).prefix(16))
+        bytes[6] = (bytes[6] & 0x0F) | 0x80  // version 8: a custom, name-derived UUID (RFC 9562)
+        bytes[8] = (bytes[8] & 0x3F) | 0x80  // the RFC variant
+        let uuid = UUID(uuid: (
+            bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+            bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
+        return uuid.uuidString.lowercased()
+    }
+
+    // MARK: sending
+
+    func send(
+        _ method: String, _ path: String, query: [(String, String)], body: GCPJSON?, action: String, callClass: CallClass,
+        address: ResourceAddress?, zone: String?, region: String?, accept404: Bool
+    ) async throws -> HTTPResponseData {
+        let url = try url(path, query: query)
+        return try await rateLimits.paced(rateLimitKey(callClass)) {
+            metrics.record(action)
+            let response: HTTPResponseData
+            do {
+                var headers = [("Authorization", try await credentials.tokens.authorization())]
+                if body != nil { headers.append(("Content-Type", "application/json")) }
+                let request = HTTPRequestData(method: method, url: url, headers: headers, body: body?.data ?? Data())
+                logger.trace("gcp request", metadata: [
+                    "action": "\(action)", "method": "\(method)", "url": "\(Redaction.standard.url(url))",
+                    "headers": "\(Redaction.standard.headers(request.headers).map { "\($0.0): \($0.1)" }.joined(separator: ", "))",
+                ])
+                response = try await transport.send(request, timeout: configuration.timeout)
+            } catch let error as HTTPConnectionError {
+                throw ProviderError(.transient, "GCP \(action): \(error)", address: address)
+            } catch var error as ProviderError {
+                // A token that cannot be got fails the call that needed it, naming the resource.
+                error.address = error.address ?? address
+                throw error
+            }
+            if response.status == 401 {
+                // The token was revoked or expired early: the next call fetches a new one.
+                await credentials.tokens.invalidate()
+            }
+            guard (200..<300).contains(response.status) || (accept404 && response.status == 404) else {
+                let error = GCPServiceError.parse(status: response.status, body: response.body)
+                logger.debug("gcp call failed", metadata: ["action": "\(action)", "status": "\(response.status)", "error": "\(error)"])
+                throw GCPErrorClassifier.providerError(error, action: action, address: address, zone: zone, region: region)
+            }
+            logger.trace("gcp call", metadata: ["action": "\(action)", "status": "\(response.status)"])
+            return response
+        }
+    }
+
+    func url(_ path: String, query: [(String, String)]) throws -> URL {
+        guard var components = URLComponents(url: configuration.endpoints.compute, resolvingAgainstBaseURL: false) else {
+            throw ProviderError(.permanent, "the Compute endpoint \(configuration.endpoints.compute) is not a URL")
+        }
+        components.percentEncodedPath = components.percentEncodedPath + "/" + path
+        if !query.isEmpty {
+            components.percentEncodedQuery = query.map { "\(GCPTokenFetcher.formEncode($0.0))=\(GCPTokenFetcher.formEncode($0.1))" }.joined(separator: "&")
+        }
+        guard let url = components.url else { throw ProviderError(.permanent, "cannot form a Compute URL for \(path)") }
+        return url
+    }
+
+    func document(_ response: HTTPResponseData, action: String, address: ResourceAddress?) throws -> GCPJSON {
+        guard let json = GCPJSON.parse(response.body) else {
+            throw ProviderError(.transient, "GCP \(action) answered something that is not JSON", address: address)
+        }
+        return json
+    }
+}
+
+extension GCPClient {
+    /// The client for this process: endpoints from the environment (`GCPEndpoints.fromEnvironment`),
+    /// Application Default Credentials, and `project` if given, else the one they name.
+    public static func standard(
+        environment: [String: String] = ProcessInfo.processInfo.environment, project: String? = nil, transport: any HTTPTransport,
+        clock: StratumClock = .system, logger: Logger = Logger(label: "stratum.gcp")
+    ) async throws -> GCPClient {
+        let endpoints = GCPEndpoints.fromEnvironment(environment)
+        let fetcher = GCPTokenFetcher(endpoints: endpoints, transport: transport, clock: clock)
+        let credentials = try await GCPCredentials.resolve(environment: environment, project: project, fetcher: fetcher)
+        return try GCPClient(configuration: Configuration(endpoints: endpoints), credentials: credentials, transport: transport, clock: clock, logger: logger)
+    }
+}
