@@ -12,10 +12,11 @@ import Darwin
 /// free loopback port, started through a small launcher that adds what the emulator leaves out
 /// and Cloud Storage does: it refuses requests without `Authorization: Bearer <token>` (401),
 /// answers an upload with `ifGenerationMatch=0` for an existing object with 412, stores an
-/// empty media upload as an empty object (the emulator fails on it), and serves the
+/// empty media upload as an empty object (the emulator fails on it), lists objects in pages of
+/// two names with `nextPageToken` (the emulator returns everything at once), and serves the
 /// two token sources the trainer uses, a GCE metadata server route and an OAuth2 token endpoint
 /// that verifies the RS256 JWT of a service-account key it generated (and accepts the refresh
-/// token of an authorized_user file). `/stratum-test/stats` counts token grants and refusals.
+/// token of an authorized_user file). `/stratum-test/stats` counts token grants, refusals and list pages.
 final class GCSEndpoint {
     let url: String
     let port: Int
@@ -62,12 +63,12 @@ final class GCSEndpoint {
         try? FileManager.default.removeItem(at: dir)
     }
 
-    /// Token grants and 401 refusals so far.
-    func stats() throws -> (tokens: Int, refused: Int) {
+    /// Token grants, 401 refusals and objects.list pages served so far.
+    func stats() throws -> (tokens: Int, refused: Int, pages: Int) {
         let response = try httpGet(port: port, path: "/stratum-test/stats")
         let body = try #require(response.range(of: "\r\n\r\n").map { response[$0.upperBound...] }, "\(response)")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Int], "\(response)")
-        return (object["tokens"] ?? -1, object["refused"] ?? -1)
+        return (object["tokens"] ?? -1, object["refused"] ?? -1, object["pages"] ?? -1)
     }
 
     /// Environment for one way of authenticating; every other Google credential variable unset.
@@ -109,7 +110,7 @@ final class GCSEndpoint {
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode()
         refresh = "1//stratum-test-refresh"
-        stats = {"tokens": 0, "refused": 0}
+        stats = {"tokens": 0, "refused": 0, "pages": 0}
         lock = threading.Lock()
 
         def unb64(s):
@@ -145,6 +146,20 @@ final class GCSEndpoint {
                 return grant(h)
             reply(h, 400, {"error": "invalid_grant", "error_description": "bad token request"})
 
+        def list_page(h, bucket, query):
+            # objects.list in pages of 2 names (the emulator never pages), nextPageToken = next offset.
+            count("pages")
+            try:
+                files, _ = h.storage.get_file_list(bucket, query.get("prefix", [None])[0])
+            except Exception:
+                return reply(h, 404, {"error": {"code": 404, "message": "The specified bucket does not exist."}})
+            names = sorted(f["name"] for f in files)
+            start = int(query.get("pageToken", ["0"])[0])
+            body = {"items": [{"name": n} for n in names[start:start + 2]]}
+            if start + 2 < len(names):
+                body["nextPageToken"] = str(start + 2)
+            reply(h, 200, body)
+
         original = server.Router.handle
 
         def handle(self, method):
@@ -172,6 +187,9 @@ final class GCSEndpoint {
                     return reply(h, 412, {"error": {"code": 412, "message": "At least one of the pre-conditions you specified did not hold."}})
                 except Exception:
                     pass
+            parts = url.path.split("/")
+            if method == "GET" and len(parts) == 6 and parts[1:4] == ["storage", "v1", "b"] and parts[5] == "o":
+                return list_page(h, parts[4], query)
             # The emulator reads the body itself: hand it back what was consumed.
             h.rfile = __import__("io").BytesIO(body) if body else h.rfile
             return original(self, method)

@@ -47,9 +47,11 @@ extension TrainerSuite {
                 free(data)
                 try #require(tc_store_put(store, "step-1/DONE", "", 0, &err, err.count) == 0, "\(errorText(err))")
                 var keys: UnsafeMutablePointer<CChar>?
+                let pagesBefore = try gcs.stats().pages
                 #expect(tc_store_list(store, "", &keys, &err, err.count) == 0, "\(errorText(err))")
                 #expect(String(cString: try #require(keys)) == "once\nstep-1/DONE\nstep-1/weights.bin\n", "\(name): keys relative to the prefix")
                 free(keys)
+                #expect(try gcs.stats().pages - pagesBefore == 2, "three names in pages of two")
                 #expect(tc_store_list(store, "step-", &keys, &err, err.count) == 0)
                 #expect(String(cString: try #require(keys)) == "step-1/DONE\nstep-1/weights.bin\n")
                 free(keys)
