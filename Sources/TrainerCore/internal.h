@@ -99,8 +99,15 @@ typedef struct {
     int (*list)(void *impl, const char *prefix, tc_buf *out, char *err, size_t errlen);
     int (*del)(void *impl, const char *key, char *err, size_t errlen);
     uint64_t (*bytes)(const void *impl);
+    // One GET of key with a Range header ("bytes=a-b"); resp holds status, body and
+    // Content-Range. -1 only when no answer came. NULL for directories.
+    int (*get_range)(void *impl, const char *key, const char *range, tc_http_response *resp, char *err, size_t errlen);
 } tc_store_backend;
 extern const tc_store_backend tc_store_dir_backend, tc_store_s3_backend, tc_store_gcs_backend;
+// 1 when url names an object in an object store (s3://, gs://), which data sources stream.
+int tc_store_is_object_url(const char *url);
+// A Range GET of key through the store's backend (object stores only).
+int tc_store_get_range(tc_store *s, const char *key, const char *range, tc_http_response *resp, char *err, size_t errlen);
 
 // DiLoCo outer state kept inside the trainer so that checkpoints carry it.
 int tc_trainer_enable_outer(tc_trainer *t);

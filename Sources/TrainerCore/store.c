@@ -74,6 +74,12 @@ void tc_store_set_multipart(tc_store *s, size_t threshold, size_t part_size) {
     s->part_size = part_size ? part_size : threshold;
 }
 
+int tc_store_is_object_url(const char *url) {
+    for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)
+        if (backends[i]->get_range && strncmp(url, backends[i]->scheme, strlen(backends[i]->scheme)) == 0) return 1;
+    return 0;
+}
+
 static void full_key(const tc_store *s, const char *key, char *out, size_t outlen) {
     if (s->prefix[0])
         snprintf(out, outlen, "%s/%s", s->prefix, key);
@@ -125,6 +131,13 @@ int tc_store_list(tc_store *s, const char *prefix, char **keys, char *err, size_
     tc_buf_free(&found);
     *keys = (char *)out.p;
     return 0;
+}
+
+int tc_store_get_range(tc_store *s, const char *key, const char *range, tc_http_response *resp, char *err, size_t errlen) {
+    if (!s->be->get_range) return tc_fail(err, errlen, "store: this store does not serve byte ranges");
+    char k[TC_PATH_MAX * 2];
+    full_key(s, key, k, sizeof k);
+    return s->be->get_range(s->impl, k, range, resp, err, errlen);
 }
 
 int tc_store_delete(tc_store *s, const char *key, char *err, size_t errlen) {

@@ -234,8 +234,8 @@ static int ensure_token(gcs_store *g, char *err, size_t errlen) {
 // Requests
 
 // One authorised request to endpoint + path_query; a 401 fetches a new token and tries once more.
-static int gcs_request(gcs_store *g, const char *method, const char *path_query, const void *body, size_t len,
-                       tc_http_response *r, char *err, size_t errlen) {
+static int gcs_request(gcs_store *g, const char *method, const char *path_query, const char *range, const void *body,
+                       size_t len, tc_http_response *r, char *err, size_t errlen) {
     char url[TC_PATH_MAX * 8];
     snprintf(url, sizeof url, "%s%s", g->endpoint, path_query);
     for (int attempt = 0;; attempt++) {
@@ -243,7 +243,12 @@ static int gcs_request(gcs_store *g, const char *method, const char *path_query,
         char headers[4200];
         int n = 0;
         if (g->auth != AUTH_NONE) n = snprintf(headers, sizeof headers, "Authorization: Bearer %s\n", g->token);
-        snprintf(headers + n, sizeof headers - (size_t)n, "%s", body ? "Content-Type: application/octet-stream" : "");
+        if (range)
+            snprintf(headers + n, sizeof headers - (size_t)n, "Range: %s", range);
+        else if (body)
+            snprintf(headers + n, sizeof headers - (size_t)n, "Content-Type: application/octet-stream");
+        else
+            headers[n] = 0;
         int rc = tc_http_request(method, url, headers, body, len, r, err, errlen);
         memset(headers, 0, sizeof headers);
         if (rc != 0) return -1;
@@ -333,7 +338,7 @@ static int gcs_put(void *impl, const char *key, const void *data, size_t len, in
     snprintf(pq, sizeof pq, "/upload/storage/v1/b/%s/o?uploadType=media&name=%s%s", g->bucket, ekey,
              if_absent ? "&ifGenerationMatch=0" : "");
     tc_http_response r = {0};
-    int rc = gcs_request(g, "POST", pq, data, len, &r, err, errlen);
+    int rc = gcs_request(g, "POST", pq, NULL, data, len, &r, err, errlen);
     if (rc == 0) {
         if (r.status == 200)
             rc = 1;
@@ -358,7 +363,7 @@ static int gcs_get(void *impl, const char *key, uint8_t **data, size_t *len, cha
     char pq[4 * TC_PATH_MAX];
     object_path(g, key, "?alt=media", pq, sizeof pq);
     tc_http_response r = {0};
-    int rc = gcs_request(g, "GET", pq, NULL, 0, &r, err, errlen);
+    int rc = gcs_request(g, "GET", pq, NULL, NULL, 0, &r, err, errlen);
     if (rc == 0 && r.status == 200) {
         *len = r.body.len;
         *data = r.body.p ? r.body.p : malloc(1);
@@ -379,7 +384,7 @@ static int gcs_list(void *impl, const char *prefix, tc_buf *out, char *err, size
         snprintf(pq, sizeof pq, "/storage/v1/b/%s/o?prefix=%s&fields=items(name)%%2CnextPageToken%s%s", g->bucket, eprefix,
                  token[0] ? "&pageToken=" : "", etoken);
         tc_http_response r = {0};
-        if (gcs_request(g, "GET", pq, NULL, 0, &r, err, errlen) != 0) {
+        if (gcs_request(g, "GET", pq, NULL, NULL, 0, &r, err, errlen) != 0) {
             tc_buf_free(&r.body);
             return -1;
         }
@@ -405,10 +410,16 @@ static int gcs_delete(void *impl, const char *key, char *err, size_t errlen) {
     char pq[4 * TC_PATH_MAX];
     object_path(g, key, "", pq, sizeof pq);
     tc_http_response r = {0};
-    int rc = gcs_request(g, "DELETE", pq, NULL, 0, &r, err, errlen);
+    int rc = gcs_request(g, "DELETE", pq, NULL, NULL, 0, &r, err, errlen);
     if (rc == 0 && r.status != 204 && r.status != 200 && r.status != 404) rc = gcs_status_error("delete of", key, &r, err, errlen);
     tc_buf_free(&r.body);
     return rc;
+}
+
+static int gcs_get_range(void *impl, const char *key, const char *range, tc_http_response *resp, char *err, size_t errlen) {
+    char pq[4 * TC_PATH_MAX];
+    object_path(impl, key, "?alt=media", pq, sizeof pq);
+    return gcs_request(impl, "GET", pq, range, NULL, 0, resp, err, errlen);
 }
 
 const tc_store_backend tc_store_gcs_backend = {
@@ -421,4 +432,5 @@ const tc_store_backend tc_store_gcs_backend = {
     .list = gcs_list,
     .del = gcs_delete,
     .bytes = gcs_bytes,
+    .get_range = gcs_get_range,
 };

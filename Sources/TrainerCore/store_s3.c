@@ -167,6 +167,10 @@ static int s3_delete(void *impl, const char *k, char *err, size_t errlen) {
     return rc;
 }
 
+static int s3_get_range(void *impl, const char *k, const char *range, tc_http_response *resp, char *err, size_t errlen) {
+    return tc_s3_request(impl, "GET", k, NULL, NULL, 0, range, NULL, resp, err, errlen);
+}
+
 const tc_store_backend tc_store_s3_backend = {
     .scheme = "s3://",
     .remote = 1,
@@ -177,4 +181,5 @@ const tc_store_backend tc_store_s3_backend = {
     .list = s3_list,
     .del = s3_delete,
     .bytes = s3_bytes,
+    .get_range = s3_get_range,
 };

@@ -92,9 +92,10 @@ extension TrainerSuite {
                     "\(errorText(err))")
         }
 
-        /// Checkpoint to gs:// and resume in a fresh trainer with identical weights, then two
-        /// DiLoCo workers (separate processes, metadata-server tokens) averaging through the bucket.
-        @Test(.timeLimit(.minutes(3))) func checkpointAndDiLoCoRoundThroughGCS() throws {
+        /// Checkpoint to gs:// and resume in a fresh trainer with identical weights, training data
+        /// streamed from gs:// with Range requests, then two DiLoCo workers (separate processes,
+        /// metadata-server tokens) averaging through the bucket.
+        @Test(.timeLimit(.minutes(3))) func checkpointDataAndDiLoCoRoundThroughGCS() throws {
             let gcs = try GCSEndpoint(bucket: "stratum-ckpt-\(UInt32.random(in: 0...UInt32.max))")
             defer {
                 gcs.stop()
@@ -103,6 +104,24 @@ extension TrainerSuite {
             }
             gcs.use(.serviceAccount)
             try expectCheckpointRoundTrip(["checkpoint.dir": "gs://\(gcs.bucket)/run1"])
+            // Training data streamed from the bucket with Range requests.
+            var err = [CChar](repeating: 0, count: Int(TC_ERR_MAX))
+            let objects = try #require(tc_store_open("gs://\(gcs.bucket)/corpus", nil, nil, &err, err.count), "\(errorText(err))")
+            defer { tc_store_free(objects) }
+            let corpus = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ $0 / 977) }
+            try #require(tc_store_put(objects, "bytes.bin", corpus, corpus.count, &err, err.count) == 0, "\(errorText(err))")
+            var dataCfg = try makeConfig(["data.source": "gs://\(gcs.bucket)/corpus/bytes.bin", "data.chunk_bytes": "65536"])
+            let d = try #require(tc_data_open(&dataCfg, 1, 2, &err, err.count), "\(errorText(err))")
+            defer { tc_data_free(d) }
+            var inputs = [UInt8](repeating: 0, count: 100_000), targets = inputs
+            try #require(tc_data_next_batch(d, &inputs, &targets, 1, 100_000, &err, err.count) == 0, "\(errorText(err))")
+            let sameBytes = inputs == Array(corpus[150_000..<250_000])
+            #expect(sameBytes, "shard 1 of 2 starts in the middle of the object")
+            #expect(tc_data_bytes_fetched(d) <= 3 * 65_536, "ranges, never the whole object")
+            var missing = try makeConfig(["data.source": "gs://\(gcs.bucket)/corpus/absent.bin"])
+            #expect(tc_data_open(&missing, 0, 1, &err, err.count) == nil)
+            #expect(errorText(err).contains("gs://\(gcs.bucket)/corpus/absent.bin") && errorText(err).contains("404"), "\(errorText(err))")
+
             gcs.use(.metadataServer)
             try expectTwoWorkerDiLoCo(store: "gs://\(gcs.bucket)/diloco")
             #expect(try gcs.stats().refused == 0)
