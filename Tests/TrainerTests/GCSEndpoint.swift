@@ -16,7 +16,8 @@ import Darwin
 /// two names with `nextPageToken` (the emulator returns everything at once), and serves the
 /// two token sources the trainer uses, a GCE metadata server route and an OAuth2 token endpoint
 /// that verifies the RS256 JWT of a service-account key it generated (and accepts the refresh
-/// token of an authorized_user file). `/stratum-test/stats` counts token grants, refusals and list pages.
+/// token of an authorized_user file). `/stratum-test/stats` counts token grants, refusals and list
+/// pages; `/stratum-test/rotate` revokes the token in use.
 final class GCSEndpoint {
     let url: String
     let port: Int
@@ -61,6 +62,12 @@ final class GCSEndpoint {
         }
         child = nil
         try? FileManager.default.removeItem(at: dir)
+    }
+
+    /// Revokes the current token: token sources hand out a new one that lasts `expiresIn` seconds.
+    func rotateToken(expiresIn: Int = 3599) throws {
+        let response = try httpGet(port: port, path: "/stratum-test/rotate?expires_in=\(expiresIn)")
+        try #require(response.hasPrefix("HTTP/1.0 200"), "\(response)")
     }
 
     /// Token grants, 401 refusals and objects.list pages served so far.
@@ -111,6 +118,7 @@ final class GCSEndpoint {
                                 serialization.NoEncryption()).decode()
         refresh = "1//stratum-test-refresh"
         stats = {"tokens": 0, "refused": 0, "pages": 0}
+        state = {"token": token, "expires_in": 3599}
         lock = threading.Lock()
 
         def unb64(s):
@@ -130,7 +138,7 @@ final class GCSEndpoint {
 
         def grant(h):
             count("tokens")
-            reply(h, 200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
+            reply(h, 200, {"access_token": state["token"], "expires_in": state["expires_in"], "token_type": "Bearer"})
 
         def token_endpoint(h, form):
             if form.get("grant_type") == ["urn:ietf:params:oauth:grant-type:jwt-bearer"]:
@@ -169,6 +177,11 @@ final class GCSEndpoint {
             body = h.rfile.read(int(h.headers.get("Content-Length") or 0)) if method in ("POST", "PUT") else b""
             if url.path == "/stratum-test/stats":
                 return reply(h, 200, stats)
+            if url.path == "/stratum-test/rotate":
+                # Revokes the current token; token sources hand out the new one, lasting expires_in seconds.
+                state["token"] = token + "-" + str(stats["tokens"])
+                state["expires_in"] = int(query.get("expires_in", ["3599"])[0])
+                return reply(h, 200, state)
             if url.path == "/computeMetadata/v1/instance/service-accounts/default/token":
                 if h.headers.get("Metadata-Flavor") != "Google":
                     return reply(h, 403, {"error": "Missing Metadata-Flavor:Google header"})
@@ -178,7 +191,7 @@ final class GCSEndpoint {
                     return token_endpoint(h, urllib.parse.parse_qs(body.decode()))
                 except Exception as e:
                     return reply(h, 400, {"error": "invalid_grant", "error_description": type(e).__name__})
-            if h.headers.get("Authorization") != "Bearer " + token:
+            if h.headers.get("Authorization") != "Bearer " + state["token"]:
                 count("refused")
                 return reply(h, 401, {"error": {"code": 401, "message": "Invalid Credentials", "errors": [{"reason": "authError"}]}})
             if method == "POST" and query.get("ifGenerationMatch") == ["0"] and "name" in query:

@@ -92,6 +92,40 @@ extension TrainerSuite {
                     "\(errorText(err))")
         }
 
+        /// A fetched token is reused until a minute before it expires, and a 401 (a revoked
+        /// token) fetches a new one once and repeats the request.
+        @Test(.timeLimit(.minutes(1))) func fetchedTokensAreRenewedOnExpiryAnd401() throws {
+            let gcs = try GCSEndpoint(bucket: "stratum-tok-\(UInt32.random(in: 0...UInt32.max))")
+            defer {
+                gcs.stop()
+                gcs.use(.none)
+                unsetenv("STORAGE_EMULATOR_HOST")
+            }
+            gcs.use(.serviceAccount)
+            var err = [CChar](repeating: 0, count: Int(TC_ERR_MAX))
+            let store = try #require(tc_store_open("gs://\(gcs.bucket)/t", nil, nil, &err, err.count), "\(errorText(err))")
+            defer { tc_store_free(store) }
+            var data: UnsafeMutablePointer<UInt8>?
+            var len = 0
+            func get() -> Int32 {
+                let rc = tc_store_get(store, "k", &data, &len, &err, err.count)
+                free(data)
+                data = nil
+                return rc
+            }
+            try #require(tc_store_put(store, "k", "v", 1, &err, err.count) == 0, "\(errorText(err))")
+            #expect(get() == 1 && get() == 1)
+            #expect(try gcs.stats() == (tokens: 1, refused: 0, pages: 0), "one fetch, then the cached token")
+
+            // Revoked: the next request is refused once, a new token is fetched, the request repeated.
+            try gcs.rotateToken(expiresIn: 60)
+            #expect(get() == 1, "\(errorText(err))")
+            #expect(try gcs.stats() == (tokens: 2, refused: 1, pages: 0))
+            // That token expires within the minute of margin: every request fetches again.
+            #expect(get() == 1 && get() == 1, "\(errorText(err))")
+            #expect(try gcs.stats() == (tokens: 4, refused: 1, pages: 0))
+        }
+
         /// Checkpoint to gs:// and resume in a fresh trainer with identical weights, training data
         /// streamed from gs:// with Range requests, then two DiLoCo workers (separate processes,
         /// metadata-server tokens) averaging through the bucket.
