@@ -55,7 +55,10 @@ final class GCSEndpoint {
         }
     }
 
+    /// Stops the emulator and clears the Google variables `use` set.
     func stop() {
+        use(.none)
+        unsetenv("STORAGE_EMULATOR_HOST")
         if let c = child, c.process.isRunning {
             c.process.terminate()
             _ = try? c.wait(seconds: 10)

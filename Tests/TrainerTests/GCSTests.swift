@@ -17,11 +17,7 @@ extension TrainerSuite {
         /// without the token.
         @Test(.timeLimit(.minutes(1))) func storePrimitivesWithEachTokenSource() throws {
             let gcs = try GCSEndpoint(bucket: "stratum-gs-\(UInt32.random(in: 0...UInt32.max))")
-            defer {
-                gcs.stop()
-                gcs.use(.none)
-                unsetenv("STORAGE_EMULATOR_HOST")
-            }
+            defer { gcs.stop() }
             var err = [CChar](repeating: 0, count: Int(TC_ERR_MAX))
             let sources: [(GCSEndpoint.Auth, String, Int)] = [
                 (.staticToken, "static", 0), (.metadataServer, "metadata", 1), (.serviceAccount, "key", 1), (.authorizedUser, "user", 1),
@@ -96,11 +92,7 @@ extension TrainerSuite {
         /// token) fetches a new one once and repeats the request.
         @Test(.timeLimit(.minutes(1))) func fetchedTokensAreRenewedOnExpiryAnd401() throws {
             let gcs = try GCSEndpoint(bucket: "stratum-tok-\(UInt32.random(in: 0...UInt32.max))")
-            defer {
-                gcs.stop()
-                gcs.use(.none)
-                unsetenv("STORAGE_EMULATOR_HOST")
-            }
+            defer { gcs.stop() }
             gcs.use(.serviceAccount)
             var err = [CChar](repeating: 0, count: Int(TC_ERR_MAX))
             let store = try #require(tc_store_open("gs://\(gcs.bucket)/t", nil, nil, &err, err.count), "\(errorText(err))")
@@ -131,11 +123,7 @@ extension TrainerSuite {
         /// metadata-server tokens) averaging through the bucket.
         @Test(.timeLimit(.minutes(3))) func checkpointDataAndDiLoCoRoundThroughGCS() throws {
             let gcs = try GCSEndpoint(bucket: "stratum-ckpt-\(UInt32.random(in: 0...UInt32.max))")
-            defer {
-                gcs.stop()
-                gcs.use(.none)
-                unsetenv("STORAGE_EMULATOR_HOST")
-            }
+            defer { gcs.stop() }
             gcs.use(.serviceAccount)
             try expectCheckpointRoundTrip(["checkpoint.dir": "gs://\(gcs.bucket)/run1"])
             // Training data streamed from the bucket with Range requests.
