@@ -59,10 +59,7 @@ final class GCSEndpoint {
     func stop() {
         use(.none)
         unsetenv("STORAGE_EMULATOR_HOST")
-        if let c = child, c.process.isRunning {
-            c.process.terminate()
-            _ = try? c.wait(seconds: 10)
-        }
+        if let c = child { stopEmulator(c) }
         child = nil
         try? FileManager.default.removeItem(at: dir)
     }

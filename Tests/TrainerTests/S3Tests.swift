@@ -43,10 +43,7 @@ final class S3Endpoint {
     }
 
     func stop() {
-        if let c = child, c.process.isRunning {
-            c.process.terminate()
-            _ = try? c.wait(seconds: 10)
-        }
+        if let c = child { stopEmulator(c) }
         child = nil
         if let d = logDir { try? FileManager.default.removeItem(at: d) }
     }

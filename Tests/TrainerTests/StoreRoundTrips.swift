@@ -21,6 +21,14 @@ func waitUntilReady(_ child: Child, _ what: String, _ ready: () -> Bool) throws 
     }
 }
 
+/// Stops an emulator child with SIGKILL: the test runner's threads block SIGTERM, and a child
+/// process inherits that mask, so `terminate()` alone leaves the emulator running.
+func stopEmulator(_ child: Child) {
+    guard child.process.isRunning else { return }
+    child.kill()
+    _ = try? child.wait(seconds: 10)
+}
+
 /// Five steps, a checkpoint to `checkpoint.dir` (in `overrides`), then a fresh trainer resumes
 /// it: step count, weights and AdamW v identical.
 func expectCheckpointRoundTrip(_ overrides: [String: String]) throws {
