@@ -4,7 +4,7 @@
 //   synthetic  a seeded first-order Markov chain over bytes whose entropy rate (the best
 //              achievable loss) is computed exactly from its stationary distribution
 //   file       a local file read in chunks with pread, wrapping around at the end
-//   http(s)/s3 an object read in chunks with Range requests, wrapping around at the end
+//   http(s), s3://, gs://  an object read in chunks with Range requests, wrapping around at the end
 #include "internal.h"
 
 #include <errno.h>
@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-typedef enum { SRC_SYNTHETIC, SRC_FILE, SRC_HTTP, SRC_S3 } source_kind;
+typedef enum { SRC_SYNTHETIC, SRC_FILE, SRC_HTTP, SRC_OBJECT } source_kind;
 
 typedef struct {
     uint8_t succ[TC_VOCAB][TC_VOCAB];
@@ -37,7 +37,7 @@ struct tc_data {
     int fd;
     char url[TC_PATH_MAX];
     char key[TC_PATH_MAX];
-    tc_s3 *s3;
+    tc_store *store;  // object sources: the bucket, key relative to it
     uint64_t fetched;
 };
 
@@ -131,8 +131,8 @@ static int load_chunk(tc_data *d, uint64_t offset, char *err, size_t errlen) {
         char range[96];
         snprintf(range, sizeof range, "bytes=%llu-%llu", (unsigned long long)offset, (unsigned long long)(offset + want - 1));
         tc_http_response resp = {0};
-        int rc = d->kind == SRC_S3 ? tc_s3_request(d->s3, "GET", d->key, NULL, NULL, 0, range, NULL, &resp, err, errlen)
-                                   : tc_http_get(d->url, range, &resp, err, errlen);
+        int rc = d->kind == SRC_OBJECT ? tc_store_get_range(d->store, d->key, range, &resp, err, errlen)
+                                       : tc_http_get(d->url, range, &resp, err, errlen);
         if (rc != 0) {
             tc_buf_free(&resp.body);
             char inner[TC_ERR_MAX];
@@ -188,19 +188,20 @@ tc_data *tc_data_open(const tc_config *c, int shard, int nshards, char *err, siz
     d->chunk_cap = (uint64_t)c->chunk_bytes;
     d->chunk = malloc(d->chunk_cap);
     if (!d->chunk) goto oom;
-    if (strncmp(src, "http://", 7) == 0 || strncmp(src, "https://", 8) == 0 || strncmp(src, "s3://", 5) == 0) {
-        if (strncmp(src, "s3://", 5) == 0) {
-            d->kind = SRC_S3;
-            char bucket[256];
-            const char *slash = strchr(src + 5, '/');
-            if (!slash || slash == src + 5 || slash[1] == 0 || (size_t)(slash - (src + 5)) >= sizeof bucket) {
-                tc_fail(err, errlen, "data: 'data.source' = '%s' must look like s3://bucket/key", src);
+    if (strncmp(src, "http://", 7) == 0 || strncmp(src, "https://", 8) == 0 || tc_store_is_object_url(src)) {
+        if (tc_store_is_object_url(src)) {
+            // scheme://bucket/key: the store is the bucket, the key is relative to it.
+            d->kind = SRC_OBJECT;
+            const char *b = strstr(src, "://") + 3, *slash = strchr(b, '/');
+            if (!slash || slash == b || slash[1] == 0 || (size_t)(slash - src) >= TC_PATH_MAX) {
+                tc_fail(err, errlen, "data: 'data.source' = '%s' must look like %.*sbucket/key", src, (int)(b - src), src);
                 goto fail;
             }
-            snprintf(bucket, sizeof bucket, "%.*s", (int)(slash - (src + 5)), src + 5);
+            char bucket_url[TC_PATH_MAX];
+            snprintf(bucket_url, sizeof bucket_url, "%.*s", (int)(slash - src), src);
             snprintf(d->key, sizeof d->key, "%s", slash + 1);
-            d->s3 = tc_s3_create(c->s3_endpoint, c->s3_region, bucket, err, errlen);
-            if (!d->s3) goto fail;
+            d->store = tc_store_open(bucket_url, c->s3_endpoint, c->s3_region, err, errlen);
+            if (!d->store) goto fail;
         } else {
             d->kind = SRC_HTTP;
             tc_http_global_init();
@@ -238,7 +239,7 @@ fail:
 void tc_data_free(tc_data *d) {
     if (!d) return;
     if (d->fd >= 0) close(d->fd);
-    tc_s3_free(d->s3);
+    tc_store_free(d->store);
     free(d->table);
     free(d->chunk);
     free(d);

@@ -234,7 +234,7 @@ int tc_diloco_run(const tc_config *c, tc_diloco_result *res, tc_metrics *metrics
                 if (tc_store_put_if_absent(d.store, mkey, text, tl, err, errlen) < 0) goto out;
                 continue;  // read back whichever manifest won
             }
-            usleep(tc_store_is_remote(d.store) ? 250000 : 20000);  // each S3 poll is a billed request
+            usleep(tc_store_is_remote(d.store) ? 250000 : 20000);  // each object-store poll is a billed request
         }
         int included = 0;
         for (int i = 0; i < n; i++) included |= ranks[i] == c->diloco_rank;

@@ -78,6 +78,36 @@ void tc_uri_encode(const char *s, int keep_slash, char *out, size_t outlen);
 
 // Plain HTTP(S) GET with an optional Range header.
 int tc_http_get(const char *url, const char *range, tc_http_response *resp, char *err, size_t errlen);
+// One HTTP request; headers are "Name: value" lines separated by '\n' (or NULL). Retries
+// connection failures and 5xx answers like every trainer request.
+int tc_http_request(const char *method, const char *url, const char *headers, const void *body, size_t body_len,
+                    tc_http_response *resp, char *err, size_t errlen);
+
+// Storage backends behind tc_store (store.c picks one by the URL's scheme). "location" is the
+// bucket for object stores and the root directory for files; keys are full keys inside it
+// (the store's prefix already applied). put returns 1 written, 0 not written because the key
+// exists (only with if_absent), -1 error; get 1 found, 0 absent, -1 error; list appends every
+// key starting with prefix to out, each followed by '\n'; delete of an absent key succeeds.
+typedef struct {
+    const char *scheme;  // "s3://", "gs://"; "" for directories
+    int remote;          // 1: every call is a billed network request, poll it less often
+    void *(*open)(const char *location, const char *s3_endpoint, const char *s3_region, char *err, size_t errlen);
+    void (*close)(void *impl);
+    int (*put)(void *impl, const char *key, const void *data, size_t len, int if_absent, size_t multipart_threshold,
+               size_t part_size, char *err, size_t errlen);
+    int (*get)(void *impl, const char *key, uint8_t **data, size_t *len, char *err, size_t errlen);
+    int (*list)(void *impl, const char *prefix, tc_buf *out, char *err, size_t errlen);
+    int (*del)(void *impl, const char *key, char *err, size_t errlen);
+    uint64_t (*bytes)(const void *impl);
+    // One GET of key with a Range header ("bytes=a-b"); resp holds status, body and
+    // Content-Range. -1 only when no answer came. NULL for directories.
+    int (*get_range)(void *impl, const char *key, const char *range, tc_http_response *resp, char *err, size_t errlen);
+} tc_store_backend;
+extern const tc_store_backend tc_store_dir_backend, tc_store_s3_backend, tc_store_gcs_backend;
+// 1 when url names an object in an object store (s3://, gs://), which data sources stream.
+int tc_store_is_object_url(const char *url);
+// A Range GET of key through the store's backend (object stores only).
+int tc_store_get_range(tc_store *s, const char *key, const char *range, tc_http_response *resp, char *err, size_t errlen);
 
 // DiLoCo outer state kept inside the trainer so that checkpoints carry it.
 int tc_trainer_enable_outer(tc_trainer *t);
@@ -85,7 +115,7 @@ float *tc_trainer_outer_params(tc_trainer *t);
 float *tc_trainer_outer_momentum(tc_trainer *t);
 long *tc_trainer_outer_round(tc_trainer *t);
 tc_store *tc_trainer_store(tc_trainer *t);
-// 1 when the store is remote (S3): callers poll it less often.
+// 1 when the store is remote (an object store): callers poll it less often.
 int tc_store_is_remote(const tc_store *s);
 
 #endif

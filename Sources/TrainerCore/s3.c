@@ -161,6 +161,30 @@ static int http_do(const char *method, const char *url, struct curl_slist *hdrs,
     }
 }
 
+// Appends "Name: value" lines separated by '\n' to a curl header list.
+static struct curl_slist *append_header_lines(struct curl_slist *h, const char *lines) {
+    char line[4096];
+    for (const char *p = lines; p && *p;) {
+        const char *e = strchr(p, '\n');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len && len < sizeof line) {
+            memcpy(line, p, len);
+            line[len] = 0;
+            h = curl_slist_append(h, line);
+        }
+        p += len + (e ? 1 : 0);
+    }
+    return h;
+}
+
+int tc_http_request(const char *method, const char *url, const char *headers, const void *body, size_t body_len,
+                    tc_http_response *resp, char *err, size_t errlen) {
+    struct curl_slist *h = append_header_lines(curl_slist_append(NULL, "Expect:"), headers);
+    int rc = http_do(method, url, h, body, body_len, resp, err, errlen);
+    curl_slist_free_all(h);
+    return rc;
+}
+
 int tc_http_get(const char *url, const char *range, tc_http_response *resp, char *err, size_t errlen) {
     struct curl_slist *h = NULL;
     char line[128];
@@ -270,19 +294,7 @@ int tc_s3_request(tc_s3 *s, const char *method, const char *key, const char *que
     // Without an explicit type curl labels bodies as form data, which servers may consume.
     if (body && !(extra_headers && strcasestr(extra_headers, "content-type:")))
         h = curl_slist_append(h, "Content-Type: application/octet-stream");
-    if (extra_headers) {
-        const char *p = extra_headers;
-        while (*p) {
-            const char *e = strchr(p, '\n');
-            size_t len = e ? (size_t)(e - p) : strlen(p);
-            if (len && len < sizeof line) {
-                memcpy(line, p, len);
-                line[len] = 0;
-                h = curl_slist_append(h, line);
-            }
-            p += len + (e ? 1 : 0);
-        }
-    }
+    h = append_header_lines(h, extra_headers);
     int rc = http_do(method, url, h, body, body_len, resp, err, errlen);
     curl_slist_free_all(h);
     if (rc == 0) s->bytes += (body ? body_len : 0) + resp->body.len;

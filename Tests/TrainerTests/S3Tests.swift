@@ -34,22 +34,16 @@ final class S3Endpoint {
                           log: dir.appendingPathComponent("moto.log"))
         child = c
         url = "http://127.0.0.1:\(port)"
-        let deadline = Date().addingTimeInterval(30)
-        while !loopbackAccepts(port) {
-            if !c.process.isRunning || Date() > deadline {
-                let out = c.output
-                stop()
-                throw TrainerTestError.timeout("moto_server did not start on port \(port): \(out)")
-            }
-            usleep(50_000)
+        do {
+            try waitUntilReady(c, "moto_server on port \(port)") { loopbackAccepts(port) }
+        } catch {
+            stop()
+            throw error
         }
     }
 
     func stop() {
-        if let c = child, c.process.isRunning {
-            c.process.terminate()
-            _ = try? c.wait(seconds: 10)
-        }
+        if let c = child { stopEmulator(c) }
         child = nil
         if let d = logDir { try? FileManager.default.removeItem(at: d) }
     }
@@ -131,29 +125,7 @@ extension TrainerSuite {
             #expect(String(cString: try #require(keys)) == "big.bin\nonce\n")
             free(keys)
 
-            // Trainer checkpoint round trip.
-            var cfg = try makeConfig(tinyModel.merging(["checkpoint.dir": "s3://\(bucket)/run1", "s3.endpoint": s3.url]) { $1 })
-            let t = try #require(tc_trainer_create(&cfg, &err, err.count), "\(errorText(err))")
-            for _ in 0..<5 {
-                var loss: Float = 0
-                try #require(tc_trainer_step(t, &loss, &err, err.count) == 0)
-            }
-            try #require(tc_trainer_save_checkpoint(t, &err, err.count) == 0, "\(errorText(err))")
-            let model = try #require(tc_trainer_model(t))
-            let n = tc_model_num_params(model)
-            let saved = Array(UnsafeBufferPointer(start: tc_model_params(model), count: n))
-            let savedV = Array(UnsafeBufferPointer(start: tc_model_adam_v(model), count: n))
-            tc_trainer_free(t)
-
-            let r = try #require(tc_trainer_create(&cfg, &err, err.count))
-            defer { tc_trainer_free(r) }
-            #expect(tc_trainer_resume(r, &err, err.count) == 1, "\(errorText(err))")
-            #expect(tc_trainer_step_count(r) == 5)
-            let rm = try #require(tc_trainer_model(r))
-            let sameParams = Array(UnsafeBufferPointer(start: tc_model_params(rm), count: n)) == saved
-            #expect(sameParams)
-            let sameV = Array(UnsafeBufferPointer(start: tc_model_adam_v(rm), count: n)) == savedV
-            #expect(sameV)
+            try expectCheckpointRoundTrip(["checkpoint.dir": "s3://\(bucket)/run1", "s3.endpoint": s3.url])
 
             // Training data streamed from the same bucket with Range requests.
             var dataCfg = try makeConfig(["data.source": "s3://\(bucket)/objects/big.bin", "s3.endpoint": s3.url, "data.chunk_bytes": "65536"])
@@ -176,33 +148,7 @@ extension TrainerSuite {
             #expect(tc_data_bytes_fetched(h) <= 3 * 65_536)
 
             // Two DiLoCo workers exchanging pseudo-gradients through the bucket (list, put-if-absent).
-            let dir = try makeTempDir("s3-diloco")
-            defer { try? FileManager.default.removeItem(at: dir) }
-            let yaml = """
-                model: {layers: 1, width: 32, heads: 2, context: 32}
-                train: {batch_size: 4, seq_len: 32, lr: 3e-3, warmup_steps: 2, threads: 1, log_every: 0, eval_batches: 2}
-                data: {source: synthetic}
-                s3: {endpoint: "\(s3.url)"}
-                diloco: {workers: 2, inner_steps: 5, rounds: 3, round_timeout_s: 30, store: "s3://\(bucket)/diloco"}
-                """
-            let config = try writeYAML(yaml, in: dir)
-            let workers = try (0..<2).map {
-                try Child(try trainerBinary(), ["--config", config, "--set", "diloco.rank=\($0)"],
-                          log: dir.appendingPathComponent("worker-\($0).log"))
-            }
-            var digests: Set<String> = []
-            for w in workers {
-                #expect(try w.wait(seconds: 120) == 0, "\(w.output)")
-                #expect(w.output.contains("round 3/3") && w.output.contains("averaged 2 pseudo-gradients"), "\(w.output)")
-                if let r = w.output.range(of: "weights sha256 ") { digests.insert(String(w.output[r.upperBound...].prefix(64))) }
-            }
-            #expect(digests.count == 1, "replicas must agree: \(digests)")
-            let roundStore = try #require(tc_store_open("s3://\(bucket)/diloco", s3.url, "us-east-1", &err, err.count))
-            defer { tc_store_free(roundStore) }
-            var roundKeys: UnsafeMutablePointer<CChar>?
-            #expect(tc_store_list(roundStore, "round-000002/", &roundKeys, &err, err.count) == 0)
-            #expect(String(cString: try #require(roundKeys)) == "round-000002/manifest\nround-000002/worker-000.bin\nround-000002/worker-001.bin\n")
-            free(roundKeys)
+            try expectTwoWorkerDiLoCo(store: "s3://\(bucket)/diloco", yamlExtra: "s3: {endpoint: \"\(s3.url)\"}", s3Endpoint: s3.url)
 
             // A missing bucket is reported with the URL and the status.
             var missing = try makeConfig(tinyModel.merging(["data.source": "s3://no-such-bucket-stratum/corpus.txt", "s3.endpoint": s3.url]) { $1 })
