@@ -86,15 +86,22 @@ struct GCPComputeKind: ResourceKind {
 
     func regionScope(_ region: String) -> String? { spec.regional ? region : nil }
 
+    /// The token a call's `requestId` is made from: the journal's, or a fresh one for a call
+    /// made outside the journal (an empty token), which must not replay another call's operation.
+    static func requestToken(_ token: String) -> String {
+        token.isEmpty ? UUID().uuidString.lowercased() : token
+    }
+
     // MARK: calls
 
     func read(_ resources: [ResourceState]) async throws -> [ResourceState?] {
         guard !resources.isEmpty else { return [] }
         var live: [String: GCPJSON] = [:]
         let names = Set(resources.map { name(of: $0) }).sorted()
-        // Names are [-a-z0-9], so a regular-expression alternation needs no escaping; chunks keep URLs short.
+        // `eq` takes an RE2 expression the whole name must match; names are [-a-z0-9], so an
+        // alternation of them needs no escaping. Chunks keep URLs short.
         for start in stride(from: 0, to: names.count, by: 50) {
-            let filter = "name eq '(\(names[start..<min(names.count, start + 50)].joined(separator: "|")))'"
+            let filter = "name eq '\(names[start..<min(names.count, start + 50)].joined(separator: "|"))'"
             let path = spec.regional ? "projects/\(project)/aggregated/\(spec.collection)" : collectionPath(region: "")
             let pages = try await client.pages(path, query: [("filter", filter), ("maxResults", "500")], action: "\(spec.collection).list")
             for page in pages {
@@ -114,7 +121,7 @@ struct GCPComputeKind: ResourceKind {
         body["description"] = .string(GCPOwnership.description(for: resource, token: context.token))
         let action = "\(spec.collection).insert"
         let operation = try await client.mutate(
-            "POST", collectionPath(region: resource.region), body: .object(body), requestId: context.token, action: action, address: resource.address,
+            "POST", collectionPath(region: resource.region), body: .object(body), requestId: Self.requestToken(context.token), action: action, address: resource.address,
             region: regionScope(resource.region))
         try await context.record(handle: operation.reference.handle)
         if !operation.isDone || operation.error != nil {
@@ -140,7 +147,7 @@ struct GCPComputeKind: ResourceKind {
         let action = "\(spec.collection).delete"
         do {
             let operation = try await client.mutate(
-                "DELETE", "\(collectionPath(region: state.region))/\(name(of: state))", requestId: context.token, action: action, address: state.address,
+                "DELETE", "\(collectionPath(region: state.region))/\(name(of: state))", requestId: Self.requestToken(context.token), action: action, address: state.address,
                 region: regionScope(state.region))
             try await context.record(handle: operation.reference.handle)
             if !operation.isDone || operation.error != nil {
