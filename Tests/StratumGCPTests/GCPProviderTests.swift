@@ -117,10 +117,18 @@ struct GCPNetworkKindTests {
         await #expect(throws: (any Error).self) { try await create.value }
         #expect(await world.fake.paths(of: "networks").isEmpty, "the network exists before its operation finished")
 
-        #expect(await world.fake.finishOperations() == 1)
+        // Recovery resumes the recorded operation: it waits (looking at that operation) until
+        // the operation finishes, then adopts the network it made.
         var pending = PendingOperation(creating: resource, provider: "gcp", token: token)
         pending.handle = handle
-        let recovered = try #require(try await world.provider.recover(pending))
+        let looksBefore = await world.fake.calls["compute.globalOperations.get", default: 0]
+        let recovery = Task { try await world.provider.recover(pending) }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while await world.fake.calls["compute.globalOperations.get", default: 0] <= looksBefore, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(await world.fake.finishOperations() == 1)
+        let recovered = try #require(try await recovery.value)
         #expect(recovered.id == "projects/\(GCPFakeWorld.project)/global/networks/main-net")
         #expect(await world.fake.paths(of: "networks") == ["projects/\(GCPFakeWorld.project)/global/networks/main-net"])
         #expect(await world.fake.calls["compute.networks.insert"] == 1)
@@ -174,6 +182,39 @@ struct GCPNetworkKindTests {
             try await world.provider.delete(subnet)
             try await world.provider.delete(network)
             #expect(await world.fake.paths(of: "networks").isEmpty)
+        }
+    }
+
+    /// An insert that took effect but whose answer was lost fails as retryable; recovery by the
+    /// token (no handle was recorded) adopts the network, and a retry with the same token
+    /// replays the first operation instead of making a second network.
+    @Test func anInsertWhoseAnswerWasLostIsFoundByItsToken() async throws {
+        try await GCPFakeWorld.run { world in
+            await world.fake.inject(.lostResponse, into: "compute.networks.insert")
+            let resource = ResolvedResource(address: ResourceAddress(type: "gcp_network", name: "lost"), region: GCPFakeWorld.region, inputs: ["name": "lost-net"], dependencies: [])
+            let token = UUID().uuidString.lowercased()
+            let failure = await #expect(throws: ProviderError.self) { try await world.provider.create(resource, token: token) }
+            #expect(failure?.isRetryable == true)
+            await world.fake.finishOperations()
+            let recovered = try #require(try await world.provider.recover(PendingOperation(creating: resource, provider: "gcp", token: token)))
+            let retried = try await world.provider.create(resource, token: token)
+            #expect(retried.id == recovered.id)
+            #expect(await world.fake.paths(of: "networks").count == 1)
+            #expect(await world.fake.injected["replayedRequestID"] == 1)
+        }
+    }
+
+    /// A throttled insert is classified for the engine's retry layer; the client itself sends it once.
+    @Test func aThrottledInsertIsRetryableAndSentOnce() async throws {
+        try await GCPFakeWorld.run { world in
+            await world.fake.inject(.throttled, into: "compute.firewalls.insert")
+            _ = try await world.network("vpc")
+            let firewall = ResolvedResource(
+                address: ResourceAddress(type: "gcp_firewall", name: "ssh"), region: GCPFakeWorld.region, inputs: ["network": "vpc", "allow": [["protocol": "tcp", "ports": ["22"]]]],
+                dependencies: [])
+            let failure = await #expect(throws: ProviderError.self) { try await world.provider.create(firewall, token: UUID().uuidString) }
+            #expect(failure?.kind == .throttled)
+            #expect(await world.fake.calls["compute.firewalls.insert"] == 1)
         }
     }
 
