@@ -120,9 +120,17 @@ struct GCPComputeKind: ResourceKind {
         body["name"] = .string(name)
         body["description"] = .string(GCPOwnership.description(for: resource, token: context.token))
         let action = "\(spec.collection).insert"
-        let operation = try await client.mutate(
-            "POST", collectionPath(region: resource.region), body: .object(body), requestId: Self.requestToken(context.token), action: action, address: resource.address,
-            region: regionScope(resource.region))
+        let operation: GCPOperation
+        do {
+            operation = try await client.mutate(
+                "POST", collectionPath(region: resource.region), body: .object(body), requestId: Self.requestToken(context.token), action: action,
+                address: resource.address, region: regionScope(resource.region))
+        } catch let error as ProviderError where error.kind == .permanent {
+            // Refused as already existing after Compute forgot the requestId: what carries this
+            // create's token is what an earlier attempt made.
+            if !context.token.isEmpty, let made = try? await find(resource, token: context.token) { return made }
+            throw error
+        }
         try await context.record(handle: operation.reference.handle)
         if !operation.isDone || operation.error != nil {
             try await client.wait(for: operation.reference, action: action, address: resource.address)
@@ -224,10 +232,11 @@ enum GCPNames {
         name.range(of: "^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$", options: .regularExpression) != nil
     }
 
-    /// A name for a resource whose stack names none: its address name, made a Compute name, and
+    /// A name for a resource whose stack names none: its address name (and index), made a Compute name, and
     /// the start of the lineage, so two states never pick the same one.
     static func derived(from address: ResourceAddress, lineage: String) -> String {
-        var base = String(address.name.lowercased().map { $0.isASCII && ($0.isLetter || $0.isNumber) ? $0 : "-" })
+        let named = address.index.map { "\(address.name)-\($0)" } ?? address.name
+        var base = String(named.lowercased().map { $0.isASCII && ($0.isLetter || $0.isNumber) ? $0 : "-" })
         if base.first?.isLetter != true { base = "r-" + base }
         let suffix = String(lineage.lowercased().filter { $0.isLetter || $0.isNumber }.prefix(8))
         let trimmed = String(base.prefix(62 - suffix.count)).trimmingCharacters(in: CharacterSet(charactersIn: "-"))

@@ -218,6 +218,33 @@ struct GCPNetworkKindTests {
         }
     }
 
+    /// An insert refused because the name exists (Compute forgot the requestId) adopts the
+    /// resource when its description carries the create's token, and fails otherwise.
+    @Test func anExistingResourceIsAdoptedOnlyWithTheCreatesToken() async throws {
+        try await GCPFakeWorld.run { world in
+            let resource = ResolvedResource(address: ResourceAddress(type: "gcp_network", name: "old"), region: GCPFakeWorld.region, inputs: ["name": "old-net"], dependencies: [])
+            let token = UUID().uuidString.lowercased()
+            // The earlier attempt, under a requestId Compute no longer remembers.
+            let body: GCPJSON = ["name": "old-net", "autoCreateSubnetworks": false, "description": .string(GCPOwnership.description(for: resource, token: token))]
+            let earlier = try await world.provider.client.mutate(
+                "POST", "projects/\(GCPFakeWorld.project)/global/networks", body: body, requestId: UUID().uuidString, action: "networks.insert")
+            try await world.provider.client.wait(for: earlier.reference, action: "networks.insert")
+
+            let adopted = try await world.provider.create(resource, token: token)
+            #expect(adopted.id == "projects/\(GCPFakeWorld.project)/global/networks/old-net")
+            let stranger = await #expect(throws: ProviderError.self) { try await world.provider.create(resource, token: UUID().uuidString.lowercased()) }
+            #expect(stranger?.message.contains("alreadyExists") == true)
+            #expect(await world.fake.paths(of: "networks").count == 1)
+        }
+    }
+
+    @Test func derivedNamesAreComputeNamesAndKeepTheIndex() {
+        let name = GCPNames.derived(from: ResourceAddress(type: "gcp_subnetwork", name: "Workers_A", index: 3), lineage: "7F3A-91bc-0000")
+        #expect(name == "workers-a-3-7f3a91bc")
+        #expect(GCPNames.isValid(name))
+        #expect(GCPNames.isValid(GCPNames.derived(from: ResourceAddress(type: "gcp_network", name: "9lives"), lineage: "x")))
+    }
+
     @Test func namesAndInputsAreCheckedBeforeAnyCall() async throws {
         try await GCPFakeWorld.run { world in
             let kind = try #require(world.provider.kinds["gcp_network"])
