@@ -140,7 +140,7 @@ let package = Package(
         .testTarget(
             name: "StratumGCPTests",
             dependencies: [
-                "StratumGCP", "StratumCloud", "StratumCore", "StratumTesting",
+                "StratumGCP", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "Stratum", "StratumTesting",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
