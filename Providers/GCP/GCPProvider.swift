@@ -67,7 +67,8 @@ struct GCPComputeKind: ResourceKind {
 
     func validate(_ resource: DesiredResource) -> [Diagnostic] {
         guard let name = resource.inputs["name"]?.stringValue, !GCPNames.isValid(name) else { return [] }
-        return [Diagnostic(address: resource.address, message: "name '\(name)' is not a Compute name: 1-63 of a-z, 0-9 and '-', starting with a letter, not ending in '-'", location: resource.location)]
+        let message = "name '\(name)' is not a Compute name: 1-63 of a-z, 0-9 and '-', starting with a letter, not ending in '-'"
+        return [Diagnostic(address: resource.address, message: message, location: resource.location)]
     }
 
     // MARK: paths

@@ -159,7 +159,9 @@ struct GCPNetworkKindTests {
             #expect(live.mapValue?["description"]?.stringValue?.hasPrefix(GCPOwnership.prefix) == true)
 
             let subnet = try await world.provider.create(
-                ResolvedResource(address: ResourceAddress(type: "gcp_subnetwork", name: "a"), region: GCPFakeWorld.region, inputs: ["network": "vpc", "cidr": "10.1.0.0/20"], dependencies: [],
+                ResolvedResource(
+                    address: ResourceAddress(type: "gcp_subnetwork", name: "a"), region: GCPFakeWorld.region, inputs: ["network": "vpc", "cidr": "10.1.0.0/20"],
+                    dependencies: [],
                     ownership: Ownership(stack: "demo/dev", lineage: "abcdef123456")),
                 token: "journal-token-7")
             #expect(subnet.attributes["name"] == "a-abcdef12")
@@ -191,7 +193,8 @@ struct GCPNetworkKindTests {
     @Test func anInsertWhoseAnswerWasLostIsFoundByItsToken() async throws {
         try await GCPFakeWorld.run { world in
             await world.fake.inject(.lostResponse, into: "compute.networks.insert")
-            let resource = ResolvedResource(address: ResourceAddress(type: "gcp_network", name: "lost"), region: GCPFakeWorld.region, inputs: ["name": "lost-net"], dependencies: [])
+            let resource = ResolvedResource(
+                address: ResourceAddress(type: "gcp_network", name: "lost"), region: GCPFakeWorld.region, inputs: ["name": "lost-net"], dependencies: [])
             let token = UUID().uuidString.lowercased()
             let failure = await #expect(throws: ProviderError.self) { try await world.provider.create(resource, token: token) }
             #expect(failure?.isRetryable == true)
@@ -210,7 +213,8 @@ struct GCPNetworkKindTests {
             await world.fake.inject(.throttled, into: "compute.firewalls.insert")
             _ = try await world.network("vpc")
             let firewall = ResolvedResource(
-                address: ResourceAddress(type: "gcp_firewall", name: "ssh"), region: GCPFakeWorld.region, inputs: ["network": "vpc", "allow": [["protocol": "tcp", "ports": ["22"]]]],
+                address: ResourceAddress(type: "gcp_firewall", name: "ssh"), region: GCPFakeWorld.region,
+                inputs: ["network": "vpc", "allow": [["protocol": "tcp", "ports": ["22"]]]],
                 dependencies: [])
             let failure = await #expect(throws: ProviderError.self) { try await world.provider.create(firewall, token: UUID().uuidString) }
             #expect(failure?.kind == .throttled)
@@ -251,7 +255,8 @@ struct GCPNetworkKindTests {
             let bad = DesiredResource(address: ResourceAddress(type: "gcp_network", name: "x"), provider: "gcp", region: GCPFakeWorld.region, inputs: ["name": "Bad_Name"])
             #expect(kind.validate(bad).count == 1)
             let firewall = ResolvedResource(
-                address: ResourceAddress(type: "gcp_firewall", name: "fw"), region: GCPFakeWorld.region, inputs: ["network": "vpc", "direction": "SIDEWAYS", "allow": [["protocol": "tcp"]]],
+                address: ResourceAddress(type: "gcp_firewall", name: "fw"), region: GCPFakeWorld.region,
+                inputs: ["network": "vpc", "direction": "SIDEWAYS", "allow": [["protocol": "tcp"]]],
                 dependencies: [])
             await #expect(throws: ProviderError.self) { try await world.provider.create(firewall, token: UUID().uuidString) }
             #expect(await world.fake.calls.isEmpty)
