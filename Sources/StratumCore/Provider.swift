@@ -1,3 +1,5 @@
+import Foundation
+
 /// A resource with every input resolved to a concrete value, ready for a provider call.
 public struct ResolvedResource: Sendable, Hashable {
     public var address: ResourceAddress
@@ -81,8 +83,10 @@ extension Provider {
         try await kind(state.type, address: state.address).delete(state, context: context)
     }
 
+    /// A delete outside the engine's journal (tests, tools): a fresh token, so a cloud that
+    /// de-duplicates by token never mistakes it for an earlier call.
     public func delete(_ state: ResourceState) async throws {
-        try await delete(state, context: OperationContext(token: ""))
+        try await delete(state, context: OperationContext(token: UUID().uuidString.lowercased()))
     }
 
     public func recover(_ operation: PendingOperation) async throws -> ResourceState? {
