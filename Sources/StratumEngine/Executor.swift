@@ -181,9 +181,10 @@ public struct Executor: Sendable {
     /// token) and that is settled as recovery would; if even that fails, the row stays for the
     /// next run to recover, as it does after a crash.
     private func journaled(
-        _ operation: PendingOperation, _ call: () async throws -> ResourceState?,
+        _ journal: OperationJournal, _ call: () async throws -> ResourceState?,
         commit: (ResourceState?, PendingOperation) async throws -> (ResourceState?, Int)
     ) async throws -> (ResourceState?, Int) {
+        let operation = journal.current()
         try await store.beginOperation(workspace: workspace, operation)
         let state: ResourceState?
         do {
@@ -191,9 +192,8 @@ public struct Executor: Sendable {
         } catch is CancellationError {
             throw CancellationError()
         } catch {
-            // The row as stored now: it may carry a handle the provider recorded meanwhile.
-            let row = (try? await store.pendingOperations(workspace: workspace))?.first { $0.id == operation.id } ?? operation
-            _ = try? await Recovery(providers: providers, store: store, workspace: workspace, retry: retry, clock: clock).settle(row)
+            // The row as it stands now: it may carry a handle the provider recorded meanwhile.
+            _ = try? await Recovery(providers: providers, store: store, workspace: workspace, retry: retry, clock: clock).settle(journal.current())
             throw error
         }
         return try await commit(state, operation)
@@ -225,7 +225,7 @@ public struct Executor: Sendable {
                 guard let found = try await provider.recover(journal.current()) else { return nil }
                 return try await provider.update(found, to: resolved)
             }
-            return try await journaled(operation, { try await retry.run(create, lookingFirst: lookup) }) { created, operation in
+            return try await journaled(journal, { try await retry.run(create, lookingFirst: lookup) }) { created, operation in
                 guard var state = created else { throw ProviderError(.permanent, "the provider returned no state", address: address) }
                 state = Sensitivity.protect(state, schema: schema, template: resolvedInputs)
                 state.dependencies = change.dependencies
@@ -254,7 +254,7 @@ public struct Executor: Sendable {
                 address: address, action: .update, provider: change.provider, region: change.region,
                 token: UUID().uuidString.lowercased(), startedAt: clock.date(), ownership: ownership, prior: prior,
                 inputs: resolvedInputs, dependencies: change.dependencies)
-            return try await journaled(operation, { try await retry.run { try await provider.update(Sensitivity.reveal(prior), to: resolved) } }) { updated, operation in
+            return try await journaled(OperationJournal(store: store, workspace: workspace, operation: operation), { try await retry.run { try await provider.update(Sensitivity.reveal(prior), to: resolved) } }) { updated, operation in
                 guard var state = updated else { throw ProviderError(.permanent, "the provider returned no state", address: address) }
                 state = Sensitivity.protect(state, schema: schema, template: resolvedInputs)
                 state.dependencies = change.dependencies
@@ -276,7 +276,7 @@ public struct Executor: Sendable {
                 token: UUID().uuidString.lowercased(), startedAt: clock.date(), ownership: ownership, prior: recorded)
             let revealed = Sensitivity.reveal(prior)
             let journal = OperationJournal(store: store, workspace: workspace, operation: operation)
-            return try await journaled(operation, { try await retry.run { try await provider.delete(revealed, context: journal.context) }; return nil }) { _, operation in
+            return try await journaled(journal, { try await retry.run { try await provider.delete(revealed, context: journal.context) }; return nil }) { _, operation in
                 let serial = try await store.commit(
                     workspace: workspace,
                     StateMutation(removals: [removed], changes: [HistoryChange(address: removed.description, action: "delete")], settles: [operation.id]),
@@ -308,28 +308,21 @@ extension Executor {
 struct OperationJournal: Sendable {
     let context: OperationContext
     private let operation: PendingOperation
-    private let handle = RecordedHandle()
+    private let handle = LockedValue<String?>(nil)
 
     init(store: any StateStore, workspace: String, operation: PendingOperation) {
         self.operation = operation
         let (id, handle) = (operation.id, self.handle)
         context = OperationContext(token: operation.token) { value in
             try await store.recordOperationHandle(workspace: workspace, id: id, handle: value)
-            handle.set(value)
+            handle.update { $0 = value }
         }
     }
 
     func current() -> PendingOperation {
         var operation = operation
-        operation.handle = handle.value ?? operation.handle
+        operation.handle = handle.get() ?? operation.handle
         return operation
-    }
-
-    final class RecordedHandle: @unchecked Sendable {
-        private let lock = NSLock()
-        private var stored: String?
-        var value: String? { lock.withLock { stored } }
-        func set(_ value: String) { lock.withLock { stored = value } }
     }
 }
 

@@ -20,37 +20,24 @@ public struct RetryPolicy: Sendable {
     public static let none = RetryPolicy(maxAttempts: 1)
 
     public func run<T: Sendable>(_ operation: @Sendable () async throws -> T) async throws -> T {
+        try await run(operation, lookingFirst: nil)
+    }
+
+    /// Runs `operation` as `run` does, but before each retry asks `lookup` whether the failed
+    /// attempt took effect after all (a create whose response was lost); what it finds is the
+    /// result, and no second attempt is made.
+    public func run<T: Sendable>(
+        _ operation: @Sendable () async throws -> T, lookingFirst lookup: (@Sendable () async throws -> T?)?
+    ) async throws -> T {
         var attempt = 1
         while true {
             do {
+                if attempt > 1, let lookup, let found = try await lookup() { return found }
                 return try await operation()
             } catch let error as ProviderError where error.isRetryable && attempt < maxAttempts {
                 try await clock.sleep(backoff.delay(afterAttempt: attempt))
                 attempt += 1
             }
         }
-    }
-}
-
-extension RetryPolicy {
-    /// Runs `operation` as `run` does, but before each retry asks `lookup` whether the failed
-    /// attempt took effect after all (a create whose response was lost); what it finds is the
-    /// result, and no second attempt is made.
-    public func run<T: Sendable>(_ operation: @Sendable () async throws -> T, lookingFirst lookup: @Sendable () async throws -> T?) async throws -> T {
-        let attempts = AttemptCount()
-        return try await run {
-            if await attempts.next() > 1, let found = try await lookup() { return found }
-            return try await operation()
-        }
-    }
-}
-
-/// Counts the attempts of one retried operation.
-private actor AttemptCount {
-    private var count = 0
-
-    func next() -> Int {
-        count += 1
-        return count
     }
 }
