@@ -75,7 +75,7 @@ public struct AWSLowering: PlacementLowering {
     }
 
     public func declare(bucket: Bucket, into content: inout StackContent) {
-        if let why = S3Names.problem(bucket.name) {
+        if let why = S3BucketNames.problem(bucket.name) {
             content.diagnostics.append(Diagnostic(address: bucket.address, message: "invalid S3 bucket name '\(bucket.name)': \(why)", location: bucket.location))
         }
         content.resources.append(DesiredResource(
@@ -167,12 +167,3 @@ enum CIDRSplit {
     }
 }
 
-enum S3Names {
-    static func problem(_ name: String) -> String? {
-        guard (3...63).contains(name.count) else { return "must be 3 to 63 characters long" }
-        guard name.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-" || $0 == ".") }) else {
-            return "use lowercase letters, digits, '-' and '.'"
-        }
-        return nil
-    }
-}

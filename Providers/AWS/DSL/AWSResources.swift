@@ -284,7 +284,7 @@ extension AWS {
         public var arn: Ref<String> { Ref(address, "arn") }
 
         public func declare(into content: inout StackContent) {
-            if let why = S3Names.problem(name) {
+            if let why = S3BucketNames.problem(name) {
                 content.diagnostics.append(Diagnostic(address: address, message: "invalid S3 bucket name '\(name)': \(why)", location: location))
             }
             AWSDeclaration.declare(
