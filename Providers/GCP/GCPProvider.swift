@@ -87,12 +87,6 @@ struct GCPComputeKind: ResourceKind {
 
     func regionScope(_ region: String) -> String? { spec.regional ? region : nil }
 
-    /// The token a call's `requestId` is made from: the journal's, or a fresh one for a call
-    /// made outside the journal (an empty token), which must not replay another call's operation.
-    static func requestToken(_ token: String) -> String {
-        token.isEmpty ? UUID().uuidString.lowercased() : token
-    }
-
     // MARK: calls
 
     func read(_ resources: [ResourceState]) async throws -> [ResourceState?] {
@@ -124,7 +118,7 @@ struct GCPComputeKind: ResourceKind {
         let operation: GCPOperation
         do {
             operation = try await client.mutate(
-                "POST", collectionPath(region: resource.region), body: .object(body), requestId: Self.requestToken(context.token), action: action,
+                "POST", collectionPath(region: resource.region), body: .object(body), requestId: context.token, action: action,
                 address: resource.address, region: regionScope(resource.region))
         } catch let error as ProviderError where error.kind == .permanent {
             // Refused as already existing after Compute forgot the requestId: what carries this
@@ -156,7 +150,7 @@ struct GCPComputeKind: ResourceKind {
         let action = "\(spec.collection).delete"
         do {
             let operation = try await client.mutate(
-                "DELETE", "\(collectionPath(region: state.region))/\(name(of: state))", requestId: Self.requestToken(context.token), action: action, address: state.address,
+                "DELETE", "\(collectionPath(region: state.region))/\(name(of: state))", requestId: context.token, action: action, address: state.address,
                 region: regionScope(state.region))
             try await context.record(handle: operation.reference.handle)
             if !operation.isDone || operation.error != nil {
