@@ -41,9 +41,6 @@ public protocol Provider: Sendable {
 extension Provider {
     public func validate(stack resources: [DesiredResource]) -> [Diagnostic] { [] }
 
-    /// Schemas of the resource types this provider manages, keyed by type.
-    public var schemas: [String: ResourceSchema] { kinds.mapValues(\.schema) }
-
     /// The schema of one type, nil when the provider has no such type.
     public func schema(for type: String) -> ResourceSchema? { kinds[type]?.schema }
 
