@@ -41,7 +41,7 @@ public final class SQLiteStateStore: StateStore {
                 migrationBackup = nil
             }
             // Opening a pool switches the file to WAL: only now that it is known to be ours.
-            pool = try DatabasePool(path: path, configuration: configuration)
+            pool = try Self.openPool(path: path, configuration: configuration)
         } catch let error as DatabaseError {
             throw Self.describe(error, path: path, doing: "open")
         }
@@ -169,6 +169,21 @@ public final class SQLiteStateStore: StateStore {
     /// foreign or current file is never opened for writing here); a migration runs inside one
     /// immediate transaction, after a backup, and a process that waited for another's
     /// migration finds nothing left to do.
+    /// Opens the pool, which switches a rollback-journal file (one made by an older Stratum) to
+    /// WAL. The switch needs every other connection off the file, and SQLite answers it BUSY at
+    /// once rather than through the busy handler, so while another process is still reading or
+    /// migrating the file the open is tried again, for as long as the busy timeout would wait.
+    private static func openPool(path: String, configuration: Configuration) throws -> DatabasePool {
+        let deadline = Date().addingTimeInterval(10)
+        while true {
+            do {
+                return try DatabasePool(path: path, configuration: configuration)
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && Date() < deadline {
+                usleep(5_000)
+            }
+        }
+    }
+
     private static func migrateInPlace(path: String) throws -> String? {
         var readOnly = Configuration()
         readOnly.readonly = true
