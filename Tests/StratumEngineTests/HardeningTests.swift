@@ -41,13 +41,17 @@ struct ExhaustionTests {
     @Test func inFlightCreatesFinishAndTheAttemptsStayBounded() async throws {
         let world = try World(options: .init(latency: .milliseconds(4), quota: 5))
         let result = try await world.apply(try await world.plan(try independentThings(200)), parallelism: 8)
-        // Three refusals in a row, plus what was already in flight then; the quota (checked
-        // before each create takes effect) lets at most a round of parallel creates past it.
+        // The executor stops after three refusals in a row as it sees them. A success whose
+        // response was still on its way (the fake saves, then waits out its latency, while a
+        // refusal answers at once) can land between refusals and break a streak, so each
+        // success observed allows at most two more failures; then what was in flight at the
+        // stop (at most parallelism - 1) finishes. The quota is checked before the save
+        // without a lock, so a round of parallel creates can pass it together.
         let attempts = result.succeeded.count + result.failed.count
         #expect(world.provider.refusals() >= 3)
-        #expect(result.failed.count <= 3 + 8 - 1)
         #expect(result.succeeded.count <= 5 + 8 - 1)
-        #expect(attempts < 30, "\(attempts) creates attempted")
+        #expect(result.failed.count <= 3 + (8 - 1) + 2 * result.succeeded.count)
+        #expect(attempts <= (5 + 8 - 1) * 3 + 3 + 8 - 1, "\(attempts) creates attempted")
         #expect(result.notStarted.count == 200 - attempts)
         #expect(try world.provider.inventory().count == result.succeeded.count)
     }
