@@ -3,7 +3,7 @@ import StratumCloud
 import StratumCore
 
 /// Google Cloud: VPC networking (custom-mode networks, subnetworks, firewalls) over the Compute
-/// Engine v1 REST API.
+/// Engine v1 REST API, and Cloud Storage buckets (`GCPBucketKind`) over the Storage JSON API.
 ///
 /// Every insert and delete carries the journal's token as `requestId`, so a repeated call is
 /// answered with the first call's operation; the operation's handle is recorded in the journal
@@ -19,8 +19,8 @@ public struct GCPProvider: Provider {
 
     public init(client: GCPClient) {
         self.client = client
-        let kinds = [GCPComputeSpec.network, .subnetwork, .firewall].map { GCPComputeKind(spec: $0, client: client) }
-        self.kinds = Dictionary(uniqueKeysWithValues: kinds.map { ($0.type, $0 as any ResourceKind) })
+        let kinds = [GCPComputeSpec.network, .subnetwork, .firewall].map { GCPComputeKind(spec: $0, client: client) as any ResourceKind } + [GCPBucketKind(client: client)]
+        self.kinds = Dictionary(uniqueKeysWithValues: kinds.map { ($0.type, $0) })
     }
 }
 

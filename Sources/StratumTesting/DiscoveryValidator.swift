@@ -3,8 +3,8 @@ import StratumCore
 
 /// Checks REST requests against a Google API discovery document: the method by HTTP method and
 /// path template, query parameters by the method's parameters, the body by the request schema.
-/// The compute v1 document is read from the installed google-api-python-client package, so
-/// requests are checked against Google's own description of the API, not a copy of it.
+/// Documents (compute v1, storage v1, …) are read from the installed google-api-python-client
+/// package, so requests are checked against Google's own description of the API, not a copy of it.
 public struct DiscoveryValidator: Sendable {
     /// One thing wrong with a request.
     public struct Violation: Sendable, Hashable, CustomStringConvertible {
@@ -76,15 +76,29 @@ public struct DiscoveryValidator: Sendable {
         try loadedComputeV1.get()
     }
 
-    private static let loadedComputeV1: Result<DiscoveryValidator, any Error> = Result {
-        try DiscoveryValidator(document: Data(contentsOf: try computeV1DocumentURL()))
+    /// The validator for the Cloud Storage JSON API v1, read once per process from the installed package.
+    public static func storageV1() throws -> DiscoveryValidator {
+        try loadedStorageV1.get()
     }
 
-    /// Where the compute v1 discovery document is: `STRATUM_TEST_COMPUTE_DISCOVERY` if set, else
-    /// inside the installed google-api-python-client (asked of `python3`).
-    public static func computeV1DocumentURL() throws -> URL {
-        if let path = ProcessInfo.processInfo.environment["STRATUM_TEST_COMPUTE_DISCOVERY"], !path.isEmpty {
+    private static let loadedComputeV1: Result<DiscoveryValidator, any Error> = Result { try named("compute.v1") }
+    private static let loadedStorageV1: Result<DiscoveryValidator, any Error> = Result { try named("storage.v1") }
+
+    /// A validator for the document `name` (`compute.v1`, `storage.v1`), read now.
+    public static func named(_ name: String) throws -> DiscoveryValidator {
+        try DiscoveryValidator(document: Data(contentsOf: try documentURL(name)))
+    }
+
+    /// Where the discovery document `name` is: for compute v1 `STRATUM_TEST_COMPUTE_DISCOVERY`
+    /// if set; `<name>.json` in `STRATUM_TEST_DISCOVERY_DIR` if that is set; else inside the
+    /// installed google-api-python-client (asked of `python3`).
+    public static func documentURL(_ name: String) throws -> URL {
+        let environment = ProcessInfo.processInfo.environment
+        if name == "compute.v1", let path = environment["STRATUM_TEST_COMPUTE_DISCOVERY"], !path.isEmpty {
             return URL(fileURLWithPath: path)
+        }
+        if let directory = environment["STRATUM_TEST_DISCOVERY_DIR"], !directory.isEmpty {
+            return URL(fileURLWithPath: directory).appendingPathComponent("\(name).json")
         }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -96,10 +110,10 @@ public struct DiscoveryValidator: Sendable {
         let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         let directory = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        let url = URL(fileURLWithPath: directory).appendingPathComponent("discovery_cache/documents/compute.v1.json")
+        let url = URL(fileURLWithPath: directory).appendingPathComponent("discovery_cache/documents/\(name).json")
         guard process.terminationStatus == 0, !directory.isEmpty, FileManager.default.fileExists(atPath: url.path) else {
             throw DiscoveryDocumentError(
-                "the compute v1 discovery document was not found: install google-api-python-client (`python3 -m pip install google-api-python-client`) or set STRATUM_TEST_COMPUTE_DISCOVERY")
+                "the \(name) discovery document was not found: install google-api-python-client (`python3 -m pip install google-api-python-client`) or set STRATUM_TEST_DISCOVERY_DIR")
         }
         return url
     }

@@ -4,10 +4,13 @@ import Logging
 import StratumCloud
 import StratumCore
 
-/// Sends Compute Engine v1 JSON REST calls with a bearer token.
+/// Sends Google Cloud JSON REST calls with a bearer token: Compute Engine v1 and the Cloud
+/// Storage JSON API v1 (`API`), each at its own base in `GCPEndpoints`.
 ///
-/// Calls are paced per project and call class (reads, writes, operation reads) by adaptive
-/// rate limits that throttling answers slow down. Every mutating call carries a `requestId`,
+/// Calls are paced per API, project and call class (reads, writes, operation reads) by adaptive
+/// rate limits that throttling answers slow down. Credentials that name a quota project
+/// (an `authorized_user` file with `quota_project_id`) send it as `x-goog-user-project`, so
+/// the calls are billed and counted against that project, as Google's client libraries do. Every mutating call carries a `requestId`,
 /// so Compute answers a repeat with the first call's operation instead of acting twice. A
 /// failed call is classified and handed back, never repeated here: the engine's
 /// `RetryPolicy` is the one retry layer.
@@ -28,6 +31,11 @@ public struct GCPClient: Sendable {
             self.rateLimit = rateLimit
             self.operationPoller = operationPoller
         }
+    }
+
+    /// The REST APIs the client calls.
+    public enum API: String, Sendable {
+        case compute, storage
     }
 
     /// Which of Compute's per-project API rate quotas a call counts against.
@@ -65,31 +73,42 @@ public struct GCPClient: Sendable {
         self.rateLimits = EndpointRateLimits(settings: configuration.rateLimit, clock: clock)
     }
 
-    /// The rate-limit key of a call class in this project.
-    public func rateLimitKey(_ callClass: CallClass) -> String { "compute/\(project)/\(callClass.rawValue)" }
+    /// The rate-limit key of a call class of an API in a project (default: the client's).
+    public func rateLimitKey(_ callClass: CallClass, api: API = .compute, project: String? = nil) -> String {
+        "\(api.rawValue)/\(project ?? self.project)/\(callClass.rawValue)"
+    }
+
+    /// The base URL of an API.
+    public func base(_ api: API) -> URL {
+        switch api {
+        case .compute: return configuration.endpoints.compute
+        case .storage: return configuration.endpoints.storage
+        }
+    }
 
     // MARK: calls
 
-    /// GETs a resource or list under the Compute base (`projects/p/zones/z/instances/x`).
+    /// GETs a resource or list under an API's base (`projects/p/zones/z/instances/x` under Compute's).
     public func get(
-        _ path: String, query: [(String, String)] = [], action: String, address: ResourceAddress? = nil, zone: String? = nil, region: String? = nil,
-        callClass: CallClass = .read
+        _ path: String, query: [(String, String)] = [], api: API = .compute, action: String, address: ResourceAddress? = nil, zone: String? = nil,
+        region: String? = nil, callClass: CallClass = .read
     ) async throws -> GCPJSON {
         let response = try await send(
-            "GET", path, query: query, body: nil, action: action, callClass: callClass, address: address, zone: zone, region: region, accept404: false)
+            "GET", path, query: query, body: nil, api: api, action: action, callClass: callClass, address: address, zone: zone, region: region)
         return try document(response, action: action, address: address)
     }
 
     /// Every page of a list or `aggregatedList`, following `nextPageToken` (sent back as
     /// `pageToken`) until a page has none. `maxPages` bounds a server that never stops.
     public func pages(
-        _ path: String, query: [(String, String)] = [], action: String, address: ResourceAddress? = nil, zone: String? = nil, region: String? = nil,
-        maxPages: Int = 10_000
+        _ path: String, query: [(String, String)] = [], api: API = .compute, action: String, address: ResourceAddress? = nil, zone: String? = nil,
+        region: String? = nil, maxPages: Int = 10_000
     ) async throws -> [GCPJSON] {
         var pages: [GCPJSON] = []
         var token: String?
         repeat {
-            let page = try await get(path, query: query + (token.map { [("pageToken", $0)] } ?? []), action: action, address: address, zone: zone, region: region)
+            let page = try await get(
+                path, query: query + (token.map { [("pageToken", $0)] } ?? []), api: api, action: action, address: address, zone: zone, region: region)
             pages.append(page)
             token = page["nextPageToken"]?.string.flatMap { $0.isEmpty ? nil : $0 }
         } while token != nil && pages.count < maxPages
@@ -103,7 +122,8 @@ public struct GCPClient: Sendable {
     public func getIfExists(
         _ path: String, action: String, address: ResourceAddress? = nil, zone: String? = nil, region: String? = nil
     ) async throws -> GCPJSON? {
-        let response = try await send("GET", path, query: [], body: nil, action: action, callClass: .read, address: address, zone: zone, region: region, accept404: true)
+        let response = try await send(
+            "GET", path, query: [], body: nil, api: .compute, action: action, callClass: .read, address: address, zone: zone, region: region, accepting: [404])
         if response.status == 404 { return nil }
         return try document(response, action: action, address: address)
     }
@@ -114,8 +134,8 @@ public struct GCPClient: Sendable {
         address: ResourceAddress? = nil, zone: String? = nil, region: String? = nil
     ) async throws -> GCPOperation {
         let response = try await send(
-            method, path, query: query + [("requestId", Self.requestId(for: requestId))], body: body, action: action, callClass: .write,
-            address: address, zone: zone, region: region, accept404: false)
+            method, path, query: query + [("requestId", Self.requestId(for: requestId))], body: body, api: .compute, action: action, callClass: .write,
+            address: address, zone: zone, region: region)
         let json = try document(response, action: action, address: address)
         guard let operation = GCPOperation(json: json) else {
             throw ProviderError(.transient, "GCP \(action) answered something that is not an operation", address: address)
@@ -170,18 +190,34 @@ public struct GCPClient: Sendable {
         return uuid.uuidString.lowercased()
     }
 
+    /// A Cloud Storage JSON API call (`b/bucket`, `b/bucket/o/object`) in `project` (for its
+    /// rate limits; default the client's). Storage has no operations and no `requestId`: a
+    /// call's answer is the resource, or empty (a delete's 204). Statuses in `accepting` (say
+    /// 404 or 409) are handed back instead of thrown, for the caller to decide.
+    public func storage(
+        _ method: String, _ path: String, query: [(String, String)] = [], body: GCPJSON? = nil, action: String, project: String? = nil,
+        address: ResourceAddress? = nil, accepting: Set<Int> = []
+    ) async throws -> (status: Int, json: GCPJSON?) {
+        let response = try await send(
+            method, path, query: query, body: body, api: .storage, project: project, action: action, callClass: method == "GET" ? .read : .write,
+            address: address, zone: nil, region: nil, accepting: accepting)
+        if response.body.isEmpty || !(200..<300).contains(response.status) { return (response.status, GCPJSON.parse(response.body)) }
+        return (response.status, try document(response, action: action, address: address))
+    }
+
     // MARK: sending
 
     func send(
-        _ method: String, _ path: String, query: [(String, String)], body: GCPJSON?, action: String, callClass: CallClass,
-        address: ResourceAddress?, zone: String?, region: String?, accept404: Bool
+        _ method: String, _ path: String, query: [(String, String)], body: GCPJSON?, api: API, project: String? = nil, action: String,
+        callClass: CallClass, address: ResourceAddress?, zone: String?, region: String?, accepting: Set<Int> = []
     ) async throws -> HTTPResponseData {
-        let url = try url(path, query: query)
-        return try await rateLimits.paced(rateLimitKey(callClass)) {
+        let url = try url(path, query: query, api: api)
+        return try await rateLimits.paced(rateLimitKey(callClass, api: api, project: project)) {
             metrics.record(action)
             let response: HTTPResponseData
             do {
                 var headers = [("Authorization", try await credentials.tokens.authorization())]
+                if let quotaProject = credentials.quotaProject { headers.append(("x-goog-user-project", quotaProject)) }
                 if body != nil { headers.append(("Content-Type", "application/json")) }
                 let request = HTTPRequestData(method: method, url: url, headers: headers, body: body?.data ?? Data())
                 logger.trace("gcp request", metadata: [
@@ -200,7 +236,7 @@ public struct GCPClient: Sendable {
                 // The token was revoked or expired early: the next call fetches a new one.
                 await credentials.tokens.invalidate()
             }
-            guard (200..<300).contains(response.status) || (accept404 && response.status == 404) else {
+            guard (200..<300).contains(response.status) || accepting.contains(response.status) else {
                 let error = GCPServiceError.parse(status: response.status, body: response.body)
                 logger.debug("gcp call failed", metadata: ["action": "\(action)", "status": "\(response.status)", "error": "\(error)"])
                 throw GCPErrorClassifier.providerError(error, action: action, address: address, zone: zone, region: region)
@@ -210,15 +246,15 @@ public struct GCPClient: Sendable {
         }
     }
 
-    func url(_ path: String, query: [(String, String)]) throws -> URL {
-        guard var components = URLComponents(url: configuration.endpoints.compute, resolvingAgainstBaseURL: false) else {
-            throw ProviderError(.permanent, "the Compute endpoint \(configuration.endpoints.compute) is not a URL")
+    func url(_ path: String, query: [(String, String)], api: API = .compute) throws -> URL {
+        guard var components = URLComponents(url: base(api), resolvingAgainstBaseURL: false) else {
+            throw ProviderError(.permanent, "the \(api.rawValue) endpoint \(base(api)) is not a URL")
         }
         components.percentEncodedPath = components.percentEncodedPath + "/" + path
         if !query.isEmpty {
             components.percentEncodedQuery = query.map { "\(GCPTokenFetcher.formEncode($0.0))=\(GCPTokenFetcher.formEncode($0.1))" }.joined(separator: "&")
         }
-        guard let url = components.url else { throw ProviderError(.permanent, "cannot form a Compute URL for \(path)") }
+        guard let url = components.url else { throw ProviderError(.permanent, "cannot form a \(api.rawValue) URL for \(path)") }
         return url
     }
 

@@ -31,6 +31,14 @@ public struct GCPCredentials: Sendable {
     public let project: String?
     public let tokens: BearerTokenCache
 
+    /// The project calls are billed to and counted against when it is not the one they act on:
+    /// the `quota_project_id` of an `authorized_user` file (a user's own credentials belong to
+    /// no project). Sent as `x-goog-user-project`.
+    public var quotaProject: String? {
+        if case .authorizedUser(let user) = source, let project = user.quotaProjectId, !project.isEmpty { return project }
+        return nil
+    }
+
     public init(source: Source, project: String?, tokens: BearerTokenCache) {
         self.source = source
         self.project = project

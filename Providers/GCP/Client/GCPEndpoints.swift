@@ -5,6 +5,8 @@ import Foundation
 public struct GCPEndpoints: Sendable, Equatable {
     /// Compute Engine v1 base, ending in `/compute/v1`.
     public var compute: URL
+    /// Cloud Storage JSON API v1 base, ending in `/storage/v1`.
+    public var storage: URL
     /// The OAuth2 token endpoint for `authorized_user` files, and for service-account keys when
     /// `tokenOverride` is set (a key names its own `token_uri` otherwise).
     public var token: URL
@@ -14,25 +16,36 @@ public struct GCPEndpoints: Sendable, Equatable {
     public var metadata: URL
 
     public static let defaultCompute = URL(string: "https://compute.googleapis.com/compute/v1")!
+    public static let defaultStorage = URL(string: "https://storage.googleapis.com/storage/v1")!
     public static let defaultToken = URL(string: "https://oauth2.googleapis.com/token")!
     public static let defaultMetadata = URL(string: "http://metadata.google.internal")!
 
-    public init(compute: URL = Self.defaultCompute, token: URL? = nil, metadata: URL = Self.defaultMetadata) {
+    public init(compute: URL = Self.defaultCompute, storage: URL = Self.defaultStorage, token: URL? = nil, metadata: URL = Self.defaultMetadata) {
         self.compute = compute
+        self.storage = storage
         self.token = token ?? Self.defaultToken
         self.tokenOverride = token != nil
         self.metadata = metadata
     }
 
-    /// Overrides from the environment: `CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE` (the Compute
-    /// base, as gcloud reads it), `GCE_METADATA_HOST` (host[:port] of the metadata server, as
-    /// Google's client libraries read it) and `STRATUM_GCP_TOKEN_URI` (the OAuth2 token endpoint).
+    /// Overrides from the environment: `CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE` and
+    /// `CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE` (the Compute and Storage bases, as gcloud reads
+    /// them), `STORAGE_EMULATOR_HOST` (host[:port] or a URL of a Cloud Storage emulator, whose JSON
+    /// API is under `/storage/v1`, as Google's client libraries read it; gcloud's override wins),
+    /// `GCE_METADATA_HOST` (host[:port] of the metadata server, as Google's client libraries read
+    /// it) and `STRATUM_GCP_TOKEN_URI` (the OAuth2 token endpoint).
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> GCPEndpoints {
-        func url(_ name: String) -> URL? { environment[name].flatMap { $0.isEmpty ? nil : URL(string: $0) } }
-        var compute = url("CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE") ?? defaultCompute
-        // gcloud's override ends in a slash; paths are appended to the base without one.
-        if compute.absoluteString.hasSuffix("/"), let trimmed = URL(string: String(compute.absoluteString.dropLast())) { compute = trimmed }
-        let metadata = environment["GCE_METADATA_HOST"].flatMap { $0.isEmpty ? nil : URL(string: "http://\($0)") } ?? defaultMetadata
-        return GCPEndpoints(compute: compute, token: url("STRATUM_GCP_TOKEN_URI"), metadata: metadata)
+        func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+        // gcloud's overrides end in a slash; paths are appended to a base without one.
+        func base(_ text: String?) -> URL? {
+            guard var text else { return nil }
+            while text.hasSuffix("/") { text.removeLast() }
+            return URL(string: text)
+        }
+        let compute = base(value("CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE")) ?? defaultCompute
+        let emulator = value("STORAGE_EMULATOR_HOST").flatMap { host in base(host.contains("://") ? host : "http://\(host)") }
+        let storage = base(value("CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE")) ?? emulator?.appendingPathComponent("storage/v1") ?? defaultStorage
+        let metadata = value("GCE_METADATA_HOST").flatMap { URL(string: "http://\($0)") } ?? defaultMetadata
+        return GCPEndpoints(compute: compute, storage: storage, token: value("STRATUM_GCP_TOKEN_URI").flatMap(URL.init(string:)), metadata: metadata)
     }
 }

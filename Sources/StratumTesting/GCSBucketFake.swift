@@ -1,0 +1,294 @@
+import Foundation
+import StratumCore
+
+/// A loopback fake of the Cloud Storage JSON API v1 for buckets: `buckets.insert`, `get`,
+/// `list` (by project, with `prefix` and pagination), `patch` and `delete`, and
+/// `objects.list` / `objects.delete` (with generations, for versioned buckets). Every request
+/// is checked against Google's storage v1 discovery document first; what is wrong with it is
+/// recorded in `violations` (tests assert there are none). Bucket names are global: a name
+/// taken by another project (`takeName`) answers 409 to an insert and 403 to a get, as Cloud
+/// Storage does to credentials without access to it. Errors use Google's body shape:
+/// `{"error": {"code", "message", "errors": [{"reason", "domain", "message"}]}}`.
+public actor GCSBucketFake {
+    /// A fault injected into the next call of a method.
+    public enum Fault: Sendable, Hashable {
+        /// HTTP 429, reason `rateLimitExceeded`.
+        case throttled
+        /// HTTP 503, reason `backendError`.
+        case serverError
+        /// The call takes effect but its answer is lost: HTTP 503 instead of the answer.
+        case lostResponse
+    }
+
+    /// One stored object generation.
+    public struct StoredObject: Sendable, Hashable {
+        public var name: String
+        public var generation: Int
+        /// Whether it is the live version (false: a noncurrent version in a versioned bucket).
+        public var live: Bool
+    }
+
+    /// The project the caller's credentials may act in.
+    public let project: String
+    public let validator: DiscoveryValidator
+
+    /// What was wrong with received requests, as `METHOD uri: violation`.
+    public private(set) var violations: [String] = []
+    /// Calls received per discovery method id (`storage.buckets.insert`), faults included.
+    public private(set) var calls: [String: Int] = [:]
+    /// Headers of every request, in order (to check what the client sends).
+    public private(set) var requestHeaders: [[(String, String)]] = []
+
+    private var faults: [String: [Fault]] = [:]
+    /// Buckets by name, with the project that owns them.
+    private var buckets: [String: (project: String, resource: Value)] = [:]
+    private var objects: [String: [StoredObject]] = [:]
+    private var nextGeneration = 1_700_000_000_000_000
+
+    static let apiRoot = "https://www.googleapis.com/storage/v1/"
+
+    public init(project: String = "stratum-test") throws {
+        self.project = project
+        self.validator = try DiscoveryValidator.storageV1()
+    }
+
+    /// Queues `fault` for the next `times` calls of `methodID` (e.g. `storage.buckets.insert`).
+    public func inject(_ fault: Fault, into methodID: String, times: Int = 1) {
+        faults[methodID, default: []] += Array(repeating: fault, count: times)
+    }
+
+    /// Serves the fake on 127.0.0.1; point a client's Storage endpoint at `url` + `/storage/v1`.
+    public nonisolated func serve() async throws -> LoopbackHTTPServer {
+        try await LoopbackHTTPServer.start { [self] request in await self.handle(request) }
+    }
+
+    /// A bucket as the API would return it.
+    public func bucket(_ name: String) -> Value? { buckets[name]?.resource }
+
+    /// Names of the buckets `project` owns, sorted.
+    public func bucketNames(in project: String? = nil) -> [String] {
+        buckets.filter { $0.value.project == (project ?? self.project) }.keys.sorted()
+    }
+
+    /// Makes a bucket owned by another project, as someone else holding the name would.
+    public func takeName(_ name: String, by owner: String = "someone-else") {
+        buckets[name] = (owner, stamp(["name": .string(name)], project: owner))
+    }
+
+    /// Stores an object in a bucket (its uploads are not part of what the fake serves); in a
+    /// versioned bucket the object's live version becomes noncurrent.
+    public func putObject(_ name: String, in bucket: String) {
+        nextGeneration += 1
+        let versioned = buckets[bucket]?.resource.mapValue?["versioning"]?.mapValue?["enabled"] == .bool(true)
+        var stored = objects[bucket, default: []]
+        if versioned {
+            stored = stored.map { var object = $0; if object.name == name { object.live = false }; return object }
+        } else {
+            stored.removeAll { $0.name == name }
+        }
+        stored.append(StoredObject(name: name, generation: nextGeneration, live: true))
+        objects[bucket] = stored
+    }
+
+    /// Every object generation in a bucket.
+    public func storedObjects(in bucket: String) -> [StoredObject] { objects[bucket] ?? [] }
+
+    /// Removes a bucket at once, as someone acting outside Stratum would.
+    public func deleteOutOfBand(_ name: String) {
+        buckets[name] = nil
+        objects[name] = nil
+    }
+
+    // MARK: Requests
+
+    public func handle(_ request: ProxyRequest) -> ProxyResponse {
+        requestHeaders.append(request.headers)
+        let outcome = validator.validate(method: request.method, uri: request.uri, body: request.body)
+        for violation in outcome.violations { violations.append("\(request.method) \(request.uri): \(violation)") }
+        guard let match = outcome.match else {
+            return GCPComputeFake.error(404, reason: "notFound", message: "Not Found")
+        }
+        calls[match.methodID, default: 0] += 1
+        let fault = faults[match.methodID]?.first
+        if fault != nil { faults[match.methodID]?.removeFirst() }
+        switch fault {
+        case .throttled:
+            return GCPComputeFake.error(429, reason: "rateLimitExceeded", message: "The project exceeded the rate limit for CreateBucket and DeleteBucket operations.", domain: "usageLimits")
+        case .serverError:
+            return GCPComputeFake.error(503, reason: "backendError", message: "Backend Error")
+        default:
+            break
+        }
+        let body = (try? JSONDecoder().decode(Value.self, from: request.body))?.mapValue ?? [:]
+        let bucket = match.pathParameters["bucket"] ?? ""
+        let response: ProxyResponse
+        switch match.methodID {
+        case "storage.buckets.insert": response = insert(body, project: match.query["project"]?.first ?? "")
+        case "storage.buckets.get": response = access(bucket) ?? GCPComputeFake.json(200, buckets[bucket]?.resource ?? .null)
+        case "storage.buckets.list": response = list(match.query)
+        case "storage.buckets.patch": response = access(bucket) ?? patch(bucket, body)
+        case "storage.buckets.delete": response = access(bucket) ?? delete(bucket)
+        case "storage.objects.list": response = access(bucket) ?? listObjects(bucket, query: match.query)
+        case "storage.objects.delete":
+            let generation = match.query["generation"]?.first.flatMap { Int($0) }
+            response = access(bucket) ?? deleteObject(match.pathParameters["object"] ?? "", generation: generation, in: bucket)
+        default:
+            response = GCPComputeFake.error(501, reason: "notImplemented", message: "\(match.methodID) is not implemented by the Storage fake")
+        }
+        if fault == .lostResponse, (200..<300).contains(response.status) {
+            return GCPComputeFake.error(503, reason: "backendError", message: "The service is currently unavailable.")
+        }
+        return response
+    }
+
+    /// 404 for a bucket that does not exist, 403 for one of another project; nil when the caller may use it.
+    private func access(_ name: String) -> ProxyResponse? {
+        guard let owner = buckets[name]?.project else { return GCPComputeFake.error(404, reason: "notFound", message: "The specified bucket does not exist.") }
+        guard owner == project else {
+            return GCPComputeFake.error(
+                403, reason: "forbidden",
+                message: "stratum-test@\(project).iam.gserviceaccount.com does not have storage.buckets.get access to the Google Cloud Storage bucket. Permission 'storage.buckets.get' denied on resource (or it may not exist).")
+        }
+        return nil
+    }
+
+    private func insert(_ body: [String: Value], project: String) -> ProxyResponse {
+        guard let name = body["name"]?.stringValue, name.range(of: "^[a-z0-9][-_.a-z0-9]{1,220}[a-z0-9]$", options: .regularExpression) != nil else {
+            return GCPComputeFake.error(400, reason: "invalid", message: "Invalid bucket name: '\(body["name"]?.stringValue ?? "")'")
+        }
+        if let labels = body["labels"]?.mapValue, let bad = invalidLabel(labels) { return bad }
+        if let existing = buckets[name] {
+            let message = existing.project == project
+                ? "Your previous request to create the named bucket succeeded and you already own it."
+                : "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again."
+            return GCPComputeFake.error(409, reason: "conflict", message: message)
+        }
+        guard project == self.project else {
+            return GCPComputeFake.error(403, reason: "forbidden", message: "The caller does not have storage.buckets.create access to project \(project).")
+        }
+        let resource = stamp(body, project: project)
+        buckets[name] = (project, resource)
+        return GCPComputeFake.json(200, resource)
+    }
+
+    /// Adds what the server sets; fills defaults (location US, STANDARD, uniform access off).
+    private func stamp(_ body: [String: Value], project: String) -> Value {
+        var resource = body
+        let name = body["name"]?.stringValue ?? ""
+        let location = (body["location"]?.stringValue ?? "US").uppercased()
+        resource["kind"] = "storage#bucket"
+        resource["id"] = .string(name)
+        resource["selfLink"] = .string(Self.apiRoot + "b/" + name)
+        resource["projectNumber"] = .string(project == self.project ? "123456789012" : "987654321098")
+        resource["metageneration"] = "1"
+        resource["location"] = .string(location)
+        resource["locationType"] = .string(location.contains("-") ? "region" : "multi-region")
+        resource["storageClass"] = .string(body["storageClass"]?.stringValue ?? "STANDARD")
+        resource["timeCreated"] = "2026-01-01T00:00:00.000Z"
+        resource["updated"] = "2026-01-01T00:00:00.000Z"
+        resource["etag"] = "CAE="
+        let uniform = body["iamConfiguration"]?.mapValue?["uniformBucketLevelAccess"]?.mapValue?["enabled"]?.boolValue ?? false
+        resource["iamConfiguration"] = [
+            "uniformBucketLevelAccess": ["enabled": .bool(uniform)], "bucketPolicyOnly": ["enabled": .bool(uniform)],
+            "publicAccessPrevention": "inherited",
+        ]
+        return .map(resource)
+    }
+
+    private func patch(_ name: String, _ body: [String: Value]) -> ProxyResponse {
+        guard var resource = buckets[name]?.resource.mapValue else { return GCPComputeFake.error(404, reason: "notFound", message: "The specified bucket does not exist.") }
+        for (key, value) in body {
+            switch key {
+            case "labels":
+                // Labels merge: a key set to null is removed.
+                var labels = resource["labels"]?.mapValue ?? [:]
+                for (label, entry) in value.mapValue ?? [:] { labels[label] = entry == .null ? nil : entry }
+                if let bad = invalidLabel(labels) { return bad }
+                resource["labels"] = labels.isEmpty ? nil : .map(labels)
+            case "iamConfiguration":
+                let uniform = value.mapValue?["uniformBucketLevelAccess"]?.mapValue?["enabled"]?.boolValue ?? false
+                var iam = resource["iamConfiguration"]?.mapValue ?? [:]
+                iam["uniformBucketLevelAccess"] = ["enabled": .bool(uniform)]
+                iam["bucketPolicyOnly"] = ["enabled": .bool(uniform)]
+                resource["iamConfiguration"] = .map(iam)
+            case "name", "location":
+                if value != resource[key] { return GCPComputeFake.error(400, reason: "invalid", message: "The \(key) of a bucket cannot be changed.") }
+            default:
+                resource[key] = value == .null ? nil : value
+            }
+        }
+        resource["metageneration"] = .string(String((Int(resource["metageneration"]?.stringValue ?? "1") ?? 1) + 1))
+        buckets[name]?.resource = .map(resource)
+        return GCPComputeFake.json(200, .map(resource))
+    }
+
+    private func delete(_ name: String) -> ProxyResponse {
+        if !(objects[name] ?? []).isEmpty {
+            return GCPComputeFake.error(409, reason: "conflict", message: "The bucket you tried to delete is not empty.")
+        }
+        buckets[name] = nil
+        return ProxyResponse(status: 204)
+    }
+
+    private func list(_ query: [String: [String]]) -> ProxyResponse {
+        let owner = query["project"]?.first ?? ""
+        let prefix = query["prefix"]?.first ?? ""
+        let names = buckets.filter { $0.value.project == owner && $0.key.hasPrefix(prefix) }.keys.sorted()
+        return page(names.compactMap { buckets[$0]?.resource }, kind: "storage#buckets", query: query)
+    }
+
+    private func listObjects(_ bucket: String, query: [String: [String]]) -> ProxyResponse {
+        let versions = query["versions"]?.first == "true"
+        let prefix = query["prefix"]?.first ?? ""
+        let stored = (objects[bucket] ?? []).filter { (versions || $0.live) && $0.name.hasPrefix(prefix) }.sorted { ($0.name, $0.generation) < ($1.name, $1.generation) }
+        let items: [Value] = stored.map { object in
+            [
+                "kind": "storage#object", "bucket": .string(bucket), "name": .string(object.name), "generation": .string(String(object.generation)),
+                "id": .string("\(bucket)/\(object.name)/\(object.generation)"), "size": "1",
+            ]
+        }
+        return page(items, kind: "storage#objects", query: query)
+    }
+
+    /// One page of a list: `maxResults` (default and most 1000) from `pageToken` on.
+    private func page(_ items: [Value], kind: String, query: [String: [String]]) -> ProxyResponse {
+        let size = min(1000, max(1, Int(query["maxResults"]?.first ?? "") ?? 1000))
+        let start = query["pageToken"]?.first.map { Int($0.dropFirst("page-".count)) ?? -1 } ?? 0
+        guard start >= 0, start <= items.count else { return GCPComputeFake.error(400, reason: "invalid", message: "Invalid page token.") }
+        let end = min(items.count, start + size)
+        var answer: [String: Value] = ["kind": .string(kind), "items": .list(Array(items[start..<end]))]
+        if end < items.count { answer["nextPageToken"] = .string("page-\(end)") }
+        return GCPComputeFake.json(200, .map(answer))
+    }
+
+    private func deleteObject(_ name: String, generation: Int?, in bucket: String) -> ProxyResponse {
+        var stored = objects[bucket] ?? []
+        let versioned = buckets[bucket]?.resource.mapValue?["versioning"]?.mapValue?["enabled"] == .bool(true)
+        if let generation {
+            guard stored.contains(where: { $0.name == name && $0.generation == generation }) else {
+                return GCPComputeFake.error(404, reason: "notFound", message: "No such object: \(bucket)/\(name)")
+            }
+            stored.removeAll { $0.name == name && $0.generation == generation }
+        } else {
+            guard stored.contains(where: { $0.name == name && $0.live }) else {
+                return GCPComputeFake.error(404, reason: "notFound", message: "No such object: \(bucket)/\(name)")
+            }
+            // Versioned: the live version becomes noncurrent; otherwise it is gone.
+            stored = versioned ? stored.map { var object = $0; if object.name == name { object.live = false }; return object } : stored.filter { $0.name != name }
+        }
+        objects[bucket] = stored
+        return ProxyResponse(status: 204)
+    }
+
+    /// 400 for labels Cloud Storage refuses: keys 1-63 of [a-z0-9_-] starting with a letter, values 0-63 of the same.
+    private func invalidLabel(_ labels: [String: Value]) -> ProxyResponse? {
+        for (key, value) in labels {
+            let text = value.stringValue ?? ""
+            if key.range(of: "^[a-z][a-z0-9_-]{0,62}$", options: .regularExpression) == nil || text.range(of: "^[a-z0-9_-]{0,63}$", options: .regularExpression) == nil {
+                return GCPComputeFake.error(400, reason: "invalid", message: "Invalid argument: label '\(key)': '\(text)'.")
+            }
+        }
+        if labels.count > 64 { return GCPComputeFake.error(400, reason: "invalid", message: "At most 64 labels are allowed.") }
+        return nil
+    }
+}
