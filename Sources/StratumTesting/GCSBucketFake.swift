@@ -39,6 +39,9 @@ public actor GCSBucketFake {
     /// Headers of every request, in order (to check what the client sends).
     public private(set) var requestHeaders: [[(String, String)]] = []
 
+    /// The most items a list page holds, whatever `maxResults` asks for (Storage's own cap is 1000).
+    public private(set) var maxPageSize = 1000
+
     private var faults: [String: [Fault]] = [:]
     /// Buckets by name, with the project that owns them.
     private var buckets: [String: (project: String, resource: Value)] = [:]
@@ -51,6 +54,8 @@ public actor GCSBucketFake {
         self.project = project
         self.validator = try DiscoveryValidator.storageV1()
     }
+
+    public func set(maxPageSize: Int) { self.maxPageSize = max(1, maxPageSize) }
 
     /// Queues `fault` for the next `times` calls of `methodID` (e.g. `storage.buckets.insert`).
     public func inject(_ fault: Fault, into methodID: String, times: Int = 1) {
@@ -202,9 +207,11 @@ public actor GCSBucketFake {
             case "labels":
                 // Labels merge: a key set to null is removed.
                 var labels = resource["labels"]?.mapValue ?? [:]
-                for (label, entry) in value.mapValue ?? [:] { labels[label] = entry == .null ? nil : entry }
+                for (label, entry) in value.mapValue ?? [:] {
+                    if entry == .null { labels.removeValue(forKey: label) } else { labels[label] = entry }
+                }
                 if let bad = invalidLabel(labels) { return bad }
-                resource["labels"] = labels.isEmpty ? nil : .map(labels)
+                if labels.isEmpty { resource.removeValue(forKey: "labels") } else { resource["labels"] = .map(labels) }
             case "iamConfiguration":
                 let uniform = value.mapValue?["uniformBucketLevelAccess"]?.mapValue?["enabled"]?.boolValue ?? false
                 var iam = resource["iamConfiguration"]?.mapValue ?? [:]
@@ -214,7 +221,7 @@ public actor GCSBucketFake {
             case "name", "location":
                 if value != resource[key] { return GCPComputeFake.error(400, reason: "invalid", message: "The \(key) of a bucket cannot be changed.") }
             default:
-                resource[key] = value == .null ? nil : value
+                if value == .null { resource.removeValue(forKey: key) } else { resource[key] = value }
             }
         }
         resource["metageneration"] = .string(String((Int(resource["metageneration"]?.stringValue ?? "1") ?? 1) + 1))
@@ -250,9 +257,9 @@ public actor GCSBucketFake {
         return page(items, kind: "storage#objects", query: query)
     }
 
-    /// One page of a list: `maxResults` (default and most 1000) from `pageToken` on.
+    /// One page of a list: `maxResults` (at most `maxPageSize`) from `pageToken` on.
     private func page(_ items: [Value], kind: String, query: [String: [String]]) -> ProxyResponse {
-        let size = min(1000, max(1, Int(query["maxResults"]?.first ?? "") ?? 1000))
+        let size = min(maxPageSize, max(1, Int(query["maxResults"]?.first ?? "") ?? maxPageSize))
         let start = query["pageToken"]?.first.map { Int($0.dropFirst("page-".count)) ?? -1 } ?? 0
         guard start >= 0, start <= items.count else { return GCPComputeFake.error(400, reason: "invalid", message: "Invalid page token.") }
         let end = min(items.count, start + size)
