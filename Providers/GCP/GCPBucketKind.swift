@@ -53,11 +53,14 @@ struct GCPBucketKind: ResourceKind {
     }
 
     /// Storage answers locations upper-cased (`US-CENTRAL1`); one the stack wrote in another
-    /// case is the same location.
+    /// case is the same location. Label values are text: a stack's `5` is the live `"5"`.
     func review(_ prior: ResourceState, desired: [String: Value]) -> PlanReview {
         var prior = prior
         if let wanted = desired["location"]?.stringValue, let live = prior.attributes["location"]?.stringValue, wanted.uppercased() == live.uppercased() {
             prior.attributes["location"] = .string(wanted)
+        }
+        if let wanted = desired["labels"], wanted.mapValue != nil, GCPLabels.input(wanted) == GCPLabels.input(prior.attributes["labels"]) {
+            prior.attributes["labels"] = wanted
         }
         return PlanReview(prior: prior)
     }

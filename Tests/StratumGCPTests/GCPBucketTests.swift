@@ -310,26 +310,18 @@ struct GCPBucketLifecycleTests {
 
     @Test func planApplyRefreshUpdateInPlaceDriftDestroy() async throws {
         try await GCSFakeWorld.run { world in
-            let registry = ProviderRegistry([world.provider])
-            let store = InMemoryStateStore()
-            let workspace = "gcp-bucket/test"
-            let retry = RetryPolicy(maxAttempts: 5, clock: world.provider.client.clock)
-            func plan(_ stack: EvaluatedStack) async throws -> Plan {
-                let snapshot = await store.read(workspace: workspace)
-                let refreshed = try await Refresher(providers: registry, retry: retry).refresh(snapshot.resources)
-                return try Planner(providers: registry).plan(stack: stack, snapshot: snapshot, refreshed: refreshed, now: Date())
-            }
-            func apply(_ plan: Plan) async throws -> ApplyResult {
-                try await Executor(providers: registry, store: store, workspace: workspace, parallelism: 4, retry: retry).apply(plan)
-            }
-            let stack = try Self.stack(versioning: true, labels: ["team": "ml"])
-            try Planner(providers: registry).validate(stack)
+            let run = GCPEngineRun(provider: world.provider, stack: "gcp-bucket", environment: "test")
+            func plan(_ stack: EvaluatedStack) async throws -> Plan { try await run.plan(stack) }
+            func apply(_ plan: Plan) async throws -> ApplyResult { try await run.apply(plan) }
+            let stack = try Self.stack(versioning: true, labels: ["team": "ml", "generation": 3])
+            try Planner(providers: run.registry).validate(stack)
             let first = try await plan(stack)
             #expect(first.changes.map(\.action) == [.create])
             #expect(try await apply(first).ok)
             #expect(await world.fake.bucketNames() == ["ckpt-lifecycle"])
 
-            // The location the stack wrote in lower case is the one Storage answers upper-cased: no change.
+            // The location the stack wrote in lower case is the one Storage answers upper-cased, and
+            // the label written as a number is the text Storage keeps: no change.
             let second = try await plan(stack)
             #expect(!second.hasChanges, "\(second.actionable.map { "\($0.address) \($0.action) \($0.changedAttributes)" })")
 
@@ -351,10 +343,7 @@ struct GCPBucketLifecycleTests {
 
             // Destroy empties the bucket (force_destroy) and deletes it.
             await world.fake.putObject("step-1.bin", in: "ckpt-lifecycle")
-            let snapshot = await store.read(workspace: workspace)
-            let refreshed = try await Refresher(providers: registry, retry: retry).refresh(snapshot.resources)
-            let destroy = Planner(providers: registry).destroyPlan(stackName: "gcp-bucket", environment: "test", snapshot: snapshot, refreshed: refreshed, now: Date())
-            let destroyed = try await apply(destroy)
+            let destroyed = try await apply(try await run.destroyPlan())
             #expect(destroyed.ok, "\(destroyed.failed.map { "\($0.step.address): \($0.error)" })")
             #expect(await world.fake.bucketNames().isEmpty)
         }

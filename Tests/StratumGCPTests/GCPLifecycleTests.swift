@@ -31,20 +31,11 @@ struct GCPLifecycleTests {
 
     @Test func planApplyRefreshDriftRecreateDestroy() async throws {
         try await GCPFakeWorld.run { world in
-            let registry = ProviderRegistry([world.provider])
-            let store = InMemoryStateStore()
-            let workspace = "gcp-net/\(Self.environment)"
-            let retry = RetryPolicy(maxAttempts: 5, clock: world.provider.client.clock)
-            func plan(_ stack: EvaluatedStack) async throws -> Plan {
-                let snapshot = await store.read(workspace: workspace)
-                let refreshed = try await Refresher(providers: registry, retry: retry).refresh(snapshot.resources)
-                return try Planner(providers: registry).plan(stack: stack, snapshot: snapshot, refreshed: refreshed, now: Date())
-            }
-            func apply(_ plan: Plan) async throws -> ApplyResult {
-                try await Executor(providers: registry, store: store, workspace: workspace, parallelism: 4, retry: retry).apply(plan)
-            }
+            let run = GCPEngineRun(provider: world.provider, stack: "gcp-net", environment: Self.environment)
+            func plan(_ stack: EvaluatedStack) async throws -> Plan { try await run.plan(stack) }
+            func apply(_ plan: Plan) async throws -> ApplyResult { try await run.apply(plan) }
             let stack = try Self.stack()
-            try Planner(providers: registry).validate(stack)
+            try Planner(providers: run.registry).validate(stack)
 
             let first = try await plan(stack)
             #expect(first.changes.count == 4 && first.changes.allSatisfy { $0.action == .create })
@@ -64,7 +55,7 @@ struct GCPLifecycleTests {
             }
 
             // A subnetwork deleted behind Stratum's back is planned again and recreated.
-            let victim = try #require(await store.read(workspace: workspace).resources[ResourceAddress(type: "gcp_subnetwork", name: "nodes", index: 1)])
+            let victim = try #require(await run.store.read(workspace: run.workspace).resources[ResourceAddress(type: "gcp_subnetwork", name: "nodes", index: 1)])
             await world.fake.deleteOutOfBand(victim.id)
             let drift = try await plan(stack)
             #expect(drift.actionable.map(\.address.description) == ["gcp_subnetwork.nodes[1]"])
@@ -73,12 +64,9 @@ struct GCPLifecycleTests {
             #expect(await world.fake.paths(of: "subnetworks").count == 2)
             #expect(!(try await plan(stack)).hasChanges)
 
-            let snapshot = await store.read(workspace: workspace)
-            let refreshed = try await Refresher(providers: registry, retry: retry).refresh(snapshot.resources)
-            let destroy = Planner(providers: registry).destroyPlan(stackName: "gcp-net", environment: Self.environment, snapshot: snapshot, refreshed: refreshed, now: Date())
-            let destroyed = try await apply(destroy)
+            let destroyed = try await apply(try await run.destroyPlan())
             #expect(destroyed.ok, "\(destroyed.failed.map { "\($0.step.address): \($0.error)" })")
-            #expect(await store.read(workspace: workspace).resources.isEmpty)
+            #expect(await run.store.read(workspace: run.workspace).resources.isEmpty)
             for kind in ["networks", "subnetworks", "firewalls"] {
                 #expect(await world.fake.paths(of: kind).isEmpty, "\(kind) left behind")
             }
