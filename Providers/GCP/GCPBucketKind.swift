@@ -23,7 +23,8 @@ struct GCPBucketKind: ResourceKind {
         "name": .input(forceNew: true, required: true),
         "location": AttributeSchema(role: .optionalComputed, forceNew: true),
         "versioning": .input(),
-        "labels": .input(),
+        // Anyone allowed to list the project's buckets reads their labels.
+        "labels": .input(plainText: true),
         "storage_class": .input(),
         "uniform_access": .input(),
         "force_destroy": .input(),

@@ -238,6 +238,11 @@ struct GCPBucketTests {
             #expect(problems(["name": "fine", "labels": ["stratum-token": "x"]]).count == 1)
             #expect(problems(["name": "fine", "storage_class": "FROZEN"]).count == 1)
             #expect(problems(["name": "fine", "storage_class": "coldline"]).isEmpty)
+            // Labels are plain text to anyone who may list the buckets: a secret is refused there.
+            let leak = DesiredResource(
+                address: ResourceAddress(type: "gcp_bucket", name: "b"), provider: "gcp", region: GCSFakeWorld.region,
+                inputs: ["name": "fine", "labels": ["token": .sensitive("hunter2")]])
+            #expect(world.provider.validateAgainstSchema(leak).map(\.message).contains { $0.contains("labels.token") })
             #expect(await world.fake.calls.isEmpty)
         }
     }
