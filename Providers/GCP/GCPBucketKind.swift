@@ -157,10 +157,15 @@ struct GCPBucketKind: ResourceKind {
 
     func recover(_ operation: PendingOperation) async throws -> ResourceState? {
         let resource = operation.resolved
-        guard let name = resource.inputs["name"]?.stringValue,
-            let existing = try? await bucket(name, project: project(resource.inputs), address: resource.address),
-            GCPLabels.carry(token: operation.token, in: existing["labels"])
-        else { return nil }
+        guard let name = resource.inputs["name"]?.stringValue else { return nil }
+        let existing: GCPJSON?
+        do {
+            existing = try await bucket(name, project: project(resource.inputs), address: resource.address)
+        } catch let error as ProviderError where error.kind == .auth {
+            // A bucket these credentials cannot read is someone else's.
+            return nil
+        }
+        guard let existing, GCPLabels.carry(token: operation.token, in: existing["labels"]) else { return nil }
         return state(of: resource, from: existing)
     }
 

@@ -28,8 +28,10 @@ public actor GCSBucketFake {
         public var live: Bool
     }
 
-    /// The project the caller's credentials may act in.
+    /// The caller's project (buckets go there when a test names none).
     public let project: String
+    /// The projects the caller's credentials may act in: `project` and those `allow(project:)` adds.
+    public private(set) var accessible: Set<String>
     public let validator: DiscoveryValidator
 
     /// What was wrong with received requests, as `METHOD uri: violation`.
@@ -52,8 +54,12 @@ public actor GCSBucketFake {
 
     public init(project: String = "stratum-test") throws {
         self.project = project
+        self.accessible = [project]
         self.validator = try DiscoveryValidator.storageV1()
     }
+
+    /// Lets the caller act in `project` too.
+    public func allow(project: String) { accessible.insert(project) }
 
     public func set(maxPageSize: Int) { self.maxPageSize = max(1, maxPageSize) }
 
@@ -149,7 +155,7 @@ public actor GCSBucketFake {
     /// 404 for a bucket that does not exist, 403 for one of another project; nil when the caller may use it.
     private func access(_ name: String) -> ProxyResponse? {
         guard let owner = buckets[name]?.project else { return GCPComputeFake.error(404, reason: "notFound", message: "The specified bucket does not exist.") }
-        guard owner == project else {
+        guard accessible.contains(owner) else {
             return GCPComputeFake.error(
                 403, reason: "forbidden",
                 message: "stratum-test@\(project).iam.gserviceaccount.com does not have storage.buckets.get access to the Google Cloud Storage bucket. Permission 'storage.buckets.get' denied on resource (or it may not exist).")
@@ -163,12 +169,12 @@ public actor GCSBucketFake {
         }
         if let labels = body["labels"]?.mapValue, let bad = invalidLabel(labels) { return bad }
         if let existing = buckets[name] {
-            let message = existing.project == project
+            let message = accessible.contains(existing.project)
                 ? "Your previous request to create the named bucket succeeded and you already own it."
                 : "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again."
             return GCPComputeFake.error(409, reason: "conflict", message: message)
         }
-        guard project == self.project else {
+        guard accessible.contains(project) else {
             return GCPComputeFake.error(403, reason: "forbidden", message: "The caller does not have storage.buckets.create access to project \(project).")
         }
         let resource = stamp(body, project: project)
@@ -184,7 +190,7 @@ public actor GCSBucketFake {
         resource["kind"] = "storage#bucket"
         resource["id"] = .string(name)
         resource["selfLink"] = .string(Self.apiRoot + "b/" + name)
-        resource["projectNumber"] = .string(project == self.project ? "123456789012" : "987654321098")
+        resource["projectNumber"] = .string(String(100_000_000_000 + project.utf8.reduce(0) { ($0 * 31 + Int($1)) % 899_999_999_999 }))
         resource["metageneration"] = "1"
         resource["location"] = .string(location)
         resource["locationType"] = .string(location.contains("-") ? "region" : "multi-region")

@@ -148,6 +148,24 @@ struct GCPBucketTests {
         }
     }
 
+    /// A bucket with a `project` input is made, listed and batched in that project.
+    @Test func theProjectInputPlacesTheBucketInThatProject() async throws {
+        try await GCSFakeWorld.run { world in
+            await world.fake.allow(project: "data-project")
+            let elsewhere = try await world.create("elsewhere-bucket", ["project": "data-project"])
+            let here = try await world.create("here-bucket")
+            #expect(await world.fake.bucketNames(in: "data-project") == ["elsewhere-bucket"])
+            #expect(await world.fake.bucketNames() == ["here-bucket"])
+            let kind = try #require(world.provider.kinds["gcp_bucket"])
+            #expect(kind.batchKey(elsewhere) == "projects/data-project" && kind.batchKey(here) == "projects/\(GCSFakeWorld.project)")
+            #expect(kind.schema.attributes["project"]?.forceNew == true)
+            let live = try await world.provider.read(type: "gcp_bucket", resources: [elsewhere])
+            #expect(live == [elsewhere])
+            try await world.provider.delete(elsewhere)
+            #expect(await world.fake.bucketNames(in: "data-project").isEmpty)
+        }
+    }
+
     @Test func aBucketDeletedOutOfBandReadsAsGone() async throws {
         try await GCSFakeWorld.run { world in
             let kept = try await world.create("kept-bucket")
