@@ -8,12 +8,12 @@ import StratumCore
 /// Storage JSON API v1 (`API`), each at its own base in `GCPEndpoints`.
 ///
 /// Calls are paced per API, project and call class (reads, writes, operation reads) by adaptive
-/// rate limits that throttling answers slow down. Credentials that name a quota project
-/// (an `authorized_user` file with `quota_project_id`) send it as `x-goog-user-project`, so
-/// the calls are billed and counted against that project, as Google's client libraries do. Every mutating call carries a `requestId`,
-/// so Compute answers a repeat with the first call's operation instead of acting twice. A
-/// failed call is classified and handed back, never repeated here: the engine's
-/// `RetryPolicy` is the one retry layer.
+/// rate limits that throttling answers slow down. Credentials that name a quota project (an
+/// `authorized_user` file with `quota_project_id`) send it as `x-goog-user-project`, so the
+/// calls are billed and counted against that project, as Google's client libraries do. Every
+/// mutating Compute call carries a `requestId`, so Compute answers a repeat with the first
+/// call's operation instead of acting twice. A failed call is classified and handed back, never
+/// repeated here: the engine's `RetryPolicy` is the one retry layer.
 public struct GCPClient: Sendable {
     public struct Configuration: Sendable {
         public var endpoints: GCPEndpoints
