@@ -124,7 +124,9 @@ public actor GCSBucketFake {
         if fault != nil { faults[match.methodID]?.removeFirst() }
         switch fault {
         case .throttled:
-            return GCPComputeFake.error(429, reason: "rateLimitExceeded", message: "The project exceeded the rate limit for CreateBucket and DeleteBucket operations.", domain: "usageLimits")
+            return GCPComputeFake.error(
+                429, reason: "rateLimitExceeded", message: "The project exceeded the rate limit for CreateBucket and DeleteBucket operations.",
+                domain: "usageLimits")
         case .serverError:
             return GCPComputeFake.error(503, reason: "backendError", message: "Backend Error")
         default:
@@ -158,7 +160,8 @@ public actor GCSBucketFake {
         guard accessible.contains(owner) else {
             return GCPComputeFake.error(
                 403, reason: "forbidden",
-                message: "stratum-test@\(project).iam.gserviceaccount.com does not have storage.buckets.get access to the Google Cloud Storage bucket. Permission 'storage.buckets.get' denied on resource (or it may not exist).")
+                message: "stratum-test@\(project).iam.gserviceaccount.com does not have storage.buckets.get access to the Google Cloud Storage bucket. "
+                    + "Permission 'storage.buckets.get' denied on resource (or it may not exist).")
         }
         return nil
     }
