@@ -128,7 +128,8 @@ let package = Package(
         .executableTarget(
             name: "stratum-gcp-bench",
             dependencies: ["Stratum", "StratumGCP", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "StratumTesting"],
-            path: "Benchmarks/GCPInstances"
+            path: "Benchmarks/GCPInstances",
+            exclude: ["README.md"]
         ),
 
         .executableTarget(name: "stratum-chaos", dependencies: ["StratumTesting"], path: "Benchmarks/Chaos"),

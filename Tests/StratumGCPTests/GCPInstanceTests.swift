@@ -1,6 +1,9 @@
 import Foundation
+import Stratum
 import StratumCloud
 import StratumCore
+import StratumEngine
+import StratumState
 import StratumTesting
 import Testing
 @testable import StratumGCP
@@ -351,6 +354,95 @@ struct GCPInstanceTests {
             try await world.provider.delete(made)
             try await world.provider.delete(policy)
             #expect(await world.fake.paths(of: "resourcePolicies").isEmpty)
+        }
+    }
+}
+
+/// Instances, a gang and its placement policy driven through the real Planner, Refresher and
+/// Executor against the Compute fake.
+@Suite("GCP instances through the engine on the Compute fake", .timeLimit(.minutes(1)))
+struct GCPInstanceLifecycleTests {
+    static func stack(labels: Value = ["team": "ml"]) throws -> EvaluatedStack {
+        var content = StackContent()
+        let region = GCPFakeWorld.region
+        let network = CustomResource("gcp_network", "vpc", provider: "gcp", region: region, inputs: [:])
+        network.declare(into: &content)
+        let subnet = CustomResource("gcp_subnetwork", "nodes", provider: "gcp", region: region, inputs: ["network": network["name"], "cidr": "10.0.0.0/20"])
+        subnet.declare(into: &content)
+        let policy = CustomResource("gcp_resource_policy", "compact", provider: "gcp", region: region, inputs: ["vm_count": 3])
+        policy.declare(into: &content)
+        CustomResource(
+            "gcp_instance_gang", "trainers", provider: "gcp", region: region,
+            inputs: [
+                "count": 3, "machine_type": "a3-highgpu-8g", "zones": Value.list(GCPFakeWorld.zones), "subnetwork": subnet["self_link"],
+                "resource_policy": policy["self_link"], "command": Value.list(["train"]), "labels": labels,
+            ]
+        ).declare(into: &content)
+        for index in 0..<2 {
+            CustomResource(
+                "gcp_instance", "server", index: index, provider: "gcp", region: region,
+                inputs: [
+                    "machine_type": "g2-standard-8", "zones": Value.list(GCPFakeWorld.zones), "subnetwork": subnet["self_link"], "spot": true,
+                    "command": Value.list(["serve"]), "index": Value.int(index), "count": 2, "labels": labels,
+                ]
+            ).declare(into: &content)
+        }
+        return try StackEvaluator.evaluate(content, name: "gcp-gpu", environment: "test")
+    }
+
+    @Test func applyRefreshRelabelReplaceAReclaimedGangAndDestroy() async throws {
+        try await GCPFakeWorld.run { world in
+            let registry = ProviderRegistry([world.provider])
+            let store = InMemoryStateStore()
+            let workspace = "gcp-gpu/test"
+            let retry = RetryPolicy(maxAttempts: 5, clock: world.provider.client.clock)
+            func plan(_ stack: EvaluatedStack) async throws -> Plan {
+                let snapshot = await store.read(workspace: workspace)
+                let refreshed = try await Refresher(providers: registry, retry: retry).refresh(snapshot.resources)
+                return try Planner(providers: registry).plan(stack: stack, snapshot: snapshot, refreshed: refreshed, now: Date())
+            }
+            func apply(_ plan: Plan) async throws {
+                let result = try await Executor(providers: registry, store: store, workspace: workspace, parallelism: 4, retry: retry).apply(plan)
+                #expect(result.ok, "\(result.failed.map { "\($0.step.address): \($0.error)" })")
+            }
+            let stack = try Self.stack()
+            try Planner(providers: registry).validate(stack)
+            try await apply(try await plan(stack))
+            #expect(await world.fake.paths(of: "instances").count == 5)
+            #expect(await world.fake.paths(of: "resourcePolicies").count == 1)
+
+            // Refresh: one aggregatedList for the two servers, one for the gang; nothing to change.
+            let before = await world.fake.calls
+            let again = try await plan(stack)
+            #expect(!again.hasChanges, "\(again.actionable.map { "\($0.address) \($0.action) \($0.changedAttributes)" })")
+            let after = await world.fake.calls
+            #expect(after["compute.instances.aggregatedList", default: 0] - before["compute.instances.aggregatedList", default: 0] == 2)
+            #expect(after["compute.instances.get", default: 0] == before["compute.instances.get", default: 0])
+
+            // New labels are an in-place update of every instance.
+            let relabel = try await plan(try Self.stack(labels: ["team": "research"]))
+            #expect(relabel.actionable.count == 3 && relabel.actionable.allSatisfy { $0.action == .update })
+            try await apply(relabel)
+            #expect(await world.fake.calls["compute.instances.setLabels"] == 5)
+            #expect(await world.fake.paths(of: "instances").count == 5)
+
+            // A gang member reclaimed: the gang is replaced as a whole, the rest stays.
+            let gangState = try #require(await store.read(workspace: workspace).resources[ResourceAddress(type: "gcp_instance_gang", name: "trainers")])
+            let member = try #require(gangState.attributes["instances"]?.listValue?.first?.mapValue?["self_link"]?.stringValue)
+            await world.fake.deleteOutOfBand(try #require(GCPNames.path(ofLink: member)))
+            let replace = try await plan(try Self.stack(labels: ["team": "research"]))
+            #expect(replace.actionable.map(\.address.description) == ["gcp_instance_gang.trainers"])
+            #expect(replace.actionable.first?.action == .replace)
+            try await apply(replace)
+            #expect(await world.fake.paths(of: "instances").count == 5)
+            #expect(!(try await plan(try Self.stack(labels: ["team": "research"]))).hasChanges)
+
+            let snapshot = await store.read(workspace: workspace)
+            let refreshed = try await Refresher(providers: registry, retry: retry).refresh(snapshot.resources)
+            try await apply(Planner(providers: registry).destroyPlan(stackName: "gcp-gpu", environment: "test", snapshot: snapshot, refreshed: refreshed, now: Date()))
+            for kind in ["instances", "resourcePolicies", "subnetworks", "networks"] {
+                #expect(await world.fake.paths(of: kind).isEmpty, "\(kind) left behind")
+            }
         }
     }
 }
