@@ -2,8 +2,9 @@ import Foundation
 import StratumCloud
 import StratumCore
 
-/// Google Cloud: VPC networking (custom-mode networks, subnetworks, firewalls) over the Compute
-/// Engine v1 REST API.
+/// Google Cloud: VPC networking (custom-mode networks, subnetworks, firewalls), compact
+/// placement policies, instances and instance gangs over the Compute Engine v1 REST API.
+/// Instances carry Stratum's ownership in labels instead (see `GCPInstanceKinds.swift`).
 ///
 /// Every insert and delete carries the journal's token as `requestId`, so a repeated call is
 /// answered with the first call's operation; the operation's handle is recorded in the journal
