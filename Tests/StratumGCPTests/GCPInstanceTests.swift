@@ -274,6 +274,44 @@ struct GCPInstanceTests {
         }
     }
 
+    /// A create whose wait is cancelled after its operation's handle was recorded is settled by
+    /// recovery from that handle: the same operation finishes and its instance (or gang) is
+    /// adopted; nothing is inserted twice.
+    @Test(arguments: ["gcp_instance", "gcp_instance_gang"])
+    func aCreateInterruptedWhileWaitingIsRecoveredFromItsHandle(type: String) async throws {
+        let world = try await GCPFakeWorld.make(pace: .onDemand, clock: .system)
+        defer { Task { await world.server.shutdown() } }
+        await world.fake.set(pace: .afterPolls(0))
+        let subnet = try await world.subnetwork()
+        await world.fake.set(pace: .onDemand)
+        let resource = GCPFakeWorld.instance("waiting", ["machine_type": "a3-highgpu-8g", "count": 2], subnetwork: subnet, type: type)
+        let token = UUID().uuidString.lowercased()
+        let (handles, recorded) = AsyncStream.makeStream(of: String.self)
+        let context = OperationContext(token: token) { recorded.yield($0) }
+        let create = Task { try await world.provider.create(resource, context: context) }
+        var iterator = handles.makeAsyncIterator()
+        let handle = try #require(await iterator.next())
+        create.cancel()
+        await #expect(throws: (any Error).self) { try await create.value }
+        #expect(GCPOperationReference(handle: handle)?.scope == .zone("us-central1-a"))
+
+        var pending = PendingOperation(creating: resource, provider: "gcp", token: token)
+        pending.handle = handle
+        let method = "compute.zoneOperations.get"
+        let looksBefore = await world.fake.calls[method, default: 0]
+        let recovery = Task { try await world.provider.recover(pending) }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while await world.fake.calls[method, default: 0] <= looksBefore, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(await world.fake.finishOperations() == 1)
+        let recovered = try #require(try await recovery.value)
+        #expect(recovered.attributes["zone"] == "us-central1-a")
+        #expect(await world.fake.paths(of: "instances").count == (type == "gcp_instance" ? 1 : 2))
+        #expect(await world.fake.calls[type == "gcp_instance" ? "compute.instances.insert" : "compute.instances.bulkInsert"] == 1)
+        #expect(await world.problems().isEmpty)
+    }
+
     /// Refresh of many instances: one label-filtered aggregatedList per project, paged, and no
     /// GET per instance.
     @Test func refreshOfSixHundredInstancesIsTwoCalls() async throws {
