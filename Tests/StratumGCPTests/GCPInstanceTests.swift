@@ -258,11 +258,12 @@ struct GCPInstanceTests {
 
     /// An insert that took effect but whose answer was lost is found by its token label; a
     /// retry replays the first call, so there is one instance.
-    @Test func aLostInsertAnswerIsRecoveredByItsTokenLabel() async throws {
+    @Test(arguments: ["gcp_instance", "gcp_instance_gang"])
+    func aLostInsertAnswerIsRecoveredByItsTokenLabel(type: String) async throws {
         try await GCPFakeWorld.run { world in
             let subnet = try await world.subnetwork()
-            await world.fake.inject(.lostResponse, into: "compute.instances.insert")
-            let node = GCPFakeWorld.instance("lost", [:], subnetwork: subnet)
+            await world.fake.inject(.lostResponse, into: type == "gcp_instance" ? "compute.instances.insert" : "compute.instances.bulkInsert")
+            let node = GCPFakeWorld.instance("lost", ["count": 3], subnetwork: subnet, type: type)
             let token = UUID().uuidString.lowercased()
             let failure = await #expect(throws: ProviderError.self) { try await world.provider.create(node, token: token) }
             #expect(failure?.isRetryable == true)
@@ -270,7 +271,8 @@ struct GCPInstanceTests {
             let recovered = try #require(try await world.provider.recover(PendingOperation(creating: node, provider: "gcp", token: token)))
             let retried = try await world.provider.create(node, token: token)
             #expect(retried.id == recovered.id)
-            #expect(await world.fake.paths(of: "instances") == [recovered.id])
+            #expect(await world.fake.paths(of: "instances").count == (type == "gcp_instance" ? 1 : 3))
+            #expect(await world.fake.injected["replayedRequestID"] == 1)
         }
     }
 
