@@ -103,6 +103,9 @@ enum GCPInstanceInputs {
         for key in GCPLabels.user(inputs["labels"]).keys.sorted() where !GCPLabels.isValidKey(key) || key.hasPrefix("stratum-") {
             problems.append("label '\(key)' is not a GCP label key of the stack's own (a-z first, then a-z, 0-9, '_', '-'; at most 63; not stratum-…)")
         }
+        for (key, value) in GCPLabels.user(inputs["labels"]).sorted(by: { $0.key < $1.key }) where !GCPLabels.isValidValue(value) {
+            problems.append("label '\(key)' has the value '\(value)'; GCP label values are at most 63 of lower-case letters, digits, '_' and '-'")
+        }
         for tag in strings(inputs["network_tags"]) where !GCPNames.isValid(tag) {
             problems.append("network tag '\(tag)' is not a Compute name")
         }
@@ -202,6 +205,11 @@ enum GCPLabels {
     static let token = "stratum-token"
 
     static func isValidKey(_ key: String) -> Bool { key.range(of: "^[a-z][a-z0-9_-]{0,62}$", options: .regularExpression) != nil }
+
+    /// Lower-case letters (any script), digits, `_` and `-`, at most 63.
+    static func isValidValue(_ value: String) -> Bool {
+        value.count <= 63 && value.allSatisfy { $0 == "_" || $0 == "-" || $0.isNumber || ($0.isLetter && !$0.isUppercase) }
+    }
 
     /// `text` as a label value: lower case, other characters than a-z, 0-9, `_` and `-` as `_`, at most 63.
     static func value(_ text: String) -> String {

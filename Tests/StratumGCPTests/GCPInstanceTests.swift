@@ -148,6 +148,9 @@ struct GCPInstanceTests {
             #expect(diagnostics(["zones": []]).first?.contains("at least one zone") == true)
             #expect(diagnostics(["machine_type": "A3_HIGH"]).first?.contains("not a Compute machine type") == true)
             #expect(diagnostics(["labels": ["stratum-lineage": "x"]]).count == 1)
+            #expect(diagnostics(["labels": ["Team": "ml"]]).count == 1)
+            #expect(diagnostics(["labels": ["team": "ML Research"]]).first?.contains("GCP label values") == true)
+            #expect(diagnostics(["labels": ["team": "ml-research_2"]]).isEmpty)
             #expect(diagnostics([:]).isEmpty)
 
             // The fake refuses what Compute refuses: attached GPUs on an A3.
