@@ -302,17 +302,37 @@ extension GCPInstanceFamily {
     ) async throws -> T {
         let zones = try zones(resource)
         var stockouts: [String] = []
+        var unoffered: [String] = []
         for (i, zone) in zones.enumerated() {
             do {
                 return try await attempt(zone, i == 0 ? token : "\(token)/\(zone)")
             } catch let error as ProviderError where error.kind == .capacity {
                 stockouts.append("\(zone): \(error.message)")
+            } catch let error as ProviderError where Self.isNotOffered(error) {
+                unoffered.append("\(zone): \(error.message)")
             }
         }
+        if stockouts.isEmpty {
+            throw ProviderError(
+                .permanent, "\(what) is not offered in any of the \(zones.count) zone(s) allowed (\(unoffered.joined(separator: "; "))); list zones that offer it",
+                address: resource.address)
+        }
+        stockouts += unoffered
         throw ProviderError(
             .capacity,
             "no capacity for \(what) in any of the \(zones.count) zone(s) allowed (\(stockouts.joined(separator: "; "))); add zones to `zones`, or try another region",
             address: resource.address, scope: zones.count > 1 ? .region(resource.region) : .zone(zones.first))
+    }
+
+    /// Compute's answer when a zone does not offer the machine type ("Machine type with name
+    /// 'X' does not exist in zone 'Z'") or the attached GPU (".../acceleratorTypes/X was not
+    /// found"): the next zone may.
+    static func isNotOffered(_ error: ProviderError) -> Bool {
+        switch error.kind {
+        case .permanent: return error.message.contains("does not exist in zone")
+        case .notFound: return error.message.contains("/acceleratorTypes/")
+        default: return false
+        }
     }
 
     /// Sends a mutating call, records its operation's handle and waits for it.
@@ -440,7 +460,7 @@ struct GCPInstanceKind: GCPInstanceFamily {
                 try await mutateAndWait(
                     client, "POST", "projects/\(project)/zones/\(zone)/instances", body: .object(body), requestToken: requestToken, action: "instances.insert",
                     address: resource.address, zone: zone, context: context)
-            } catch let error as ProviderError where error.kind == .permanent {
+            } catch let error as ProviderError where error.kind == .permanent && !Self.isNotOffered(error) {
                 // Refused as already existing after Compute forgot the requestId: what carries
                 // this create's token is what an earlier attempt made.
                 if let made = try? await find(resource, token: context.token) { return made }
@@ -636,7 +656,7 @@ struct GCPInstanceGangKind: GCPInstanceFamily {
                 try await mutateAndWait(
                     client, "POST", "projects/\(project)/zones/\(zone)/instances/bulkInsert", body: body, requestToken: requestToken,
                     action: "instances.bulkInsert", address: resource.address, zone: zone, context: context)
-            } catch let error as ProviderError where error.kind == .permanent {
+            } catch let error as ProviderError where error.kind == .permanent && !Self.isNotOffered(error) {
                 if let made = try? await find(resource, token: context.token), made.attributes["instances"]?.listValue?.count == count { return made }
                 throw error
             }

@@ -73,7 +73,12 @@ public actor GCPComputeFake {
         self.validator = try DiscoveryValidator.computeV1()
     }
 
+    /// Machine types (by name) each zone does not offer: an instance insert or bulkInsert of one
+    /// there is refused as Compute refuses it.
+    public private(set) var unofferedMachineTypes: [String: Set<String>] = [:]
+
     public func set(pace: OperationPace) { self.pace = pace }
+    public func set(unofferedMachineTypes: [String: Set<String>]) { self.unofferedMachineTypes = unofferedMachineTypes }
     public func set(throttleShare: Double) { self.throttleShare = throttleShare }
     public func set(zonesWithoutCapacity: Set<String>, code: String = "ZONE_RESOURCE_POOL_EXHAUSTED") {
         self.zonesWithoutCapacity = zonesWithoutCapacity
@@ -208,7 +213,7 @@ public actor GCPComputeFake {
             return Routed(http: Self.error(409, reason: "alreadyExists", message: "The resource '\(key)' already exists"))
         }
         let kind = Self.kind(ofPath: key)
-        if kind == "instances", let refusal = Self.acceleratorRefusal(body) { return Routed(http: refusal) }
+        if kind == "instances", let refusal = Self.acceleratorRefusal(body) ?? unoffered(body, zone: Self.scopeName(of: key)) { return Routed(http: refusal) }
         let resource = stamp(body, path: key, kind: kind)
         if kind != "instances", let missing = missingParent(of: resource) {
             return Routed(http: Self.error(404, reason: "notFound", message: "The resource '\(missing)' was not found"))
@@ -234,7 +239,7 @@ public actor GCPComputeFake {
             return Routed(http: Self.error(400, reason: "invalid", message: "Invalid value for field 'resource.count': '\(count)'. The names given do not cover the count."))
         }
         let properties = body["instanceProperties"]?.mapValue ?? [:]
-        if let refusal = Self.acceleratorRefusal(properties) { return Routed(http: refusal) }
+        if let refusal = Self.acceleratorRefusal(properties) ?? unoffered(properties, zone: zone) { return Routed(http: refusal) }
         if let minCount = body["minCount"].flatMap({ $0.intValue ?? Int($0.stringValue ?? "") }), minCount > count {
             return Routed(http: Self.error(400, reason: "invalid", message: "Invalid value for field 'resource.minCount': '\(minCount)'. Must be at most count."))
         }
@@ -309,6 +314,16 @@ public actor GCPComputeFake {
             return error(400, reason: "invalid", message: "Instances with guest accelerators do not support live migration.")
         }
         return nil
+    }
+
+    /// Compute's refusal of a machine type the zone does not offer.
+    private func unoffered(_ instance: [String: Value], zone: String) -> ProxyResponse? {
+        let given = instance["machineType"]?.stringValue ?? ""
+        let name = given.split(separator: "/").last.map(String.init) ?? ""
+        guard unofferedMachineTypes[zone]?.contains(name) == true else { return nil }
+        return Self.error(
+            400, reason: "invalid",
+            message: "Invalid value for field 'resource.machineType': '\(given)'. Machine type with name '\(name)' does not exist in zone '\(zone)'.")
     }
 
     static func fingerprint(_ labels: Value?) -> String {

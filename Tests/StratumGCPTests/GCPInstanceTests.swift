@@ -209,6 +209,30 @@ struct GCPInstanceTests {
         }
     }
 
+    /// A zone that does not offer the machine type is passed over like a stockout; when no zone
+    /// offers it the error is permanent and names the zones.
+    @Test func aZoneThatDoesNotOfferTheMachineTypeIsPassedOver() async throws {
+        try await GCPFakeWorld.run { world in
+            let subnet = try await world.subnetwork()
+            await world.fake.set(unofferedMachineTypes: ["us-central1-a": ["a3-highgpu-8g"], "us-central1-b": ["a3-highgpu-8g"]])
+            let single = try await world.provider.create(
+                GCPFakeWorld.instance("offered", ["machine_type": "a3-highgpu-8g"], subnetwork: subnet), token: UUID().uuidString)
+            #expect(single.attributes["zone"] == "us-central1-c")
+            let gang = try await world.provider.create(
+                GCPFakeWorld.instance("offered-gang", ["machine_type": "a3-highgpu-8g", "count": 2], subnetwork: subnet, type: "gcp_instance_gang"),
+                token: UUID().uuidString)
+            #expect(gang.attributes["zone"] == "us-central1-c")
+
+            await world.fake.set(unofferedMachineTypes: ["us-central1-a": ["a3-highgpu-8g"], "us-central1-b": ["a3-highgpu-8g"], "us-central1-c": ["a3-highgpu-8g"]])
+            let failure = await #expect(throws: ProviderError.self) {
+                try await world.provider.create(GCPFakeWorld.instance("unoffered", ["machine_type": "a3-highgpu-8g"], subnetwork: subnet), token: UUID().uuidString)
+            }
+            #expect(failure?.kind == .permanent)
+            #expect(failure?.message.contains("is not offered in any of the 3 zone(s)") == true)
+            #expect(await world.fake.paths(of: "instances").count == 3)
+        }
+    }
+
     /// A gang is one bulkInsert with minCount = count in one zone; a stockout moves the whole
     /// gang to the next zone, and a quota failure leaves no instance at all.
     @Test func aGangIsAllOrNothingAndFailsOverAsAWhole() async throws {
