@@ -4,7 +4,7 @@ import StratumCore
 
 /// Google Cloud: VPC networking (custom-mode networks, subnetworks, firewalls), compact
 /// placement policies, instances and instance gangs over the Compute Engine v1 REST API.
-/// Instances carry Stratum's ownership in labels instead (see `GCPInstanceKinds.swift`).
+/// Instances carry Stratum's ownership in labels instead (see `GCPInstanceSupport.swift`).
 ///
 /// Every insert and delete carries the journal's token as `requestId`, so a repeated call is
 /// answered with the first call's operation; the operation's handle is recorded in the journal
