@@ -209,6 +209,28 @@ struct GCPInstanceTests {
         }
     }
 
+    /// A gang member's boot script in a container: the rank and name it learns at boot are
+    /// passed into the container with the rest of the contract, and are not fixed in the script.
+    @Test func aGangMembersContainerGetsTheRankItReadsAtBoot() throws {
+        let member = GCPFakeWorld.instance(
+            "trainers", ["count": 8, "pool": "trainer", "command": ["python", "train.py"], "container_image": "ghcr.io/example/trainer:1", "env": ["MODE": "train"]],
+            subnetwork: "nodes", type: "gcp_instance_gang")
+        let script = try #require(NodeBootScript.render(member, cloud: "gcp", atBoot: .gcpGangMember(cluster: "trainer")))
+        let run = try #require(script.split(separator: "\n").last.map(String.init))
+        #expect(run.hasPrefix("exec docker run --rm --gpus all --network host "))
+        for name in ["STRATUM_NODE_INDEX", "STRATUM_NODE_NAME", "STRATUM_ZONE", "STRATUM_NODE_COUNT", "STRATUM_CLOUD", "MODE"] {
+            #expect(run.contains("-e \(name) "), "\(name) is not passed into the container")
+        }
+        #expect(run.hasSuffix("'ghcr.io/example/trainer:1' 'python' 'train.py'"))
+        #expect(!script.contains("export STRATUM_NODE_INDEX='"))
+        #expect(!script.contains("export STRATUM_NODE_NAME='trainer-"))
+        #expect(script.contains("export STRATUM_NODE_COUNT='8'"))
+        // A stack's own cloud-init document is sent as it is.
+        var raw = member
+        raw.inputs["user_data"] = "#cloud-config\nruncmd: [true]\n"
+        #expect(NodeBootScript.render(raw, cloud: "gcp", atBoot: .gcpGangMember(cluster: "trainer")) == "#cloud-config\nruncmd: [true]\n")
+    }
+
     /// A zone that does not offer the machine type is passed over like a stockout; when no zone
     /// offers it the error is permanent and names the zones.
     @Test func aZoneThatDoesNotOfferTheMachineTypeIsPassedOver() async throws {
