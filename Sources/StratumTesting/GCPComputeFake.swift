@@ -3,7 +3,7 @@ import StratumCore
 
 /// A loopback fake of the Compute Engine v1 REST API for networks (custom subnet mode),
 /// subnetworks, firewalls, resource policies and instances (insert, bulkInsert, setLabels;
-/// attached GPUs checked against the machine family and the maintenance policy), with zonal, regional and global operations that finish
+/// machines with GPUs must stop for host maintenance; machine types a zone does not offer), with zonal, regional and global operations that finish
 /// asynchronously, `requestId` idempotency, and stockouts, quota errors and throttling on
 /// demand. Every request is checked against Google's discovery document first; what is wrong
 /// with it is recorded in `violations` (tests assert there are none) and the request is then
@@ -299,16 +299,13 @@ public actor GCPComputeFake {
         return startOperation(type: "setLabels", target: key, creates: [:], deletes: [], failure: nil)
     }
 
-    /// What Compute refuses about attached GPUs: on a machine type that carries its own (A2,
-    /// A3, G2, …), or on a machine that would be live-migrated.
+    /// What Compute refuses about GPUs: a machine with GPUs (attached, or those of an A2, A3,
+    /// G2, … machine type) that would be live-migrated for host maintenance.
     public static func acceleratorRefusal(_ instance: [String: Value]) -> ProxyResponse? {
         let machineType = instance["machineType"]?.stringValue?.split(separator: "/").last.map(String.init) ?? ""
         let family = String(machineType.prefix { $0 != "-" })
         let attached = !(instance["guestAccelerators"]?.listValue ?? []).isEmpty
         let builtIn = ["a2", "a3", "a4", "a4x", "g2", "g4"].contains(family)
-        if attached, builtIn {
-            return error(400, reason: "invalid", message: "Invalid value for field 'resource.guestAccelerators': machine type \(machineType) comes with its accelerators")
-        }
         let maintenance = instance["scheduling"]?.mapValue?["onHostMaintenance"]?.stringValue
         if attached || builtIn, maintenance != "TERMINATE" {
             return error(400, reason: "invalid", message: "Instances with guest accelerators do not support live migration.")

@@ -118,8 +118,8 @@ struct GCPInstanceTests {
     }
 
     /// A2, A3 and G2 carry their GPUs: no guestAccelerators in the body, but the maintenance
-    /// policy GPUs need; asking for attached GPUs on them is a diagnostic before any call, and
-    /// Compute (the fake) refuses such a body.
+    /// policy GPUs need (the fake, like Compute, refuses a GPU machine without it); asking for
+    /// attached GPUs on them is a diagnostic before any call.
     @Test func machinesWithBuiltInGPUsSendNoAcceleratorsAndStopForMaintenance() async throws {
         try await GCPFakeWorld.run { world in
             let subnet = try await world.subnetwork()
@@ -153,13 +153,11 @@ struct GCPInstanceTests {
             #expect(diagnostics(["labels": ["team": "ml-research_2"]]).isEmpty)
             #expect(diagnostics([:]).isEmpty)
 
-            // The fake refuses what Compute refuses: attached GPUs on an A3.
-            let refused = GCPComputeFake.acceleratorRefusal([
-                "machineType": "zones/us-central1-a/machineTypes/a3-highgpu-8g", "guestAccelerators": [["acceleratorCount": 8]],
-                "scheduling": ["onHostMaintenance": "TERMINATE"],
-            ])
-            #expect(refused?.status == 400)
+            // The fake refuses what Compute refuses: a machine with GPUs that would be live-migrated.
+            #expect(GCPComputeFake.acceleratorRefusal(["machineType": "zones/us-central1-a/machineTypes/a3-highgpu-8g"])?.status == 400)
             #expect(GCPComputeFake.acceleratorRefusal(["machineType": "n1-standard-8", "guestAccelerators": [["acceleratorCount": 1]]])?.status == 400)
+            #expect(GCPComputeFake.acceleratorRefusal(["machineType": "a3-highgpu-8g", "scheduling": ["onHostMaintenance": "TERMINATE"]]) == nil)
+            #expect(GCPComputeFake.acceleratorRefusal(["machineType": "e2-standard-4"]) == nil)
         }
     }
 
