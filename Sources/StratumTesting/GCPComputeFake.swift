@@ -73,6 +73,8 @@ public actor GCPComputeFake {
         self.validator = try DiscoveryValidator.computeV1()
     }
 
+    /// The bodies of the bulkInsert requests served, in order.
+    public private(set) var bulkInsertBodies: [Value] = []
     /// Machine types (by name) each zone does not offer: an instance insert or bulkInsert of one
     /// there is refused as Compute refuses it.
     public private(set) var unofferedMachineTypes: [String: Set<String>] = [:]
@@ -223,6 +225,7 @@ public actor GCPComputeFake {
     }
 
     private func bulkInsert(collection: String, body: [String: Value], zone: String, quota: Fault?) -> Routed {
+        bulkInsertBodies.append(.map(body))
         let count = body["count"]?.intValue ?? Int(body["count"]?.stringValue ?? "") ?? 0
         var names = (body["perInstanceProperties"]?.mapValue ?? [:]).keys.sorted()
         if let pattern = body["namePattern"]?.stringValue, let hashes = pattern.range(of: "#+", options: .regularExpression) {

@@ -270,6 +270,11 @@ struct GCPInstanceTests {
             #expect(members.allSatisfy { $0.mapValue?["private_ip"]?.stringValue?.hasPrefix("10.") == true })
             #expect(await world.fake.paths(of: "instances").count == 4)
             #expect(await world.fake.calls["compute.instances.bulkInsert"] == 2)
+            // All or nothing: minCount is the gang's size, the names are given one by one.
+            let bulk = try #require(await world.fake.bulkInsertBodies.last?.mapValue)
+            #expect(bulk["count"] == "4" && bulk["minCount"] == "4")
+            #expect(bulk["perInstanceProperties"]?.mapValue?.keys.sorted() == ["trainer-0", "trainer-1", "trainer-2", "trainer-3"])
+            #expect(bulk["instanceProperties"]?.mapValue?["machineType"] == "a3-highgpu-8g")
             let member = try await world.live("projects/\(GCPFakeWorld.project)/zones/us-central1-b/instances/trainer-2")
             #expect(member["guestAccelerators"] == nil)
             #expect(member["scheduling"]?.mapValue?["onHostMaintenance"] == "TERMINATE")
