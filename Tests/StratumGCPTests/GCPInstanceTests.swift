@@ -415,6 +415,12 @@ struct GCPInstanceTests {
 
             let refreshed = try #require(try await world.provider.read(type: "gcp_instance", resources: [updated]).first ?? nil)
             #expect(refreshed.attributes["labels"] == updated.attributes["labels"])
+
+            // Someone relabels the instance outside Stratum: refresh reports their labels.
+            try await GCPInstanceKind(client: world.provider.client).setLabels(state.id, user: ["team": "ops"], address: state.address)
+            let drifted = try #require(try await world.provider.read(type: "gcp_instance", resources: [updated]).first ?? nil)
+            #expect(drifted.attributes["labels"] == ["team": "ops"])
+            #expect(try await world.live(state.id)["labels"]?.mapValue?["stratum-lineage"] == "lineage-0001")
         }
     }
 
