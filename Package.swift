@@ -124,6 +124,14 @@ let package = Package(
             exclude: ["README.md"]
         ),
 
+        // GCP instances on the loopback Compute fake: refresh of 1,000 instances and a throttled apply.
+        .executableTarget(
+            name: "stratum-gcp-bench",
+            dependencies: ["Stratum", "StratumGCP", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "StratumTesting"],
+            path: "Benchmarks/GCPInstances",
+            exclude: ["README.md"]
+        ),
+
         .executableTarget(name: "stratum-chaos", dependencies: ["StratumTesting"], path: "Benchmarks/Chaos"),
 
         .testTarget(name: "StratumCoreTests", dependencies: ["StratumCore"]),

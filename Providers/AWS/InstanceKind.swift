@@ -99,7 +99,7 @@ struct InstanceKind: EC2ResourceKind {
         p.add(list: "SecurityGroupId", resource.strings("security_group_ids"))
         if let group = resource.string("placement_group"), !group.isEmpty { p.add("Placement.GroupName", group) }
         if let key = resource.string("key_name"), !key.isEmpty { p.add("KeyName", key) }
-        if let script = UserDataScript.render(resource) { p.add("UserData", Data(script.utf8).base64EncodedString()) }
+        if let script = NodeBootScript.render(resource, cloud: "aws", atBoot: .aws) { p.add("UserData", Data(script.utf8).base64EncodedString()) }
         if let size = resource.inputs["root_volume_gib"]?.intValue {
             p.add("BlockDeviceMapping.1.DeviceName", resource.string("root_device_name") ?? "/dev/sda1")
             p.add("BlockDeviceMapping.1.Ebs.VolumeSize", String(size))
@@ -187,33 +187,13 @@ struct InstanceKind: EC2ResourceKind {
     }
 }
 
-/// The boot script of an instance built from `command`, `env` and `container_image`, unless
-/// the stack gives `user_data` itself.
-enum UserDataScript {
-    static func render(_ resource: ResolvedResource) -> String? {
-        if let raw = resource.string("user_data"), !raw.isEmpty { return raw }
-        let command = resource.strings("command")
-        guard !command.isEmpty else { return nil }
-        // The node contract; the zone is the one RunInstances found capacity in, which the
-        // node reads from the instance metadata service (IMDSv2) when it boots.
-        var env = NodeContract(node: resource, cloud: "aws", zone: nil).environment(over: NodeContract.stackEnvironment(of: resource))
-        env["STRATUM_NODE_ADDRESS"] = resource.address.description
-        var lines = ["#!/bin/sh", "# Stratum node \(resource.address)", "set -e"]
-        for key in env.keys.sorted() { lines.append("export \(key)=\(quote(env[key] ?? ""))") }
-        lines += [
+extension NodeBootScript.AtBoot {
+    /// On EC2 the zone is the one RunInstances found capacity in, which the node reads from
+    /// the instance metadata service (IMDSv2) when it boots.
+    static let aws = NodeBootScript.AtBoot(
+        lines: [
             "imds_token=$(curl -sf -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token || true)",
             "export \(NodeContract.zoneName)=\"$(curl -sf -H \"X-aws-ec2-metadata-token: $imds_token\" http://169.254.169.254/latest/meta-data/placement/availability-zone || true)\"",
-        ]
-        if let image = resource.string("container_image"), !image.isEmpty {
-            let passes = (env.keys + [NodeContract.zoneName]).sorted().map { "-e \($0)" }.joined(separator: " ")
-            lines.append("exec docker run --rm --gpus all --network host \(passes) \(quote(image)) \(command.map(quote).joined(separator: " "))")
-        } else {
-            lines.append("exec \(command.map(quote).joined(separator: " "))")
-        }
-        return lines.joined(separator: "\n") + "\n"
-    }
-
-    static func quote(_ text: String) -> String {
-        "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
-    }
+        ],
+        variables: [NodeContract.zoneName])
 }

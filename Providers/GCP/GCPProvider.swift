@@ -2,8 +2,10 @@ import Foundation
 import StratumCloud
 import StratumCore
 
-/// Google Cloud: VPC networking (custom-mode networks, subnetworks, firewalls) over the Compute
-/// Engine v1 REST API, and Cloud Storage buckets (`GCPBucketKind`) over the Storage JSON API.
+/// Google Cloud: VPC networking (custom-mode networks, subnetworks, firewalls), compact
+/// placement policies, instances and instance gangs over the Compute Engine v1 REST API, and
+/// Cloud Storage buckets (`GCPBucketKind`) over the Storage JSON API.
+/// Instances carry Stratum's ownership in labels instead (see `GCPInstanceSupport.swift`).
 ///
 /// Every insert and delete carries the journal's token as `requestId`, so a repeated call is
 /// answered with the first call's operation; the operation's handle is recorded in the journal
@@ -19,8 +21,9 @@ public struct GCPProvider: Provider {
 
     public init(client: GCPClient) {
         self.client = client
-        let kinds = [GCPComputeSpec.network, .subnetwork, .firewall].map { GCPComputeKind(spec: $0, client: client) as any ResourceKind } + [GCPBucketKind(client: client)]
-        self.kinds = Dictionary(uniqueKeysWithValues: kinds.map { ($0.type, $0) })
+        let compute = [GCPComputeSpec.network, .subnetwork, .firewall, .resourcePolicy].map { GCPComputeKind(spec: $0, client: client) as any ResourceKind }
+        let others: [any ResourceKind] = [GCPInstanceKind(client: client), GCPInstanceGangKind(client: client), GCPBucketKind(client: client)]
+        self.kinds = Dictionary(uniqueKeysWithValues: (compute + others).map { ($0.type, $0) })
     }
 }
 
@@ -52,6 +55,7 @@ struct GCPComputeKind: ResourceKind {
         self.client = client
         var attributes = spec.inputs
         attributes["name"] = AttributeSchema(role: .optionalComputed, forceNew: true)
+        attributes["project"] = .input(forceNew: true)
         attributes["id"] = .computed
         attributes["self_link"] = .computed
         attributes["stratum_lineage"] = .computed
@@ -60,10 +64,9 @@ struct GCPComputeKind: ResourceKind {
     }
 
     var type: String { spec.type }
-    var project: String { client.project }
 
     /// Everything of a type in a project is listed at once (subnetworks across regions too).
-    func batchKey(_ state: ResourceState) -> String { "projects/\(project)" }
+    func batchKey(_ state: ResourceState) -> String { "projects/\(client.project(of: state))" }
 
     func validate(_ resource: DesiredResource) -> [Diagnostic] {
         guard let name = resource.inputs["name"]?.stringValue, !GCPNames.isValid(name) else { return [] }
@@ -73,7 +76,7 @@ struct GCPComputeKind: ResourceKind {
 
     // MARK: paths
 
-    func collectionPath(region: String) -> String {
+    func collectionPath(region: String, project: String) -> String {
         spec.regional ? "projects/\(project)/regions/\(region)/\(spec.collection)" : "projects/\(project)/global/\(spec.collection)"
     }
 
@@ -90,14 +93,15 @@ struct GCPComputeKind: ResourceKind {
     // MARK: calls
 
     func read(_ resources: [ResourceState]) async throws -> [ResourceState?] {
-        guard !resources.isEmpty else { return [] }
+        guard let first = resources.first else { return [] }
+        let project = client.project(of: first)
         var live: [String: GCPJSON] = [:]
         let names = Set(resources.map { name(of: $0) }).sorted()
         // `eq` takes an RE2 expression the whole name must match; names are [-a-z0-9], so an
         // alternation of them needs no escaping. Chunks keep URLs short.
         for start in stride(from: 0, to: names.count, by: 50) {
             let filter = "name eq '\(names[start..<min(names.count, start + 50)].joined(separator: "|"))'"
-            let path = spec.regional ? "projects/\(project)/aggregated/\(spec.collection)" : collectionPath(region: "")
+            let path = spec.regional ? "projects/\(project)/aggregated/\(spec.collection)" : collectionPath(region: "", project: project)
             let pages = try await client.pages(path, query: [("filter", filter), ("maxResults", "500")], action: "\(spec.collection).list")
             for page in pages {
                 let items = spec.regional ? page["items"]?.object.values.flatMap { $0[spec.collection]?.array ?? [] } ?? [] : page["items"]?.array ?? []
@@ -111,6 +115,8 @@ struct GCPComputeKind: ResourceKind {
 
     func create(_ resource: ResolvedResource, context: OperationContext) async throws -> ResourceState {
         let name = name(of: resource)
+        let project = client.project(of: resource)
+        let client = client.in(project)
         var body = try spec.body(resource, project)
         body["name"] = .string(name)
         body["description"] = .string(GCPOwnership.description(for: resource, token: context.token))
@@ -118,7 +124,7 @@ struct GCPComputeKind: ResourceKind {
         let operation: GCPOperation
         do {
             operation = try await client.mutate(
-                "POST", collectionPath(region: resource.region), body: .object(body), requestId: context.token, action: action,
+                "POST", collectionPath(region: resource.region, project: project), body: .object(body), requestId: context.token, action: action,
                 address: resource.address, region: regionScope(resource.region))
         } catch let error as ProviderError where error.kind == .permanent {
             // Refused as already existing after Compute forgot the requestId: what carries this
@@ -130,7 +136,7 @@ struct GCPComputeKind: ResourceKind {
         if !operation.isDone || operation.error != nil {
             try await client.wait(for: operation.reference, action: action, address: resource.address)
         }
-        let path = "\(collectionPath(region: resource.region))/\(name)"
+        let path = "\(collectionPath(region: resource.region, project: project))/\(name)"
         guard let item = try await client.getIfExists(path, action: "\(spec.collection).get", address: resource.address, region: regionScope(resource.region)) else {
             throw ProviderError(.transient, "GCP \(action) finished but \(path) does not exist", address: resource.address)
         }
@@ -148,9 +154,11 @@ struct GCPComputeKind: ResourceKind {
 
     func delete(_ state: ResourceState, context: OperationContext) async throws {
         let action = "\(spec.collection).delete"
+        let project = client.project(of: state)
+        let client = client.in(project)
         do {
             let operation = try await client.mutate(
-                "DELETE", "\(collectionPath(region: state.region))/\(name(of: state))", requestId: context.token, action: action, address: state.address,
+                "DELETE", "\(collectionPath(region: state.region, project: project))/\(name(of: state))", requestId: context.token, action: action, address: state.address,
                 region: regionScope(state.region))
             try await context.record(handle: operation.reference.handle)
             if !operation.isDone || operation.error != nil {
@@ -163,6 +171,7 @@ struct GCPComputeKind: ResourceKind {
 
     func recover(_ operation: PendingOperation) async throws -> ResourceState? {
         let resource = operation.resolved
+        let client = client.in(client.project(of: resource))
         if let handle = operation.handle, let reference = GCPOperationReference(handle: handle) {
             // Resume the recorded operation; whether it succeeded shows in what exists below.
             do {
@@ -179,7 +188,7 @@ struct GCPComputeKind: ResourceKind {
 
     /// The resource a create with `token` made: its name, with the token in its ownership.
     func find(_ resource: ResolvedResource, token: String) async throws -> ResourceState? {
-        let path = "\(collectionPath(region: resource.region))/\(name(of: resource))"
+        let path = "\(collectionPath(region: resource.region, project: client.project(of: resource)))/\(name(of: resource))"
         guard let item = try await client.getIfExists(path, action: "\(spec.collection).get", address: resource.address, region: regionScope(resource.region)),
             GCPOwnership.token(in: item["description"]?.string) == token
         else { return nil }
@@ -187,7 +196,7 @@ struct GCPComputeKind: ResourceKind {
     }
 
     func importResource(region: String, id: String, address: ResourceAddress) async throws -> ResourceState? {
-        let path = id.hasPrefix("projects/") ? id : "\(collectionPath(region: region))/\(id)"
+        let path = id.hasPrefix("projects/") ? id : "\(collectionPath(region: region, project: client.project))/\(id)"
         guard let item = try await client.getIfExists(path, action: "\(spec.collection).get", address: address, region: regionScope(region)) else { return nil }
         var attributes = spec.attributes(item)
         attributes["name"] = item["name"]?.string.map(Value.string)
@@ -278,6 +287,24 @@ enum GCPOwnership {
     }
 
     static func token(in description: String?) -> String? { fields(in: description)?["token"]?.string }
+}
+
+extension GCPClient {
+    /// The project a resource lives in: its `project` input, else the client's.
+    func project(of resource: ResolvedResource) -> String {
+        resource.inputs["project"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 } ?? project
+    }
+
+    func project(of state: ResourceState) -> String {
+        state.attributes["project"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 } ?? project
+    }
+
+    /// This client calling into `project` (operation looks included); rate limits and metrics shared.
+    func `in`(_ project: String) -> GCPClient {
+        var client = self
+        client.project = project
+        return client
+    }
 }
 
 extension GCPJSON {

@@ -2,7 +2,8 @@ import Foundation
 import StratumCore
 
 /// A loopback fake of the Compute Engine v1 REST API for networks (custom subnet mode),
-/// subnetworks, firewalls and instances, with zonal, regional and global operations that finish
+/// subnetworks, firewalls, resource policies and instances (insert, bulkInsert, setLabels;
+/// machines with GPUs must stop for host maintenance; machine types a zone does not offer), with zonal, regional and global operations that finish
 /// asynchronously, `requestId` idempotency, and stockouts, quota errors and throttling on
 /// demand. Every request is checked against Google's discovery document first; what is wrong
 /// with it is recorded in `violations` (tests assert there are none) and the request is then
@@ -61,7 +62,9 @@ public actor GCPComputeFake {
 
     static let apiRoot = "https://www.googleapis.com/compute/v1/"
     /// The discovery resources the fake answers for.
-    static let served: Set<String> = ["networks", "subnetworks", "firewalls", "instances", "zoneOperations", "regionOperations", "globalOperations"]
+    static let served: Set<String> = [
+        "networks", "subnetworks", "firewalls", "resourcePolicies", "instances", "zoneOperations", "regionOperations", "globalOperations",
+    ]
 
     public init(project: String = "stratum-test", pace: OperationPace = .afterPolls(2), seed: UInt64 = 0x5eed) throws {
         self.project = project
@@ -70,7 +73,14 @@ public actor GCPComputeFake {
         self.validator = try DiscoveryValidator.computeV1()
     }
 
+    /// The bodies of the bulkInsert requests served, in order.
+    public private(set) var bulkInsertBodies: [Value] = []
+    /// Machine types (by name) each zone does not offer: an instance insert or bulkInsert of one
+    /// there is refused as Compute refuses it.
+    public private(set) var unofferedMachineTypes: [String: Set<String>] = [:]
+
     public func set(pace: OperationPace) { self.pace = pace }
+    public func set(unofferedMachineTypes: [String: Set<String>]) { self.unofferedMachineTypes = unofferedMachineTypes }
     public func set(throttleShare: Double) { self.throttleShare = throttleShare }
     public func set(zonesWithoutCapacity: Set<String>, code: String = "ZONE_RESOURCE_POOL_EXHAUSTED") {
         self.zonesWithoutCapacity = zonesWithoutCapacity
@@ -174,6 +184,8 @@ public actor GCPComputeFake {
             ("compute.zoneOperations.wait", _), ("compute.regionOperations.wait", _), ("compute.globalOperations.wait", _):
             let key = verb == "wait" ? String(path.dropLast("/wait".count)) : path
             return Routed(http: look(at: key))
+        case ("compute.instances.setLabels", _):
+            return setLabels(String(path.dropLast("/setLabels".count)), body: body)
         case ("compute.instances.bulkInsert", _):
             return bulkInsert(collection: String(path.dropLast("/bulkInsert".count)), body: body, zone: match.pathParameters["zone"] ?? "", quota: quota)
         case (_, "insert"):
@@ -203,6 +215,7 @@ public actor GCPComputeFake {
             return Routed(http: Self.error(409, reason: "alreadyExists", message: "The resource '\(key)' already exists"))
         }
         let kind = Self.kind(ofPath: key)
+        if kind == "instances", let refusal = Self.acceleratorRefusal(body) ?? unoffered(body, zone: Self.scopeName(of: key)) { return Routed(http: refusal) }
         let resource = stamp(body, path: key, kind: kind)
         if kind != "instances", let missing = missingParent(of: resource) {
             return Routed(http: Self.error(404, reason: "notFound", message: "The resource '\(missing)' was not found"))
@@ -212,6 +225,7 @@ public actor GCPComputeFake {
     }
 
     private func bulkInsert(collection: String, body: [String: Value], zone: String, quota: Fault?) -> Routed {
+        bulkInsertBodies.append(.map(body))
         let count = body["count"]?.intValue ?? Int(body["count"]?.stringValue ?? "") ?? 0
         var names = (body["perInstanceProperties"]?.mapValue ?? [:]).keys.sorted()
         if let pattern = body["namePattern"]?.stringValue, let hashes = pattern.range(of: "#+", options: .regularExpression) {
@@ -228,6 +242,10 @@ public actor GCPComputeFake {
             return Routed(http: Self.error(400, reason: "invalid", message: "Invalid value for field 'resource.count': '\(count)'. The names given do not cover the count."))
         }
         let properties = body["instanceProperties"]?.mapValue ?? [:]
+        if let refusal = Self.acceleratorRefusal(properties) ?? unoffered(properties, zone: zone) { return Routed(http: refusal) }
+        if let minCount = body["minCount"].flatMap({ $0.intValue ?? Int($0.stringValue ?? "") }), minCount > count {
+            return Routed(http: Self.error(400, reason: "invalid", message: "Invalid value for field 'resource.minCount': '\(minCount)'. Must be at most count."))
+        }
         var creates: [String: Value] = [:]
         for name in names {
             let key = "\(collection)/\(name)"
@@ -268,6 +286,51 @@ public actor GCPComputeFake {
             return [Self.operationError(stockoutCode, "The zone 'projects/\(project)/zones/\(zone)' does not have enough resources available to fulfill the request.  Try a different zone, or try again later.")]
         }
         return nil
+    }
+
+    /// Sets an instance's labels when the request carries its current `labelFingerprint`.
+    private func setLabels(_ key: String, body: [String: Value]) -> Routed {
+        guard var instance = resources[key] else { return Routed(http: Self.notFound(key)) }
+        let current = instance.mapValue?["labelFingerprint"]?.stringValue
+        guard body["labelFingerprint"]?.stringValue == current else {
+            return Routed(http: Self.error(412, reason: "conditionNotMet", message: "Labels fingerprint either invalid or resource labels have changed"))
+        }
+        let labels = body["labels"] ?? .map([:])
+        instance.set("labels", labels)
+        instance.set("labelFingerprint", .string(Self.fingerprint(labels)))
+        resources[key] = instance
+        return startOperation(type: "setLabels", target: key, creates: [:], deletes: [], failure: nil)
+    }
+
+    /// What Compute refuses about GPUs: a machine with GPUs (attached, or those of an A2, A3,
+    /// G2, … machine type) that would be live-migrated for host maintenance.
+    public static func acceleratorRefusal(_ instance: [String: Value]) -> ProxyResponse? {
+        let machineType = instance["machineType"]?.stringValue?.split(separator: "/").last.map(String.init) ?? ""
+        let family = String(machineType.prefix { $0 != "-" })
+        let attached = !(instance["guestAccelerators"]?.listValue ?? []).isEmpty
+        let builtIn = ["a2", "a3", "a4", "a4x", "g2", "g4"].contains(family)
+        let maintenance = instance["scheduling"]?.mapValue?["onHostMaintenance"]?.stringValue
+        if attached || builtIn, maintenance != "TERMINATE" {
+            return error(400, reason: "invalid", message: "Instances with guest accelerators do not support live migration.")
+        }
+        return nil
+    }
+
+    /// Compute's refusal of a machine type the zone does not offer.
+    private func unoffered(_ instance: [String: Value], zone: String) -> ProxyResponse? {
+        let given = instance["machineType"]?.stringValue ?? ""
+        let name = given.split(separator: "/").last.map(String.init) ?? ""
+        guard unofferedMachineTypes[zone]?.contains(name) == true else { return nil }
+        return Self.error(
+            400, reason: "invalid",
+            message: "Invalid value for field 'resource.machineType': '\(given)'. Machine type with name '\(name)' does not exist in zone '\(zone)'.")
+    }
+
+    static func fingerprint(_ labels: Value?) -> String {
+        let text = (labels?.mapValue ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.stringValue ?? "")" }.joined(separator: ",")
+        var hash: UInt64 = 14_695_981_039_346_656_037
+        for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 1_099_511_628_211 }
+        return withUnsafeBytes(of: hash) { Data($0) }.base64EncodedString()
     }
 
     /// Resources whose fields point at `key`: a network's subnetworks, firewalls and instances.
@@ -317,9 +380,17 @@ public actor GCPComputeFake {
                 var fields = interface.mapValue ?? [:]
                 fields["networkIP"] = fields["networkIP"] ?? .string("10.0.\(nextID % 250).\(index + 2)")
                 fields["name"] = .string("nic\(index)")
+                if let configs = fields["accessConfigs"]?.listValue {
+                    fields["accessConfigs"] = .list(configs.map { config in
+                        var config = config
+                        config.set("natIP", .string("34.\(nextID % 200).\(index).\(nextID % 250 + 1)"))
+                        return config
+                    })
+                }
                 return .map(fields)
             }
             resource["networkInterfaces"] = .list(interfaces)
+            resource["labelFingerprint"] = .string(Self.fingerprint(resource["labels"]))
         }
         if kind == "subnetworks", let range = resource["ipCidrRange"]?.stringValue, let slash = range.firstIndex(of: "/") {
             let base = range[..<slash].split(separator: ".")
@@ -463,7 +534,7 @@ public actor GCPComputeFake {
     /// `instances` for `projects/p/zones/z/instances/name` and `projects/p/zones/z/instances`.
     static func kind(ofPath path: String) -> String {
         let parts = path.split(separator: "/").map(String.init)
-        let known = ["instances", "networks", "subnetworks", "firewalls", "operations"]
+        let known = ["instances", "networks", "subnetworks", "firewalls", "resourcePolicies", "operations"]
         return parts.last(where: { known.contains($0) }) ?? ""
     }
 
@@ -473,7 +544,10 @@ public actor GCPComputeFake {
         return parts.count > 3 ? parts[3] : ""
     }
 
-    static func singular(_ kind: String) -> String { kind.hasSuffix("s") ? String(kind.dropLast()) : kind }
+    static func singular(_ kind: String) -> String {
+        if kind.hasSuffix("ies") { return kind.dropLast(3) + "y" }
+        return kind.hasSuffix("s") ? String(kind.dropLast()) : kind
+    }
 
     static func split(uri: String) -> (path: String, query: String) {
         let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)

@@ -74,7 +74,7 @@ struct NodeContractTests {
         #expect(aws.count == 3)
         var awsScripts: [Int: String] = [:]
         for node in aws {
-            let script = try #require(UserDataScript.render(node) as String?)
+            let script = try #require(NodeBootScript.render(node, cloud: "aws", atBoot: .aws) as String?)
             awsScripts[node.address.index ?? -1] = script
         }
 

@@ -1,0 +1,412 @@
+import Foundation
+import StratumCloud
+import StratumCore
+
+extension GCPComputeSpec {
+    /// `gcp_resource_policy`: a compact placement policy (instances placed close together for
+    /// low network latency) in the resource's region, for `gcp_instance.resource_policy`.
+    static let resourcePolicy = GCPComputeSpec(
+        type: "gcp_resource_policy", collection: "resourcePolicies", regional: true,
+        inputs: ["vm_count": .input(forceNew: true)], computed: [],
+        body: { resource, _ in
+            var placement: [String: GCPJSON] = ["collocation": "COLLOCATED"]
+            if let count = resource.inputs["vm_count"]?.intValue {
+                guard count > 0 else { throw ProviderError(.permanent, "vm_count must be at least 1", address: resource.address) }
+                placement["vmCount"] = .number(Double(count))
+            }
+            return ["groupPlacementPolicy": .object(placement)]
+        },
+        attributes: { item in
+            var attributes: [String: Value] = [:]
+            attributes["vm_count"] = item["groupPlacementPolicy"]?["vmCount"].map(\.stratumValue)
+            return attributes
+        })
+}
+
+/// The inputs `gcp_instance` and `gcp_instance_gang` share, and what they make of them.
+enum GCPInstanceInputs {
+    /// A public image family with NVIDIA drivers and CUDA installed (Deep Learning VM).
+    static let defaultImage = "projects/deeplearning-platform-release/global/images/family/common-cu128-ubuntu-2204-nvidia-570"
+    static let defaultScopes = ["https://www.googleapis.com/auth/cloud-platform"]
+    /// Machine families whose GPUs come with the machine type; only N1 takes attached GPUs.
+    static let gpuFamilies: Set<String> = ["a2", "a3", "a4", "a4x", "g2", "g4"]
+
+    static func schema(type: String, extra: [String: AttributeSchema]) -> ResourceSchema {
+        var attributes: [String: AttributeSchema] = [
+            "project": .input(forceNew: true),
+            "machine_type": .input(forceNew: true, required: true),
+            // Where a new instance may go, in order; a running one stays where it is.
+            "zones": .input(required: true),
+            "subnetwork": .input(forceNew: true, required: true),
+            "image": .input(forceNew: true),
+            "boot_disk_gib": .input(forceNew: true),
+            "accelerator_type": .input(forceNew: true),
+            "accelerator_count": .input(forceNew: true),
+            "spot": .input(forceNew: true),
+            "service_account": .input(forceNew: true),
+            "scopes": .input(forceNew: true),
+            "resource_policy": .input(forceNew: true),
+            "network_tags": .input(forceNew: true),
+            "external_ip": .input(forceNew: true),
+            "labels": .input(),
+            // The boot script is instance metadata, which Compute keeps in plain text.
+            "user_data": .input(forceNew: true, plainText: true),
+            "command": .input(forceNew: true, plainText: true),
+            "env": .input(forceNew: true, plainText: true),
+            "container_image": .input(forceNew: true),
+            "pool": .input(forceNew: true),
+            "count": .input(forceNew: true),
+            "checkpoint_url": .input(forceNew: true, plainText: true),
+            "gpus": .input(forceNew: true),
+            "gpu_class": .input(forceNew: true),
+            "id": .computed,
+            "zone": .computed,
+            "stratum_lineage": .computed,
+        ]
+        attributes.merge(extra) { $1 }
+        return ResourceSchema(type: type, attributes: attributes)
+    }
+
+    static func strings(_ value: Value?) -> [String] { (value?.listValue ?? []).compactMap(\.stringValue) }
+
+    static func family(_ machineType: String) -> String { String(machineType.prefix { $0 != "-" }) }
+
+    /// Whether the machine has GPUs: its family carries them, or accelerators are attached.
+    static func hasGPUs(_ inputs: [String: Value]) -> Bool {
+        let type = inputs["machine_type"]?.stringValue ?? ""
+        return gpuFamilies.contains(family(type)) || (inputs["accelerator_type"]?.stringValue != nil && (inputs["accelerator_count"]?.intValue ?? 1) > 0)
+    }
+
+    /// Checks both kinds share, before any call.
+    static func problems(_ resource: DesiredResource) -> [String] {
+        var problems: [String] = []
+        let inputs = resource.inputs
+        let machineType = inputs["machine_type"]?.stringValue ?? ""
+        if inputs["machine_type"] != nil, machineType.range(of: "^[a-z][a-z0-9]*-[a-z0-9-]+$", options: .regularExpression) == nil {
+            problems.append("'\(machineType)' is not a Compute machine type (expected FAMILY-…, e.g. a3-highgpu-8g)")
+        }
+        if case .list(let zones)? = inputs["zones"] {
+            if zones.isEmpty { problems.append("zones must list at least one zone") }
+            for zone in zones.compactMap(\.stringValue) where GCPErrorClassifier.regionOf(zone: zone) != resource.region {
+                problems.append("zone '\(zone)' is not in region \(resource.region)")
+            }
+        }
+        if inputs["accelerator_type"] != nil {
+            if gpuFamilies.contains(family(machineType)) {
+                problems.append("\(machineType) comes with its GPUs; accelerator_type is only for N1 machine types")
+            } else if family(machineType) != "n1" {
+                problems.append("GPUs can be attached to N1 machine types only, not \(machineType)")
+            }
+        } else if inputs["accelerator_count"] != nil {
+            problems.append("accelerator_count needs accelerator_type (e.g. nvidia-tesla-t4)")
+        }
+        for key in GCPLabels.user(inputs["labels"]).keys.sorted() where !GCPLabels.isValidKey(key) || key.hasPrefix("stratum-") {
+            problems.append("label '\(key)' is not a GCP label key of the stack's own (a-z first, then a-z, 0-9, '_', '-'; at most 63; not stratum-…)")
+        }
+        for (key, value) in GCPLabels.user(inputs["labels"]).sorted(by: { $0.key < $1.key }) where !GCPLabels.isValidValue(value) {
+            problems.append("label '\(key)' has the value '\(value)'; GCP label values are at most 63 of lower-case letters, digits, '_' and '-'")
+        }
+        for tag in strings(inputs["network_tags"]) where !GCPNames.isValid(tag) {
+            problems.append("network tag '\(tag)' is not a Compute name")
+        }
+        return problems
+    }
+
+    /// A subnetwork's path from its name, `regions/R/subnetworks/N` path or link.
+    static func subnetworkPath(_ value: String, project: String, region: String) -> String {
+        if let path = GCPNames.path(ofLink: value) { return path }
+        if value.hasPrefix("regions/") { return "projects/\(project)/\(value)" }
+        return "projects/\(project)/regions/\(region)/subnetworks/\(value)"
+    }
+
+    static func resourcePolicyPath(_ value: String, project: String, region: String) -> String {
+        if let path = GCPNames.path(ofLink: value) { return path }
+        if value.hasPrefix("regions/") { return "projects/\(project)/\(value)" }
+        return "projects/\(project)/regions/\(region)/resourcePolicies/\(value)"
+    }
+
+    /// An instance's properties in `zone`. `bulk` gives them in the form `bulkInsert`'s
+    /// `instanceProperties` takes: the machine type, accelerator type and resource policies
+    /// by name rather than path.
+    static func properties(
+        _ resource: ResolvedResource, project: String, zone: String, labels: [String: String], description: String, atBoot: NodeBootScript.AtBoot, bulk: Bool
+    ) throws -> [String: GCPJSON] {
+        let inputs = resource.inputs
+        let machineType = try GCPInputs.string(resource, "machine_type")
+        let region = resource.region
+        var image = inputs["image"]?.stringValue ?? defaultImage
+        if !image.contains("/") { image = "projects/\(project)/global/images/\(image)" }
+        var initialize: [String: GCPJSON] = ["sourceImage": .string(GCPNames.path(ofLink: image) ?? image)]
+        if let size = inputs["boot_disk_gib"]?.intValue { initialize["diskSizeGb"] = .string(String(size)) }
+        var interface: [String: GCPJSON] = ["subnetwork": .string(subnetworkPath(try GCPInputs.string(resource, "subnetwork"), project: project, region: region))]
+        if inputs["external_ip"]?.boolValue ?? true { interface["accessConfigs"] = [["type": "ONE_TO_ONE_NAT", "name": "External NAT"]] }
+        let email = inputs["service_account"]?.stringValue ?? "default"
+        let scopes = inputs["scopes"] == nil ? defaultScopes : strings(inputs["scopes"])
+        var body: [String: GCPJSON] = [
+            "description": .string(description),
+            "machineType": .string(bulk ? machineType : "zones/\(zone)/machineTypes/\(machineType)"),
+            "disks": [["boot": true, "autoDelete": true, "type": "PERSISTENT", "initializeParams": .object(initialize)]],
+            "networkInterfaces": [.object(interface)],
+            "serviceAccounts": [["email": .string(email), "scopes": .array(scopes.map(GCPJSON.string))]],
+            "labels": .object(labels.mapValues(GCPJSON.string)),
+        ]
+        if let type = inputs["accelerator_type"]?.stringValue {
+            let count = inputs["accelerator_count"]?.intValue ?? 1
+            body["guestAccelerators"] = [[
+                "acceleratorType": .string(bulk ? type : "projects/\(project)/zones/\(zone)/acceleratorTypes/\(type)"), "acceleratorCount": .number(Double(count)),
+            ]]
+        }
+        var scheduling: [String: GCPJSON] = [:]
+        // GPUs cannot be live-migrated: the machine stops for host maintenance instead.
+        if hasGPUs(inputs) { scheduling["onHostMaintenance"] = "TERMINATE" }
+        if inputs["spot"]?.boolValue == true {
+            scheduling["provisioningModel"] = "SPOT"
+            scheduling["instanceTerminationAction"] = "DELETE"
+            scheduling["automaticRestart"] = false
+            scheduling["onHostMaintenance"] = "TERMINATE"
+        }
+        if !scheduling.isEmpty { body["scheduling"] = .object(scheduling) }
+        if let policy = inputs["resource_policy"]?.stringValue, !policy.isEmpty {
+            let path = resourcePolicyPath(policy, project: project, region: region)
+            body["resourcePolicies"] = [.string(bulk ? String(path.split(separator: "/").last ?? "") : path)]
+        }
+        let tags = strings(inputs["network_tags"])
+        if !tags.isEmpty { body["tags"] = ["items": .array(tags.map(GCPJSON.string))] }
+        if let script = NodeBootScript.render(resource, cloud: "gcp", atBoot: atBoot) {
+            // A stack's own cloud-init document goes where cloud-init reads it; a script is run
+            // by the guest agent at boot.
+            let key = script.hasPrefix("#cloud-config") ? "user-data" : "startup-script"
+            body["metadata"] = ["items": [["key": .string(key), "value": .string(script)]]]
+        }
+        return body
+    }
+
+    /// The inputs and computed attributes as a live instance has them.
+    static func live(_ item: GCPJSON) -> [String: Value] {
+        var attributes: [String: Value] = [:]
+        attributes["zone"] = item["zone"]?.string.flatMap(GCPOperation.lastComponent).map(Value.string)
+        attributes["status"] = item["status"]?.string.map(Value.string)
+        attributes["self_link"] = item["selfLink"]?.string.map(Value.string)
+        let interface = item["networkInterfaces"]?.array.first
+        attributes["private_ip"] = .string(interface?["networkIP"]?.string ?? "")
+        attributes["public_ip"] = .string(interface?["accessConfigs"]?.array.lazy.compactMap { $0["natIP"]?.string }.first ?? "")
+        return attributes
+    }
+
+    static func machineType(of item: GCPJSON) -> String? { item["machineType"]?.string.flatMap(GCPOperation.lastComponent) }
+}
+
+/// Stratum's ownership of an instance, in its labels (values made to fit GCP's label rules),
+/// so refresh and recovery find instances with a label filter.
+enum GCPLabels {
+    static let stack = "stratum-stack"
+    static let lineage = "stratum-lineage"
+    static let address = "stratum-address"
+    static let token = "stratum-token"
+
+    static func isValidKey(_ key: String) -> Bool { key.range(of: "^[a-z][a-z0-9_-]{0,62}$", options: .regularExpression) != nil }
+
+    /// Lower-case letters (any script), digits, `_` and `-`, at most 63.
+    static func isValidValue(_ value: String) -> Bool {
+        value.count <= 63 && value.allSatisfy { $0 == "_" || $0 == "-" || $0.isNumber || ($0.isLetter && !$0.isUppercase) }
+    }
+
+    /// `text` as a label value: lower case, other characters than a-z, 0-9, `_` and `-` as `_`, at most 63.
+    static func value(_ text: String) -> String {
+        String(text.lowercased().map { ($0.isASCII && ($0.isLetter || $0.isNumber)) || $0 == "_" || $0 == "-" ? $0 : "_" }.prefix(63))
+    }
+
+    /// The token as a label value: the create's requestId (a UUID), the same for every retry.
+    static func tokenValue(_ token: String) -> String { GCPClient.requestId(for: token) }
+
+    static func ownership(_ resource: ResolvedResource, token: String) -> [String: String] {
+        [
+            stack: value(resource.ownership.stack), lineage: value(resource.ownership.lineage), address: value(resource.address.description),
+            Self.token: tokenValue(token),
+        ]
+    }
+
+    /// The stack's labels (the `labels` input).
+    static func user(_ value: Value?) -> [String: String] {
+        guard case .map(let map)? = value else { return [:] }
+        return map.compactMapValues { $0.stringValue ?? $0.description }
+    }
+
+    /// A live resource's labels that are not Stratum's own.
+    static func userLabels(of item: GCPJSON) -> [String: String] {
+        item["labels"]?.object.compactMapValues(\.string).filter { !$0.key.hasPrefix("stratum-") } ?? [:]
+    }
+
+    static func filter(_ key: String, _ value: String) -> String { "labels.\(key) = \"\(value)\"" }
+}
+
+/// Reads a project's instances with `instances.aggregatedList` (every zone at once), filtered
+/// by label and paginated.
+struct GCPInstanceLister {
+    let client: GCPClient
+    let project: String
+
+    /// Instances by path (`projects/p/zones/z/instances/n`) matching `filter`.
+    func instances(filter: String, address: ResourceAddress? = nil) async throws -> [String: GCPJSON] {
+        let pages = try await client.pages(
+            "projects/\(project)/aggregated/instances", query: [("filter", filter), ("maxResults", "500")], action: "instances.aggregatedList", address: address)
+        var found: [String: GCPJSON] = [:]
+        for page in pages {
+            for scoped in (page["items"]?.object ?? [:]).values {
+                for item in scoped["instances"]?.array ?? [] {
+                    if let path = GCPNames.path(ofLink: item["selfLink"]?.string) { found[path] = item }
+                }
+            }
+        }
+        return found
+    }
+
+    /// The live instances of recorded states: one call per lineage among them (one in a run),
+    /// plus one by name for states recorded without a lineage (imported).
+    func instances(of states: [ResourceState], names: (ResourceState) -> [String]) async throws -> [String: GCPJSON] {
+        var found: [String: GCPJSON] = [:]
+        let lineages = Set(states.compactMap { $0.attributes["stratum_lineage"]?.stringValue }.filter { !$0.isEmpty })
+        for lineage in lineages.sorted() {
+            found.merge(try await instances(filter: GCPLabels.filter(GCPLabels.lineage, GCPLabels.value(lineage)))) { $1 }
+        }
+        let unowned = Set(states.filter { ($0.attributes["stratum_lineage"]?.stringValue ?? "").isEmpty }.flatMap(names)).sorted()
+        for start in stride(from: 0, to: unowned.count, by: 50) {
+            let chunk = unowned[start..<min(unowned.count, start + 50)]
+            found.merge(try await instances(filter: "name eq '\(chunk.joined(separator: "|"))'")) { $1 }
+        }
+        return found
+    }
+}
+
+/// What both instance kinds do the same way.
+protocol GCPInstanceFamily: ResourceKind {
+    var client: GCPClient { get }
+}
+
+extension GCPInstanceFamily {
+    func batchKey(_ state: ResourceState) -> String { "projects/\(client.project(of: state))" }
+
+    func lister(_ project: String) -> GCPInstanceLister { GCPInstanceLister(client: client.in(project), project: project) }
+
+    func zones(_ resource: ResolvedResource) throws -> [String] {
+        let zones = GCPInstanceInputs.strings(resource.inputs["zones"])
+        guard !zones.isEmpty else { throw ProviderError(.permanent, "zones must list at least one zone", address: resource.address) }
+        return zones
+    }
+
+    /// Tries `attempt` in each zone in turn until one has capacity. Each zone's call gets its
+    /// own requestId derived from `token`, so a retry replays the same calls and failover
+    /// never makes a second machine.
+    func failingOver<T>(
+        _ resource: ResolvedResource, token: String, what: String, _ attempt: (_ zone: String, _ requestToken: String) async throws -> T
+    ) async throws -> T {
+        let zones = try zones(resource)
+        var stockouts: [String] = []
+        var unoffered: [String] = []
+        for (i, zone) in zones.enumerated() {
+            do {
+                return try await attempt(zone, i == 0 ? token : "\(token)/\(zone)")
+            } catch let error as ProviderError where error.kind == .capacity {
+                stockouts.append("\(zone): \(error.message)")
+            } catch let error as ProviderError where Self.isNotOffered(error) {
+                unoffered.append("\(zone): \(error.message)")
+            }
+        }
+        if stockouts.isEmpty {
+            throw ProviderError(
+                .permanent, "\(what) is not offered in any of the \(zones.count) zone(s) allowed (\(unoffered.joined(separator: "; "))); list zones that offer it",
+                address: resource.address)
+        }
+        stockouts += unoffered
+        throw ProviderError(
+            .capacity,
+            "no capacity for \(what) in any of the \(zones.count) zone(s) allowed (\(stockouts.joined(separator: "; "))); add zones to `zones`, or try another region",
+            address: resource.address, scope: zones.count > 1 ? .region(resource.region) : .zone(zones.first))
+    }
+
+    /// Compute's answer when a zone does not offer the machine type ("Machine type with name
+    /// 'X' does not exist in zone 'Z'") or the attached GPU (".../acceleratorTypes/X was not
+    /// found"): the next zone may.
+    static func isNotOffered(_ error: ProviderError) -> Bool {
+        switch error.kind {
+        case .permanent: return error.message.contains("does not exist in zone")
+        case .notFound: return error.message.contains("/acceleratorTypes/")
+        default: return false
+        }
+    }
+
+    /// Sends a mutating call, records its operation's handle and waits for it.
+    func mutateAndWait(
+        _ client: GCPClient, _ method: String, _ path: String, body: GCPJSON? = nil, requestToken: String, action: String, address: ResourceAddress,
+        zone: String, context: OperationContext?
+    ) async throws {
+        let operation = try await client.mutate(
+            method, path, body: body, requestId: requestToken, action: action, address: address, zone: zone, region: GCPErrorClassifier.regionOf(zone: zone))
+        if let context { try await context.record(handle: operation.reference.handle) }
+        if !operation.isDone || operation.error != nil {
+            try await client.wait(for: operation.reference, action: action, address: address)
+        }
+    }
+
+    /// Resumes a recorded operation until it is done, whatever its outcome (what it made, if
+    /// anything, is looked up afterwards).
+    func resume(_ operation: PendingOperation) async throws {
+        guard let handle = operation.handle, let reference = GCPOperationReference(handle: handle) else { return }
+        let client = client.in(client.project(of: operation.resolved))
+        do {
+            try await client.configuration.operationPoller.wait(for: "GCP \(operation.type) create (operation \(reference))", address: operation.address) {
+                let look = try await client.operation(reference, address: operation.address)
+                return look.isDone ? .done(look) : .running
+            }
+        } catch let error as ProviderError where error.kind == .notFound {
+            // Compute forgets old operations; what exists answers for it.
+        }
+    }
+
+    /// Deletes an instance and waits; one already gone is fine.
+    func deleteInstance(_ path: String, requestToken: String, address: ResourceAddress, context: OperationContext?) async throws {
+        let parts = path.split(separator: "/").map(String.init)
+        guard parts.count == 6 else { throw ProviderError(.permanent, "'\(path)' is not an instance path", address: address) }
+        do {
+            try await mutateAndWait(
+                client.in(parts[1]), "DELETE", path, requestToken: requestToken, action: "instances.delete", address: address, zone: parts[3], context: context)
+        } catch let error as ProviderError where error.kind == .notFound {
+            // Already gone.
+        }
+    }
+
+    /// Sets an instance's labels to Stratum's ownership (as it has it) and `user`.
+    func setLabels(_ path: String, user: [String: String], address: ResourceAddress) async throws {
+        let parts = path.split(separator: "/").map(String.init)
+        guard parts.count == 6 else { throw ProviderError(.permanent, "'\(path)' is not an instance path", address: address) }
+        let client = client.in(parts[1])
+        let item = try await client.get(path, action: "instances.get", address: address, zone: parts[3])
+        var labels = item["labels"]?.object.compactMapValues(\.string).filter { $0.key.hasPrefix("stratum-") } ?? [:]
+        labels.merge(user) { $1 }
+        var body: [String: GCPJSON] = ["labels": .object(labels.mapValues(GCPJSON.string))]
+        if let fingerprint = item["labelFingerprint"]?.string { body["labelFingerprint"] = .string(fingerprint) }
+        // A label change is idempotent; a repeat after a lost answer reads a fresh fingerprint.
+        try await mutateAndWait(
+            client, "POST", "\(path)/setLabels", body: .object(body), requestToken: UUID().uuidString.lowercased(), action: "instances.setLabels",
+            address: address, zone: parts[3], context: nil)
+    }
+}
+
+/// GCE's metadata server, as a node reads it at boot.
+extension NodeBootScript.AtBoot {
+    static let gceMetadata = "md() { curl -sf -H 'Metadata-Flavor: Google' \"http://metadata.google.internal/computeMetadata/v1/instance/$1\" || true; }"
+
+    /// A single instance: the zone Compute placed it in (`projects/N/zones/Z` from the metadata server).
+    static let gcpInstance = NodeBootScript.AtBoot(
+        lines: [gceMetadata, "zone=$(md zone)", "export \(NodeContract.zoneName)=\"${zone##*/}\""], variables: [NodeContract.zoneName])
+
+    /// A member of a gang: also its rank, the suffix of its name (`<prefix>-<i>`).
+    static func gcpGangMember(cluster: String) -> NodeBootScript.AtBoot {
+        NodeBootScript.AtBoot(
+            lines: gcpInstance.lines + [
+                "name=$(md name)", "export \(NodeContract.nodeIndex)=\"${name##*-}\"",
+                "export \(NodeContract.nodeName)=\(NodeBootScript.quote(cluster))-\"${name##*-}\"",
+            ],
+            variables: [NodeContract.zoneName, NodeContract.nodeIndex, NodeContract.nodeName])
+    }
+}
