@@ -83,8 +83,8 @@ struct GCPInstanceGangKind: GCPInstanceFamily {
             guard !members.isEmpty else { return nil }
             var fresh = state
             fresh.attributes["instances"] = Self.instancesValue(members)
-            let labels = GCPLabels.userLabels(of: members[0].item)
-            if labels != GCPLabels.user(state.attributes["labels"]) { fresh.attributes["labels"] = labels.isEmpty ? nil : .map(labels.mapValues(Value.string)) }
+            let labels = GCPLabels.user(members[0].item["labels"])
+            if labels != GCPLabels.input(state.attributes["labels"]) { fresh.attributes["labels"] = labels.isEmpty ? nil : .map(labels.mapValues(Value.string)) }
             return fresh
         }
     }
@@ -96,7 +96,7 @@ struct GCPInstanceGangKind: GCPInstanceFamily {
         guard let count = resource.inputs["count"]?.intValue, count > 0 else {
             throw ProviderError(.permanent, "count must be at least 1", address: resource.address)
         }
-        let labels = GCPLabels.ownership(resource, token: context.token).merging(GCPLabels.user(resource.inputs["labels"])) { $1 }
+        let labels = GCPLabels.ownership(for: resource, token: context.token).merging(GCPLabels.input(resource.inputs["labels"])) { $1 }
         let cluster = resource.inputs["pool"]?.stringValue ?? resource.address.name
         let machineType = try GCPInputs.string(resource, "machine_type")
         return try await failingOver(resource, token: context.token, what: "\(count) × \(machineType) in one zone") { zone, requestToken in
@@ -125,8 +125,8 @@ struct GCPInstanceGangKind: GCPInstanceFamily {
     }
 
     func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
-        let labels = GCPLabels.user(desired.inputs["labels"])
-        if labels != GCPLabels.user(prior.attributes["labels"]), let parts = Self.parts(of: prior.id) {
+        let labels = GCPLabels.input(desired.inputs["labels"])
+        if labels != GCPLabels.input(prior.attributes["labels"]), let parts = Self.parts(of: prior.id) {
             for index in 0..<(prior.attributes["count"]?.intValue ?? 0) {
                 try await setLabels("projects/\(parts.project)/zones/\(parts.zone)/instances/\(parts.prefix)-\(index)", user: labels, address: prior.address)
             }
@@ -162,7 +162,7 @@ struct GCPInstanceGangKind: GCPInstanceFamily {
     /// The gang a create with `token` made: the instances carrying its token label.
     func find(_ resource: ResolvedResource, token: String) async throws -> ResourceState? {
         let project = client.project(of: resource)
-        let found = try await lister(project).instances(filter: GCPLabels.filter(GCPLabels.token, GCPLabels.tokenValue(token)), address: resource.address)
+        let found = try await lister(project).instances(filter: GCPLabels.filter(GCPLabels.token, GCPLabels.value(token)), address: resource.address)
         let prefix = prefix(of: resource)
         guard let zone = found.values.lazy.compactMap({ $0["zone"]?.string.flatMap(GCPOperation.lastComponent) }).first else { return nil }
         let members = Self.members(prefix: prefix, zone: zone, in: found)
@@ -187,7 +187,7 @@ struct GCPInstanceGangKind: GCPInstanceFamily {
             "name_prefix": .string(parts.prefix), "count": .int(members.count), "instances": Self.instancesValue(members),
         ]
         attributes["machine_type"] = GCPInstanceInputs.machineType(of: first.item).map(Value.string)
-        let labels = GCPLabels.userLabels(of: first.item)
+        let labels = GCPLabels.user(first.item["labels"])
         if !labels.isEmpty { attributes["labels"] = .map(labels.mapValues(Value.string)) }
         return ResourceState(address: address, provider: "gcp", region: region, id: id, attributes: attributes, dependencies: [])
     }

@@ -39,7 +39,7 @@ struct GCPInstanceKind: GCPInstanceFamily {
         let project = client.project(of: resource)
         let client = client.in(project)
         let name = name(of: resource)
-        let labels = GCPLabels.ownership(resource, token: context.token).merging(GCPLabels.user(resource.inputs["labels"])) { $1 }
+        let labels = GCPLabels.ownership(for: resource, token: context.token).merging(GCPLabels.input(resource.inputs["labels"])) { $1 }
         let machineType = try GCPInputs.string(resource, "machine_type")
         return try await failingOver(resource, token: context.token, what: machineType) { zone, requestToken in
             var body = try GCPInstanceInputs.properties(
@@ -66,8 +66,8 @@ struct GCPInstanceKind: GCPInstanceFamily {
 
     /// `labels` change in place; `zones` only steers where a new instance goes.
     func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
-        let labels = GCPLabels.user(desired.inputs["labels"])
-        if labels != GCPLabels.user(prior.attributes["labels"]) {
+        let labels = GCPLabels.input(desired.inputs["labels"])
+        if labels != GCPLabels.input(prior.attributes["labels"]) {
             try await setLabels(prior.id, user: labels, address: prior.address)
         }
         var state = prior
@@ -89,7 +89,7 @@ struct GCPInstanceKind: GCPInstanceFamily {
     /// The instance a create with `token` made, in whichever zone: found by its token label.
     func find(_ resource: ResolvedResource, token: String) async throws -> ResourceState? {
         let found = try await lister(client.project(of: resource)).instances(
-            filter: GCPLabels.filter(GCPLabels.token, GCPLabels.tokenValue(token)), address: resource.address)
+            filter: GCPLabels.filter(GCPLabels.token, GCPLabels.value(token)), address: resource.address)
         guard let (path, item) = found.first(where: { $0.value["name"]?.string == name(of: resource) }) else { return nil }
         return state(of: resource, from: item, path: path)
     }
@@ -112,7 +112,7 @@ struct GCPInstanceKind: GCPInstanceFamily {
         attributes["machine_type"] = GCPInstanceInputs.machineType(of: item).map(Value.string)
         attributes["zones"] = attributes["zone"].map { .list([$0]) }
         attributes["subnetwork"] = item["networkInterfaces"]?.array.first?["subnetwork"]?.string.map(Value.string)
-        let labels = GCPLabels.userLabels(of: item)
+        let labels = GCPLabels.user(item["labels"])
         if !labels.isEmpty { attributes["labels"] = .map(labels.mapValues(Value.string)) }
         return ResourceState(address: address, provider: "gcp", region: region, id: path, attributes: attributes, dependencies: [])
     }
@@ -130,8 +130,8 @@ struct GCPInstanceKind: GCPInstanceFamily {
         var state = prior
         state.attributes.merge(GCPInstanceInputs.live(item)) { $1 }
         if let type = GCPInstanceInputs.machineType(of: item) { state.attributes["machine_type"] = .string(type) }
-        let live = GCPLabels.userLabels(of: item)
-        if live != GCPLabels.user(prior.attributes["labels"]) { state.attributes["labels"] = live.isEmpty ? nil : .map(live.mapValues(Value.string)) }
+        let live = GCPLabels.user(item["labels"])
+        if live != GCPLabels.input(prior.attributes["labels"]) { state.attributes["labels"] = live.isEmpty ? nil : .map(live.mapValues(Value.string)) }
         return state
     }
 }

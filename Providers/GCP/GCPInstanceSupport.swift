@@ -100,12 +100,7 @@ enum GCPInstanceInputs {
         } else if inputs["accelerator_count"] != nil {
             problems.append("accelerator_count needs accelerator_type (e.g. nvidia-tesla-t4)")
         }
-        for key in GCPLabels.user(inputs["labels"]).keys.sorted() where !GCPLabels.isValidKey(key) || key.hasPrefix("stratum-") {
-            problems.append("label '\(key)' is not a GCP label key of the stack's own (a-z first, then a-z, 0-9, '_', '-'; at most 63; not stratum-…)")
-        }
-        for (key, value) in GCPLabels.user(inputs["labels"]).sorted(by: { $0.key < $1.key }) where !GCPLabels.isValidValue(value) {
-            problems.append("label '\(key)' has the value '\(value)'; GCP label values are at most 63 of lower-case letters, digits, '_' and '-'")
-        }
+        problems += GCPLabels.problems(GCPLabels.input(inputs["labels"]))
         for tag in strings(inputs["network_tags"]) where !GCPNames.isValid(tag) {
             problems.append("network tag '\(tag)' is not a Compute name")
         }
@@ -194,50 +189,6 @@ enum GCPInstanceInputs {
     }
 
     static func machineType(of item: GCPJSON) -> String? { item["machineType"]?.string.flatMap(GCPOperation.lastComponent) }
-}
-
-/// Stratum's ownership of an instance, in its labels (values made to fit GCP's label rules),
-/// so refresh and recovery find instances with a label filter.
-enum GCPLabels {
-    static let stack = "stratum-stack"
-    static let lineage = "stratum-lineage"
-    static let address = "stratum-address"
-    static let token = "stratum-token"
-
-    static func isValidKey(_ key: String) -> Bool { key.range(of: "^[a-z][a-z0-9_-]{0,62}$", options: .regularExpression) != nil }
-
-    /// Lower-case letters (any script), digits, `_` and `-`, at most 63.
-    static func isValidValue(_ value: String) -> Bool {
-        value.count <= 63 && value.allSatisfy { $0 == "_" || $0 == "-" || $0.isNumber || ($0.isLetter && !$0.isUppercase) }
-    }
-
-    /// `text` as a label value: lower case, other characters than a-z, 0-9, `_` and `-` as `_`, at most 63.
-    static func value(_ text: String) -> String {
-        String(text.lowercased().map { ($0.isASCII && ($0.isLetter || $0.isNumber)) || $0 == "_" || $0 == "-" ? $0 : "_" }.prefix(63))
-    }
-
-    /// The token as a label value: the create's requestId (a UUID), the same for every retry.
-    static func tokenValue(_ token: String) -> String { GCPClient.requestId(for: token) }
-
-    static func ownership(_ resource: ResolvedResource, token: String) -> [String: String] {
-        [
-            stack: value(resource.ownership.stack), lineage: value(resource.ownership.lineage), address: value(resource.address.description),
-            Self.token: tokenValue(token),
-        ]
-    }
-
-    /// The stack's labels (the `labels` input).
-    static func user(_ value: Value?) -> [String: String] {
-        guard case .map(let map)? = value else { return [:] }
-        return map.compactMapValues { $0.stringValue ?? $0.description }
-    }
-
-    /// A live resource's labels that are not Stratum's own.
-    static func userLabels(of item: GCPJSON) -> [String: String] {
-        item["labels"]?.object.compactMapValues(\.string).filter { !$0.key.hasPrefix("stratum-") } ?? [:]
-    }
-
-    static func filter(_ key: String, _ value: String) -> String { "labels.\(key) = \"\(value)\"" }
 }
 
 /// Reads a project's instances with `instances.aggregatedList` (every zone at once), filtered

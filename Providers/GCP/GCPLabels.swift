@@ -2,8 +2,8 @@ import Crypto
 import Foundation
 import StratumCore
 
-/// Stratum's ownership of a GCP resource that has labels (Cloud Storage buckets), kept in the
-/// labels `stratum-stack`, `stratum-lineage`, `stratum-address` and `stratum-token`.
+/// Stratum's ownership of a GCP resource that has labels (instances, gangs, Cloud Storage
+/// buckets), kept in the labels `stratum-stack`, `stratum-lineage`, `stratum-address` and `stratum-token`.
 ///
 /// A label value is at most 63 of `a-z`, `0-9`, `_` and `-`. A value that already is one is
 /// written as it is; any other as a readable part (lower-cased, other characters turned into
@@ -58,6 +58,9 @@ enum GCPLabels {
         }
         return problems
     }
+
+    /// A Compute list filter on one label (`labels.KEY = "VALUE"`).
+    static func filter(_ key: String, _ value: String) -> String { "labels.\(key) = \"\(value)\"" }
 
     static func isValidKey(_ key: String) -> Bool {
         guard let first = key.first, first.isASCII, first.isLowercase, key.count <= 63 else { return false }

@@ -92,7 +92,7 @@ struct GCPInstanceTests {
             #expect(live["scheduling"]?.mapValue?["provisioningModel"] == nil)
             let labels = try #require(live["labels"]?.mapValue)
             #expect(labels["stratum-lineage"] == "lineage-0001")
-            #expect(labels["stratum-stack"] == "demo_dev")
+            #expect(labels["stratum-stack"] == .string(GCPLabels.value("demo/dev")))
             #expect(labels["stratum-token"] == .string(token))
             #expect(labels["team"] == "ml")
             #expect(live["tags"]?.mapValue?["items"] == ["trainer"])
@@ -149,7 +149,7 @@ struct GCPInstanceTests {
             #expect(diagnostics(["machine_type": "A3_HIGH"]).first?.contains("not a Compute machine type") == true)
             #expect(diagnostics(["labels": ["stratum-lineage": "x"]]).count == 1)
             #expect(diagnostics(["labels": ["Team": "ml"]]).count == 1)
-            #expect(diagnostics(["labels": ["team": "ML Research"]]).first?.contains("GCP label values") == true)
+            #expect(diagnostics(["labels": ["team": "ML Research"]]).first?.contains("values are at most 63") == true)
             #expect(diagnostics(["labels": ["team": "ml-research_2"]]).isEmpty)
             #expect(diagnostics([:]).isEmpty)
 
