@@ -105,8 +105,8 @@ struct GCPBinaryTests {
         process.environment = ProcessInfo.processInfo.environment.merging(environment.merging(["NO_COLOR": "1"]) { $1 }) { $1 }
         // Files rather than pipes: nothing waits on a full pipe.
         let out = directory.appendingPathComponent("stdout.txt"), err = directory.appendingPathComponent("stderr.txt")
-        FileManager.default.createFile(atPath: out.path, contents: nil)
-        FileManager.default.createFile(atPath: err.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: out)
         process.standardError = try FileHandle(forWritingTo: err)
         process.standardInput = FileHandle.nullDevice
@@ -122,9 +122,11 @@ struct GCPBinaryTests {
         defer { Task { await world.shutdown() } }
         let directory = try TestSupport.temporaryDirectory("gcp-binary")
         let environment = world.environment.merging(["GOOGLE_CLOUD_PROJECT": GCPEnvironmentWorld.project]) { $1 }
+        let config = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Stacks/gcp-gpu-cluster.dev.yaml").standardized.path
+        let stack = ["--stack", "gcp-gpu-cluster", "--env", "dev", "--config", config]
 
         // Everything is to be made: no call to GCP is needed to know that.
-        let first = try await Self.stratum(["plan", "--stack", "gcp-gpu-cluster", "--env", "dev", "--detailed-exitcode"], in: directory, environment: environment)
+        let first = try await Self.stratum(["plan"] + stack + ["--detailed-exitcode"], in: directory, environment: environment)
         #expect(first.status == 2, "\(first.stdout)\n\(first.stderr)")
         for address in ["gcp_network.cluster", "gcp_subnetwork.cluster", "gcp_firewall.cluster", "gcp_bucket.stratum-checkpoints-dev", "gcp_instance.worker[0]", "gcp_instance.worker[1]"] {
             #expect(first.stdout.contains(address), "plan lacks \(address):\n\(first.stdout)")
@@ -133,13 +135,13 @@ struct GCPBinaryTests {
 
         // The network part made for real through Compute, then planned again: only the rest is new.
         let apply = try await Self.stratum(
-            ["apply", "--stack", "gcp-gpu-cluster", "--env", "dev", "--target", "gcp_subnetwork.cluster", "--target", "gcp_firewall.cluster", "--auto-approve"],
+            ["apply"] + stack + ["--target", "gcp_subnetwork.cluster", "--target", "gcp_firewall.cluster", "--auto-approve"],
             in: directory, environment: environment)
         #expect(apply.status == 0, "\(apply.stdout)\n\(apply.stderr)")
         #expect(await world.fake.paths(of: "networks").count == 1)
         #expect(await world.fake.paths(of: "subnetworks").count == 1)
         #expect(await world.fake.paths(of: "firewalls").count == 1)
-        let second = try await Self.stratum(["plan", "--stack", "gcp-gpu-cluster", "--env", "dev", "--detailed-exitcode"], in: directory, environment: environment)
+        let second = try await Self.stratum(["plan"] + stack + ["--detailed-exitcode"], in: directory, environment: environment)
         #expect(second.status == 2, "\(second.stdout)\n\(second.stderr)")
         let planned = second.stdout.split(separator: "\n").filter { $0.contains("gcp_") }
         #expect(!planned.contains { $0.contains("gcp_network.cluster") || $0.contains("gcp_subnetwork.cluster") || $0.contains("gcp_firewall.cluster") }, "\(second.stdout)")

@@ -76,7 +76,7 @@ extension GCP {
         /// The GPUs each instance has: those its machine type carries, else the attached ones.
         public var gpus: (count: Int, gpuClass: String?) {
             if let carried = GCPMachineCatalog.gpus(ofMachineType: machineType) { return (carried.gpus, carried.gpuClass) }
-            if let accelerator { return (accelerator.count, accelerator.type) }
+            if let accelerator { return (accelerator.count, GCPMachineCatalog.gpuClass(ofAccelerator: accelerator.type)) }
             return (0, nil)
         }
 

@@ -169,24 +169,6 @@ public enum GCPLocations {
     }
 }
 
-/// GCP's label rules: keys start with a lowercase letter; keys and values are at most 63
-/// lowercase letters, digits, '_' and '-'; at most 64 labels.
-public enum GCPLabels {
-    public static func problems(_ labels: [String: String]) -> [String] {
-        var problems: [String] = []
-        if labels.count > 64 { problems.append("\(labels.count) labels; GCP allows at most 64") }
-        for (key, value) in labels.sorted(by: { $0.key < $1.key }) {
-            if key.range(of: "^\\p{Ll}[\\p{Ll}\\p{Lo}\\p{N}_-]{0,62}$", options: .regularExpression) == nil {
-                problems.append("label key '\(key)' is not a GCP label key: 1-63 lowercase letters, digits, '_' and '-', starting with a letter")
-            }
-            if value.range(of: "^[\\p{Ll}\\p{Lo}\\p{N}_-]{0,63}$", options: .regularExpression) == nil {
-                problems.append("label '\(key)' has the value '\(value)', which is not a GCP label value: up to 63 lowercase letters, digits, '_' and '-'")
-            }
-        }
-        return problems
-    }
-}
-
 /// Boot images versus container images.
 enum GCPImages {
     /// A Compute image (`projects/P/global/images/NAME`, `…/images/family/F`, or its URL)

@@ -95,6 +95,11 @@ public enum GCPMachineCatalog {
         return nil
     }
 
+    /// The GPU class of an accelerator type (`nvidia-tesla-t4` → `T4`); the type itself when unknown.
+    public static func gpuClass(ofAccelerator type: String) -> String {
+        attached.first { $0.value.accelerator == type }?.key ?? type
+    }
+
     /// Whether a machine type carries its GPUs, so an accelerator must not be attached to it.
     public static func carriesGPUs(_ type: String) -> Bool {
         ["a2-", "a3-", "a4-", "g2-"].contains { type.hasPrefix($0) }
