@@ -41,6 +41,11 @@ public struct GCPGPUCluster: Stack {
             // Persistent disks are 10 GiB to 64 TiB.
             check.range("boot_disk_gib", bootDiskGib, 10...65536, "the size of a boot disk in GiB")
             check.require(!zones.isEmpty, "zones", "[]", "name at least one zone of the region")
+            // Workers of a compact placement policy share one zone; a gang moves to the next zone
+            // as a whole, but single workers would each fail over on their own.
+            check.require(
+                !(placementPolicy && !gang && zones.count > 1), "placement_policy", placementPolicy,
+                "a compact placement policy keeps its workers in one zone: with gang: false, list one zone or turn the policy off")
             return check.problems
         }
     }

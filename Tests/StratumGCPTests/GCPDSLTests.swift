@@ -358,6 +358,11 @@ struct GCPGPUClusterStackTests {
         let fields = config.problems().map(\.key)
         #expect(fields.contains("zones") && fields.contains("boot_disk_gib"))
         config = defaults
+        config.gang = false
+        #expect(config.problems().map(\.key) == ["placement_policy"])
+        config.zones = ["us-central1-a"]
+        #expect(config.problems().isEmpty)
+        config = defaults
         config.project = "my-project-1"
         #expect(try Self.evaluate(config).resources.allSatisfy { $0.inputs["project"] == "my-project-1" })
         #expect(BundledStacks.all.contains { $0.name == GCPGPUCluster.name })
