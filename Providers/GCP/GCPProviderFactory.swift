@@ -25,20 +25,26 @@ extension GCPProvider {
 struct DeferredGCPProvider: Provider {
     let name = "gcp"
     let kinds: [String: any ResourceKind]
-    /// The provider the schemas and checks come from, with a client that never calls GCP.
-    let offline: GCPProvider
+    /// The provider the schemas and checks come from, with a client that never calls GCP; the
+    /// error instead when even that could not be made.
+    let offline: Result<GCPProvider, any Error>
 
     init(environment: [String: String], transport: any HTTPTransport) {
         let source = GCPProviderSource(environment: environment, transport: transport)
-        offline = GCPProvider(client: Self.offlineClient(environment: environment, transport: transport))
-        kinds = offline.kinds.mapValues { DeferredGCPKind(offline: $0, source: source) }
+        offline = Result { GCPProvider(client: try Self.offlineClient(environment: environment, transport: transport)) }
+        kinds = ((try? offline.get())?.kinds ?? [:]).mapValues { DeferredGCPKind(offline: $0, source: source) }
     }
 
-    func validate(stack resources: [DesiredResource]) -> [Diagnostic] { offline.validate(stack: resources) }
+    func validate(stack resources: [DesiredResource]) -> [Diagnostic] {
+        switch offline {
+        case .success(let provider): return provider.validate(stack: resources)
+        case .failure(let error): return [Diagnostic(message: "the GCP provider could not be set up: \(error)")]
+        }
+    }
 
     /// A client for everything that needs no call: its project is the one the environment or a
     /// key file names without asking a server, and asking it for a token fails.
-    static func offlineClient(environment: [String: String], transport: any HTTPTransport) -> GCPClient {
+    static func offlineClient(environment: [String: String], transport: any HTTPTransport) throws -> GCPClient {
         let keyProject: String? = environment["GOOGLE_APPLICATION_CREDENTIALS"].flatMap { path in
             guard !path.isEmpty, let file = try? GCPCredentialFile.load(path) else { return nil }
             switch file {
@@ -49,8 +55,7 @@ struct DeferredGCPProvider: Provider {
         let project = environment["GOOGLE_CLOUD_PROJECT"].flatMap { $0.isEmpty ? nil : $0 } ?? keyProject ?? "unresolved-project"
         let tokens = BearerTokenCache { throw ProviderError(.auth, "GCP credentials are resolved at the first call to GCP, not here") }
         let credentials = GCPCredentials(source: .metadataServer, project: project, tokens: tokens)
-        // The project is set, so this cannot throw.
-        return try! GCPClient(configuration: .init(endpoints: GCPEndpoints.fromEnvironment(environment)), credentials: credentials, transport: transport)
+        return try GCPClient(configuration: .init(endpoints: GCPEndpoints.fromEnvironment(environment)), credentials: credentials, transport: transport)
     }
 }
 
