@@ -3,10 +3,13 @@ import Stratum
 /// A Compute machine type and the GPUs a node of it has: accelerator-optimized types (A3, A2,
 /// G2) carry their GPUs; an N1 type gets them attached as `guestAccelerators`.
 public struct GCPMachine: Sendable, Hashable {
+    /// The Compute machine type (`a3-highgpu-8g`).
     public var machineType: String
     /// The accelerator to attach (`nvidia-tesla-t4`), only for N1 types; nil when the type carries its GPUs or has none.
     public var acceleratorType: String?
+    /// GPUs per node: those the type carries, or the attached ones.
     public var gpus: Int
+    /// `H100`, `A100-80GB`, `L4`, `T4`, …; nil without GPUs.
     public var gpuClass: String?
 
     public init(machineType: String, acceleratorType: String? = nil, gpus: Int = 0, gpuClass: String? = nil) {

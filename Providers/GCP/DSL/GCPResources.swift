@@ -9,7 +9,9 @@ public enum GCP {
     /// One rule of a firewall: a protocol (`tcp`, `udp`, `icmp`, `all` or a number) and, for
     /// tcp and udp, ports or port ranges (`"22"`, `"8000-9000"`; none: every port).
     public struct FirewallRule: Sendable, Hashable {
+        /// `tcp`, `udp`, `icmp`, `all` or a protocol number.
         public var ipProtocol: String
+        /// Ports or ranges (`"22"`, `"8000-9000"`); empty: every port.
         public var ports: [String]
 
         public init(_ ipProtocol: String, ports: [String] = []) {
@@ -19,7 +21,9 @@ public enum GCP {
 
         /// Every protocol and port.
         public static let all = FirewallRule("all")
+        /// TCP on `ports` (none: every port).
         public static func tcp(_ ports: String...) -> FirewallRule { FirewallRule("tcp", ports: ports) }
+        /// UDP on `ports` (none: every port).
         public static func udp(_ ports: String...) -> FirewallRule { FirewallRule("udp", ports: ports) }
 
         var value: Value {
