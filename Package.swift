@@ -64,8 +64,9 @@ let package = Package(
             ],
             path: "Providers/AWS"
         ),
-        // Everything GCP: OAuth2 credentials (service-account key, authorized_user, metadata
-        // server) and the Compute JSON REST client with its error classification.
+        // Everything GCP: the GCP.* DSL types and the lowering of the portable resources, the
+        // provider and its resource kinds, OAuth2 credentials (service-account key,
+        // authorized_user, metadata server) and the JSON REST client with its error classification.
         .target(
             name: "StratumGCP",
             dependencies: [
@@ -87,9 +88,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "StratumStacks", dependencies: ["Stratum", "StratumAWS"], path: "Stacks", exclude: ["local-demo.dev.yaml", "aws-gpu-cluster.dev.yaml", "aws-gpu-cluster.prod.yaml"]),
+        .target(
+            name: "StratumStacks", dependencies: ["Stratum", "StratumAWS", "StratumGCP"], path: "Stacks",
+            exclude: ["local-demo.dev.yaml", "aws-gpu-cluster.dev.yaml", "aws-gpu-cluster.prod.yaml", "gcp-gpu-cluster.dev.yaml", "gcp-gpu-cluster.prod.yaml"]),
         // The bundled binary: the clouds it carries are listed here and in its main.swift.
-        .executableTarget(name: "stratum", dependencies: ["StratumCLI", "StratumStacks", "StratumAWS"]),
+        .executableTarget(name: "stratum", dependencies: ["StratumCLI", "StratumStacks", "StratumAWS", "StratumGCP"]),
 
         // Test support: a file-backed fake cloud and a CLI binary that carries it.
         .target(
@@ -148,7 +151,7 @@ let package = Package(
         .testTarget(
             name: "StratumGCPTests",
             dependencies: [
-                "StratumGCP", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "Stratum", "StratumTesting",
+                "StratumGCP", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "Stratum", "StratumStacks", "StratumTesting", "stratum",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,6 +1,7 @@
 import StratumAWS
 import StratumCLI
+import StratumGCP
 import StratumStacks
 
 // The clouds this binary carries; each is a library product listed in Package.swift.
-await StratumCLI.main(stacks: BundledStacks.all, providers: [.local, .aws])
+await StratumCLI.main(stacks: BundledStacks.all, providers: [.local, .aws, .gcp])

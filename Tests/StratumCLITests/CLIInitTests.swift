@@ -60,11 +60,27 @@ struct CLIInitTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
+    func cloudGCPLinksItsProductProviderAndExample() throws {
+        let (result, package) = try scaffold("gcp-infra", ["--cloud", "aws,gcp"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("'example-gcp'"))
+        let identity = Self.checkout.lastPathComponent
+        #expect(try package.read("Package.swift").contains(#".product(name: "StratumGCP", package: "\#(identity)")"#))
+        let main = try package.read("Sources/gcp-infra/main.swift")
+        #expect(main.contains("import StratumGCP"))
+        #expect(main.contains("await StratumCLI.main(stacks: [ExampleStack.self, ExampleAWSStack.self, ExampleGCPStack.self], providers: [.local, .aws, .gcp])"))
+        let example = try package.read("Sources/gcp-infra/ExampleGCPStack.swift")
+        #expect(example.contains("import StratumGCP") && example.contains("static let name = \"example-gcp\""))
+        #expect(example.contains("Placement.gcp(project: config.project.isEmpty ? nil : config.project, region: config.region, zones: config.zones)"))
+        #expect(try package.read("Stacks/example-gcp.dev.yaml").contains("bucket_name: example-gcp-data-dev"))
+    }
+
+    @Test(.timeLimit(.minutes(1)))
     func unknownCloudIsRefusedBeforeWriting() throws {
         let (result, package) = try scaffold("odd-infra", ["--cloud", "nimbus"])
         #expect(result.status != 0)
         #expect(result.stderr.contains("cannot wire the cloud 'nimbus'"))
-        #expect(result.stderr.contains("it knows: local, aws"))
+        #expect(result.stderr.contains("it knows: local, aws, gcp"))
         #expect(!package.exists("Package.swift"))
     }
 
