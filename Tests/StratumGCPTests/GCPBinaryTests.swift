@@ -48,7 +48,7 @@ struct GCPEnvironmentWorld {
     }
 }
 
-@Suite("GCP from the environment (the binary's provider)", .timeLimit(.minutes(1)))
+@Suite("GCP from the environment (the binary's provider)", .timeLimit(.minutes(3)))
 struct GCPProviderFactoryTests {
     @Test func theFactoryWiresGCPAndResolvesCredentialsOnlyWhenACallNeedsThem() async throws {
         #expect(ProviderFactory.gcp.wiring?.cloud == "gcp" && ProviderFactory.gcp.wiring?.product == "StratumGCP")
@@ -87,7 +87,7 @@ struct GCPProviderFactoryTests {
 }
 
 /// The built `stratum` binary run against the loopback GCP.
-@Suite("stratum with GCP through the built binary", .serialized, .timeLimit(.minutes(2)))
+@Suite("stratum with GCP through the built binary", .serialized, .timeLimit(.minutes(3)))
 struct GCPBinaryTests {
     struct Run {
         var status: Int32

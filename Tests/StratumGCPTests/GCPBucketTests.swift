@@ -60,7 +60,7 @@ struct GCSFakeWorld {
     }
 }
 
-@Suite("ProviderContractTests: GCP buckets on the Storage fake", .timeLimit(.minutes(1)))
+@Suite("ProviderContractTests: GCP buckets on the Storage fake", .timeLimit(.minutes(3)))
 struct GCPBucketContractTests {
     @Test func bucketContract() async throws {
         try await GCSFakeWorld.run { world in
@@ -74,7 +74,7 @@ struct GCPBucketContractTests {
     }
 }
 
-@Suite("GCP buckets on the Storage fake", .timeLimit(.minutes(1)))
+@Suite("GCP buckets on the Storage fake", .timeLimit(.minutes(3)))
 struct GCPBucketTests {
     /// What a create sends: the name, the resource's region as the location (upper-cased, as
     /// Storage answers it), versioning, uniform access by default, and the stack's labels beside
@@ -276,7 +276,7 @@ struct GCPBucketTests {
     }
 }
 
-@Suite("GCP client: the Storage API and the quota project", .timeLimit(.minutes(1)))
+@Suite("GCP client: the Storage API and the quota project", .timeLimit(.minutes(3)))
 struct GCPStorageClientTests {
     @Test func storageEndpointComesFromTheEnvironment() {
         #expect(GCPEndpoints.fromEnvironment([:]).storage.absoluteString == "https://storage.googleapis.com/storage/v1")
@@ -320,7 +320,7 @@ struct GCPStorageClientTests {
 }
 
 /// A bucket driven through the real Planner, Refresher and Executor against the Storage fake.
-@Suite("GCP buckets through the engine on the Storage fake", .timeLimit(.minutes(1)))
+@Suite("GCP buckets through the engine on the Storage fake", .timeLimit(.minutes(3)))
 struct GCPBucketLifecycleTests {
     static func stack(versioning: Bool, labels: Value) throws -> EvaluatedStack {
         var content = StackContent()

@@ -8,7 +8,7 @@ import Testing
 
 /// The Compute client against a loopback server: bearer tokens, requestId, error bodies and
 /// operation waits (looks paced on a virtual clock).
-@Suite(.timeLimit(.minutes(1))) struct GCPClientTests {
+@Suite(.timeLimit(.minutes(3))) struct GCPClientTests {
     /// A small Compute stand-in: inserts answer a RUNNING operation that is DONE after
     /// `runningLooks` looks; `failure` (set per operation) ends it with `error.errors[]`.
     final class ComputeStub: Sendable {

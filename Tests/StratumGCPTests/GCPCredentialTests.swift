@@ -5,7 +5,7 @@ import StratumTesting
 import Testing
 @testable import StratumGCP
 
-@Suite(.timeLimit(.minutes(1))) struct GCPCredentialTests {
+@Suite(.timeLimit(.minutes(3))) struct GCPCredentialTests {
     /// A token endpoint that verifies the JWT bearer grant with the key's public half.
     static func tokenEndpoint(
         account: TestServiceAccount, received: ReceivedRequests, claims: LockedValue<[GCPJSON]>

@@ -37,7 +37,7 @@ extension GCPFakeWorld {
     }
 }
 
-@Suite("ProviderContractTests: GCP instances, gangs and placement policies on the Compute fake", .timeLimit(.minutes(1)))
+@Suite("ProviderContractTests: GCP instances, gangs and placement policies on the Compute fake", .timeLimit(.minutes(3)))
 struct GCPInstanceContractTests {
     static func instance(_ world: GCPFakeWorld) async throws -> ProviderContractTests {
         let subnet = try await world.subnetwork()
@@ -65,7 +65,7 @@ struct GCPInstanceContractTests {
     @Test func resourcePolicyContract() async throws { try await GCPProviderContractTests.run({ try await $0.all() }, on: Self.policy) }
 }
 
-@Suite("GCP instances and gangs on the Compute fake", .timeLimit(.minutes(1)))
+@Suite("GCP instances and gangs on the Compute fake", .timeLimit(.minutes(3)))
 struct GCPInstanceTests {
     /// An N1 machine with an attached T4: the insert's body has the GPU, the maintenance policy
     /// GPUs need, Stratum's ownership as labels, an external address and the node's boot
@@ -458,7 +458,7 @@ struct GCPInstanceTests {
 
 /// Instances, a gang and its placement policy driven through the real Planner, Refresher and
 /// Executor against the Compute fake.
-@Suite("GCP instances through the engine on the Compute fake", .timeLimit(.minutes(1)))
+@Suite("GCP instances through the engine on the Compute fake", .timeLimit(.minutes(3)))
 struct GCPInstanceLifecycleTests {
     static func stack(labels: Value = ["team": "ml"]) throws -> EvaluatedStack {
         var content = StackContent()

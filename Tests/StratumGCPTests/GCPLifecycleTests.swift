@@ -9,7 +9,7 @@ import Testing
 
 /// A network, two subnetworks and a firewall driven through the real Planner, Refresher and
 /// Executor against the Compute fake.
-@Suite("GCP networking through the engine on the Compute fake", .timeLimit(.minutes(1)))
+@Suite("GCP networking through the engine on the Compute fake", .timeLimit(.minutes(3)))
 struct GCPLifecycleTests {
     static let environment = "test"
 

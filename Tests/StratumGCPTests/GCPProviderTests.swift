@@ -55,7 +55,7 @@ struct GCPFakeWorld {
     }
 }
 
-@Suite("ProviderContractTests: GCP on the Compute fake", .timeLimit(.minutes(1)))
+@Suite("ProviderContractTests: GCP on the Compute fake", .timeLimit(.minutes(3)))
 struct GCPProviderContractTests {
     static func network(_ world: GCPFakeWorld) async throws -> ProviderContractTests {
         ProviderContractTests(.init(provider: world.provider, type: "gcp_network", region: GCPFakeWorld.region, inputs: { ["name": .string("net-\($0)")] }))
@@ -97,7 +97,7 @@ struct GCPProviderContractTests {
     @Test func firewallContract() async throws { try await Self.run({ try await $0.all() }, on: Self.firewall) }
 }
 
-@Suite("GCP networking kinds on the Compute fake", .timeLimit(.minutes(1)))
+@Suite("GCP networking kinds on the Compute fake", .timeLimit(.minutes(3)))
 struct GCPNetworkKindTests {
     /// A create whose wait is cancelled after the operation's handle was recorded is settled by
     /// recovery from that handle: the same operation finishes, and there is one network.

@@ -7,7 +7,7 @@ import Testing
 
 /// The whole gcp-gpu-cluster stack through the built `stratum` binary on the Compute and
 /// Storage fakes: apply, a plan that finds nothing to change, the checkpoint URL, destroy.
-@Suite("gcp-gpu-cluster through the built binary", .serialized, .timeLimit(.minutes(2)))
+@Suite("gcp-gpu-cluster through the built binary", .serialized, .timeLimit(.minutes(3)))
 struct GCPStackLifecycleTests {
     @Test(arguments: ["dev", "prod"])
     func applyPlanDestroyLeavesNothing(env: String) async throws {
