@@ -24,7 +24,7 @@ private func encoded(_ value: Value) -> Data {
     (try? JSONEncoder().encode(value)) ?? Data()
 }
 
-@Suite("Compute v1 requests checked against Google's discovery document", .timeLimit(.minutes(1)))
+@Suite("Compute v1 requests checked against Google's discovery document", .timeLimit(.minutes(3)))
 struct DiscoveryValidatorTests {
     let validator: DiscoveryValidator
 
@@ -144,7 +144,7 @@ private func operationErrorCode(_ json: Value) -> String? {
     json.mapValue?["error"]?.mapValue?["errors"]?.listValue?.first?.mapValue?["code"]?.stringValue
 }
 
-@Suite("The loopback Compute Engine fake", .timeLimit(.minutes(1)))
+@Suite("The loopback Compute Engine fake", .timeLimit(.minutes(3)))
 struct GCPComputeFakeTests {
     private func withFake(_ pace: GCPComputeFake.OperationPace = .afterPolls(2), _ body: (GCPComputeFake, ComputeCaller) async throws -> Void) async throws {
         let fake = try GCPComputeFake(project: "p", pace: pace)
