@@ -83,6 +83,11 @@ int tc_http_get(const char *url, const char *range, tc_http_response *resp, char
 int tc_http_request(const char *method, const char *url, const char *headers, const void *body, size_t body_len,
                     tc_http_response *resp, char *err, size_t errlen);
 
+// Just enough JSON for token answers (store_gcs.c): the string value of "key" at or after p,
+// unescaped into out (returns the position after it, or NULL), and a number (bare or quoted).
+const char *tc_json_string(const char *p, const char *key, char *out, size_t outlen);
+long tc_json_long(const char *p, const char *key, long fallback);
+
 // Storage backends behind tc_store (store.c picks one by the URL's scheme). "location" is the
 // bucket for object stores and the root directory for files; keys are full keys inside it
 // (the store's prefix already applied). put returns 1 written, 0 not written because the key

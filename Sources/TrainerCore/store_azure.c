@@ -175,9 +175,10 @@ static int shared_key(const az_store *a, const char *method, const char *path, c
                                            "If-None-Match", "If-Unmodified-Since", "Range"};
     for (size_t i = 0; i < sizeof standard / sizeof standard[0]; i++) {
         char v[512];
-        if (strcmp(standard[i], "Content-Length") == 0)
-            snprintf(v, sizeof v, body_len ? "%zu" : "", body_len);  // empty for 0 (versions since 2015-02-21)
-        else
+        if (strcmp(standard[i], "Content-Length") == 0) {
+            v[0] = 0;  // empty for 0 (versions since 2015-02-21)
+            if (body_len) snprintf(v, sizeof v, "%zu", body_len);
+        } else
             header_value(lines, standard[i], v, sizeof v);
         tc_buf_append(&s, v, strlen(v));
         tc_buf_append(&s, "\n", 1);
@@ -224,18 +225,6 @@ static int shared_key(const az_store *a, const char *method, const char *path, c
 // ------------------------------------------------------------------------------------------
 // Managed identity
 
-static long json_number(const char *p, const char *key, long fallback) {
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\"", key);
-    const char *v = p ? strstr(p, pat) : NULL;
-    if (!v) return fallback;
-    v += strlen(pat);
-    while (*v == ' ' || *v == ':' || *v == '"') v++;
-    char *end;
-    long n = strtol(v, &end, 10);
-    return end == v ? fallback : n;
-}
-
 // Makes sure a->token is fresh (managed identity only). 0 or -1 with err.
 static int ensure_token(az_store *a, char *err, size_t errlen) {
     if (a->auth != AZ_AUTH_IMDS || (a->token[0] && tc_now() < a->token_expires)) return 0;
@@ -253,15 +242,12 @@ static int ensure_token(az_store *a, char *err, size_t errlen) {
     if (rc == 0) {
         tc_buf_append(&r.body, "", 1);
         const char *body = (const char *)r.body.p;
-        const char *t = r.status == 200 ? strstr(body, "\"access_token\"") : NULL;
-        const char *q1 = t ? strchr(t + 14, '"') : NULL, *q2 = q1 ? strchr(q1 + 1, '"') : NULL;
-        if (!q2 || (size_t)(q2 - q1 - 1) >= sizeof a->token) {
+        if (r.status != 200 || !tc_json_string(body, "access_token", a->token, sizeof a->token)) {
             rc = tc_fail(err, errlen, "az: managed identity token request to %s/metadata/identity/oauth2/token failed with HTTP %ld",
                          a->imds, r.status);
             a->token[0] = 0;
         } else {
-            snprintf(a->token, sizeof a->token, "%.*s", (int)(q2 - q1 - 1), q1 + 1);
-            a->token_expires = tc_now() + (double)json_number(body, "expires_in", 3600) - 60;
+            a->token_expires = tc_now() + (double)tc_json_long(body, "expires_in", 3600) - 60;
         }
     }
     if (r.body.p) memset(r.body.p, 0, r.body.len);

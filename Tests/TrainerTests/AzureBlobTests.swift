@@ -34,7 +34,8 @@ extension TrainerSuite {
             child.process.waitUntilExit()
             #expect(child.process.terminationStatus == 0 && child.output.contains("SDK OK"), "\(child.output)")
             let calls = await fake.calls
-            #expect(calls["PutBlock"] == 5 && calls["PutBlockList"] == 1, "a 20,000-byte upload in blocks of 4,096: \(calls)")
+            // 20,000 bytes in blocks of 4,096, then 9,000 bytes whose block list is refused.
+            #expect(calls["PutBlock"] == 5 + 3 && calls["PutBlockList"] == 2, "\(calls)")
             #expect(calls["ListBlobs", default: 0] >= 3 && calls["GetBlobProperties", default: 0] >= 1, "\(calls)")
             #expect(await fake.refused == 1, "only the client with the wrong key is refused")
             let large = try #require(await fake.blob("sdk", "a/large.bin"))
