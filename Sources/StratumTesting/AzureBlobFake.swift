@@ -15,9 +15,9 @@ import Foundation
 /// resource `https://storage.azure.com/`), so a client can point its IMDS host here. Errors
 /// carry Blob Storage's XML body (`<Error><Code/><Message/></Error>`) and `x-ms-error-code`.
 public actor AzureBlobFake {
-    public let account: String
+    public nonisolated let account: String
     /// The account key, base64 as a connection string holds it.
-    public let accountKey: String
+    public nonisolated let accountKey: String
     /// The bearer token the IMDS route hands out and the blob routes accept.
     public private(set) var token: String
 
