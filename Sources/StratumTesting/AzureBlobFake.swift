@@ -168,7 +168,9 @@ public actor AzureBlobFake {
             lines.append(name == "Content-Length" && value == "0" ? "" : value)
         }
         let msHeaders = request.headers.map { ($0.0.lowercased(), $0.1.trimmingCharacters(in: .whitespaces)) }
-            .filter { $0.0.hasPrefix("x-ms-") }.sorted { $0.0 < $1.0 }
+            .filter { $0.0.hasPrefix("x-ms-") }
+            // The service sorts names as Windows' invariant culture does: hyphens weigh nothing at first.
+            .sorted { ($0.0.replacingOccurrences(of: "-", with: ""), $0.0) < ($1.0.replacingOccurrences(of: "-", with: ""), $1.0) }
         var text = lines.joined(separator: "\n") + "\n"
         for (name, value) in msHeaders { text += "\(name):\(value)\n" }
         text += "/\(account)\(rawPath)"
