@@ -99,6 +99,7 @@ let package = Package(
             name: "StratumTesting",
             dependencies: [
                 "Stratum", "StratumCore", "StratumState", "StratumEngine",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -159,7 +160,7 @@ let package = Package(
         ),
         .testTarget(name: "StratumEngineTests", dependencies: ["StratumEngine", "StratumState", "StratumCore", "Stratum", "StratumTesting"]),
         .testTarget(name: "StratumLocalTests", dependencies: ["StratumLocal", "StratumCore", "StratumTesting"]),
-        .testTarget(name: "TrainerTests", dependencies: ["TrainerCore", "stratum-trainer"]),
+        .testTarget(name: "TrainerTests", dependencies: ["TrainerCore", "stratum-trainer", "StratumTesting"]),
         .testTarget(name: "StratumCLITests", dependencies: ["StratumCLI", "StratumTesting", "stratum", "stratum-fixture", "stratum-trainer"]),
     ]
 )

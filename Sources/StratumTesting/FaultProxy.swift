@@ -110,13 +110,17 @@ private final class RequestHandler: ChannelInboundHandler {
             let handler = self.handler
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
             let version = head.version
+            let isHead = head.method == .HEAD
             let eventLoop = context.eventLoop
             Task {
                 let response = await handler(request)
                 eventLoop.execute {
                     let context = bound.value
                     var headers = HTTPHeaders(response.headers)
-                    headers.replaceOrAdd(name: "Content-Length", value: String(response.body.count))
+                    // A HEAD answer may state the length of what a GET would return.
+                    if !isHead || !headers.contains(name: "Content-Length") {
+                        headers.replaceOrAdd(name: "Content-Length", value: String(response.body.count))
+                    }
                     headers.replaceOrAdd(name: "Connection", value: "close")
                     let status = HTTPResponseStatus(statusCode: response.status)
                     context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)

@@ -192,14 +192,11 @@ tc_data *tc_data_open(const tc_config *c, int shard, int nshards, char *err, siz
         if (tc_store_is_object_url(src)) {
             // scheme://bucket/key: the store is the bucket, the key is relative to it.
             d->kind = SRC_OBJECT;
-            const char *b = strstr(src, "://") + 3, *slash = strchr(b, '/');
-            if (!slash || slash == b || slash[1] == 0 || (size_t)(slash - src) >= TC_PATH_MAX) {
-                tc_fail(err, errlen, "data: 'data.source' = '%s' must look like %.*sbucket/key", src, (int)(b - src), src);
+            char bucket_url[TC_PATH_MAX];
+            if (tc_store_split_object_url(src, bucket_url, sizeof bucket_url, d->key, sizeof d->key) != 0) {
+                tc_fail(err, errlen, "data: 'data.source' = '%s' must name an object: scheme://bucket/key", src);
                 goto fail;
             }
-            char bucket_url[TC_PATH_MAX];
-            snprintf(bucket_url, sizeof bucket_url, "%.*s", (int)(slash - src), src);
-            snprintf(d->key, sizeof d->key, "%s", slash + 1);
             d->store = tc_store_open(bucket_url, c->s3_endpoint, c->s3_region, err, errlen);
             if (!d->store) goto fail;
         } else {

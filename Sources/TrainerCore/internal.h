@@ -83,13 +83,20 @@ int tc_http_get(const char *url, const char *range, tc_http_response *resp, char
 int tc_http_request(const char *method, const char *url, const char *headers, const void *body, size_t body_len,
                     tc_http_response *resp, char *err, size_t errlen);
 
+// Just enough JSON for token answers (store_gcs.c): the string value of "key" at or after p,
+// unescaped into out (returns the position after it, or NULL), and a number (bare or quoted).
+const char *tc_json_string(const char *p, const char *key, char *out, size_t outlen);
+long tc_json_long(const char *p, const char *key, long fallback);
+
 // Storage backends behind tc_store (store.c picks one by the URL's scheme). "location" is the
 // bucket for object stores and the root directory for files; keys are full keys inside it
 // (the store's prefix already applied). put returns 1 written, 0 not written because the key
 // exists (only with if_absent), -1 error; get 1 found, 0 absent, -1 error; list appends every
 // key starting with prefix to out, each followed by '\n'; delete of an absent key succeeds.
 typedef struct {
-    const char *scheme;  // "s3://", "gs://"; "" for directories
+    const char *scheme;  // "s3://", "gs://", "az://"; "" for directories
+    int segments;        // path components naming the location after the scheme (0 or 1: bucket; 2: account/container)
+    const char *https_host_suffix;  // https://NAME<suffix>/rest is read as scheme + NAME/rest; NULL: none
     int remote;          // 1: every call is a billed network request, poll it less often
     void *(*open)(const char *location, const char *s3_endpoint, const char *s3_region, char *err, size_t errlen);
     void (*close)(void *impl);
@@ -103,9 +110,13 @@ typedef struct {
     // Content-Range. -1 only when no answer came. NULL for directories.
     int (*get_range)(void *impl, const char *key, const char *range, tc_http_response *resp, char *err, size_t errlen);
 } tc_store_backend;
-extern const tc_store_backend tc_store_dir_backend, tc_store_s3_backend, tc_store_gcs_backend;
-// 1 when url names an object in an object store (s3://, gs://), which data sources stream.
+extern const tc_store_backend tc_store_dir_backend, tc_store_s3_backend, tc_store_gcs_backend, tc_store_azure_backend;
+// 1 when url names an object in an object store (s3://, gs://, az:// or an Azure Blob https URL),
+// which data sources stream.
 int tc_store_is_object_url(const char *url);
+// Splits an object URL into the store it lives in (scheme://bucket, az://account/container) and
+// its key. 0, or -1 when url is not an object URL with a key.
+int tc_store_split_object_url(const char *url, char *store_url, size_t store_len, char *key, size_t key_len);
 // A Range GET of key through the store's backend (object stores only).
 int tc_store_get_range(tc_store *s, const char *key, const char *range, tc_http_response *resp, char *err, size_t errlen);
 

@@ -1,7 +1,8 @@
 // Object store: one small interface (put, put-if-absent, get, list, delete) over a table of
 // storage backends picked by the URL's scheme: a directory (store.c), an S3 bucket prefix
-// (store_s3.c) and a Cloud Storage bucket prefix (store_gcs.c). A new object store is one more
-// entry in `backends`, not a branch in every operation.
+// (store_s3.c), a Cloud Storage bucket prefix (store_gcs.c) and an Azure Blob container prefix
+// (store_azure.c). A new object store is one more entry in `backends`, not a branch in every
+// operation.
 //
 // Directory: put writes a temporary file, fsyncs it and renames it into place; put-if-absent
 // links the temporary file to the final name, which fails atomically when it exists.
@@ -15,7 +16,44 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const tc_store_backend *const backends[] = {&tc_store_s3_backend, &tc_store_gcs_backend, &tc_store_dir_backend};
+static const tc_store_backend *const backends[] = {&tc_store_s3_backend, &tc_store_gcs_backend, &tc_store_azure_backend,
+                                                   &tc_store_dir_backend};
+
+// The backend for url, with url rewritten to its scheme form in canon: an https:// URL whose
+// host ends with a backend's https_host_suffix ("https://acct.blob.core.windows.net/c/p")
+// becomes scheme + host without the suffix + path ("az://acct/c/p").
+static const tc_store_backend *find_backend(const char *url, char *canon, size_t canonlen) {
+    for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++) {
+        const tc_store_backend *be = backends[i];
+        if (be->https_host_suffix && strncmp(url, "https://", 8) == 0) {
+            const char *host = url + 8, *slash = strchr(host, '/');
+            size_t hlen = slash ? (size_t)(slash - host) : strlen(host), slen = strlen(be->https_host_suffix);
+            if (hlen > slen && strncmp(host + hlen - slen, be->https_host_suffix, slen) == 0) {
+                snprintf(canon, canonlen, "%s%.*s%s", be->scheme, (int)(hlen - slen), host, slash ? slash : "");
+                return be;
+            }
+        }
+        if (strncmp(url, be->scheme, strlen(be->scheme)) == 0) {
+            snprintf(canon, canonlen, "%s", url);
+            return be;
+        }
+    }
+    return NULL;
+}
+
+// Length of the location part of a canonical object-store URL after its scheme: the first
+// `segments` path components (bucket, or account/container). 0 when one of them is empty.
+static size_t location_length(const tc_store_backend *be, const char *rest) {
+    size_t n = 0;
+    for (int seg = 0; seg < (be->segments ? be->segments : 1); seg++) {
+        if (seg) n++;  // the '/' between components
+        const char *p = rest + n, *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        if (len == 0 || (seg + 1 < (be->segments ? be->segments : 1) && !slash)) return 0;
+        n += len;
+    }
+    return n;
+}
 
 struct tc_store {
     const tc_store_backend *be;
@@ -25,9 +63,9 @@ struct tc_store {
 };
 
 tc_store *tc_store_open(const char *url, const char *s3_endpoint, const char *s3_region, char *err, size_t errlen) {
-    const tc_store_backend *be = NULL;
-    for (size_t i = 0; i < sizeof backends / sizeof backends[0] && !be; i++)
-        if (strncmp(url, backends[i]->scheme, strlen(backends[i]->scheme)) == 0) be = backends[i];
+    char canon[TC_PATH_MAX];
+    const tc_store_backend *be = find_backend(url, canon, sizeof canon);
+    url = canon;
     tc_store *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->be = be;
@@ -35,11 +73,13 @@ tc_store *tc_store_open(const char *url, const char *s3_endpoint, const char *s3
     s->part_size = 8u << 20;
     char location[TC_PATH_MAX];
     if (be->scheme[0]) {
-        // scheme://bucket/prefix
-        const char *b = url + strlen(be->scheme), *slash = strchr(b, '/');
-        size_t blen = slash ? (size_t)(slash - b) : strlen(b);
+        // scheme://bucket/prefix (scheme://account/container/prefix: two location segments)
+        const char *b = url + strlen(be->scheme);
+        size_t blen = location_length(be, b);
+        const char *slash = b[blen] == '/' ? b + blen : NULL;
         if (blen == 0 || blen >= 256) {
-            tc_fail(err, errlen, "store: '%s' must look like %sbucket/prefix", url, be->scheme);
+            tc_fail(err, errlen, "store: '%s' must look like %s%s/prefix", url, be->scheme,
+                    be->segments == 2 ? "account/container" : "bucket");
             free(s);
             return NULL;
         }
@@ -75,8 +115,20 @@ void tc_store_set_multipart(tc_store *s, size_t threshold, size_t part_size) {
 }
 
 int tc_store_is_object_url(const char *url) {
-    for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)
-        if (backends[i]->get_range && strncmp(url, backends[i]->scheme, strlen(backends[i]->scheme)) == 0) return 1;
+    char canon[TC_PATH_MAX];
+    const tc_store_backend *be = find_backend(url, canon, sizeof canon);
+    return be && be->get_range;
+}
+
+int tc_store_split_object_url(const char *url, char *store_url, size_t store_len, char *key, size_t key_len) {
+    char canon[TC_PATH_MAX];
+    const tc_store_backend *be = find_backend(url, canon, sizeof canon);
+    if (!be || !be->get_range) return -1;
+    const char *rest = canon + strlen(be->scheme);
+    size_t n = location_length(be, rest);
+    if (n == 0 || rest[n] != '/' || rest[n + 1] == 0) return -1;
+    snprintf(store_url, store_len, "%.*s", (int)(rest + n - canon), canon);
+    snprintf(key, key_len, "%s", rest + n + 1);
     return 0;
 }
 

@@ -37,9 +37,9 @@ typedef struct {
 } gcs_store;
 
 // ------------------------------------------------------------------------------------------
-// Just enough JSON: the string value of "key" at or after p, unescaped into out. Returns the
-// position after the value, or NULL when there is no such key.
-static const char *json_string(const char *p, const char *key, char *out, size_t outlen) {
+// Just enough JSON (shared with store_azure.c): the string value of "key" at or after p,
+// unescaped into out. Returns the position after the value, or NULL when there is no such key.
+const char *tc_json_string(const char *p, const char *key, char *out, size_t outlen) {
     char pat[64];
     snprintf(pat, sizeof pat, "\"%s\"", key);
     for (; p && (p = strstr(p, pat)); p++) {
@@ -79,7 +79,7 @@ static const char *json_string(const char *p, const char *key, char *out, size_t
     return NULL;
 }
 
-static long json_long(const char *p, const char *key, long fallback) {
+long tc_json_long(const char *p, const char *key, long fallback) {
     char pat[64];
     snprintf(pat, sizeof pat, "\"%s\"", key);
     const char *v = p ? strstr(p, pat) : NULL;
@@ -155,10 +155,10 @@ static int key_file_request(gcs_store *g, char *url, size_t urllen, tc_buf *form
     int rc = 0;
     if (g->auth == AUTH_SERVICE_ACCOUNT) {
         char email[512] = "", *pem = malloc(file.len + 1);
-        if (!pem || !json_string(json, "client_email", email, sizeof email) || !json_string(json, "private_key", pem, file.len + 1)) {
+        if (!pem || !tc_json_string(json, "client_email", email, sizeof email) || !tc_json_string(json, "private_key", pem, file.len + 1)) {
             rc = tc_fail(err, errlen, "gs: '%s' lacks client_email or private_key", g->key_file);
         } else {
-            if (!json_string(json, "token_uri", url, urllen)) snprintf(url, urllen, "https://oauth2.googleapis.com/token");
+            if (!tc_json_string(json, "token_uri", url, urllen)) snprintf(url, urllen, "https://oauth2.googleapis.com/token");
             tc_buf jwt = {0};
             rc = signed_jwt(email, pem, url, &jwt, err, errlen);
             if (rc == 0) {
@@ -173,11 +173,11 @@ static int key_file_request(gcs_store *g, char *url, size_t urllen, tc_buf *form
         free(pem);
     } else {
         char id[512] = "", secret[512] = "", refresh[2048] = "";
-        if (!json_string(json, "client_id", id, sizeof id) || !json_string(json, "client_secret", secret, sizeof secret) ||
-            !json_string(json, "refresh_token", refresh, sizeof refresh)) {
+        if (!tc_json_string(json, "client_id", id, sizeof id) || !tc_json_string(json, "client_secret", secret, sizeof secret) ||
+            !tc_json_string(json, "refresh_token", refresh, sizeof refresh)) {
             rc = tc_fail(err, errlen, "gs: '%s' lacks client_id, client_secret or refresh_token", g->key_file);
         } else {
-            if (!json_string(json, "token_uri", url, urllen)) snprintf(url, urllen, "https://oauth2.googleapis.com/token");
+            if (!tc_json_string(json, "token_uri", url, urllen)) snprintf(url, urllen, "https://oauth2.googleapis.com/token");
             char eid[1600], esecret[1600], erefresh[6200];
             tc_uri_encode(id, 0, eid, sizeof eid);
             tc_uri_encode(secret, 0, esecret, sizeof esecret);
@@ -216,13 +216,13 @@ static int ensure_token(gcs_store *g, char *err, size_t errlen) {
     if (rc == 0) {
         tc_buf_append(&r.body, "", 1);
         const char *body = (const char *)r.body.p;
-        if (r.status != 200 || !json_string(body, "access_token", g->token, sizeof g->token)) {
+        if (r.status != 200 || !tc_json_string(body, "access_token", g->token, sizeof g->token)) {
             char msg[200] = "";
-            if (!json_string(body, "error_description", msg, sizeof msg)) json_string(body, "error", msg, sizeof msg);
+            if (!tc_json_string(body, "error_description", msg, sizeof msg)) tc_json_string(body, "error", msg, sizeof msg);
             rc = tc_fail(err, errlen, "gs: token request to %s failed with HTTP %ld%s%s", url, r.status, msg[0] ? ": " : "", msg);
             g->token[0] = 0;
         } else {
-            g->token_expires = tc_now() + (double)json_long(body, "expires_in", 3600) - 60;
+            g->token_expires = tc_now() + (double)tc_json_long(body, "expires_in", 3600) - 60;
         }
     }
     if (r.body.p) memset(r.body.p, 0, r.body.len);
@@ -265,7 +265,7 @@ static int gcs_request(gcs_store *g, const char *method, const char *path_query,
 static int gcs_status_error(const char *what, const char *key, tc_http_response *r, char *err, size_t errlen) {
     char msg[200] = "";
     tc_buf_append(&r->body, "", 1);
-    if (r->body.p) json_string((const char *)r->body.p, "message", msg, sizeof msg);
+    if (r->body.p) tc_json_string((const char *)r->body.p, "message", msg, sizeof msg);
     return tc_fail(err, errlen, "gs: %s '%s' failed with HTTP %ld%s%s", what, key, r->status, msg[0] ? ": " : "", msg);
 }
 
@@ -298,7 +298,7 @@ static void *gcs_open(const char *bucket, const char *s3_endpoint, const char *s
             tc_fail(err, errlen, "gs: cannot read GOOGLE_APPLICATION_CREDENTIALS '%s'", key);
             return NULL;
         }
-        json_string((const char *)file.p, "type", type, sizeof type);
+        tc_json_string((const char *)file.p, "type", type, sizeof type);
         memset(file.p, 0, file.len);
         tc_buf_free(&file);
         if (strcmp(type, "service_account") == 0)
@@ -395,11 +395,11 @@ static int gcs_list(void *impl, const char *prefix, tc_buf *out, char *err, size
         }
         tc_buf_append(&r.body, "", 1);
         char name[TC_PATH_MAX * 2];
-        for (const char *p = (const char *)r.body.p; (p = json_string(p, "name", name, sizeof name));) {
+        for (const char *p = (const char *)r.body.p; (p = tc_json_string(p, "name", name, sizeof name));) {
             tc_buf_append(out, name, strlen(name));
             tc_buf_append(out, "\n", 1);
         }
-        int more = json_string((const char *)r.body.p, "nextPageToken", token, sizeof token) != NULL && token[0];
+        int more = tc_json_string((const char *)r.body.p, "nextPageToken", token, sizeof token) != NULL && token[0];
         tc_buf_free(&r.body);
         if (!more) return 0;
     }
