@@ -106,6 +106,9 @@ public actor AzureARMFake {
         "Microsoft.Storage/storageAccounts/blobServices/containers": ("BlobContainer", "BlobContainer"),
     ]
 
+    /// The SDK model of what a GET answers for each type, where it is not the PUT body's.
+    static let responseModels: [String: String] = ["Microsoft.Storage/storageAccounts": "StorageAccount"]
+
     /// Codes that fail a VM's create operation (the rest of `allocationFailures` refuse the PUT).
     static let operationAllocationCodes: Set<String> = [
         "ZonalAllocationFailed", "AllocationFailed", "OverconstrainedAllocationRequest", "OverconstrainedZonalAllocationRequest",
@@ -531,14 +534,19 @@ public actor AzureARMFake {
         resource["name"] = .string(stored.name)
         resource["type"] = .string(stored.type)
         var properties = resource["properties"]?.mapValue ?? [:]
-        properties["provisioningState"] = .string(stored.provisioningState)
+        // Proximity placement groups and blob containers have no provisioning state.
+        if stored.type != "Microsoft.Compute/proximityPlacementGroups" && stored.type != "Microsoft.Storage/storageAccounts/blobServices/containers" {
+            properties["provisioningState"] = .string(stored.provisioningState)
+        }
         let serial = stored.serial
         let succeeded = stored.provisioningState == "Succeeded"
         switch stored.type {
         case "Microsoft.Network/virtualNetworks", "Microsoft.Network/networkSecurityGroups", "Microsoft.Network/networkInterfaces",
             "Microsoft.Network/publicIPAddresses", "Microsoft.Network/virtualNetworks/subnets", "Microsoft.Network/networkSecurityGroups/securityRules":
             resource["etag"] = .string("W/\"\(UUID().uuidString.lowercased())\"")
-            properties["resourceGuid"] = properties["resourceGuid"] ?? .string(Self.guid(serial))
+            if !stored.type.hasSuffix("/subnets") && !stored.type.hasSuffix("/securityRules") {
+                properties["resourceGuid"] = properties["resourceGuid"] ?? .string(Self.guid(serial))
+            }
             if stored.type == "Microsoft.Network/networkInterfaces" {
                 properties["macAddress"] = .string(String(format: "00-0D-3A-%02lX-%02lX-%02lX", (serial >> 16) & 0xff, (serial >> 8) & 0xff, serial & 0xff))
                 properties["ipConfigurations"] = .list((properties["ipConfigurations"]?.listValue ?? []).enumerated().map { index, configuration in
@@ -574,7 +582,6 @@ public actor AzureARMFake {
             properties["statusOfPrimary"] = "available"
         case "Microsoft.Storage/storageAccounts/blobServices/containers":
             resource["etag"] = .string("\"0x8DC\(String(serial, radix: 16, uppercase: true))\"")
-            properties["provisioningState"] = nil
         default:
             break
         }
@@ -582,8 +589,17 @@ public actor AzureARMFake {
         return .map(resource)
     }
 
-    /// A stored resource with its child collections (a network's subnets, a group's rules) filled in.
+    /// A stored resource with its child collections (a network's subnets, a group's rules) filled
+    /// in; what the fake answers is itself checked against the SDK's model of the response.
     private func render(_ stored: Stored) -> Value {
+        let rendered = renderUnchecked(stored)
+        if let model = Self.responseModels[stored.type] ?? Self.bodyModels[stored.type]?.put {
+            for violation in validator.validate(rendered, as: model, .response) { violations.append("response \(stored.id): \(violation)") }
+        }
+        return rendered
+    }
+
+    private func renderUnchecked(_ stored: Stored) -> Value {
         var resource = stored.json.mapValue ?? [:]
         let children: [String: String] = [
             "Microsoft.Network/virtualNetworks": "subnets", "Microsoft.Network/networkSecurityGroups": "securityRules",
@@ -591,7 +607,7 @@ public actor AzureARMFake {
         if let collection = children[stored.type] {
             let prefix = stored.key + "/\(collection.lowercased())/"
             let items = resources.values.filter { $0.key.hasPrefix(prefix) && !$0.key.dropFirst(prefix.count).contains("/") }
-                .sorted { $0.key < $1.key }.map { render($0) }
+                .sorted { $0.key < $1.key }.map { renderUnchecked($0) }
             var properties = resource["properties"]?.mapValue ?? [:]
             properties[collection] = .list(items)
             resource["properties"] = .map(properties)

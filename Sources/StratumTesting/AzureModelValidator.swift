@@ -51,6 +51,7 @@ public struct AzureModelValidator: Sendable {
         "VirtualMachineUpdate": "azure.mgmt.compute.models:VirtualMachineUpdate",
         "StorageAccountCreateParameters": "azure.mgmt.storage.models:StorageAccountCreateParameters",
         "StorageAccountUpdateParameters": "azure.mgmt.storage.models:StorageAccountUpdateParameters",
+        "StorageAccount": "azure.mgmt.storage.models:StorageAccount",
         "BlobContainer": "azure.mgmt.storage.models:BlobContainer",
     ]
 
@@ -110,21 +111,28 @@ public struct AzureModelValidator: Sendable {
         return try Data(contentsOf: output)
     }
 
+    /// Which way a body travels: a request may not set read-only fields and must have the
+    /// required ones; a response may hold read-only fields and omit any.
+    public enum Direction: Sendable {
+        case request
+        case response
+    }
+
     /// Checks a JSON body against the root model `root` (a key of `roots`).
-    public func validate(_ body: Data, as root: String) -> [Violation] {
+    public func validate(_ body: Data, as root: String, _ direction: Direction = .request) -> [Violation] {
         guard let value = try? JSONDecoder().decode(Value.self, from: body), case .map = value else {
             return [Violation(kind: .invalidBody, location: "body", detail: "not a JSON object")]
         }
-        return validate(value, as: root)
+        return validate(value, as: root, direction)
     }
 
     /// Checks a body, as a value, against the root model `root`.
-    public func validate(_ value: Value, as root: String) -> [Violation] {
+    public func validate(_ value: Value, as root: String, _ direction: Direction = .request) -> [Violation] {
         guard let model = roots[root] else {
             return [Violation(kind: .invalidBody, location: "body", detail: "the schema has no model '\(root)'")]
         }
         var violations: [Violation] = []
-        check(value, against: .model(model), location: "body", into: &violations)
+        check(value, against: .model(model), location: "body", request: direction == .request, into: &violations)
         return violations
     }
 
@@ -133,7 +141,7 @@ public struct AzureModelValidator: Sendable {
         roots[root].flatMap { models[$0] }.map { $0.keys.sorted() } ?? []
     }
 
-    private func check(_ value: Value, against type: FieldType, location: String, into violations: inout [Violation]) {
+    private func check(_ value: Value, against type: FieldType, location: String, request: Bool, into violations: inout [Violation]) {
         if case .null = value { return }
         func wrong(_ expected: String) {
             violations.append(Violation(kind: .wrongType, location: location, detail: "expected \(expected), got \(value)"))
@@ -157,19 +165,19 @@ public struct AzureModelValidator: Sendable {
             guard case .bool = value else { return wrong("a boolean") }
         case .list(let items):
             guard case .list(let elements) = value else { return wrong("an array") }
-            for (index, element) in elements.enumerated() { check(element, against: items, location: "\(location)[\(index)]", into: &violations) }
+            for (index, element) in elements.enumerated() { check(element, against: items, location: "\(location)[\(index)]", request: request, into: &violations) }
         case .dict(let values):
             guard case .map(let entries) = value else { return wrong("an object") }
-            for (key, entry) in entries.sorted(by: { $0.key < $1.key }) { check(entry, against: values, location: "\(location).\(key)", into: &violations) }
+            for (key, entry) in entries.sorted(by: { $0.key < $1.key }) { check(entry, against: values, location: "\(location).\(key)", request: request, into: &violations) }
         case .model(let id):
             guard let fields = models[id] else { return }
-            checkObject(value, fields: fields, location: location, into: &violations)
+            checkObject(value, fields: fields, location: location, request: request, into: &violations)
         case .inline(let fields):
-            checkObject(value, fields: fields, location: location, into: &violations)
+            checkObject(value, fields: fields, location: location, request: request, into: &violations)
         }
     }
 
-    private func checkObject(_ value: Value, fields: [String: Field], location: String, into violations: inout [Violation]) {
+    private func checkObject(_ value: Value, fields: [String: Field], location: String, request: Bool, into violations: inout [Violation]) {
         guard case .map(let entries) = value else {
             violations.append(Violation(kind: .wrongType, location: location, detail: "expected an object, got \(value)"))
             return
@@ -179,12 +187,12 @@ public struct AzureModelValidator: Sendable {
                 violations.append(Violation(kind: .unknownField, location: "\(location).\(key)", detail: "not declared by the model"))
                 continue
             }
-            if field.readOnly {
+            if field.readOnly && request {
                 violations.append(Violation(kind: .readOnlyField, location: "\(location).\(key)", detail: "read-only: set by the service"))
             }
-            check(entry, against: field.type, location: "\(location).\(key)", into: &violations)
+            check(entry, against: field.type, location: "\(location).\(key)", request: request, into: &violations)
         }
-        for (key, field) in fields.sorted(by: { $0.key < $1.key }) where field.required && (entries[key] == nil || entries[key] == .null) {
+        for (key, field) in fields.sorted(by: { $0.key < $1.key }) where request && field.required && (entries[key] == nil || entries[key] == .null) {
             violations.append(Violation(kind: .missingField, location: "\(location).\(key)", detail: "required by the model"))
         }
     }

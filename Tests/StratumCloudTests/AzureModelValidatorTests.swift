@@ -160,6 +160,12 @@ struct AzureModelValidatorTests {
             #expect(violations.map(\.kind) == [kind], "\(model) \(location): \(violations)")
             #expect(violations.first?.location == location)
         }
+        // What the service answers may hold read-only fields and leave out required ones, but not
+        // undeclared fields or wrong types.
+        #expect(validator.validate(vmEditing(["properties", "provisioningState"], "Succeeded"), as: "VirtualMachine", .response) == [])
+        #expect(validator.validate(vmEditing(["location"], nil), as: "VirtualMachine", .response) == [])
+        #expect(validator.validate(vmEditing(["properties", "vmSzie"], "x"), as: "VirtualMachine", .response).map(\.kind) == [.unknownField])
+        #expect(validator.validate(vmEditing(["zones"], 1), as: "VirtualMachine", .response).map(\.kind) == [.wrongType])
         #expect(validator.validate(Data("[1]".utf8), as: "VirtualMachine").map(\.kind) == [.invalidBody])
         #expect(validator.validate(Data("not json".utf8), as: "VirtualMachine").map(\.kind) == [.invalidBody])
         #expect(validator.validate(AzureBodies.placementGroup, as: "NoSuchModel").map(\.kind) == [.invalidBody])
