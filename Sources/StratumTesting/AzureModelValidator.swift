@@ -97,8 +97,8 @@ public struct AzureModelValidator: Sendable {
         process.environment = environment
         let output = directory.appendingPathComponent("schema.json")
         let errors = directory.appendingPathComponent("errors.txt")
-        FileManager.default.createFile(atPath: output.path, contents: nil)
-        FileManager.default.createFile(atPath: errors.path, contents: nil)
+        try Data().write(to: output)
+        try Data().write(to: errors)
         process.standardOutput = try FileHandle(forWritingTo: output)
         process.standardError = try FileHandle(forWritingTo: errors)
         try process.run()
