@@ -43,6 +43,8 @@ public actor AzureARMFake {
         case throttled(retryAfter: Int)
         /// HTTP 500 `InternalServerError`.
         case serverError
+        /// The call takes effect but its answer is lost: HTTP 504 `GatewayTimeout` instead.
+        case lostResponse
         /// HTTP 409 `QuotaExceeded` for the VM family's cores in the VM's region.
         case quotaExceeded(family: String)
     }
@@ -67,7 +69,7 @@ public actor AzureARMFake {
     public private(set) var calls: [String: Int] = [:]
     /// The api-versions received per resource type.
     public private(set) var apiVersions: [String: Set<String>] = [:]
-    /// Faults and failures injected per kind (`throttled`, `serverError`, `quota`, `allocation`, `sku`).
+    /// Faults and failures injected per kind (`throttled`, `serverError`, `lostResponse`, `quota`, `allocation`, `sku`).
     public private(set) var injected: [String: Int] = [:]
 
     private var faults: [String: [Fault]] = [:]
@@ -175,6 +177,7 @@ public actor AzureARMFake {
             return Self.error(400, "MissingApiVersionParameter", "The api-version query parameter (?api-version=) is required for all requests.")
         }
         apiVersions[route.operationType, default: []].insert(apiVersion)
+        var loseAnswer = false
         if let fault = faults[operationName]?.first ?? faults["*"]?.first {
             if faults[operationName]?.isEmpty == false { faults[operationName]?.removeFirst() } else { faults["*"]?.removeFirst() }
             switch fault {
@@ -186,6 +189,8 @@ public actor AzureARMFake {
             case .serverError:
                 count("serverError")
                 return Self.error(500, "InternalServerError", "An internal server error occurred. Please retry the request.")
+            case .lostResponse:
+                loseAnswer = true
             case .quotaExceeded(let family):
                 count("quota")
                 let location = (try? JSONDecoder().decode(Value.self, from: request.body))?.mapValue?["location"]?.stringValue ?? ""
@@ -195,18 +200,24 @@ public actor AzureARMFake {
                     details: [["code": "QuotaExceeded", "target": .string(family), "message": .string("Quota exceeded for \(family) in \(location).")]])
             }
         }
+        let response: ProxyResponse
         switch (route.kind, request.method) {
-        case (.asyncOperation(let id), "GET"): return pollAsyncOperation(id)
-        case (.operationResult(let id), "GET"): return pollOperationResult(id, base: base, apiVersion: apiVersion)
-        case (.resource, "GET"): return get(route)
-        case (.resource, "PUT"): return put(route, request: request, base: base, apiVersion: apiVersion)
-        case (.resource, "PATCH"): return patch(route, request: request, base: base, apiVersion: apiVersion)
-        case (.resource, "DELETE"): return delete(route, base: base, apiVersion: apiVersion)
-        case (.list(let generic), "GET"): return list(route, generic: generic, query: query, base: base, path: path)
+        case (.asyncOperation(let id), "GET"): response = pollAsyncOperation(id)
+        case (.operationResult(let id), "GET"): response = pollOperationResult(id, base: base, apiVersion: apiVersion)
+        case (.resource, "GET"): response = get(route)
+        case (.resource, "PUT"): response = put(route, request: request, base: base, apiVersion: apiVersion)
+        case (.resource, "PATCH"): response = patch(route, request: request, base: base, apiVersion: apiVersion)
+        case (.resource, "DELETE"): response = delete(route, base: base, apiVersion: apiVersion)
+        case (.list(let generic), "GET"): response = list(route, generic: generic, query: query, base: base, path: path)
         default:
             violations.append("\(request.method) \(path): method not allowed")
             return Self.error(405, "MethodNotAllowed", "The requested resource does not support http method '\(request.method)'.")
         }
+        if loseAnswer, response.status < 300 {
+            count("lostResponse")
+            return Self.error(504, "GatewayTimeout", "The gateway did not receive a response from 'Microsoft.Network' within the specified time period.")
+        }
+        return response
     }
 
     // MARK: Reads

@@ -248,8 +248,16 @@ struct AzureARMFakeTests {
                 #expect(throttled.status == 429 && throttled.errorCode == "TooManyRequests" && throttled.header("Retry-After") == "17")
             }
             #expect(try await arm.call("GET", compute("rg", "virtualMachines", "vm-1")).status == 200)
+
+            // A lost answer: the create took effect; the same PUT again finds the operation running.
+            await fake.set(pace: .onDemand)
+            await fake.inject(.lostResponse, into: "PUT Microsoft.Compute/virtualMachines")
+            let lost = try await arm.call("PUT", compute("rg", "virtualMachines", "vm-l"), AzureBodies.virtualMachine(nic: "nic-r", zone: "2"))
+            #expect(lost.status == 504 && lost.errorCode == "GatewayTimeout")
+            let replay = try await arm.call("PUT", compute("rg", "virtualMachines", "vm-l"), AzureBodies.virtualMachine(nic: "nic-r", zone: "2"))
+            #expect(replay.status == 200 && replay.provisioningState == "Creating" && replay.header("Azure-AsyncOperation") != nil)
             let counted = await fake.injected
-            #expect(counted["throttled"] == 2 && counted["quota"] == 1)
+            #expect(counted["throttled"] == 2 && counted["quota"] == 1 && counted["lostResponse"] == 1)
         }
     }
 
