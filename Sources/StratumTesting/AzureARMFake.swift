@@ -72,6 +72,10 @@ public actor AzureARMFake {
     /// Faults and failures injected per kind (`throttled`, `serverError`, `lostResponse`, `quota`, `allocation`, `sku`).
     public private(set) var injected: [String: Int] = [:]
 
+    /// Share of calls answered with 429 (`Retry-After: retryAfter`), 0…1, drawn from a seeded generator.
+    public private(set) var throttleShare: Double = 0
+    private var random: UInt64
+
     private var faults: [String: [Fault]] = [:]
     /// Resources by lower-cased id.
     private var resources: [String: Stored] = [:]
@@ -116,15 +120,17 @@ public actor AzureARMFake {
         "ZonalAllocationFailed", "AllocationFailed", "OverconstrainedAllocationRequest", "OverconstrainedZonalAllocationRequest",
     ]
 
-    public init(subscription: String = "00000000-0000-4000-8000-000000000001", pace: OperationPace = .afterPolls(2)) throws {
+    public init(subscription: String = "00000000-0000-4000-8000-000000000001", pace: OperationPace = .afterPolls(2), seed: UInt64 = 0x5eed) throws {
         self.subscription = subscription
         self.pace = pace
+        self.random = seed
         self.validator = try AzureModelValidator.installedSDK()
     }
 
     public func set(pace: OperationPace) { self.pace = pace }
     public func set(retryAfter: Int) { self.retryAfter = retryAfter }
     public func set(pageSize: Int) { self.pageSize = max(1, pageSize) }
+    public func set(throttleShare: Double) { self.throttleShare = throttleShare }
     public func set(style: AsyncStyle?, for type: String) { styles[type] = style }
     public func set(allocationFailures: [String: String]) { self.allocationFailures = allocationFailures }
 
@@ -178,8 +184,13 @@ public actor AzureARMFake {
         }
         apiVersions[route.operationType, default: []].insert(apiVersion)
         var loseAnswer = false
-        if let fault = faults[operationName]?.first ?? faults["*"]?.first {
+        var next = faults[operationName]?.first ?? faults["*"]?.first
+        if next != nil {
             if faults[operationName]?.isEmpty == false { faults[operationName]?.removeFirst() } else { faults["*"]?.removeFirst() }
+        } else if throttleShare > 0, nextUniform() < throttleShare {
+            next = .throttled(retryAfter: retryAfter)
+        }
+        if let fault = next {
             switch fault {
             case .throttled(let seconds):
                 count("throttled")
@@ -743,6 +754,11 @@ public actor AzureARMFake {
     }
 
     private func count(_ kind: String) { injected[kind, default: 0] += 1 }
+
+    private func nextUniform() -> Double {
+        random = random &* 6364136223846793005 &+ 1442695040888963407
+        return Double(random >> 11) / Double(1 << 53)
+    }
 
     // MARK: Helpers
 

@@ -129,6 +129,14 @@ struct AzureARMFakeTests {
             #expect(try await arm.call("DELETE", compute("rg", "virtualMachines", "node-0")).status == 202)
             #expect(try await arm.call("GET", compute("rg", "virtualMachines", "node-0")).status == 404)
             #expect(try await arm.call("DELETE", network("rg", "networkInterfaces", "node-0-nic")).status == 202)
+
+            // Someone deletes the network outside Stratum: it and its subnet are gone.
+            let net = AzureBodies.id("rg", "Microsoft.Network/virtualNetworks", "net")
+            #expect(await fake.resource(net + "/subnets/workers") != nil)
+            await fake.deleteOutOfBand(net)
+            #expect(await fake.resource(net) == nil)
+            #expect(await fake.ids(ofType: "Microsoft.Network/virtualNetworks/subnets") == [])
+            #expect(try await arm.call("GET", network("rg", "virtualNetworks", "net")).errorCode == "ResourceNotFound")
         }
     }
 
@@ -258,6 +266,15 @@ struct AzureARMFakeTests {
             #expect(replay.status == 200 && replay.provisioningState == "Creating" && replay.header("Azure-AsyncOperation") != nil)
             let counted = await fake.injected
             #expect(counted["throttled"] == 2 && counted["quota"] == 1 && counted["lostResponse"] == 1)
+
+            // A seeded share of all calls throttled: some of 200 reads, not all.
+            await fake.set(throttleShare: 0.3)
+            var statuses: [Int] = []
+            for _ in 0..<200 { statuses.append(try await arm.call("GET", rg()).status) }
+            let throttled = statuses.filter { $0 == 429 }.count
+            #expect(throttled > 20 && throttled < 100, "\(throttled) of 200")
+            #expect(Set(statuses) == [200, 429])
+            await fake.set(throttleShare: 0)
         }
     }
 
