@@ -292,4 +292,33 @@ import Testing
         #expect(await client.rateLimits(.write).limiter(for: "arm/sub-1").settings.maxRate == 10)
         #expect(client.metrics.byAction["virtualMachines.get"] == 1)
     }
+
+    @Test func theStandardClientTakesItsEndpointsCredentialsAndSubscriptionFromTheEnvironment() async throws {
+        let arm = try await ScriptedARM.start()
+        defer { Task { await arm.shutdown() } }
+        arm.on("GET", "/subscriptions/sub-env/resourceGroups/rg-1", jsonAnswer(200, ["name": "rg-1", "location": "eastus"]))
+        let entra = try await LoopbackHTTPServer.start { request in
+            guard pathOf(request) == "/tenant-1/oauth2/v2.0/token", request.formFields["client_secret"] == "client-secret-value" else {
+                return jsonAnswer(401, ["error": "invalid_client"])
+            }
+            return jsonAnswer(200, ["access_token": "arm-token", "expires_in": 3599])
+        }
+        defer { Task { await entra.shutdown() } }
+        let environment = [
+            "AZURE_TENANT_ID": "tenant-1", "AZURE_CLIENT_ID": "client-1", "AZURE_CLIENT_SECRET": "client-secret-value", "AZURE_SUBSCRIPTION_ID": "sub-env",
+            "AZURE_AUTHORITY_HOST": entra.url.absoluteString + "/", "STRATUM_AZURE_RESOURCE_MANAGER_ENDPOINT": arm.url.absoluteString,
+        ]
+        let client = try AzureClient.standard(environment: environment, transport: AsyncHTTPTransport(), clock: VirtualClock().clock)
+        #expect(client.subscription == "sub-env")
+        #expect(try await client.get(client.resourceGroup("rg-1"), action: "resourceGroups.get")["location"] == "eastus")
+        let provider = AzureProvider(client: client)
+        #expect(provider.name == "azure")
+        #expect(provider.kinds.isEmpty)
+
+        // Without a subscription anywhere the client is refused.
+        var bare = environment
+        bare["AZURE_SUBSCRIPTION_ID"] = nil
+        let error = #expect(throws: ProviderError.self) { _ = try AzureClient.standard(environment: bare, transport: AsyncHTTPTransport()) }
+        #expect(error?.message.contains("AZURE_SUBSCRIPTION_ID") == true)
+    }
 }
