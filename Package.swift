@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "Stratum", targets: ["Stratum", "StratumCLI", "StratumLocal"]),
         .library(name: "StratumAWS", targets: ["StratumAWS"]),
         .library(name: "StratumGCP", targets: ["StratumGCP"]),
+        .library(name: "StratumAzure", targets: ["StratumAzure"]),
         .executable(name: "stratum", targets: ["stratum"]),
     ],
     dependencies: [
@@ -49,6 +50,7 @@ let package = Package(
             dependencies: [
                 "StratumCore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
@@ -76,6 +78,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Providers/GCP"
+        ),
+        // Everything Azure: Microsoft Entra and managed-identity credentials and the Azure
+        // Resource Manager client with its long-running operations and error classification.
+        .target(
+            name: "StratumAzure",
+            dependencies: [
+                "StratumCore", "StratumCloud",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Providers/Azure"
         ),
         .target(name: "StratumEngine", dependencies: ["StratumCore", "StratumState", .product(name: "Logging", package: "swift-log")]),
         .target(name: "CStratumSpawn"),
@@ -156,6 +170,14 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "StratumAzureTests",
+            dependencies: [
+                "StratumAzure", "StratumCloud", "StratumCore", "StratumTesting",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
         ),
         .testTarget(name: "StratumEngineTests", dependencies: ["StratumEngine", "StratumState", "StratumCore", "Stratum", "StratumTesting"]),

@@ -6,11 +6,14 @@ public enum OperationProgress<Result: Sendable>: Sendable {
     case done(Result)
     /// Still running.
     case running
+    /// Still running, and the cloud said when to look again (HTTP `Retry-After`): the next
+    /// look comes after that wait instead of the backoff's (never past the deadline).
+    case runningRetryAfter(Duration)
 }
 
 /// Polls a long-running cloud operation (a GCP operation, an Azure `Azure-AsyncOperation`
 /// URL, an EC2 instance on its way to `terminated`) until it is done, waiting a capped
-/// exponential backoff between looks, all on the injected clock, and gives up at a deadline.
+/// exponential backoff between looks (or as long as the cloud asked), all on the injected clock, and gives up at a deadline.
 ///
 /// A look that fails with a throttled or transient error counts as "still running": polling
 /// is a read, so the next look is the retry. Any other error ends the wait. The operation
@@ -44,8 +47,13 @@ public struct OperationPoller: Sendable {
         var lastError: ProviderError?
         while true {
             looks += 1
+            var requested: Duration?
             do {
-                if case .done(let result) = try await check() { return result }
+                switch try await check() {
+                case .done(let result): return result
+                case .running: requested = nil
+                case .runningRetryAfter(let wait): requested = wait
+                }
                 lastError = nil
             } catch let error as ProviderError where error.isRetryable {
                 lastError = error
@@ -56,7 +64,7 @@ public struct OperationPoller: Sendable {
                 if let lastError { message += "; the last look failed: \(lastError.message)" }
                 throw ProviderError(.transient, message, address: address)
             }
-            try await clock.sleep(min(backoff.delay(afterAttempt: looks), .seconds(remaining)))
+            try await clock.sleep(min(requested ?? backoff.delay(afterAttempt: looks), .seconds(remaining)))
         }
     }
 

@@ -214,28 +214,12 @@ public struct GCPClient: Sendable {
         let url = try url(path, query: query, api: api)
         return try await rateLimits.paced(rateLimitKey(callClass, api: api, project: project)) {
             metrics.record(action)
-            let response: HTTPResponseData
-            do {
-                var headers = [("Authorization", try await credentials.tokens.authorization())]
-                if let quotaProject = credentials.quotaProject { headers.append(("x-goog-user-project", quotaProject)) }
-                if body != nil { headers.append(("Content-Type", "application/json")) }
-                let request = HTTPRequestData(method: method, url: url, headers: headers, body: body?.data ?? Data())
-                logger.trace("gcp request", metadata: [
-                    "action": "\(action)", "method": "\(method)", "url": "\(Redaction.standard.url(url))",
-                    "headers": "\(Redaction.standard.headers(request.headers).map { "\($0.0): \($0.1)" }.joined(separator: ", "))",
-                ])
-                response = try await transport.send(request, timeout: configuration.timeout)
-            } catch let error as HTTPConnectionError {
-                throw ProviderError(.transient, "GCP \(action): \(error)", address: address)
-            } catch var error as ProviderError {
-                // A token that cannot be got fails the call that needed it, naming the resource.
-                error.address = error.address ?? address
-                throw error
-            }
-            if response.status == 401 {
-                // The token was revoked or expired early: the next call fetches a new one.
-                await credentials.tokens.invalidate()
-            }
+            var headers: [(String, String)] = []
+            if let quotaProject = credentials.quotaProject { headers.append(("x-goog-user-project", quotaProject)) }
+            if body != nil { headers.append(("Content-Type", "application/json")) }
+            let response = try await credentials.tokens.send(
+                method, url, headers: headers, body: body?.data ?? Data(), over: transport, timeout: configuration.timeout, label: "GCP", action: action,
+                address: address, logger: logger)
             guard (200..<300).contains(response.status) || accepting.contains(response.status) else {
                 let error = GCPServiceError.parse(status: response.status, body: response.body)
                 logger.debug("gcp call failed", metadata: ["action": "\(action)", "status": "\(response.status)", "error": "\(error)"])
@@ -252,7 +236,7 @@ public struct GCPClient: Sendable {
         }
         components.percentEncodedPath = components.percentEncodedPath + "/" + path
         if !query.isEmpty {
-            components.percentEncodedQuery = query.map { "\(GCPTokenFetcher.formEncode($0.0))=\(GCPTokenFetcher.formEncode($0.1))" }.joined(separator: "&")
+            components.percentEncodedQuery = FormEncoding.encode(query)
         }
         guard let url = components.url else { throw ProviderError(.permanent, "cannot form a \(api.rawValue) URL for \(path)") }
         return url

@@ -150,7 +150,7 @@ public struct GCPTokenFetcher: Sendable {
             url = components.url ?? url
         }
         let response = try await send(HTTPRequestData(method: "GET", url: url, headers: [("Metadata-Flavor", "Google")]), timeout: timeout, what: "the GCE metadata server")
-        guard response.status == 200 else { throw Self.failure(response, from: "the GCE metadata server", secrets: []) }
+        guard response.status == 200 else { throw BearerToken.failure(response, from: "the GCE metadata server", secrets: []) }
         return try BearerToken.parse(response.body)
     }
 
@@ -165,14 +165,9 @@ public struct GCPTokenFetcher: Sendable {
     }
 
     func exchange(at endpoint: URL, form: [(String, String)], secrets: [String], what: String) async throws -> BearerToken {
-        let body = form.map { "\(Self.formEncode($0.0))=\(Self.formEncode($0.1))" }.joined(separator: "&")
-        let request = HTTPRequestData(
-            method: "POST", url: endpoint, headers: [("Content-Type", "application/x-www-form-urlencoded")], body: Data(body.utf8))
-        let response = try await send(request, timeout: timeout, what: "the token endpoint \(Redaction.standard.url(endpoint))")
-        guard response.status == 200 else {
-            throw Self.failure(response, from: "the token endpoint \(Redaction.standard.url(endpoint)) (for \(what))", secrets: secrets)
-        }
-        return try BearerToken.parse(response.body)
+        try await BearerToken.exchange(
+            form, at: endpoint, transport: transport, timeout: timeout, what: "the token endpoint \(Redaction.standard.url(endpoint)) (for \(what))",
+            secrets: secrets)
     }
 
     func send(_ request: HTTPRequestData, timeout: Duration, what: String) async throws -> HTTPResponseData {
@@ -181,20 +176,5 @@ public struct GCPTokenFetcher: Sendable {
         } catch let error as HTTPConnectionError {
             throw ProviderError(.transient, "cannot get a GCP access token from \(what): \(error)")
         }
-    }
-
-    /// An OAuth2 error answer (`error`, `error_description`) as a taxonomy error, secrets masked.
-    static func failure(_ response: HTTPResponseData, from what: String, secrets: [String]) -> ProviderError {
-        let json = GCPJSON.parse(response.body)
-        let reason = [json?["error"]?.string, json?["error_description"]?.string].compactMap { $0 }.joined(separator: ": ")
-        let detail = reason.isEmpty ? String(decoding: response.body.prefix(200), as: UTF8.self) : reason
-        let kind: ProviderError.Kind = response.status == 429 ? .throttled : response.status >= 500 ? .transient : .auth
-        return ProviderError(kind, "\(what) answered HTTP \(response.status): \(Redaction.standard.text(detail, secrets: secrets))")
-    }
-
-    /// `application/x-www-form-urlencoded` encoding of one name or value.
-    static func formEncode(_ text: String) -> String {
-        let unreserved = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-        return text.addingPercentEncoding(withAllowedCharacters: unreserved) ?? text
     }
 }

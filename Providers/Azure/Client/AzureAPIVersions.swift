@@ -1,0 +1,63 @@
+import Foundation
+import StratumCloud
+import StratumCore
+
+/// The `api-version` every ARM call sends, pinned per resource type in one table, so an
+/// upgrade is a deliberate change here and not a drift. A type missing from the table is a
+/// programming error, refused before any call goes out.
+public struct AzureAPIVersions: Sendable {
+    /// Resource type (`Microsoft.Network/virtualNetworks/subnets`) → api-version.
+    public var versions: [String: String]
+
+    public static let pinned: [String: String] = [
+        "Microsoft.Resources/subscriptions": "2022-12-01",
+        "Microsoft.Resources/resourceGroups": "2022-09-01",
+        "Microsoft.Compute/virtualMachines": "2024-07-01",
+        "Microsoft.Compute/proximityPlacementGroups": "2024-07-01",
+        "Microsoft.Compute/locations/usages": "2024-07-01",
+        "Microsoft.Compute/skus": "2021-07-01",
+        "Microsoft.Network/virtualNetworks": "2024-05-01",
+        "Microsoft.Network/virtualNetworks/subnets": "2024-05-01",
+        "Microsoft.Network/networkSecurityGroups": "2024-05-01",
+        "Microsoft.Network/networkSecurityGroups/securityRules": "2024-05-01",
+        "Microsoft.Network/networkInterfaces": "2024-05-01",
+        "Microsoft.Network/publicIPAddresses": "2024-05-01",
+        "Microsoft.Storage/storageAccounts": "2023-05-01",
+        "Microsoft.Storage/storageAccounts/blobServices/containers": "2023-05-01",
+    ]
+
+    public init(_ versions: [String: String] = Self.pinned) {
+        self.versions = versions
+    }
+
+    /// The api-version for a call to `path`; a permanent error when its type is not pinned.
+    public func version(forPath path: String) throws -> String {
+        guard let type = Self.resourceType(ofPath: path) else {
+            throw ProviderError(.permanent, "cannot tell the Azure resource type of \(path)")
+        }
+        // ARM's names are case-insensitive. A POST of an action (`…/virtualMachines/vm/deallocate`)
+        // goes at its resource type's version.
+        func pinned(_ type: String) -> String? { versions.first { $0.key.lowercased() == type.lowercased() }?.value }
+        let parent = type.split(separator: "/").dropLast().joined(separator: "/")
+        guard let version = pinned(type) ?? (parent.contains("/") ? pinned(parent) : nil) else {
+            throw ProviderError(.permanent, "no api-version is pinned for the Azure resource type \(type)")
+        }
+        return version
+    }
+
+    /// The resource type a path addresses, a resource or a list of them:
+    /// `/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/x`
+    /// → `Microsoft.Network/virtualNetworks/subnets`; `/subscriptions/s/resourcegroups/rg` →
+    /// `Microsoft.Resources/resourceGroups`.
+    public static func resourceType(ofPath path: String) -> String? {
+        let parts = path.split(separator: "/").map(String.init)
+        if let providers = parts.lastIndex(where: { $0.lowercased() == "providers" }), providers + 2 < parts.count {
+            // The namespace, then every other segment from the type on (names in between).
+            let types = stride(from: providers + 2, to: parts.count, by: 2).map { parts[$0] }
+            return ([parts[providers + 1]] + types).joined(separator: "/")
+        }
+        guard parts.first?.lowercased() == "subscriptions" else { return nil }
+        if parts.count >= 3, parts[2].lowercased() == "resourcegroups" { return "Microsoft.Resources/resourceGroups" }
+        return parts.count <= 2 ? "Microsoft.Resources/subscriptions" : nil
+    }
+}
