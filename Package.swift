@@ -175,7 +175,7 @@ let package = Package(
         .testTarget(
             name: "StratumAzureTests",
             dependencies: [
-                "StratumAzure", "StratumCloud", "StratumCore", "StratumTesting",
+                "StratumAzure", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "Stratum", "StratumTesting",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]

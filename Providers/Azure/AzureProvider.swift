@@ -1,14 +1,25 @@
 import Foundation
 import StratumCore
 
-/// Microsoft Azure, over Azure Resource Manager (`AzureClient`). It manages no resource
-/// types yet: the client, its credentials and its long-running operations come first.
+/// Microsoft Azure, over Azure Resource Manager (`AzureClient`): resource groups, virtual
+/// networks, subnets, network security groups, public IPs and proximity placement groups
+/// (`AzureNetworkKinds.swift`), storage accounts and blob containers (`AzureStorageKinds.swift`),
+/// each an `AzureARMKind` over its spec.
+///
+/// Names are deterministic (the `name` input, else derived from the address and lineage), so a
+/// create is an idempotent PUT by name; Stratum's ownership and the create's token are in the
+/// resource's tags (`AzureTags`), and the operation's handle is journaled before the wait.
 public struct AzureProvider: Provider {
     public let name = "azure"
     public let client: AzureClient
-    public let kinds: [String: any ResourceKind] = [:]
+    public let kinds: [String: any ResourceKind]
 
     public init(client: AzureClient) {
         self.client = client
+        let arm: [AzureARMSpec] = [
+            .resourceGroup, .virtualNetwork, .subnet, .networkSecurityGroup, .publicIP, .proximityPlacementGroup, .storageAccount, .blobContainer,
+        ]
+        let kinds: [any ResourceKind] = arm.map { AzureARMKind(spec: $0, client: client) }
+        self.kinds = Dictionary(uniqueKeysWithValues: kinds.map { ($0.type, $0) })
     }
 }

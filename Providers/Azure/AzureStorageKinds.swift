@@ -1,0 +1,52 @@
+import StratumCloud
+import StratumCore
+
+extension AzureARMSpec {
+    /// `azure_storage_account`: a StorageV2 account for blobs, HTTPS only, TLS 1.2 at least, no
+    /// anonymous access. Its name is unique across Azure.
+    static let storageAccount = AzureARMSpec(
+        type: "azure_storage_account", armType: "Microsoft.Storage/storageAccounts",
+        inputs: [
+            "resource_group": .input(forceNew: true, required: true), "sku": .input(forceNew: true), "kind": .input(forceNew: true), "tags": .input(),
+        ],
+        computed: ["blob_endpoint"],
+        collection: { inputs, client, address in try AzureInputs.group(inputs, client, address) + "/providers/Microsoft.Storage/storageAccounts" },
+        nameRule: AzureNames.storageAccount,
+        body: { resource, _ in
+            [
+                "location": .string(resource.region), "sku": ["name": .string(resource.inputs["sku"]?.stringValue ?? "Standard_LRS")],
+                "kind": .string(resource.inputs["kind"]?.stringValue ?? "StorageV2"),
+                "properties": ["minimumTlsVersion": "TLS1_2", "allowBlobPublicAccess": false, "supportsHttpsTrafficOnly": true],
+            ]
+        },
+        attributes: { item in
+            var attributes: [String: Value] = [:]
+            attributes["sku"] = item["sku"]?["name"]?.string.map(Value.string)
+            attributes["kind"] = item["kind"]?.string.map(Value.string)
+            attributes["blob_endpoint"] = item["properties"]?["primaryEndpoints"]?["blob"]?.string.map(Value.string)
+            return attributes
+        })
+
+    /// `azure_blob_container`: a private container of a storage account; its `url` is
+    /// `az://{account}/{container}`. Containers have no tags: ownership is in their metadata.
+    static let blobContainer = AzureARMSpec(
+        type: "azure_blob_container", armType: "Microsoft.Storage/storageAccounts/blobServices/containers",
+        inputs: ["resource_group": .input(forceNew: true, required: true), "storage_account": .input(forceNew: true, required: true)],
+        computed: ["url"], ownership: .metadata,
+        collection: { inputs, client, address in
+            let account = try AzureInputs.string(inputs, "storage_account", address)
+            let path = account.hasPrefix("/subscriptions/")
+                ? account : try AzureInputs.group(inputs, client, address) + "/providers/Microsoft.Storage/storageAccounts/\(account)"
+            return path + "/blobServices/default/containers"
+        },
+        nameRule: AzureNames.container,
+        body: { _, _ in ["properties": ["publicAccess": "None"]] },
+        attributes: { item in
+            var attributes: [String: Value] = [:]
+            let parts = (item["id"]?.string ?? "").split(separator: "/").map(String.init)
+            if let index = parts.firstIndex(where: { $0.lowercased() == "storageaccounts" }), index + 1 < parts.count, let name = item["name"]?.string {
+                attributes["url"] = .string("az://\(parts[index + 1])/\(name)")
+            }
+            return attributes
+        })
+}
