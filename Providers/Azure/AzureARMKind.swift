@@ -12,8 +12,8 @@ struct AzureARMSpec: Sendable {
         /// In `properties.metadata` (blob containers have no tags).
         case metadata
         /// Nowhere: the type has neither tags nor metadata (subnets). Recovery adopts what has
-        /// the create's name and the same inputs (`matches`).
-        case none
+        /// the create's name and reads back the inputs asked for.
+        case nowhere
     }
 
     var type: String
@@ -115,7 +115,7 @@ struct AzureARMKind: ResourceKind {
             var properties = body["properties"]?.object ?? [:]
             properties["metadata"] = .object(AzureTags.metadata(for: resource, token: context.token).mapValues(CloudJSON.string))
             body["properties"] = .object(properties)
-        case .none:
+        case .nowhere:
             break
         }
         let answer = try await client.put(path, body: .object(body), action: "\(action).put", address: resource.address, region: resource.region)
@@ -145,7 +145,7 @@ struct AzureARMKind: ResourceKind {
             var properties = body["properties"]?.object ?? [:]
             properties["metadata"] = live["properties"]?["metadata"]
             body["properties"] = .object(properties)
-        case .none:
+        case .nowhere:
             break
         }
         let answer = try await client.put(prior.id, body: .object(body), action: "\(action).put", address: desired.address, region: desired.region)
@@ -188,11 +188,10 @@ struct AzureARMKind: ResourceKind {
         switch spec.ownership {
         case .tags: owned = AzureTags.carry(token: token, in: item["tags"])
         case .metadata: owned = AzureTags.carry(token: token, in: item["properties"]?["metadata"], metadata: true)
-        case .none:
+        case .nowhere:
             let live = spec.attributes(item)
-            owned = spec.inputs.keys.allSatisfy { key in
-                guard let wanted = resource.inputs[key], spec.inputs[key]?.forceNew == true else { return true }
-                return AzureNames.sameReference(spec.canonical(key, wanted), live[key] ?? .null)
+            owned = live.allSatisfy { key, value in
+                AzureNames.sameReference(spec.canonical(key, resource.inputs[key] ?? .null), value)
             }
         }
         return owned ? state(of: resource, from: item) : nil
@@ -200,7 +199,7 @@ struct AzureARMKind: ResourceKind {
 
     func importResource(region: String, id: String, address: ResourceAddress) async throws -> ResourceState? {
         // A resource group may be named by its name; everything else by its ARM id.
-        let path = id.hasPrefix("/subscriptions/") ? id : spec.armType == "Microsoft.Resources/resourceGroups" ? client.resourceGroup(id) : nil
+        let path: String? = id.hasPrefix("/subscriptions/") ? id : spec.armType == "Microsoft.Resources/resourceGroups" ? client.resourceGroup(id) : nil
         guard let path, AzureAPIVersions.resourceType(ofPath: path)?.lowercased() == spec.armType.lowercased() else { return nil }
         guard let item = try await client.getIfExists(path, action: "\(action).get", address: address, region: region) else { return nil }
         var attributes = spec.attributes(item)
@@ -265,7 +264,7 @@ enum AzureNames {
     static let storageAccount = Rule(
         minLength: 3, maxLength: 24, extra: "", lowercaseOnly: true, separator: "", text: "3-24 lowercase letters and digits, unique across Azure")
     static let container = Rule(
-        minLength: 3, maxLength: 63, extra: "-", lowercaseOnly: true, text: "3-63 lowercase letters, digits and single '-', starting with a letter or digit")
+        minLength: 3, maxLength: 63, extra: "-", lowercaseOnly: true, text: "3-63 lowercase letters, digits and '-', starting with a letter or digit")
 
     /// A name for a resource whose stack names none: its address name (and index) within the
     /// rule, and the start of the lineage, so two states never pick the same one.
@@ -334,8 +333,8 @@ enum AzureInputs {
         case .bool(let flag): return .bool(flag)
         case .number(let number): return number == number.rounded() && abs(number) < 1e15 ? .int(Int(number)) : .double(number)
         case .string(let text): return .string(text)
-        case .array(let items): return .list(items.compactMap(value))
-        case .object(let entries): return .map(entries.compactMapValues(value))
+        case .array(let items): return .list(items.compactMap { value($0) })
+        case .object(let entries): return .map(entries.compactMapValues { value($0) })
         }
     }
 }

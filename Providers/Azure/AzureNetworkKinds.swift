@@ -40,7 +40,7 @@ extension AzureARMSpec {
             "resource_group": .input(forceNew: true, required: true), "virtual_network": .input(forceNew: true, required: true),
             "cidr": .input(forceNew: true, required: true), "network_security_group": .input(),
         ],
-        computed: [], ownership: .none,
+        computed: [], ownership: .nowhere,
         collection: { inputs, client, address in
             let network = try AzureInputs.string(inputs, "virtual_network", address)
             let path = network.hasPrefix("/subscriptions/")
@@ -135,6 +135,11 @@ extension AzureARMSpec {
 /// one string each, also accepted in the singular: `source_address_prefix`, …; default `*`).
 enum AzureSecurityRules {
     static let ranges = ["source_address_prefixes", "source_port_ranges", "destination_address_prefixes", "destination_port_ranges"]
+    /// The singular spelling of each range key.
+    static let singular: [String: String] = [
+        "source_address_prefixes": "source_address_prefix", "source_port_ranges": "source_port_range",
+        "destination_address_prefixes": "destination_address_prefix", "destination_port_ranges": "destination_port_range",
+    ]
     /// ARM's field for a range key: plural and singular.
     static let fields: [String: (plural: String, singular: String)] = [
         "source_address_prefixes": ("sourceAddressPrefixes", "sourceAddressPrefix"), "source_port_ranges": ("sourcePortRanges", "sourcePortRange"),
@@ -155,7 +160,7 @@ enum AzureSecurityRules {
                 "protocol": .string(try spelt(rule["protocol"], ["Tcp", "Udp", "Icmp", "Esp", "Ah", "*"], "protocol", address) ?? "*"),
             ]
             for key in ranges {
-                let given = AzureInputs.strings(rule[key]) ?? AzureInputs.strings(rule[String(key.dropLast())]) ?? ["*"]
+                let given = AzureInputs.strings(rule[key]) ?? AzureInputs.strings(singular[key].flatMap { rule[$0] }) ?? ["*"]
                 fields[key] = .list((given.isEmpty ? ["*"] : given).map(Value.string))
             }
             return .map(fields)

@@ -17,10 +17,10 @@ struct AzureLifecycleTests {
     static func stack() throws -> EvaluatedStack {
         var content = StackContent()
         let region = AzureFakeWorld.region
-        let group = CustomResource("azure_resource_group", "main", provider: "azure", region: region, inputs: ["tags": ["team": "ml"]])
+        let group = CustomResource("azure_resource_group", "main", provider: "azure", region: region, inputs: ["tags": Value.map(["team": "ml"])])
         group.declare(into: &content)
         let network = CustomResource(
-            "azure_virtual_network", "vnet", provider: "azure", region: region, inputs: ["resource_group": group["name"], "address_space": ["10.0.0.0/16"]])
+            "azure_virtual_network", "vnet", provider: "azure", region: region, inputs: ["resource_group": group["name"], "address_space": Value.list(["10.0.0.0/16"])])
         network.declare(into: &content)
         let rules: Value = [["name": "internal", "priority": 100, "protocol": "*", "source_address_prefixes": ["10.0.0.0/16"]]]
         let nsg = CustomResource("azure_network_security_group", "internal", provider: "azure", region: region, inputs: ["resource_group": group["id"], "rules": rules])

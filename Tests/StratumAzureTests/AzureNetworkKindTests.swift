@@ -107,7 +107,7 @@ struct AzureNetworkKindTests {
             let stored = try #require(live["properties"]?.mapValue?["securityRules"]?.listValue)
             #expect(stored.count == 2)
             let ssh = try #require(stored.first { $0.mapValue?["name"] == "ssh" }?.mapValue?["properties"]?.mapValue)
-            #expect(ssh["protocol"] == "Tcp" && ssh["direction"] == "Inbound" && ssh["access"] == "Allow" && ssh["priority"] == 200)
+            #expect(ssh["protocol"] == "Tcp" && ssh["direction"] == "Inbound" && ssh["access"] == "Allow" && ssh["priority"]?.intValue == 200)
             #expect(ssh["sourceAddressPrefixes"] == ["10.1.0.0/24", "10.2.0.0/24"] && ssh["destinationPortRange"] == "22" && ssh["sourcePortRange"] == "*")
             // A derived name: the address and the lineage's start.
             #expect(nsg.attributes["name"] == "fw-5f2c9a7e")
@@ -163,7 +163,7 @@ struct AzureNetworkKindTests {
             }
             await world.fake.deleteOutOfBand(states[3].id)
             let kind = try #require(world.provider.kinds["azure_virtual_network"])
-            #expect(Set(states.map(kind.batchKey)).count == 1)
+            #expect(Set(states.map { kind.batchKey($0) }).count == 1)
             let before = await world.fake.calls["GET Microsoft.Network/virtualNetworks", default: 0]
             let read = try await world.provider.read(type: "azure_virtual_network", resources: states)
             let pages = await world.fake.calls["GET Microsoft.Network/virtualNetworks", default: 0] - before
