@@ -159,7 +159,7 @@ struct AzureNetworkKindTests {
             var states: [ResourceState] = []
             for index in 0..<10 {
                 states.append(try await world.create(
-                    "azure_virtual_network", "net-\(index)", inputs: ["resource_group": "rg", "name": .string("net-\(index)"), "address_space": ["10.\(index).0.0/16"]]))
+                    "azure_virtual_network", "net-\(index)", inputs: ["resource_group": "rg", "name": .string("net-\(index)"), "address_space": .list([.string("10.\(index).0.0/16")])]))
             }
             await world.fake.deleteOutOfBand(states[3].id)
             let kind = try #require(world.provider.kinds["azure_virtual_network"])
