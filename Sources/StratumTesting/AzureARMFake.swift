@@ -647,6 +647,12 @@ public actor AzureARMFake {
         var json = resources[route.key]?.json.mapValue ?? [:]
         var properties = json["properties"]?.mapValue ?? [:]
         let items = properties[child.collection]?.listValue ?? []
+        // A body that lists the children replaces them: those it leaves out are deleted.
+        if properties[child.collection] != nil {
+            let kept = Set(items.compactMap { $0.mapValue?["name"]?.stringValue?.lowercased() })
+            let prefix = route.key + "/\(child.collection.lowercased())/"
+            for key in resources.keys where key.hasPrefix(prefix) && !kept.contains(String(key.dropFirst(prefix.count))) { removeTree(key) }
+        }
         properties[child.collection] = nil
         json["properties"] = .map(properties)
         resources[route.key]?.json = .map(json)
