@@ -247,4 +247,20 @@ struct AzureNetworkKindTests {
         #expect(AzureNames.container.problem("Data") != nil && AzureNames.container.problem("data-1") == nil)
         #expect(AzureNames.storageAccount.problem("my-account") != nil)
     }
+
+    /// `validate` refuses a declared name outside the type's rule and tags in Stratum's own prefix, before any call.
+    @Test func validateRefusesBadNamesAndTags() async throws {
+        let world = try await AzureFakeWorld.make()
+        defer { Task { await world.server.shutdown() } }
+        let account = try #require(world.provider.kinds["azure_storage_account"])
+        func desired(_ inputs: [String: Value]) -> DesiredResource {
+            DesiredResource(address: ResourceAddress(type: "azure_storage_account", name: "data"), provider: "azure", region: AzureFakeWorld.region, inputs: inputs)
+        }
+        #expect(account.validate(desired(["resource_group": "rg", "name": "stratumdata"])).isEmpty)
+        let badName = account.validate(desired(["resource_group": "rg", "name": "Stratum-Data"]))
+        #expect(badName.count == 1 && badName[0].message.contains("3-24 lowercase letters and digits"))
+        let badTags = account.validate(desired(["resource_group": "rg", "name": "stratumdata", "tags": ["stratum-token": "x", "team": "ml"]]))
+        #expect(badTags.map(\.message) == ["tag 'stratum-token': names starting with 'stratum-' are Stratum's own"])
+        #expect(await world.fake.calls.isEmpty)
+    }
 }
