@@ -99,7 +99,7 @@ struct AzureVirtualMachineKind: ResourceKind {
     // MARK: create
 
     func create(_ resource: ResolvedResource, context: OperationContext) async throws -> ResourceState {
-        let client = client(subscription: resource.inputs["subscription"]?.stringValue)
+        let client = self.client(subscription: resource.inputs["subscription"]?.stringValue)
         let group = AzureVMInputs.groupName(try AzureVMInputs.required(resource, "resource_group"))
         let name = name(of: resource)
         let paths = Paths(client: client, group: group, name: name)
@@ -118,7 +118,7 @@ struct AzureVirtualMachineKind: ResourceKind {
             if AzureOperation.provisioningState(existing)?.lowercased() == "failed" {
                 try await deleteAndWait(client, paths.vm, action: "virtualMachines.delete", address: address)
             } else if let zone = existing["zones"]?.array.first?.string {
-                zones = [zone] + zones.filter { $0 != zone }
+                zones = [Optional(zone)] + zones.filter { $0 != zone }
             }
             sshKey = sshKey ?? AzureVMInputs.sshKey(of: existing)
         }
@@ -174,7 +174,7 @@ struct AzureVirtualMachineKind: ResourceKind {
 
     func read(_ resources: [ResourceState]) async throws -> [ResourceState?] {
         guard let first = resources.first else { return [] }
-        let client = client(of: first)
+        let client = self.client(of: first)
         let group = group(of: first)
         let live: [String: CloudJSON]
         do {
@@ -185,7 +185,8 @@ struct AzureVirtualMachineKind: ResourceKind {
         }
         let nics = try await listed(client, group: group, type: Self.nicType, action: "networkInterfaces.list")
         let wantsIPs = resources.contains { $0.attributes["public_ip"]?.boolValue == true }
-        let ips = wantsIPs ? try await listed(client, group: group, type: Self.ipType, action: "publicIPAddresses.list") : [:]
+        var ips: [String: CloudJSON] = [:]
+        if wantsIPs { ips = try await listed(client, group: group, type: Self.ipType, action: "publicIPAddresses.list") }
         return resources.map { state in
             guard let vm = live[state.id.lowercased()] else { return nil }
             var refreshed = state
@@ -244,7 +245,7 @@ struct AzureVirtualMachineKind: ResourceKind {
     func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
         let wanted = AzureVMInputs.userTags(desired.inputs["tags"])
         if wanted != AzureVMInputs.userTags(prior.attributes["tags"]) {
-            let client = client(of: prior)
+            let client = self.client(of: prior)
             let live = try await client.get(prior.id, action: "virtualMachines.get", address: prior.address)
             var tags = (live["tags"]?.object ?? [:]).filter { $0.key.hasPrefix("stratum-") }.compactMapValues(\.string)
             tags.merge(wanted) { $1 }
@@ -261,7 +262,7 @@ struct AzureVirtualMachineKind: ResourceKind {
 
     /// Deletes the VM (its OS disk goes with it), then its NIC and public IP.
     func delete(_ state: ResourceState, context: OperationContext) async throws {
-        let client = client(of: state)
+        let client = self.client(of: state)
         let name = String(state.id.split(separator: "/").last ?? "")
         let paths = Paths(client: client, group: group(of: state), name: name)
         try await deleteAndWait(client, paths.vm, action: "virtualMachines.delete", address: state.address)
@@ -273,7 +274,7 @@ struct AzureVirtualMachineKind: ResourceKind {
     /// carry the create's token and it did not fail.
     func recover(_ operation: PendingOperation) async throws -> ResourceState? {
         let resource = operation.resolved
-        let client = client(subscription: resource.inputs["subscription"]?.stringValue)
+        let client = self.client(subscription: resource.inputs["subscription"]?.stringValue)
         if let handle = operation.handle, let started = AzureOperation(handle: handle) {
             do {
                 try await client.wait(for: started, action: "virtualMachines.put (resumed)", address: operation.address)
@@ -291,7 +292,7 @@ struct AzureVirtualMachineKind: ResourceKind {
 
     func importResource(region: String, id: String, address: ResourceAddress) async throws -> ResourceState? {
         guard AzureVMInputs.subscription(ofID: id) != nil, id.lowercased().contains("/providers/microsoft.compute/virtualmachines/") else { return nil }
-        let client = client(subscription: AzureVMInputs.subscription(ofID: id))
+        let client = self.client(subscription: AzureVMInputs.subscription(ofID: id))
         guard let vm = try await client.getIfExists(id, action: "virtualMachines.get", address: address) else { return nil }
         let nicID = vm["properties"]?["networkProfile"]?["networkInterfaces"]?.array.first?["id"]?.string
         var nics: [String: CloudJSON] = [:]
@@ -309,7 +310,7 @@ struct AzureVirtualMachineKind: ResourceKind {
         attributes["subscription"] = .string(parts[1])
         attributes["resource_group"] = parts.count > 3 ? .string(parts[3]) : nil
         attributes["size"] = vm["properties"]?["hardwareProfile"]?["vmSize"]?.string.map(Value.string)
-        attributes["zones"] = vm["zones"].map { .list($0.array.compactMap(\.string).map(Value.string)) }
+        attributes["zones"] = vm["zones"].map { Value.list($0.array.compactMap(\.string).map(Value.string)) }
         attributes["subnet"] = nics.values.first?["properties"]?["ipConfigurations"]?.array.first?["properties"]?["subnet"]?["id"]?.string.map(Value.string)
         attributes["public_ip"] = .bool(!ips.isEmpty)
         attributes["spot"] = .bool(vm["properties"]?["priority"]?.string == "Spot")

@@ -187,8 +187,7 @@ enum AzureVMInputs {
     static func unusableSSHKey() -> String {
         let key = Curve25519.Signing.PrivateKey().publicKey.rawRepresentation
         func field(_ bytes: Data) -> Data {
-            var length = UInt32(bytes.count).bigEndian
-            return Data(bytes: &length, count: 4) + bytes
+            withUnsafeBytes(of: UInt32(bytes.count).bigEndian) { Data($0) } + bytes
         }
         let blob = field(Data("ssh-ed25519".utf8)) + field(key)
         return "ssh-ed25519 \(blob.base64EncodedString()) stratum-no-login"

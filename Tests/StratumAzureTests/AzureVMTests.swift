@@ -12,6 +12,7 @@ struct AzureVMWorld {
     static let region = "eastus"
     static let group = "stratum-vms"
     static let zones: [Value] = ["1", "2", "3"]
+    static let subscription = "00000000-0000-4000-8000-00000000a2e0"
 
     let fake: AzureARMFake
     let server: LoopbackHTTPServer
@@ -20,7 +21,7 @@ struct AzureVMWorld {
     let client: AzureClient
 
     static func make(pace: AzureARMFake.OperationPace = .afterPolls(2)) async throws -> AzureVMWorld {
-        let fake = try AzureARMFake(pace: pace)
+        let fake = try AzureARMFake(subscription: subscription, pace: pace)
         let received = RecordedRequests()
         let server = try await LoopbackHTTPServer.start { request in
             received.append(request)
@@ -28,7 +29,7 @@ struct AzureVMWorld {
         }
         let clock = VirtualClock().clock
         let tokens = BearerTokenCache(clock: clock) { BearerToken(value: "arm-token", lifetime: .seconds(3600)) }
-        let credentials = AzureCredentials(source: .managedIdentity(clientId: nil), subscription: fake.subscription, tokens: tokens)
+        let credentials = AzureCredentials(source: .managedIdentity(clientId: nil), subscription: subscription, tokens: tokens)
         let poller = OperationPoller(timeout: .seconds(600), backoff: Backoff(base: .milliseconds(5), cap: .milliseconds(20)), clock: clock)
         let client = try AzureClient(
             configuration: AzureClient.Configuration(endpoints: AzureEndpoints(resourceManager: server.url), operationPoller: poller),
@@ -346,7 +347,7 @@ struct AzureVMTests {
                 tokens: BearerTokenCache(clock: VirtualClock().clock) { BearerToken(value: "t", lifetime: .seconds(60)) }),
             transport: AsyncHTTPTransport()))
         let resource = DesiredResource(
-            address: ResourceAddress(type: "azure_virtual_machine", name: "bad"), region: "eastus",
+            address: ResourceAddress(type: "azure_virtual_machine", name: "bad"), provider: "azure", region: "eastus",
             inputs: ["name": "-bad-", "image": "ubuntu", "os_disk_gib": 10, "max_price": 2, "tags": ["stratum-x": "y"]])
         let messages = kind.validate(resource).map(\.message)
         #expect(messages.count == 5, "\(messages)")
