@@ -92,6 +92,8 @@ func network(_ client: AzureClient) async throws -> (subnet: String, placement: 
 
 func refresh() async throws {
     let fake = try AzureARMFake(subscription: subscription, pace: .afterPolls(0))
+    // Operations finish at once: no Retry-After wait before the first look.
+    await fake.set(retryAfter: 0)
     let server = try await fake.serve()
     let azure = try provider(server, subscription: subscription, rate: .init(maxRate: 100_000, capacity: 100_000))
     let client = azure.client
@@ -176,8 +178,9 @@ func applyUnderThrottling() async throws {
     let server = try await fake.serve()
     let rate = options.rate
     let azure = try provider(server, subscription: subscription, rate: .init(maxRate: rate, capacity: rate, increase: rate / 20))
-    let (subnet, placement) = try await network(azure.client)
+    // Operations take two looks each; Retry-After 0 leaves the pace of looks to the poller.
     await fake.set(retryAfter: 0)
+    let (subnet, placement) = try await network(azure.client)
     await fake.set(throttleShare: options.throttleShare)
     var content = StackContent()
     for i in 0..<options.gang {
