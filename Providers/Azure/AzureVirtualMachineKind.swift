@@ -111,30 +111,41 @@ struct AzureVirtualMachineKind: ResourceKind {
         var zones = AzureVMInputs.strings(resource.inputs["zones"]).map { Optional($0) }
         if zones.isEmpty { zones = [nil] }
         var sshKey = resource.inputs["ssh_public_key"]?.stringValue
+        // Set when the VM (and so its NIC) already exists: only its own PUT is repeated.
+        var madeNetwork = false
         if let existing = try await client.getIfExists(paths.vm, action: "virtualMachines.get", address: address, region: region) {
             guard AzureVMInputs.carries(token: context.token, existing) else {
                 throw ProviderError(.permanent, "a VM named \(name) already exists in resource group \(group) and this create did not make it; name another", address: address)
             }
-            if AzureOperation.provisioningState(existing)?.lowercased() == "failed" {
+            switch AzureOperation.provisioningState(existing)?.lowercased() {
+            case "failed"?:
                 try await deleteAndWait(client, paths.vm, action: "virtualMachines.delete", address: address)
-            } else if let zone = existing["zones"]?.array.first?.string {
-                zones = [Optional(zone)] + zones.filter { $0 != zone }
+            case "succeeded"?:
+                return try await state(of: resource, client: client, paths: paths, vm: existing)
+            default:
+                // Still being made: the same PUT again answers its operation to wait on.
+                zones = existing["zones"]?.array.first?.string.map { [Optional($0)] } ?? [nil]
+                madeNetwork = true
             }
             sshKey = sshKey ?? AzureVMInputs.sshKey(of: existing)
         }
         let key = sshKey ?? AzureVMInputs.unusableSSHKey()
 
         var publicIP: String?
-        if resource.inputs["public_ip"]?.boolValue == true {
+        if resource.inputs["public_ip"]?.boolValue == true, madeNetwork {
+            publicIP = paths.ip
+        } else if resource.inputs["public_ip"]?.boolValue == true {
             let answer = try await client.put(paths.ip, body: AzureVMInputs.publicIPBody(resource, tags: tags), action: "publicIPAddresses.put", address: address, region: region)
             _ = try await client.finish(answer, action: "publicIPAddresses.put", address: address, region: region)
             publicIP = paths.ip
         }
-        let subnet = try AzureVMInputs.required(resource, "subnet")
-        let nic = try await client.put(
-            paths.nic, body: AzureVMInputs.nicBody(resource, subnet: subnet, publicIP: publicIP, tags: tags), action: "networkInterfaces.put", address: address,
-            region: region)
-        _ = try await client.finish(nic, action: "networkInterfaces.put", address: address, region: region)
+        if !madeNetwork {
+            let subnet = try AzureVMInputs.required(resource, "subnet")
+            let nic = try await client.put(
+                paths.nic, body: AzureVMInputs.nicBody(resource, subnet: subnet, publicIP: publicIP, tags: tags), action: "networkInterfaces.put",
+                address: address, region: region)
+            _ = try await client.finish(nic, action: "networkInterfaces.put", address: address, region: region)
+        }
 
         var stockouts: [String] = []
         for zone in zones {
@@ -220,9 +231,11 @@ struct AzureVirtualMachineKind: ResourceKind {
     }
 
     /// The state of a VM just made: its model, NIC and public IP read once each.
-    func state(of resource: ResolvedResource, client: AzureClient, paths: Paths) async throws -> ResourceState {
+    func state(of resource: ResolvedResource, client: AzureClient, paths: Paths, vm known: CloudJSON? = nil) async throws -> ResourceState {
         let address = resource.address
-        guard let vm = try await client.getIfExists(paths.vm, action: "virtualMachines.get", address: address) else {
+        var vm = known
+        if vm == nil { vm = try await client.getIfExists(paths.vm, action: "virtualMachines.get", address: address) }
+        guard let vm else {
             throw ProviderError(.transient, "Azure virtualMachines.put finished but \(paths.vm) does not exist", address: address)
         }
         var nics: [String: CloudJSON] = [:]
@@ -278,8 +291,8 @@ struct AzureVirtualMachineKind: ResourceKind {
         if let handle = operation.handle, let started = AzureOperation(handle: handle) {
             do {
                 try await client.wait(for: started, action: "virtualMachines.put (resumed)", address: operation.address)
-            } catch let error as ProviderError where error.kind != .auth && error.kind != .throttled {
-                // Failed or forgotten: what exists answers for it.
+            } catch let error as ProviderError where error.kind != .auth {
+                // Failed, forgotten, or a look throttled: what exists answers for it.
             }
         }
         let group = AzureVMInputs.groupName(try AzureVMInputs.required(resource, "resource_group"))
@@ -287,7 +300,7 @@ struct AzureVirtualMachineKind: ResourceKind {
         guard let vm = try await client.getIfExists(paths.vm, action: "virtualMachines.get", address: operation.address),
             AzureVMInputs.carries(token: operation.token, vm), AzureOperation.provisioningState(vm)?.lowercased() != "failed"
         else { return nil }
-        return try await state(of: resource, client: client, paths: paths)
+        return try await state(of: resource, client: client, paths: paths, vm: vm)
     }
 
     func importResource(region: String, id: String, address: ResourceAddress) async throws -> ResourceState? {
