@@ -150,6 +150,14 @@ let package = Package(
             exclude: ["README.md"]
         ),
 
+        // Azure VMs on the loopback ARM fake: refresh of 1,000 VMs and a throttled apply of a gang.
+        .executableTarget(
+            name: "stratum-azure-bench",
+            dependencies: ["Stratum", "StratumAzure", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "StratumTesting"],
+            path: "Benchmarks/AzureVMs",
+            exclude: ["README.md"]
+        ),
+
         .executableTarget(name: "stratum-chaos", dependencies: ["StratumTesting"], path: "Benchmarks/Chaos"),
 
         .testTarget(name: "StratumCoreTests", dependencies: ["StratumCore"]),

@@ -4,7 +4,8 @@ import StratumCore
 /// Microsoft Azure, over Azure Resource Manager (`AzureClient`): resource groups, virtual
 /// networks, subnets, network security groups, public IPs and proximity placement groups
 /// (`AzureNetworkKinds.swift`), storage accounts and blob containers (`AzureStorageKinds.swift`),
-/// each an `AzureARMKind` over its spec.
+/// each an `AzureARMKind` over its spec; and virtual machines, each with a NIC of its own
+/// (`AzureVirtualMachineKind.swift`).
 ///
 /// Names are deterministic (the `name` input, else derived from the address and lineage), so a
 /// create is an idempotent PUT by name; Stratum's ownership and the create's token are in the
@@ -19,7 +20,7 @@ public struct AzureProvider: Provider {
         let arm: [AzureARMSpec] = [
             .resourceGroup, .virtualNetwork, .subnet, .networkSecurityGroup, .publicIP, .proximityPlacementGroup, .storageAccount, .blobContainer,
         ]
-        let kinds: [any ResourceKind] = arm.map { AzureARMKind(spec: $0, client: client) }
+        let kinds: [any ResourceKind] = arm.map { AzureARMKind(spec: $0, client: client) } + [AzureVirtualMachineKind(client: client)]
         self.kinds = Dictionary(uniqueKeysWithValues: kinds.map { ($0.type, $0) })
     }
 }

@@ -313,7 +313,7 @@ import Testing
         #expect(try await client.get(client.resourceGroup("rg-1"), action: "resourceGroups.get")["location"] == "eastus")
         let provider = AzureProvider(client: client)
         #expect(provider.name == "azure")
-        #expect(provider.kinds["azure_resource_group"] != nil && provider.kinds["azure_blob_container"] != nil)
+        #expect(provider.kinds["azure_resource_group"] != nil && provider.kinds["azure_blob_container"] != nil && provider.kinds["azure_virtual_machine"] != nil)
 
         // Without a subscription anywhere the client is refused.
         var bare = environment
