@@ -179,7 +179,7 @@ let package = Package(
         .testTarget(
             name: "StratumAzureTests",
             dependencies: [
-                "StratumAzure", "StratumCloud", "StratumCore", "StratumTesting", "Stratum", "StratumStacks", "stratum",
+                "StratumAzure", "StratumCloud", "StratumCore", "StratumEngine", "StratumTesting", "Stratum", "StratumStacks", "stratum",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
