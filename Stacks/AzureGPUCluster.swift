@@ -5,7 +5,7 @@ import StratumAzure
 /// A GPU training cluster on Azure: a resource group, a virtual network with one subnet behind
 /// a security group open only to the network itself, N GPU workers (Standard_ND96isr_H100_v5
 /// by default) running the trainer container, packed into a proximity placement group, and a
-/// versioned blob container for checkpoints. Each worker lists the zones in order: an
+/// blob container for checkpoints. Each worker lists the zones in order: an
 /// allocation failure in one moves its create to the next.
 public struct AzureGPUCluster: Stack {
     public static let name = "azure-gpu-cluster"
@@ -63,7 +63,7 @@ public struct AzureGPUCluster: Stack {
             resourceGroup: config.resourceGroup.isEmpty ? nil : config.resourceGroup)
         let group = AzureLowering.resourceGroup(of: placement)
         let network = Network("cluster", cidr: config.cidr, on: placement)
-        let bucket = Bucket(config.bucketName, versioning: true, on: placement)
+        let bucket = Bucket(config.bucketName, on: placement)
         let proximity = config.proximityPlacementGroup
             ? Azure.ProximityPlacementGroup(
                 "\(Self.name)-workers", resourceGroup: group, vmSizes: [config.size], subscription: subscription, location: config.location) : nil

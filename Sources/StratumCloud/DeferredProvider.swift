@@ -18,9 +18,10 @@ public struct DeferredProvider: Provider {
     public init(name: String, cloud: String, offline: () throws -> any Provider, live: @escaping @Sendable () async throws -> any Provider) {
         self.name = name
         self.cloud = cloud
-        self.offline = Result { try offline() }
+        let made = Result { try offline() }
+        self.offline = made
         let source = DeferredProviderSource(make: live)
-        kinds = ((try? self.offline.get())?.kinds ?? [:]).mapValues { DeferredKind(offline: $0, source: source) }
+        kinds = ((try? made.get())?.kinds ?? [:]).mapValues { DeferredKind(offline: $0, source: source) }
     }
 
     public func validate(stack resources: [DesiredResource]) -> [Diagnostic] {

@@ -69,7 +69,7 @@ struct AzureLoweringTests {
         let account = try #require(byAddress[ResourceAddress(type: "azure_storage_account", name: "ckpt_Bucket-1")])
         let accountName = try #require(account.inputs["name"]?.stringValue)
         #expect(AzureNaming.problem(storageAccount: accountName) == nil && accountName.hasPrefix("ckptbucket1"))
-        #expect(account.inputs["versioning"] == true)
+        #expect(account.inputs["versioning"] == nil)
         let container = try #require(byAddress[bucket.address])
         #expect(container.inputs["name"] == "ckpt-bucket-1" && container.inputs["storage_account"] == .string(accountName))
         #expect(container.dependsOn.contains(account.address))
@@ -214,7 +214,7 @@ struct AzureDeclarationTests {
         let subnet = Azure.Subnet("sub", resourceGroup: group.id, virtualNetwork: vnet.id, cidr: "10.8.1.0/24", networkSecurityGroup: nsg.id, location: Self.location)
         let ip = Azure.PublicIP("ip", resourceGroup: group.id, zones: ["1"], location: Self.location)
         let ppg = Azure.ProximityPlacementGroup("ppg", resourceGroup: group.id, vmSizes: ["Standard_ND96isr_H100_v5"], location: Self.location)
-        let account = Azure.StorageAccount("acct", resourceGroup: group.id, accountName: "stratumckpt01", versioning: true, location: Self.location)
+        let account = Azure.StorageAccount("acct", resourceGroup: group.id, accountName: "stratumckpt01", location: Self.location)
         let container = Azure.BlobContainer("ckpt", resourceGroup: group.id, storageAccount: "stratumckpt01", containerName: "checkpoints", location: Self.location)
         let stack = try evaluate([group, vnet, nsg, subnet, ip, ppg, account, container.dependsOn(account)])
         let byAddress = stack.resourcesByAddress
@@ -228,7 +228,7 @@ struct AzureDeclarationTests {
         #expect(byAddress[ip.address]?.inputs["zones"] == ["1"])
         #expect(byAddress[ppg.address]?.inputs["vm_sizes"] == ["Standard_ND96isr_H100_v5"])
         #expect(byAddress[account.address]?.inputs["name"] == "stratumckpt01" && byAddress[account.address]?.inputs["sku"] == "Standard_LRS")
-        #expect(byAddress[account.address]?.inputs["kind"] == "StorageV2" && byAddress[account.address]?.inputs["versioning"] == true)
+        #expect(byAddress[account.address]?.inputs["kind"] == "StorageV2")
         #expect(byAddress[container.address]?.inputs["storage_account"] == "stratumckpt01" && byAddress[container.address]?.inputs["name"] == "checkpoints")
         #expect(byAddress[container.address]?.dependsOn == [account.address])
         #expect(container.url.value.references.first?.attribute == "url")
@@ -342,7 +342,6 @@ struct AzureGPUClusterStackTests {
         let script = try #require(worker.inputs["command"]?.listValue?.last?.stringValue)
         #expect(script.contains("diloco.rank=\"$STRATUM_NODE_INDEX\"") && script.contains("diloco.workers=\"$WORKERS\""))
         #expect(stack.resources.first { $0.address.type == "azure_proximity_placement_group" }?.inputs["vm_sizes"] == ["Standard_ND96isr_H100_v5"])
-        #expect(stack.resources.first { $0.address.type == "azure_storage_account" }?.inputs["versioning"] == true)
     }
 
     /// Needs the kinds' schemas (`azure_*` kinds registered in `AzureProvider`).

@@ -27,6 +27,7 @@ extension Placement {
 ///   that CIDR. Nothing is opened to the world.
 /// - `Bucket` → `azure_storage_account` (its name derived from the bucket's to fit Azure's 3–24
 ///   lowercase letters and digits) + `azure_blob_container`, whose `url` is `az://ACCOUNT/CONTAINER`.
+///   The account kind has no blob versioning yet: a bucket's `versioning` is not applied.
 /// - `NodePool` → one `azure_virtual_machine` per node with the placement's zones in order (an
 ///   allocation failure in one zone moves the create to the next) on the network's subnet, the
 ///   size from `AzureMachineCatalog`, and the node contract inputs.
@@ -122,7 +123,7 @@ public struct AzureLowering: PlacementLowering {
         }
         content.resources.append(DesiredResource(
             address: account, provider: "azure", region: placement.region,
-            inputs: inputs(["name": .string(AzureNaming.storageAccountName(bucket.name)), "versioning": .bool(bucket.versioning)], placement: placement),
+            inputs: inputs(["name": .string(AzureNaming.storageAccountName(bucket.name))], placement: placement),
             dependsOn: bucket.explicitDependencies, location: bucket.location))
         content.resources.append(DesiredResource(
             address: bucket.address, provider: "azure", region: placement.region,

@@ -294,22 +294,19 @@ extension Azure {
         public var accountName: String
         /// `Standard_LRS` (the default), `Standard_ZRS`, `Standard_GRS`, `Premium_LRS`, …
         public var sku: String
-        /// Blob versioning.
-        public var versioning: Bool
         public var subscription: String?
         public var location: String
         public var explicitDependencies: [ResourceAddress] = []
         public let sourceLocation: SourceLocation
 
         public init(
-            _ name: String, resourceGroup: any StringExpression, accountName: String, sku: String = "Standard_LRS", versioning: Bool = false,
+            _ name: String, resourceGroup: any StringExpression, accountName: String, sku: String = "Standard_LRS",
             subscription: String? = nil, location: String, fileID: String = #fileID, line: Int = #line
         ) {
             self.name = name
             self.resourceGroup = resourceGroup
             self.accountName = accountName
             self.sku = sku
-            self.versioning = versioning
             self.subscription = subscription
             self.location = location
             self.sourceLocation = SourceLocation(file: fileID, line: line)
@@ -326,7 +323,7 @@ extension Azure {
             }
             AzureDeclaration.declare(
                 "azure_storage_account", name, subscription: subscription, region: location, resourceGroup: resourceGroup,
-                inputs: ["sku": .string(sku), "kind": "StorageV2", "versioning": .bool(versioning)], azureName: accountName,
+                inputs: ["sku": .string(sku), "kind": "StorageV2"], azureName: accountName,
                 nameCheck: { AzureNaming.problem(storageAccount: $0) }, dependsOn: explicitDependencies, location: sourceLocation, into: &content)
         }
     }
