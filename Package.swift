@@ -79,12 +79,13 @@ let package = Package(
             ],
             path: "Providers/GCP"
         ),
-        // Everything Azure: Microsoft Entra and managed-identity credentials and the Azure
-        // Resource Manager client with its long-running operations and error classification.
+        // Everything Azure: the Azure.* DSL types and the lowering of the portable resources,
+        // Microsoft Entra and managed-identity credentials and the Azure Resource Manager client
+        // with its long-running operations and error classification.
         .target(
             name: "StratumAzure",
             dependencies: [
-                "StratumCore", "StratumCloud",
+                "Stratum", "StratumCore", "StratumCloud",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -103,10 +104,13 @@ let package = Package(
             ]
         ),
         .target(
-            name: "StratumStacks", dependencies: ["Stratum", "StratumAWS", "StratumGCP"], path: "Stacks",
-            exclude: ["local-demo.dev.yaml", "aws-gpu-cluster.dev.yaml", "aws-gpu-cluster.prod.yaml", "gcp-gpu-cluster.dev.yaml", "gcp-gpu-cluster.prod.yaml"]),
+            name: "StratumStacks", dependencies: ["Stratum", "StratumAWS", "StratumGCP", "StratumAzure"], path: "Stacks",
+            exclude: [
+                "local-demo.dev.yaml", "aws-gpu-cluster.dev.yaml", "aws-gpu-cluster.prod.yaml", "gcp-gpu-cluster.dev.yaml", "gcp-gpu-cluster.prod.yaml",
+                "azure-gpu-cluster.dev.yaml", "azure-gpu-cluster.prod.yaml",
+            ]),
         // The bundled binary: the clouds it carries are listed here and in its main.swift.
-        .executableTarget(name: "stratum", dependencies: ["StratumCLI", "StratumStacks", "StratumAWS", "StratumGCP"]),
+        .executableTarget(name: "stratum", dependencies: ["StratumCLI", "StratumStacks", "StratumAWS", "StratumGCP", "StratumAzure"]),
 
         // Test support: a file-backed fake cloud and a CLI binary that carries it.
         .target(
@@ -183,7 +187,7 @@ let package = Package(
         .testTarget(
             name: "StratumAzureTests",
             dependencies: [
-                "StratumAzure", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "Stratum", "StratumTesting",
+                "StratumAzure", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "StratumTesting", "Stratum", "StratumStacks", "stratum",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]

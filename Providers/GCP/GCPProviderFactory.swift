@@ -17,34 +17,17 @@ extension GCPProvider {
     public static func fromEnvironment(
         _ environment: [String: String] = ProcessInfo.processInfo.environment, transport: any HTTPTransport = AsyncHTTPTransport()
     ) -> any Provider {
-        DeferredGCPProvider(environment: environment, transport: transport)
+        DeferredProvider(
+            name: "gcp", cloud: "GCP", offline: { GCPProvider(client: try GCPOfflineClient.make(environment: environment, transport: transport)) },
+            live: { GCPProvider(client: try await GCPClient.standard(environment: environment, transport: transport)) })
     }
 }
 
-/// `GCPProvider` with its client made on first use.
-struct DeferredGCPProvider: Provider {
-    let name = "gcp"
-    let kinds: [String: any ResourceKind]
-    /// The provider the schemas and checks come from, with a client that never calls GCP; the
-    /// error instead when even that could not be made.
-    let offline: Result<GCPProvider, any Error>
-
-    init(environment: [String: String], transport: any HTTPTransport) {
-        let source = GCPProviderSource(environment: environment, transport: transport)
-        offline = Result { GCPProvider(client: try Self.offlineClient(environment: environment, transport: transport)) }
-        kinds = ((try? offline.get())?.kinds ?? [:]).mapValues { DeferredGCPKind(offline: $0, source: source) }
-    }
-
-    func validate(stack resources: [DesiredResource]) -> [Diagnostic] {
-        switch offline {
-        case .success(let provider): return provider.validate(stack: resources)
-        case .failure(let error): return [Diagnostic(message: "the GCP provider could not be set up: \(error)")]
-        }
-    }
-
-    /// A client for everything that needs no call: its project is the one the environment or a
-    /// key file names without asking a server, and asking it for a token fails.
-    static func offlineClient(environment: [String: String], transport: any HTTPTransport) throws -> GCPClient {
+/// The client for everything that needs no call to GCP.
+enum GCPOfflineClient {
+    /// A client whose project is the one the environment or a key file names without asking a
+    /// server, and asking it for a token fails.
+    static func make(environment: [String: String], transport: any HTTPTransport) throws -> GCPClient {
         let keyProject: String? = environment["GOOGLE_APPLICATION_CREDENTIALS"].flatMap { path in
             guard !path.isEmpty, let file = try? GCPCredentialFile.load(path) else { return nil }
             switch file {
@@ -56,74 +39,6 @@ struct DeferredGCPProvider: Provider {
         let tokens = BearerTokenCache { throw ProviderError(.auth, "GCP credentials are resolved at the first call to GCP, not here") }
         let credentials = GCPCredentials(source: .metadataServer, project: project, tokens: tokens)
         return try GCPClient(configuration: .init(endpoints: GCPEndpoints.fromEnvironment(environment)), credentials: credentials, transport: transport)
-    }
-}
-
-/// Makes the real provider once: credentials, project and client from the environment.
-actor GCPProviderSource {
-    let environment: [String: String]
-    let transport: any HTTPTransport
-    private var pending: Task<GCPProvider, any Error>?
-
-    init(environment: [String: String], transport: any HTTPTransport) {
-        self.environment = environment
-        self.transport = transport
-    }
-
-    func provider() async throws -> GCPProvider {
-        let task = pending ?? Task { [environment, transport] in
-            GCPProvider(client: try await GCPClient.standard(environment: environment, transport: transport))
-        }
-        pending = task
-        do {
-            return try await task.value
-        } catch {
-            // Credentials that were missing may be there on the next try.
-            pending = nil
-            throw error
-        }
-    }
-}
-
-/// One kind of `DeferredGCPProvider`: schema and checks from the offline kind, calls by the
-/// real provider's kind.
-struct DeferredGCPKind: ResourceKind {
-    let offline: any ResourceKind
-    let source: GCPProviderSource
-
-    var type: String { offline.type }
-    var schema: ResourceSchema { offline.schema }
-
-    func batchKey(_ state: ResourceState) -> String { offline.batchKey(state) }
-    func validate(_ resource: DesiredResource) -> [Diagnostic] { offline.validate(resource) }
-    func review(_ prior: ResourceState, desired: [String: Value]) -> PlanReview { offline.review(prior, desired: desired) }
-
-    func live(_ address: ResourceAddress? = nil) async throws -> any ResourceKind {
-        try await source.provider().kind(type, address: address)
-    }
-
-    func read(_ resources: [ResourceState]) async throws -> [ResourceState?] {
-        try await live().read(resources)
-    }
-
-    func create(_ resource: ResolvedResource, context: OperationContext) async throws -> ResourceState {
-        try await live(resource.address).create(resource, context: context)
-    }
-
-    func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
-        try await live(prior.address).update(prior, to: desired)
-    }
-
-    func delete(_ state: ResourceState, context: OperationContext) async throws {
-        try await live(state.address).delete(state, context: context)
-    }
-
-    func recover(_ operation: PendingOperation) async throws -> ResourceState? {
-        try await live(operation.address).recover(operation)
-    }
-
-    func importResource(region: String, id: String, address: ResourceAddress) async throws -> ResourceState? {
-        try await live(address).importResource(region: region, id: id, address: address)
     }
 }
 

@@ -11,10 +11,27 @@ public struct StackContent: Sendable {
     /// Problems found while lowering (bad CIDR, negative count, ...), reported with the rest.
     public var diagnostics: [Diagnostic] = []
 
+    /// Addresses of resources that several declarations may each declare (an Azure resource
+    /// group a placement's network, bucket and nodes all live in): the same resource declared
+    /// as shared again is kept once; one declared with other inputs is still a duplicate.
+    public var shared: Set<ResourceAddress> = []
+
     public init() {}
 
+    /// Declares `resource` as shared: kept once however many declarations declare it alike.
+    public mutating func declareShared(_ resource: DesiredResource) {
+        var other = StackContent()
+        other.resources = [resource]
+        other.shared = [resource.address]
+        append(other)
+    }
+
     public mutating func append(_ other: StackContent) {
-        resources += other.resources
+        resources += other.resources.filter { resource in
+            guard shared.contains(resource.address), other.shared.contains(resource.address) else { return true }
+            return !resources.contains { $0.address == resource.address && $0.provider == resource.provider && $0.region == resource.region && $0.inputs == resource.inputs }
+        }
+        shared.formUnion(other.shared)
         outputs += other.outputs
         diagnostics += other.diagnostics
     }

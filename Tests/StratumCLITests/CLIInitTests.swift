@@ -76,11 +76,27 @@ struct CLIInitTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
+    func cloudAzureLinksItsProductProviderAndExample() throws {
+        let (result, package) = try scaffold("azure-infra", ["--cloud", "azure"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("'example-azure'"))
+        let identity = Self.checkout.lastPathComponent
+        #expect(try package.read("Package.swift").contains(#".product(name: "StratumAzure", package: "\#(identity)")"#))
+        let main = try package.read("Sources/azure-infra/main.swift")
+        #expect(main.contains("import StratumAzure"))
+        #expect(main.contains("await StratumCLI.main(stacks: [ExampleStack.self, ExampleAzureStack.self], providers: [.local, .azure])"))
+        let example = try package.read("Sources/azure-infra/ExampleAzureStack.swift")
+        #expect(example.contains("import StratumAzure") && example.contains("static let name = \"example-azure\""))
+        #expect(example.contains("Placement.azure("))
+        #expect(try package.read("Stacks/example-azure.dev.yaml").contains("bucket_name: example-azure-data-dev"))
+    }
+
+    @Test(.timeLimit(.minutes(1)))
     func unknownCloudIsRefusedBeforeWriting() throws {
         let (result, package) = try scaffold("odd-infra", ["--cloud", "nimbus"])
         #expect(result.status != 0)
         #expect(result.stderr.contains("cannot wire the cloud 'nimbus'"))
-        #expect(result.stderr.contains("it knows: local, aws, gcp"))
+        #expect(result.stderr.contains("it knows: local, aws, gcp, azure"))
         #expect(!package.exists("Package.swift"))
     }
 

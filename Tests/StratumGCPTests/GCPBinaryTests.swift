@@ -89,32 +89,11 @@ struct GCPProviderFactoryTests {
 /// The built `stratum` binary run against the loopback GCP.
 @Suite("stratum with GCP through the built binary", .serialized, .timeLimit(.minutes(3)))
 struct GCPBinaryTests {
-    struct Run {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-    }
+    typealias Run = BuiltBinary.Run
 
     /// Runs the built `stratum` in `directory` and waits for it without blocking a thread.
-    static func stratum(_ arguments: [String], in directory: URL, environment: [String: String]) async throws -> Run {
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("stratum")
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        process.currentDirectoryURL = directory
-        process.environment = ProcessInfo.processInfo.environment.merging(environment.merging(["NO_COLOR": "1"]) { $1 }) { $1 }
-        // Files rather than pipes: nothing waits on a full pipe.
-        let out = directory.appendingPathComponent("stdout.txt"), err = directory.appendingPathComponent("stderr.txt")
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        process.standardInput = FileHandle.nullDevice
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
-        }
-        return Run(status: status, stdout: try String(contentsOf: out, encoding: .utf8), stderr: try String(contentsOf: err, encoding: .utf8))
+    static func stratum(_ arguments: [String], in directory: URL, environment: [String: String]) async throws -> BuiltBinary.Run {
+        try await BuiltBinary.run("stratum", arguments, in: directory, environment: environment)
     }
 
     @Test func planOfTheGCPStackShowsTheCreatesAndAppliedNetworkingIsSeenAsIs() async throws {
