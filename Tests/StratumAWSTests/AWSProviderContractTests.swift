@@ -6,7 +6,7 @@ import StratumTesting
 import Testing
 
 /// The provider contract on AWS (moto): an EC2 kind (VPC) and S3 buckets.
-@Suite("ProviderContractTests: AWS", .enabled(if: Moto.available, Moto.skipReason), .timeLimit(.minutes(1)))
+@Suite("ProviderContractTests: AWS", .enabled(if: Moto.available, Moto.skipReason), .timeLimit(.minutes(3)))
 struct AWSProviderContractTests {
     static func vpc(_ world: AWSWorld) -> ProviderContractTests {
         ProviderContractTests(.init(provider: world.provider, type: "aws_vpc", region: world.region, inputs: { _ in ["cidr": "10.40.0.0/16"] }))

@@ -23,7 +23,7 @@ final class CannedTransport: HTTPTransport, @unchecked Sendable {
 }
 
 /// AWS calls are retried once, by the engine's policy, never again inside the client.
-@Suite("AWS calls under the engine's retry layer", .timeLimit(.minutes(1)))
+@Suite("AWS calls under the engine's retry layer", .timeLimit(.minutes(3)))
 struct AWSRetryLayerTests {
     static let throttled = HTTPResponseData(
         status: 503, body: Data("<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors></Response>".utf8))

@@ -9,7 +9,7 @@ import Testing
 
 /// The same node pool on Local (run for real) and on AWS (its user data rendered): both give
 /// each node the one contract of `STRATUM_*` variables.
-@Suite("One node contract on every provider", .timeLimit(.minutes(1)))
+@Suite("One node contract on every provider", .timeLimit(.minutes(3)))
 struct NodeContractTests {
     static let checkpoint = "s3://stratum-checkpoints/run-7"
 

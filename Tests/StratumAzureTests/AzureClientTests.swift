@@ -5,7 +5,7 @@ import StratumTesting
 import Testing
 @testable import StratumAzure
 
-@Suite(.timeLimit(.minutes(1))) struct AzureClientTests {
+@Suite(.timeLimit(.minutes(3))) struct AzureClientTests {
     static let vm = "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.Compute/virtualMachines/vm-1"
     static let address = ResourceAddress(type: "azure_vm", name: "vm-1")
 

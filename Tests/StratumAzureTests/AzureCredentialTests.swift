@@ -5,7 +5,7 @@ import StratumTesting
 import Testing
 @testable import StratumAzure
 
-@Suite(.timeLimit(.minutes(1))) struct AzureCredentialTests {
+@Suite(.timeLimit(.minutes(3))) struct AzureCredentialTests {
     /// A Microsoft Entra token endpoint that hands out numbered tokens to a client-secret grant.
     static func secretEndpoint(_ received: RecordedRequests) async throws -> LoopbackHTTPServer {
         try await LoopbackHTTPServer.start { request in

@@ -215,7 +215,7 @@ struct CLITypoTests {
         #expect(try work.cloud.inventory().count == 2)
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func aScopeThatExcludesEverythingSaysSo() throws {
         let work = try FixtureWorkspace("typo-scope")
         // Every child needs the root, so excluding the root leaves nothing.
@@ -225,7 +225,7 @@ struct CLITypoTests {
         #expect(!plan.stdout.contains("No changes"))
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func malformedTargetIsRejectedBeforeTheLockIsTaken() throws {
         let work = try FixtureWorkspace("typo-malformed")
         // On a fresh directory nothing at all is created.
@@ -246,7 +246,7 @@ struct CLITypoTests {
         #expect(try work.cloud.inventory().count == 6)
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func aStackTheBinaryDoesNotCarryCreatesNothing() async throws {
         let work = try FixtureWorkspace("typo-stack")
         for arguments in [["destroy", "--stack", "unknown", "--auto-approve"], ["plan", "--destroy", "--stack", "unknown"], ["plan", "--stack", "unknown"], ["output", "--stack", "unknown"]] {
@@ -268,7 +268,7 @@ struct CLITypoTests {
         #expect(workspaces == ["fake-fan/dev"])
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func anUnknownEnvironmentNamesTheFilesItLookedFor() throws {
         let work = try FixtureWorkspace("typo-env")
         let plan = try work.cli.run(["plan", "--stack", "fake-fan", "--env", "prdo"])
@@ -362,7 +362,7 @@ struct CLIScaleTests {
 
 @Suite("CLI hardening: clear messages", .serialized)
 struct CLIMessageTests {
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func configDirectoryAndDamagedPlanFilesAreExplained() throws {
         let work = try FixtureWorkspace("messages")
         let directory = work.directory.appendingPathComponent("configs")

@@ -23,7 +23,7 @@ struct CLIInitTests {
         return (result, Scaffolded(root: dir.appendingPathComponent(name)))
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func defaultPackageLinksOnlyLocal() throws {
         let (result, package) = try scaffold("plain-infra", [])
         #expect(result.status == 0, "\(result.stderr)")
@@ -39,7 +39,7 @@ struct CLIInitTests {
         #expect(!package.exists("Stacks/example-aws.dev.yaml"))
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func cloudAWSLinksItsProductProviderAndExample() throws {
         // Repeating a cloud (and naming local, always there) wires it once.
         let (result, package) = try scaffold("gpu-infra", ["--cloud", "aws,local", "--cloud", "aws"])
@@ -59,7 +59,7 @@ struct CLIInitTests {
         #expect(package.exists("Sources/gpu-infra/ExampleStack.swift"))
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func cloudGCPLinksItsProductProviderAndExample() throws {
         let (result, package) = try scaffold("gcp-infra", ["--cloud", "aws,gcp"])
         #expect(result.status == 0, "\(result.stderr)")
@@ -75,7 +75,7 @@ struct CLIInitTests {
         #expect(try package.read("Stacks/example-gcp.dev.yaml").contains("bucket_name: example-gcp-data-dev"))
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func cloudAzureLinksItsProductProviderAndExample() throws {
         let (result, package) = try scaffold("azure-infra", ["--cloud", "azure"])
         #expect(result.status == 0, "\(result.stderr)")
@@ -91,7 +91,7 @@ struct CLIInitTests {
         #expect(try package.read("Stacks/example-azure.dev.yaml").contains("bucket_name: example-azure-data-dev"))
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func unknownCloudIsRefusedBeforeWriting() throws {
         let (result, package) = try scaffold("odd-infra", ["--cloud", "nimbus"])
         #expect(result.status != 0)
@@ -100,7 +100,7 @@ struct CLIInitTests {
         #expect(!package.exists("Package.swift"))
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func missingProviderSaysHowToWireIt() throws {
         let dir = try TestSupport.temporaryDirectory("elsewhere")
         let result = try CLI("stratum-fixture", in: dir).run(["validate", "--stack", "elsewhere"])
@@ -111,7 +111,7 @@ struct CLIInitTests {
         #expect(!result.stderr.contains("unknown provider"))
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func stateOnAMissingProviderSaysHowToWireIt() async throws {
         let dir = try TestSupport.temporaryDirectory("elsewhere-state")
         let stratum = dir.appendingPathComponent(".stratum")

@@ -4,7 +4,7 @@ import StratumState
 import StratumTesting
 import Testing
 
-@Suite("CLI: operation handles in the journal", .timeLimit(.minutes(1)))
+@Suite("CLI: operation handles in the journal", .timeLimit(.minutes(3)))
 struct CLIOperationHandleTests {
     @Test func statePendingShowsTheCloudOperationARowWaitsOn() async throws {
         let dir = try TestSupport.temporaryDirectory("pending-handle")
@@ -35,7 +35,7 @@ struct CLIOperationHandleTests {
     }
 }
 
-@Suite("CLI: a killed create resumes its cloud operation", .timeLimit(.minutes(1)))
+@Suite("CLI: a killed create resumes its cloud operation", .timeLimit(.minutes(3)))
 struct CLILongRunningRecoveryTests {
     @Test func aRunKilledWhileACreateWaitsIsResumedByTheNextRunWithoutASecondOperation() throws {
         let dir = try TestSupport.temporaryDirectory("lro-kill")

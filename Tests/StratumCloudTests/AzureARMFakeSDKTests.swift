@@ -6,7 +6,7 @@ import Testing
 /// The ARM fake driven by Azure's own Python management clients (azure-mgmt-resource, -network,
 /// -compute, -storage): their long-running-operation pollers, pagers and models must accept what
 /// the fake answers, as they accept ARM's.
-@Suite("The ARM fake through Azure's Python SDK", .timeLimit(.minutes(1)))
+@Suite("The ARM fake through Azure's Python SDK", .timeLimit(.minutes(3)))
 struct AzureARMFakeSDKTests {
     @Test func theSDKsCreateListAndDeleteAGPUNodeThroughTheFake() async throws {
         let fake = try AzureARMFake(subscription: AzureBodies.subscription, pace: .afterPolls(2))

@@ -60,7 +60,7 @@ private func rg(_ name: String = "rg") -> String { "/resourceGroups/\(name)" }
 private func network(_ group: String = "rg", _ type: String, _ name: String) -> String { "\(rg(group))/providers/Microsoft.Network/\(type)/\(name)" }
 private func compute(_ group: String = "rg", _ type: String, _ name: String) -> String { "\(rg(group))/providers/Microsoft.Compute/\(type)/\(name)" }
 
-@Suite("The loopback ARM fake", .timeLimit(.minutes(1)))
+@Suite("The loopback ARM fake", .timeLimit(.minutes(3)))
 struct AzureARMFakeTests {
     private func withFake(_ pace: AzureARMFake.OperationPace = .afterPolls(2), _ body: (AzureARMFake, ARMCaller) async throws -> Void) async throws {
         let fake = try AzureARMFake(subscription: AzureBodies.subscription, pace: pace)

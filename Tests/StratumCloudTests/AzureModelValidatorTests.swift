@@ -105,7 +105,7 @@ enum AzureBodies {
     }
 }
 
-@Suite("ARM bodies checked against the Azure SDK's models", .timeLimit(.minutes(1)))
+@Suite("ARM bodies checked against the Azure SDK's models", .timeLimit(.minutes(3)))
 struct AzureModelValidatorTests {
     let validator: AzureModelValidator
 

@@ -3,7 +3,7 @@ import StratumCloud
 import StratumCore
 import Testing
 
-@Suite("An operation's own pace on virtual time", .timeLimit(.minutes(1)))
+@Suite("An operation's own pace on virtual time", .timeLimit(.minutes(3)))
 struct OperationPollerRetryAfterTests {
     @Test func aRequestedWaitReplacesTheBackoffButNeverPassesTheDeadline() async throws {
         let time = VirtualClock()

@@ -3,7 +3,7 @@ import StratumCloud
 import StratumCore
 import Testing
 
-@Suite("Long-running operations on virtual time", .timeLimit(.minutes(1)))
+@Suite("Long-running operations on virtual time", .timeLimit(.minutes(3)))
 struct OperationPollerTests {
     @Test func pollsWithGrowingWaitsUntilDone() async throws {
         let time = VirtualClock()
@@ -52,7 +52,7 @@ struct OperationPollerTests {
     }
 }
 
-@Suite("OAuth2 bearer tokens on virtual time", .timeLimit(.minutes(1)))
+@Suite("OAuth2 bearer tokens on virtual time", .timeLimit(.minutes(3)))
 struct BearerTokenCacheTests {
     @Test func concurrentCallersShareOneFetch() async throws {
         let time = VirtualClock()
@@ -143,7 +143,7 @@ struct RedactionTests {
     }
 }
 
-@Suite("Per-endpoint adaptive rate limits", .timeLimit(.minutes(1)))
+@Suite("Per-endpoint adaptive rate limits", .timeLimit(.minutes(3)))
 struct EndpointRateLimitTests {
     @Test func throttlingOnOneEndpointNeverSlowsAnother() async throws {
         let time = VirtualClock()

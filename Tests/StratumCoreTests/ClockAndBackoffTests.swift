@@ -2,7 +2,7 @@ import Foundation
 import StratumCore
 import Testing
 
-@Suite("One clock and one backoff", .timeLimit(.minutes(1)))
+@Suite("One clock and one backoff", .timeLimit(.minutes(3)))
 struct ClockAndBackoffTests {
     @Test func backoffIsCappedFullJitter() {
         let upper = Backoff(base: .milliseconds(100), cap: .seconds(2), random: { $0.upperBound })

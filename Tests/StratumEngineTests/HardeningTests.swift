@@ -123,7 +123,7 @@ final class AlternatingExhaustion: @unchecked Sendable {
 
 @Suite("Executor stops when asked")
 struct StopTests {
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func stepsInFlightFinishAndNoNewOneStarts() async throws {
         let world = try World(options: .init(latency: .milliseconds(20)))
         let plan = try await world.plan(try independentThings(30))

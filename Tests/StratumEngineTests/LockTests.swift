@@ -5,7 +5,7 @@ import StratumState
 import StratumTesting
 import Testing
 
-@Suite("State lock leases", .timeLimit(.minutes(1)))
+@Suite("State lock leases", .timeLimit(.minutes(3)))
 struct LockTests {
     let start = Date(timeIntervalSince1970: 1_800_000_000)
 
@@ -100,7 +100,7 @@ struct UnreachableRenewals: StateStore {
     func settleOperations(workspace: String, ids: [String]) async throws { await inner.settleOperations(workspace: workspace, ids: ids) }
 }
 
-@Suite("State lock when the store is unreachable", .timeLimit(.minutes(1)))
+@Suite("State lock when the store is unreachable", .timeLimit(.minutes(3)))
 struct UnreachableLockTests {
     @Test func aRunStopsBeforeItsUnrenewedLeaseRunsOut() async throws {
         let clock = VirtualClock(start: Date(timeIntervalSince1970: 1_800_000_000))

@@ -8,7 +8,7 @@ import Testing
 
 /// The provider contract on the fake cloud, and the engine's side of it: handles of
 /// long-running operations survive a crash, and a retried create looks before it acts.
-@Suite("ProviderContractTests: fake cloud", .timeLimit(.minutes(1)))
+@Suite("ProviderContractTests: fake cloud", .timeLimit(.minutes(3)))
 struct FakeProviderContractTests {
     static func contract() throws -> ProviderContractTests {
         let provider = FakeCloudProvider(root: try TestSupport.temporaryDirectory("fake-contract"))
@@ -22,7 +22,7 @@ struct FakeProviderContractTests {
     @Test func importByID() async throws { try await Self.contract().importByID() }
 }
 
-@Suite("ProviderContractTests: long-running operations", .timeLimit(.minutes(1)))
+@Suite("ProviderContractTests: long-running operations", .timeLimit(.minutes(3)))
 struct LongRunningOperationTests {
     /// Polls `condition` until it holds, failing after `seconds`.
     static func waitUntil(seconds: Double = 20, _ what: String, _ condition: () async throws -> Bool) async throws {
@@ -68,7 +68,7 @@ struct LongRunningOperationTests {
     }
 }
 
-@Suite("Executor looks before it retries a create", .timeLimit(.minutes(1)))
+@Suite("Executor looks before it retries a create", .timeLimit(.minutes(3)))
 struct LookBeforeRetryTests {
     /// A cloud whose creates are not idempotent: the first one takes effect and its answer is
     /// lost; any further call makes another resource.

@@ -32,7 +32,7 @@ struct FlakyReadKind: ForwardingKind {
     }
 }
 
-@Suite("The engine's one retry layer", .timeLimit(.minutes(1)))
+@Suite("The engine's one retry layer", .timeLimit(.minutes(3)))
 struct RetryLayerTests {
     static func world(failing: Int, with error: ProviderError) -> (FlakyReads, [ResourceAddress: ResourceState]) {
         let synthetic = SyntheticProvider()
@@ -68,7 +68,7 @@ struct RetryLayerTests {
     }
 }
 
-@Suite("Engine time comes from the injected clock", .timeLimit(.minutes(1)))
+@Suite("Engine time comes from the injected clock", .timeLimit(.minutes(3)))
 struct EngineClockTests {
     @Test func commitsAreDatedOnTheExecutorsClock() async throws {
         let fake = try World().provider

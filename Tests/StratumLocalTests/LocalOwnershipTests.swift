@@ -106,7 +106,7 @@ struct LocalOwnershipTests {
 struct LocalProcessScanTests {
     /// A scan reaps only node leaders this process started: another child's exit status stays
     /// for the code that waits for it (as `Foundation.Process` waits for its own).
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func aScanNeverReapsAChildItDidNotStart() async throws {
         var pid: pid_t = 0
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sh"), strdup("-c"), strdup("exit 7"), nil]

@@ -6,7 +6,7 @@ import Testing
 
 /// The provider contract on Local: buckets (every check) and networks (every check but
 /// import by id, which for a network goes by its name in the stack).
-@Suite("ProviderContractTests: Local", .timeLimit(.minutes(1)))
+@Suite("ProviderContractTests: Local", .timeLimit(.minutes(3)))
 struct LocalProviderContractTests {
     static func bucket() throws -> ProviderContractTests {
         let provider = LocalProvider(root: try TestSupport.temporaryDirectory("local-contract"))

@@ -5,7 +5,7 @@ import StratumCore
 import StratumTesting
 import Testing
 
-@Suite("SQLite state: first use, read-only, empty files, undecodable rows", .timeLimit(.minutes(1)))
+@Suite("SQLite state: first use, read-only, empty files, undecodable rows", .timeLimit(.minutes(3)))
 struct SQLiteEdgeCaseTests {
     func listing(_ root: URL) -> [String] {
         ((try? FileManager.default.subpathsOfDirectory(atPath: root.path)) ?? []).sorted()

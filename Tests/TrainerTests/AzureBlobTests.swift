@@ -18,7 +18,7 @@ extension TrainerSuite {
         /// The official Python client drives every operation the fake serves and accepts its
         /// answers: small and multi-block uploads, ranged downloads, properties, pages of a
         /// listing, conditional uploads refused, deletes; a wrong account key is refused.
-        @Test(.timeLimit(.minutes(1))) func fakeAcceptsTheAzureSDK() async throws {
+        @Test(.timeLimit(.minutes(3))) func fakeAcceptsTheAzureSDK() async throws {
             let fake = AzureBlobFake(account: Self.account)
             let server = try await fake.serve()
             defer { Task { await server.shutdown() } }
@@ -48,7 +48,7 @@ extension TrainerSuite {
         /// (fetched once, renewed after a revocation); blobs above the threshold go up in blocks,
         /// the https:// form names the same container, and a refused request reports the status
         /// without the key.
-        @Test(.timeLimit(.minutes(1))) func storePrimitivesWithEachCredential() async throws {
+        @Test(.timeLimit(.minutes(3))) func storePrimitivesWithEachCredential() async throws {
             let fake = AzureBlobFake(account: Self.account, containers: ["ckpt"])
             let server = try await fake.serve()
             defer {

@@ -15,7 +15,7 @@ extension TrainerSuite {
         /// service-account key (RS256 JWT verified by the token endpoint) and an authorized_user
         /// refresh token; fetched tokens are cached, and a refused request reports the status
         /// without the token.
-        @Test(.timeLimit(.minutes(1))) func storePrimitivesWithEachTokenSource() throws {
+        @Test(.timeLimit(.minutes(3))) func storePrimitivesWithEachTokenSource() throws {
             let gcs = try GCSEndpoint(bucket: "stratum-gs-\(UInt32.random(in: 0...UInt32.max))")
             defer { gcs.stop() }
             var err = [CChar](repeating: 0, count: Int(TC_ERR_MAX))
@@ -90,7 +90,7 @@ extension TrainerSuite {
 
         /// A fetched token is reused until a minute before it expires, and a 401 (a revoked
         /// token) fetches a new one once and repeats the request.
-        @Test(.timeLimit(.minutes(1))) func fetchedTokensAreRenewedOnExpiryAnd401() throws {
+        @Test(.timeLimit(.minutes(3))) func fetchedTokensAreRenewedOnExpiryAnd401() throws {
             let gcs = try GCSEndpoint(bucket: "stratum-tok-\(UInt32.random(in: 0...UInt32.max))")
             defer { gcs.stop() }
             gcs.use(.serviceAccount)
