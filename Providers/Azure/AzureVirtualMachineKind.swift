@@ -148,27 +148,48 @@ struct AzureVirtualMachineKind: ResourceKind {
         }
 
         var stockouts: [String] = []
-        for zone in zones {
-            let body = try AzureVMInputs.vmBody(resource, name: name, zone: zone, nic: paths.nic, tags: tags, sshKey: key)
-            do {
-                let answer = try await client.put(paths.vm, body: body, action: "virtualMachines.put", address: address, zone: zone, region: region)
-                if let operation = answer.operation { try await context.record(handle: operation.handle) }
-                _ = try await client.finish(answer, action: "virtualMachines.put", address: address, zone: zone, region: region)
-                return try await state(of: resource, client: client, paths: paths)
-            } catch let error as ProviderError where error.kind == .capacity {
-                stockouts.append("\(zone.map { "zone \($0)" } ?? region): \(error.message)")
-                // A VM whose allocation failed stays, Failed, in its zone; the next zone needs its name.
-                try await deleteAndWait(client, paths.vm, action: "virtualMachines.delete", address: address)
+        do {
+            for zone in zones {
+                let body = try AzureVMInputs.vmBody(resource, name: name, zone: zone, nic: paths.nic, tags: tags, sshKey: key)
+                do {
+                    let answer = try await client.put(paths.vm, body: body, action: "virtualMachines.put", address: address, zone: zone, region: region)
+                    if let operation = answer.operation { try await context.record(handle: operation.handle) }
+                    _ = try await client.finish(answer, action: "virtualMachines.put", address: address, zone: zone, region: region)
+                    return try await state(of: resource, client: client, paths: paths)
+                } catch let error as ProviderError where error.kind == .capacity {
+                    stockouts.append("\(zone.map { "zone \($0)" } ?? region): \(error.message)")
+                    // A VM whose allocation failed stays, Failed, in its zone; the next zone needs its name.
+                    try await deleteAndWait(client, paths.vm, action: "virtualMachines.delete", address: address)
+                }
             }
+        } catch let error as ProviderError where !error.isRetryable {
+            // The create is over (a retry would fail the same way): nothing of it is left behind.
+            throw await released(error, client: client, paths: paths, publicIP: publicIP != nil, address: address)
         }
-        // Nothing of this create is left behind.
-        try await deleteAndWait(client, paths.nic, action: "networkInterfaces.delete", address: address)
-        if publicIP != nil { try await deleteAndWait(client, paths.ip, action: "publicIPAddresses.delete", address: address) }
         let size = try AzureVMInputs.required(resource, "size")
-        throw ProviderError(
+        let exhausted = ProviderError(
             .capacity,
             "no capacity for \(size) in any of the \(zones.count) zone(s) allowed (\(stockouts.joined(separator: "; "))); add zones to `zones`, or try another region",
             address: address, scope: .region(region))
+        throw await released(exhausted, client: client, paths: paths, publicIP: publicIP != nil, address: address)
+    }
+
+    /// Deletes what a create that will not succeed made (its VM, if one is left, its NIC and
+    /// public IP), and gives back `error`, saying so if something could not be removed. A create
+    /// that fails only for now (throttled, transient) keeps them: its retry goes on from them.
+    func released(_ error: ProviderError, client: AzureClient, paths: Paths, publicIP: Bool, address: ResourceAddress) async -> ProviderError {
+        var left: [String] = []
+        for (path, action) in [(paths.vm, "virtualMachines.delete"), (paths.nic, "networkInterfaces.delete")] + (publicIP ? [(paths.ip, "publicIPAddresses.delete")] : []) {
+            do {
+                try await deleteAndWait(client, path, action: action, address: address)
+            } catch {
+                left.append("\(path) (\(error))")
+            }
+        }
+        guard !left.isEmpty else { return error }
+        var released = error
+        released.message += "; left behind (the next apply of this resource reuses them by name): \(left.joined(separator: ", "))"
+        return released
     }
 
     /// DELETEs `path` and waits until it is gone; one already gone is fine.

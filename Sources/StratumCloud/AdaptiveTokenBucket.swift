@@ -118,6 +118,24 @@ public actor EndpointRateLimits {
     /// The endpoints that have a bucket so far.
     public var endpoints: [String] { buckets.keys.sorted() }
 
+    /// Runs `call` as `paced` does, and when it is refused as throttled, runs it again, up to
+    /// `repeats` more times: a refusal means the cloud did not act on the call, so repeating it
+    /// is safe for any call. Each repeat waits for the refusal's `retryAfter`, then for a token
+    /// of the bucket the refusal just slowed. After the last, the refusal is thrown, for the
+    /// engine's retry. A client that makes several calls per resource (one create is a handful
+    /// of them) uses this so one refused call does not cost the whole create an attempt.
+    public nonisolated func paced<T: Sendable>(_ endpoint: String, repeatingThrottled repeats: Int, _ call: () async throws -> T) async throws -> T {
+        var refusals = 0
+        while true {
+            do {
+                return try await paced(endpoint, call)
+            } catch let error as ProviderError where error.kind == .throttled && refusals < repeats {
+                refusals += 1
+                if let wait = error.retryAfter, wait > .zero { try await clock.sleep(wait) }
+            }
+        }
+    }
+
     /// Runs one call to `endpoint` under its limit: waits for a token, then reports the outcome
     /// back (a success grows the rate; a `.throttled` provider error cuts it). The call is not
     /// repeated here: retrying is the engine's job.

@@ -34,12 +34,16 @@ public struct ProviderError: Error, Sendable, CustomStringConvertible {
     public var address: ResourceAddress?
     /// Set for `.capacity` and `.quota` where the provider knows how far the failure reaches.
     public var scope: Scope?
+    /// How long the cloud asked to wait before the next try (a throttled answer's
+    /// `Retry-After`); retries wait at least this long.
+    public var retryAfter: Duration?
 
-    public init(_ kind: Kind, _ message: String, address: ResourceAddress? = nil, scope: Scope? = nil) {
+    public init(_ kind: Kind, _ message: String, address: ResourceAddress? = nil, scope: Scope? = nil, retryAfter: Duration? = nil) {
         self.kind = kind
         self.message = message
         self.address = address
         self.scope = scope
+        self.retryAfter = retryAfter
     }
 
     public var isRetryable: Bool { kind == .throttled || kind == .transient }

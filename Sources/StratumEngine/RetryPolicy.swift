@@ -1,9 +1,11 @@
 import StratumCore
 
-/// The one retry layer: the engine repeats provider calls (creates, updates, deletes, refresh
-/// and recovery reads) that fail with a throttled or transient error, waiting a capped,
-/// fully jittered exponential backoff on the injected clock. Cloud clients do not retry on
-/// their own; they only pace calls and feed throttling back into their rate limits.
+/// The retry layer for whole operations: the engine repeats provider calls (creates, updates,
+/// deletes, refresh and recovery reads) that fail with a throttled or transient error, waiting
+/// a capped, fully jittered exponential backoff on the injected clock, and at least the
+/// `retryAfter` the cloud named. Cloud clients pace calls and feed throttling back into their
+/// rate limits; the only thing one may repeat itself is a call refused as throttled, which the
+/// cloud did not act on (`EndpointRateLimits.paced(_:repeatingThrottled:_:)`).
 public struct RetryPolicy: Sendable {
     public var maxAttempts: Int
     public var backoff: Backoff
@@ -35,7 +37,8 @@ public struct RetryPolicy: Sendable {
                 if attempt > 1, let lookup, let found = try await lookup() { return found }
                 return try await operation()
             } catch let error as ProviderError where error.isRetryable && attempt < maxAttempts {
-                try await clock.sleep(backoff.delay(afterAttempt: attempt))
+                // The cloud's own Retry-After, when it named one, is the least wait.
+                try await clock.sleep(max(backoff.delay(afterAttempt: attempt), error.retryAfter ?? .zero))
                 attempt += 1
             }
         }

@@ -254,6 +254,31 @@ import Testing
         #expect(await client.rateLimits(.read).limiter(for: "arm/sub-1").throttleEvents == 1)
     }
 
+    @Test func aThrottledCallIsSentAgainAfterItsRetryAfterThenHandedToTheEngine() async throws {
+        let arm = try await ScriptedARM.start()
+        defer { Task { await arm.shutdown() } }
+        let slowDown = armError(429, code: "TooManyRequests", message: "slow down", headers: [("Retry-After", "7")])
+        arm.on("PUT", Self.vm, slowDown, slowDown, Self.resource("Succeeded"))
+        let virtual = VirtualClock()
+        var client = try arm.client(clock: virtual)
+        // Two refusals, then the answer: the caller sees only the answer.
+        let answer = try await client.put(Self.vm, body: ["location": "eastus"], action: "virtualMachines.createOrUpdate")
+        #expect(answer.status == 200)
+        #expect(arm.received.all.filter { $0.method == "PUT" }.count == 3)
+        #expect(virtual.sleeps.filter { $0 == .seconds(7) }.count == 2)
+        #expect(await client.rateLimits(.write).limiter(for: "arm/sub-1").throttleEvents == 2)
+
+        // Past `throttleRepeats`, the refusal goes to the engine, with Azure's wait on it.
+        client.configuration.throttleRepeats = 2
+        arm.on("PUT", Self.vm, slowDown)
+        let before = arm.received.all.count
+        let error = await #expect(throws: ProviderError.self) {
+            _ = try await client.put(Self.vm, body: ["location": "eastus"], action: "virtualMachines.createOrUpdate")
+        }
+        #expect(error?.kind == .throttled && error?.retryAfter == .seconds(7))
+        #expect(arm.received.all.count - before == 3)
+    }
+
     @Test func aJournaledHandleIsResumedByAFreshClient() async throws {
         let arm = try await ScriptedARM.start()
         defer { Task { await arm.shutdown() } }

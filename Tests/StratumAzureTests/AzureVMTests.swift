@@ -248,6 +248,36 @@ struct AzureVMTests {
         }
     }
 
+    /// A core quota refusal ends the create: its NIC and public IP are deleted, not left for a
+    /// retry that would fail the same way.
+    @Test func aCreateThatWillNotSucceedLeavesNothing() async throws {
+        try await AzureVMWorld.run { world in
+            await world.fake.inject(.quotaExceeded(family: "standardNCADSH100v5Family"), into: "PUT Microsoft.Compute/virtualMachines")
+            let node = AzureVMWorld.vm("over-quota", ["size": "Standard_ND96isr_H100_v5", "public_ip": true], world: world)
+            let error = await #expect(throws: ProviderError.self) { _ = try await world.provider.create(node, token: UUID().uuidString.lowercased()) }
+            #expect(error?.kind == .quota)
+            #expect(await world.calls("PUT Microsoft.Network/networkInterfaces") == 1)
+            #expect(await world.ids(AzureVirtualMachineKind.vmType).isEmpty)
+            #expect(await world.ids(AzureVirtualMachineKind.nicType).isEmpty)
+            #expect(await world.ids(AzureVirtualMachineKind.ipType).isEmpty)
+        }
+    }
+
+    /// Calls refused as throttled are sent again by the client: one create attempt lands the
+    /// VM, with each refused call repeated and nothing made twice.
+    @Test func throttledCallsDoNotCostTheCreate() async throws {
+        try await AzureVMWorld.run { world in
+            await world.fake.inject(.throttled(retryAfter: 3), into: "PUT Microsoft.Network/networkInterfaces", times: 2)
+            await world.fake.inject(.throttled(retryAfter: 3), into: "PUT Microsoft.Compute/virtualMachines", times: 3)
+            let node = AzureVMWorld.vm("busy", [:], world: world)
+            let made = try await world.provider.create(node, token: UUID().uuidString.lowercased())
+            #expect(made.attributes["status"] == "Succeeded")
+            #expect(await world.fake.injected["throttled"] == 5)
+            #expect(await world.ids(AzureVirtualMachineKind.vmType).count == 1)
+            #expect(await world.ids(AzureVirtualMachineKind.nicType).count == 1)
+        }
+    }
+
     /// The VM PUT took effect but its answer was lost: the engine's retry (same token) answers
     /// the one VM, and recovery by token finds it; another token finds nothing.
     @Test func aLostPutAnswerIsRecovered() async throws {

@@ -52,6 +52,16 @@ struct RetryLayerTests {
         #expect(time.sleeps == [.seconds(1), .seconds(2)])
     }
 
+    @Test func aRetryWaitsAtLeastTheRetryAfterTheCloudNamed() async throws {
+        let (provider, states) = Self.world(failing: 2, with: ProviderError(.throttled, "Rate exceeded", retryAfter: .seconds(5)))
+        let time = VirtualClock()
+        let retry = RetryPolicy(maxAttempts: 4, backoff: Backoff(base: .seconds(1), cap: .seconds(8), random: { $0.upperBound }), clock: time.clock)
+        let result = try await Refresher(providers: ProviderRegistry([provider]), retry: retry).refresh(states)
+        #expect(result.existing.count == 1)
+        // The backoff alone would wait 1 s, then 2 s.
+        #expect(time.sleeps == [.seconds(5), .seconds(5)])
+    }
+
     @Test func refreshGivesUpAfterItsAttemptsAndNeverRetriesAPermanentError() async throws {
         let (throttled, states) = Self.world(failing: 10, with: ProviderError(.throttled, "Rate exceeded"))
         let time = VirtualClock()

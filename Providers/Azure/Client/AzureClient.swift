@@ -11,8 +11,11 @@ import StratumCore
 /// A PUT, PATCH, DELETE or POST hands back the long-running operation it started, if any
 /// (`AzureOperation`), for the caller to journal and `wait` on; waits honour `Retry-After`.
 /// Only URLs on the Resource Manager endpoint's host are ever sent the token (a `nextLink` or
-/// operation URL elsewhere is refused). A failed call is classified (`AzureErrorClassifier`)
-/// and handed back, never repeated here: the engine's `RetryPolicy` is the one retry layer.
+/// operation URL elsewhere is refused). A call refused as throttled (429: ARM did not act on
+/// it) is sent again after its `Retry-After`, up to `throttleRepeats` times, since one create
+/// is a handful of calls and one refusal should not cost it an engine attempt; any other
+/// failure is classified (`AzureErrorClassifier`) and handed back: the engine's `RetryPolicy`
+/// retries what is worth retrying.
 public struct AzureClient: Sendable {
     public struct Configuration: Sendable {
         public var endpoints: AzureEndpoints
@@ -25,13 +28,17 @@ public struct AzureClient: Sendable {
         /// names none.
         public var operationPoller: OperationPoller
         public var apiVersions: AzureAPIVersions
+        /// How many times a call refused as throttled is sent again before the refusal is
+        /// handed to the engine.
+        public var throttleRepeats: Int
 
         public init(
             endpoints: AzureEndpoints = AzureEndpoints(), timeout: Duration = .seconds(30),
             readRateLimit: AdaptiveTokenBucket.Settings = .init(maxRate: 25, capacity: 250),
             writeRateLimit: AdaptiveTokenBucket.Settings = .init(maxRate: 10, capacity: 200), operationPoller: OperationPoller = OperationPoller(),
-            apiVersions: AzureAPIVersions = AzureAPIVersions()
+            apiVersions: AzureAPIVersions = AzureAPIVersions(), throttleRepeats: Int = 4
         ) {
+            self.throttleRepeats = max(0, throttleRepeats)
             self.endpoints = endpoints
             self.timeout = timeout
             self.readRateLimit = readRateLimit
@@ -275,7 +282,7 @@ public struct AzureClient: Sendable {
                 .permanent, "Azure \(action): \(Redaction.standard.url(url)) is not on the Resource Manager endpoint \(arm); no token is sent there",
                 address: address)
         }
-        return try await rateLimits(callClass).paced(rateLimitKey(url)) {
+        return try await rateLimits(callClass).paced(rateLimitKey(url), repeatingThrottled: configuration.throttleRepeats) {
             metrics.record(action)
             let response = try await credentials.tokens.send(
                 method, url, headers: [("Accept", "application/json")] + (body != nil ? [("Content-Type", "application/json")] : []),

@@ -135,7 +135,8 @@ public enum AzureErrorClassifier {
         case .auth: message += " (check the Azure credentials Stratum uses and that their role allows \(action))"
         default: break
         }
-        return ProviderError(kind, message, address: address, scope: scope(of: error, kind: kind, zone: zone, region: region))
+        return ProviderError(
+            kind, message, address: address, scope: scope(of: error, kind: kind, zone: zone, region: region), retryAfter: kind == .throttled ? error.retryAfter : nil)
     }
 
     static func quoted(after prefix: String, in text: String, terminators: Set<Character> = ["'"]) -> String? {
