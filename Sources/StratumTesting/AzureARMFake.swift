@@ -160,6 +160,9 @@ public actor AzureARMFake {
         resources.values.filter { $0.type.lowercased() == type.lowercased() }.map(\.id).sorted()
     }
 
+    /// Ids of every stored resource, of any type, sorted.
+    public var allIDs: [String] { resources.values.map(\.id).sorted() }
+
     /// Removes a resource (and what is below it) at once, as someone acting outside Stratum would.
     public func deleteOutOfBand(_ id: String) { removeTree(id.lowercased()) }
 

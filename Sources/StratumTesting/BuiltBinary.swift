@@ -9,10 +9,41 @@ public enum BuiltBinary {
         public var stderr: String
     }
 
-    /// Runs `name` with `arguments` in `directory`, the process's environment overlaid with
+    /// A started child process: its output goes to files, its end is awaited without blocking.
+    public final class Started: @unchecked Sendable {
+        // `Process` is only touched through its thread-safe accessors and `kill(2)`.
+        let process: Process
+        let stdout: URL
+        let stderr: URL
+        let ended: AsyncStream<Int32>
+
+        init(process: Process, stdout: URL, stderr: URL, ended: AsyncStream<Int32>) {
+            self.process = process
+            self.stdout = stdout
+            self.stderr = stderr
+            self.ended = ended
+        }
+
+        public var isRunning: Bool { process.isRunning }
+
+        /// Sends `signal` (SIGKILL: the process gets no chance to clean up).
+        public func kill(_ signal: Int32 = SIGKILL) { _ = Foundation.kill(process.processIdentifier, signal) }
+
+        /// Waits for the process to end; its status and output.
+        public func finish() async throws -> Run {
+            var status: Int32 = -1
+            for await code in ended {
+                status = code
+                break
+            }
+            return Run(status: status, stdout: try String(contentsOf: stdout, encoding: .utf8), stderr: try String(contentsOf: stderr, encoding: .utf8))
+        }
+    }
+
+    /// Starts `name` with `arguments` in `directory`, the process's environment overlaid with
     /// `environment` (and `NO_COLOR`). Output goes to files in `directory` rather than pipes, so
     /// nothing waits on a full pipe.
-    public static func run(_ name: String, _ arguments: [String], in directory: URL, environment: [String: String]) async throws -> Run {
+    public static func start(_ name: String, _ arguments: [String], in directory: URL, environment: [String: String]) throws -> Started {
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name)
         let process = Process()
         process.executableURL = binary
@@ -25,10 +56,14 @@ public enum BuiltBinary {
         process.standardOutput = try FileHandle(forWritingTo: out)
         process.standardError = try FileHandle(forWritingTo: err)
         process.standardInput = FileHandle.nullDevice
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
-        }
-        return Run(status: status, stdout: try String(contentsOf: out, encoding: .utf8), stderr: try String(contentsOf: err, encoding: .utf8))
+        let (ended, continuation) = AsyncStream<Int32>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        process.terminationHandler = { continuation.yield($0.terminationStatus); continuation.finish() }
+        try process.run()
+        return Started(process: process, stdout: out, stderr: err, ended: ended)
+    }
+
+    /// Runs `name` as `start` does and waits for it to end.
+    public static func run(_ name: String, _ arguments: [String], in directory: URL, environment: [String: String]) async throws -> Run {
+        try await start(name, arguments, in: directory, environment: environment).finish()
     }
 }

@@ -106,16 +106,7 @@ struct GCPStackLifecycleTests {
         environment["CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE"] = storageServer.url.appendingPathComponent("storage/v1").absoluteString + "/"
         let stack = ["--stack", "gcp-gpu-cluster", "--env", "dev", "--config", Self.config("dev")]
 
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("stratum")
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = ["apply"] + stack + ["--auto-approve"]
-        process.currentDirectoryURL = directory
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        let process = try BuiltBinary.start("stratum", ["apply"] + stack + ["--auto-approve"], in: directory, environment: environment)
         // The network's insert is sent, and its operation looked at: the run is polling it.
         let deadline = ContinuousClock.now + .seconds(60)
         func looks() async -> Int {
@@ -126,8 +117,8 @@ struct GCPStackLifecycleTests {
             try await Task.sleep(for: .milliseconds(20))
         }
         #expect(await looks() >= 2, "the apply never polled an operation")
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        process.kill()
+        _ = try await process.finish()
         #expect(await world.fake.calls["compute.networks.insert", default: 0] == 1)
         #expect(await world.fake.paths(of: "networks").isEmpty, "the network's operation is still running")
         let running = await world.fake.operationStatuses().filter { $0.value != "DONE" }.map(\.key)
