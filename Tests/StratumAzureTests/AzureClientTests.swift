@@ -25,7 +25,7 @@ import Testing
         #expect(try await client.get(client.resourceGroup("rg-1"), action: "resourceGroups.get")["name"]?.string == "rg-1")
         #expect(try await client.getIfExists(Self.vm, action: "virtualMachines.get") == nil)
         let versions = arm.received.all.map { queryOf($0)["api-version"] }
-        #expect(versions == ["2024-05-01", "2022-09-01", "2024-07-01"])
+        #expect(versions == ["2026-03-01", "2025-04-01", "2026-04-01"])
         #expect(AzureAPIVersions.resourceType(ofPath: subnet) == "Microsoft.Network/virtualNetworks/subnets")
         #expect(AzureAPIVersions.resourceType(ofPath: "/subscriptions/s/providers/Microsoft.Compute/locations/eastus/usages") == "Microsoft.Compute/locations/usages")
 
@@ -42,8 +42,8 @@ import Testing
         let arm = try await ScriptedARM.start()
         defer { Task { await arm.shutdown() } }
         let list = "/subscriptions/sub-1/providers/Microsoft.Compute/virtualMachines"
-        let page2 = "{base}/subscriptions/sub-1/providers/Microsoft.Compute/virtualMachines/page?api-version=2024-07-01&%24skiptoken=2"
-        let page3 = "{base}/subscriptions/sub-1/providers/Microsoft.Compute/virtualMachines/page?api-version=2024-07-01&%24skiptoken=3"
+        let page2 = "{base}/subscriptions/sub-1/providers/Microsoft.Compute/virtualMachines/page?api-version=2026-04-01&%24skiptoken=2"
+        let page3 = "{base}/subscriptions/sub-1/providers/Microsoft.Compute/virtualMachines/page?api-version=2026-04-01&%24skiptoken=3"
         arm.on("GET", list, jsonAnswer(200, ["value": [["name": "a"], ["name": "b"]], "nextLink": .string(page2)]))
         arm.on(
             "GET", "/subscriptions/sub-1/providers/Microsoft.Compute/virtualMachines/page",
@@ -131,7 +131,7 @@ import Testing
         let operation = "/subscriptions/sub-1/providers/Microsoft.Compute/locations/eastus/operations/op-1"
         arm.on(
             "PUT", Self.vm,
-            jsonAnswer(201, ["properties": ["provisioningState": "Creating"]], headers: [("Azure-AsyncOperation", "{base}\(operation)?api-version=2024-07-01"), ("Retry-After", "7")]))
+            jsonAnswer(201, ["properties": ["provisioningState": "Creating"]], headers: [("Azure-AsyncOperation", "{base}\(operation)?api-version=2026-04-01"), ("Retry-After", "7")]))
         arm.on(
             "GET", operation, jsonAnswer(200, ["status": "InProgress"], headers: [("Retry-After", "5")]), jsonAnswer(200, ["status": "InProgress"], headers: [("Retry-After", "20")]),
             jsonAnswer(200, ["status": "Succeeded"]))
@@ -179,7 +179,7 @@ import Testing
         let arm = try await ScriptedARM.start()
         defer { Task { await arm.shutdown() } }
         let operation = "/subscriptions/sub-1/providers/Microsoft.Compute/locations/eastus/operationResults/op-3"
-        arm.on("DELETE", Self.vm, ProxyResponse(status: 202, headers: [("Location", "{base}\(operation)?api-version=2024-07-01"), ("Retry-After", "3")]))
+        arm.on("DELETE", Self.vm, ProxyResponse(status: 202, headers: [("Location", "{base}\(operation)?api-version=2026-04-01"), ("Retry-After", "3")]))
         arm.on("GET", operation, ProxyResponse(status: 202, headers: [("Retry-After", "4")]), ProxyResponse(status: 202, headers: [("Retry-After", "4")]), ProxyResponse(status: 204))
         let virtual = VirtualClock()
         let client = try arm.client(clock: virtual)
@@ -283,7 +283,7 @@ import Testing
         let arm = try await ScriptedARM.start()
         defer { Task { await arm.shutdown() } }
         let operation = "/subscriptions/sub-1/providers/Microsoft.Compute/locations/eastus/operations/op-7"
-        arm.on("PUT", Self.vm, jsonAnswer(201, [:], headers: [("Azure-AsyncOperation", "{base}\(operation)?api-version=2024-07-01")]))
+        arm.on("PUT", Self.vm, jsonAnswer(201, [:], headers: [("Azure-AsyncOperation", "{base}\(operation)?api-version=2026-04-01")]))
         arm.on("GET", operation, jsonAnswer(200, ["status": "InProgress"]), jsonAnswer(200, ["status": "Succeeded"]))
         arm.on("GET", Self.vm, Self.resource("Succeeded"))
 
@@ -345,5 +345,51 @@ import Testing
         bare["AZURE_SUBSCRIPTION_ID"] = nil
         let error = #expect(throws: ProviderError.self) { _ = try AzureClient.standard(environment: bare, transport: AsyncHTTPTransport()) }
         #expect(error?.message.contains("AZURE_SUBSCRIPTION_ID") == true)
+    }
+}
+
+/// The pinned api-versions are the ones the installed Azure SDK packages (whose models the ARM
+/// fake checks bodies against) send for the same operations: read from each package's request
+/// builder (`build_virtual_machines_create_or_update_request` → `"api-version", "2026-04-01"`).
+@Suite("Pinned api-versions against the Azure SDK", .timeLimit(.minutes(3)))
+struct AzureAPIVersionSDKTests {
+    static let builders: [String: (package: String, builder: String)] = [
+        "Microsoft.Resources/resourceGroups": ("azure.mgmt.resource.resources", "build_resource_groups_create_or_update_request"),
+        "Microsoft.Compute/virtualMachines": ("azure.mgmt.compute", "build_virtual_machines_create_or_update_request"),
+        "Microsoft.Compute/proximityPlacementGroups": ("azure.mgmt.compute", "build_proximity_placement_groups_create_or_update_request"),
+        "Microsoft.Compute/locations/usages": ("azure.mgmt.compute", "build_usage_list_request"),
+        "Microsoft.Compute/skus": ("azure.mgmt.compute", "build_resource_skus_list_request"),
+        "Microsoft.Network/virtualNetworks": ("azure.mgmt.network", "build_virtual_networks_create_or_update_request"),
+        "Microsoft.Network/virtualNetworks/subnets": ("azure.mgmt.network", "build_subnets_create_or_update_request"),
+        "Microsoft.Network/networkSecurityGroups": ("azure.mgmt.network", "build_network_security_groups_create_or_update_request"),
+        "Microsoft.Network/networkSecurityGroups/securityRules": ("azure.mgmt.network", "build_security_rules_create_or_update_request"),
+        "Microsoft.Network/networkInterfaces": ("azure.mgmt.network", "build_network_interfaces_create_or_update_request"),
+        "Microsoft.Network/publicIPAddresses": ("azure.mgmt.network", "build_public_ip_addresses_create_or_update_request"),
+        "Microsoft.Storage/storageAccounts": ("azure.mgmt.storage", "build_storage_accounts_create_request"),
+        "Microsoft.Storage/storageAccounts/blobServices/containers": ("azure.mgmt.storage", "build_blob_containers_create_request"),
+    ]
+
+    /// Prints `builder version` for each `package:builder` argument, from the builder's source.
+    static let script = """
+        import importlib, inspect, re, sys
+        for argument in sys.argv[1:]:
+            package, builder = argument.split(":")
+            module = importlib.import_module(package + ".operations._operations")
+            source = inspect.getsource(getattr(module, builder))
+            found = re.search(r'"api-version", "([^"]+)"', source)
+            print(builder, found.group(1) if found else "-")
+        """
+
+    @Test func everyPinnedVersionIsTheOneTheSDKSends() throws {
+        #expect(Set(Self.builders.keys) == Set(AzureAPIVersions.pinned.keys), "every pinned type is checked")
+        let arguments = Self.builders.values.map { "\($0.package):\($0.builder)" }
+        let output = String(decoding: try run(["python3", "-c", Self.script] + arguments, in: NSTemporaryDirectory()), as: UTF8.self)
+        let sent = Dictionary(output.split(separator: "\n").compactMap { line -> (String, String)? in
+            let parts = line.split(separator: " ")
+            return parts.count == 2 ? (String(parts[0]), String(parts[1])) : nil
+        }) { $1 }
+        for (type, source) in Self.builders.sorted(by: { $0.key < $1.key }) {
+            #expect(AzureAPIVersions.pinned[type] == sent[source.builder], "\(type): pinned \(AzureAPIVersions.pinned[type] ?? "-"), the SDK sends \(sent[source.builder] ?? "nothing")")
+        }
     }
 }

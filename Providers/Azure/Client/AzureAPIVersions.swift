@@ -9,21 +9,23 @@ public struct AzureAPIVersions: Sendable {
     /// Resource type (`Microsoft.Network/virtualNetworks/subnets`) → api-version.
     public var versions: [String: String]
 
+    /// Each is the api-version whose models the installed Azure SDK packages describe (the
+    /// ones the ARM fake checks bodies against; `.ci/run` pins the packages), which a test
+    /// reads from the SDK's own request builders, so a body and its api-version cannot disagree.
     public static let pinned: [String: String] = [
-        "Microsoft.Resources/subscriptions": "2022-12-01",
-        "Microsoft.Resources/resourceGroups": "2022-09-01",
-        "Microsoft.Compute/virtualMachines": "2024-07-01",
-        "Microsoft.Compute/proximityPlacementGroups": "2024-07-01",
-        "Microsoft.Compute/locations/usages": "2024-07-01",
+        "Microsoft.Resources/resourceGroups": "2025-04-01",
+        "Microsoft.Compute/virtualMachines": "2026-04-01",
+        "Microsoft.Compute/proximityPlacementGroups": "2026-04-01",
+        "Microsoft.Compute/locations/usages": "2026-04-01",
         "Microsoft.Compute/skus": "2021-07-01",
-        "Microsoft.Network/virtualNetworks": "2024-05-01",
-        "Microsoft.Network/virtualNetworks/subnets": "2024-05-01",
-        "Microsoft.Network/networkSecurityGroups": "2024-05-01",
-        "Microsoft.Network/networkSecurityGroups/securityRules": "2024-05-01",
-        "Microsoft.Network/networkInterfaces": "2024-05-01",
-        "Microsoft.Network/publicIPAddresses": "2024-05-01",
-        "Microsoft.Storage/storageAccounts": "2023-05-01",
-        "Microsoft.Storage/storageAccounts/blobServices/containers": "2023-05-01",
+        "Microsoft.Network/virtualNetworks": "2026-03-01",
+        "Microsoft.Network/virtualNetworks/subnets": "2026-03-01",
+        "Microsoft.Network/networkSecurityGroups": "2026-03-01",
+        "Microsoft.Network/networkSecurityGroups/securityRules": "2026-03-01",
+        "Microsoft.Network/networkInterfaces": "2026-03-01",
+        "Microsoft.Network/publicIPAddresses": "2026-03-01",
+        "Microsoft.Storage/storageAccounts": "2026-09-01",
+        "Microsoft.Storage/storageAccounts/blobServices/containers": "2026-09-01",
     ]
 
     public init(_ versions: [String: String] = Self.pinned) {
