@@ -116,7 +116,7 @@ let package = Package(
         .target(
             name: "StratumTesting",
             dependencies: [
-                "Stratum", "StratumCore", "StratumState", "StratumEngine",
+                "Stratum", "StratumCore", "StratumState", "StratumEngine", "StratumCloud",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -141,7 +141,7 @@ let package = Package(
         // Refresh of 1,000 EC2 instances: batched Describe versus one call per resource.
         .executableTarget(
             name: "stratum-aws-refresh-bench",
-            dependencies: ["Stratum", "StratumAWS", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "StratumTesting"],
+            dependencies: ["Stratum", "StratumAWS", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "StratumTesting", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/AWSRefresh",
             exclude: ["README.md"]
         ),
@@ -149,7 +149,7 @@ let package = Package(
         // GCP instances on the loopback Compute fake: refresh of 1,000 instances and a throttled apply.
         .executableTarget(
             name: "stratum-gcp-bench",
-            dependencies: ["Stratum", "StratumGCP", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "StratumTesting"],
+            dependencies: ["Stratum", "StratumGCP", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "StratumTesting", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/GCPInstances",
             exclude: ["README.md"]
         ),
@@ -157,7 +157,7 @@ let package = Package(
         // Azure VMs on the loopback ARM fake: refresh of 1,000 VMs and a throttled apply of a gang.
         .executableTarget(
             name: "stratum-azure-bench",
-            dependencies: ["Stratum", "StratumAzure", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "StratumTesting"],
+            dependencies: ["Stratum", "StratumAzure", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "StratumTesting", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/AzureVMs",
             exclude: ["README.md"]
         ),

@@ -10,6 +10,7 @@
 //
 //   swift run -c release stratum-aws-refresh-bench [--instances 1000] [--endpoint URL] [--latency-ms 50]
 //       [--apply-instances 1000 --rate 50]
+import ArgumentParser
 import Foundation
 import Stratum
 import StratumAWS
@@ -19,47 +20,35 @@ import StratumEngine
 import StratumState
 import StratumTesting
 
-struct Options {
-    var instances = 1000
-    var endpoint = ProcessInfo.processInfo.environment["STRATUM_TEST_S3_ENDPOINT"] ?? ProcessInfo.processInfo.environment["AWS_ENDPOINT_URL"] ?? "http://127.0.0.1:5055"
-    var region = "ca-central-1"
-    var latencyMs = 50
-    var parallelism = 10
-    var applyInstances = 0
-    var rate = 50.0
-    var throttleShare = 0.3
+struct Options: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "stratum-aws-refresh-bench", abstract: "Refresh of N EC2 instances (batched versus one call each), then an optional throttled apply.")
 
-    init(_ arguments: [String]) {
-        var i = 0
-        while i < arguments.count {
-            let value = i + 1 < arguments.count ? arguments[i + 1] : ""
-            switch arguments[i] {
-            case "--instances": instances = Int(value) ?? instances
-            case "--endpoint": endpoint = value
-            case "--region": region = value
-            case "--latency-ms": latencyMs = Int(value) ?? latencyMs
-            case "--parallelism": parallelism = Int(value) ?? parallelism
-            case "--apply-instances": applyInstances = Int(value) ?? applyInstances
-            case "--rate": rate = Double(value) ?? rate
-            case "--throttle-share": throttleShare = Double(value) ?? throttleShare
-            default: break
-            }
-            i += 2
-        }
-    }
+    @Option(help: "How many instances to refresh.")
+    var instances: Int = 1000
+
+    @Option(help: "The AWS endpoint (moto by default).")
+    var endpoint: String = ProcessInfo.processInfo.environment["STRATUM_TEST_S3_ENDPOINT"] ?? ProcessInfo.processInfo.environment["AWS_ENDPOINT_URL"] ?? "http://127.0.0.1:5055"
+
+    @Option(help: "The region the instances are made in.")
+    var region: String = "ca-central-1"
+
+    @Option(help: "Latency added to every call, in milliseconds.")
+    var latencyMs: Int = 50
+
+    @Option(help: "Parallel calls of the one-call-per-instance refresh.")
+    var parallelism: Int = 10
+
+    @Option(help: "Then apply this many instances through the engine behind a throttling proxy (0: skip).")
+    var applyInstances: Int = 0
+
+    @Option(help: "The rate limit of the apply, calls a second.")
+    var rate: Double = 50.0
+
+    @Option(help: "The share of calls the proxy answers as throttled.")
+    var throttleShare: Double = 0.3
 }
 
-/// Adds a fixed delay to every call, standing in for the distance to a real AWS endpoint.
-struct DelayedTransport: HTTPTransport {
-    let inner: any HTTPTransport
-    let delay: Duration
-    func send(_ request: HTTPRequestData, timeout: Duration) async throws -> HTTPResponseData {
-        if delay > .zero { try await Task.sleep(for: delay) }
-        return try await inner.send(request, timeout: timeout)
-    }
-}
-
-let options = Options(Array(CommandLine.arguments.dropFirst()))
+let options = Options.parseOrExit()
 guard let endpoint = URL(string: options.endpoint) else { fatalError("bad endpoint \(options.endpoint)") }
 let base = AsyncHTTPTransport()
 let keys = StaticCredentials(AWSCredentials(accessKeyId: "AKIDBENCHMARK", secretAccessKey: "benchmark-secret", source: "benchmark"))

@@ -10,6 +10,7 @@
 //
 //   swift run -c release stratum-gcp-bench [--instances 1000] [--gang 16] [--singles 16]
 //       [--throttle-share 0.3] [--rate 50] [--latency-ms 0]
+import ArgumentParser
 import Foundation
 import Stratum
 import StratumCloud
@@ -19,43 +20,29 @@ import StratumGCP
 import StratumState
 import StratumTesting
 
-struct Options {
-    var instances = 1000
-    var gang = 16
-    var singles = 16
-    var throttleShare = 0.3
-    var rate = 50.0
-    var latencyMs = 0
+struct Options: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "stratum-gcp-bench", abstract: "GCP instances on the loopback Compute fake: batched refresh, then a throttled apply.")
 
-    init(_ arguments: [String]) {
-        var i = 0
-        while i < arguments.count {
-            let value = i + 1 < arguments.count ? arguments[i + 1] : ""
-            switch arguments[i] {
-            case "--instances": instances = Int(value) ?? instances
-            case "--gang": gang = Int(value) ?? gang
-            case "--singles": singles = Int(value) ?? singles
-            case "--throttle-share": throttleShare = Double(value) ?? throttleShare
-            case "--rate": rate = Double(value) ?? rate
-            case "--latency-ms": latencyMs = Int(value) ?? latencyMs
-            default: break
-            }
-            i += 2
-        }
-    }
+    @Option(help: "How many instances to refresh.")
+    var instances: Int = 1000
+
+    @Option(help: "Instances in the gang of the apply.")
+    var gang: Int = 16
+
+    @Option(help: "Single instances in the apply.")
+    var singles: Int = 16
+
+    @Option(help: "The share of calls the fake answers 429.")
+    var throttleShare: Double = 0.3
+
+    @Option(help: "The rate limit, calls a second.")
+    var rate: Double = 50.0
+
+    @Option(help: "Latency added to every call, in milliseconds.")
+    var latencyMs: Int = 0
 }
 
-/// Adds a fixed delay to every call, standing in for the distance to Google's endpoint.
-struct DelayedTransport: HTTPTransport {
-    let inner: any HTTPTransport
-    let delay: Duration
-    func send(_ request: HTTPRequestData, timeout: Duration) async throws -> HTTPResponseData {
-        if delay > .zero { try await Task.sleep(for: delay) }
-        return try await inner.send(request, timeout: timeout)
-    }
-}
-
-let options = Options(Array(CommandLine.arguments.dropFirst()))
+let options = Options.parseOrExit()
 let project = "stratum-bench"
 let region = "us-central1"
 let zones: [Value] = ["us-central1-a", "us-central1-b", "us-central1-c"]

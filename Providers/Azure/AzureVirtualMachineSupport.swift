@@ -13,26 +13,16 @@ enum AzureVMInputs {
     static let defaultOSDiskGiB = 256
 
     // Stratum's ownership, in tags (values may be 256 characters: they are written as they are).
-    static let stackTag = "stratum-stack"
-    static let lineageTag = "stratum-lineage"
-    static let addressTag = "stratum-address"
-    static let tokenTag = "stratum-token"
-
-    static func ownershipTags(for resource: ResolvedResource, token: String) -> [String: String] {
-        [stackTag: resource.ownership.stack, lineageTag: resource.ownership.lineage, addressTag: resource.address.description, tokenTag: token]
-    }
+    // Ownership and user tags are AzureTags', as for every Azure kind.
+    static func ownershipTags(for resource: ResolvedResource, token: String) -> [String: String] { AzureTags.ownership(for: resource, token: token) }
 
     /// The `tags` input as strings.
-    static func userTags(_ value: Value?) -> [String: String] {
-        (value?.mapValue ?? [:]).compactMapValues { $0.stringValue ?? $0.intValue.map(String.init) ?? $0.boolValue.map { $0 ? "true" : "false" } }
-    }
+    static func userTags(_ value: Value?) -> [String: String] { AzureTags.input(value) }
 
     /// The tags a live resource carries that are not Stratum's.
-    static func userTags(of item: CloudJSON?) -> [String: String] {
-        (item?["tags"]?.object ?? [:]).filter { !$0.key.hasPrefix("stratum-") }.compactMapValues(\.string)
-    }
+    static func userTags(of item: CloudJSON?) -> [String: String] { AzureTags.user(item?["tags"]) }
 
-    static func carries(token: String, _ item: CloudJSON?) -> Bool { item?["tags"]?[tokenTag]?.string == token }
+    static func carries(token: String, _ item: CloudJSON?) -> Bool { AzureTags.carry(token: token, in: item?["tags"]) }
 
     /// A VM name: 1-64 letters, digits, '-', '_' and '.', starting with a letter or digit and
     /// ending in neither '-' nor '.'. Stratum keeps it to 60 so the NIC's and IP's names fit too.
@@ -103,7 +93,7 @@ enum AzureVMInputs {
         if let size = inputs["os_disk_gib"]?.intValue, !(30...4095).contains(size) { problems.append("os_disk_gib must be 30-4095 (it is \(size))") }
         if inputs["max_price"] != nil, inputs["spot"]?.boolValue != true { problems.append("max_price applies to spot VMs only: set spot = true") }
         if let price = number(inputs["max_price"]), price != -1, price <= 0 { problems.append("max_price must be -1 (up to the on-demand price) or above 0") }
-        for (key, _) in userTags(inputs["tags"]) where key.hasPrefix("stratum-") { problems.append("tag '\(key)': keys starting with 'stratum-' are Stratum's own") }
+        problems += AzureTags.problems(userTags(inputs["tags"]))
         return problems
     }
 
