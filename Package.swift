@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
     ],
     targets: [
         .target(name: "StratumCore"),
@@ -55,12 +56,22 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        // A node's first-boot setup as #cloud-config: GPU setup, the workload as a supervised
+        // unit, exporters; each cloud's flavour comes from its provider folder.
+        .target(
+            name: "StratumBootstrap",
+            dependencies: [
+                "StratumCore", "StratumCloud", "Yams",
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         // Everything AWS: the AWS.* DSL types and the lowering of the portable resources, the
         // provider and its resource kinds, SigV4, the query/XML client, credentials.
         .target(
             name: "StratumAWS",
             dependencies: [
-                "Stratum", "StratumCore", "StratumCloud",
+                "Stratum", "StratumCore", "StratumCloud", "StratumBootstrap",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -72,7 +83,7 @@ let package = Package(
         .target(
             name: "StratumGCP",
             dependencies: [
-                "Stratum", "StratumCore", "StratumCloud",
+                "Stratum", "StratumCore", "StratumCloud", "StratumBootstrap",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -85,7 +96,7 @@ let package = Package(
         .target(
             name: "StratumAzure",
             dependencies: [
-                "Stratum", "StratumCore", "StratumCloud",
+                "Stratum", "StratumCore", "StratumCloud", "StratumBootstrap",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -165,6 +176,11 @@ let package = Package(
         .executableTarget(name: "stratum-chaos", dependencies: ["StratumTesting"], path: "Benchmarks/Chaos"),
 
         .testTarget(name: "StratumCoreTests", dependencies: ["StratumCore"]),
+        .testTarget(
+            name: "StratumBootstrapTests",
+            dependencies: ["StratumBootstrap", "StratumAWS", "StratumGCP", "StratumAzure", "StratumCloud", "StratumCore", "StratumTesting", "Yams"],
+            exclude: ["Golden"]
+        ),
         .testTarget(name: "StratumTests", dependencies: ["Stratum", "StratumCore", "StratumTesting"]),
         .testTarget(name: "StratumStateTests", dependencies: ["StratumState", "StratumPostgres", "StratumCore", "StratumTesting"]),
         .testTarget(name: "StratumCloudTests", dependencies: ["StratumCloud", "StratumCore", "StratumTesting", .product(name: "Logging", package: "swift-log")]),

@@ -1,0 +1,43 @@
+import StratumBootstrap
+import StratumCloud
+import StratumCore
+
+extension BootstrapFlavour {
+    /// Azure: the zone from the Instance Metadata Service; blobs fetched with the VM's managed
+    /// identity; rdma-core's InfiniBand userspace where the image lacks it (Azure's HPC images
+    /// have it); customData of up to 64 KB, gzip allowed (base64 in the API, binary-safe).
+    public static let azure = BootstrapFlavour(
+        cloud: "azure", atBoot: .azureVM,
+        fetch: #"""
+            url=$1 out=$2
+            path=${url#az://} account=${url#az://}
+            account=${account%%/*} blob=${path#*/}
+            imds=${AZURE_POD_IDENTITY_AUTHORITY_HOST:-http://169.254.169.254}
+            token=$(curl -sf -H Metadata:true "$imds/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fstorage.azure.com%2F" \
+              | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+            # The token goes to curl on its standard input, never on its command line.
+            printf 'header = "Authorization: Bearer %s"\n' "$token" \
+              | curl -sfS --retry 5 -K - -H 'x-ms-version: 2021-12-02' -o "$out" "${STRATUM_AZURE_BLOB_ENDPOINT:-https://$account.blob.core.windows.net}/$blob"
+            """#,
+        interconnectSetup: [
+            .infiniband: #"""
+                if ibv_devinfo > /dev/null 2>&1; then
+                  log "InfiniBand: $(ibv_devinfo -l | tail -n +2 | wc -l) device(s)"
+                else
+                  log "installing the InfiniBand userspace"
+                  apt_install rdma-core ibverbs-utils infiniband-diags
+                fi
+                """#,
+        ],
+        userData: UserDataLimit(name: "Azure customData", bytes: 64 * 1024 - 1, gzip: true))
+}
+
+extension AzureMachineCatalog {
+    /// What the node setup needs of a VM size: the ND A100 v4, ND H100 v5 and ND H200 v5
+    /// sizes join 8 GPUs by NVSwitch and have InfiniBand.
+    public static func bootstrapMachine(size: String, gpus: Int, gpuClass: String?) -> MachineProfile {
+        let hgx = ["Standard_ND96asr_v4", "Standard_ND96amsr_A100_v4", "Standard_ND96isr_H100_v5", "Standard_ND96isr_H200_v5"]
+            .contains { $0.lowercased() == size.lowercased() }
+        return MachineProfile(gpus: gpus, gpuClass: gpuClass, nvswitch: hgx, interconnect: hgx ? .infiniband : .none)
+    }
+}

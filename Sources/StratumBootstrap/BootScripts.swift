@@ -1,0 +1,237 @@
+import StratumCloud
+import StratumCore
+
+/// The files of a node's setup. Each script logs what it does (cloud-init keeps the output in
+/// `/var/log/cloud-init-output.log`; the workload's goes to the journal of its unit).
+enum BootScripts {
+    static var env: String { NodeBootstrap.nodeEnvPath }
+    static var libexec: String { NodeBootstrap.libexec }
+
+    /// Adds what only the running machine knows to node.env, once, at first boot.
+    static func bootEnv(_ atBoot: NodeBootScript.AtBoot) -> String {
+        var lines = [
+            "#!/bin/sh",
+            "# Adds to \(env) what only the running machine knows (from the cloud's metadata service).",
+        ]
+        lines += atBoot.lines
+        for name in atBoot.variables {
+            lines.append("printf \"%s='%s'\\n\" \(name) \"${\(name):-}\" >> \(env)")
+        }
+        lines.append("echo \"stratum boot-env: \(atBoot.variables.isEmpty ? "nothing to add" : atBoot.variables.joined(separator: ", ")) in \(env)\"")
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The NVIDIA driver (unless the image has a working one), the fabric manager on an
+    /// NVSwitch machine, persistence mode, Docker with the NVIDIA container toolkit, and the
+    /// interconnect's userspace.
+    static func gpuSetup(machine: MachineProfile, containers: Bool, interconnect: String?) -> String {
+        var script = """
+            #!/bin/sh
+            # Stratum GPU and container setup of this node; its output: /var/log/stratum-gpu-setup.log.
+            set -eu
+            log() { echo "stratum gpu-setup: $*"; }
+            export DEBIAN_FRONTEND=noninteractive
+            apt_updated=0
+            apt_install() {
+              if [ "$apt_updated" = 0 ]; then apt-get update -q; apt_updated=1; fi
+              apt-get install -y -q "$@"
+            }
+
+            """
+        if machine.gpus > 0 {
+            script += """
+                branch=\(NodeBootstrap.driverBranch)
+                if nvidia-smi > /dev/null 2>&1; then
+                  log "the image's NVIDIA driver works: $(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -n 1)"
+                else
+                  log "no working nvidia-smi: installing the NVIDIA driver, branch $branch"
+                  apt_install "linux-headers-$(uname -r)" "nvidia-driver-$branch-server" "nvidia-utils-$branch-server"
+                  modprobe nvidia || true
+                  nvidia-smi > /dev/null || { log "nvidia-smi still fails after installing the driver"; exit 1; }
+                fi
+                driver_branch=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -n 1 | cut -d . -f 1)
+
+                """
+            if machine.nvswitch {
+                script += """
+                    # An NVSwitch machine: CUDA cannot use its GPUs until the fabric manager of the
+                    # driver's own branch runs.
+                    if ! systemctl is-active --quiet nvidia-fabricmanager; then
+                      dpkg -s "nvidia-fabricmanager-$driver_branch" > /dev/null 2>&1 || apt_install "nvidia-fabricmanager-$driver_branch"
+                      systemctl enable --now nvidia-fabricmanager
+                    fi
+                    log "fabric manager: $(systemctl is-active nvidia-fabricmanager)"
+
+                    """
+            }
+            script += """
+                nvidia-smi -pm 1 > /dev/null
+                log "persistence mode on for $(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l) GPU(s)"
+
+                """
+        }
+        if containers {
+            script += """
+                command -v docker > /dev/null 2>&1 || apt_install docker.io
+                systemctl enable --now docker
+
+                """
+            if machine.gpus > 0 {
+                script += """
+                    if ! command -v nvidia-ctk > /dev/null 2>&1; then
+                      log "installing the NVIDIA container toolkit"
+                      curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey | gpg --batch --yes --dearmor -o /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
+                      curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list \\
+                        | sed 's#deb https://#deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] https://#g' \\
+                        > /etc/apt/sources.list.d/nvidia-container-toolkit.list
+                      apt_updated=0
+                      apt_install nvidia-container-toolkit
+                    fi
+                    nvidia-ctk runtime configure --runtime=docker
+                    systemctl restart docker
+                    log "containers see the GPUs through $(nvidia-ctk --version | head -n 1)"
+
+                    """
+            }
+        }
+        if let interconnect, !interconnect.isEmpty {
+            script += "# The \(machine.interconnect.rawValue) userspace.\n" + interconnect + "\n"
+        }
+        script += "log done\n"
+        return script
+    }
+
+    /// Defines `stratum_fetch URL FILE` with the cloud's body.
+    static func fetch(_ body: String) -> String {
+        """
+        # stratum_fetch URL FILE: downloads an object of the cluster's bucket to FILE with this
+        # machine's own identity. Sourced by trainer-setup.sh.
+        stratum_fetch() {
+        \(body.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }.joined(separator: "\n"))
+        }
+
+        """
+    }
+
+    /// Fetches, checks, builds and installs the trainer before each start of the workload;
+    /// a build of the same sources is kept.
+    static let trainerSetup = """
+        #!/bin/sh
+        # Fetches the trainer's sources from the cluster's bucket with this machine's identity,
+        # checks their SHA-256, builds them for this machine (CUDA where nvcc and a GPU are, else
+        # the CPU trainer) and installs /opt/stratum/bin/stratum-trainer. Runs before every start
+        # of stratum-workload.service; a build of the same sources is kept.
+        set -eu
+        set -a
+        . \(NodeBootstrap.nodeEnvPath)
+        set +a
+        . \(NodeBootstrap.libexec)/fetch.sh
+        log() { echo "stratum trainer-setup: $*"; }
+        installed=/opt/stratum/trainer.sha256
+        if [ -x /opt/stratum/bin/stratum-trainer ] && [ "$(cat "$installed" 2>/dev/null)" = "$STRATUM_TRAINER_SHA256" ]; then
+          log "the trainer of $STRATUM_TRAINER_SHA256 is installed"
+          exit 0
+        fi
+        work=$(mktemp -d /var/tmp/stratum-trainer.XXXXXX)
+        trap 'rm -rf "$work"' EXIT
+        log "fetching $STRATUM_TRAINER_URL"
+        stratum_fetch "$STRATUM_TRAINER_URL" "$work/trainer.zip"
+        got=$(sha256sum "$work/trainer.zip" | cut -d ' ' -f 1)
+        if [ "$got" != "$STRATUM_TRAINER_SHA256" ]; then
+          log "$STRATUM_TRAINER_URL has SHA-256 $got, not $STRATUM_TRAINER_SHA256: not building it" >&2
+          exit 1
+        fi
+        python3 -m zipfile -e "$work/trainer.zip" "$work/src"
+        PATH="$PATH:/usr/local/cuda/bin"
+        if command -v nvcc > /dev/null 2>&1 && nvidia-smi > /dev/null 2>&1; then
+          arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d .)
+          log "building the CUDA trainer for sm_$arch"
+          make -C "$work/src/TrainerCUDA" -j "$(nproc)" CUDA_ARCH="sm_$arch" BUILD="$work/build" "$work/build/stratum-trainer-cuda"
+          built="$work/build/stratum-trainer-cuda"
+        else
+          log "building the CPU trainer"
+          make -C "$work/src/TrainerCUDA" -j "$(nproc)" BUILD="$work/build" cpu
+          built="$work/build/stratum-trainer"
+        fi
+        install -D -m 0755 "$built" /opt/stratum/bin/stratum-trainer
+        echo "$STRATUM_TRAINER_SHA256" > "$installed"
+        log "installed /opt/stratum/bin/stratum-trainer"
+
+        """
+
+    /// The workload's command, with node.env in its environment.
+    static func workload(_ workload: NodeWorkload, machine: MachineProfile) -> String {
+        var lines = ["#!/bin/sh", "# The workload of this node (stratum-workload.service), with the node contract in its environment.", "set -a", ". \(env)", "set +a"]
+        switch workload {
+        case .trainer(_, let arguments):
+            lines.append(
+                (["exec", "/opt/stratum/bin/stratum-trainer"] + arguments.map(NodeBootScript.quote) + ["--set", "metrics.port=\"$STRATUM_METRICS_PORT\""])
+                    .joined(separator: " "))
+        case .container(let image, let command):
+            lines.append("docker rm -f stratum-workload > /dev/null 2>&1 || true")
+            // Every variable of node.env goes into the container by name.
+            lines.append("passed=$(sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/-e \\1/p' \(env))")
+            lines.append("devices=")
+            lines.append("if [ -d /dev/infiniband ]; then devices=\"--device /dev/infiniband\"; fi")
+            var run = ["exec", "docker", "run", "--rm", "--name", "stratum-workload"]
+            if machine.gpus > 0 { run += ["--gpus", "all"] }
+            run += ["--network", "host", "--ipc", "host", "--ulimit", "memlock=-1:-1", "$devices", "$passed", NodeBootScript.quote(image)]
+            run += command.map(NodeBootScript.quote)
+            lines.append("# shellcheck disable=SC2086")
+            lines.append(run.joined(separator: " "))
+        case .command(let command):
+            lines.append((["exec"] + command.map(NodeBootScript.quote)).joined(separator: " "))
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The workload's unit: restarted whenever it stops, however often.
+    static func workloadUnit(_ workload: NodeWorkload) -> String {
+        var after = "network-online.target"
+        var pre: [String] = []
+        switch workload {
+        case .trainer: pre.append("ExecStartPre=\(libexec)/trainer-setup.sh")
+        case .container: after += " docker.service"
+        case .command: break
+        }
+        return ([
+            "[Unit]",
+            "Description=Stratum workload of this node",
+            "Wants=network-online.target",
+            "After=\(after)",
+            "StartLimitIntervalSec=0",
+            "",
+            "[Service]",
+            "Type=simple",
+        ] + pre + [
+            "ExecStart=\(libexec)/workload.sh",
+            "Restart=always",
+            "RestartSec=5",
+            // Building the trainer takes minutes on a fresh machine.
+            "TimeoutStartSec=1800",
+            "KillMode=mixed",
+            "",
+            "[Install]",
+            "WantedBy=multi-user.target",
+        ]).joined(separator: "\n") + "\n"
+    }
+
+    /// NVIDIA's DCGM exporter as a container: GPU metrics on :9400.
+    static let dcgmExporterUnit = """
+        [Unit]
+        Description=NVIDIA DCGM exporter (GPU metrics on :9400)
+        After=docker.service
+        Requires=docker.service
+        StartLimitIntervalSec=0
+
+        [Service]
+        ExecStartPre=-/usr/bin/docker rm -f stratum-dcgm-exporter
+        ExecStart=/usr/bin/docker run --rm --name stratum-dcgm-exporter --gpus all --network host --cap-add SYS_ADMIN \(NodeBootstrap.dcgmExporterImage)
+        Restart=always
+        RestartSec=10
+
+        [Install]
+        WantedBy=multi-user.target
+
+        """
+}
