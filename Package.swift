@@ -127,7 +127,7 @@ let package = Package(
         .target(
             name: "StratumTesting",
             dependencies: [
-                "Stratum", "StratumCore", "StratumState", "StratumEngine", "StratumCloud",
+                "Stratum", "StratumCore", "StratumState", "StratumEngine", "StratumCloud", "Yams",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -160,7 +160,7 @@ let package = Package(
         // GCP instances on the loopback Compute fake: refresh of 1,000 instances and a throttled apply.
         .executableTarget(
             name: "stratum-gcp-bench",
-            dependencies: ["Stratum", "StratumGCP", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "StratumTesting", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Stratum", "StratumGCP", "StratumBootstrap", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "StratumTesting", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/GCPInstances",
             exclude: ["README.md"]
         ),
@@ -168,7 +168,7 @@ let package = Package(
         // Azure VMs on the loopback ARM fake: refresh of 1,000 VMs and a throttled apply of a gang.
         .executableTarget(
             name: "stratum-azure-bench",
-            dependencies: ["Stratum", "StratumAzure", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "StratumTesting", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Stratum", "StratumAzure", "StratumBootstrap", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "StratumTesting", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/AzureVMs",
             exclude: ["README.md"]
         ),
@@ -187,14 +187,14 @@ let package = Package(
         .testTarget(
             name: "StratumAWSTests",
             dependencies: [
-                "StratumAWS", "StratumLocal", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "Stratum", "StratumStacks", "StratumTesting",
+                "StratumAWS", "StratumBootstrap", "StratumLocal", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "Stratum", "StratumStacks", "StratumTesting",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
             name: "StratumGCPTests",
             dependencies: [
-                "StratumGCP", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "Stratum", "StratumStacks", "StratumTesting", "stratum",
+                "StratumGCP", "StratumBootstrap", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "Stratum", "StratumStacks", "StratumTesting", "stratum",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -203,7 +203,7 @@ let package = Package(
         .testTarget(
             name: "StratumAzureTests",
             dependencies: [
-                "StratumAzure", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "StratumTesting", "Stratum", "StratumStacks", "stratum",
+                "StratumAzure", "StratumBootstrap", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "StratumTesting", "Stratum", "StratumStacks", "stratum",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]

@@ -46,7 +46,11 @@ extension BootstrapFlavour {
 extension AWSInstanceCatalog {
     /// What the node setup needs of an instance type: p4d/p4de/p5/p5e/p5en at full size join
     /// 8 GPUs by NVSwitch and have EFA; other GPU types have neither.
-    public static func bootstrapMachine(instanceType: String, gpus: Int, gpuClass: String?) -> MachineProfile {
+    /// `gpus` and `gpuClass` default to what the catalog knows of the instance type.
+    public static func bootstrapMachine(instanceType: String, gpus: Int? = nil, gpuClass: String? = nil) -> MachineProfile {
+        let known = gpuTypes.lazy.compactMap { entry in entry.value.first { $0.value == instanceType }.map { (gpus: $0.key, gpuClass: entry.key) } }.first
+        let gpus = gpus ?? known?.gpus ?? 0
+        let gpuClass = gpuClass ?? known?.gpuClass
         let family = instanceType.split(separator: ".").first.map(String.init) ?? instanceType
         let hgx = ["p4d", "p4de", "p5", "p5e", "p5en"].contains(family) && gpus >= 8
         return MachineProfile(gpus: gpus, gpuClass: gpuClass, nvswitch: hgx, interconnect: hgx ? .efa : .none)

@@ -1,4 +1,5 @@
 import Foundation
+import StratumBootstrap
 import StratumCloud
 import StratumCore
 
@@ -99,7 +100,9 @@ struct InstanceKind: EC2ResourceKind {
         p.add(list: "SecurityGroupId", resource.strings("security_group_ids"))
         if let group = resource.string("placement_group"), !group.isEmpty { p.add("Placement.GroupName", group) }
         if let key = resource.string("key_name"), !key.isEmpty { p.add("KeyName", key) }
-        if let script = NodeBootScript.render(resource, cloud: "aws", atBoot: .aws) { p.add("UserData", Data(script.utf8).base64EncodedString()) }
+        let machine = AWSInstanceCatalog.bootstrapMachine(
+            instanceType: try resource.requireString("instance_type"), gpus: resource.inputs["gpus"]?.intValue, gpuClass: resource.string("gpu_class"))
+        if let userData = try NodeUserData.render(resource, flavour: .aws, machine: machine) { p.add("UserData", userData.bytes.base64EncodedString()) }
         if let size = resource.inputs["root_volume_gib"]?.intValue {
             p.add("BlockDeviceMapping.1.DeviceName", resource.string("root_device_name") ?? "/dev/sda1")
             p.add("BlockDeviceMapping.1.Ebs.VolumeSize", String(size))

@@ -35,7 +35,11 @@ extension BootstrapFlavour {
 extension AzureMachineCatalog {
     /// What the node setup needs of a VM size: the ND A100 v4, ND H100 v5 and ND H200 v5
     /// sizes join 8 GPUs by NVSwitch and have InfiniBand.
-    public static func bootstrapMachine(size: String, gpus: Int, gpuClass: String?) -> MachineProfile {
+    /// `gpus` and `gpuClass` default to what the catalog knows of the size.
+    public static func bootstrapMachine(size: String, gpus: Int? = nil, gpuClass: String? = nil) -> MachineProfile {
+        let known = AzureMachineCatalog.gpus(ofSize: size)
+        let gpus = gpus ?? known?.gpus ?? 0
+        let gpuClass = gpuClass ?? known?.gpuClass
         let hgx = ["Standard_ND96asr_v4", "Standard_ND96amsr_A100_v4", "Standard_ND96isr_H100_v5", "Standard_ND96isr_H200_v5"]
             .contains { $0.lowercased() == size.lowercased() }
         return MachineProfile(gpus: gpus, gpuClass: gpuClass, nvswitch: hgx, interconnect: hgx ? .infiniband : .none)

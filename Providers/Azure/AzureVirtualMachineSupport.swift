@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import StratumBootstrap
 import StratumCloud
 import StratumCore
 
@@ -115,8 +116,9 @@ enum AzureVMInputs {
                 "ssh": ["publicKeys": [["path": .string("/home/\(admin)/.ssh/authorized_keys"), "keyData": .string(sshKey)]]],
             ],
         ]
-        if let script = NodeBootScript.render(resource, cloud: "azure", atBoot: .azureVM) {
-            osProfile["customData"] = .string(Data(script.utf8).base64EncodedString())
+        let machine = AzureMachineCatalog.bootstrapMachine(size: size, gpus: inputs["gpus"]?.intValue, gpuClass: inputs["gpu_class"]?.stringValue)
+        if let userData = try NodeUserData.render(resource, flavour: .azure, machine: machine) {
+            osProfile["customData"] = .string(userData.bytes.base64EncodedString())
         }
         var properties: [String: CloudJSON] = [
             "hardwareProfile": ["vmSize": .string(size)],

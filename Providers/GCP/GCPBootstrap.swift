@@ -34,7 +34,12 @@ extension BootstrapFlavour {
 extension GCPMachineCatalog {
     /// What the node setup needs of a machine type: A2 and A3 machines with 8 or 16 GPUs join
     /// them by NVSwitch.
-    public static func bootstrapMachine(machineType: String, gpus: Int, gpuClass: String?) -> MachineProfile {
+    /// `gpus` and `gpuClass` default to what the catalog knows of the machine type (an N1's
+    /// attached accelerators are the caller's to name).
+    public static func bootstrapMachine(machineType: String, gpus: Int? = nil, gpuClass: String? = nil) -> MachineProfile {
+        let known = GCPMachineCatalog.gpus(ofMachineType: machineType)
+        let gpus = gpus ?? known?.gpus ?? 0
+        let gpuClass = gpuClass ?? known?.gpuClass
         let family = machineType.split(separator: "-").first.map(String.init) ?? machineType
         return MachineProfile(gpus: gpus, gpuClass: gpuClass, nvswitch: ["a2", "a3"].contains(family) && gpus >= 8, interconnect: .none)
     }

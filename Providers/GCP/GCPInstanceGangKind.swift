@@ -102,7 +102,7 @@ struct GCPInstanceGangKind: GCPInstanceFamily {
         return try await failingOver(resource, token: context.token, what: "\(count) × \(machineType) in one zone") { zone, requestToken in
             let properties = try GCPInstanceInputs.properties(
                 resource, project: project, zone: zone, labels: labels, description: GCPOwnership.description(for: resource, token: context.token),
-                atBoot: .gcpGangMember(cluster: cluster), bulk: true)
+                flavour: .gcpGangMember(cluster: cluster), bulk: true)
             let names = (0..<count).map { "\(prefix)-\($0)" }
             let body: GCPJSON = [
                 "count": .string(String(count)), "minCount": .string(String(count)),

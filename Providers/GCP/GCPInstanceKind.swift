@@ -44,7 +44,7 @@ struct GCPInstanceKind: GCPInstanceFamily {
         return try await failingOver(resource, token: context.token, what: machineType) { zone, requestToken in
             var body = try GCPInstanceInputs.properties(
                 resource, project: project, zone: zone, labels: labels, description: GCPOwnership.description(for: resource, token: context.token),
-                atBoot: .gcpInstance, bulk: false)
+                flavour: .gcp, bulk: false)
             body["name"] = .string(name)
             let path = "projects/\(project)/zones/\(zone)/instances/\(name)"
             do {

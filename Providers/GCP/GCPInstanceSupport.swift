@@ -1,4 +1,5 @@
 import Foundation
+import StratumBootstrap
 import StratumCloud
 import StratumCore
 
@@ -124,7 +125,7 @@ enum GCPInstanceInputs {
     /// `instanceProperties` takes: the machine type, accelerator type and resource policies
     /// by name rather than path.
     static func properties(
-        _ resource: ResolvedResource, project: String, zone: String, labels: [String: String], description: String, atBoot: NodeBootScript.AtBoot, bulk: Bool
+        _ resource: ResolvedResource, project: String, zone: String, labels: [String: String], description: String, flavour: BootstrapFlavour, bulk: Bool
     ) throws -> [String: GCPJSON] {
         let inputs = resource.inputs
         let machineType = try GCPInputs.string(resource, "machine_type")
@@ -167,11 +168,16 @@ enum GCPInstanceInputs {
         }
         let tags = strings(inputs["network_tags"])
         if !tags.isEmpty { body["tags"] = ["items": .array(tags.map(GCPJSON.string))] }
-        if let script = NodeBootScript.render(resource, cloud: "gcp", atBoot: atBoot) {
-            // A stack's own cloud-init document goes where cloud-init reads it; a script is run
-            // by the guest agent at boot.
-            let key = script.hasPrefix("#cloud-config") ? "user-data" : "startup-script"
-            body["metadata"] = ["items": [["key": .string(key), "value": .string(script)]]]
+        let machine = GCPMachineCatalog.bootstrapMachine(
+            machineType: machineType,
+            gpus: inputs["gpus"]?.intValue ?? (inputs["accelerator_type"] != nil ? inputs["accelerator_count"]?.intValue ?? 1 : nil),
+            gpuClass: inputs["gpu_class"]?.stringValue ?? inputs["accelerator_type"]?.stringValue.map(GCPMachineCatalog.gpuClass(ofAccelerator:)))
+        if let userData = try NodeUserData.render(resource, flavour: flavour, machine: machine) {
+            // A #cloud-config document (the node setup, or the stack's own) goes where cloud-init
+            // reads it; any other script the stack gives is run by the guest agent at boot.
+            let text = String(decoding: userData.bytes, as: UTF8.self)
+            let key = text.hasPrefix("#cloud-config") ? "user-data" : "startup-script"
+            body["metadata"] = ["items": [["key": .string(key), "value": .string(text)]]]
         }
         return body
     }

@@ -208,3 +208,34 @@ struct CloudConfig: Encodable {
     var write_files: [File]
     var runcmd: [[String]]
 }
+
+/// The user data of a cloud node resource, from its inputs: `user_data` as the stack gave it,
+/// else the node setup (`NodeBootstrap`) of its `command` or `container_image` with the node
+/// contract over its `env`; nil when it has none of them. Either way within the cloud's limit.
+public enum NodeUserData {
+    public static func render(_ resource: ResolvedResource, flavour: BootstrapFlavour, machine: MachineProfile) throws -> UserData? {
+        let address = resource.address.description
+        if let raw = resource.inputs["user_data"]?.stringValue, !raw.isEmpty {
+            return try flavour.userData.fit(Data(raw.utf8), address: address)
+        }
+        guard let bootstrap = bootstrap(resource, flavour: flavour, machine: machine) else { return nil }
+        return try bootstrap.userData()
+    }
+
+    /// The node setup of a node resource, or nil when it runs nothing (no `command`, no
+    /// `container_image`).
+    public static func bootstrap(_ resource: ResolvedResource, flavour: BootstrapFlavour, machine: MachineProfile) -> NodeBootstrap? {
+        let command = (resource.inputs["command"]?.listValue ?? []).compactMap(\.stringValue)
+        let image = resource.inputs["container_image"]?.stringValue ?? ""
+        let workload: NodeWorkload
+        if !image.isEmpty {
+            workload = .container(image: image, command: command)
+        } else if !command.isEmpty {
+            workload = .command(command)
+        } else {
+            return nil
+        }
+        let environment = NodeContract(node: resource, cloud: flavour.cloud, zone: nil).environment(over: NodeContract.stackEnvironment(of: resource))
+        return NodeBootstrap(address: resource.address.description, environment: environment, workload: workload, machine: machine, flavour: flavour)
+    }
+}

@@ -1,6 +1,7 @@
 import Foundation
 import Stratum
 @testable import StratumAWS
+import StratumBootstrap
 import StratumCore
 import StratumCloud
 import StratumLocal
@@ -31,19 +32,6 @@ struct NodeContractTests {
             .map { ResolvedResource(address: $0.address, region: $0.region, inputs: $0.inputs, dependencies: []) }
     }
 
-    /// `export KEY='value'` lines of a boot script.
-    static func exports(_ script: String) -> [String: String] {
-        var env: [String: String] = [:]
-        for line in script.split(separator: "\n") where line.hasPrefix("export ") {
-            let assignment = line.dropFirst("export ".count)
-            guard let equals = assignment.firstIndex(of: "=") else { continue }
-            var value = String(assignment[assignment.index(after: equals)...])
-            if value.hasPrefix("'"), value.hasSuffix("'") { value = String(value.dropFirst().dropLast()).replacingOccurrences(of: "'\\''", with: "'") }
-            env[String(assignment[..<equals])] = value
-        }
-        return env
-    }
-
     @Test func localRunsAndAWSRendersTheSameContract() async throws {
         // Local: start each node for real and read back the environment it got.
         let local = try Self.nodes { Self.pool(on: .local, network: nil).declare(into: &$0) }
@@ -72,16 +60,18 @@ struct NodeContractTests {
             Self.pool(on: placement, network: network).declare(into: &$0)
         }
         #expect(aws.count == 3)
-        var awsScripts: [Int: String] = [:]
+        var awsSetups: [Int: NodeSetupDocument] = [:]
         for node in aws {
-            let script = try #require(NodeBootScript.render(node, cloud: "aws", atBoot: .aws) as String?)
-            awsScripts[node.address.index ?? -1] = script
+            let machine = AWSInstanceCatalog.bootstrapMachine(instanceType: "p5.48xlarge", gpus: 8, gpuClass: "H100")
+            let userData = try #require(try NodeUserData.render(node, flavour: .aws, machine: machine))
+            awsSetups[node.address.index ?? -1] = try NodeSetupDocument(String(decoding: userData.bytes, as: UTF8.self))
         }
 
         for index in 0..<3 {
             let onLocal = try #require(localEnv[index])
-            let script = try #require(awsScripts[index])
-            let onAWS = Self.exports(script)
+            let setup = try #require(awsSetups[index])
+            let script = setup.bootEnv
+            let onAWS = setup.environment
             for (name, expected) in [
                 (NodeContract.nodeName, "trainer-\(index)"), (NodeContract.nodeIndex, "\(index)"), (NodeContract.nodeCount, "3"),
                 (NodeContract.clusterName, "trainer"), (NodeContract.checkpointURLName, Self.checkpoint),
@@ -99,6 +89,7 @@ struct NodeContractTests {
             for name in NodeContract.variables {
                 #expect(onLocal[name] != nil, "local lacks \(name)")
                 #expect(onAWS[name] != nil || script.contains("export \(name)="), "aws lacks \(name)")
+                #expect(onAWS[name] == nil || !script.contains("export \(name)="), "aws sets \(name) twice")
             }
         }
     }

@@ -155,17 +155,16 @@ struct AzureVMTests {
             #expect(ssh?["path"]?.string == "/home/stratum/.ssh/authorized_keys")
 
             let encoded = try #require(properties["osProfile"]?["customData"]?.string)
-            let script = String(decoding: try #require(Data(base64Encoded: encoded)), as: UTF8.self)
-            #expect(script.hasPrefix("#!/bin/sh\n"))
-            #expect(script.contains("export STRATUM_NODE_INDEX='2'"))
-            #expect(script.contains("export STRATUM_NODE_COUNT='4'"))
-            #expect(script.contains("export STRATUM_NODE_NAME='trainer-2'"))
-            #expect(script.contains("export STRATUM_CLOUD='azure'"))
-            #expect(script.contains("export STRATUM_REGION='eastus'"))
-            #expect(script.contains("export STRATUM_CHECKPOINT_URL='az://ckpts/run'"))
-            #expect(script.contains("export MODE='train'"))
-            #expect(script.contains("http://169.254.169.254/metadata/instance/compute/zone"))
-            #expect(script.hasSuffix("exec 'python' 'train.py'\n"))
+            let setup = try NodeSetupDocument(base64: encoded)
+            let env = setup.environment
+            #expect(env["STRATUM_NODE_INDEX"] == "2" && env["STRATUM_NODE_COUNT"] == "4" && env["STRATUM_NODE_NAME"] == "trainer-2")
+            #expect(env["STRATUM_CLOUD"] == "azure" && env["STRATUM_REGION"] == "eastus" && env["STRATUM_CHECKPOINT_URL"] == "az://ckpts/run")
+            #expect(env["MODE"] == "train")
+            #expect(setup.bootEnv.contains("http://169.254.169.254/metadata/instance/compute/zone"))
+            #expect(setup.workload.hasSuffix("exec 'python' 'train.py'\n"))
+            // ND H100 v5: NVSwitch and InfiniBand.
+            let gpu = try #require(setup.files["/usr/local/lib/stratum/gpu-setup.sh"])
+            #expect(gpu.contains("nvidia-fabricmanager") && gpu.contains("rdma-core"))
 
             let nic = try world.sentBody(paths.nic)
             #expect(nic["properties"]?["enableAcceleratedNetworking"] == true)

@@ -1,5 +1,6 @@
 import Foundation
 import Stratum
+import StratumBootstrap
 import StratumCloud
 import StratumCore
 import StratumEngine
@@ -104,16 +105,19 @@ struct GCPInstanceTests {
             #expect(interface["subnetwork"]?.stringValue?.hasSuffix("projects/\(GCPFakeWorld.project)/regions/us-central1/subnetworks/nodes") == true)
 
             let metadata = try #require(live["metadata"]?.mapValue?["items"]?.listValue?.first?.mapValue)
-            #expect(metadata["key"] == "startup-script")
-            let script = try #require(metadata["value"]?.stringValue)
-            #expect(script.contains("export STRATUM_NODE_INDEX='2'"))
-            #expect(script.contains("export STRATUM_NODE_COUNT='4'"))
-            #expect(script.contains("export STRATUM_CLOUD='gcp'"))
-            #expect(script.contains("export STRATUM_REGION='us-central1'"))
-            #expect(script.contains("export MODE='train'"))
-            #expect(script.contains("http://metadata.google.internal/computeMetadata/v1/instance/$1"))
-            #expect(script.contains("export STRATUM_ZONE=\"${zone##*/}\""))
-            #expect(script.hasSuffix("exec 'python' 'train.py'\n"))
+            // The node setup, where cloud-init reads it: the contract in node.env, the zone from
+            // the metadata server at boot, the command as the workload unit.
+            #expect(metadata["key"] == "user-data")
+            let setup = try NodeSetupDocument(try #require(metadata["value"]?.stringValue))
+            let env = setup.environment
+            #expect(env["STRATUM_NODE_INDEX"] == "2" && env["STRATUM_NODE_COUNT"] == "4" && env["STRATUM_CLOUD"] == "gcp")
+            #expect(env["STRATUM_REGION"] == "us-central1" && env["MODE"] == "train" && env["STRATUM_ZONE"] == nil)
+            #expect(setup.bootEnv.contains("http://metadata.google.internal/computeMetadata/v1/instance/$1"))
+            #expect(setup.bootEnv.contains("export STRATUM_ZONE=\"${zone##*/}\""))
+            #expect(setup.workload.hasSuffix("exec 'python' 'train.py'\n"))
+            // An N1 with a T4: the GPU setup runs, without NVSwitch's fabric manager.
+            let gpu = try #require(setup.files["/usr/local/lib/stratum/gpu-setup.sh"])
+            #expect(gpu.contains("nvidia-smi -pm 1") && !gpu.contains("fabricmanager"))
         }
     }
 
@@ -213,20 +217,25 @@ struct GCPInstanceTests {
         let member = GCPFakeWorld.instance(
             "trainers", ["count": 8, "pool": "trainer", "command": ["python", "train.py"], "container_image": "ghcr.io/example/trainer:1", "env": ["MODE": "train"]],
             subnetwork: "nodes", type: "gcp_instance_gang")
-        let script = try #require(NodeBootScript.render(member, cloud: "gcp", atBoot: .gcpGangMember(cluster: "trainer")))
-        let run = try #require(script.split(separator: "\n").last.map(String.init))
-        #expect(run.hasPrefix("exec docker run --rm --gpus all --network host "))
-        for name in ["STRATUM_NODE_INDEX", "STRATUM_NODE_NAME", "STRATUM_ZONE", "STRATUM_NODE_COUNT", "STRATUM_CLOUD", "MODE"] {
-            #expect(run.contains("-e \(name) "), "\(name) is not passed into the container")
-        }
+        let machine = GCPMachineCatalog.bootstrapMachine(machineType: "a3-highgpu-8g", gpus: 8, gpuClass: "H100")
+        let rendered = try #require(try NodeUserData.render(member, flavour: .gcpGangMember(cluster: "trainer"), machine: machine))
+        let setup = try NodeSetupDocument(String(decoding: rendered.bytes, as: UTF8.self))
+        let run = try #require(setup.workload.split(separator: "\n").last.map(String.init))
+        #expect(run.hasPrefix("exec docker run --rm --name stratum-workload --gpus all --network host --ipc host "))
+        // Every variable of node.env goes into the container by name, those added at boot too.
+        #expect(setup.workload.contains("sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/-e \\1/p' /etc/stratum/node.env"))
         #expect(run.hasSuffix("'ghcr.io/example/trainer:1' 'python' 'train.py'"))
-        #expect(!script.contains("export STRATUM_NODE_INDEX='"))
-        #expect(!script.contains("export STRATUM_NODE_NAME='trainer-"))
-        #expect(script.contains("export STRATUM_NODE_COUNT='8'"))
+        // Rank and name are read at boot, not fixed in node.env.
+        #expect(setup.environment["STRATUM_NODE_INDEX"] == nil && setup.environment["STRATUM_NODE_NAME"] == nil)
+        #expect(setup.environment["STRATUM_NODE_COUNT"] == "8")
+        for name in ["STRATUM_NODE_INDEX", "STRATUM_NODE_NAME", "STRATUM_ZONE"] {
+            #expect(setup.bootEnv.contains("printf \"%s='%s'\\n\" \(name) "), "\(name) is not added at boot")
+        }
         // A stack's own cloud-init document is sent as it is.
         var raw = member
         raw.inputs["user_data"] = "#cloud-config\nruncmd: [true]\n"
-        #expect(NodeBootScript.render(raw, cloud: "gcp", atBoot: .gcpGangMember(cluster: "trainer")) == "#cloud-config\nruncmd: [true]\n")
+        let sent = try #require(try NodeUserData.render(raw, flavour: .gcpGangMember(cluster: "trainer"), machine: machine))
+        #expect(String(decoding: sent.bytes, as: UTF8.self) == "#cloud-config\nruncmd: [true]\n")
     }
 
     /// A zone that does not offer the machine type is passed over like a stockout; when no zone
@@ -279,11 +288,11 @@ struct GCPInstanceTests {
             #expect(member["guestAccelerators"] == nil)
             #expect(member["scheduling"]?.mapValue?["onHostMaintenance"] == "TERMINATE")
             // The rank comes from the name at boot.
-            let script = try #require(member["metadata"]?.mapValue?["items"]?.listValue?.first?.mapValue?["value"]?.stringValue)
-            #expect(script.contains("export STRATUM_NODE_INDEX=\"${name##*-}\""))
-            #expect(script.contains("export STRATUM_NODE_NAME='trainer'-\"${name##*-}\""))
-            #expect(script.contains("export STRATUM_NODE_COUNT='4'"))
-            #expect(!script.contains("STRATUM_NODE_INDEX='"))
+            let setup = try NodeSetupDocument(try #require(member["metadata"]?.mapValue?["items"]?.listValue?.first?.mapValue?["value"]?.stringValue))
+            #expect(setup.bootEnv.contains("export STRATUM_NODE_INDEX=\"${name##*-}\""))
+            #expect(setup.bootEnv.contains("export STRATUM_NODE_NAME='trainer'-\"${name##*-}\""))
+            #expect(setup.environment["STRATUM_NODE_COUNT"] == "4")
+            #expect(setup.environment["STRATUM_NODE_INDEX"] == nil)
 
             // Refreshed as one: every member read by one aggregated list.
             let before = await world.fake.calls["compute.instances.aggregatedList", default: 0]
