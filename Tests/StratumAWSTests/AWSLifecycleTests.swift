@@ -27,14 +27,13 @@ struct AWSLifecycleTests {
         let afterApply = try await world.inventory()
         #expect(afterApply == ["instance": 2, "vpc": 1, "subnet": 2, "internet_gateway": 1, "route_table": 1, "security_group": 1, "placement_group": 1, "bucket": 1])
 
-        // Each worker boots a script running the trainer container as its DiLoCo rank.
+        // Each worker boots into the node setup running the trainer container as its DiLoCo rank.
         let worker0 = try #require(await world.store.read(workspace: world.workspace).resources[ResourceAddress(type: "aws_instance", name: "worker", index: 0)])
         let attribute = try await world.direct.ec2("DescribeInstanceAttribute", [("InstanceId", worker0.id), ("Attribute", "userData")], region: world.region, idempotent: true)
-        let script = String(decoding: Data(base64Encoded: attribute.string("userData/value") ?? "") ?? Data(), as: UTF8.self)
-        #expect(script.hasPrefix("#!/bin/sh"))
-        #expect(script.contains("export STRATUM_NODE_INDEX='0'"))
-        #expect(script.contains("export CHECKPOINT_URL='s3://\(world.bucketName)'"))
-        #expect(script.contains("docker run --rm --gpus all --network host"))
+        let setup = try NodeSetupDocument(base64: attribute.string("userData/value") ?? "")
+        #expect(setup.environment["STRATUM_NODE_INDEX"] == "0")
+        #expect(setup.environment["CHECKPOINT_URL"] == "s3://\(world.bucketName)")
+        #expect(setup.workload.contains("docker run --rm --name stratum-workload --gpus all --network host"))
         #expect(worker0.attributes["placement_group"] == "aws-gpu-cluster-workers")
 
         // Refresh is batched: one Describe (or ListBuckets) per resource type.

@@ -5,6 +5,7 @@ import StratumCloud
 import StratumCore
 import StratumEngine
 import StratumStacks
+import StratumTesting
 import Testing
 
 /// EC2 user data is plain text that anyone allowed to describe an instance can read, so a
@@ -71,7 +72,7 @@ struct AWSSecretUserDataTests {
             let encoded = attribute.string("userData/value") ?? ""
             scripts[id] = Data(base64Encoded: encoded).map { String(decoding: $0, as: UTF8.self) } ?? ""
         }
-        #expect(scripts[plain.id]?.contains("export MODE='train'") == true, "\(scripts[plain.id] ?? "none")")
+        #expect(scripts[plain.id].flatMap { try? NodeSetupDocument($0) }?.environment["MODE"] == "train", "\(scripts[plain.id] ?? "none")")
         #expect(scripts.values.allSatisfy { !$0.contains(Self.secret) })
         #expect(try await world.apply(try await world.destroyPlan()).ok)
     }
