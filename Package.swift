@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
     ],
     targets: [
         .target(name: "StratumCore"),
@@ -55,6 +56,16 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
+        ),
+        // The trainer's sources, embedded at build time (TrainerSourcesPlugin), as the
+        // content-addressed archive nodes fetch from their cluster's bucket and build.
+        .executableTarget(name: "stratum-trainer-sources"),
+        .plugin(
+            name: "TrainerSourcesPlugin", capability: .buildTool(), dependencies: ["stratum-trainer-sources"], path: "Sources/TrainerSourcesPlugin"),
+        .target(
+            name: "StratumTrainerArtifact",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto"), .product(name: "ZIPFoundation", package: "ZIPFoundation")],
+            plugins: ["TrainerSourcesPlugin"]
         ),
         // A node's first-boot setup as #cloud-config: GPU setup, the workload as a supervised
         // unit, exporters; each cloud's flavour comes from its provider folder.
@@ -178,7 +189,10 @@ let package = Package(
         .testTarget(name: "StratumCoreTests", dependencies: ["StratumCore"]),
         .testTarget(
             name: "StratumBootstrapTests",
-            dependencies: ["StratumBootstrap", "StratumAWS", "StratumGCP", "StratumAzure", "StratumCloud", "StratumCore", "StratumTesting", "Yams"],
+            dependencies: [
+                "StratumBootstrap", "StratumTrainerArtifact", "StratumAWS", "StratumGCP", "StratumAzure", "StratumCloud", "StratumCore", "StratumTesting",
+                "Yams",
+            ],
             exclude: ["Golden"]
         ),
         .testTarget(name: "StratumTests", dependencies: ["Stratum", "StratumCore", "StratumTesting"]),

@@ -1,0 +1,53 @@
+import Crypto
+import Foundation
+import ZIPFoundation
+
+/// The bundled trainer's sources as the zip archive Stratum uploads to a cluster's bucket and
+/// nodes build from (`TrainerCore/`, `stratum-trainer/main.c`, `TrainerCUDA/` with its
+/// Makefile: `make -C TrainerCUDA cpu`, or the CUDA trainer with nvcc). The archive is the
+/// same bytes for the same sources: entries sorted, one fixed date, fixed permissions. So its
+/// SHA-256 names it, and a change of trainer source is a new name.
+public struct TrainerArchive: Sendable {
+    public let data: Data
+    /// Lower-case hex.
+    public let sha256: String
+    /// The archive's paths, sorted.
+    public let paths: [String]
+
+    /// The trainer this binary was built with.
+    public static let bundled: TrainerArchive = {
+        do {
+            return try TrainerArchive(files: GeneratedTrainerSources.files.map { ($0.path, Data(base64Encoded: $0.base64) ?? Data()) })
+        } catch {
+            fatalError("the bundled trainer's sources do not make an archive: \(error)")
+        }
+    }()
+
+    /// The date every entry carries (zip dates start in 1980).
+    static let entryDate = Date(timeIntervalSince1970: 315_532_800 + 86_400)
+
+    public init(files: [(path: String, contents: Data)]) throws {
+        let sorted = files.sorted { $0.path < $1.path }
+        let archive = try Archive(accessMode: .create)
+        for (path, contents) in sorted {
+            try archive.addEntry(
+                with: path, type: .file, uncompressedSize: Int64(contents.count), modificationDate: Self.entryDate, permissions: 0o644,
+                compressionMethod: .deflate
+            ) { position, size in
+                contents.subdata(in: Int(position)..<Int(position) + size)
+            }
+        }
+        guard let data = archive.data else { throw ArchiveError(message: "the in-memory archive has no data") }
+        self.data = data
+        self.sha256 = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+        self.paths = sorted.map(\.path)
+    }
+
+    /// Where the archive goes in a bucket: named by its content.
+    public var objectKey: String { "stratum/trainer/\(sha256).zip" }
+
+    public struct ArchiveError: Error, CustomStringConvertible {
+        public var message: String
+        public var description: String { message }
+    }
+}
