@@ -224,7 +224,7 @@ let package = Package(
         ),
         .testTarget(name: "StratumEngineTests", dependencies: ["StratumEngine", "StratumState", "StratumCore", "Stratum", "StratumTesting"]),
         .testTarget(name: "StratumLocalTests", dependencies: ["StratumLocal", "StratumCore", "StratumTesting"]),
-        .testTarget(name: "TrainerTests", dependencies: ["TrainerCore", "stratum-trainer", "StratumTesting"]),
+        .testTarget(name: "TrainerTests", dependencies: ["TrainerCore", "stratum-trainer", "StratumTesting", "StratumCore"]),
         .testTarget(name: "StratumCLITests", dependencies: ["StratumCLI", "StratumTesting", "stratum", "stratum-fixture", "stratum-trainer"]),
     ]
 )

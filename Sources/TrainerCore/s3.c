@@ -207,15 +207,105 @@ struct tc_s3 {
     char bucket[256];
     int path_style;
     uint64_t bytes;
+    // Credentials: static keys from the environment, or the instance role's temporary keys
+    // from IMDSv2, fetched again before they expire.
+    int from_role;
+    char imds[256];
+    char key_id[256];
+    char secret[256];
+    char token[4096];
+    double refresh_at;  // tc_now() at which the role's keys are fetched again
 };
 
-tc_s3 *tc_s3_create(const char *endpoint, const char *region, const char *bucket, char *err, size_t errlen) {
-    if (!getenv("AWS_ACCESS_KEY_ID") || !getenv("AWS_SECRET_ACCESS_KEY")) {
-        tc_fail(err, errlen, "s3: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set");
-        return NULL;
+// How long before their expiry a role's keys are replaced.
+#define TC_S3_ROLE_MARGIN_SECONDS 300.0
+
+// "2026-11-29T03:00:00Z" as seconds since the epoch; -1 when it is not such a date.
+static double parse_expiration(const char *text) {
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *end = strptime(text, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!end) return -1;
+    return (double)timegm(&tm);
+}
+
+// One IMDSv2 call: GET (or PUT for the session token) of `path` below the metadata endpoint.
+static int imds_call(const tc_s3 *s, const char *method, const char *path, const char *headers, tc_http_response *r, char *err,
+                     size_t errlen) {
+    char url[512];
+    snprintf(url, sizeof url, "%s%s", s->imds, path);
+    memset(r, 0, sizeof *r);
+    int rc = tc_http_request(method, url, headers, NULL, 0, r, err, errlen);
+    if (rc == 0) tc_buf_append(&r->body, "", 1);
+    if (rc == 0 && r->status != 200) rc = tc_fail(err, errlen, "s3: the instance metadata service answered HTTP %ld to %s %s", r->status, method, path);
+    return rc;
+}
+
+// Fetches the instance role's keys through IMDSv2 (a session token, the role's name, its
+// keys) and schedules the next fetch before they expire.
+static int fetch_role_credentials(tc_s3 *s, char *err, size_t errlen) {
+    tc_http_response r;
+    char session[256] = "", headers[400], role[256] = "", path[512];
+    int rc = imds_call(s, "PUT", "/latest/api/token", "X-aws-ec2-metadata-token-ttl-seconds: 21600", &r, err, errlen);
+    if (rc == 0) snprintf(session, sizeof session, "%s", (const char *)r.body.p);
+    tc_buf_free(&r.body);
+    if (rc != 0) return rc;
+    snprintf(headers, sizeof headers, "X-aws-ec2-metadata-token: %s", session);
+    rc = imds_call(s, "GET", "/latest/meta-data/iam/security-credentials/", headers, &r, err, errlen);
+    if (rc == 0) {
+        snprintf(role, sizeof role, "%s", (const char *)r.body.p);
+        role[strcspn(role, "\r\n")] = 0;
     }
+    tc_buf_free(&r.body);
+    if (rc != 0) return rc;
+    if (!role[0]) return tc_fail(err, errlen, "s3: the instance has no role (no instance profile) to read S3 with");
+    snprintf(path, sizeof path, "/latest/meta-data/iam/security-credentials/%s", role);
+    rc = imds_call(s, "GET", path, headers, &r, err, errlen);
+    if (rc == 0) {
+        const char *json = (const char *)r.body.p;
+        char expiration[64] = "";
+        if (!tc_json_string(json, "AccessKeyId", s->key_id, sizeof s->key_id) ||
+            !tc_json_string(json, "SecretAccessKey", s->secret, sizeof s->secret) || !tc_json_string(json, "Token", s->token, sizeof s->token)) {
+            rc = tc_fail(err, errlen, "s3: the credentials of role '%s' from the instance metadata service lack a field", role);
+        } else {
+            double expires = tc_json_string(json, "Expiration", expiration, sizeof expiration) ? parse_expiration(expiration) : -1;
+            double left = expires < 0 ? 3600.0 : expires - (double)time(NULL);
+            // Fetched again once within the margin of expiry: at once, for keys that close.
+            s->refresh_at = tc_now() + (left > TC_S3_ROLE_MARGIN_SECONDS ? left - TC_S3_ROLE_MARGIN_SECONDS : 0.0);
+        }
+    }
+    if (r.body.p) memset(r.body.p, 0, r.body.len);
+    tc_buf_free(&r.body);
+    return rc;
+}
+
+tc_s3 *tc_s3_create(const char *endpoint, const char *region, const char *bucket, char *err, size_t errlen) {
     tc_s3 *s = calloc(1, sizeof *s);
     if (!s) return NULL;
+    tc_http_global_init();
+    const char *key = getenv("AWS_ACCESS_KEY_ID"), *secret = getenv("AWS_SECRET_ACCESS_KEY"), *token = getenv("AWS_SESSION_TOKEN");
+    if (key && key[0] && secret && secret[0]) {
+        snprintf(s->key_id, sizeof s->key_id, "%s", key);
+        snprintf(s->secret, sizeof s->secret, "%s", secret);
+        snprintf(s->token, sizeof s->token, "%s", token ? token : "");
+    } else {
+        const char *disabled = getenv("AWS_EC2_METADATA_DISABLED"), *imds = getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+        if (disabled && strcmp(disabled, "true") == 0) {
+            tc_fail(err, errlen, "s3: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set and AWS_EC2_METADATA_DISABLED=true forbids the instance role");
+            free(s);
+            return NULL;
+        }
+        s->from_role = 1;
+        snprintf(s->imds, sizeof s->imds, "%s", imds && imds[0] ? imds : "http://169.254.169.254");
+        size_t n = strlen(s->imds);
+        while (n && s->imds[n - 1] == '/') s->imds[--n] = 0;
+        char why[TC_ERR_MAX];
+        if (fetch_role_credentials(s, why, sizeof why) != 0) {
+            tc_fail(err, errlen, "s3: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set, and no instance role answered at %s: %s", s->imds, why);
+            tc_s3_free(s);
+            return NULL;
+        }
+    }
     snprintf(s->region, sizeof s->region, "%s", region && region[0] ? region : "us-east-1");
     snprintf(s->bucket, sizeof s->bucket, "%s", bucket);
     if (endpoint && endpoint[0]) {
@@ -230,11 +320,15 @@ tc_s3 *tc_s3_create(const char *endpoint, const char *region, const char *bucket
     snprintf(s->host, sizeof s->host, "%s", h ? h + 3 : s->endpoint);
     char *slash = strchr(s->host, '/');
     if (slash) *slash = 0;
-    tc_http_global_init();
     return s;
 }
 
-void tc_s3_free(tc_s3 *s) { free(s); }
+void tc_s3_free(tc_s3 *s) {
+    if (!s) return;
+    memset(s->secret, 0, sizeof s->secret);
+    memset(s->token, 0, sizeof s->token);
+    free(s);
+}
 uint64_t tc_s3_bytes(const tc_s3 *s) { return s ? s->bytes : 0; }
 
 int tc_s3_request(tc_s3 *s, const char *method, const char *key, const char *query, const void *body, size_t body_len,
@@ -247,16 +341,20 @@ int tc_s3_request(tc_s3 *s, const char *method, const char *key, const char *que
         snprintf(uri, sizeof uri, "/%s", ekey);
     snprintf(url, sizeof url, "%s%s%s%s", s->endpoint, uri, query && query[0] ? "?" : "", query ? query : "");
 
+    if (s->from_role && tc_now() >= s->refresh_at) {
+        char why[TC_ERR_MAX];
+        if (fetch_role_credentials(s, why, sizeof why) != 0) return tc_fail(err, errlen, "s3: renewing the instance role's keys: %s", why);
+    }
     char payload_hash[65], amz_date[17];
     tc_sha256_hex(body ? body : "", body ? body_len : 0, payload_hash);
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(amz_date, sizeof amz_date, "%Y%m%dT%H%M%SZ", &tm);
-    const char *token = getenv("AWS_SESSION_TOKEN");
+    const char *token = s->token;
 
     // Canonical headers, already in sorted order.
-    char canon[2048], signed_h[256];
+    char canon[6144], signed_h[256];
     int n = snprintf(canon, sizeof canon, "host:%s", s->host);
     snprintf(signed_h, sizeof signed_h, "host");
     if (range) {
@@ -271,11 +369,11 @@ int tc_s3_request(tc_s3 *s, const char *method, const char *key, const char *que
     }
     char auth[1024];
     if (tc_sigv4_authorization(method, uri, query ? query : "", canon, signed_h, payload_hash, amz_date, s->region, "s3",
-                               getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY"), auth, sizeof auth) != 0)
+                               s->key_id, s->secret, auth, sizeof auth) != 0)
         return tc_fail(err, errlen, "s3: cannot sign the request");
 
     struct curl_slist *h = NULL;
-    char line[2048];
+    char line[6144];
     snprintf(line, sizeof line, "Authorization: %s", auth);
     h = curl_slist_append(h, line);
     snprintf(line, sizeof line, "x-amz-content-sha256: %s", payload_hash);

@@ -1,4 +1,6 @@
 import Foundation
+import StratumCore
+import StratumTesting
 import Testing
 import TrainerCore
 
@@ -93,6 +95,60 @@ extension TrainerSuite {
             #expect(!tampered.hasSuffix("f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"))
         }
 
+        /// No keys in the environment: the trainer takes the instance role's keys from IMDSv2 (a
+        /// loopback fake of it) and checkpoints to moto with them. Keys an hour from expiry are
+        /// fetched once; keys within five minutes of it are fetched again before the next call.
+        @Test(arguments: [3600, 60]) func roleCredentialsFromIMDSv2(expiresInSeconds: Int) async throws {
+            let s3 = try S3Endpoint()
+            defer { s3.stop() }
+            let bucket = "stratum-role-\(UInt32.random(in: 0...UInt32.max))"
+            try s3.makeBucket(bucket)
+            let imds = try await IMDSv2Fake.start(expiresIn: expiresInSeconds)
+            defer { Task { await imds.server.shutdown() } }
+            let dir = try makeTempDir("role")
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let yaml = """
+                model: {layers: 1, width: 32, heads: 2, context: 32}
+                train: {batch_size: 4, seq_len: 32, steps: 3, threads: 1, log_every: 1}
+                data: {source: synthetic}
+                checkpoint: {dir: "s3://\(bucket)/role-run"}
+                s3: {endpoint: "\(s3.url)"}
+                """
+            let path = try writeYAML(yaml, in: dir)
+            let (status, output) = try runTrainer(
+                ["--config", path], in: dir, name: "role",
+                environment: [
+                    "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
+                    "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.server.url.absoluteString,
+                ])
+            #expect(status == 0, "\(output)")
+            #expect(output.contains("checkpoint written at step 3"), "\(output)")
+            // The checkpoint is in the bucket.
+            var err = [CChar](repeating: 0, count: Int(TC_ERR_MAX))
+            let store = try #require(tc_store_open("s3://\(bucket)/role-run", s3.url, "us-east-1", &err, err.count), "\(errorText(err))")
+            defer { tc_store_free(store) }
+            var keys: UnsafeMutablePointer<CChar>?
+            #expect(tc_store_list(store, "", &keys, &err, err.count) == 0, "\(errorText(err))")
+            let listing = keys.map { String(cString: $0) } ?? ""
+            free(keys)
+            #expect(!listing.isEmpty, "nothing was written under role-run/")
+            let fetches = imds.credentialFetches.get()
+            if expiresInSeconds > 300 {
+                #expect(fetches == 1, "keys an hour from expiry were fetched \(fetches) times")
+            } else {
+                #expect(fetches >= 2, "keys a minute from expiry were fetched only \(fetches) times")
+            }
+            #expect(imds.unauthorised.get() == 0, "a metadata call came without the IMDSv2 session token")
+            #expect(!output.contains(IMDSv2Fake.secret))
+
+            // No keys and no role: the error says what was looked for.
+            let none = try runTrainer(
+                ["--config", path], in: dir, name: "norole",
+                environment: ["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_EC2_METADATA_DISABLED": "true"])
+            #expect(none.0 != 0)
+            #expect(none.1.contains("AWS_EC2_METADATA_DISABLED=true"), "\(none.1)")
+        }
+
         /// Checkpoint to S3 (moto), resume in a fresh trainer: identical weights; plus multipart,
         /// listing, put-if-absent, Range-streamed training data and a two-worker DiLoCo run
         /// against the same endpoint (one emulator start for all of it).
@@ -155,5 +211,46 @@ extension TrainerSuite {
             #expect(tc_trainer_create(&missing, &err, err.count) == nil)
             #expect(errorText(err).contains("s3://no-such-bucket-stratum/corpus.txt") && errorText(err).contains("404"), "\(errorText(err))")
         }
+    }
+}
+
+/// A loopback IMDSv2: a session token for a PUT, then the role's name and keys for GETs that
+/// carry it. The keys expire `expiresIn` seconds after each fetch.
+struct IMDSv2Fake {
+    static let secret = "imds-role-secret-7d1e"
+    let server: LoopbackHTTPServer
+    let credentialFetches: LockedValue<Int>
+    let unauthorised: LockedValue<Int>
+
+    static func start(expiresIn: Int) async throws -> IMDSv2Fake {
+        let fetches = LockedValue(0), unauthorised = LockedValue(0)
+        let session = "imds-session-\(UUID().uuidString)"
+        let server = try await LoopbackHTTPServer.start { request in
+            let path = String(request.uri.prefix { $0 != "?" })
+            if request.method == "PUT", path == "/latest/api/token" {
+                guard request.header("X-aws-ec2-metadata-token-ttl-seconds") != nil else { return ProxyResponse(status: 400) }
+                return ProxyResponse(status: 200, body: Data(session.utf8))
+            }
+            guard request.header("X-aws-ec2-metadata-token") == session else {
+                unauthorised.update { $0 += 1 }
+                return ProxyResponse(status: 401)
+            }
+            switch path {
+            case "/latest/meta-data/iam/security-credentials/":
+                return ProxyResponse(status: 200, body: Data("stratum-node-role".utf8))
+            case "/latest/meta-data/iam/security-credentials/stratum-node-role":
+                let n = fetches.update { $0 += 1; return $0 }
+                let formatter = ISO8601DateFormatter()
+                let expiration = formatter.string(from: Date().addingTimeInterval(Double(expiresIn)))
+                let body = """
+                    {"Code": "Success", "LastUpdated": "\(formatter.string(from: Date()))", "Type": "AWS-HMAC",
+                     "AccessKeyId": "ASIAROLE\(n)", "SecretAccessKey": "\(secret)", "Token": "role-session-token-\(n)", "Expiration": "\(expiration)"}
+                    """
+                return ProxyResponse(status: 200, body: Data(body.utf8))
+            default:
+                return ProxyResponse(status: 404)
+            }
+        }
+        return IMDSv2Fake(server: server, credentialFetches: fetches, unauthorised: unauthorised)
     }
 }
