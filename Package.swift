@@ -82,7 +82,7 @@ let package = Package(
         .target(
             name: "StratumAWS",
             dependencies: [
-                "Stratum", "StratumCore", "StratumCloud", "StratumBootstrap",
+                "Stratum", "StratumCore", "StratumCloud", "StratumBootstrap", "StratumTrainerArtifact",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -201,7 +201,7 @@ let package = Package(
         .testTarget(
             name: "StratumAWSTests",
             dependencies: [
-                "StratumAWS", "StratumBootstrap", "StratumLocal", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "Stratum", "StratumStacks", "StratumTesting",
+                "StratumAWS", "StratumBootstrap", "StratumTrainerArtifact", "StratumLocal", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "Stratum", "StratumStacks", "StratumTesting",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

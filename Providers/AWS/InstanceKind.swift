@@ -30,6 +30,8 @@ struct InstanceKind: EC2ResourceKind {
             "security_group_ids": .input(forceNew: true),
             "placement_group": .input(forceNew: true),
             "key_name": .input(forceNew: true),
+            // The instance profile (an aws_instance_role's) whose role the node's software uses.
+            "iam_instance_profile": .input(forceNew: true),
             // These three become the instance's user data, which EC2 keeps in plain text.
             "user_data": .input(forceNew: true, plainText: true),
             "command": .input(forceNew: true, plainText: true),
@@ -79,6 +81,10 @@ struct InstanceKind: EC2ResourceKind {
                 return resource.state(id: id, computed: computed(from: item))
             } catch let error as ProviderError where error.kind == .capacity {
                 stockouts.append("\(subnet): \(error.message)")
+            } catch let error as ProviderError where error.kind == .permanent && error.message.contains("iamInstanceProfile") {
+                // A new instance profile takes a few seconds to reach EC2: worth a retry.
+                throw ProviderError(
+                    .transient, "\(error.message) (an instance profile made moments ago is not yet known to EC2; retrying)", address: resource.address)
             }
         }
         let type = resource.string("instance_type") ?? "?"
@@ -100,6 +106,7 @@ struct InstanceKind: EC2ResourceKind {
         p.add(list: "SecurityGroupId", resource.strings("security_group_ids"))
         if let group = resource.string("placement_group"), !group.isEmpty { p.add("Placement.GroupName", group) }
         if let key = resource.string("key_name"), !key.isEmpty { p.add("KeyName", key) }
+        if let profile = resource.string("iam_instance_profile"), !profile.isEmpty { p.add("IamInstanceProfile.Name", profile) }
         let machine = AWSInstanceCatalog.bootstrapMachine(
             instanceType: try resource.requireString("instance_type"), gpus: resource.inputs["gpus"]?.intValue, gpuClass: resource.string("gpu_class"))
         if let userData = try NodeUserData.render(resource, flavour: .aws, machine: machine) { p.add("UserData", userData.bytes.base64EncodedString()) }

@@ -51,3 +51,24 @@ public struct TrainerArchive: Sendable {
         public var description: String { message }
     }
 }
+
+/// What a stack may ask a provider to put in a bucket from inside this binary, by name.
+public enum BundledArtifact {
+    /// The trainer's source archive.
+    public static let trainer = "stratum:trainer"
+    public static let names = [trainer]
+
+    /// The bytes and SHA-256 of a named artifact; nil for a name this binary does not carry.
+    public static func contents(of name: String) -> (data: Data, sha256: String)? {
+        switch name {
+        case trainer: return (TrainerArchive.bundled.data, TrainerArchive.bundled.sha256)
+        default: return nil
+        }
+    }
+
+    /// The error for a create whose planned SHA-256 is not what this binary carries: the plan
+    /// was made by another build of Stratum.
+    public static func mismatch(_ name: String, planned: String, carried: String) -> String {
+        "this stratum binary carries \(name) \(carried.prefix(12)), but the plan was made for \(planned.prefix(12)) (by another build of Stratum): plan again with this binary"
+    }
+}

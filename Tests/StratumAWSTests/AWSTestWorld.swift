@@ -44,7 +44,9 @@ struct AWSWorld {
             guard let url = URL(string: moto.absoluteString + request.uri) else { throw CancellationError() }
             let headers = request.headers.filter { !["host", "content-length", "connection", "transfer-encoding"].contains($0.0.lowercased()) }
             let response = try await transport.send(HTTPRequestData(method: request.method, url: url, headers: headers, body: request.body), timeout: .seconds(60))
-            return ProxyResponse(status: response.status, headers: response.headers.filter { $0.0.lowercased() == "content-type" }, body: response.body)
+            // What S3 says of an object in its headers (user metadata, ETag) goes through too.
+            let kept = response.headers.filter { let name = $0.0.lowercased(); return name == "content-type" || name == "etag" || name.hasPrefix("x-amz-meta-") }
+            return ProxyResponse(status: response.status, headers: kept, body: response.body)
         }
         let clock = VirtualClock().clock
         let keys = StaticCredentials(AWSCredentials(accessKeyId: accessKey, secretAccessKey: secret, source: "test"))

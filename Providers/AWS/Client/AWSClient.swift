@@ -45,7 +45,7 @@ public struct AWSClient: Sendable {
         public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> Configuration {
             var configuration = Configuration()
             configuration.endpointOverride = environment["AWS_ENDPOINT_URL"].flatMap { $0.isEmpty ? nil : URL(string: $0) }
-            for service in ["EC2", "S3"] {
+            for service in ["EC2", "S3", "IAM"] {
                 if let url = environment["AWS_ENDPOINT_URL_\(service)"].flatMap({ $0.isEmpty ? nil : URL(string: $0) }) {
                     configuration.serviceEndpoints[service.lowercased()] = url
                 }
@@ -86,6 +86,8 @@ public struct AWSClient: Sendable {
 
     public func endpoint(service: String, region: String) -> URL {
         if let url = configuration.serviceEndpoints[service] ?? configuration.endpointOverride { return url }
+        // IAM is global: one endpoint, whatever the region.
+        if service == "iam" { return URL(string: region.hasPrefix("cn-") ? "https://iam.cn-north-1.amazonaws.com.cn" : "https://iam.amazonaws.com")! }
         let suffix = region.hasPrefix("cn-") ? "amazonaws.com.cn" : "amazonaws.com"
         return URL(string: "https://\(service).\(region).\(suffix)") ?? URL(fileURLWithPath: "/")
     }
@@ -105,6 +107,21 @@ public struct AWSClient: Sendable {
             service: "ec2", region: region, action: action, method: "POST", url: base, path: base.path.isEmpty ? "/" : base.path, query: [],
             headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")], body: body,
             idempotent: idempotent, address: address)
+        guard let document = XMLTree.parse(response.body) else {
+            throw ProviderError(.transient, "AWS \(action) returned a response that is not XML", address: address)
+        }
+        return document
+    }
+
+    // MARK: IAM Query API
+
+    /// Calls an IAM action (a global service, signed for us-east-1) and returns the parsed response.
+    public func iam(_ action: String, _ parameters: [(String, String)] = [], idempotent: Bool, address: ResourceAddress? = nil) async throws -> XMLTree {
+        let body = Data(AWSPercentEncoding.formBody([("Action", action), ("Version", "2010-05-08")] + parameters).utf8)
+        let base = endpoint(service: "iam", region: "us-east-1")
+        let response = try await send(
+            service: "iam", region: "us-east-1", action: action, method: "POST", url: base, path: base.path.isEmpty ? "/" : base.path, query: [],
+            headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")], body: body, idempotent: idempotent, address: address)
         guard let document = XMLTree.parse(response.body) else {
             throw ProviderError(.transient, "AWS \(action) returned a response that is not XML", address: address)
         }

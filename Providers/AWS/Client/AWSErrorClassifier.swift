@@ -64,7 +64,7 @@ public enum AWSErrorClassifier {
         if throttled.contains(code) || error.status == 429 { return .throttled }
         if error.status == 503, code == "SlowDown" || code.hasPrefix("HTTP") { return .throttled }
         if auth.contains(code) || error.status == 401 { return .auth }
-        if code.hasSuffix(".NotFound") || code.hasSuffix("NotFound") || code == "NoSuchBucket" { return .notFound }
+        if code.hasSuffix(".NotFound") || code.hasSuffix("NotFound") || code == "NoSuchBucket" || code == "NoSuchEntity" { return .notFound }
         if transient.contains(code) || error.status >= 500 { return .transient }
         if error.status == 403 { return .auth }
         return .permanent

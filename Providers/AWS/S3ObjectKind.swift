@@ -1,0 +1,96 @@
+import Foundation
+import StratumCloud
+import StratumCore
+import StratumTrainerArtifact
+
+/// `aws_s3_object`: an artifact this binary carries (`source`: `stratum:trainer`, the trainer's
+/// source archive) put in a bucket under `key`, named by its content (`sha256`). A new trainer
+/// is a new SHA-256, so a new object and new nodes. PUT is idempotent: a retried or recovered
+/// create writes the same bytes. Refresh lists the bucket's `stratum/` prefix once per bucket.
+struct S3ObjectKind: ResourceKind {
+    static let typeName = "aws_s3_object"
+    let type = Self.typeName
+    let client: AWSClient
+
+    let schema = ResourceSchema(type: Self.typeName, attributes: [
+        "id": .computed,
+        "stratum_lineage": .computed,
+        "bucket": .input(forceNew: true, required: true),
+        "key": .input(forceNew: true, required: true),
+        "source": .input(forceNew: true, required: true),
+        "sha256": .input(forceNew: true, required: true),
+        "url": .computed,
+        "size": .computed,
+    ])
+
+    func batchKey(_ state: ResourceState) -> String { state.attributes["bucket"]?.stringValue ?? state.region }
+
+    func validate(_ resource: DesiredResource) -> [Diagnostic] {
+        guard let source = resource.inputs["source"]?.stringValue else { return [] }
+        guard BundledArtifact.contents(of: source) != nil else {
+            return [Diagnostic(address: resource.address, message: "source '\(source)' is not an artifact Stratum carries (\(BundledArtifact.names.joined(separator: ", ")))", location: resource.location)]
+        }
+        return []
+    }
+
+    func create(_ resource: ResolvedResource, context: OperationContext) async throws -> ResourceState {
+        let bucket = try resource.requireString("bucket"), key = try resource.requireString("key"), source = try resource.requireString("source")
+        guard let artifact = BundledArtifact.contents(of: source) else {
+            throw ProviderError(.permanent, "source '\(source)' is not an artifact this binary carries", address: resource.address)
+        }
+        let planned = try resource.requireString("sha256")
+        guard planned == artifact.sha256 else {
+            throw ProviderError(.permanent, BundledArtifact.mismatch(source, planned: planned, carried: artifact.sha256), address: resource.address)
+        }
+        _ = try await client.s3(
+            "PUT", bucket: bucket, key: key,
+            headers: [
+                ("Content-Type", "application/zip"), ("x-amz-meta-stratum-sha256", artifact.sha256),
+                ("x-amz-meta-stratum-address", resource.address.description),
+                ("x-amz-meta-stratum-token", context.token),
+            ],
+            body: artifact.data, region: resource.region, action: "PutObject", address: resource.address)
+        return resource.state(id: "\(bucket)/\(key)", computed: ["url": .string("s3://\(bucket)/\(key)"), "size": .int(artifact.data.count)])
+    }
+
+    func read(_ resources: [ResourceState]) async throws -> [ResourceState?] {
+        guard let first = resources.first, let bucket = first.attributes["bucket"]?.stringValue else { return resources.map { _ in nil } }
+        var keys = Set<String>()
+        var continuation: String?
+        repeat {
+            var query = [("list-type", "2"), ("prefix", "stratum/")]
+            if let continuation { query.append(("continuation-token", continuation)) }
+            let response = try await client.s3("GET", bucket: bucket, query: query, region: first.region, action: "ListObjectsV2", expect404: true)
+            // The bucket is gone, and its objects with it.
+            if response.status == 404 { return resources.map { _ in nil } }
+            let root = XMLTree.parse(response.body)
+            for item in root?.all("Contents") ?? [] { if let key = item.string("Key") { keys.insert(key) } }
+            continuation = root?.string("IsTruncated") == "true" ? root?.string("NextContinuationToken") : nil
+        } while continuation != nil
+        return resources.map { keys.contains($0.attributes["key"]?.stringValue ?? "") ? $0 : nil }
+    }
+
+    func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
+        var state = prior
+        state.dependencies = desired.dependencies
+        return state
+    }
+
+    func delete(_ state: ResourceState, context: OperationContext) async throws {
+        guard let bucket = state.attributes["bucket"]?.stringValue, let key = state.attributes["key"]?.stringValue else { return }
+        _ = try await client.s3("DELETE", bucket: bucket, key: key, region: state.region, action: "DeleteObject", expect404: true, address: state.address)
+    }
+
+    /// The object this create wrote carries its token (and the planned SHA-256); another
+    /// create's object of the same bytes is written again by this one's retry.
+    func recover(_ operation: PendingOperation) async throws -> ResourceState? {
+        let resource = operation.resolved
+        let bucket = try resource.requireString("bucket"), key = try resource.requireString("key")
+        let response = try await client.s3("HEAD", bucket: bucket, key: key, region: resource.region, action: "HeadObject", expect404: true, address: operation.address)
+        guard response.status != 404, response.header("x-amz-meta-stratum-sha256") == resource.inputs["sha256"]?.stringValue,
+            response.header("x-amz-meta-stratum-token") == operation.token
+        else { return nil }
+        let size = response.header("Content-Length").flatMap(Int.init) ?? 0
+        return resource.state(id: "\(bucket)/\(key)", computed: ["url": .string("s3://\(bucket)/\(key)"), "size": .int(size)])
+    }
+}
