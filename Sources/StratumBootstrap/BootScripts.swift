@@ -163,9 +163,10 @@ enum BootScripts {
     static func workload(_ workload: NodeWorkload, machine: MachineProfile) -> String {
         var lines = ["#!/bin/sh", "# The workload of this node (stratum-workload.service), with the node contract in its environment.", "set -a", ". \(env)", "set +a"]
         switch workload {
-        case .trainer(_, let arguments):
+        case .trainer(_, _, let arguments):
             lines.append(
-                (["exec", "/opt/stratum/bin/stratum-trainer"] + arguments.map(NodeBootScript.quote) + ["--set", "metrics.port=\"$STRATUM_METRICS_PORT\""])
+                (["exec", "/opt/stratum/bin/stratum-trainer", "--config", NodeBootstrap.trainerConfigPath] + arguments.map(expanding)
+                    + ["--set", "metrics.port=\"$STRATUM_METRICS_PORT\""])
                     .joined(separator: " "))
         case .container(let image, let command):
             lines.append("docker rm -f stratum-workload > /dev/null 2>&1 || true")
@@ -183,6 +184,20 @@ enum BootScripts {
             lines.append((["exec"] + command.map(NodeBootScript.quote)).joined(separator: " "))
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// `text` as one double-quoted shell word in which `$NAME` and `${NAME}` expand and nothing
+    /// else does (no command substitution, no escapes).
+    static func expanding(_ text: String) -> String {
+        var out = "\""
+        for character in text {
+            switch character {
+            case "\\", "\"", "`": out += "\\" + String(character)
+            default: out.append(character)
+            }
+        }
+        // "$(" would substitute a command: the dollar is taken literally there.
+        return out.replacingOccurrences(of: "$(", with: "\\$(") + "\""
     }
 
     /// The workload's unit: restarted whenever it stops, however often.

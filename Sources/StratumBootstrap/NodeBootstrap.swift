@@ -8,8 +8,10 @@ public enum NodeWorkload: Sendable, Hashable {
     /// The bundled trainer, delivered without a registry: its source archive is fetched from
     /// the cluster's bucket with the machine's own identity, checked against its SHA-256, and
     /// built for the machine (the CUDA trainer where the GPUs and `nvcc` are, the CPU trainer
-    /// elsewhere); `arguments` follow `stratum-trainer`.
-    case trainer(TrainerArtifact, arguments: [String])
+    /// elsewhere). `config` is its YAML configuration (written to /etc/stratum/trainer.yaml);
+    /// `arguments` follow it, and may name the node's variables as `$NAME`
+    /// (`--set diloco.rank=$STRATUM_NODE_INDEX`).
+    case trainer(TrainerArtifact, config: String, arguments: [String])
     /// A container image, run through the NVIDIA container toolkit with every GPU, the host's
     /// network and IPC namespace, and the InfiniBand devices where the machine has them.
     case container(image: String, command: [String])
@@ -78,6 +80,7 @@ public struct NodeBootstrap: Sendable {
     public static let defaultMetricsPort = 9464
     public static let nodeEnvPath = "/etc/stratum/node.env"
     public static let libexec = "/usr/local/lib/stratum"
+    public static let trainerConfigPath = "/etc/stratum/trainer.yaml"
 
     /// The node's address in the stack, for the document's header and error messages.
     public var address: String
@@ -143,7 +146,8 @@ public struct NodeBootstrap: Sendable {
                     path: "\(Self.libexec)/gpu-setup.sh", permissions: "0755",
                     content: BootScripts.gpuSetup(machine: machine, containers: usesContainers, interconnect: flavour.interconnectSetup[machine.interconnect])))
         }
-        if case .trainer = workload {
+        if case .trainer(_, let config, _) = workload {
+            files.append(CloudConfig.File(path: Self.trainerConfigPath, permissions: "0644", content: config.hasSuffix("\n") || config.isEmpty ? config : config + "\n"))
             files.append(CloudConfig.File(path: "\(Self.libexec)/fetch.sh", permissions: "0644", content: BootScripts.fetch(flavour.fetch)))
             files.append(CloudConfig.File(path: "\(Self.libexec)/trainer-setup.sh", permissions: "0755", content: BootScripts.trainerSetup))
         }
@@ -176,7 +180,7 @@ public struct NodeBootstrap: Sendable {
         env["STRATUM_METRICS_PORT"] = String(metricsPort)
         env["STRATUM_HEALTH_URL"] = "http://127.0.0.1:\(metricsPort)/healthz"
         if machine.gpus > 0 { env["STRATUM_GPUS"] = String(machine.gpus) }
-        if case .trainer(let artifact, _) = workload {
+        if case .trainer(let artifact, _, _) = workload {
             env["STRATUM_TRAINER_URL"] = artifact.url
             env["STRATUM_TRAINER_SHA256"] = artifact.sha256
         }
@@ -222,13 +226,23 @@ public enum NodeUserData {
         return try bootstrap.userData()
     }
 
-    /// The node setup of a node resource, or nil when it runs nothing (no `command`, no
-    /// `container_image`).
+    /// The inputs a node resource kind takes for its workload (beside `command`, `env`,
+    /// `container_image`, `user_data`): the trainer's artifact, configuration and arguments.
+    public static let trainerInputs = ["trainer_url", "trainer_sha256", "trainer_config", "trainer_arguments"]
+
+    /// The node setup of a node resource, or nil when it runs nothing (no trainer, no
+    /// `command`, no `container_image`).
     public static func bootstrap(_ resource: ResolvedResource, flavour: BootstrapFlavour, machine: MachineProfile) -> NodeBootstrap? {
         let command = (resource.inputs["command"]?.listValue ?? []).compactMap(\.stringValue)
         let image = resource.inputs["container_image"]?.stringValue ?? ""
+        let trainerURL = resource.inputs["trainer_url"]?.stringValue ?? ""
         let workload: NodeWorkload
-        if !image.isEmpty {
+        if !trainerURL.isEmpty {
+            workload = .trainer(
+                TrainerArtifact(url: trainerURL, sha256: resource.inputs["trainer_sha256"]?.stringValue ?? ""),
+                config: resource.inputs["trainer_config"]?.stringValue ?? "",
+                arguments: (resource.inputs["trainer_arguments"]?.listValue ?? []).compactMap(\.stringValue))
+        } else if !image.isEmpty {
             workload = .container(image: image, command: command)
         } else if !command.isEmpty {
             workload = .command(command)

@@ -22,7 +22,8 @@ struct BootstrapCase: Sendable, CustomTestStringConvertible {
     ]
     static let trainer = NodeWorkload.trainer(
         TrainerArtifact(url: "s3://stratum-checkpoints-dev/stratum/trainer/9f2c.zip", sha256: String(repeating: "9f2c", count: 16)),
-        arguments: ["--set", "diloco.workers=2", "--set", "diloco.store=s3://stratum-checkpoints-dev/rounds"])
+        config: "model: {layers: 2, width: 64, heads: 4, context: 128}\ntrain: {steps: 1000}\n",
+        arguments: ["--set", "diloco.workers=$STRATUM_NODE_COUNT", "--set", "diloco.rank=${STRATUM_NODE_INDEX}", "--set", "diloco.store=$STRATUM_CHECKPOINT_URL/rounds"])
 
     static func env(_ cloud: String, _ region: String) -> [String: String] {
         contract.merging(["STRATUM_CLOUD": cloud, "STRATUM_REGION": region]) { $1 }
@@ -147,6 +148,7 @@ struct NodeBootstrapTests {
         #expect(p5["/etc/systemd/system/stratum-workload.service"]?.contains("ExecStartPre=\(NodeBootstrap.libexec)/trainer-setup.sh") == true)
         #expect(p5["/etc/systemd/system/stratum-workload.service"]?.contains("Restart=always") == true)
         #expect(p5[NodeBootstrap.nodeEnvPath]?.contains("STRATUM_TRAINER_SHA256=") == true)
+        #expect(p5[NodeBootstrap.trainerConfigPath]?.hasPrefix("model: {layers: 2") == true)
         // The zone is only known at boot: it is not in node.env, boot-env.sh adds it.
         #expect(p5[NodeBootstrap.nodeEnvPath]?.contains("STRATUM_ZONE") == false)
         #expect(p5["\(NodeBootstrap.libexec)/boot-env.sh"]?.contains("STRATUM_ZONE") == true)
@@ -169,6 +171,27 @@ struct NodeBootstrapTests {
         let nd = try files("azure-ndh100-trainer")
         #expect(nd["\(NodeBootstrap.libexec)/gpu-setup.sh"]?.contains("rdma-core") == true)
         #expect(nd["\(NodeBootstrap.libexec)/fetch.sh"]?.contains("metadata/identity/oauth2/token") == true)
+    }
+
+    /// The trainer's arguments reach it with the node's variables expanded and nothing else
+    /// interpreted: the workload script run by the shell with a stand-in trainer.
+    @Test func trainerArgumentsExpandTheNodesVariablesAndNothingElse() throws {
+        var node = try #require(BootstrapCase.all.first { $0.name == "aws-p5-trainer" }).bootstrap
+        node.workload = .trainer(
+            TrainerArtifact(url: "s3://b/t.zip", sha256: "00"), config: "",
+            arguments: ["--set", "diloco.rank=$STRATUM_NODE_INDEX", "--set", "note=$(touch /tmp/stratum-pwned) `id` \"q\" \\"])
+        let files = try Self.files(of: try node.cloudConfig())
+        let script = try #require(files["\(NodeBootstrap.libexec)/workload.sh"])
+        // Run the exec line with `printf` standing in for the trainer and node.env as given.
+        let exec = try #require(script.split(separator: "\n").last).replacingOccurrences(of: "exec /opt/stratum/bin/stratum-trainer", with: "printf '%s\\n'")
+        let env = try #require(files[NodeBootstrap.nodeEnvPath])
+        let run = try Self.run(["sh", "-c", "set -a; eval \"$(cat)\"; set +a; \(exec)"], input: Data(env.utf8))
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.output.split(separator: "\n").map(String.init) == [
+            "--config", NodeBootstrap.trainerConfigPath, "--set", "diloco.rank=1", "--set", "note=$(touch /tmp/stratum-pwned) `id` \"q\" \\",
+            "--set", "metrics.port=9464",
+        ], "\(run.output)")
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/stratum-pwned"))
     }
 
     /// No key, token or secret of any kind is in a document: credentials come from the
