@@ -3,9 +3,11 @@ import Stratum
 import StratumAWS
 
 /// A GPU training cluster on AWS: a VPC spanning two zones, a cluster placement group, N GPU
-/// workers (p5.48xlarge by default) running the trainer container, and a versioned S3
-/// bucket for checkpoints. Workers list every zone's subnet, so a stockout in the first zone
-/// sends them to the next.
+/// workers (p5.48xlarge by default) running the bundled trainer as DiLoCo ranks, and a
+/// versioned S3 bucket for checkpoints. The trainer reaches the workers as an archive in the
+/// bucket, fetched and built at boot with the workers' own role (no key in user data), which
+/// may read and write that bucket and nothing else. Workers list every zone's subnet, so a
+/// stockout in the first zone sends them to the next.
 public struct AWSGPUCluster: Stack {
     public static let name = "aws-gpu-cluster"
     public static let summary = "VPC, placement group, N GPU workers (p5.48xlarge) and an S3 checkpoint bucket on AWS"
@@ -19,8 +21,8 @@ public struct AWSGPUCluster: Stack {
         public var instanceType = "p5.48xlarge"
         /// An AMI id, or an SSM parameter as `resolve:ssm:NAME` (default: AWS's deep-learning base image).
         public var ami = AWSLowering.defaultGPUImage
-        /// The container every worker runs (the trainer).
-        public var image = "stratum/worker:latest"
+        /// The trainer's YAML configuration on every worker (/etc/stratum/trainer.yaml).
+        public var trainerConfig = TrainerRun.defaultConfig
         public var spot = false
         public var rootVolumeGib = 500
         /// Pack the workers onto one network spine. AWS pins a cluster group to the zone of its
@@ -55,29 +57,21 @@ public struct AWSGPUCluster: Stack {
         bucket
         group
         key
+        let role = AWS.InstanceRole("\(Self.name)-node", bucket: bucket, region: config.region)
+        let trainer = AWS.TrainerArchive(in: bucket, region: config.region)
+        role
+        trainer
         AWS.InstanceGroup(
             "worker", count: config.workers,
             AWS.LaunchSpec(
                 ami: config.ami, instanceType: config.instanceType,
                 subnets: AWSLowering.subnets(of: network), securityGroups: [AWSLowering.securityGroup(of: network)],
                 placementGroup: group?.id, keyName: key?.keyName,
-                command: ["/bin/sh", "-c", Self.workerScript],
-                env: ["CHECKPOINT_URL": bucket.url, "WORKERS": String(config.workers), "AWS_REGION": config.region],
-                containerImage: config.image, rootVolumeGiB: config.rootVolumeGib, spot: config.spot,
-                tags: ["role": "diloco-worker"]),
+                trainer: trainer.workload(TrainerRun(config: config.trainerConfig, arguments: TrainerRun.dilocoArguments + ["--set", "s3.region=$STRATUM_REGION"])),
+                instanceProfile: role.instanceProfile, checkpoint: bucket.url,
+                rootVolumeGiB: config.rootVolumeGib, spot: config.spot, tags: ["role": "diloco-worker"]),
             region: config.region)
         Output("checkpoint_bucket", bucket.url)
         Output("workers", config.workers)
     }
-
-    /// Runs the trainer as DiLoCo worker `STRATUM_NODE_INDEX` of `WORKERS`, exchanging rounds
-    /// and keeping checkpoints in the bucket (the container brings the trainer and its config).
-    static let workerScript = """
-        exec stratum-trainer --config /etc/stratum/trainer.yaml \\
-          --set diloco.workers="$WORKERS" \\
-          --set diloco.rank="$STRATUM_NODE_INDEX" \\
-          --set diloco.store="$CHECKPOINT_URL/rounds" \\
-          --set checkpoint.dir="$CHECKPOINT_URL/worker-$STRATUM_NODE_INDEX" \\
-          --set s3.region="$AWS_REGION"
-        """
 }

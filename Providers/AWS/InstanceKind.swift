@@ -34,6 +34,11 @@ struct InstanceKind: EC2ResourceKind {
             "iam_instance_profile": .input(forceNew: true),
             // These three become the instance's user data, which EC2 keeps in plain text.
             "user_data": .input(forceNew: true, plainText: true),
+            // The bundled trainer, fetched from the cluster's bucket and built at boot (StratumBootstrap).
+            "trainer_url": .input(forceNew: true),
+            "trainer_sha256": .input(forceNew: true),
+            "trainer_config": .input(forceNew: true, plainText: true),
+            "trainer_arguments": .input(forceNew: true, plainText: true),
             "command": .input(forceNew: true, plainText: true),
             "env": .input(forceNew: true, plainText: true),
             "container_image": .input(forceNew: true),

@@ -76,9 +76,21 @@ struct S3ObjectKind: ResourceKind {
         return state
     }
 
+    /// Deletes every version of the key (a versioned bucket keeps them, and a bucket must be
+    /// empty of versions before it can go), delete markers included.
     func delete(_ state: ResourceState, context: OperationContext) async throws {
         guard let bucket = state.attributes["bucket"]?.stringValue, let key = state.attributes["key"]?.stringValue else { return }
-        _ = try await client.s3("DELETE", bucket: bucket, key: key, region: state.region, action: "DeleteObject", expect404: true, address: state.address)
+        let response = try await client.s3(
+            "GET", bucket: bucket, query: [("prefix", key), ("versions", "")], region: state.region, action: "ListObjectVersions", expect404: true,
+            address: state.address)
+        if response.status == 404 { return }
+        let root = XMLTree.parse(response.body)
+        let versions = ((root?.all("Version") ?? []) + (root?.all("DeleteMarker") ?? [])).filter { $0.string("Key") == key }.compactMap { $0.string("VersionId") }
+        for version in versions.isEmpty ? ["null"] : versions {
+            _ = try await client.s3(
+                "DELETE", bucket: bucket, key: key, query: [("versionId", version)], region: state.region, action: "DeleteObject", expect404: true,
+                address: state.address)
+        }
     }
 
     /// The object this create wrote carries its token (and the planned SHA-256); another

@@ -40,6 +40,11 @@ struct AzureVirtualMachineKind: ResourceKind {
         "tags": .input(),
         // customData is kept by Azure where anyone allowed to read the VM's model can see it.
         "user_data": .input(forceNew: true, plainText: true),
+        // The bundled trainer, fetched from the cluster's bucket and built at boot (StratumBootstrap).
+        "trainer_url": .input(forceNew: true),
+        "trainer_sha256": .input(forceNew: true),
+        "trainer_config": .input(forceNew: true, plainText: true),
+        "trainer_arguments": .input(forceNew: true, plainText: true),
         "command": .input(forceNew: true, plainText: true),
         "env": .input(forceNew: true, plainText: true),
         "container_image": .input(forceNew: true),

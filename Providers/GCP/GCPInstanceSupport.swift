@@ -52,6 +52,11 @@ enum GCPInstanceInputs {
             "labels": .input(),
             // The boot script is instance metadata, which Compute keeps in plain text.
             "user_data": .input(forceNew: true, plainText: true),
+            // The bundled trainer, fetched from the cluster's bucket and built at boot (StratumBootstrap).
+            "trainer_url": .input(forceNew: true),
+            "trainer_sha256": .input(forceNew: true),
+            "trainer_config": .input(forceNew: true, plainText: true),
+            "trainer_arguments": .input(forceNew: true, plainText: true),
             "command": .input(forceNew: true, plainText: true),
             "env": .input(forceNew: true, plainText: true),
             "container_image": .input(forceNew: true),

@@ -28,6 +28,9 @@ public struct NodePool: Resource {
     public let name: String
     public var count: Int
     public var machine: MachineRequest
+    /// A container image the command runs in (through the NVIDIA container toolkit on GPU
+    /// machines), or a cloud's machine image (`ami-…`, a GCE image, a marketplace image); empty:
+    /// the command runs on the provider's default image itself.
     public var image: String
     public var command: [String]
     public var env: [String: any StringExpression]
@@ -41,7 +44,7 @@ public struct NodePool: Resource {
     public let location: SourceLocation
 
     public init(
-        _ name: String, count: Int, machine: MachineRequest = .cpu, image: String = "stratum/worker:latest",
+        _ name: String, count: Int, machine: MachineRequest = .cpu, image: String = "",
         command: [String], env: [String: any StringExpression] = [:], labels: [String: String] = [:],
         checkpoint: (any StringExpression)? = nil, network: Network? = nil, on placement: Placement = .local,
         fileID: String = #fileID, line: Int = #line

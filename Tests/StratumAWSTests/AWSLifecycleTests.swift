@@ -7,6 +7,7 @@ import StratumEngine
 import StratumStacks
 import StratumState
 import StratumTesting
+import StratumTrainerArtifact
 import Testing
 
 /// The aws-gpu-cluster stack driven through the real Planner and Executor against moto.
@@ -20,20 +21,37 @@ struct AWSLifecycleTests {
 
         let first = try await world.plan(stack)
         #expect(first.changes.allSatisfy { $0.action == .create })
-        #expect(first.changes.count == 10)  // vpc, 2 subnets, gateway, route table, security group, placement group, bucket, 2 workers
+        // vpc, 2 subnets, gateway, route table, security group, placement group, bucket, node role, trainer archive, 2 workers
+        #expect(first.changes.count == 12)
         let applied = try await world.apply(first)
         #expect(applied.failed.isEmpty, "\(applied.failed.map { "\($0.step.address): \($0.error)" })")
         #expect(applied.ok)
         let afterApply = try await world.inventory()
         #expect(afterApply == ["instance": 2, "vpc": 1, "subnet": 2, "internet_gateway": 1, "route_table": 1, "security_group": 1, "placement_group": 1, "bucket": 1])
 
-        // Each worker boots into the node setup running the trainer container as its DiLoCo rank.
+        // Each worker boots into the node setup that fetches the trainer archive from the bucket
+        // with its role, builds it and runs it as its DiLoCo rank.
         let worker0 = try #require(await world.store.read(workspace: world.workspace).resources[ResourceAddress(type: "aws_instance", name: "worker", index: 0)])
         let attribute = try await world.direct.ec2("DescribeInstanceAttribute", [("InstanceId", worker0.id), ("Attribute", "userData")], region: world.region, idempotent: true)
         let setup = try NodeSetupDocument(base64: attribute.string("userData/value") ?? "")
         #expect(setup.environment["STRATUM_NODE_INDEX"] == "0")
-        #expect(setup.environment["CHECKPOINT_URL"] == "s3://\(world.bucketName)")
-        #expect(setup.workload.contains("docker run --rm --name stratum-workload --gpus all --network host"))
+        #expect(setup.environment["STRATUM_CHECKPOINT_URL"] == "s3://\(world.bucketName)")
+        let archive = TrainerArchive.bundled
+        #expect(setup.environment["STRATUM_TRAINER_URL"] == "s3://\(world.bucketName)/\(archive.objectKey)")
+        #expect(setup.environment["STRATUM_TRAINER_SHA256"] == archive.sha256)
+        #expect(setup.workload.contains("exec /opt/stratum/bin/stratum-trainer --config /etc/stratum/trainer.yaml"))
+        #expect(setup.workload.contains("\"diloco.rank=$STRATUM_NODE_INDEX\""))
+        #expect(!setup.text.contains("stratum/worker"))
+        // The archive in the bucket is the bytes this binary carries.
+        let object = try await world.direct.s3("GET", bucket: world.bucketName, key: archive.objectKey, region: world.region, action: "GetObject")
+        #expect(object.body == archive.data)
+        // The instance runs with the node role's instance profile; the role may use this bucket.
+        let profile = try #require(worker0.attributes["iam_instance_profile"]?.stringValue)
+        let role = try await world.direct.iam("GetRolePolicy", [("RoleName", profile), ("PolicyName", "stratum-bucket")], idempotent: true)
+        let policy = (role["GetRolePolicyResult"]?.string("PolicyDocument")).flatMap { $0.removingPercentEncoding } ?? ""
+        #expect(policy.contains("arn:aws:s3:::\(world.bucketName)/*"), "\(policy)")
+        let described = try await world.direct.ec2("DescribeInstances", [("InstanceId.1", worker0.id)], region: world.region, idempotent: true)
+        #expect(described.string("reservationSet/item/instancesSet/item/iamInstanceProfile/arn")?.hasSuffix("/\(profile)") == true)
         #expect(worker0.attributes["placement_group"] == "aws-gpu-cluster-workers")
 
         // Refresh is batched: one Describe (or ListBuckets) per resource type.

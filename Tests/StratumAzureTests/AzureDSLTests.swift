@@ -79,7 +79,7 @@ struct AzureLoweringTests {
         #expect(node.inputs["size"] == "Standard_ND96isr_H100_v5" && node.inputs["gpus"] == 8 && node.inputs["gpu_class"] == "H100")
         #expect(node.inputs["zones"] == ["1", "2", "3"])
         #expect(references(node.inputs["subnet"]) == ["azure_subnet.net.id"])
-        #expect(node.inputs["container_image"] == "stratum/worker:latest" && node.inputs["image"] == nil)
+        #expect(node.inputs["container_image"] == nil && node.inputs["image"] == nil)
         #expect(node.inputs["pool"] == "gpu" && node.inputs["count"] == 2 && node.inputs["index"] == 1)
         #expect(node.inputs["command"] == ["train"] && node.inputs["tags"] == ["team": "ml"])
         #expect(references(node.inputs["checkpoint_url"]) == ["azure_blob_container.ckpt_Bucket-1.url"])
@@ -239,7 +239,7 @@ struct AzureDeclarationTests {
             size: "Standard_ND96isr_H100_v5", zones: ["2", "1"], subnet: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/s",
             image: "microsoft-dsvm:ubuntu-hpc:2204:latest", osDiskGiB: 512, spot: true, maxPrice: -1, publicIP: true, acceleratedNetworking: false,
             proximityPlacementGroup: "ppg-id", adminUsername: "stratum", sshPublicKey: "ssh-ed25519 AAAA test", tags: ["role": "worker"],
-            command: ["train"], env: ["A": "b"], containerImage: "stratum/worker:latest", checkpoint: "az://acct/ckpt")
+            command: ["train"], env: ["A": "b"], containerImage: "registry.example.com/team/trainer:1.4", checkpoint: "az://acct/ckpt")
         let group = Azure.VMGroup("worker", count: 2, resourceGroup: "ml-rg", spec, location: Self.location)
         let single = Azure.VirtualMachine(
             "debug", resourceGroup: "ml-rg", Azure.VMSpec(size: "Standard_NC4as_T4_v3", zones: ["1"], subnet: "sub", userData: "#cloud-config\n"),
@@ -254,7 +254,7 @@ struct AzureDeclarationTests {
         #expect(worker.inputs["tags"] == ["role": "worker"] && worker.inputs["resource_group"] == "ml-rg")
         #expect(worker.inputs["pool"] == "worker" && worker.inputs["count"] == 2 && worker.inputs["index"] == 1)
         #expect(worker.inputs["command"] == ["train"] && worker.inputs["env"] == ["A": "b"] && worker.inputs["checkpoint_url"] == "az://acct/ckpt")
-        #expect(worker.inputs["container_image"] == "stratum/worker:latest")
+        #expect(worker.inputs["container_image"] == "registry.example.com/team/trainer:1.4")
         let debug = try #require(stack.resourcesByAddress[single.address])
         #expect(debug.inputs["name"] == "debug-vm" && debug.inputs["gpus"] == 1 && debug.inputs["gpu_class"] == "T4")
         #expect(debug.inputs["user_data"] == "#cloud-config\n" && debug.inputs["accelerated_networking"] == nil && debug.inputs["public_ip"] == false)

@@ -62,7 +62,7 @@ struct GCPLoweringTests {
         #expect(node.inputs["machine_type"] == "a3-highgpu-8g")
         #expect(node.inputs["zones"] == ["us-central1-a", "us-central1-b", "us-central1-c"])
         #expect(references(node.inputs["subnetwork"]) == ["gcp_subnetwork.net.self_link"])
-        #expect(node.inputs["container_image"] == "stratum/worker:latest")
+        #expect(node.inputs["container_image"] == nil)
         #expect(node.inputs["image"] == nil)
         #expect(node.inputs["accelerator_type"] == nil && node.inputs["accelerator_count"] == nil)
         // The node contract inputs, as on AWS.

@@ -16,6 +16,13 @@ extension AWS {
         public var command: [String]
         public var env: [String: any StringExpression]
         public var containerImage: String?
+        /// The bundled trainer as the workload (`AWS.TrainerArchive.workload`), instead of a
+        /// command or container.
+        public var trainer: TrainerWorkload?
+        /// The instance profile whose role the node's software uses (`AWS.InstanceRole.instanceProfile`).
+        public var instanceProfile: (any StringExpression)?
+        /// Where the pool keeps checkpoints: every node gets it as `STRATUM_CHECKPOINT_URL`.
+        public var checkpoint: (any StringExpression)?
         public var rootVolumeGiB: Int?
         public var rootDeviceName: String?
         public var spot: Bool
@@ -24,8 +31,13 @@ extension AWS {
         public init(
             ami: String, instanceType: String, subnets: [Ref<String>], securityGroups: [Ref<String>] = [], placementGroup: Ref<String>? = nil,
             keyName: (any StringExpression)? = nil, userData: String? = nil, command: [String] = [], env: [String: any StringExpression] = [:],
-            containerImage: String? = nil, rootVolumeGiB: Int? = nil, rootDeviceName: String? = nil, spot: Bool = false, tags: [String: String] = [:]
+            containerImage: String? = nil, trainer: TrainerWorkload? = nil, instanceProfile: (any StringExpression)? = nil,
+            checkpoint: (any StringExpression)? = nil, rootVolumeGiB: Int? = nil,
+            rootDeviceName: String? = nil, spot: Bool = false, tags: [String: String] = [:]
         ) {
+            self.trainer = trainer
+            self.instanceProfile = instanceProfile
+            self.checkpoint = checkpoint
             self.ami = ami
             self.instanceType = instanceType
             self.subnets = subnets
@@ -54,13 +66,26 @@ extension AWS {
             if !command.isEmpty { inputs["command"] = .list(command.map(Value.string)) }
             if !env.isEmpty { inputs["env"] = .map(env.mapValues(\.value)) }
             if let containerImage { inputs["container_image"] = .string(containerImage) }
+            if let trainer { inputs.merge(trainer.inputs) { $1 } }
+            if let instanceProfile { inputs["iam_instance_profile"] = instanceProfile.value }
+            if let checkpoint { inputs["checkpoint_url"] = checkpoint.value }
             if let rootVolumeGiB { inputs["root_volume_gib"] = .int(rootVolumeGiB) }
             if let rootDeviceName { inputs["root_device_name"] = .string(rootDeviceName) }
             return inputs
         }
 
         func diagnostics(address: ResourceAddress, location: SourceLocation) -> [Diagnostic] {
-            subnets.isEmpty ? [Diagnostic(address: address, message: "an instance needs at least one subnet", location: location)] : []
+            var problems: [Diagnostic] = []
+            if subnets.isEmpty { problems.append(Diagnostic(address: address, message: "an instance needs at least one subnet", location: location)) }
+            if trainer != nil, containerImage != nil || !command.isEmpty || userData != nil {
+                problems.append(Diagnostic(address: address, message: "a node runs one workload: the trainer, or a command or container, not both", location: location))
+            }
+            if trainer != nil, instanceProfile == nil {
+                problems.append(Diagnostic(
+                    address: address, message: "a node running the trainer fetches it with its own identity: give it an instanceProfile (AWS.InstanceRole)",
+                    location: location))
+            }
+            return problems
         }
     }
 

@@ -111,7 +111,7 @@ public struct AWSLowering: PlacementLowering {
             "labels": .map(pool.labels.mapValues(Value.string)),
             "gpus": .int(pool.machine.gpus),
         ]) { $1 }
-        if !isMachineImage { inputs["container_image"] = .string(pool.image) }
+        if !isMachineImage, !pool.image.isEmpty { inputs["container_image"] = .string(pool.image) }
         if let gpuClass = pool.machine.gpuClass { inputs["gpu_class"] = .string(gpuClass) }
         for index in 0..<pool.count {
             var nodeInputs = inputs

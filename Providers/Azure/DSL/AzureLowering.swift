@@ -165,7 +165,7 @@ public struct AzureLowering: PlacementLowering {
         ]) { $1 }
         if AzureNaming.isMarketplaceImage(pool.image) {
             nodeInputs["image"] = .string(pool.image)
-        } else {
+        } else if !pool.image.isEmpty {
             nodeInputs["container_image"] = .string(pool.image)
         }
         if let gpuClass = machine.gpuClass ?? pool.machine.gpuClass { nodeInputs["gpu_class"] = .string(gpuClass) }

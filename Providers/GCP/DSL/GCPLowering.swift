@@ -116,7 +116,7 @@ public struct GCPLowering: PlacementLowering {
         ]) { $1 }
         if GCPImages.isMachineImage(pool.image) {
             nodeInputs["image"] = .string(pool.image)
-        } else {
+        } else if !pool.image.isEmpty {
             nodeInputs["container_image"] = .string(pool.image)
         }
         if let gpuClass = machine.gpuClass ?? pool.machine.gpuClass { nodeInputs["gpu_class"] = .string(gpuClass) }

@@ -1,0 +1,70 @@
+import Stratum
+import StratumCore
+import StratumTrainerArtifact
+
+extension AWS {
+    /// `aws_instance_role`: the identity a node reads and writes its cluster's bucket with (a
+    /// role, its policy for that one bucket, an instance profile); pass `instanceProfile` to
+    /// the nodes' launch spec.
+    public struct InstanceRole: Resource {
+        public let name: String
+        public var bucket: Bucket
+        public var region: String
+        public var explicitDependencies: [ResourceAddress] = []
+        public let location: SourceLocation
+
+        public init(_ name: String, bucket: Bucket, region: String, fileID: String = #fileID, line: Int = #line) {
+            self.name = name
+            self.bucket = bucket
+            self.region = region
+            self.location = SourceLocation(file: fileID, line: line)
+        }
+
+        public var address: ResourceAddress { ResourceAddress(type: "aws_instance_role", name: name) }
+        /// The instance profile's name, for `LaunchSpec.instanceProfile`.
+        public var instanceProfile: Ref<String> { Ref(address, "instance_profile") }
+        public var roleARN: Ref<String> { Ref(address, "role_arn") }
+
+        public func declare(into content: inout StackContent) {
+            AWSDeclaration.declare(
+                "aws_instance_role", name, region: region, inputs: ["bucket": bucket.id.value], tags: [:], dependsOn: explicitDependencies, location: location,
+                into: &content)
+        }
+    }
+
+    /// `aws_s3_object`: the trainer this binary carries, as a zip archive named by its SHA-256
+    /// in `bucket` (`stratum/trainer/<sha256>.zip`), for nodes to fetch and build at boot.
+    public struct TrainerArchive: Resource {
+        public let name: String
+        public var bucket: Bucket
+        public var region: String
+        public var explicitDependencies: [ResourceAddress] = []
+        public let location: SourceLocation
+
+        public init(_ name: String = "trainer", in bucket: Bucket, region: String, fileID: String = #fileID, line: Int = #line) {
+            self.name = name
+            self.bucket = bucket
+            self.region = region
+            self.location = SourceLocation(file: fileID, line: line)
+        }
+
+        public var address: ResourceAddress { ResourceAddress(type: "aws_s3_object", name: name) }
+        public var url: Ref<String> { Ref(address, "url") }
+
+        /// `run` on nodes that fetch this archive.
+        public func workload(_ run: TrainerRun = TrainerRun()) -> TrainerWorkload {
+            TrainerWorkload(run: run, url: url, sha256: StratumTrainerArtifact.TrainerArchive.bundled.sha256)
+        }
+
+        public func declare(into content: inout StackContent) {
+            let archive = StratumTrainerArtifact.TrainerArchive.bundled
+            AWSDeclaration.declare(
+                "aws_s3_object", name, region: region,
+                inputs: [
+                    "bucket": bucket.id.value, "key": .string(archive.objectKey), "source": .string(BundledArtifact.trainer),
+                    "sha256": .string(archive.sha256),
+                ],
+                tags: [:], dependsOn: explicitDependencies, location: location, into: &content)
+        }
+    }
+}
