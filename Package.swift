@@ -120,7 +120,7 @@ let package = Package(
         .target(
             name: "StratumCLI",
             dependencies: [
-                "Stratum", "StratumCore", "StratumState", "StratumPostgres", "StratumEngine", "StratumLocal",
+                "Stratum", "StratumCore", "StratumState", "StratumPostgres", "StratumEngine", "StratumLocal", "StratumCloud",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -19,7 +19,8 @@ public struct LocalDemo: Stack {
         public var threads = 1
         /// Model width (the tiny default trains in seconds).
         public var width = 32
-        /// First worker's /metrics port; worker i uses port + i. 0 turns metrics off.
+        /// First worker's fixed /metrics port; worker i uses port + i. 0: each worker serves its metrics on a
+        /// free port of its own, which `stratum status` finds in the node's directory.
         public var metricsPort = 0
         public init() {}
 
@@ -100,7 +101,8 @@ public struct LocalDemo: Stack {
           --set diloco.rank="$STRATUM_NODE_INDEX" \\
           --set diloco.store="$BUCKET/rounds" \\
           --set checkpoint.dir="$BUCKET/worker-$STRATUM_NODE_INDEX" \\
-          --set metrics.port="$port" &
+          --set metrics.port="$port" \\
+          --set metrics.port_file="$STRATUM_NODE_DIR/metrics-port" &
         child=$!
         trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0' TERM
         wait "$child"

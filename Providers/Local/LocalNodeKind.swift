@@ -29,6 +29,8 @@ struct LocalNodeKind: ResourceKind {
         "id": .computed, "pid": .computed, "log_path": .computed, "started_at": .computed,
         // running, exited(0), failed(<status>) or lost; `failure` says why a node needs replacing.
         "status": .computed, "isolation": .computed, ResourceState.failureAttribute: .computed,
+        // The port of the workload's /metrics on 127.0.0.1, from the node's `metrics-port` file.
+        "metrics_port": .computed,
     ])
 
     func review(_ prior: ResourceState, desired: [String: Value]) -> PlanReview {

@@ -115,6 +115,9 @@ enum LocalProcesses {
     /// is gone (nil) only when neither its directory nor any of its processes remain; a node
     /// whose workload failed, whose leader was killed or whose files were removed is reported
     /// with a `failure`, so the plan replaces it (and the delete stops what is left of it).
+    /// The file in a node's directory where its workload writes the port of its metrics.
+    static let metricsPortFile = "metrics-port"
+
     static func liveness(of resources: [ResourceState]) -> [ResourceState?] {
         let table = ProcessTable.scan()
         return resources.map { observe($0, table: table) }
@@ -144,6 +147,12 @@ enum LocalProcesses {
         }
         var fresh = state
         if let record { fresh.attributes["labels"] = .map(record.labels) }
+        // Where the workload serves its metrics, when it says (the trainer's metrics.port_file).
+        if let text = try? String(contentsOf: directory.appendingPathComponent(metricsPortFile), encoding: .utf8),
+            let port = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), (1...65535).contains(port)
+        {
+            fresh.attributes["metrics_port"] = .int(port)
+        }
         apply(health, to: &fresh, log: directory.appendingPathComponent("node.log").path)
         return fresh
     }

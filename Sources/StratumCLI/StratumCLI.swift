@@ -45,13 +45,14 @@ struct StratumCommand: AsyncParsableCommand {
               stratum stacks                               # which stacks this binary carries
               stratum plan  --stack local-demo             # what would change
               stratum apply --stack local-demo             # make it so (asks first)
+              stratum status --stack local-demo            # each node's health and training progress
               stratum destroy --stack local-demo           # tear it all down
 
             State lives in .stratum/state.db (or --state / STRATUM_STATE).
             """,
         subcommands: [
             Init.self, Stacks.self, Validate.self, PlanCommand.self, Apply.self, Destroy.self, Refresh.self, Output.self,
-            Graph.self, StateCommand.self, ForceUnlock.self,
+            Status.self, Graph.self, StateCommand.self, ForceUnlock.self,
         ]
     )
 }

@@ -10,6 +10,7 @@
 // STRATUM_TRAINER_CUDA defined: that binary, stratum-trainer-cuda, runs the model on GPUs
 // and shares everything else (config, data, checkpoints, metrics, DiLoCo) with this one.
 #include <signal.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,32 @@ static void usage(FILE *out) {
     fprintf(out, "\nS3 credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.\n");
 }
 
+// Starts the metrics server when metrics.port or metrics.port_file asks for one; with a port
+// file, port 0 means any free port, and the port it got is written to the file (atomically, by
+// rename) for whoever reads the node's metrics. 0, or -1 after printing why.
+static int start_metrics(const tc_config *cfg, tc_metrics **out) {
+    *out = NULL;
+    if (cfg->metrics_port <= 0 && !cfg->metrics_port_file[0]) return 0;
+    char err[TC_ERR_MAX];
+    tc_metrics *m = tc_metrics_start(cfg->metrics_port, 0, err, sizeof err);
+    if (!m) {
+        fprintf(stderr, "stratum-trainer: %s\n", err);
+        return -1;
+    }
+    if (cfg->metrics_port_file[0]) {
+        char tmp[TC_PATH_MAX + 8];
+        snprintf(tmp, sizeof tmp, "%s.tmp", cfg->metrics_port_file);
+        FILE *f = fopen(tmp, "w");
+        if (!f || fprintf(f, "%d\n", tc_metrics_port(m)) < 0 || fclose(f) != 0 || rename(tmp, cfg->metrics_port_file) != 0) {
+            fprintf(stderr, "stratum-trainer: cannot write the metrics port to %s ('metrics.port_file'): %s\n", cfg->metrics_port_file, strerror(errno));
+            tc_metrics_stop(m);
+            return -1;
+        }
+    }
+    *out = m;
+    return 0;
+}
+
 static int run_plain(const tc_config *cfg, int resume, int quiet, long until) {
     char err[TC_ERR_MAX];
     tc_trainer *t = tc_trainer_create(cfg, err, sizeof err);
@@ -83,13 +110,9 @@ static int run_plain(const tc_config *cfg, int resume, int quiet, long until) {
         if (r == 1 && !quiet) printf("resumed from checkpoint at step %ld\n", tc_trainer_step_count(t));
     }
     tc_metrics *metrics = NULL;
-    if (cfg->metrics_port > 0) {
-        metrics = tc_metrics_start(cfg->metrics_port, 0, err, sizeof err);
-        if (!metrics) {
-            fprintf(stderr, "stratum-trainer: %s\n", err);
-            tc_trainer_free(t);
-            return 1;
-        }
+    if (start_metrics(cfg, &metrics) != 0) {
+        tc_trainer_free(t);
+        return 1;
     }
     double floor = tc_data_entropy_floor(tc_trainer_data(t));
     if (!quiet) {
@@ -168,13 +191,7 @@ static int run_plain(const tc_config *cfg, int resume, int quiet, long until) {
 static int run_diloco(const tc_config *cfg, int quiet) {
     char err[TC_ERR_MAX];
     tc_metrics *metrics = NULL;
-    if (cfg->metrics_port > 0) {
-        metrics = tc_metrics_start(cfg->metrics_port, 0, err, sizeof err);
-        if (!metrics) {
-            fprintf(stderr, "stratum-trainer: %s\n", err);
-            return 1;
-        }
-    }
+    if (start_metrics(cfg, &metrics) != 0) return 1;
     tc_diloco_result res;
     int rc = tc_diloco_run(cfg, &res, metrics, quiet, err, sizeof err);
     tc_metrics_stop(metrics);

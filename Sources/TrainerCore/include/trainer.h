@@ -56,7 +56,8 @@ typedef struct {
     char s3_endpoint[256];           // e.g. http://127.0.0.1:5000; empty = AWS
     char s3_region[64];
     // metrics
-    int metrics_port;                // 0 = off
+    int metrics_port;                // 0 = off (unless metrics_port_file is set)
+    char metrics_port_file[TC_PATH_MAX]; // set: serve (on metrics_port, or any free port when 0) and write the port here
     // diloco
     int diloco_workers;              // 0 = plain training
     int diloco_rank;

@@ -1,0 +1,187 @@
+import ArgumentParser
+import Foundation
+import StratumCloud
+import StratumCore
+import StratumEngine
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show each node's health and training progress, read from the node itself.",
+        discussion: """
+            For every node of the stack (as recorded by the last apply, refreshed first, nothing \
+            written): its provider, zone and address, its health from /healthz, and from \
+            /metrics the trainer's step, loss, tokens per second, the age of its last checkpoint \
+            and, where measured, the all-reduce bus bandwidth. Cloud nodes answer on their \
+            metrics port (9464) at their public address, else their private one; Local nodes on \
+            127.0.0.1 at the port their trainer reports. A node that does not answer within \
+            --timeout is shown as unreachable: no node holds the command up.
+
+            Examples:
+              stratum status --stack local-demo
+              stratum status --stack aws-gpu-cluster --env prod --json
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Seconds each node has to answer.")
+    var timeout: Double = 2
+
+    func run() async throws {
+        let context = RunContext(global)
+        try await reportingErrors(context.console) {
+            guard timeout > 0, timeout <= 600 else { throw CLIError("--timeout must be more than 0 and at most 600 seconds (got \(timeout))") }
+            let name = try await context.stackName()
+            let snapshot = try await context.openStore(readOnly: true).read(workspace: context.workspace(for: name))
+            let recorded = snapshot.resources.filter { NodeProbe.isNode($0.key.type) }
+            let nodes = Array(recorded.values)
+            guard !nodes.isEmpty else {
+                if global.json { context.console.output("[]") } else { context.console.output("No nodes in state. Apply the stack first.") }
+                return
+            }
+            let refreshed = try await Refresher(providers: context.providers).refresh(recorded)
+            let probe = NodeProbe(transport: AsyncHTTPTransport(), timeout: .milliseconds(Int(timeout * 1000)))
+            let reports = await probe.reports(for: nodes.sorted { $0.address < $1.address }, live: refreshed.live)
+            if global.json {
+                context.console.output(try jsonText(reports))
+            } else {
+                context.console.output(NodeProbe.table(reports))
+            }
+        }
+    }
+}
+
+/// What `stratum status` says of one node.
+struct NodeReport: Codable, Sendable, Equatable {
+    var address: String
+    var provider: String
+    var zone: String
+    var endpoint: String
+    /// ok, unhealthy (…), unreachable (…), gone, no metrics endpoint
+    var health: String
+    var step: Int?
+    var loss: Double?
+    var tokensPerSecond: Double?
+    var checkpointAgeSeconds: Double?
+    var allreduceBusGbps: Double?
+}
+
+/// Reads a node's /healthz and /metrics, each call bounded by the timeout.
+struct NodeProbe: Sendable {
+    /// The resource types that are nodes.
+    static let nodeTypes: Set<String> = ["local_node", "aws_instance", "gcp_instance", "azure_virtual_machine"]
+    /// Where a cloud node's trainer serves /metrics and /healthz (the node setup's port).
+    static let cloudMetricsPort = 9464
+
+    let transport: any HTTPTransport
+    let timeout: Duration
+
+    static func isNode(_ type: String) -> Bool { nodeTypes.contains(type) }
+
+    /// host:port of a node's metrics, or nil when it has none known.
+    static func endpoint(of state: ResourceState) -> String? {
+        let attributes = state.attributes
+        if state.address.type == "local_node" {
+            return attributes["metrics_port"]?.intValue.map { "127.0.0.1:\($0)" }
+        }
+        let host = [attributes["public_ip"], attributes["public_ip_address"], attributes["private_ip"]]
+            .compactMap { $0?.stringValue }.first { !$0.isEmpty }
+        return host.map { "\($0):\(attributes["metrics_port"]?.intValue ?? cloudMetricsPort)" }
+    }
+
+    func reports(for nodes: [ResourceState], live: [ResourceAddress: ResourceState?]) async -> [NodeReport] {
+        await withTaskGroup(of: (Int, NodeReport).self) { group in
+            for (i, recorded) in nodes.enumerated() {
+                group.addTask {
+                    let current = live[recorded.address] ?? recorded
+                    return (i, await report(recorded: recorded, current: current))
+                }
+            }
+            var reports = [NodeReport?](repeating: nil, count: nodes.count)
+            for await (i, report) in group { reports[i] = report }
+            return reports.compactMap { $0 }
+        }
+    }
+
+    func report(recorded: ResourceState, current: ResourceState?) async -> NodeReport {
+        let attributes = (current ?? recorded).attributes
+        let zone = attributes["zone"]?.stringValue ?? attributes["availability_zone"]?.stringValue ?? (recorded.address.type == "local_node" ? "local" : "")
+        var report = NodeReport(address: recorded.address.description, provider: recorded.provider, zone: zone, endpoint: "", health: "")
+        guard let current else {
+            report.health = "gone (deleted outside Stratum; the next apply recreates it)"
+            return report
+        }
+        if let failure = current.failure {
+            report.health = "failed: \(failure)"
+        }
+        guard let endpoint = Self.endpoint(of: current) else {
+            if report.health.isEmpty { report.health = "no metrics endpoint" }
+            return report
+        }
+        report.endpoint = endpoint
+        switch await get("http://\(endpoint)/healthz") {
+        case .success(let response):
+            if report.health.isEmpty { report.health = response.status == 200 ? "ok" : "unhealthy (HTTP \(response.status))" }
+        case .failure(let why):
+            if report.health.isEmpty { report.health = "unreachable (\(why))" }
+            return report
+        }
+        if case .success(let response) = await get("http://\(endpoint)/metrics"), response.status == 200 {
+            let metrics = Self.parse(String(decoding: response.body, as: UTF8.self))
+            report.step = metrics["stratum_trainer_step"].map { Int($0) }
+            report.loss = metrics["stratum_trainer_loss"]
+            report.tokensPerSecond = metrics["stratum_trainer_tokens_per_second"]
+            if let at = metrics["stratum_trainer_last_checkpoint_timestamp_seconds"], at > 0 {
+                report.checkpointAgeSeconds = max(0, Date().timeIntervalSince1970 - at)
+            }
+            report.allreduceBusGbps = metrics["stratum_node_allreduce_bus_bandwidth_gbps"]
+        }
+        return report
+    }
+
+    enum Outcome: Sendable {
+        case success(HTTPResponseData)
+        case failure(String)
+    }
+
+    func get(_ url: String) async -> Outcome {
+        guard let target = URL(string: url) else { return .failure("bad address \(url)") }
+        do {
+            return .success(try await transport.send(HTTPRequestData(method: "GET", url: target), timeout: timeout))
+        } catch {
+            return .failure("no answer within \(timeout)")
+        }
+    }
+
+    /// Unlabelled samples of a Prometheus text exposition, by metric name.
+    static func parse(_ text: String) -> [String: Double] {
+        var samples: [String: Double] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            let parts = line.split(separator: " ")
+            guard parts.count >= 2, !parts[0].contains("{"), let value = Double(parts[1]) else { continue }
+            samples[String(parts[0])] = value
+        }
+        return samples
+    }
+
+    static func table(_ reports: [NodeReport]) -> String {
+        func number(_ value: Double?, _ digits: Int) -> String { value.map { String(format: "%.\(digits)f", $0) } ?? "-" }
+        func age(_ seconds: Double?) -> String {
+            guard let seconds else { return "-" }
+            if seconds < 120 { return "\(Int(seconds))s" }
+            if seconds < 7200 { return "\(Int(seconds / 60))m" }
+            return "\(Int(seconds / 3600))h"
+        }
+        let header = ["NODE", "PROVIDER", "ZONE", "ADDRESS", "HEALTH", "STEP", "LOSS", "TOKENS/S", "CHECKPOINT AGE", "ALL-REDUCE GB/S"]
+        let rows = reports.map {
+            [
+                $0.address, $0.provider, $0.zone.isEmpty ? "-" : $0.zone, $0.endpoint.isEmpty ? "-" : $0.endpoint, $0.health, $0.step.map(String.init) ?? "-",
+                number($0.loss, 4), number($0.tokensPerSecond, 0), age($0.checkpointAgeSeconds), number($0.allreduceBusGbps, 1),
+            ]
+        }
+        let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
+        return ([header] + rows).map { row in
+            row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+                .trimmingCharacters(in: .whitespaces)
+        }.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import StratumTesting
+import Testing
+
+/// `stratum status` against local-demo through the built binary: each node's trainer reports
+/// its step through the port it wrote into its node directory.
+@Suite("stratum status on local-demo", .serialized, .timeLimit(.minutes(3)))
+struct CLIStatusTests {
+    struct Report: Decodable {
+        var address: String
+        var provider: String
+        var zone: String
+        var endpoint: String
+        var health: String
+        var step: Int?
+        var loss: Double?
+        var tokensPerSecond: Double?
+    }
+
+    @Test func stepsGrowBetweenTwoCallsAndAStuckNodeIsUnreachableNotAHang() throws {
+        let dir = try TestSupport.temporaryDirectory("status")
+        let cli = CLI("stratum", in: dir)
+        let config = dir.appendingPathComponent("demo.yaml")
+        // Long enough to be training through the whole test.
+        try "workers: 2\ninner_steps: 100\nrounds: 200\n".write(to: config, atomically: true, encoding: .utf8)
+        let common = ["--stack", "local-demo", "--config", config.path]
+        let apply = try cli.run(["apply", "--auto-approve"] + common)
+        #expect(apply.status == 0, "\(apply.stdout)\(apply.stderr)")
+        defer { _ = try? cli.run(["destroy", "--auto-approve"] + common) }
+
+        func status(_ extra: [String] = []) throws -> [Report] {
+            let run = try cli.run(["status", "--json"] + common + extra)
+            #expect(run.status == 0, "\(run.stderr)")
+            return (try? JSONDecoder().decode([Report].self, from: Data(run.stdout.utf8))) ?? []
+        }
+        // Both trainers serve metrics once they start.
+        var first: [Report] = []
+        #expect(waitUntil(seconds: 60) {
+            first = (try? status()) ?? []
+            return first.count == 2 && first.allSatisfy { $0.health == "ok" && ($0.step ?? 0) > 0 }
+        }, "\(first)")
+        #expect(first.map(\.address) == ["local_node.worker[0]", "local_node.worker[1]"])
+        #expect(first.allSatisfy { $0.provider == "local" && $0.zone == "local" && $0.endpoint.hasPrefix("127.0.0.1:") && $0.loss != nil })
+        #expect(Set(first.map(\.endpoint)).count == 2, "each node has its own port")
+        // A second call sees both further on.
+        var second: [Report] = []
+        #expect(waitUntil(seconds: 60) {
+            second = (try? status()) ?? []
+            return second.count == 2 && zip(first, second).allSatisfy { ($1.step ?? 0) > ($0.step ?? 0) }
+        }, "first \(first.map(\.step)), then \(second.map(\.step))")
+
+        // The table names every column and node.
+        let table = try cli.run(["status"] + common)
+        #expect(table.status == 0)
+        #expect(table.stdout.contains("NODE") && table.stdout.contains("TOKENS/S") && table.stdout.contains("local_node.worker[1]"), "\(table.stdout)")
+
+        // A trainer that stops answering (SIGSTOP): that node is unreachable within the
+        // timeout, the other still answers, and the command returns.
+        let port = try #require(first[0].endpoint.split(separator: ":").last)
+        let pids = try #require(pgrep("metrics.port_file").filter { pid in
+            (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))?.contains(dir.path) == true
+        } as [Int32]?)
+        let stuck = try #require(pids.first { listens(pid: $0, port: Int(port) ?? 0) }, "no trainer of \(pids) listens on \(port)")
+        kill(stuck, SIGSTOP)
+        defer { kill(stuck, SIGCONT) }
+        let started = Date()
+        let during = try status(["--timeout", "1"])
+        #expect(Date().timeIntervalSince(started) < 20)
+        #expect(during.first { $0.address == "local_node.worker[0]" }?.health.hasPrefix("unreachable") == true, "\(during.map(\.health))")
+        #expect(during.first { $0.address == "local_node.worker[1]" }?.health == "ok", "\(during.map(\.health))")
+    }
+
+    /// Trainer processes whose command line mentions `text`.
+    func pgrep(_ text: String) -> [Int32] {
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap(Int32.init) ?? []
+        return pids.filter { pid in
+            guard let cmdline = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8) else { return false }
+            return cmdline.contains("stratum-trainer") && cmdline.contains(text)
+        }
+    }
+
+    /// Whether `pid` holds a socket listening on `port` (from /proc/net/tcp and its fds).
+    func listens(pid: Int32, port: Int) -> Bool {
+        guard let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8) else { return false }
+        let hex = String(format: "%04X", port)
+        let inodes = Set(table.split(separator: "\n").dropFirst().compactMap { line -> String? in
+            let fields = line.split(separator: " ")
+            guard fields.count > 9, fields[1].hasSuffix(":\(hex)"), fields[3] == "0A" else { return nil }
+            return String(fields[9])
+        })
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+        return fds.contains { fd in
+            let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)")) ?? ""
+            return inodes.contains { target == "socket:[\($0)]" }
+        }
+    }
+}
