@@ -207,8 +207,9 @@ extension NodeBootScript.AtBoot {
     /// the instance metadata service (IMDSv2) when it boots.
     static let aws = NodeBootScript.AtBoot(
         lines: [
-            "imds_token=$(curl -sf -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token || true)",
-            "export \(NodeContract.zoneName)=\"$(curl -sf -H \"X-aws-ec2-metadata-token: $imds_token\" http://169.254.169.254/latest/meta-data/placement/availability-zone || true)\"",
+            "imds=${STRATUM_AWS_METADATA:-http://169.254.169.254}",
+            "imds_token=$(curl -sf -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' \"$imds/latest/api/token\" || true)",
+            "export \(NodeContract.zoneName)=\"$(curl -sf -H \"X-aws-ec2-metadata-token: $imds_token\" \"$imds/latest/meta-data/placement/availability-zone\" || true)\"",
         ],
         variables: [NodeContract.zoneName])
 }

@@ -195,7 +195,7 @@ extension NodeBootScript.AtBoot {
     /// An Azure VM: its zone from the instance metadata service (empty for a VM without one).
     static let azureVM = NodeBootScript.AtBoot(
         lines: [
-            "zone=$(curl -sf -H Metadata:true 'http://169.254.169.254/metadata/instance/compute/zone?api-version=2021-02-01&format=text' || true)",
+            "zone=$(curl -sf -H Metadata:true \"${AZURE_POD_IDENTITY_AUTHORITY_HOST:-http://169.254.169.254}/metadata/instance/compute/zone?api-version=2021-02-01&format=text\" || true)",
             "export \(NodeContract.zoneName)=\"$zone\"",
         ],
         variables: [NodeContract.zoneName])

@@ -356,7 +356,7 @@ extension GCPInstanceFamily {
 
 /// GCE's metadata server, as a node reads it at boot.
 extension NodeBootScript.AtBoot {
-    static let gceMetadata = "md() { curl -sf -H 'Metadata-Flavor: Google' \"http://metadata.google.internal/computeMetadata/v1/instance/$1\" || true; }"
+    static let gceMetadata = "md() { curl -sf -H 'Metadata-Flavor: Google' \"http://${GCE_METADATA_HOST:-metadata.google.internal}/computeMetadata/v1/instance/$1\" || true; }"
 
     /// A single instance: the zone Compute placed it in (`projects/N/zones/Z` from the metadata server).
     static let gcpInstance = NodeBootScript.AtBoot(

@@ -12,6 +12,8 @@ enum BootScripts {
         var lines = [
             "#!/bin/sh",
             "# Adds to \(env) what only the running machine knows (from the cloud's metadata service).",
+            // node.env may name another metadata endpoint (a test's stand-in).
+            "set -a", ". \(env)", "set +a",
         ]
         lines += atBoot.lines
         for name in atBoot.variables {

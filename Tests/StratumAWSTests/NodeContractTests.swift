@@ -83,7 +83,7 @@ struct NodeContractTests {
             #expect(onLocal[NodeContract.regionName] == "local" && onAWS[NodeContract.regionName] == "eu-central-1")
             #expect(onLocal[NodeContract.zoneName] == "local")
             // On AWS the zone is the one the instance launched in, read from IMDS at boot.
-            #expect(script.contains("export STRATUM_ZONE=\"$(curl -sf -H \"X-aws-ec2-metadata-token: $imds_token\" http://169.254.169.254/latest/meta-data/placement/availability-zone"))
+            #expect(script.contains("export STRATUM_ZONE=\"$(curl -sf -H \"X-aws-ec2-metadata-token: $imds_token\" \"$imds/latest/meta-data/placement/availability-zone\""))
             #expect(onLocal["MODE"] == "train" && onAWS["MODE"] == "train")
             // Every variable of the contract is there on both.
             for name in NodeContract.variables {

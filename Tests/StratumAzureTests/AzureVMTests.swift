@@ -160,7 +160,7 @@ struct AzureVMTests {
             #expect(env["STRATUM_NODE_INDEX"] == "2" && env["STRATUM_NODE_COUNT"] == "4" && env["STRATUM_NODE_NAME"] == "trainer-2")
             #expect(env["STRATUM_CLOUD"] == "azure" && env["STRATUM_REGION"] == "eastus" && env["STRATUM_CHECKPOINT_URL"] == "az://ckpts/run")
             #expect(env["MODE"] == "train")
-            #expect(setup.bootEnv.contains("http://169.254.169.254/metadata/instance/compute/zone"))
+            #expect(setup.bootEnv.contains("${AZURE_POD_IDENTITY_AUTHORITY_HOST:-http://169.254.169.254}/metadata/instance/compute/zone"))
             #expect(setup.workload.hasSuffix("exec 'python' 'train.py'\n"))
             // ND H100 v5: NVSwitch and InfiniBand.
             let gpu = try #require(setup.files["/usr/local/lib/stratum/gpu-setup.sh"])

@@ -112,7 +112,7 @@ struct GCPInstanceTests {
             let env = setup.environment
             #expect(env["STRATUM_NODE_INDEX"] == "2" && env["STRATUM_NODE_COUNT"] == "4" && env["STRATUM_CLOUD"] == "gcp")
             #expect(env["STRATUM_REGION"] == "us-central1" && env["MODE"] == "train" && env["STRATUM_ZONE"] == nil)
-            #expect(setup.bootEnv.contains("http://metadata.google.internal/computeMetadata/v1/instance/$1"))
+            #expect(setup.bootEnv.contains("http://${GCE_METADATA_HOST:-metadata.google.internal}/computeMetadata/v1/instance/$1"))
             #expect(setup.bootEnv.contains("export STRATUM_ZONE=\"${zone##*/}\""))
             #expect(setup.workload.hasSuffix("exec 'python' 'train.py'\n"))
             // An N1 with a T4: the GPU setup runs, without NVSwitch's fabric manager.

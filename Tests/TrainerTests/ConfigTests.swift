@@ -1,4 +1,5 @@
 import Foundation
+import StratumTesting
 import Testing
 import TrainerCore
 

@@ -130,23 +130,6 @@ func writeYAML(_ text: String, in dir: URL, name: String = "trainer.yaml") throw
     return url.path
 }
 
-/// A loopback port nobody listens on right now.
-func freeLoopbackPort() -> Int {
-    let fd = socket(AF_INET, streamSocket, 0)
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = 0
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) }
-    }
-    _ = withUnsafeMutablePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-    }
-    return Int(UInt16(bigEndian: addr.sin_port))
-}
 
 /// Connects `fd` to 127.0.0.1:port; returns connect(2)'s result.
 func connectLoopback(_ fd: Int32, port: Int) -> Int32 {
