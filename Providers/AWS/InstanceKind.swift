@@ -35,6 +35,8 @@ struct InstanceKind: EC2ResourceKind {
             // These three become the instance's user data, which EC2 keeps in plain text.
             "user_data": .input(forceNew: true, plainText: true),
             // The bundled trainer, fetched from the cluster's bucket and built at boot (StratumBootstrap).
+            // Rank 0's address (a reference to its private IP): the node contract's STRATUM_COORDINATOR.
+            "coordinator": .input(forceNew: true),
             "trainer_url": .input(forceNew: true),
             "trainer_sha256": .input(forceNew: true),
             "trainer_config": .input(forceNew: true, plainText: true),
@@ -210,6 +212,7 @@ extension NodeBootScript.AtBoot {
             "imds=${STRATUM_AWS_METADATA:-http://169.254.169.254}",
             "imds_token=$(curl -sf -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' \"$imds/latest/api/token\" || true)",
             "export \(NodeContract.zoneName)=\"$(curl -sf -H \"X-aws-ec2-metadata-token: $imds_token\" \"$imds/latest/meta-data/placement/availability-zone\" || true)\"",
+            "export \(NodeContract.nodeIPName)=\"$(curl -sf -H \"X-aws-ec2-metadata-token: $imds_token\" \"$imds/latest/meta-data/local-ipv4\" || true)\"",
         ],
-        variables: [NodeContract.zoneName])
+        variables: [NodeContract.zoneName, NodeContract.nodeIPName])
 }

@@ -41,6 +41,8 @@ struct AzureVirtualMachineKind: ResourceKind {
         // customData is kept by Azure where anyone allowed to read the VM's model can see it.
         "user_data": .input(forceNew: true, plainText: true),
         // The bundled trainer, fetched from the cluster's bucket and built at boot (StratumBootstrap).
+        // Rank 0's address (a reference to its private IP): the node contract's STRATUM_COORDINATOR.
+        "coordinator": .input(forceNew: true),
         "trainer_url": .input(forceNew: true),
         "trainer_sha256": .input(forceNew: true),
         "trainer_config": .input(forceNew: true, plainText: true),

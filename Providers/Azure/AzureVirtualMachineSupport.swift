@@ -197,6 +197,7 @@ extension NodeBootScript.AtBoot {
         lines: [
             "zone=$(curl -sf -H Metadata:true \"${AZURE_POD_IDENTITY_AUTHORITY_HOST:-http://169.254.169.254}/metadata/instance/compute/zone?api-version=2021-02-01&format=text\" || true)",
             "export \(NodeContract.zoneName)=\"$zone\"",
+            "export \(NodeContract.nodeIPName)=\"$(curl -sf -H Metadata:true \"${AZURE_POD_IDENTITY_AUTHORITY_HOST:-http://169.254.169.254}/metadata/instance/network/interface/0/ipv4/ipAddress/0/privateIpAddress?api-version=2021-02-01&format=text\" || true)\"",
         ],
-        variables: [NodeContract.zoneName])
+        variables: [NodeContract.zoneName, NodeContract.nodeIPName])
 }

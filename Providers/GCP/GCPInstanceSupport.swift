@@ -53,6 +53,8 @@ enum GCPInstanceInputs {
             // The boot script is instance metadata, which Compute keeps in plain text.
             "user_data": .input(forceNew: true, plainText: true),
             // The bundled trainer, fetched from the cluster's bucket and built at boot (StratumBootstrap).
+            // Rank 0's address (a reference to its private IP): the node contract's STRATUM_COORDINATOR.
+            "coordinator": .input(forceNew: true),
             "trainer_url": .input(forceNew: true),
             "trainer_sha256": .input(forceNew: true),
             "trainer_config": .input(forceNew: true, plainText: true),
@@ -360,7 +362,11 @@ extension NodeBootScript.AtBoot {
 
     /// A single instance: the zone Compute placed it in (`projects/N/zones/Z` from the metadata server).
     static let gcpInstance = NodeBootScript.AtBoot(
-        lines: [gceMetadata, "zone=$(md zone)", "export \(NodeContract.zoneName)=\"${zone##*/}\""], variables: [NodeContract.zoneName])
+        lines: [
+            gceMetadata, "zone=$(md zone)", "export \(NodeContract.zoneName)=\"${zone##*/}\"",
+            "export \(NodeContract.nodeIPName)=\"$(md network-interfaces/0/ip)\"",
+        ],
+        variables: [NodeContract.zoneName, NodeContract.nodeIPName])
 
     /// A member of a gang: also its rank, the suffix of its name (`<prefix>-<i>`).
     static func gcpGangMember(cluster: String) -> NodeBootScript.AtBoot {
@@ -368,7 +374,9 @@ extension NodeBootScript.AtBoot {
             lines: gcpInstance.lines + [
                 "name=$(md name)", "export \(NodeContract.nodeIndex)=\"${name##*-}\"",
                 "export \(NodeContract.nodeName)=\(NodeBootScript.quote(cluster))-\"${name##*-}\"",
+                // Members are <prefix>-<i>: rank 0 is <prefix>-0, which the VPC's DNS resolves.
+                "export \(NodeContract.coordinatorName)=\"${name%-*}-0\"",
             ],
-            variables: [NodeContract.zoneName, NodeContract.nodeIndex, NodeContract.nodeName])
+            variables: [NodeContract.zoneName, NodeContract.nodeIPName, NodeContract.nodeIndex, NodeContract.nodeName, NodeContract.coordinatorName])
     }
 }

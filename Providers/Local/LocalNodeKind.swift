@@ -26,6 +26,7 @@ struct LocalNodeKind: ResourceKind {
         "cpus": .input(forceNew: true),
         "memory_gib": .input(forceNew: true),
         "network_id": .input(forceNew: true),
+        "coordinator": .input(forceNew: true),
         "id": .computed, "pid": .computed, "log_path": .computed, "started_at": .computed,
         // running, exited(0), failed(<status>) or lost; `failure` says why a node needs replacing.
         "status": .computed, "isolation": .computed, ResourceState.failureAttribute: .computed,

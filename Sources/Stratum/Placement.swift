@@ -86,6 +86,8 @@ extension PlacementLowering {
         for index in 0..<pool.count {
             var nodeInputs = inputs
             nodeInputs["index"] = .int(index)
+            // Local nodes share the machine's loopback.
+            nodeInputs["coordinator"] = "127.0.0.1"
             content.resources.append(
                 DesiredResource(
                     address: pool.node(index), provider: pool.placement.provider, region: pool.placement.region,

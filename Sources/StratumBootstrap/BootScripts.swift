@@ -19,6 +19,10 @@ enum BootScripts {
         for name in atBoot.variables {
             lines.append("printf \"%s='%s'\\n\" \(name) \"${\(name):-}\" >> \(env)")
         }
+        if atBoot.variables.contains(NodeContract.nodeIPName) {
+            // Rank 0 is its own coordinator; so is a node told none.
+            lines.append("if [ -z \"${\(NodeContract.coordinatorName):-}\" ]; then printf \"%s='%s'\\n\" \(NodeContract.coordinatorName) \"${\(NodeContract.nodeIPName):-}\" >> \(env); fi")
+        }
         lines.append("echo \"stratum boot-env: \(atBoot.variables.isEmpty ? "nothing to add" : atBoot.variables.joined(separator: ", ")) in \(env)\"")
         return lines.joined(separator: "\n") + "\n"
     }

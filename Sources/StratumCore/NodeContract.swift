@@ -6,6 +6,9 @@
 /// - `STRATUM_CLUSTER`: the pool (node group) the node belongs to.
 /// - `STRATUM_CLOUD`, `STRATUM_REGION`, `STRATUM_ZONE`: the provider and where the node runs.
 /// - `STRATUM_CHECKPOINT_URL`: where the pool keeps checkpoints, when the stack declares it.
+/// - `STRATUM_COORDINATOR`: the address of rank 0 (its IP, or a name the network resolves);
+///   rank 0 itself, and a node whose provider knows rank 0's address only at boot, learn it then.
+/// - `STRATUM_NODE_IP`: the node's own private address (cloud nodes learn it at boot).
 public struct NodeContract: Sendable, Hashable {
     public var cluster: String
     public var index: Int
@@ -16,8 +19,13 @@ public struct NodeContract: Sendable, Hashable {
     /// launch): that provider's node bootstrap sets `STRATUM_ZONE` itself.
     public var zone: String?
     public var checkpointURL: String?
+    /// Rank 0's address, where the provider knows it before the node boots.
+    public var coordinator: String?
 
-    public init(cluster: String, index: Int, count: Int, cloud: String, region: String, zone: String?, checkpointURL: String? = nil) {
+    public init(
+        cluster: String, index: Int, count: Int, cloud: String, region: String, zone: String?, checkpointURL: String? = nil, coordinator: String? = nil
+    ) {
+        self.coordinator = coordinator
         self.cluster = cluster
         self.index = index
         self.count = count
@@ -37,7 +45,8 @@ public struct NodeContract: Sendable, Hashable {
             index: inputs["index"]?.intValue ?? node.address.index ?? 0,
             count: inputs["count"]?.intValue ?? 1,
             cloud: cloud, region: node.region, zone: zone,
-            checkpointURL: inputs["checkpoint_url"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 })
+            checkpointURL: inputs["checkpoint_url"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 },
+            coordinator: inputs["coordinator"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 })
     }
 
     public static let nodeName = "STRATUM_NODE_NAME"
@@ -48,6 +57,8 @@ public struct NodeContract: Sendable, Hashable {
     public static let regionName = "STRATUM_REGION"
     public static let zoneName = "STRATUM_ZONE"
     public static let checkpointURLName = "STRATUM_CHECKPOINT_URL"
+    public static let coordinatorName = "STRATUM_COORDINATOR"
+    public static let nodeIPName = "STRATUM_NODE_IP"
 
     /// Every variable of the contract.
     public static let variables = [nodeName, nodeIndex, nodeCount, clusterName, cloudName, regionName, zoneName, checkpointURLName]
@@ -63,6 +74,7 @@ public struct NodeContract: Sendable, Hashable {
         ]
         if let zone { env[Self.zoneName] = zone }
         if let checkpointURL { env[Self.checkpointURLName] = checkpointURL }
+        if let coordinator { env[Self.coordinatorName] = coordinator }
         return env
     }
 

@@ -8,6 +8,7 @@ import StratumCore
 public struct IMDSv2Fake: Sendable {
     public static let secret = "imds-role-secret-7d1e"
     public static let role = "stratum-node-role"
+    public static let privateIP = "10.20.0.10"
     public let server: LoopbackHTTPServer
     public let credentialFetches: LockedValue<Int>
     public let unauthorised: LockedValue<Int>
@@ -30,6 +31,7 @@ public struct IMDSv2Fake: Sendable {
             switch path {
             case "/latest/meta-data/placement/region": return ProxyResponse(status: 200, body: Data(region.utf8))
             case "/latest/meta-data/placement/availability-zone": return ProxyResponse(status: 200, body: Data(zone.utf8))
+            case "/latest/meta-data/local-ipv4": return ProxyResponse(status: 200, body: Data(privateIP.utf8))
             case "/latest/meta-data/iam/security-credentials/": return ProxyResponse(status: 200, body: Data(role.utf8))
             case "/latest/meta-data/iam/security-credentials/\(role)":
                 let n = fetches.update { $0 += 1; return $0 }

@@ -26,6 +26,9 @@ struct AWSLoweringTests {
         #expect(node.inputs["instance_type"] == "p5.48xlarge")
         #expect(node.inputs["subnet_ids"]?.references.map(\.address.description) == ["aws_subnet.net[0]", "aws_subnet.net[1]", "aws_subnet.net[2]"])
         #expect(node.inputs["container_image"] == nil, "the command runs on the machine image itself")
+        // Rank 1 is told rank 0's address; rank 0 learns its own at boot.
+        #expect(node.inputs["coordinator"]?.references.map(\.description) == ["aws_instance.gpu[0].private_ip"])
+        #expect(stack.resources.first { $0.address.description == "aws_instance.gpu[0]" }?.inputs["coordinator"] == nil)
         let subnets = stack.resources.filter { $0.address.type == "aws_subnet" }.sorted { $0.address < $1.address }
         #expect(subnets.map { $0.inputs["cidr"] } == ["10.0.0.0/20", "10.0.16.0/20", "10.0.32.0/20"])
         #expect(subnets.map { $0.inputs["availability_zone"] } == ["us-east-1a", "us-east-1b", "us-east-1c"])

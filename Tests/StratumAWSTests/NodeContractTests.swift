@@ -85,6 +85,9 @@ struct NodeContractTests {
             // On AWS the zone is the one the instance launched in, read from IMDS at boot.
             #expect(script.contains("export STRATUM_ZONE=\"$(curl -sf -H \"X-aws-ec2-metadata-token: $imds_token\" \"$imds/latest/meta-data/placement/availability-zone\""))
             #expect(onLocal["MODE"] == "train" && onAWS["MODE"] == "train")
+            #expect(onLocal[NodeContract.coordinatorName] == "127.0.0.1")
+            // On AWS rank 1 and 2 are told rank 0's address (resolved at apply); rank 0 reads its own at boot.
+            #expect(script.contains("STRATUM_COORDINATOR") && script.contains("local-ipv4"))
             // Every variable of the contract is there on both.
             for name in NodeContract.variables {
                 #expect(onLocal[name] != nil, "local lacks \(name)")

@@ -128,7 +128,10 @@ struct NodeSetupExecutionTests {
         #expect(health?.hasPrefix("ok") == true, "\(diagnostics)")
 
         // Each step of the setup did what it says, in order.
-        #expect(run.read("/etc/stratum/node.env")?.contains("STRATUM_ZONE='us-east-1b'") == true, "the zone comes from IMDS at boot")
+        let env = run.read("/etc/stratum/node.env") ?? ""
+        #expect(env.contains("STRATUM_ZONE='us-east-1b'"), "the zone comes from IMDS at boot")
+        // Rank 0 learns its own address at boot and is its own coordinator.
+        #expect(env.contains("STRATUM_NODE_IP='\(IMDSv2Fake.privateIP)'") && env.contains("STRATUM_COORDINATOR='\(IMDSv2Fake.privateIP)'"), "\(env)")
         let gpu = run.read("/var/log/stratum-gpu-setup.log") ?? ""
         for line in ["the image's NVIDIA driver works: 570.86.15", "fabric manager: active", "persistence mode on for 8 GPU(s)",
                      "containers see the GPUs through NVIDIA Container Toolkit", "EFA: libfabric's efa provider is there", "stratum gpu-setup: done"] {

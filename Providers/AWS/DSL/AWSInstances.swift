@@ -148,6 +148,8 @@ extension AWS {
                 inputs["pool"] = .string(name)
                 inputs["count"] = .int(count)
                 inputs["index"] = .int(index)
+                // Rank 0 learns its own address at boot; the others are told it.
+                if index > 0 { inputs["coordinator"] = Ref<String>(instance(0), "private_ip").value }
                 AWSDeclaration.declare(
                     "aws_instance", name, index: index, region: region, inputs: inputs, tags: launch.tags, dependsOn: explicitDependencies,
                     location: location, into: &content)

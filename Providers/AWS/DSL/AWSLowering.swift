@@ -116,6 +116,7 @@ public struct AWSLowering: PlacementLowering {
         for index in 0..<pool.count {
             var nodeInputs = inputs
             nodeInputs["index"] = .int(index)
+            if index > 0 { nodeInputs["coordinator"] = Ref<String>(pool.node(0), "private_ip").value }
             content.resources.append(DesiredResource(
                 address: pool.node(index), provider: "aws", region: pool.placement.region, inputs: nodeInputs,
                 dependsOn: pool.explicitDependencies, location: pool.location))

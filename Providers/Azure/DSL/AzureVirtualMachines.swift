@@ -201,7 +201,9 @@ extension Azure {
             }
             for index in 0..<count {
                 spec.declare(
-                    name, index: index, extra: ["pool": .string(name), "count": .int(count), "index": .int(index)], resourceGroup: resourceGroup, vmName: nil,
+                    name, index: index,
+                    extra: ["pool": .string(name), "count": .int(count), "index": .int(index)]
+                        .merging(index > 0 ? ["coordinator": Ref<String>(vm(0), "private_ip").value] : [:]) { $1 }, resourceGroup: resourceGroup, vmName: nil,
                     subscription: subscription, region: location, dependsOn: explicitDependencies, location: sourceLocation, into: &content)
             }
         }

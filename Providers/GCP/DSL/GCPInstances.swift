@@ -203,7 +203,9 @@ extension GCP {
             }
             for index in 0..<count {
                 spec.declare(
-                    "gcp_instance", name, index: index, extra: ["pool": .string(name), "count": .int(count), "index": .int(index)], project: project,
+                    "gcp_instance", name, index: index,
+                    extra: ["pool": .string(name), "count": .int(count), "index": .int(index)]
+                        .merging(index > 0 ? ["coordinator": Ref<String>(instance(0), "private_ip").value] : [:]) { $1 }, project: project,
                     region: region, dependsOn: explicitDependencies, location: location, into: &content)
             }
         }
