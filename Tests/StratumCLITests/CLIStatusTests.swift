@@ -56,11 +56,11 @@ struct CLIStatusTests {
 
         // A trainer that stops answering (SIGSTOP): that node is unreachable within the
         // timeout, the other still answers, and the command returns.
-        let port = try #require(first[0].endpoint.split(separator: ":").last)
-        let pids = try #require(pgrep("metrics.port_file").filter { pid in
-            (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))?.contains(dir.path) == true
-        } as [Int32]?)
-        let stuck = try #require(pids.first { listens(pid: $0, port: Int(port) ?? 0) }, "no trainer of \(pids) listens on \(port)")
+        // Worker 0's trainer: the one whose port file is in worker 0's node directory.
+        let nodes = dir.appendingPathComponent(".stratum/local/nodes").path
+        let pids = pgrep("\(nodes)/local_node.worker_0_-")
+        #expect(pids.count == 1, "\(pids)")
+        let stuck = try #require(pids.first)
         kill(stuck, SIGSTOP)
         defer { kill(stuck, SIGCONT) }
         let started = Date()
@@ -76,22 +76,6 @@ struct CLIStatusTests {
         return pids.filter { pid in
             guard let cmdline = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8) else { return false }
             return cmdline.contains("stratum-trainer") && cmdline.contains(text)
-        }
-    }
-
-    /// Whether `pid` holds a socket listening on `port` (from /proc/net/tcp and its fds).
-    func listens(pid: Int32, port: Int) -> Bool {
-        guard let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8) else { return false }
-        let hex = String(format: "%04X", port)
-        let inodes = Set(table.split(separator: "\n").dropFirst().compactMap { line -> String? in
-            let fields = line.split(separator: " ")
-            guard fields.count > 9, fields[1].hasSuffix(":\(hex)"), fields[3] == "0A" else { return nil }
-            return String(fields[9])
-        })
-        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
-        return fds.contains { fd in
-            let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)")) ?? ""
-            return inodes.contains { target == "socket:[\($0)]" }
         }
     }
 }

@@ -71,8 +71,10 @@ struct GCPLoweringTests {
         #expect(node.inputs["gpus"] == 8 && node.inputs["gpu_class"] == "H100")
         #expect(node.inputs["command"] == ["train"] && node.inputs["labels"] == ["team": "ml"])
         #expect(references(node.inputs["env"]) == ["gcp_bucket.ckpt-bucket.url"])
-        // Order follows the references: network, then its subnetwork and firewall, then the nodes.
-        #expect(Set(node.dependencies) == [ResourceAddress(type: "gcp_subnetwork", name: "net"), bucket.address])
+        // Order follows the references: network, then its subnetwork and firewall, then the nodes;
+        // rank 1 after rank 0, whose address is its coordinator.
+        #expect(Set(node.dependencies) == [ResourceAddress(type: "gcp_subnetwork", name: "net"), bucket.address, pool.node(0)])
+        #expect(references(node.inputs["coordinator"]) == ["gcp_instance.gpu[0].private_ip"])
         #expect(subnetwork.dependencies == [ResourceAddress(type: "gcp_network", name: "net")])
         // Every lowered resource passes the GCP provider's schema and checks.
         try Planner(providers: ProviderRegistry([schemaProvider()])).validate(stack)
