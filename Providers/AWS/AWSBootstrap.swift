@@ -3,29 +3,41 @@ import StratumCloud
 import StratumCore
 
 extension BootstrapFlavour {
-    /// EC2: the zone from IMDSv2; objects fetched with the instance profile's role credentials
-    /// (IMDSv2) and curl's SigV4; the EFA userspace from AWS's installer (checked by its
-    /// SHA-256); 16 KB of user data, gzip allowed (EC2 carries it base64-encoded, binary-safe).
+    /// EC2: the zone from IMDSv2; objects fetched, and secrets read from SSM Parameter Store,
+    /// with the instance profile's role keys (IMDSv2) and curl's SigV4; the EFA userspace from
+    /// AWS's installer (checked by its SHA-256); 16 KB of user data, gzip allowed (EC2 carries
+    /// it base64-encoded, binary-safe).
     public static let aws = BootstrapFlavour(
         cloud: "aws", atBoot: .aws,
+        library: #"""
+            # stratum_aws: the region and the instance role's keys, from IMDSv2.
+            stratum_aws() {
+              imds=${STRATUM_AWS_METADATA:-http://169.254.169.254}
+              token=$(curl -sf -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$imds/latest/api/token")
+              role=$(curl -sf -H "X-aws-ec2-metadata-token: $token" "$imds/latest/meta-data/iam/security-credentials/" | head -n 1)
+              [ -n "$role" ] || { echo "stratum: the instance has no role (instance profile) to read with" >&2; return 1; }
+              creds=$(curl -sf -H "X-aws-ec2-metadata-token: $token" "$imds/latest/meta-data/iam/security-credentials/$role")
+              region=$(curl -sf -H "X-aws-ec2-metadata-token: $token" "$imds/latest/meta-data/placement/region")
+            }
+            # stratum_aws_keys: the keys as a curl config, for curl's standard input (never its command line).
+            stratum_aws_keys() {
+              printf '%s' "$creds" | python3 -c 'import json, sys; c = json.load(sys.stdin); print("user = \"%s:%s\"\nheader = \"x-amz-security-token: %s\"" % (c["AccessKeyId"], c["SecretAccessKey"], c["Token"]))'
+            }
+            """#,
         fetch: #"""
             url=$1 out=$2
             path=${url#s3://} bucket=${url#s3://}
             bucket=${bucket%%/*} key=${path#*/}
-            imds=${STRATUM_AWS_METADATA:-http://169.254.169.254}
-            token=$(curl -sf -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$imds/latest/api/token")
-            md() { curl -sf -H "X-aws-ec2-metadata-token: $token" "$imds/latest/meta-data/$1"; }
-            role=$(md iam/security-credentials/ | head -n 1)
-            [ -n "$role" ] || { echo "stratum_fetch: the instance has no role to read $url with" >&2; return 1; }
-            creds=$(md "iam/security-credentials/$role")
-            region=$(md placement/region)
-            field() { printf '%s' "$creds" | python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+            stratum_aws || return 1
             # Virtual-hosted style on AWS; path style on an endpoint named for tests (moto).
             object="https://$bucket.s3.$region.amazonaws.com/$key"
             [ -z "${STRATUM_S3_ENDPOINT:-}" ] || object="$STRATUM_S3_ENDPOINT/$bucket/$key"
-            # The keys go to curl on its standard input, never on its command line.
-            printf 'user = "%s:%s"\nheader = "x-amz-security-token: %s"\n' "$(field AccessKeyId)" "$(field SecretAccessKey)" "$(field Token)" \
-              | curl -sfS --retry 5 -K - --aws-sigv4 "aws:amz:$region:s3" -o "$out" "$object"
+            stratum_aws_keys | curl -sfS --retry 5 -K - --aws-sigv4 "aws:amz:$region:s3" -o "$out" "$object"
+            """#,
+        secret: #"""
+            stratum_aws || return 1
+            request=$(python3 -c 'import json, sys; print(json.dumps({"Name": sys.argv[1], "WithDecryption": True}))' "$1")
+            stratum_aws_keys | curl -sfS --retry 5 -K - --aws-sigv4 "aws:amz:$region:ssm" -X POST               -H 'X-Amz-Target: AmazonSSM.GetParameter' -H 'Content-Type: application/x-amz-json-1.1' --data "$request"               "${STRATUM_SSM_ENDPOINT:-https://ssm.$region.amazonaws.com}/"               | python3 -c 'import json, sys; sys.stdout.write(json.load(sys.stdin)["Parameter"]["Value"])'
             """#,
         interconnectSetup: [
             .efa: #"""

@@ -42,7 +42,9 @@ struct InstanceKind: EC2ResourceKind {
             "trainer_config": .input(forceNew: true, plainText: true),
             "trainer_arguments": .input(forceNew: true, plainText: true),
             "command": .input(forceNew: true, plainText: true),
-            "env": .input(forceNew: true, plainText: true),
+            // A Secret here goes to SSM Parameter Store and is read by the node with its role
+            // (AWSNodeSecrets); plain entries are in the user data.
+            "env": .input(forceNew: true, deliversSecrets: true),
             "container_image": .input(forceNew: true),
             "root_volume_gib": .input(forceNew: true),
             "root_device_name": .input(forceNew: true),
@@ -70,18 +72,22 @@ struct InstanceKind: EC2ResourceKind {
         if case .list(let subnets)? = resource.inputs["subnet_ids"], subnets.isEmpty {
             problems.append(AWSValidation.problem(resource, "subnet_ids must list at least one subnet"))
         }
+        if let problem = AWSNodeSecrets.problem(resource.inputs) { problems.append(AWSValidation.problem(resource, problem)) }
         return problems
     }
 
     func create(_ resource: ResolvedResource, token: String, tags: [String: String], ec2: EC2API) async throws -> ResourceState {
         let subnets = resource.strings("subnet_ids")
         guard !subnets.isEmpty else { throw ProviderError(.permanent, "subnet_ids must list at least one subnet", address: resource.address) }
+        // A secret that arrived through a reference resolved only now is checked again here.
+        if let problem = AWSNodeSecrets.problem(resource.inputs) { throw ProviderError(.permanent, problem, address: resource.address) }
+        let secrets = try await AWSNodeSecrets.put(resource, client: ec2.client)
         var stockouts: [String] = []
         for (i, subnet) in subnets.enumerated() {
             // AWS refuses one ClientToken with different parameters, so each subnet gets its own.
             let clientToken = i == 0 ? token : "\(token)-\(i)"
             do {
-                let response = try await ec2.call("RunInstances", try runParameters(resource, subnet: subnet, clientToken: clientToken, tags: tags), idempotent: false)
+                let response = try await ec2.call("RunInstances", try runParameters(resource, subnet: subnet, clientToken: clientToken, tags: tags, secrets: secrets), idempotent: false)
                 guard let item = response.items("instancesSet").first, let id = item.string("instanceId") else {
                     throw ProviderError(.transient, "RunInstances returned no instance", address: resource.address)
                 }
@@ -102,7 +108,7 @@ struct InstanceKind: EC2ResourceKind {
             address: resource.address, scope: subnets.count > 1 ? .region(resource.region) : .zone(nil))
     }
 
-    func runParameters(_ resource: ResolvedResource, subnet: String, clientToken: String, tags: [String: String]) throws -> EC2Parameters {
+    func runParameters(_ resource: ResolvedResource, subnet: String, clientToken: String, tags: [String: String], secrets: [String: String] = [:]) throws -> EC2Parameters {
         var p = EC2Parameters()
         p.add("ImageId", try resource.requireString("ami"))
         p.add("InstanceType", try resource.requireString("instance_type"))
@@ -116,7 +122,7 @@ struct InstanceKind: EC2ResourceKind {
         if let profile = resource.string("iam_instance_profile"), !profile.isEmpty { p.add("IamInstanceProfile.Name", profile) }
         let machine = AWSInstanceCatalog.bootstrapMachine(
             instanceType: try resource.requireString("instance_type"), gpus: resource.inputs["gpus"]?.intValue, gpuClass: resource.string("gpu_class"))
-        if let userData = try NodeUserData.render(resource, flavour: .aws, machine: machine) { p.add("UserData", userData.bytes.base64EncodedString()) }
+        if let userData = try NodeUserData.render(resource, flavour: .aws, machine: machine, secrets: secrets) { p.add("UserData", userData.bytes.base64EncodedString()) }
         if let size = resource.inputs["root_volume_gib"]?.intValue {
             p.add("BlockDeviceMapping.1.DeviceName", resource.string("root_device_name") ?? "/dev/sda1")
             p.add("BlockDeviceMapping.1.Ebs.VolumeSize", String(size))
@@ -191,6 +197,7 @@ struct InstanceKind: EC2ResourceKind {
         do {
             _ = try await ec2.call("TerminateInstances", p, idempotent: true)
         } catch let error as ProviderError where error.kind == .notFound {
+            try await AWSNodeSecrets.delete(state, client: ec2.client)
             return
         }
         // Wait for `terminated`: until then the subnet and security group are still in use.
@@ -201,6 +208,7 @@ struct InstanceKind: EC2ResourceKind {
             guard let item = try await describe.items(filters: [(filter, [state.id])]).first, item.string("instanceState/name") != "terminated" else { return .done(true) }
             return .running
         }
+        try await AWSNodeSecrets.delete(state, client: ec2.client)
     }
 }
 

@@ -49,8 +49,11 @@ struct InstanceRoleKind: ResourceKind {
 
     static let trustPolicy = #"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#
 
-    static func bucketPolicy(_ bucket: String) -> String {
+    /// The bucket, and the node secrets Stratum keeps for instances of this role's profile
+    /// (`/stratum/<name>/…` in SSM Parameter Store).
+    static func bucketPolicy(_ bucket: String, role name: String) -> String {
         #"{"Version":"2012-10-17","Statement":["#
+            + #"{"Effect":"Allow","Action":["ssm:GetParameter"],"Resource":"arn:aws:ssm:*:*:parameter/stratum/\#(name)/*"},"#
             + #"{"Effect":"Allow","Action":["s3:ListBucket","s3:GetBucketLocation"],"Resource":"arn:aws:s3:::\#(bucket)"},"#
             + #"{"Effect":"Allow","Action":["s3:GetObject","s3:PutObject","s3:DeleteObject","s3:AbortMultipartUpload"],"Resource":"arn:aws:s3:::\#(bucket)/*"}]}"#
     }
@@ -87,7 +90,7 @@ struct InstanceRoleKind: ResourceKind {
     /// The policy, the instance profile and the role in it: each step a no-op when done.
     func complete(name: String, bucket: String, tags: [String: String], address: ResourceAddress) async throws {
         _ = try await client.iam(
-            "PutRolePolicy", [("RoleName", name), ("PolicyName", Self.policyName), ("PolicyDocument", Self.bucketPolicy(bucket))], idempotent: true,
+            "PutRolePolicy", [("RoleName", name), ("PolicyName", Self.policyName), ("PolicyDocument", Self.bucketPolicy(bucket, role: name))], idempotent: true,
             address: address)
         do {
             _ = try await client.iam(
@@ -160,7 +163,7 @@ struct InstanceRoleKind: ResourceKind {
         let bucket = try desired.requireString("bucket")
         if bucket != prior.attributes["bucket"]?.stringValue {
             _ = try await client.iam(
-                "PutRolePolicy", [("RoleName", prior.id), ("PolicyName", Self.policyName), ("PolicyDocument", Self.bucketPolicy(bucket))], idempotent: true,
+                "PutRolePolicy", [("RoleName", prior.id), ("PolicyName", Self.policyName), ("PolicyDocument", Self.bucketPolicy(bucket, role: prior.id))], idempotent: true,
                 address: prior.address)
         }
         var state = prior

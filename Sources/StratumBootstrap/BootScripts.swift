@@ -107,17 +107,54 @@ enum BootScripts {
         return script
     }
 
-    /// Defines `stratum_fetch URL FILE` with the cloud's body.
-    static func fetch(_ body: String) -> String {
-        """
-        # stratum_fetch URL FILE: downloads an object of the cluster's bucket to FILE with this
-        # machine's own identity. Sourced by trainer-setup.sh.
-        stratum_fetch() {
-        \(body.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }.joined(separator: "\n"))
+    /// Defines `stratum_fetch URL FILE` (and `stratum_secret REFERENCE` where the cloud has
+    /// one) with the cloud's bodies, after the helpers they share.
+    static func fetch(_ flavour: BootstrapFlavour) -> String {
+        func function(_ name: String, _ body: String) -> String {
+            "\(name)() {\n" + body.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }.joined(separator: "\n") + "\n}\n"
         }
+        var text = """
+            # Reads what the node needs from its cloud with this machine's own identity. Sourced by
+            # trainer-setup.sh and secrets.sh.
+
+            """
+        if !flavour.library.isEmpty { text += flavour.library + (flavour.library.hasSuffix("\n") ? "" : "\n") }
+        text += "# stratum_fetch URL FILE: downloads an object of the cluster's bucket to FILE.\n" + function("stratum_fetch", flavour.fetch)
+        if let secret = flavour.secret {
+            text += "# stratum_secret REFERENCE: prints a secret of the cloud's secret store.\n" + function("stratum_secret", secret)
+        }
+        return text
+    }
+
+    /// Reads the node's secrets into a root-only file before every start of the workload.
+    static let secrets = """
+        #!/bin/sh
+        # Reads the node's secrets (\(NodeBootstrap.secretsListPath): NAME REFERENCE) from the cloud's
+        # secret store with this machine's identity into \(NodeBootstrap.secretsEnvPath), readable by
+        # root alone. Runs before every start of stratum-workload.service, so a changed secret is
+        # read at the next start.
+        set -eu
+        set -a
+        . \(NodeBootstrap.nodeEnvPath)
+        set +a
+        . \(NodeBootstrap.libexec)/fetch.sh
+        umask 077
+        tmp=$(mktemp \(NodeBootstrap.secretsEnvPath).XXXXXX)
+        trap 'rm -f "$tmp"' EXIT
+        count=0
+        while read -r name reference; do
+          [ -n "$name" ] || continue
+          value=$(stratum_secret "$reference")
+          # One shell word, however the value is quoted (python3 comes with cloud-init).
+          quoted=$(printf '%s' "$value" | python3 -c 'import shlex, sys; sys.stdout.write(shlex.quote(sys.stdin.read()))')
+          printf "%s=%s\\n" "$name" "$quoted" >> "$tmp"
+          count=$((count + 1))
+        done < \(NodeBootstrap.secretsListPath)
+        mv "$tmp" \(NodeBootstrap.secretsEnvPath)
+        trap - EXIT
+        echo "stratum secrets: $count secret(s) read into \(NodeBootstrap.secretsEnvPath)"
 
         """
-    }
 
     /// Fetches, checks, builds and installs the trainer before each start of the workload;
     /// a build of the same sources is kept.
@@ -167,7 +204,10 @@ enum BootScripts {
 
     /// The workload's command, with node.env in its environment.
     static func workload(_ workload: NodeWorkload, machine: MachineProfile) -> String {
-        var lines = ["#!/bin/sh", "# The workload of this node (stratum-workload.service), with the node contract in its environment.", "set -a", ". \(env)", "set +a"]
+        var lines = [
+            "#!/bin/sh", "# The workload of this node (stratum-workload.service), with the node contract (and its secrets) in its environment.",
+            "set -a", ". \(env)", "if [ -f \(NodeBootstrap.secretsEnvPath) ]; then . \(NodeBootstrap.secretsEnvPath); fi", "set +a",
+        ]
         switch workload {
         case .trainer(_, _, let arguments):
             lines.append(
@@ -177,7 +217,7 @@ enum BootScripts {
         case .container(let image, let command):
             lines.append("docker rm -f stratum-workload > /dev/null 2>&1 || true")
             // Every variable of node.env goes into the container by name.
-            lines.append("passed=$(sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/-e \\1/p' \(env))")
+            lines.append("passed=$(cat \(env) \(NodeBootstrap.secretsEnvPath) 2>/dev/null | sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/-e \\1/p')")
             lines.append("devices=")
             lines.append("if [ -d /dev/infiniband ]; then devices=\"--device /dev/infiniband\"; fi")
             var run = ["exec", "docker", "run", "--rm", "--name", "stratum-workload"]
@@ -207,9 +247,9 @@ enum BootScripts {
     }
 
     /// The workload's unit: restarted whenever it stops, however often.
-    static func workloadUnit(_ workload: NodeWorkload) -> String {
+    static func workloadUnit(_ workload: NodeWorkload, secrets: Bool = false) -> String {
         var after = "network-online.target"
-        var pre: [String] = []
+        var pre: [String] = secrets ? ["ExecStartPre=\(libexec)/secrets.sh"] : []
         switch workload {
         case .trainer: pre.append("ExecStartPre=\(libexec)/trainer-setup.sh")
         case .container: after += " docker.service"

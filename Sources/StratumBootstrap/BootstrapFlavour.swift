@@ -16,14 +16,24 @@ public struct BootstrapFlavour: Sendable {
     /// cluster's bucket to FILE with the machine's own identity (its role, service account or
     /// managed identity), so no key is ever in user data.
     public var fetch: String
+    /// Shell functions the `fetch` and `secret` bodies share (sourced before them).
+    public var library: String
+    /// The body of `stratum_secret REFERENCE`: prints a secret of the cloud's secret store read
+    /// with the machine's identity; nil where the cloud's secrets are not delivered yet.
+    public var secret: String?
     /// Shell lines that install the userspace of an interconnect when the image lacks it.
     public var interconnectSetup: [Interconnect: String]
     public var userData: UserDataLimit
 
-    public init(cloud: String, atBoot: NodeBootScript.AtBoot, fetch: String, interconnectSetup: [Interconnect: String] = [:], userData: UserDataLimit) {
+    public init(
+        cloud: String, atBoot: NodeBootScript.AtBoot, library: String = "", fetch: String, secret: String? = nil,
+        interconnectSetup: [Interconnect: String] = [:], userData: UserDataLimit
+    ) {
         self.cloud = cloud
         self.atBoot = atBoot
+        self.library = library
         self.fetch = fetch
+        self.secret = secret
         self.interconnectSetup = interconnectSetup
         self.userData = userData
     }

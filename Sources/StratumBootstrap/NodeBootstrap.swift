@@ -81,6 +81,8 @@ public struct NodeBootstrap: Sendable {
     public static let nodeEnvPath = "/etc/stratum/node.env"
     public static let libexec = "/usr/local/lib/stratum"
     public static let trainerConfigPath = "/etc/stratum/trainer.yaml"
+    public static let secretsListPath = "/etc/stratum/secrets.list"
+    public static let secretsEnvPath = "/etc/stratum/secrets.env"
 
     /// The node's address in the stack, for the document's header and error messages.
     public var address: String
@@ -90,11 +92,15 @@ public struct NodeBootstrap: Sendable {
     public var machine: MachineProfile
     public var flavour: BootstrapFlavour
     public var metricsPort: Int
+    /// Secrets by environment name, each a reference into the cloud's secret store (never a
+    /// value): read at every start of the workload into a root-only file.
+    public var secrets: [String: String]
 
     public init(
         address: String, environment: [String: String], workload: NodeWorkload, machine: MachineProfile, flavour: BootstrapFlavour,
-        metricsPort: Int = NodeBootstrap.defaultMetricsPort
+        metricsPort: Int = NodeBootstrap.defaultMetricsPort, secrets: [String: String] = [:]
     ) {
+        self.secrets = secrets
         self.address = address
         self.environment = environment
         self.workload = workload
@@ -113,6 +119,9 @@ public struct NodeBootstrap: Sendable {
 
     /// The `#cloud-config` document.
     public func cloudConfig() throws -> String {
+        if !secrets.isEmpty, flavour.secret == nil {
+            throw ProviderError(.permanent, "\(address): secrets are not delivered on \(flavour.cloud) yet; pass a reference the workload resolves")
+        }
         let config = CloudConfig(
             package_update: true, packages: packages, write_files: files, runcmd: commands)
         let encoder = YAMLEncoder()
@@ -146,14 +155,24 @@ public struct NodeBootstrap: Sendable {
                     path: "\(Self.libexec)/gpu-setup.sh", permissions: "0755",
                     content: BootScripts.gpuSetup(machine: machine, containers: usesContainers, interconnect: flavour.interconnectSetup[machine.interconnect])))
         }
+        var fetches = false
         if case .trainer(_, let config, _) = workload {
             files.append(CloudConfig.File(path: Self.trainerConfigPath, permissions: "0644", content: config.hasSuffix("\n") || config.isEmpty ? config : config + "\n"))
-            files.append(CloudConfig.File(path: "\(Self.libexec)/fetch.sh", permissions: "0644", content: BootScripts.fetch(flavour.fetch)))
             files.append(CloudConfig.File(path: "\(Self.libexec)/trainer-setup.sh", permissions: "0755", content: BootScripts.trainerSetup))
+            fetches = true
         }
+        if !secrets.isEmpty {
+            // Names and references only: the values are read at boot with the machine's identity.
+            let list = secrets.keys.sorted().map { "\($0) \(secrets[$0] ?? "")" }.joined(separator: "\n") + "\n"
+            files.append(CloudConfig.File(path: Self.secretsListPath, permissions: "0644", content: list))
+            files.append(CloudConfig.File(path: "\(Self.libexec)/secrets.sh", permissions: "0755", content: BootScripts.secrets))
+            fetches = true
+        }
+        if fetches { files.append(CloudConfig.File(path: "\(Self.libexec)/fetch.sh", permissions: "0644", content: BootScripts.fetch(flavour))) }
         files.append(CloudConfig.File(path: "\(Self.libexec)/workload.sh", permissions: "0755", content: BootScripts.workload(workload, machine: machine)))
         files.append(
-            CloudConfig.File(path: "/etc/systemd/system/stratum-workload.service", permissions: "0644", content: BootScripts.workloadUnit(workload)))
+            CloudConfig.File(
+                path: "/etc/systemd/system/stratum-workload.service", permissions: "0644", content: BootScripts.workloadUnit(workload, secrets: !secrets.isEmpty)))
         if machine.gpus > 0 {
             files.append(
                 CloudConfig.File(
@@ -217,12 +236,15 @@ struct CloudConfig: Encodable {
 /// else the node setup (`NodeBootstrap`) of its `command` or `container_image` with the node
 /// contract over its `env`; nil when it has none of them. Either way within the cloud's limit.
 public enum NodeUserData {
-    public static func render(_ resource: ResolvedResource, flavour: BootstrapFlavour, machine: MachineProfile) throws -> UserData? {
+    public static func render(
+        _ resource: ResolvedResource, flavour: BootstrapFlavour, machine: MachineProfile, secrets: [String: String] = [:]
+    ) throws -> UserData? {
         let address = resource.address.description
         if let raw = resource.inputs["user_data"]?.stringValue, !raw.isEmpty {
             return try flavour.userData.fit(Data(raw.utf8), address: address)
         }
-        guard let bootstrap = bootstrap(resource, flavour: flavour, machine: machine) else { return nil }
+        guard var bootstrap = bootstrap(resource, flavour: flavour, machine: machine) else { return nil }
+        bootstrap.secrets = secrets
         return try bootstrap.userData()
     }
 
@@ -249,7 +271,10 @@ public enum NodeUserData {
         } else {
             return nil
         }
-        let environment = NodeContract(node: resource, cloud: flavour.cloud, zone: nil).environment(over: NodeContract.stackEnvironment(of: resource))
+        // A secret's value never goes in the document: the node reads it (see `secrets`).
+        var plain = resource
+        if case .map(let env)? = resource.inputs["env"] { plain.inputs["env"] = .map(env.filter { !$0.value.containsSensitive }) }
+        let environment = NodeContract(node: plain, cloud: flavour.cloud, zone: nil).environment(over: NodeContract.stackEnvironment(of: plain))
         return NodeBootstrap(address: resource.address.description, environment: environment, workload: workload, machine: machine, flavour: flavour)
     }
 }

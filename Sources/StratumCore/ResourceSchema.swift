@@ -57,8 +57,15 @@ public struct AttributeSchema: Sendable, Hashable {
     /// The cloud keeps this input where others can read it in plain text (a machine's boot
     /// script or metadata), so a secret must never be put in it.
     public var plainText: Bool
+    /// The provider delivers the secrets in this input through the cloud's secret store: it
+    /// receives them still marked sensitive (every other input arrives revealed) and must
+    /// never write them anywhere in plain text.
+    public var deliversSecrets: Bool
 
-    public init(role: Role, forceNew: Bool = false, required: Bool = false, sensitive: Bool = false, plainText: Bool = false) {
+    public init(
+        role: Role, forceNew: Bool = false, required: Bool = false, sensitive: Bool = false, plainText: Bool = false, deliversSecrets: Bool = false
+    ) {
+        self.deliversSecrets = deliversSecrets
         self.role = role
         self.forceNew = forceNew
         self.required = required
@@ -67,8 +74,10 @@ public struct AttributeSchema: Sendable, Hashable {
     }
 
     public static let computed = AttributeSchema(role: .computed)
-    public static func input(forceNew: Bool = false, required: Bool = false, sensitive: Bool = false, plainText: Bool = false) -> AttributeSchema {
-        AttributeSchema(role: .input, forceNew: forceNew, required: required, sensitive: sensitive, plainText: plainText)
+    public static func input(
+        forceNew: Bool = false, required: Bool = false, sensitive: Bool = false, plainText: Bool = false, deliversSecrets: Bool = false
+    ) -> AttributeSchema {
+        AttributeSchema(role: .input, forceNew: forceNew, required: required, sensitive: sensitive, plainText: plainText, deliversSecrets: deliversSecrets)
     }
     /// A value the provider sets that must stay secret (a generated password, a private key).
     public static let sensitiveComputed = AttributeSchema(role: .computed, sensitive: true)

@@ -209,7 +209,7 @@ public struct Executor: Sendable {
         case .create, .replaceCreate:
             try Self.checkCallable(resolvedInputs, schema: schema, address: address)
             let resolved = ResolvedResource(
-                address: address, region: change.region, inputs: resolvedInputs.mapValues(\.revealed), dependencies: change.dependencies, ownership: ownership)
+                address: address, region: change.region, inputs: Sensitivity.reveal(resolvedInputs, schema: schema), dependencies: change.dependencies, ownership: ownership)
             let cbd = step.kind == .replaceCreate && change.createBeforeDestroy
             let operation = PendingOperation(
                 address: address, action: .create, provider: change.provider, region: change.region,
@@ -249,12 +249,12 @@ public struct Executor: Sendable {
             guard let prior = change.prior else { throw ProviderError(.permanent, "update without prior state", address: address) }
             try Self.checkCallable(resolvedInputs, schema: schema, address: address)
             let resolved = ResolvedResource(
-                address: address, region: change.region, inputs: resolvedInputs.mapValues(\.revealed), dependencies: change.dependencies, ownership: ownership)
+                address: address, region: change.region, inputs: Sensitivity.reveal(resolvedInputs, schema: schema), dependencies: change.dependencies, ownership: ownership)
             let operation = PendingOperation(
                 address: address, action: .update, provider: change.provider, region: change.region,
                 token: UUID().uuidString.lowercased(), startedAt: clock.date(), ownership: ownership, prior: prior,
                 inputs: resolvedInputs, dependencies: change.dependencies)
-            return try await journaled(OperationJournal(store: store, workspace: workspace, operation: operation), { try await retry.run { try await provider.update(Sensitivity.reveal(prior), to: resolved) } }) { updated, operation in
+            return try await journaled(OperationJournal(store: store, workspace: workspace, operation: operation), { try await retry.run { try await provider.update(Sensitivity.reveal(prior, schema: schema), to: resolved) } }) { updated, operation in
                 guard var state = updated else { throw ProviderError(.permanent, "the provider returned no state", address: address) }
                 state = Sensitivity.protect(state, schema: schema, template: resolvedInputs)
                 state.dependencies = change.dependencies
@@ -274,7 +274,7 @@ public struct Executor: Sendable {
             let operation = PendingOperation(
                 address: removed, action: .delete, provider: change.provider, region: change.region,
                 token: UUID().uuidString.lowercased(), startedAt: clock.date(), ownership: ownership, prior: recorded)
-            let revealed = Sensitivity.reveal(prior)
+            let revealed = Sensitivity.reveal(prior, schema: schema)
             let journal = OperationJournal(store: store, workspace: workspace, operation: operation)
             return try await journaled(journal, { try await retry.run { try await provider.delete(revealed, context: journal.context) }; return nil }) { _, operation in
                 let serial = try await store.commit(

@@ -85,7 +85,7 @@ public struct Recovery: Sendable {
                 try await store.settleOperations(workspace: workspace, ids: [operation.id])
                 return .confirmedGone(address)
             }
-            let revealed = Sensitivity.reveal(prior)
+            let revealed = Sensitivity.reveal(prior, schema: provider.schema(for: operation.type))
             let live = try await retry.run { try await provider.read(type: operation.type, resources: [revealed]) }.first ?? nil
             if var live {
                 live = Sensitivity.protect(live, schema: schema, template: operation.action == .update ? operation.inputs : prior.attributes)
@@ -125,11 +125,20 @@ public enum Sensitivity {
         return state
     }
 
-    /// `state` with every sensitive wrapper removed, as providers receive it.
-    public static func reveal(_ state: ResourceState) -> ResourceState {
+    /// `state` with every sensitive wrapper removed, as providers receive it, but in the
+    /// attributes whose provider delivers secrets itself (`deliversSecrets`).
+    public static func reveal(_ state: ResourceState, schema: ResourceSchema? = nil) -> ResourceState {
         guard state.attributes.values.contains(where: \.containsSensitive) else { return state }
         var state = state
-        state.attributes = state.attributes.mapValues(\.revealed)
+        state.attributes = reveal(state.attributes, schema: schema)
         return state
+    }
+
+    /// `inputs` as a provider call receives them: revealed, but where the schema says the
+    /// provider delivers the secrets of an input itself.
+    public static func reveal(_ inputs: [String: Value], schema: ResourceSchema?) -> [String: Value] {
+        var revealed = inputs
+        for (key, value) in inputs where schema?.attributes[key]?.deliversSecrets != true { revealed[key] = value.revealed }
+        return revealed
     }
 }

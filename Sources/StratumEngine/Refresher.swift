@@ -51,7 +51,8 @@ public struct Refresher: Sendable {
                 group.addTask {
                     guard let provider = providers[key.provider] else { return (batch, []) }
                     let sorted = batch.sorted { $0.address < $1.address }
-                    let revealed = sorted.map(Sensitivity.reveal)
+                    let schema = provider.schema(for: key.type)
+                    let revealed = sorted.map { Sensitivity.reveal($0, schema: schema) }
                     let result = try await retry.run { try await provider.read(type: key.type, resources: revealed) }
                     guard result.count == sorted.count else {
                         throw ProviderError(.permanent, "provider '\(key.provider)' answered \(result.count) states for \(sorted.count) \(key.type) resources")

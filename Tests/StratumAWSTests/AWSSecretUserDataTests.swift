@@ -76,4 +76,58 @@ struct AWSSecretUserDataTests {
         #expect(scripts.values.allSatisfy { !$0.contains(Self.secret) })
         #expect(try await world.apply(try await world.destroyPlan()).ok)
     }
+
+    /// With a role to read it with, a node's secret goes to SSM Parameter Store as a
+    /// SecureString under the role's path; the user data names the parameter, never the value;
+    /// destroy deletes it.
+    @Test(.enabled(if: Moto.available, Moto.skipReason), .timeLimit(.minutes(3)))
+    func aSecretReachesTheNodeThroughParameterStore() async throws {
+        let world = try await AWSWorld.make(region: "eu-north-1")
+        defer { Task { await world.shutdown() } }
+        let placement = Placement.aws(region: world.region, zones: ["\(world.region)a"])
+        var content = StackContent()
+        let network = Network("net", cidr: "10.0.0.0/16", on: placement)
+        let bucket = Bucket(world.bucketName, on: placement)
+        let role = AWS.InstanceRole("node", bucket: bucket, region: world.region)
+        network.declare(into: &content)
+        bucket.declare(into: &content)
+        role.declare(into: &content)
+        AWS.InstanceGroup(
+            "worker", count: 1,
+            AWS.LaunchSpec(
+                ami: "ami-12c6146b", instanceType: "g5.xlarge", subnets: AWSLowering.subnets(of: network), command: ["train"],
+                env: ["HF_TOKEN": Secret(Self.secret), "MODE": "train"], instanceProfile: role.instanceProfile),
+            region: world.region
+        ).declare(into: &content)
+        let stack = try StackEvaluator.evaluate(content, name: AWSGPUCluster.name, environment: world.environment)
+        let result = try await world.apply(try await world.plan(stack))
+        #expect(result.ok, "\(result.failed.map { "\($0.step.address): \($0.error)" })")
+
+        let snapshot = await world.store.read(workspace: world.workspace)
+        let worker = try #require(snapshot.resources[ResourceAddress(type: "aws_instance", name: "worker", index: 0)])
+        let attribute = try await world.direct.ec2("DescribeInstanceAttribute", [("InstanceId", worker.id), ("Attribute", "userData")], region: world.region, idempotent: true)
+        let encoded = attribute.string("userData/value") ?? ""
+        let setup = try NodeSetupDocument(base64: encoded)
+        #expect(!setup.text.contains(Self.secret) && !encoded.contains(Self.secret))
+        #expect(setup.environment["MODE"] == "train" && setup.environment["HF_TOKEN"] == nil)
+        let list = try #require(setup.files["/etc/stratum/secrets.list"])
+        let parameter = try #require(list.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) })
+        let profile = try #require(worker.attributes["iam_instance_profile"]?.stringValue)
+        #expect(list.hasPrefix("HF_TOKEN /stratum/\(profile)/"), "\(list)")
+        #expect(setup.files["/etc/systemd/system/stratum-workload.service"]?.contains("ExecStartPre=/usr/local/lib/stratum/secrets.sh") == true)
+
+        // The parameter holds the value, encrypted at rest; the role may read its path.
+        let stored = try await world.direct.json(
+            service: "ssm", target: "AmazonSSM.GetParameter", ["Name": parameter, "WithDecryption": true], region: world.region, idempotent: true)
+        let found = stored["Parameter"] as? [String: Any]
+        #expect(found?["Value"] as? String == Self.secret && found?["Type"] as? String == "SecureString")
+        let policy = try await world.direct.iam("GetRolePolicy", [("RoleName", profile), ("PolicyName", "stratum-bucket")], idempotent: true)
+        let document = (policy["GetRolePolicyResult"]?.string("PolicyDocument")).flatMap { $0.removingPercentEncoding } ?? ""
+        #expect(document.contains("parameter/stratum/\(profile)/*"), "\(document)")
+
+        #expect(try await world.apply(try await world.destroyPlan()).ok)
+        let gone = try await world.direct.json(
+            service: "ssm", target: "AmazonSSM.GetParameters", ["Names": [parameter]], region: world.region, idempotent: true)
+        #expect((gone["Parameters"] as? [Any])?.isEmpty == true, "\(gone)")
+    }
 }

@@ -69,6 +69,12 @@ struct NodeSetupExecutionTests {
         _ = try await world.direct.s3("PUT", bucket: world.bucketName, region: "us-east-1", action: "CreateBucket")
         _ = try await world.direct.s3("PUT", bucket: world.bucketName, key: archive.objectKey, body: archive.data, region: "us-east-1", action: "PutObject")
 
+        // A secret of the node's, in Parameter Store as an apply leaves it.
+        let secret = "hf_node-secret-'quoted'-4c1a", parameter = "/stratum/node-role/worker-0/HF_TOKEN"
+        _ = try await world.direct.json(
+            service: "ssm", target: "AmazonSSM.PutParameter", ["Name": parameter, "Value": secret, "Type": "SecureString", "Overwrite": true],
+            region: "us-east-1", idempotent: true)
+
         let port = freeLoopbackPort()
         var environment = NodeContract(cluster: "worker", index: 0, count: 1, cloud: "aws", region: "us-east-1", zone: nil,
                                        checkpointURL: "s3://\(world.bucketName)/run").environment
@@ -76,6 +82,7 @@ struct NodeSetupExecutionTests {
         environment["STRATUM_AWS_METADATA"] = imds.url.absoluteString
         environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = imds.url.absoluteString
         environment["STRATUM_S3_ENDPOINT"] = moto.absoluteString
+        environment["STRATUM_SSM_ENDPOINT"] = moto.absoluteString
         let node = NodeBootstrap(
             address: "aws_instance.worker[0]", environment: environment,
             workload: .trainer(
@@ -85,7 +92,8 @@ struct NodeSetupExecutionTests {
                     "--set", "checkpoint.dir=$STRATUM_CHECKPOINT_URL/worker-$STRATUM_NODE_INDEX", "--set", "s3.endpoint=$STRATUM_S3_ENDPOINT",
                     "--set", "s3.region=$STRATUM_REGION",
                 ]),
-            machine: AWSInstanceCatalog.bootstrapMachine(instanceType: "p5.48xlarge"), flavour: .aws, metricsPort: port)
+            machine: AWSInstanceCatalog.bootstrapMachine(instanceType: "p5.48xlarge"), flavour: .aws, metricsPort: port,
+            secrets: ["HF_TOKEN": parameter])
         let setup = try NodeSetupDocument(try node.cloudConfig())
 
         let scratch = try TestSupport.temporaryDirectory("node-root")
@@ -141,6 +149,15 @@ struct NodeSetupExecutionTests {
             #expect(workloadLog.contains(line), "trainer-setup did not log '\(line)'\n\(diagnostics)")
         }
         #expect(run.read("/opt/stratum/trainer.sha256")?.trimmingCharacters(in: .whitespacesAndNewlines) == archive.sha256)
+        // The secret was read from Parameter Store with the role's keys into a root-only file,
+        // which gives it back to the shell as it was; it is in no document and no log.
+        #expect(workloadLog.contains("stratum secrets: 1 secret(s) read"), "\(diagnostics)")
+        let secrets = run.layer.appendingPathComponent("etc/stratum/secrets.env")
+        let mode = (try? FileManager.default.attributesOfItem(atPath: secrets.path)[.posixPermissions] as? Int) ?? 0
+        #expect(mode & 0o077 == 0, "secrets.env is readable by others: \(String(mode, radix: 8))")
+        let sourced = try NodeBootstrapShell.source(try String(contentsOf: secrets, encoding: .utf8), printing: "HF_TOKEN")
+        #expect(sourced == secret, "\(sourced)")
+        #expect(!setup.text.contains(secret) && !workloadLog.contains(secret) && !run.output.contains(secret))
         #expect(imds.credentialFetches.get() >= 2, "both the fetch and the trainer took the role's keys from IMDSv2")
         #expect(imds.unauthorised.get() == 0)
         let systemctl = run.read("/var/log/stratum-systemctl.log") ?? ""
@@ -151,5 +168,24 @@ struct NodeSetupExecutionTests {
         #expect(String(decoding: listing.body, as: UTF8.self).contains("<Key>run/worker-0/"), "no checkpoint in the bucket\n\(diagnostics)")
         run.stop()
         try? FileManager.default.removeItem(at: scratch)
+    }
+}
+
+/// Runs `text` through the shell (`set -a; eval`) and prints one variable, as the workload
+/// script sources its files.
+enum NodeBootstrapShell {
+    static func source(_ text: String, printing name: String) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "set -a; eval \"$(cat)\"; printf '%s' \"$\(name)\""]
+        let input = Pipe(), output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        input.fileHandleForWriting.write(Data(text.utf8))
+        try input.fileHandleForWriting.close()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
     }
 }

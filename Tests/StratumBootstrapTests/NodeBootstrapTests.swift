@@ -39,7 +39,8 @@ struct BootstrapCase: Sendable, CustomTestStringConvertible {
             name: "aws-cpu-command",
             bootstrap: NodeBootstrap(
                 address: "aws_instance.api[0]", environment: env("aws", "us-east-1"), workload: .command(["/usr/bin/env", "echo", "up"]),
-                machine: AWSInstanceCatalog.bootstrapMachine(instanceType: "m7i.large", gpus: 0, gpuClass: nil), flavour: .aws)),
+                machine: AWSInstanceCatalog.bootstrapMachine(instanceType: "m7i.large", gpus: 0, gpuClass: nil), flavour: .aws,
+                secrets: ["HF_TOKEN": "/stratum/node-role/api-0/HF_TOKEN"])),
         BootstrapCase(
             name: "gcp-a3-container",
             bootstrap: NodeBootstrap(
@@ -154,6 +155,14 @@ struct NodeBootstrapTests {
         #expect(p5["\(NodeBootstrap.libexec)/boot-env.sh"]?.contains("STRATUM_ZONE") == true)
 
         let cpu = try files("aws-cpu-command")
+        // A secret: its name and parameter listed, read before each start, never its value.
+        #expect(cpu[NodeBootstrap.secretsListPath] == "HF_TOKEN /stratum/node-role/api-0/HF_TOKEN\n")
+        #expect(cpu["/etc/systemd/system/stratum-workload.service"]?.contains("ExecStartPre=\(NodeBootstrap.libexec)/secrets.sh") == true)
+        #expect(cpu["\(NodeBootstrap.libexec)/fetch.sh"]?.contains("AmazonSSM.GetParameter") == true)
+        // Where a cloud's secrets are not delivered yet, a node with one is refused.
+        var gcpSecret = try #require(BootstrapCase.all.first { $0.name == "gcp-g2-trainer" }).bootstrap
+        gcpSecret.secrets = ["HF_TOKEN": "projects/p/secrets/hf"]
+        #expect(throws: ProviderError.self) { _ = try gcpSecret.cloudConfig() }
         #expect(cpu["\(NodeBootstrap.libexec)/gpu-setup.sh"] == nil && cpu["/etc/systemd/system/stratum-dcgm-exporter.service"] == nil)
         #expect(cpu["\(NodeBootstrap.libexec)/workload.sh"]?.contains("exec '/usr/bin/env' 'echo' 'up'") == true)
 

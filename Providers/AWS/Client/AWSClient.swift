@@ -45,7 +45,7 @@ public struct AWSClient: Sendable {
         public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> Configuration {
             var configuration = Configuration()
             configuration.endpointOverride = environment["AWS_ENDPOINT_URL"].flatMap { $0.isEmpty ? nil : URL(string: $0) }
-            for service in ["EC2", "S3", "IAM"] {
+            for service in ["EC2", "S3", "IAM", "SSM"] {
                 if let url = environment["AWS_ENDPOINT_URL_\(service)"].flatMap({ $0.isEmpty ? nil : URL(string: $0) }) {
                     configuration.serviceEndpoints[service.lowercased()] = url
                 }
@@ -126,6 +126,22 @@ public struct AWSClient: Sendable {
             throw ProviderError(.transient, "AWS \(action) returned a response that is not XML", address: address)
         }
         return document
+    }
+
+    // MARK: JSON protocol (SSM)
+
+    /// Calls an action of a JSON-protocol service (`ssm`, target `AmazonSSM.PutParameter`) with
+    /// `body` (a JSON object); the response's JSON object.
+    public func json(
+        service: String, target: String, _ body: [String: Any], region: String, idempotent: Bool, address: ResourceAddress? = nil
+    ) async throws -> [String: Any] {
+        let data = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
+        let base = endpoint(service: service, region: region)
+        let action = String(target.split(separator: ".").last ?? Substring(target))
+        let response = try await send(
+            service: service, region: region, action: action, method: "POST", url: base, path: base.path.isEmpty ? "/" : base.path, query: [],
+            headers: [("Content-Type", "application/x-amz-json-1.1"), ("X-Amz-Target", target)], body: data, idempotent: idempotent, address: address)
+        return ((try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any]) ?? [:]
     }
 
     // MARK: S3 REST API

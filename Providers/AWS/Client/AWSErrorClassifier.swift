@@ -24,6 +24,11 @@ public struct AWSServiceError: Error, Sendable, CustomStringConvertible {
                 code: error.string("Code") ?? "HTTP\(status)", message: error.string("Message") ?? "",
                 status: status, requestId: root.string("RequestID") ?? root.string("RequestId") ?? error.string("RequestId"))
         }
+        // The JSON protocol (SSM and others): {"__type": "…#ParameterNotFound", "message": "…"}.
+        if let object = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any], let type = object["__type"] as? String {
+            let message = (object["message"] as? String) ?? (object["Message"] as? String) ?? ""
+            return AWSServiceError(code: String(type.split(separator: "#").last ?? Substring(type)), message: message, status: status)
+        }
         let text = String(decoding: body.prefix(200), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         return AWSServiceError(code: "HTTP\(status)", message: text.isEmpty ? "HTTP status \(status)" : text, status: status)
     }
