@@ -222,8 +222,9 @@ struct GCPInstanceTests {
         let setup = try NodeSetupDocument(String(decoding: rendered.bytes, as: UTF8.self))
         let run = try #require(setup.workload.split(separator: "\n").last.map(String.init))
         #expect(run.hasPrefix("exec docker run --rm --name stratum-workload --gpus all --network host --ipc host "))
-        // Every variable of node.env goes into the container by name, those added at boot too.
-        #expect(setup.workload.contains("sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/-e \\1/p' /etc/stratum/node.env"))
+        // Every variable of node.env (and of secrets.env) goes into the container by name, those
+        // added at boot too.
+        #expect(setup.workload.contains("cat /etc/stratum/node.env /etc/stratum/secrets.env 2>/dev/null | sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/-e \\1/p'"))
         #expect(run.hasSuffix("'ghcr.io/example/trainer:1' 'python' 'train.py'"))
         // Rank and name are read at boot, not fixed in node.env.
         #expect(setup.environment["STRATUM_NODE_INDEX"] == nil && setup.environment["STRATUM_NODE_NAME"] == nil)
