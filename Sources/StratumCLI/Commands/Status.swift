@@ -67,36 +67,52 @@ struct NodeReport: Codable, Sendable, Equatable {
 
 /// Reads a node's /healthz and /metrics, each call bounded by the timeout.
 struct NodeProbe: Sendable {
-    /// The resource types that are nodes.
-    static let nodeTypes: Set<String> = ["local_node", "aws_instance", "gcp_instance", "azure_virtual_machine"]
+    /// The resource types that are nodes, or hold nodes (a GCE gang's `instances`).
+    static let nodeTypes: Set<String> = ["local_node", "aws_instance", "gcp_instance", "gcp_instance_gang", "azure_virtual_machine"]
     /// Where a cloud node's trainer serves /metrics and /healthz (the node setup's port).
     static let cloudMetricsPort = 9464
 
     let transport: any HTTPTransport
     let timeout: Duration
+    var cloudPort = NodeProbe.cloudMetricsPort
+
+    /// A node resource as the rows it shows: itself, or each member of a gang (`name[i]`, with
+    /// the member's zone and address).
+    static func rows(of state: ResourceState) -> [ResourceState] {
+        guard state.address.type == "gcp_instance_gang", let members = state.attributes["instances"]?.listValue else { return [state] }
+        return members.enumerated().map { index, member in
+            var row = state
+            row.address = ResourceAddress(type: state.address.type, name: state.address.name, index: index)
+            row.attributes = member.mapValue ?? [:]
+            return row
+        }
+    }
 
     static func isNode(_ type: String) -> Bool { nodeTypes.contains(type) }
 
     /// host:port of a node's metrics, or nil when it has none known.
-    static func endpoint(of state: ResourceState) -> String? {
+    func endpoint(of state: ResourceState) -> String? {
         let attributes = state.attributes
         if state.address.type == "local_node" {
             return attributes["metrics_port"]?.intValue.map { "127.0.0.1:\($0)" }
         }
         let host = [attributes["public_ip"], attributes["public_ip_address"], attributes["private_ip"]]
             .compactMap { $0?.stringValue }.first { !$0.isEmpty }
-        return host.map { "\($0):\(attributes["metrics_port"]?.intValue ?? cloudMetricsPort)" }
+        return host.map { "\($0):\(attributes["metrics_port"]?.intValue ?? cloudPort)" }
     }
 
     func reports(for nodes: [ResourceState], live: [ResourceAddress: ResourceState?]) async -> [NodeReport] {
-        await withTaskGroup(of: (Int, NodeReport).self) { group in
-            for (i, recorded) in nodes.enumerated() {
-                group.addTask {
-                    let current = live[recorded.address] ?? recorded
-                    return (i, await report(recorded: recorded, current: current))
-                }
+        // Each row with what is live of it: a gang's members as they are now, or the gang gone.
+        let rows: [(recorded: ResourceState, current: ResourceState?)] = nodes.flatMap { recorded -> [(ResourceState, ResourceState?)] in
+            let current = live[recorded.address] ?? recorded
+            guard let current else { return [(recorded, nil)] }
+            return Self.rows(of: current).map { ($0, $0) }
+        }
+        return await withTaskGroup(of: (Int, NodeReport).self) { group in
+            for (i, row) in rows.enumerated() {
+                group.addTask { (i, await report(recorded: row.recorded, current: row.current)) }
             }
-            var reports = [NodeReport?](repeating: nil, count: nodes.count)
+            var reports = [NodeReport?](repeating: nil, count: rows.count)
             for await (i, report) in group { reports[i] = report }
             return reports.compactMap { $0 }
         }
@@ -113,7 +129,7 @@ struct NodeProbe: Sendable {
         if let failure = current.failure {
             report.health = "failed: \(failure)"
         }
-        guard let endpoint = Self.endpoint(of: current) else {
+        guard let endpoint = endpoint(of: current) else {
             if report.health.isEmpty { report.health = "no metrics endpoint" }
             return report
         }

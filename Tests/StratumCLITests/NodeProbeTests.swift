@@ -1,0 +1,60 @@
+import Foundation
+import StratumCloud
+import StratumCore
+import StratumTesting
+import Testing
+@testable import StratumCLI
+
+/// `stratum status`'s probe of cloud nodes, against a loopback trainer stand-in: a GCE gang's
+/// members become rows of their own, a gone resource says so, a silent node is unreachable.
+@Suite("stratum status: cloud nodes and gangs", .timeLimit(.minutes(3)))
+struct NodeProbeTests {
+    @Test func aGangsMembersAreRowsAndEveryNodeIsProbed() async throws {
+        let server = try await LoopbackHTTPServer.start { request in
+            switch request.uri {
+            case "/healthz": return ProxyResponse(status: 200, body: Data("ok\n".utf8))
+            case "/metrics":
+                let text = """
+                    # TYPE stratum_trainer_step gauge
+                    stratum_trainer_step 1200
+                    stratum_trainer_loss 2.25
+                    stratum_trainer_tokens_per_second 51234.5
+                    stratum_trainer_last_checkpoint_timestamp_seconds \(Int(Date().timeIntervalSince1970) - 90)
+                    stratum_node_allreduce_bus_bandwidth_gbps 371.5
+                    stratum_trainer_step{worker="x"} 7
+                    """
+                return ProxyResponse(status: 200, body: Data(text.utf8))
+            default: return ProxyResponse(status: 404)
+            }
+        }
+        defer { Task { await server.shutdown() } }
+        let port = try #require(server.url.port)
+        let silent = freeLoopbackPort()
+        let gang = ResourceState(
+            address: ResourceAddress(type: "gcp_instance_gang", name: "worker"), provider: "gcp", region: "us-central1", id: "g",
+            attributes: [
+                "instances": .list([
+                    .map(["name": "worker-0", "zone": "us-central1-a", "private_ip": "127.0.0.1"]),
+                    .map(["name": "worker-1", "zone": "us-central1-a", "private_ip": "127.0.0.1"]),
+                ])
+            ])
+        let quiet = ResourceState(
+            address: ResourceAddress(type: "aws_instance", name: "quiet", index: 0), provider: "aws", region: "us-east-1", id: "i-1",
+            attributes: ["availability_zone": "us-east-1b", "private_ip": "127.0.0.1", "public_ip": "", "metrics_port": .int(silent)])
+        let gone = ResourceState(address: ResourceAddress(type: "azure_virtual_machine", name: "old"), provider: "azure", region: "eastus", id: "vm", attributes: [:])
+
+        var probe = NodeProbe(transport: AsyncHTTPTransport(), timeout: .seconds(1))
+        probe.cloudPort = port
+        let live: [ResourceAddress: ResourceState?] = [gang.address: gang, quiet.address: quiet, gone.address: ResourceState?.none]
+        let reports = await probe.reports(for: [gang, quiet, gone], live: live)
+        #expect(reports.map(\.address) == ["gcp_instance_gang.worker[0]", "gcp_instance_gang.worker[1]", "aws_instance.quiet[0]", "azure_virtual_machine.old"])
+        let member = try #require(reports.first)
+        #expect(member.zone == "us-central1-a" && member.endpoint == "127.0.0.1:\(port)" && member.health == "ok")
+        #expect(member.step == 1200 && member.loss == 2.25 && member.tokensPerSecond == 51234.5 && member.allreduceBusGbps == 371.5)
+        #expect((member.checkpointAgeSeconds ?? 0) >= 89 && (member.checkpointAgeSeconds ?? 0) < 200)
+        #expect(reports[2].health.hasPrefix("unreachable") && reports[2].zone == "us-east-1b")
+        #expect(reports[3].health.hasPrefix("gone"))
+        let table = NodeProbe.table(reports)
+        #expect(table.contains("gcp_instance_gang.worker[1]") && table.contains("371.5") && table.range(of: " 9[0-9]s ", options: .regularExpression) != nil, "\(table)")
+    }
+}
