@@ -112,7 +112,7 @@ struct AzureVirtualMachineKind: ResourceKind {
         let paths = Paths(client: client, group: group, name: name)
         let address = resource.address
         let region = resource.region
-        let tags = AzureVMInputs.ownershipTags(for: resource, token: context.token).merging(AzureVMInputs.userTags(resource.inputs["tags"])) { $1 }
+        let tags = AzureTags.ownership(for: resource, token: context.token).merging(AzureTags.input(resource.inputs["tags"])) { $1 }
 
         // An earlier attempt of this create (a lost answer, a retry) left the VM: go on from it.
         var zones = AzureVMInputs.strings(resource.inputs["zones"]).map { Optional($0) }
@@ -121,7 +121,7 @@ struct AzureVirtualMachineKind: ResourceKind {
         // Set when the VM (and so its NIC) already exists: only its own PUT is repeated.
         var madeNetwork = false
         if let existing = try await client.getIfExists(paths.vm, action: "virtualMachines.get", address: address, region: region) {
-            guard AzureVMInputs.carries(token: context.token, existing) else {
+            guard AzureTags.carry(token: context.token, in: existing["tags"]) else {
                 throw ProviderError(.permanent, "a VM named \(name) already exists in resource group \(group) and this create did not make it; name another", address: address)
             }
             switch AzureOperation.provisioningState(existing)?.lowercased() {
@@ -230,8 +230,8 @@ struct AzureVirtualMachineKind: ResourceKind {
             guard let vm = live[state.id.lowercased()] else { return nil }
             var refreshed = state
             refreshed.attributes.merge(Self.attributes(vm: vm, nics: nics, ips: ips)) { $1 }
-            let tags = AzureVMInputs.userTags(of: vm)
-            if tags != AzureVMInputs.userTags(state.attributes["tags"]) { refreshed.attributes["tags"] = tags.isEmpty ? nil : .map(tags.mapValues(Value.string)) }
+            let tags = AzureTags.user(vm["tags"])
+            if tags != AzureTags.input(state.attributes["tags"]) { refreshed.attributes["tags"] = tags.isEmpty ? nil : .map(tags.mapValues(Value.string)) }
             return refreshed
         }
     }
@@ -284,8 +284,8 @@ struct AzureVirtualMachineKind: ResourceKind {
 
     /// `tags` change in place (a PATCH that keeps Stratum's own); `zones` only steer where a new VM goes.
     func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
-        let wanted = AzureVMInputs.userTags(desired.inputs["tags"])
-        if wanted != AzureVMInputs.userTags(prior.attributes["tags"]) {
+        let wanted = AzureTags.input(desired.inputs["tags"])
+        if wanted != AzureTags.input(prior.attributes["tags"]) {
             let client = self.client(of: prior)
             let live = try await client.get(prior.id, action: "virtualMachines.get", address: prior.address)
             var tags = (live["tags"]?.object ?? [:]).filter { $0.key.lowercased().hasPrefix(AzureTags.prefix) }.compactMapValues(\.string)
@@ -326,7 +326,7 @@ struct AzureVirtualMachineKind: ResourceKind {
         let group = AzureVMInputs.groupName(try AzureVMInputs.required(resource, "resource_group"))
         let paths = Paths(client: client, group: group, name: name(of: resource))
         guard let vm = try await client.getIfExists(paths.vm, action: "virtualMachines.get", address: operation.address),
-            AzureVMInputs.carries(token: operation.token, vm), AzureOperation.provisioningState(vm)?.lowercased() != "failed"
+            AzureTags.carry(token: operation.token, in: vm["tags"]), AzureOperation.provisioningState(vm)?.lowercased() != "failed"
         else { return nil }
         return try await state(of: resource, client: client, paths: paths, vm: vm)
     }
@@ -355,7 +355,7 @@ struct AzureVirtualMachineKind: ResourceKind {
         attributes["subnet"] = nics.values.first?["properties"]?["ipConfigurations"]?.array.first?["properties"]?["subnet"]?["id"]?.string.map(Value.string)
         attributes["public_ip"] = .bool(!ips.isEmpty)
         attributes["spot"] = .bool(vm["properties"]?["priority"]?.string == "Spot")
-        let tags = AzureVMInputs.userTags(of: vm)
+        let tags = AzureTags.user(vm["tags"])
         if !tags.isEmpty { attributes["tags"] = .map(tags.mapValues(Value.string)) }
         return ResourceState(address: address, provider: "azure", region: region, id: vm["id"]?.string ?? id, attributes: attributes, dependencies: [])
     }

@@ -14,17 +14,6 @@ enum AzureVMInputs {
     static let defaultOSDiskGiB = 256
 
     // Stratum's ownership, in tags (values may be 256 characters: they are written as they are).
-    // Ownership and user tags are AzureTags', as for every Azure kind.
-    static func ownershipTags(for resource: ResolvedResource, token: String) -> [String: String] { AzureTags.ownership(for: resource, token: token) }
-
-    /// The `tags` input as strings.
-    static func userTags(_ value: Value?) -> [String: String] { AzureTags.input(value) }
-
-    /// The tags a live resource carries that are not Stratum's.
-    static func userTags(of item: CloudJSON?) -> [String: String] { AzureTags.user(item?["tags"]) }
-
-    static func carries(token: String, _ item: CloudJSON?) -> Bool { AzureTags.carry(token: token, in: item?["tags"]) }
-
     /// A VM name: 1-64 letters, digits, '-', '_' and '.', starting with a letter or digit and
     /// ending in neither '-' nor '.'. Stratum keeps it to 60 so the NIC's and IP's names fit too.
     static func isValidName(_ name: String) -> Bool {
@@ -94,7 +83,7 @@ enum AzureVMInputs {
         if let size = inputs["os_disk_gib"]?.intValue, !(30...4095).contains(size) { problems.append("os_disk_gib must be 30-4095 (it is \(size))") }
         if inputs["max_price"] != nil, inputs["spot"]?.boolValue != true { problems.append("max_price applies to spot VMs only: set spot = true") }
         if let price = number(inputs["max_price"]), price != -1, price <= 0 { problems.append("max_price must be -1 (up to the on-demand price) or above 0") }
-        problems += AzureTags.problems(userTags(inputs["tags"]))
+        problems += AzureTags.problems(AzureTags.input(inputs["tags"]))
         return problems
     }
 

@@ -90,11 +90,7 @@ struct NodeBootstrapTests {
     }
 
     /// The files the document writes, by path, as cloud-init reads them.
-    static func files(of document: String) throws -> [String: String] {
-        let parsed = try #require(try Yams.load(yaml: document) as? [String: Any])
-        let files = try #require(parsed["write_files"] as? [[String: Any]])
-        return Dictionary(uniqueKeysWithValues: files.compactMap { file in (file["path"] as? String).map { ($0, file["content"] as? String ?? "") } })
-    }
+    static func files(of document: String) throws -> [String: String] { try NodeSetupDocument(document).files }
 
     @Test(arguments: BootstrapCase.all)
     func debiansCloudInitAcceptsTheDocument(_ node: BootstrapCase) throws {
