@@ -58,3 +58,10 @@ public struct TrainerWorkload: Sendable {
 
     public var inputs: [String: Value] { run.inputs(url: url, sha256: sha256) }
 }
+
+/// Rank 0's address for node `index` of a pool whose rank 0 is `rankZero`: a reference to its
+/// private IP for every other rank (the node contract's `STRATUM_COORDINATOR`); nothing for
+/// rank 0, which reads its own address at boot.
+public func coordinatorInput(index: Int, rankZero: ResourceAddress) -> [String: Value] {
+    index > 0 ? ["coordinator": Ref<String>(rankZero, "private_ip").value] : [:]
+}

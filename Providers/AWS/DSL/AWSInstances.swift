@@ -149,7 +149,7 @@ extension AWS {
                 inputs["count"] = .int(count)
                 inputs["index"] = .int(index)
                 // Rank 0 learns its own address at boot; the others are told it.
-                if index > 0 { inputs["coordinator"] = Ref<String>(instance(0), "private_ip").value }
+                inputs.merge(coordinatorInput(index: index, rankZero: instance(0))) { $1 }
                 AWSDeclaration.declare(
                     "aws_instance", name, index: index, region: region, inputs: inputs, tags: launch.tags, dependsOn: explicitDependencies,
                     location: location, into: &content)

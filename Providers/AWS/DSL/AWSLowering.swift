@@ -116,7 +116,7 @@ public struct AWSLowering: PlacementLowering {
         for index in 0..<pool.count {
             var nodeInputs = inputs
             nodeInputs["index"] = .int(index)
-            if index > 0 { nodeInputs["coordinator"] = Ref<String>(pool.node(0), "private_ip").value }
+            nodeInputs.merge(coordinatorInput(index: index, rankZero: pool.node(0))) { $1 }
             content.resources.append(DesiredResource(
                 address: pool.node(index), provider: "aws", region: pool.placement.region, inputs: nodeInputs,
                 dependsOn: pool.explicitDependencies, location: pool.location))

@@ -172,7 +172,7 @@ public struct AzureLowering: PlacementLowering {
         for index in 0..<pool.count {
             var node = nodeInputs
             node["index"] = .int(index)
-            if index > 0 { node["coordinator"] = Ref<String>(pool.node(0), "private_ip").value }
+            node.merge(coordinatorInput(index: index, rankZero: pool.node(0))) { $1 }
             content.resources.append(DesiredResource(
                 address: pool.node(index), provider: "azure", region: placement.region, inputs: inputs(node, placement: placement),
                 dependsOn: pool.explicitDependencies, location: pool.location))

@@ -203,7 +203,7 @@ extension Azure {
                 spec.declare(
                     name, index: index,
                     extra: ["pool": .string(name), "count": .int(count), "index": .int(index)]
-                        .merging(index > 0 ? ["coordinator": Ref<String>(vm(0), "private_ip").value] : [:]) { $1 }, resourceGroup: resourceGroup, vmName: nil,
+                        .merging(coordinatorInput(index: index, rankZero: vm(0))) { $1 }, resourceGroup: resourceGroup, vmName: nil,
                     subscription: subscription, region: location, dependsOn: explicitDependencies, location: sourceLocation, into: &content)
             }
         }

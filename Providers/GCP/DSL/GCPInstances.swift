@@ -205,7 +205,7 @@ extension GCP {
                 spec.declare(
                     "gcp_instance", name, index: index,
                     extra: ["pool": .string(name), "count": .int(count), "index": .int(index)]
-                        .merging(index > 0 ? ["coordinator": Ref<String>(instance(0), "private_ip").value] : [:]) { $1 }, project: project,
+                        .merging(coordinatorInput(index: index, rankZero: instance(0))) { $1 }, project: project,
                     region: region, dependsOn: explicitDependencies, location: location, into: &content)
             }
         }

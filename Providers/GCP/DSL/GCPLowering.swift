@@ -127,7 +127,7 @@ public struct GCPLowering: PlacementLowering {
         for index in 0..<pool.count {
             var node = nodeInputs
             node["index"] = .int(index)
-            if index > 0 { node["coordinator"] = Ref<String>(pool.node(0), "private_ip").value }
+            node.merge(coordinatorInput(index: index, rankZero: pool.node(0))) { $1 }
             content.resources.append(DesiredResource(
                 address: pool.node(index), provider: "gcp", region: placement.region, inputs: inputs(node),
                 dependsOn: pool.explicitDependencies, location: pool.location))
