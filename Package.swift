@@ -94,7 +94,7 @@ let package = Package(
         .target(
             name: "StratumGCP",
             dependencies: [
-                "Stratum", "StratumCore", "StratumCloud", "StratumBootstrap",
+                "Stratum", "StratumCore", "StratumCloud", "StratumBootstrap", "StratumTrainerArtifact",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -208,7 +208,8 @@ let package = Package(
         .testTarget(
             name: "StratumGCPTests",
             dependencies: [
-                "StratumGCP", "StratumBootstrap", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "Stratum", "StratumStacks", "StratumTesting", "stratum",
+                "StratumGCP", "StratumBootstrap", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "Stratum", "StratumStacks", "StratumTesting",
+                "StratumTrainerArtifact", "stratum",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),

@@ -3,10 +3,13 @@ import Stratum
 import StratumGCP
 
 /// A GPU training cluster on GCP: a VPC network with one subnetwork in the region, N GPU
-/// workers (a3-highgpu-8g by default) running the trainer container, made together by one
-/// bulk insert and packed by a compact placement policy, and a versioned Cloud Storage bucket
-/// for checkpoints. The workers list the zones in order: a stockout in one moves the create
-/// to the next (the whole gang at once, or each worker on its own without the gang).
+/// workers (a3-highgpu-8g by default) running the bundled trainer as DiLoCo ranks, made
+/// together by one bulk insert and packed by a compact placement policy, and a versioned Cloud
+/// Storage bucket for checkpoints. The trainer reaches the workers as an archive in the
+/// bucket, fetched and built at boot as the workers' own service account (no key in user
+/// data), which may read and write that bucket and nothing else. The workers list the zones in
+/// order: a stockout in one moves the create to the next (the whole gang at once, or each
+/// worker on its own without the gang).
 public struct GCPGPUCluster: Stack {
     public static let name = "gcp-gpu-cluster"
     public static let summary = "VPC network, compact placement, a gang of N GPU workers (a3-highgpu-8g) and a Cloud Storage checkpoint bucket on GCP"
@@ -22,8 +25,8 @@ public struct GCPGPUCluster: Stack {
         public var machineType = "a3-highgpu-8g"
         /// The boot image (`projects/P/global/images/family/F`); empty: the provider's GPU-ready default.
         public var bootImage = ""
-        /// The container every worker runs (the trainer).
-        public var image = "stratum/worker:latest"
+        /// The trainer's YAML configuration on every worker (/etc/stratum/trainer.yaml).
+        public var trainerConfig = TrainerRun.defaultConfig
         public var spot = false
         public var bootDiskGib = 500
         /// Make every worker with one bulk insert, all or none, in one zone.
@@ -59,15 +62,18 @@ public struct GCPGPUCluster: Stack {
         let bucket = Bucket(config.bucketName, versioning: true, on: placement)
         let policy = config.placementPolicy
             ? GCP.PlacementPolicy("\(Self.name)-workers", vmCount: config.workers, project: project, region: config.region) : nil
+        let account = GCP.ServiceAccount("\(Self.name)-node", bucket: bucket, project: project, region: config.region)
+        let trainer = GCP.TrainerArchive(in: bucket, project: project, region: config.region)
         let spec = GCP.InstanceSpec(
             machineType: config.machineType, zones: config.zones, subnetwork: GCPLowering.subnetwork(of: network),
             image: config.bootImage.isEmpty ? nil : config.bootImage, bootDiskGiB: config.bootDiskGib, spot: config.spot,
-            resourcePolicy: policy?.selfLink, labels: ["role": "diloco-worker"],
-            command: ["/bin/sh", "-c", Self.workerScript], env: ["CHECKPOINT_URL": bucket.url, "WORKERS": String(config.workers)],
-            containerImage: config.image, checkpoint: bucket.url)
+            serviceAccount: account.email, resourcePolicy: policy?.selfLink, labels: ["role": "diloco-worker"], checkpoint: bucket.url,
+            trainer: trainer.workload(TrainerRun(config: config.trainerConfig)))
         network
         bucket
         policy
+        account
+        trainer
         if config.gang {
             GCP.InstanceGang("worker", count: config.workers, spec, project: project, region: config.region)
         } else {
@@ -76,14 +82,4 @@ public struct GCPGPUCluster: Stack {
         Output("checkpoint_bucket", bucket.url)
         Output("workers", config.workers)
     }
-
-    /// Runs the trainer as DiLoCo worker `STRATUM_NODE_INDEX` of `WORKERS`, exchanging rounds
-    /// and keeping checkpoints in the bucket (`gs://`, with the instance's service account).
-    static let workerScript = """
-        exec stratum-trainer --config /etc/stratum/trainer.yaml \\
-          --set diloco.workers="$WORKERS" \\
-          --set diloco.rank="$STRATUM_NODE_INDEX" \\
-          --set diloco.store="$CHECKPOINT_URL/rounds" \\
-          --set checkpoint.dir="$CHECKPOINT_URL/worker-$STRATUM_NODE_INDEX"
-        """
 }

@@ -22,7 +22,10 @@ public struct GCPProvider: Provider {
     public init(client: GCPClient) {
         self.client = client
         let compute = [GCPComputeSpec.network, .subnetwork, .firewall, .resourcePolicy].map { GCPComputeKind(spec: $0, client: client) as any ResourceKind }
-        let others: [any ResourceKind] = [GCPInstanceKind(client: client), GCPInstanceGangKind(client: client), GCPBucketKind(client: client)]
+        let others: [any ResourceKind] = [
+            GCPInstanceKind(client: client), GCPInstanceGangKind(client: client), GCPBucketKind(client: client), GCPStorageObjectKind(client: client),
+            GCPServiceAccountKind(client: client),
+        ]
         self.kinds = Dictionary(uniqueKeysWithValues: (compute + others).map { ($0.type, $0) })
     }
 }

@@ -127,7 +127,7 @@ public struct DiscoveryValidator: Sendable {
     /// Checks one request as it arrives: `uri` is the path and query as sent.
     public func validate(method httpMethod: String, uri: String, body: Data) -> Outcome {
         let (path, query) = Self.split(uri: uri)
-        guard let (method, pathParameters) = find(httpMethod: httpMethod, path: path) else {
+        guard let (method, pathParameters, upload) = find(httpMethod: httpMethod, path: path) else {
             return Outcome(match: nil, violations: [Violation(kind: .unknownMethod, location: path, detail: "no method answers \(httpMethod) \(path)")])
         }
         var violations: [Violation] = []
@@ -150,7 +150,18 @@ public struct DiscoveryValidator: Sendable {
         where parameter.required && parameter.location == "query" && query[name] == nil {
             violations.append(Violation(kind: .missingParameter, location: "query.\(name)", detail: "\(method.id) requires '\(name)'"))
         }
-        violations += checkBody(body, method: method)
+        // A simple media upload's body is the object's bytes; a multipart one's first part is
+        // the resource, its second the bytes.
+        switch (upload, query["uploadType"]?.first) {
+        case (true, "media"): break
+        case (true, "multipart"):
+            if let parts = Self.multipartParts(body), parts.count == 2 {
+                violations += checkBody(parts[0].body, method: method)
+            } else {
+                violations.append(Violation(kind: .invalidBody, location: "body", detail: "not a multipart/related body of two parts (the resource, then the bytes)"))
+            }
+        default: violations += checkBody(body, method: method)
+        }
         return Outcome(match: Match(methodID: method.id, pathParameters: pathParameters, query: query), violations: violations)
     }
 
@@ -231,21 +242,65 @@ public struct DiscoveryValidator: Sendable {
         }
     }
 
-    private func find(httpMethod: String, path: String) -> (method: Method, parameters: [String: String])? {
-        guard path.hasPrefix(basePath) else { return nil }
-        let segments = path.dropFirst(basePath.count).split(separator: "/", omittingEmptySubsequences: false).map {
-            String($0).removingPercentEncoding ?? String($0)
+    /// The method a request is for, its path parameters, and whether it came by the method's
+    /// media upload path (`/upload/storage/v1/b/{bucket}/o`) rather than its REST path.
+    private func find(httpMethod: String, path: String) -> (method: Method, parameters: [String: String], upload: Bool)? {
+        func segments(_ text: Substring) -> [String] {
+            text.split(separator: "/", omittingEmptySubsequences: false).map { String($0).removingPercentEncoding ?? String($0) }
         }
+        let rest = path.hasPrefix(basePath) ? segments(path.dropFirst(basePath.count)) : nil
+        let rooted = segments(path.drop { $0 == "/" })
         // Among templates that fit, the one with the most literal segments wins: `instances/bulkInsert`
         // over `instances/{instance}`.
-        var best: (method: Method, parameters: [String: String], literals: Int)?
+        var best: (method: Method, parameters: [String: String], literals: Int, upload: Bool)?
         for method in methods where method.httpMethod == httpMethod {
-            guard let parameters = method.template.match(segments) else { continue }
-            if best == nil || method.template.literalCount > best?.literals ?? 0 {
-                best = (method, parameters, method.template.literalCount)
+            for (template, upload) in [(method.template, false), (method.uploadTemplate, true)] {
+                guard let template, let segments = upload ? rooted : rest, let parameters = template.match(segments) else { continue }
+                if best == nil || template.literalCount > best?.literals ?? 0 {
+                    best = (method, parameters, template.literalCount, upload)
+                }
             }
         }
-        return best.map { ($0.method, $0.parameters) }
+        return best.map { ($0.method, $0.parameters, $0.upload) }
+    }
+
+    /// The parts of a multipart body (RFC 2046), each with its headers; the boundary is read
+    /// from the body's first line. Nil when the body is not one.
+    public static func multipartParts(_ body: Data) -> [(headers: [String: String], body: Data)]? {
+        let bytes = [UInt8](body)
+        guard let firstLineEnd = bytes.firstIndex(of: 0x0A) else { return nil }
+        let first = String(decoding: bytes[..<firstLineEnd], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard first.hasPrefix("--"), first.count > 2 else { return nil }
+        let delimiter = Array(("\r\n" + first).utf8)
+        var parts: [(headers: [String: String], body: Data)] = []
+        var start = firstLineEnd + 1
+        while start < bytes.count {
+            // The part runs to the next delimiter; its headers end at the first empty line.
+            guard let end = find(delimiter, in: bytes, from: start) else { return nil }
+            let part = Array(bytes[start..<end])
+            guard let split = find(Array("\r\n\r\n".utf8), in: part, from: 0) else { return nil }
+            var headers: [String: String] = [:]
+            for line in String(decoding: part[..<split], as: UTF8.self).components(separatedBy: "\r\n") {
+                guard let colon = line.firstIndex(of: ":") else { continue }
+                headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+            parts.append((headers, Data(part[(split + 4)...])))
+            let after = end + delimiter.count
+            if bytes[after...].starts(with: Array("--".utf8)) { return parts }
+            guard let next = bytes[after...].firstIndex(of: 0x0A) else { return nil }
+            start = next + 1
+        }
+        return nil
+    }
+
+    private static func find(_ needle: [UInt8], in haystack: [UInt8], from start: Int) -> Int? {
+        guard needle.count <= haystack.count - start else { return nil }
+        var index = start
+        while index + needle.count <= haystack.count {
+            if haystack[index] == needle[0], Array(haystack[index..<(index + needle.count)]) == needle { return index }
+            index += 1
+        }
+        return nil
     }
 
     static func split(uri: String) -> (path: String, query: [String: [String]]) {
@@ -271,7 +326,10 @@ public struct DiscoveryValidator: Sendable {
                     let path = (method["flatPath"] as? String) ?? (method["path"] as? String)
                 else { continue }
                 let request = (method["request"] as? [String: Any])?["$ref"] as? String
-                methods.append(Method(id: id, httpMethod: verb, template: PathTemplate(path), parameters: parameters(method["parameters"]), request: request))
+                let protocols = (method["mediaUpload"] as? [String: Any])?["protocols"] as? [String: Any]
+                let upload = ((protocols?["simple"] as? [String: Any])?["path"] as? String).map { PathTemplate(String($0.drop { $0 == "/" })) }
+                methods.append(
+                    Method(id: id, httpMethod: verb, template: PathTemplate(path), uploadTemplate: upload, parameters: parameters(method["parameters"]), request: request))
             }
             collectMethods(resource["resources"] as? [String: Any] ?? [:], into: &methods)
         }
@@ -293,6 +351,8 @@ extension DiscoveryValidator {
         var id: String
         var httpMethod: String
         var template: PathTemplate
+        /// The simple media upload path, for methods that take one.
+        var uploadTemplate: PathTemplate?
         var parameters: [String: Parameter]
         var request: String?
     }

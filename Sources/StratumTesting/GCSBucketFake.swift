@@ -1,9 +1,13 @@
+import Crypto
 import Foundation
 import StratumCore
 
 /// A loopback fake of the Cloud Storage JSON API v1 for buckets: `buckets.insert`, `get`,
-/// `list` (by project, with `prefix` and pagination), `patch` and `delete`, and
-/// `objects.list` / `objects.delete` (with generations, for versioned buckets). Every request
+/// `list` (by project, with `prefix` and pagination), `patch` and `delete`, their IAM policies
+/// (`getIamPolicy`, `setIamPolicy` under the etag read, 412 otherwise; a service account
+/// member must exist in the linked `GCPIAMFake`), and `objects.insert` (simple media uploads,
+/// with `ifGenerationMatch`), `objects.get` (metadata, or the bytes with `alt=media`),
+/// `objects.list` and `objects.delete` (with generations, for versioned buckets). Every request
 /// is checked against Google's storage v1 discovery document first; what is wrong with it is
 /// recorded in `violations` (tests assert there are none). Bucket names are global: a name
 /// taken by another project (`takeName`) answers 409 to an insert and 403 to a get, as Cloud
@@ -26,6 +30,9 @@ public actor GCSBucketFake {
         public var generation: Int
         /// Whether it is the live version (false: a noncurrent version in a versioned bucket).
         public var live: Bool
+        public var data = Data()
+        /// What the upload set of the resource (`contentType`, custom `metadata`).
+        public var resource: [String: Value] = [:]
     }
 
     /// The caller's project (buckets go there when a test names none).
@@ -48,6 +55,9 @@ public actor GCSBucketFake {
     /// Buckets by name, with the project that owns them.
     private var buckets: [String: (project: String, resource: Value)] = [:]
     private var objects: [String: [StoredObject]] = [:]
+    /// IAM policies by bucket: role → members; a bucket without an entry has the default one.
+    private var policies: [String: (bindings: [String: Set<String>], version: Int)] = [:]
+    private var iam: GCPIAMFake?
     private var nextGeneration = 1_700_000_000_000_000
 
     static let apiRoot = "https://www.googleapis.com/storage/v1/"
@@ -60,6 +70,19 @@ public actor GCSBucketFake {
 
     /// Lets the caller act in `project` too.
     public func allow(project: String) { accessible.insert(project) }
+
+    /// Checks the service accounts a policy names against `iam`'s accounts.
+    public func link(iam: GCPIAMFake) { self.iam = iam }
+
+    /// The members of `role` on `bucket`.
+    public func members(of role: String, on bucket: String) -> Set<String> { bindings(of: bucket)[role] ?? [] }
+
+    /// Takes `member` out of every binding on `bucket`, as someone acting outside Stratum would.
+    public func removeOutOfBand(member: String, from bucket: String) {
+        var bindings = bindings(of: bucket)
+        for role in bindings.keys { bindings[role]?.remove(member) }
+        policies[bucket] = (bindings.filter { !$0.value.isEmpty }, (policies[bucket]?.version ?? 1) + 1)
+    }
 
     public func set(maxPageSize: Int) { self.maxPageSize = max(1, maxPageSize) }
 
@@ -88,7 +111,7 @@ public actor GCSBucketFake {
 
     /// Stores an object in a bucket (its uploads are not part of what the fake serves); in a
     /// versioned bucket the object's live version becomes noncurrent.
-    public func putObject(_ name: String, in bucket: String) {
+    public func putObject(_ name: String, in bucket: String, data: Data = Data()) {
         nextGeneration += 1
         let versioned = buckets[bucket]?.resource.mapValue?["versioning"]?.mapValue?["enabled"] == .bool(true)
         var stored = objects[bucket, default: []]
@@ -97,8 +120,13 @@ public actor GCSBucketFake {
         } else {
             stored.removeAll { $0.name == name }
         }
-        stored.append(StoredObject(name: name, generation: nextGeneration, live: true))
+        stored.append(StoredObject(name: name, generation: nextGeneration, live: true, data: data))
         objects[bucket] = stored
+    }
+
+    /// The bytes of an object's live version.
+    public func objectData(_ name: String, in bucket: String) -> Data? {
+        objects[bucket]?.last { $0.name == name && $0.live }?.data
     }
 
     /// Every object generation in a bucket.
@@ -108,11 +136,12 @@ public actor GCSBucketFake {
     public func deleteOutOfBand(_ name: String) {
         buckets[name] = nil
         objects[name] = nil
+        policies[name] = nil
     }
 
     // MARK: Requests
 
-    public func handle(_ request: ProxyRequest) -> ProxyResponse {
+    public func handle(_ request: ProxyRequest) async -> ProxyResponse {
         requestHeaders.append(request.headers)
         let outcome = validator.validate(method: request.method, uri: request.uri, body: request.body)
         for violation in outcome.violations { violations.append("\(request.method) \(request.uri): \(violation)") }
@@ -141,6 +170,16 @@ public actor GCSBucketFake {
         case "storage.buckets.list": response = list(match.query)
         case "storage.buckets.patch": response = access(bucket) ?? patch(bucket, body)
         case "storage.buckets.delete": response = access(bucket) ?? delete(bucket)
+        case "storage.buckets.getIamPolicy": response = access(bucket) ?? GCPComputeFake.json(200, policy(of: bucket))
+        case "storage.buckets.setIamPolicy":
+            if let refused = access(bucket) {
+                response = refused
+            } else {
+                response = await setPolicy(of: bucket, body)
+            }
+        case "storage.objects.insert": response = access(bucket) ?? insertObject(request.body, in: bucket, query: match.query, contentType: request.header("Content-Type"))
+        case "storage.objects.get":
+            response = access(bucket) ?? getObject(match.pathParameters["object"] ?? "", in: bucket, media: match.query["alt"]?.first == "media")
         case "storage.objects.list": response = access(bucket) ?? listObjects(bucket, query: match.query)
         case "storage.objects.delete":
             let generation = match.query["generation"]?.first.flatMap { Int($0) }
@@ -243,6 +282,7 @@ public actor GCSBucketFake {
             return GCPComputeFake.error(409, reason: "conflict", message: "The bucket you tried to delete is not empty.")
         }
         buckets[name] = nil
+        policies[name] = nil
         return ProxyResponse(status: 204)
     }
 
@@ -257,13 +297,109 @@ public actor GCSBucketFake {
         let versions = query["versions"]?.first == "true"
         let prefix = query["prefix"]?.first ?? ""
         let stored = (objects[bucket] ?? []).filter { (versions || $0.live) && $0.name.hasPrefix(prefix) }.sorted { ($0.name, $0.generation) < ($1.name, $1.generation) }
-        let items: [Value] = stored.map { object in
-            [
-                "kind": "storage#object", "bucket": .string(bucket), "name": .string(object.name), "generation": .string(String(object.generation)),
-                "id": .string("\(bucket)/\(object.name)/\(object.generation)"), "size": "1",
-            ]
+        return page(stored.map { metadata(of: $0, in: bucket) }, kind: "storage#objects", query: query)
+    }
+
+    /// An object as the API describes it.
+    private func metadata(of object: StoredObject, in bucket: String) -> Value {
+        let described: [String: Value] = [
+            "kind": "storage#object", "bucket": .string(bucket), "name": .string(object.name), "generation": .string(String(object.generation)),
+            "id": .string("\(bucket)/\(object.name)/\(object.generation)"), "size": .string(String(object.data.count)),
+            "md5Hash": .string(Data(Insecure.MD5.hash(data: object.data)).base64EncodedString()), "metageneration": "1",
+            "contentType": "application/octet-stream",
+        ]
+        return .map(described.merging(object.resource) { $1 })
+    }
+
+    /// An upload: simple media (the body is the bytes, `name` in the query) or multipart (the
+    /// object resource, then the bytes); `ifGenerationMatch=0` only if there is no live version.
+    private func insertObject(_ body: Data, in bucket: String, query: [String: [String]], contentType: String?) -> ProxyResponse {
+        var (name, data, resource) = (query["name"]?.first, body, [String: Value]())
+        switch query["uploadType"]?.first {
+        case "media": break
+        case "multipart":
+            guard contentType?.hasPrefix("multipart/related") == true, let parts = DiscoveryValidator.multipartParts(body), parts.count == 2,
+                let metadata = (try? JSONDecoder().decode(Value.self, from: parts[0].body))?.mapValue
+            else {
+                return GCPComputeFake.error(400, reason: "invalid", message: "Invalid multipart request: expected the object resource, then its data.")
+            }
+            resource = metadata
+            name = name ?? metadata["name"]?.stringValue
+            data = parts[1].body
+        default:
+            return GCPComputeFake.error(400, reason: "invalid", message: "The fake takes media and multipart uploads only.")
         }
-        return page(items, kind: "storage#objects", query: query)
+        guard let name, !name.isEmpty else {
+            return GCPComputeFake.error(400, reason: "required", message: "Required parameter: name")
+        }
+        let live = objects[bucket]?.last { $0.name == name && $0.live }
+        if let wanted = query["ifGenerationMatch"]?.first.flatMap({ Int($0) }), wanted != (live?.generation ?? 0) {
+            return GCPComputeFake.error(412, reason: "conditionNotMet", message: "At least one of the pre-conditions you specified did not hold.")
+        }
+        putObject(name, in: bucket, data: data)
+        guard var stored = objects[bucket]?.popLast() else { return GCPComputeFake.error(500, reason: "backendError", message: "Backend Error") }
+        stored.resource = resource.filter { ["contentType", "metadata", "cacheControl", "contentEncoding"].contains($0.key) }
+        objects[bucket]?.append(stored)
+        return GCPComputeFake.json(200, metadata(of: stored, in: bucket))
+    }
+
+    private func getObject(_ name: String, in bucket: String, media: Bool) -> ProxyResponse {
+        guard let object = objects[bucket]?.last(where: { $0.name == name && $0.live }) else {
+            return GCPComputeFake.error(404, reason: "notFound", message: "No such object: \(bucket)/\(name)")
+        }
+        if media { return ProxyResponse(status: 200, headers: [("Content-Type", "application/octet-stream")], body: object.data) }
+        return GCPComputeFake.json(200, metadata(of: object, in: bucket))
+    }
+
+    // MARK: IAM
+
+    /// A bucket's bindings: those set, else the default a new bucket has (its project's owners
+    /// and editors own it, its viewers read it).
+    private func bindings(of bucket: String) -> [String: Set<String>] {
+        if let set = policies[bucket] { return set.bindings }
+        let project = buckets[bucket]?.project ?? self.project
+        let number = buckets[bucket]?.resource.mapValue?["projectNumber"]?.stringValue ?? project
+        return [
+            "roles/storage.legacyBucketOwner": ["projectEditor:\(number)", "projectOwner:\(number)"],
+            "roles/storage.legacyBucketReader": ["projectViewer:\(number)"],
+        ]
+    }
+
+    private func etag(of bucket: String) -> String { Data("policy-\(policies[bucket]?.version ?? 1)".utf8).base64EncodedString() }
+
+    private func policy(of bucket: String) -> Value {
+        let bindings = bindings(of: bucket)
+        let listed: [Value] = bindings.keys.sorted().map { role in
+            ["role": .string(role), "members": .list((bindings[role] ?? []).sorted().map(Value.string))]
+        }
+        return [
+            "kind": "storage#policy", "resourceId": .string("projects/_/buckets/\(bucket)"), "version": 1, "etag": .string(etag(of: bucket)),
+            "bindings": .list(listed),
+        ]
+    }
+
+    private func setPolicy(of bucket: String, _ body: [String: Value]) async -> ProxyResponse {
+        if let etag = body["etag"]?.stringValue, etag != self.etag(of: bucket) {
+            return GCPComputeFake.error(412, reason: "conditionNotMet", message: "At least one of the pre-conditions you specified did not hold.")
+        }
+        var bindings: [String: Set<String>] = [:]
+        for binding in body["bindings"]?.listValue ?? [] {
+            guard let role = binding.mapValue?["role"]?.stringValue, role.hasPrefix("roles/") else {
+                return GCPComputeFake.error(400, reason: "invalid", message: "Invalid argument: a binding names no role.")
+            }
+            for member in binding.mapValue?["members"]?.listValue?.compactMap(\.stringValue) ?? [] {
+                if member.hasPrefix("serviceAccount:"), let iam, await !iam.exists(String(member.dropFirst("serviceAccount:".count))) {
+                    return GCPComputeFake.error(400, reason: "invalid", message: "Service account \(member.dropFirst("serviceAccount:".count)) does not exist.")
+                }
+                bindings[role, default: []].insert(member)
+            }
+        }
+        // The etag read may be stale by now: another request may have written while this one waited on IAM.
+        if let etag = body["etag"]?.stringValue, etag != self.etag(of: bucket) {
+            return GCPComputeFake.error(412, reason: "conditionNotMet", message: "At least one of the pre-conditions you specified did not hold.")
+        }
+        policies[bucket] = (bindings, (policies[bucket]?.version ?? 1) + 1)
+        return GCPComputeFake.json(200, policy(of: bucket))
     }
 
     /// One page of a list: `maxResults` (at most `maxPageSize`) from `pageToken` on.

@@ -3,6 +3,7 @@ import Stratum
 import StratumCore
 import StratumEngine
 import StratumStacks
+import StratumTrainerArtifact
 import Testing
 @testable import StratumGCP
 
@@ -334,18 +335,29 @@ struct GCPGPUClusterStackTests {
     @Test func prodIsAnA3GangPackedByACompactPolicy() throws {
         let config = try Self.load("gcp-gpu-cluster.prod.yaml")
         let stack = try Self.evaluate(config)
-        #expect(Set(stack.resources.map(\.address.type)) == ["gcp_network", "gcp_subnetwork", "gcp_firewall", "gcp_bucket", "gcp_resource_policy", "gcp_instance_gang"])
+        #expect(
+            Set(stack.resources.map(\.address.type)) == [
+                "gcp_network", "gcp_subnetwork", "gcp_firewall", "gcp_bucket", "gcp_resource_policy", "gcp_instance_gang", "gcp_service_account",
+                "gcp_storage_object",
+            ])
         let gang = try #require(stack.resources.first { $0.address.type == "gcp_instance_gang" })
         #expect(gang.inputs["count"] == 8 && gang.inputs["machine_type"] == "a3-highgpu-8g" && gang.inputs["gpus"] == 8)
         #expect(gang.inputs["spot"] == false && gang.inputs["boot_disk_gib"] == 1000)
         #expect(references(gang.inputs["resource_policy"]) == ["gcp_resource_policy.gcp-gpu-cluster-workers.self_link"])
         #expect(references(gang.inputs["subnetwork"]) == ["gcp_subnetwork.cluster.self_link"])
-        // The trainer wiring: checkpoints in the bucket, the worker count, the rank from the node index.
+        // The trainer wiring: the bundled trainer's archive in the bucket, fetched as the stack's
+        // own service account (bound to that bucket); checkpoints and DiLoCo rounds in the bucket.
         #expect(references(gang.inputs["checkpoint_url"]) == ["gcp_bucket.stratum-checkpoints-prod.url"])
-        let env = try #require(gang.inputs["env"]?.mapValue)
-        #expect(env["WORKERS"] == "8" && references(env["CHECKPOINT_URL"]) == ["gcp_bucket.stratum-checkpoints-prod.url"])
-        let script = try #require(gang.inputs["command"]?.listValue?.last?.stringValue)
-        #expect(script.contains("diloco.rank=\"$STRATUM_NODE_INDEX\"") && script.contains("diloco.workers=\"$WORKERS\""))
+        #expect(references(gang.inputs["trainer_url"]) == ["gcp_storage_object.trainer.url"])
+        #expect(gang.inputs["trainer_sha256"] == .string(TrainerArchive.bundled.sha256))
+        #expect(references(gang.inputs["service_account"]) == ["gcp_service_account.gcp-gpu-cluster-node.email"])
+        #expect(gang.inputs["trainer_arguments"] == .list(TrainerRun.dilocoArguments.map(Value.string)))
+        #expect(gang.inputs["command"] == nil && gang.inputs["container_image"] == nil && gang.inputs["env"] == nil)
+        let account = try #require(stack.resources.first { $0.address.type == "gcp_service_account" })
+        #expect(references(account.inputs["bucket"]) == ["gcp_bucket.stratum-checkpoints-prod.id"])
+        let archive = try #require(stack.resources.first { $0.address.type == "gcp_storage_object" })
+        #expect(references(archive.inputs["bucket"]) == ["gcp_bucket.stratum-checkpoints-prod.id"])
+        #expect(archive.inputs["name"] == .string(TrainerArchive.bundled.objectKey) && archive.inputs["source"] == .string(BundledArtifact.trainer))
         #expect(stack.resources.first { $0.address.type == "gcp_resource_policy" }?.inputs["vm_count"] == 8)
         #expect(stack.resources.first { $0.address.type == "gcp_bucket" }?.inputs["versioning"] == true)
         try Planner(providers: ProviderRegistry([schemaProvider()])).validate(stack)

@@ -77,14 +77,10 @@ extension AWS {
         func diagnostics(address: ResourceAddress, location: SourceLocation) -> [Diagnostic] {
             var problems: [Diagnostic] = []
             if subnets.isEmpty { problems.append(Diagnostic(address: address, message: "an instance needs at least one subnet", location: location)) }
-            if trainer != nil, containerImage != nil || !command.isEmpty || userData != nil {
-                problems.append(Diagnostic(address: address, message: "a node runs one workload: the trainer, or a command or container, not both", location: location))
-            }
-            if trainer != nil, instanceProfile == nil {
-                problems.append(Diagnostic(
-                    address: address, message: "a node running the trainer fetches it with its own identity: give it an instanceProfile (AWS.InstanceRole)",
-                    location: location))
-            }
+            problems += TrainerWorkload.problems(
+                trainer, otherWorkload: containerImage != nil || !command.isEmpty || userData != nil, identity: instanceProfile,
+                hint: "an instanceProfile (AWS.InstanceRole)"
+            ).map { Diagnostic(address: address, message: $0, location: location) }
             return problems
         }
     }

@@ -4,8 +4,9 @@ import Logging
 import StratumCloud
 import StratumCore
 
-/// Sends Google Cloud JSON REST calls with a bearer token: Compute Engine v1 and the Cloud
-/// Storage JSON API v1 (`API`), each at its own base in `GCPEndpoints`.
+/// Sends Google Cloud JSON REST calls with a bearer token: Compute Engine v1, the Cloud
+/// Storage JSON API v1 (and its media uploads) and IAM v1 (`API`), each at its own base in
+/// `GCPEndpoints`.
 ///
 /// Calls are paced per API, project and call class (reads, writes, operation reads) by adaptive
 /// rate limits that throttling answers slow down. Credentials that name a quota project (an
@@ -35,7 +36,7 @@ public struct GCPClient: Sendable {
 
     /// The REST APIs the client calls.
     public enum API: String, Sendable {
-        case compute, storage
+        case compute, storage, upload, iam
     }
 
     /// Which of Compute's per-project API rate quotas a call counts against.
@@ -83,6 +84,8 @@ public struct GCPClient: Sendable {
         switch api {
         case .compute: return configuration.endpoints.compute
         case .storage: return configuration.endpoints.storage
+        case .upload: return configuration.endpoints.upload
+        case .iam: return configuration.endpoints.iam
         }
     }
 
@@ -198,11 +201,68 @@ public struct GCPClient: Sendable {
         _ method: String, _ path: String, query: [(String, String)] = [], body: GCPJSON? = nil, action: String, project: String? = nil,
         address: ResourceAddress? = nil, accepting: Set<Int> = []
     ) async throws -> (status: Int, json: GCPJSON?) {
+        try await plain(method, path, query: query, body: body.map(Payload.json), api: .storage, action: action, project: project, address: address, accepting: accepting)
+    }
+
+    /// Stores `data` as an object of `bucket` with one multipart upload (`uploadType=multipart`):
+    /// `metadata` (the object resource: `name`, `contentType`, custom `metadata`) and the bytes
+    /// in one request, so an object never exists without its metadata. `query` adds
+    /// preconditions (`ifGenerationMatch=0`: only if there is none). The answer is the object.
+    public func upload(
+        _ data: Data, metadata: GCPJSON, bucket: String, query: [(String, String)] = [], action: String, project: String? = nil,
+        address: ResourceAddress? = nil, accepting: Set<Int> = []
+    ) async throws -> (status: Int, json: GCPJSON?) {
+        let boundary = "stratum-" + UUID().uuidString.lowercased()
+        var body = Data("--\(boundary)\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n".utf8)
+        body += metadata.data
+        body += Data("\r\n--\(boundary)\r\nContent-Type: \(metadata["contentType"]?.string ?? "application/octet-stream")\r\n\r\n".utf8)
+        body += data
+        body += Data("\r\n--\(boundary)--\r\n".utf8)
+        return try await plain(
+            "POST", "b/\(GCPBucketKind.segment(bucket))/o", query: [("uploadType", "multipart")] + query,
+            body: .raw(body, contentType: "multipart/related; boundary=\(boundary)"), api: .upload, action: action, project: project, address: address,
+            accepting: accepting)
+    }
+
+    /// An IAM API call under its root (`v1/projects/p/serviceAccounts`); like `storage`, IAM has
+    /// no operations: the answer is the resource, or empty.
+    public func iam(
+        _ method: String, _ path: String, body: GCPJSON? = nil, action: String, project: String? = nil, address: ResourceAddress? = nil,
+        accepting: Set<Int> = []
+    ) async throws -> (status: Int, json: GCPJSON?) {
+        try await plain(method, path, body: body.map(Payload.json), api: .iam, action: action, project: project, address: address, accepting: accepting)
+    }
+
+    /// A call to an API without operations: the status and the JSON answer, if any.
+    func plain(
+        _ method: String, _ path: String, query: [(String, String)] = [], body: Payload?, api: API, action: String, project: String?,
+        address: ResourceAddress?, accepting: Set<Int>
+    ) async throws -> (status: Int, json: GCPJSON?) {
         let response = try await send(
-            method, path, query: query, body: body, api: .storage, project: project, action: action, callClass: method == "GET" ? .read : .write,
+            method, path, query: query, payload: body, api: api, project: project, action: action, callClass: method == "GET" ? .read : .write,
             address: address, zone: nil, region: nil, accepting: accepting)
         if response.body.isEmpty || !(200..<300).contains(response.status) { return (response.status, GCPJSON.parse(response.body)) }
         return (response.status, try document(response, action: action, address: address))
+    }
+
+    /// A request body: JSON, or bytes of a content type (a media upload).
+    enum Payload {
+        case json(GCPJSON)
+        case raw(Data, contentType: String)
+
+        var data: Data {
+            switch self {
+            case .json(let json): return json.data
+            case .raw(let data, _): return data
+            }
+        }
+
+        var contentType: String {
+            switch self {
+            case .json: return "application/json"
+            case .raw(_, let contentType): return contentType
+            }
+        }
     }
 
     // MARK: sending
@@ -211,14 +271,23 @@ public struct GCPClient: Sendable {
         _ method: String, _ path: String, query: [(String, String)], body: GCPJSON?, api: API, project: String? = nil, action: String,
         callClass: CallClass, address: ResourceAddress?, zone: String?, region: String?, accepting: Set<Int> = []
     ) async throws -> HTTPResponseData {
+        try await send(
+            method, path, query: query, payload: body.map(Payload.json), api: api, project: project, action: action, callClass: callClass, address: address,
+            zone: zone, region: region, accepting: accepting)
+    }
+
+    func send(
+        _ method: String, _ path: String, query: [(String, String)], payload: Payload?, api: API, project: String? = nil, action: String,
+        callClass: CallClass, address: ResourceAddress?, zone: String?, region: String?, accepting: Set<Int> = []
+    ) async throws -> HTTPResponseData {
         let url = try url(path, query: query, api: api)
         return try await rateLimits.paced(rateLimitKey(callClass, api: api, project: project)) {
             metrics.record(action)
             var headers: [(String, String)] = []
             if let quotaProject = credentials.quotaProject { headers.append(("x-goog-user-project", quotaProject)) }
-            if body != nil { headers.append(("Content-Type", "application/json")) }
+            if let payload { headers.append(("Content-Type", payload.contentType)) }
             let response = try await credentials.tokens.send(
-                method, url, headers: headers, body: body?.data ?? Data(), over: transport, timeout: configuration.timeout, label: "GCP", action: action,
+                method, url, headers: headers, body: payload?.data ?? Data(), over: transport, timeout: configuration.timeout, label: "GCP", action: action,
                 address: address, logger: logger)
             guard (200..<300).contains(response.status) || accepting.contains(response.status) else {
                 let error = GCPServiceError.parse(status: response.status, body: response.body)

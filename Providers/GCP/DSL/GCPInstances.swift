@@ -27,8 +27,8 @@ extension GCP {
         public var accelerator: Accelerator?
         /// Spot provisioning; Compute deletes a preempted instance.
         public var spot: Bool
-        /// The service account's email; nil: the project's default one.
-        public var serviceAccount: String?
+        /// The service account's email (`GCP.ServiceAccount.email`); nil: the project's default one.
+        public var serviceAccount: (any StringExpression)?
         /// OAuth scopes of the service account; empty: cloud-platform.
         public var scopes: [String]
         /// A `GCP.PlacementPolicy`'s `selfLink` (or a name or link).
@@ -45,13 +45,16 @@ extension GCP {
         public var containerImage: String?
         /// Where the nodes keep checkpoints (a bucket's `url`): `STRATUM_CHECKPOINT_URL` on every node.
         public var checkpoint: (any StringExpression)?
+        /// The bundled trainer as the workload (`GCP.TrainerArchive.workload`), instead of a
+        /// command or container; the instances fetch it as `serviceAccount`.
+        public var trainer: TrainerWorkload?
 
         public init(
             machineType: String, zones: [String], subnetwork: any StringExpression, image: String? = nil, bootDiskGiB: Int? = nil,
-            accelerator: Accelerator? = nil, spot: Bool = false, serviceAccount: String? = nil, scopes: [String] = [],
+            accelerator: Accelerator? = nil, spot: Bool = false, serviceAccount: (any StringExpression)? = nil, scopes: [String] = [],
             resourcePolicy: (any StringExpression)? = nil, networkTags: [String] = [], externalIP: Bool = true, labels: [String: String] = [:],
             userData: String? = nil, command: [String] = [], env: [String: any StringExpression] = [:], containerImage: String? = nil,
-            checkpoint: (any StringExpression)? = nil
+            checkpoint: (any StringExpression)? = nil, trainer: TrainerWorkload? = nil
         ) {
             self.machineType = machineType
             self.zones = zones
@@ -71,6 +74,7 @@ extension GCP {
             self.env = env
             self.containerImage = containerImage
             self.checkpoint = checkpoint
+            self.trainer = trainer
         }
 
         /// The GPUs each instance has: those its machine type carries, else the attached ones.
@@ -93,7 +97,7 @@ extension GCP {
                 inputs["accelerator_type"] = .string(accelerator.type)
                 inputs["accelerator_count"] = .int(accelerator.count)
             }
-            if let serviceAccount { inputs["service_account"] = .string(serviceAccount) }
+            if let serviceAccount { inputs["service_account"] = serviceAccount.value }
             if !scopes.isEmpty { inputs["scopes"] = .list(scopes.map(Value.string)) }
             if let resourcePolicy { inputs["resource_policy"] = resourcePolicy.value }
             if !networkTags.isEmpty { inputs["network_tags"] = .list(networkTags.map(Value.string)) }
@@ -102,6 +106,7 @@ extension GCP {
             if !env.isEmpty { inputs["env"] = .map(env.mapValues(\.value)) }
             if let containerImage { inputs["container_image"] = .string(containerImage) }
             if let checkpoint { inputs["checkpoint_url"] = checkpoint.value }
+            if let trainer { inputs.merge(trainer.inputs) { $1 } }
             return inputs
         }
 
@@ -121,6 +126,9 @@ extension GCP {
                 if accelerator.count < 1 { problems.append("accelerator count must be at least 1 (got \(accelerator.count))") }
             }
             if let bootDiskGiB, !(10...65536).contains(bootDiskGiB) { problems.append("boot disk of \(bootDiskGiB) GiB is outside 10...65536") }
+            problems += TrainerWorkload.problems(
+                trainer, otherWorkload: containerImage != nil || !command.isEmpty || userData != nil, identity: serviceAccount,
+                hint: "a serviceAccount (GCP.ServiceAccount)")
             return problems
         }
 

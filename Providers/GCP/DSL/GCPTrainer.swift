@@ -1,0 +1,102 @@
+import Stratum
+import StratumCore
+import StratumTrainerArtifact
+
+extension GCP {
+    /// `gcp_service_account`: the identity a node reads and writes its cluster's bucket with (a
+    /// service account bound to `roles/storage.objectAdmin` on that one bucket); pass `email` to
+    /// the nodes' instance spec as `serviceAccount`.
+    public struct ServiceAccount: Resource {
+        public let name: String
+        /// The bucket's name (a reference to a `Bucket`'s or `GCP.Bucket`'s id).
+        public var bucket: Ref<String>
+        /// The account id (6-30 of a-z, 0-9 and '-'); nil: derived from the address and the state's lineage.
+        public var accountID: String?
+        public var project: String?
+        public var region: String
+        public var explicitDependencies: [ResourceAddress] = []
+        public let location: SourceLocation
+
+        public init(
+            _ name: String, bucket: Stratum.Bucket, accountID: String? = nil, project: String? = nil, region: String, fileID: String = #fileID,
+            line: Int = #line
+        ) {
+            self.init(name, bucketID: bucket.id, accountID: accountID, project: project, region: region, fileID: fileID, line: line)
+        }
+
+        public init(
+            _ name: String, bucket: GCP.Bucket, accountID: String? = nil, project: String? = nil, region: String, fileID: String = #fileID, line: Int = #line
+        ) {
+            self.init(name, bucketID: bucket.id, accountID: accountID, project: project, region: region, fileID: fileID, line: line)
+        }
+
+        init(_ name: String, bucketID: Ref<String>, accountID: String?, project: String?, region: String, fileID: String, line: Int) {
+            self.name = name
+            self.bucket = bucketID
+            self.accountID = accountID
+            self.project = project
+            self.region = region
+            self.location = SourceLocation(file: fileID, line: line)
+        }
+
+        public var address: ResourceAddress { ResourceAddress(type: "gcp_service_account", name: name) }
+        /// The account's email, for `InstanceSpec.serviceAccount`.
+        public var email: Ref<String> { Ref(address, "email") }
+
+        public func declare(into content: inout StackContent) {
+            var inputs: [String: Value] = ["bucket": bucket.value]
+            if let accountID { inputs["account_id"] = .string(accountID) }
+            GCPDeclaration.declare(
+                "gcp_service_account", name, project: project, region: region, inputs: inputs, dependsOn: explicitDependencies, location: location,
+                into: &content)
+        }
+    }
+
+    /// `gcp_storage_object`: the trainer this binary carries, as a zip archive named by its
+    /// SHA-256 in `bucket` (`stratum/trainer/<sha256>.zip`), for nodes to fetch and build at boot.
+    public struct TrainerArchive: Resource {
+        public let name: String
+        /// The bucket's name (a reference to a `Bucket`'s or `GCP.Bucket`'s id).
+        public var bucket: Ref<String>
+        public var project: String?
+        public var region: String
+        public var explicitDependencies: [ResourceAddress] = []
+        public let location: SourceLocation
+
+        public init(
+            _ name: String = "trainer", in bucket: Stratum.Bucket, project: String? = nil, region: String, fileID: String = #fileID, line: Int = #line
+        ) {
+            self.init(name, bucketID: bucket.id, project: project, region: region, fileID: fileID, line: line)
+        }
+
+        public init(_ name: String = "trainer", in bucket: GCP.Bucket, project: String? = nil, region: String, fileID: String = #fileID, line: Int = #line) {
+            self.init(name, bucketID: bucket.id, project: project, region: region, fileID: fileID, line: line)
+        }
+
+        init(_ name: String, bucketID: Ref<String>, project: String?, region: String, fileID: String, line: Int) {
+            self.name = name
+            self.bucket = bucketID
+            self.project = project
+            self.region = region
+            self.location = SourceLocation(file: fileID, line: line)
+        }
+
+        public var address: ResourceAddress { ResourceAddress(type: "gcp_storage_object", name: name) }
+        public var url: Ref<String> { Ref(address, "url") }
+
+        /// `run` on nodes that fetch this archive.
+        public func workload(_ run: TrainerRun = TrainerRun()) -> TrainerWorkload {
+            TrainerWorkload(run: run, url: url, sha256: StratumTrainerArtifact.TrainerArchive.bundled.sha256)
+        }
+
+        public func declare(into content: inout StackContent) {
+            let archive = StratumTrainerArtifact.TrainerArchive.bundled
+            GCPDeclaration.declare(
+                "gcp_storage_object", name, project: project, region: region,
+                inputs: [
+                    "bucket": bucket.value, "name": .string(archive.objectKey), "source": .string(BundledArtifact.trainer), "sha256": .string(archive.sha256),
+                ],
+                dependsOn: explicitDependencies, location: location, into: &content)
+        }
+    }
+}
