@@ -5,7 +5,9 @@ import Foundation
 /// storage emulators serve it (`http://127.0.0.1:PORT/ACCOUNT/container/blob`): Create
 /// Container, Put Blob, Put Block, Put Block List, Get Blob (whole or a range, `x-ms-range` or
 /// `Range`), Get Blob Properties, List Blobs (`prefix`, `marker`, `maxresults`, `NextMarker`)
-/// and Delete Blob, with ETags and the conditional headers `If-Match` / `If-None-Match`.
+/// and Delete Blob, with ETags, the conditional headers `If-Match` / `If-None-Match`, blob
+/// metadata (`x-ms-meta-*`, answered by Get Blob and Get Blob Properties) and a Put Blob's
+/// `Content-MD5` checked against the bytes received (400 `Md5Mismatch`).
 ///
 /// Every request must be authorised the way Blob Storage checks it: `SharedKey ACCOUNT:SIG`
 /// with the HMAC-SHA256 of the canonical request under the account key (403
@@ -33,6 +35,7 @@ public actor AzureBlobFake {
 
     private struct Blob {
         var data: Data
+        var metadata: [(String, String)] = []
         var etag: String
         var created: Date
         var modified: Date
@@ -44,9 +47,10 @@ public actor AzureBlobFake {
     private var blocks: [String: [String: Data]] = [:]
     private var etagCounter = 0x8DC_0000_0000_0000
 
-    public init(account: String = "stratumtest", containers: [String] = []) {
+    /// `accountKey`: the key requests are signed with (base64); nil: a random one.
+    public init(account: String = "stratumtest", accountKey: String? = nil, containers: [String] = []) {
         self.account = account
-        self.accountKey = Data((0..<64).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+        self.accountKey = accountKey ?? Data((0..<64).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
         self.token = "eyJ0eXAiOiJKV1Qi.stratum-test-\(UInt32.random(in: 0...UInt32.max))"
         self.containers = Set(containers)
         for c in containers { blobs[c] = [:] }
@@ -80,6 +84,11 @@ public actor AzureBlobFake {
 
     /// The committed content of a blob, or nil.
     public func blob(_ container: String, _ name: String) -> Data? { blobs[container]?[name]?.data }
+
+    /// The metadata of a blob (`x-ms-meta-` names without the prefix, lower-cased), or nil.
+    public func metadata(_ container: String, _ name: String) -> [String: String]? {
+        blobs[container]?[name].map { Dictionary($0.metadata.map { (String($0.0.dropFirst("x-ms-meta-".count)), $0.1) }) { $1 } }
+    }
 
     /// Names of the committed blobs of a container, sorted.
     public func blobNames(_ container: String) -> [String] { (blobs[container] ?? [:]).keys.sorted() }
@@ -211,9 +220,10 @@ public actor AzureBlobFake {
         return nil
     }
 
-    private func commit(_ container: String, _ name: String, _ data: Data, _ operation: String) -> ProxyResponse {
+    private func commit(_ container: String, _ name: String, _ data: Data, _ operation: String, _ request: ProxyRequest) -> ProxyResponse {
         let now = Date()
-        let blob = Blob(data: data, etag: nextETag(), created: blobs[container]?[name]?.created ?? now, modified: now)
+        let metadata = request.headers.map { ($0.0.lowercased(), $0.1) }.filter { $0.0.hasPrefix("x-ms-meta-") }
+        let blob = Blob(data: data, metadata: metadata, etag: nextETag(), created: blobs[container]?[name]?.created ?? now, modified: now)
         blobs[container, default: [:]][name] = blob
         blocks["\(container)/\(name)"] = nil
         var headers = standardHeaders() + [("ETag", blob.etag), ("Last-Modified", Self.httpDate(now)), ("x-ms-request-server-encrypted", "true")]
@@ -227,7 +237,10 @@ public actor AzureBlobFake {
             return error(400, "MissingRequiredHeader", "An HTTP header that's mandatory for this request is not specified: x-ms-blob-type.")
         }
         if let refusal = preconditionFailure(blobs[container]?[name], request, write: true) { return refusal }
-        return commit(container, name, request.body, "PutBlob")
+        if let md5 = request.header("Content-MD5"), md5 != Data(Insecure.MD5.hash(data: request.body)).base64EncodedString() {
+            return error(400, "Md5Mismatch", "The MD5 value specified in the request did not match with the MD5 value calculated by the server.")
+        }
+        return commit(container, name, request.body, "PutBlob", request)
     }
 
     private func putBlock(_ container: String, _ name: String, _ query: [String: String], _ request: ProxyRequest) -> ProxyResponse {
@@ -259,13 +272,13 @@ public actor AzureBlobFake {
             data.append(block)
             rest = rest[close.upperBound...]
         }
-        return commit(container, name, data, "PutBlockList")
+        return commit(container, name, data, "PutBlockList", request)
     }
 
     private func blobHeaders(_ blob: Blob) -> [(String, String)] {
         standardHeaders() + [("ETag", blob.etag), ("Last-Modified", Self.httpDate(blob.modified)), ("x-ms-creation-time", Self.httpDate(blob.created)),
                              ("x-ms-blob-type", "BlockBlob"), ("Content-Type", "application/octet-stream"), ("Accept-Ranges", "bytes"),
-                             ("x-ms-server-encrypted", "true"), ("x-ms-lease-state", "available"), ("x-ms-lease-status", "unlocked")]
+                             ("x-ms-server-encrypted", "true"), ("x-ms-lease-state", "available"), ("x-ms-lease-status", "unlocked")] + blob.metadata
     }
 
     private func getBlob(_ container: String, _ name: String, _ request: ProxyRequest) -> ProxyResponse {
