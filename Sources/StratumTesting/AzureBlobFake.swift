@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import StratumCloud
 
 /// A loopback fake of the Azure Blob service for one storage account, path-style as the
 /// storage emulators serve it (`http://127.0.0.1:PORT/ACCOUNT/container/blob`): Create
@@ -202,7 +203,7 @@ public actor AzureBlobFake {
         guard !containers.contains(container) else { return error(409, "ContainerAlreadyExists", "The specified container already exists.") }
         containers.insert(container)
         blobs[container] = [:]
-        return ProxyResponse(status: 201, headers: standardHeaders() + [("ETag", nextETag()), ("Last-Modified", Self.httpDate(Date()))])
+        return ProxyResponse(status: 201, headers: standardHeaders() + [("ETag", nextETag()), ("Last-Modified", HTTPDate.string(Date()))])
     }
 
     /// nil when the conditional headers hold for the blob as it is, else the refusal.
@@ -226,7 +227,7 @@ public actor AzureBlobFake {
         let blob = Blob(data: data, metadata: metadata, etag: nextETag(), created: blobs[container]?[name]?.created ?? now, modified: now)
         blobs[container, default: [:]][name] = blob
         blocks["\(container)/\(name)"] = nil
-        var headers = standardHeaders() + [("ETag", blob.etag), ("Last-Modified", Self.httpDate(now)), ("x-ms-request-server-encrypted", "true")]
+        var headers = standardHeaders() + [("ETag", blob.etag), ("Last-Modified", HTTPDate.string(now)), ("x-ms-request-server-encrypted", "true")]
         if operation == "PutBlob" { headers.append(("Content-MD5", Data(Insecure.MD5.hash(data: data)).base64EncodedString())) }
         return ProxyResponse(status: 201, headers: headers)
     }
@@ -276,7 +277,7 @@ public actor AzureBlobFake {
     }
 
     private func blobHeaders(_ blob: Blob) -> [(String, String)] {
-        standardHeaders() + [("ETag", blob.etag), ("Last-Modified", Self.httpDate(blob.modified)), ("x-ms-creation-time", Self.httpDate(blob.created)),
+        standardHeaders() + [("ETag", blob.etag), ("Last-Modified", HTTPDate.string(blob.modified)), ("x-ms-creation-time", HTTPDate.string(blob.created)),
                              ("x-ms-blob-type", "BlockBlob"), ("Content-Type", "application/octet-stream"), ("Accept-Ranges", "bytes"),
                              ("x-ms-server-encrypted", "true"), ("x-ms-lease-state", "available"), ("x-ms-lease-status", "unlocked")] + blob.metadata
     }
@@ -340,7 +341,7 @@ public actor AzureBlobFake {
         for name in page {
             let blob = blobs[container]![name]!
             xml += "<Blob><Name>\(Self.escape(name))</Name><Properties>"
-            xml += "<Creation-Time>\(Self.httpDate(blob.created))</Creation-Time><Last-Modified>\(Self.httpDate(blob.modified))</Last-Modified>"
+            xml += "<Creation-Time>\(HTTPDate.string(blob.created))</Creation-Time><Last-Modified>\(HTTPDate.string(blob.modified))</Last-Modified>"
             xml += "<Etag>\(blob.etag)</Etag><Content-Length>\(blob.data.count)</Content-Length>"
             xml += "<Content-Type>application/octet-stream</Content-Type><BlobType>BlockBlob</BlobType>"
             xml += "<AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred>"
@@ -359,7 +360,7 @@ public actor AzureBlobFake {
     }
 
     private func standardHeaders() -> [(String, String)] {
-        [("x-ms-request-id", UUID().uuidString.lowercased()), ("x-ms-version", "2021-12-02"), ("Date", Self.httpDate(Date())),
+        [("x-ms-request-id", UUID().uuidString.lowercased()), ("x-ms-version", "2021-12-02"), ("Date", HTTPDate.string(Date())),
          ("Server", "Windows-Azure-Blob/1.0 Microsoft-HTTPAPI/2.0")]
     }
 
@@ -391,13 +392,5 @@ public actor AzureBlobFake {
     static func escape(_ text: String) -> String {
         text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
             .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
-    }
-
-    static func httpDate(_ date: Date) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "GMT")
-        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        return f.string(from: date)
     }
 }

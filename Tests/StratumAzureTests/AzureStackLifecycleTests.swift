@@ -145,12 +145,26 @@ struct AzureStackLifecycleTests {
         let settled = try await run(["plan"] + stack + ["--detailed-exitcode"])
         #expect(settled.status == 0, "\(settled.stdout)\n\(settled.stderr)")
 
+        // The nodes' role assignment deleted behind Stratum's back: the identity is planned as
+        // the one change (an update: no VM is replaced), and apply makes the same assignment again.
+        await world.fake.deleteOutOfBand(try #require(assignments.first))
+        let lost = try await run(["plan"] + stack + ["--detailed-exitcode"])
+        #expect(lost.status == 2, "\(lost.stdout)\n\(lost.stderr)")
+        let touched = Set(lost.stdout.matches(of: /azure_[a-z_]+\.[A-Za-z0-9_\-\[\]]+/).map { String($0.output) })
+        #expect(touched == ["azure_node_identity.azure-gpu-cluster-node"], "\(lost.stdout)")
+        let regrant = try await run(["apply"] + stack + ["--auto-approve"])
+        #expect(regrant.status == 0, "\(regrant.stdout)\n\(regrant.stderr)")
+        #expect(await world.ids("Microsoft.Authorization/roleAssignments") == assignments)
+        #expect(await world.ids(AzureVirtualMachineKind.vmType) == vms)
+        let regranted = try await run(["plan"] + stack + ["--detailed-exitcode"])
+        #expect(regranted.status == 0, "\(regranted.stdout)\n\(regranted.stderr)")
+
         let destroy = try await run(["destroy"] + stack + ["--auto-approve"])
         #expect(destroy.status == 0, "\(destroy.stdout)\n\(destroy.stderr)")
         let left = await world.fake.allIDs
         #expect(left.isEmpty, "left: \(left)")
         #expect(await world.blob.blobNames(AzureEnvironmentWorld.container(env)).isEmpty)
-        let printed = [apply, plan, output, drift, heal, settled, destroy].map { $0.stdout + $0.stderr }.joined()
+        let printed = [apply, plan, output, drift, heal, settled, lost, regrant, regranted, destroy].map { $0.stdout + $0.stderr }.joined()
         for secret in [AzureEnvironmentWorld.secret, AzureEnvironmentWorld.token, world.blob.accountKey] {
             #expect(!printed.contains(secret))
             #expect(!AzureEnvironmentWorld.anyFile(under: directory, contains: secret), "a file holds \(secret)")

@@ -76,7 +76,7 @@ struct AzureBlobStorage: Sendable {
         address: ResourceAddress?
     ) async throws -> HTTPResponseData {
         let url = try url(location)
-        var headers = extra + [("x-ms-date", Self.httpDate(client.clock.date())), ("x-ms-version", Self.version)]
+        var headers = extra + [("x-ms-date", HTTPDate.string(client.clock.date())), ("x-ms-version", Self.version)]
         headers.append(("Authorization", "SharedKey \(location.account):\(Self.signature(method, url: url, account: location.account, headers: headers, contentLength: body.count, key: key))"))
         do {
             client.metrics.record(action)
@@ -119,14 +119,6 @@ struct AzureBlobStorage: Sendable {
         }
         let text = ([method] + fixed + canonicalHeaders + [resource]).joined(separator: "\n")
         return Data(HMAC<SHA256>.authenticationCode(for: Data(text.utf8), using: key)).base64EncodedString()
-    }
-
-    static func httpDate(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        return formatter.string(from: date)
     }
 }
 

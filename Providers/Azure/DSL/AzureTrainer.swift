@@ -80,16 +80,13 @@ extension Azure {
         }
 
         public func declare(into content: inout StackContent) {
-            let archive = StratumTrainerArtifact.TrainerArchive.bundled
             if bucket.placement.provider != "azure" {
                 content.diagnostics.append(Diagnostic(address: address, message: "the bucket '\(bucket.name)' is not on Azure", location: location))
             }
+            var inputs = StratumTrainerArtifact.TrainerArchive.bundled.objectInputs.mapValues(Value.string)
+            inputs["container"] = bucket.id.value
             content.resources.append(DesiredResource(
-                address: address, provider: "azure", region: bucket.placement.region,
-                inputs: [
-                    "container": bucket.id.value, "key": .string(archive.objectKey), "source": .string(BundledArtifact.trainer), "sha256": .string(archive.sha256),
-                ],
-                dependsOn: explicitDependencies, location: location))
+                address: address, provider: "azure", region: bucket.placement.region, inputs: inputs, dependsOn: explicitDependencies, location: location))
         }
     }
 }
