@@ -107,7 +107,7 @@ let package = Package(
         .target(
             name: "StratumAzure",
             dependencies: [
-                "Stratum", "StratumCore", "StratumCloud", "StratumBootstrap",
+                "Stratum", "StratumCore", "StratumCloud", "StratumBootstrap", "StratumTrainerArtifact",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -219,6 +219,7 @@ let package = Package(
             name: "StratumAzureTests",
             dependencies: [
                 "StratumAzure", "StratumBootstrap", "StratumCloud", "StratumCore", "StratumEngine", "StratumState", "StratumTesting", "Stratum", "StratumStacks", "stratum",
+                "StratumTrainerArtifact",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]

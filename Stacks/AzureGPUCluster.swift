@@ -4,9 +4,12 @@ import StratumAzure
 
 /// A GPU training cluster on Azure: a resource group, a virtual network with one subnet behind
 /// a security group open only to the network itself, N GPU workers (Standard_ND96isr_H100_v5
-/// by default) running the trainer container, packed into a proximity placement group, and a
-/// blob container for checkpoints. Each worker lists the zones in order: an
-/// allocation failure in one moves its create to the next.
+/// by default) running the bundled trainer as DiLoCo ranks, packed into a proximity placement
+/// group, and a blob container for checkpoints. The trainer reaches the workers as an archive
+/// in the container, fetched and built at boot with the workers' user-assigned managed
+/// identity (no key in customData), which may read and write that container and nothing else.
+/// Each worker lists the zones in order: an allocation failure in one moves its create to the
+/// next.
 public struct AzureGPUCluster: Stack {
     public static let name = "azure-gpu-cluster"
     public static let summary =
@@ -25,8 +28,8 @@ public struct AzureGPUCluster: Stack {
         public var size = "Standard_ND96isr_H100_v5"
         /// A marketplace image `publisher:offer:sku:version`; empty: the provider's GPU-ready default.
         public var osImage = ""
-        /// The container every worker runs (the trainer).
-        public var image = "stratum/worker:latest"
+        /// The trainer's YAML configuration on every worker (/etc/stratum/trainer.yaml).
+        public var trainerConfig = TrainerRun.defaultConfig
         public var spot = false
         public var osDiskGib = 1000
         /// Pack the workers into one datacenter with a proximity placement group.
@@ -70,26 +73,20 @@ public struct AzureGPUCluster: Stack {
         network
         bucket
         proximity
+        let identity = Azure.NodeIdentity("\(Self.name)-node", bucket: bucket, resourceGroup: group, subscription: subscription, location: config.location)
+        let trainer = Azure.TrainerArchive(in: bucket)
+        identity
+        trainer
         Azure.VMGroup(
             "worker", count: config.workers, resourceGroup: group,
             Azure.VMSpec(
                 size: config.size, zones: config.zones, subnet: AzureLowering.subnet(of: network),
                 image: config.osImage.isEmpty ? nil : config.osImage, osDiskGiB: config.osDiskGib, spot: config.spot,
                 proximityPlacementGroup: proximity?.id, sshPublicKey: config.sshPublicKey.isEmpty ? nil : config.sshPublicKey,
-                tags: ["role": "diloco-worker"], command: ["/bin/sh", "-c", Self.workerScript],
-                env: ["CHECKPOINT_URL": bucket.url, "WORKERS": String(config.workers)], containerImage: config.image, checkpoint: bucket.url),
+                tags: ["role": "diloco-worker"], checkpoint: bucket.url,
+                trainer: trainer.workload(TrainerRun(config: config.trainerConfig)), identity: identity),
             subscription: subscription, location: config.location)
         Output("checkpoint_container", bucket.url)
         Output("workers", config.workers)
     }
-
-    /// Runs the trainer as DiLoCo worker `STRATUM_NODE_INDEX` of `WORKERS`, exchanging rounds
-    /// and keeping checkpoints in the container (`az://`, with the VM's managed identity).
-    static let workerScript = """
-        exec stratum-trainer --config /etc/stratum/trainer.yaml \\
-          --set diloco.workers="$WORKERS" \\
-          --set diloco.rank="$STRATUM_NODE_INDEX" \\
-          --set diloco.store="$CHECKPOINT_URL/rounds" \\
-          --set checkpoint.dir="$CHECKPOINT_URL/worker-$STRATUM_NODE_INDEX"
-        """
 }

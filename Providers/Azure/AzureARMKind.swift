@@ -348,4 +348,14 @@ extension AzureClient {
         client.subscription = subscription
         return client
     }
+
+    /// DELETEs `path` and waits until it is gone; one already gone is fine.
+    func deleteAndWait(_ path: String, action: String, address: ResourceAddress) async throws {
+        do {
+            let answer = try await delete(path, action: action, address: address)
+            _ = try await finish(answer, action: action, address: address)
+        } catch let error as ProviderError where error.kind == .notFound {
+            // Already gone.
+        }
+    }
 }

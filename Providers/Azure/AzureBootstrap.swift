@@ -4,7 +4,7 @@ import StratumCore
 
 extension BootstrapFlavour {
     /// Azure: the zone from the Instance Metadata Service; blobs fetched with the VM's managed
-    /// identity; rdma-core's InfiniBand userspace where the image lacks it (Azure's HPC images
+    /// identity (the user-assigned one `AZURE_CLIENT_ID` names, when node.env has it); rdma-core's InfiniBand userspace where the image lacks it (Azure's HPC images
     /// have it); customData of up to 64 KB, gzip allowed (base64 in the API, binary-safe).
     public static let azure = BootstrapFlavour(
         cloud: "azure", atBoot: .azureVM,
@@ -13,7 +13,8 @@ extension BootstrapFlavour {
             path=${url#az://} account=${url#az://}
             account=${account%%/*} blob=${path#*/}
             imds=${AZURE_POD_IDENTITY_AUTHORITY_HOST:-http://169.254.169.254}
-            token=$(curl -sf -H Metadata:true "$imds/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fstorage.azure.com%2F" \
+            # AZURE_CLIENT_ID (node.env) names the VM's user-assigned identity.
+            token=$(curl -sf -H Metadata:true "$imds/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fstorage.azure.com%2F${AZURE_CLIENT_ID:+&client_id=$AZURE_CLIENT_ID}" \
               | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
             # The token goes to curl on its standard input, never on its command line.
             printf 'header = "Authorization: Bearer %s"\n' "$token" \

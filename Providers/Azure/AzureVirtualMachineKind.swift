@@ -6,7 +6,8 @@ import StratumCore
 /// when `public_ip` is set, its own Standard public IP (`<name>-ip`), made before it and
 /// deleted after it. The VM goes into the first of `zones` with capacity: an allocation
 /// failure in one deletes the failed VM and moves the create to the next (the NIC is reused).
-/// The node contract's boot script is the VM's `customData`; its identity is system-assigned.
+/// The node contract's boot script is the VM's `customData`; its identity is the user-assigned
+/// one of `identity` (`azure_node_identity`), else system-assigned.
 ///
 /// Every PUT is by name, so a repeated create replays the same calls; the VM PUT's operation
 /// handle is journaled before the wait, and recovery resumes it, then adopts the VM only if
@@ -37,6 +38,10 @@ struct AzureVirtualMachineKind: ResourceKind {
         "proximity_placement_group": .input(forceNew: true),
         "admin_username": .input(forceNew: true),
         "ssh_public_key": .input(forceNew: true),
+        // A user-assigned managed identity (`azure_node_identity`): its ARM id and client id, which
+        // the node asks IMDS for tokens of (AZURE_CLIENT_ID). Without it the VM's identity is system-assigned.
+        "identity": .input(forceNew: true),
+        "identity_client_id": .input(forceNew: true),
         "tags": .input(),
         // customData is kept by Azure where anyone allowed to read the VM's model can see it.
         "user_data": .input(forceNew: true, plainText: true),
@@ -126,7 +131,7 @@ struct AzureVirtualMachineKind: ResourceKind {
             }
             switch AzureOperation.provisioningState(existing)?.lowercased() {
             case "failed"?:
-                try await deleteAndWait(client, paths.vm, action: "virtualMachines.delete", address: address)
+                try await client.deleteAndWait(paths.vm, action: "virtualMachines.delete", address: address)
             case "succeeded"?:
                 return try await state(of: resource, client: client, paths: paths, vm: existing)
             default:
@@ -166,7 +171,7 @@ struct AzureVirtualMachineKind: ResourceKind {
                 } catch let error as ProviderError where error.kind == .capacity {
                     stockouts.append("\(zone.map { "zone \($0)" } ?? region): \(error.message)")
                     // A VM whose allocation failed stays, Failed, in its zone; the next zone needs its name.
-                    try await deleteAndWait(client, paths.vm, action: "virtualMachines.delete", address: address)
+                    try await client.deleteAndWait(paths.vm, action: "virtualMachines.delete", address: address)
                 }
             }
         } catch let error as ProviderError where !error.isRetryable {
@@ -188,7 +193,7 @@ struct AzureVirtualMachineKind: ResourceKind {
         var left: [String] = []
         for (path, action) in [(paths.vm, "virtualMachines.delete"), (paths.nic, "networkInterfaces.delete")] + (publicIP ? [(paths.ip, "publicIPAddresses.delete")] : []) {
             do {
-                try await deleteAndWait(client, path, action: action, address: address)
+                try await client.deleteAndWait(path, action: action, address: address)
             } catch {
                 left.append("\(path) (\(error))")
             }
@@ -197,16 +202,6 @@ struct AzureVirtualMachineKind: ResourceKind {
         var released = error
         released.message += "; left behind (the next apply of this resource reuses them by name): \(left.joined(separator: ", "))"
         return released
-    }
-
-    /// DELETEs `path` and waits until it is gone; one already gone is fine.
-    func deleteAndWait(_ client: AzureClient, _ path: String, action: String, address: ResourceAddress) async throws {
-        do {
-            let answer = try await client.delete(path, action: action, address: address)
-            _ = try await client.finish(answer, action: action, address: address)
-        } catch let error as ProviderError where error.kind == .notFound {
-            // Already gone.
-        }
     }
 
     // MARK: read
@@ -306,9 +301,9 @@ struct AzureVirtualMachineKind: ResourceKind {
         let client = self.client(of: state)
         let name = String(state.id.split(separator: "/").last ?? "")
         let paths = Paths(client: client, group: group(of: state), name: name)
-        try await deleteAndWait(client, paths.vm, action: "virtualMachines.delete", address: state.address)
-        try await deleteAndWait(client, paths.nic, action: "networkInterfaces.delete", address: state.address)
-        try await deleteAndWait(client, paths.ip, action: "publicIPAddresses.delete", address: state.address)
+        try await client.deleteAndWait(paths.vm, action: "virtualMachines.delete", address: state.address)
+        try await client.deleteAndWait(paths.nic, action: "networkInterfaces.delete", address: state.address)
+        try await client.deleteAndWait(paths.ip, action: "publicIPAddresses.delete", address: state.address)
     }
 
     /// Resumes the journaled VM operation (whatever its outcome), then adopts the VM if its tags

@@ -83,8 +83,30 @@ enum AzureVMInputs {
         if let size = inputs["os_disk_gib"]?.intValue, !(30...4095).contains(size) { problems.append("os_disk_gib must be 30-4095 (it is \(size))") }
         if inputs["max_price"] != nil, inputs["spot"]?.boolValue != true { problems.append("max_price applies to spot VMs only: set spot = true") }
         if let price = number(inputs["max_price"]), price != -1, price <= 0 { problems.append("max_price must be -1 (up to the on-demand price) or above 0") }
+        let identity = inputs["identity"]?.stringValue ?? "", clientID = inputs["identity_client_id"]?.stringValue ?? ""
+        if identity.isEmpty != clientID.isEmpty { problems.append("identity and identity_client_id name one user-assigned identity: give both or neither") }
+        if !(inputs["trainer_url"]?.stringValue ?? "").isEmpty, identity.isEmpty {
+            problems.append("a VM running the trainer fetches it with its own identity: give it a user-assigned identity (azure_node_identity)")
+        }
         problems += AzureTags.problems(AzureTags.input(inputs["tags"]))
         return problems
+    }
+
+    /// The VM's managed identity: the user-assigned one of `identity`, else a system-assigned one.
+    static func identity(_ inputs: [String: Value]) -> CloudJSON {
+        guard let id = inputs["identity"]?.stringValue, !id.isEmpty else { return ["type": "SystemAssigned"] }
+        return ["type": "UserAssigned", "userAssignedIdentities": .object([id: [:]])]
+    }
+
+    /// The node as its setup is rendered: with a user-assigned identity, its client id is
+    /// `AZURE_CLIENT_ID` in node.env, which the fetch and the trainer ask IMDS for tokens of.
+    static func node(_ resource: ResolvedResource) -> ResolvedResource {
+        guard let clientID = resource.inputs["identity_client_id"]?.stringValue, !clientID.isEmpty else { return resource }
+        var node = resource
+        var env = resource.inputs["env"]?.mapValue ?? [:]
+        env["AZURE_CLIENT_ID"] = .string(clientID)
+        node.inputs["env"] = .map(env)
+        return node
     }
 
     /// The VM's PUT body in `zone` (nil: no zone).
@@ -106,7 +128,7 @@ enum AzureVMInputs {
             ],
         ]
         let machine = AzureMachineCatalog.bootstrapMachine(size: size, gpus: inputs["gpus"]?.intValue, gpuClass: inputs["gpu_class"]?.stringValue)
-        if let userData = try NodeUserData.render(resource, flavour: .azure, machine: machine) {
+        if let userData = try NodeUserData.render(node(resource), flavour: .azure, machine: machine) {
             osProfile["customData"] = .string(userData.bytes.base64EncodedString())
         }
         var properties: [String: CloudJSON] = [
@@ -131,7 +153,7 @@ enum AzureVMInputs {
             properties["proximityPlacementGroup"] = ["id": .string(group)]
         }
         var body: [String: CloudJSON] = [
-            "location": .string(resource.region), "tags": .object(tags.mapValues(CloudJSON.string)), "identity": ["type": "SystemAssigned"],
+            "location": .string(resource.region), "tags": .object(tags.mapValues(CloudJSON.string)), "identity": identity(inputs),
             "properties": .object(properties),
         ]
         if let zone { body["zones"] = [.string(zone)] }

@@ -60,12 +60,12 @@ public struct TrainerWorkload: Sendable {
 
     /// What is wrong with a node spec that runs `trainer`: it also runs a command, container or
     /// boot script of its own (`otherWorkload`), or it has no identity of its own to fetch the
-    /// archive with (`identity` nil; `hint` names the resource that gives one).
-    public static func problems(_ trainer: TrainerWorkload?, otherWorkload: Bool, identity: (any StringExpression)?, hint: String) -> [String] {
+    /// archive with (`hasIdentity` false; `hint` names the resource that gives one).
+    public static func problems(_ trainer: TrainerWorkload?, otherWorkload: Bool, hasIdentity: Bool, hint: String) -> [String] {
         guard trainer != nil else { return [] }
         var problems: [String] = []
         if otherWorkload { problems.append("a node runs one workload: the trainer, or a command or container, not both") }
-        if identity == nil { problems.append("a node running the trainer fetches it with its own identity: give it \(hint)") }
+        if !hasIdentity { problems.append("a node running the trainer fetches it with its own identity: give it \(hint)") }
         return problems
     }
 }

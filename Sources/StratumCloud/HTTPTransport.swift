@@ -82,3 +82,14 @@ public final class AsyncHTTPTransport: HTTPTransport {
         }
     }
 }
+
+/// Dates as HTTP headers carry them (RFC 7231's IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`).
+public enum HTTPDate {
+    public static func string(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        return formatter.string(from: date)
+    }
+}

@@ -3,8 +3,10 @@ import StratumCore
 
 /// A loopback fake of Azure Resource Manager for what a GPU cluster uses: resource groups,
 /// virtual networks, subnets, network security groups and their rules, network interfaces,
-/// public IP addresses, proximity placement groups, virtual machines, storage accounts and blob
-/// containers.
+/// public IP addresses, proximity placement groups, virtual machines, storage accounts (and
+/// their `listKeys`), blob containers, user-assigned managed identities (each with a principal
+/// and client id of its own) and role assignments at any resource's scope, which name a
+/// principal that must exist (400 `PrincipalNotFound` otherwise, as for a deleted identity).
 ///
 /// PUT is idempotent by name (the same body again answers the resource as it is); changed
 /// bodies update it. Creates, updates and deletes run as asynchronous operations in the three
@@ -81,6 +83,8 @@ public actor AzureARMFake {
     private var resources: [String: Stored] = [:]
     private var operations: [String: Operation] = [:]
     private var nextID = 1
+    /// Storage account keys by lower-cased account name (base64), made at the first `listKeys`.
+    private var storageKeys: [String: String] = [:]
 
     /// How ARM answers each type by default.
     public static let defaultStyles: [String: AsyncStyle] = [
@@ -95,6 +99,8 @@ public actor AzureARMFake {
         "Microsoft.Compute/virtualMachines": .azureAsyncOperation,
         "Microsoft.Storage/storageAccounts": .location,
         "Microsoft.Storage/storageAccounts/blobServices/containers": .synchronous,
+        "Microsoft.ManagedIdentity/userAssignedIdentities": .synchronous,
+        "Microsoft.Authorization/roleAssignments": .synchronous,
     ]
 
     /// The SDK model for PUT and PATCH bodies of each type.
@@ -110,10 +116,17 @@ public actor AzureARMFake {
         "Microsoft.Compute/virtualMachines": ("VirtualMachine", "VirtualMachineUpdate"),
         "Microsoft.Storage/storageAccounts": ("StorageAccountCreateParameters", "StorageAccountUpdateParameters"),
         "Microsoft.Storage/storageAccounts/blobServices/containers": ("BlobContainer", "BlobContainer"),
+        "Microsoft.ManagedIdentity/userAssignedIdentities": ("Identity", "IdentityUpdate"),
+        "Microsoft.Authorization/roleAssignments": ("RoleAssignmentCreateParameters", "RoleAssignmentCreateParameters"),
     ]
 
     /// The SDK model of what a GET answers for each type, where it is not the PUT body's.
-    static let responseModels: [String: String] = ["Microsoft.Storage/storageAccounts": "StorageAccount"]
+    static let responseModels: [String: String] = [
+        "Microsoft.Storage/storageAccounts": "StorageAccount", "Microsoft.Authorization/roleAssignments": "RoleAssignment",
+    ]
+
+    /// The tenant of every principal the fake makes.
+    public static let tenant = "00000000-0000-4000-8000-00000000feed"
 
     /// Codes that fail a VM's create operation (the rest of `allocationFailures` refuse the PUT).
     static let operationAllocationCodes: Set<String> = [
@@ -133,6 +146,8 @@ public actor AzureARMFake {
     public func set(throttleShare: Double) { self.throttleShare = throttleShare }
     public func set(style: AsyncStyle?, for type: String) { styles[type] = style }
     public func set(allocationFailures: [String: String]) { self.allocationFailures = allocationFailures }
+    /// The key `listKeys` answers for a storage account (a blob fake's, so its uploads are checked for real).
+    public func set(storageKey: String, forAccount account: String) { storageKeys[account.lowercased()] = storageKey }
 
     /// Queues `fault` for the next `times` calls of `operation` (`PUT Microsoft.Compute/virtualMachines`).
     public func inject(_ fault: Fault, into operation: String, times: Int = 1) {
@@ -223,6 +238,7 @@ public actor AzureARMFake {
         case (.resource, "PATCH"): response = patch(route, request: request, base: base, apiVersion: apiVersion)
         case (.resource, "DELETE"): response = delete(route, base: base, apiVersion: apiVersion)
         case (.list(let generic), "GET"): response = list(route, generic: generic, query: query, base: base, path: path)
+        case (.action("listKeys"), "POST"): response = listKeys(route)
         default:
             violations.append("\(request.method) \(path): method not allowed")
             return Self.error(405, "MethodNotAllowed", "The requested resource does not support http method '\(request.method)'.")
@@ -257,7 +273,9 @@ public actor AzureARMFake {
             guard stored.key.hasPrefix(route.scopeKey + "/") else { return false }
             if generic {
                 // Top-level resources only, or resource groups for the group list.
-                return stored.type != "Microsoft.Resources/resourceGroups" && stored.type.split(separator: "/").count == 2
+                // Role assignments are extensions of their scope, not resources of the group.
+                return stored.type != "Microsoft.Resources/resourceGroups" && stored.type != "Microsoft.Authorization/roleAssignments"
+                    && stored.type.split(separator: "/").count == 2
             }
             return stored.type.lowercased() == route.type.lowercased() && (route.parentKey.map { stored.key.hasPrefix($0 + "/") } ?? true)
         }.filter { filter.matches(type: $0.type, tags: $0.tags) }.sorted { $0.key < $1.key }
@@ -315,8 +333,9 @@ public actor AzureARMFake {
             if let refusal = immutableChange(existing, body) { return refusal }
         }
         if let dangling = danglingReference(in: body, route: route) { return dangling }
+        if let refusal = roleAssignmentRefusal(route, body) ?? identityRefusal(route, body) { return refusal }
         var fields = body.mapValue ?? [:]
-        let location = fields["location"]?.stringValue ?? parentLocation(route) ?? ""
+        let location = route.type == "Microsoft.Authorization/roleAssignments" ? "" : fields["location"]?.stringValue ?? parentLocation(route) ?? ""
         var allocationFailure: String?
         if route.type == "Microsoft.Compute/virtualMachines" {
             let zone = fields["zones"]?.listValue?.first?.stringValue ?? ""
@@ -559,8 +578,12 @@ public actor AzureARMFake {
         resource["name"] = .string(stored.name)
         resource["type"] = .string(stored.type)
         var properties = resource["properties"]?.mapValue ?? [:]
-        // Proximity placement groups and blob containers have no provisioning state.
-        if stored.type != "Microsoft.Compute/proximityPlacementGroups" && stored.type != "Microsoft.Storage/storageAccounts/blobServices/containers" {
+        // Proximity placement groups, blob containers, identities and role assignments have no provisioning state.
+        let stateless = [
+            "Microsoft.Compute/proximityPlacementGroups", "Microsoft.Storage/storageAccounts/blobServices/containers", "Microsoft.ManagedIdentity/userAssignedIdentities",
+            "Microsoft.Authorization/roleAssignments",
+        ]
+        if !stateless.contains(stored.type) {
             properties["provisioningState"] = .string(stored.provisioningState)
         }
         let serial = stored.serial
@@ -590,9 +613,18 @@ public actor AzureARMFake {
         case "Microsoft.Compute/virtualMachines":
             properties["vmId"] = properties["vmId"] ?? .string(Self.guid(serial))
             properties["timeCreated"] = properties["timeCreated"] ?? "2026-01-01T00:00:00.0000000+00:00"
-            if var identity = resource["identity"]?.mapValue, identity["type"]?.stringValue?.contains("SystemAssigned") == true {
-                identity["principalId"] = .string(Self.guid(serial + 7))
-                identity["tenantId"] = "00000000-0000-4000-8000-00000000feed"
+            if var identity = resource["identity"]?.mapValue {
+                if identity["type"]?.stringValue?.contains("SystemAssigned") == true {
+                    identity["principalId"] = .string(Self.guid(serial + 7))
+                    identity["tenantId"] = .string(Self.tenant)
+                }
+                // Each user-assigned identity as ARM shows it: with its principal and client id.
+                if let named = identity["userAssignedIdentities"]?.mapValue {
+                    identity["userAssignedIdentities"] = .map(Dictionary(uniqueKeysWithValues: named.keys.map { id in
+                        let own = resources[id.lowercased()]?.json.mapValue?["properties"]?.mapValue ?? [:]
+                        return (id, Value.map(["principalId": own["principalId"] ?? .null, "clientId": own["clientId"] ?? .null]))
+                    }))
+                }
                 resource["identity"] = .map(identity)
             }
             // customData is write-only: ARM never returns it.
@@ -607,6 +639,14 @@ public actor AzureARMFake {
             properties["statusOfPrimary"] = "available"
         case "Microsoft.Storage/storageAccounts/blobServices/containers":
             resource["etag"] = .string("\"0x8DC\(String(serial, radix: 16, uppercase: true))\"")
+        case "Microsoft.ManagedIdentity/userAssignedIdentities":
+            properties["tenantId"] = .string(Self.tenant)
+            properties["principalId"] = properties["principalId"] ?? .string(Self.guid(serial + 11))
+            properties["clientId"] = properties["clientId"] ?? .string(Self.guid(serial + 13))
+        case "Microsoft.Authorization/roleAssignments":
+            properties["scope"] = properties["scope"] ?? .string(String(stored.id[..<(stored.id.range(of: "/providers/Microsoft.Authorization/", options: .caseInsensitive)?.lowerBound ?? stored.id.endIndex)]))
+            properties["createdOn"] = properties["createdOn"] ?? "2026-01-01T00:00:00.0000000Z"
+            properties["updatedOn"] = "2026-01-01T00:00:00.0000000Z"
         default:
             break
         }
@@ -668,6 +708,68 @@ public actor AzureARMFake {
             stored.json = stamp(stored, base: stored.json.mapValue ?? [:])
             resources[id.lowercased()] = stored
         }
+    }
+
+    // MARK: Identities, role assignments, keys
+
+    /// The principals the directory knows: every managed identity's, user- or system-assigned.
+    private var principals: Set<String> {
+        Set(resources.values.compactMap { stored -> String? in
+            let json = stored.json.mapValue ?? [:]
+            if stored.type == "Microsoft.ManagedIdentity/userAssignedIdentities" { return json["properties"]?.mapValue?["principalId"]?.stringValue?.lowercased() }
+            return json["identity"]?.mapValue?["principalId"]?.stringValue?.lowercased()
+        })
+    }
+
+    /// Why ARM refuses a role assignment: a principal the directory does not know, a change of
+    /// an existing one, or the same role for the same principal at the same scope under another name.
+    private func roleAssignmentRefusal(_ route: Route, _ body: Value) -> ProxyResponse? {
+        guard route.type == "Microsoft.Authorization/roleAssignments" else { return nil }
+        let properties = body.mapValue?["properties"]?.mapValue ?? [:]
+        let principal = properties["principalId"]?.stringValue ?? ""
+        let role = properties["roleDefinitionId"]?.stringValue ?? ""
+        guard principals.contains(principal.lowercased()) else {
+            return Self.error(
+                400, "PrincipalNotFound",
+                "Principal \(principal.replacingOccurrences(of: "-", with: "")) does not exist in the directory \(Self.tenant). Check that you have the correct principal ID. If you are creating this principal and then immediately assigning a role, this error might be related to a replication delay. In this case, set the role assignment principalType property to a value, such as ServicePrincipal, User, or Group.  See https://aka.ms/docs-principaltype")
+        }
+        if resources[route.key] != nil {
+            return Self.error(400, "RoleAssignmentUpdateNotPermitted", "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.")
+        }
+        let scope = route.parentKey ?? ""
+        let twin = resources.values.first { stored in
+            let other = stored.json.mapValue?["properties"]?.mapValue ?? [:]
+            return stored.type == route.type && other["scope"]?.stringValue?.lowercased() == scope
+                && other["principalId"]?.stringValue?.lowercased() == principal.lowercased() && other["roleDefinitionId"]?.stringValue?.lowercased() == role.lowercased()
+        }
+        if twin != nil { return Self.error(409, "RoleAssignmentExists", "The role assignment already exists.") }
+        return nil
+    }
+
+    /// A VM naming a user-assigned identity that does not exist.
+    private func identityRefusal(_ route: Route, _ body: Value) -> ProxyResponse? {
+        guard route.type == "Microsoft.Compute/virtualMachines" else { return nil }
+        let named = body.mapValue?["identity"]?.mapValue?["userAssignedIdentities"]?.mapValue?.keys.sorted() ?? []
+        guard let missing = named.first(where: { resources[$0.lowercased()] == nil }) else { return nil }
+        return Self.error(
+            400, "FailedIdentityOperation",
+            "Identity operation for resource '\(route.id)' failed with error 'Failed to perform resource identity operation. Status: 'NotFound'. Response: 'Resource \(missing) was not found.''.")
+    }
+
+    /// `POST …/storageAccounts/{name}/listKeys`: the account's two keys.
+    private func listKeys(_ route: Route) -> ProxyResponse {
+        guard route.type == "Microsoft.Storage/storageAccounts", let stored = resources[route.key] else { return notFound(route) }
+        let name = stored.name.lowercased()
+        let key = storageKeys[name] ?? Data((0..<64).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+        storageKeys[name] = key
+        let answer: Value = [
+            "keys": [
+                ["keyName": "key1", "value": .string(key), "permissions": "FULL", "creationTime": "2026-01-01T00:00:00.0000000Z"],
+                ["keyName": "key2", "value": .string(String(key.reversed())), "permissions": "FULL", "creationTime": "2026-01-01T00:00:00.0000000Z"],
+            ],
+        ]
+        for violation in validator.validate(answer, as: "StorageAccountListKeysResult", .response) { violations.append("response listKeys \(stored.id): \(violation)") }
+        return Self.json(200, answer)
     }
 
     private func removeTree(_ key: String) {
@@ -759,6 +861,9 @@ public actor AzureARMFake {
         if route.type == "Microsoft.Resources/resourceGroups" {
             return Self.error(404, "ResourceGroupNotFound", "Resource group '\(route.resourceGroup ?? "")' could not be found.")
         }
+        if route.type == "Microsoft.Authorization/roleAssignments" {
+            return Self.error(404, "RoleAssignmentNotFound", "The role assignment '\(route.name)' is not found.")
+        }
         return Self.error(404, "ResourceNotFound", "The Resource '\(route.type)/\(route.name)' under resource group '\(route.resourceGroup ?? "")' was not found.")
     }
 
@@ -816,6 +921,8 @@ extension AzureARMFake {
             case list(generic: Bool)
             case asyncOperation(String)
             case operationResult(String)
+            /// A POST of an action on a resource (`listKeys`); `id` is the resource's.
+            case action(String)
         }
 
         var kind: Kind
@@ -840,7 +947,25 @@ extension AzureARMFake {
             case .operationResult: return "operationResult"
             case .list(let generic): return generic ? "resources" : type
             case .resource: return type
+            case .action(let name): return "\(type)/\(name)"
             }
+        }
+
+        /// The subscription itself as a scope (the fake keeps nothing there).
+        static func subscriptionScope(_ segments: ArraySlice<String>) -> Route? {
+            guard segments.count == 2 else { return nil }
+            let id = "/" + segments.joined(separator: "/")
+            return Route(kind: .resource, type: "Microsoft.Resources/subscriptions", id: id, resourceGroup: nil, parentKey: nil, depth: 0, scopeKey: id.lowercased())
+        }
+
+        init(kind: Kind, type: String, id: String, resourceGroup: String?, parentKey: String?, depth: Int, scopeKey: String) {
+            self.kind = kind
+            self.type = type
+            self.id = id
+            self.resourceGroup = resourceGroup
+            self.parentKey = parentKey
+            self.depth = depth
+            self.scopeKey = scopeKey
         }
 
         static func groupKey(_ subscription: String, _ group: String) -> String {
@@ -849,6 +974,31 @@ extension AzureARMFake {
 
         init?(segments: [String], subscription: String) {
             guard segments.count >= 2, segments[0].lowercased() == "subscriptions", segments[1].lowercased() == subscription.lowercased() else { return nil }
+            // An extension resource at a scope: `{scope}/providers/Microsoft.Authorization/roleAssignments[/{name}]`.
+            if let extensionAt = segments.lastIndex(where: { $0.lowercased() == "providers" }), extensionAt + 2 < segments.count,
+                segments[extensionAt + 1].lowercased() == "microsoft.authorization", segments[extensionAt + 2].lowercased() == "roleassignments",
+                extensionAt + 4 >= segments.count
+            {
+                guard let scope = Route(segments: Array(segments[..<extensionAt]), subscription: subscription) ?? Self.subscriptionScope(segments[..<extensionAt]),
+                    scope.kind == .resource
+                else { return nil }
+                self.type = "Microsoft.Authorization/roleAssignments"
+                self.kind = extensionAt + 3 < segments.count ? .resource : .list(generic: false)
+                self.id = "/" + segments.joined(separator: "/")
+                self.resourceGroup = scope.resourceGroup
+                self.parentKey = scope.key
+                self.depth = scope.depth + 1
+                self.scopeKey = scope.key
+                return
+            }
+            // An action on a resource: `…/storageAccounts/{name}/listKeys`.
+            if segments.count > 2, segments.last?.lowercased() == "listkeys", let resource = Route(segments: Array(segments.dropLast()), subscription: subscription),
+                resource.kind == .resource
+            {
+                self = resource
+                self.kind = .action("listKeys")
+                return
+            }
             var rest = Array(segments.dropFirst(2))
             var prefix = "/subscriptions/\(segments[1])"
             resourceGroup = nil

@@ -1,11 +1,14 @@
 import Crypto
 import Foundation
+import StratumCloud
 
 /// A loopback fake of the Azure Blob service for one storage account, path-style as the
 /// storage emulators serve it (`http://127.0.0.1:PORT/ACCOUNT/container/blob`): Create
 /// Container, Put Blob, Put Block, Put Block List, Get Blob (whole or a range, `x-ms-range` or
 /// `Range`), Get Blob Properties, List Blobs (`prefix`, `marker`, `maxresults`, `NextMarker`)
-/// and Delete Blob, with ETags and the conditional headers `If-Match` / `If-None-Match`.
+/// and Delete Blob, with ETags, the conditional headers `If-Match` / `If-None-Match`, blob
+/// metadata (`x-ms-meta-*`, answered by Get Blob and Get Blob Properties) and a Put Blob's
+/// `Content-MD5` checked against the bytes received (400 `Md5Mismatch`).
 ///
 /// Every request must be authorised the way Blob Storage checks it: `SharedKey ACCOUNT:SIG`
 /// with the HMAC-SHA256 of the canonical request under the account key (403
@@ -33,6 +36,7 @@ public actor AzureBlobFake {
 
     private struct Blob {
         var data: Data
+        var metadata: [(String, String)] = []
         var etag: String
         var created: Date
         var modified: Date
@@ -44,9 +48,10 @@ public actor AzureBlobFake {
     private var blocks: [String: [String: Data]] = [:]
     private var etagCounter = 0x8DC_0000_0000_0000
 
-    public init(account: String = "stratumtest", containers: [String] = []) {
+    /// `accountKey`: the key requests are signed with (base64); nil: a random one.
+    public init(account: String = "stratumtest", accountKey: String? = nil, containers: [String] = []) {
         self.account = account
-        self.accountKey = Data((0..<64).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+        self.accountKey = accountKey ?? Data((0..<64).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
         self.token = "eyJ0eXAiOiJKV1Qi.stratum-test-\(UInt32.random(in: 0...UInt32.max))"
         self.containers = Set(containers)
         for c in containers { blobs[c] = [:] }
@@ -80,6 +85,11 @@ public actor AzureBlobFake {
 
     /// The committed content of a blob, or nil.
     public func blob(_ container: String, _ name: String) -> Data? { blobs[container]?[name]?.data }
+
+    /// The metadata of a blob (`x-ms-meta-` names without the prefix, lower-cased), or nil.
+    public func metadata(_ container: String, _ name: String) -> [String: String]? {
+        blobs[container]?[name].map { Dictionary($0.metadata.map { (String($0.0.dropFirst("x-ms-meta-".count)), $0.1) }) { $1 } }
+    }
 
     /// Names of the committed blobs of a container, sorted.
     public func blobNames(_ container: String) -> [String] { (blobs[container] ?? [:]).keys.sorted() }
@@ -193,7 +203,7 @@ public actor AzureBlobFake {
         guard !containers.contains(container) else { return error(409, "ContainerAlreadyExists", "The specified container already exists.") }
         containers.insert(container)
         blobs[container] = [:]
-        return ProxyResponse(status: 201, headers: standardHeaders() + [("ETag", nextETag()), ("Last-Modified", Self.httpDate(Date()))])
+        return ProxyResponse(status: 201, headers: standardHeaders() + [("ETag", nextETag()), ("Last-Modified", HTTPDate.string(Date()))])
     }
 
     /// nil when the conditional headers hold for the blob as it is, else the refusal.
@@ -211,12 +221,13 @@ public actor AzureBlobFake {
         return nil
     }
 
-    private func commit(_ container: String, _ name: String, _ data: Data, _ operation: String) -> ProxyResponse {
+    private func commit(_ container: String, _ name: String, _ data: Data, _ operation: String, _ request: ProxyRequest) -> ProxyResponse {
         let now = Date()
-        let blob = Blob(data: data, etag: nextETag(), created: blobs[container]?[name]?.created ?? now, modified: now)
+        let metadata = request.headers.map { ($0.0.lowercased(), $0.1) }.filter { $0.0.hasPrefix("x-ms-meta-") }
+        let blob = Blob(data: data, metadata: metadata, etag: nextETag(), created: blobs[container]?[name]?.created ?? now, modified: now)
         blobs[container, default: [:]][name] = blob
         blocks["\(container)/\(name)"] = nil
-        var headers = standardHeaders() + [("ETag", blob.etag), ("Last-Modified", Self.httpDate(now)), ("x-ms-request-server-encrypted", "true")]
+        var headers = standardHeaders() + [("ETag", blob.etag), ("Last-Modified", HTTPDate.string(now)), ("x-ms-request-server-encrypted", "true")]
         if operation == "PutBlob" { headers.append(("Content-MD5", Data(Insecure.MD5.hash(data: data)).base64EncodedString())) }
         return ProxyResponse(status: 201, headers: headers)
     }
@@ -227,7 +238,10 @@ public actor AzureBlobFake {
             return error(400, "MissingRequiredHeader", "An HTTP header that's mandatory for this request is not specified: x-ms-blob-type.")
         }
         if let refusal = preconditionFailure(blobs[container]?[name], request, write: true) { return refusal }
-        return commit(container, name, request.body, "PutBlob")
+        if let md5 = request.header("Content-MD5"), md5 != Data(Insecure.MD5.hash(data: request.body)).base64EncodedString() {
+            return error(400, "Md5Mismatch", "The MD5 value specified in the request did not match with the MD5 value calculated by the server.")
+        }
+        return commit(container, name, request.body, "PutBlob", request)
     }
 
     private func putBlock(_ container: String, _ name: String, _ query: [String: String], _ request: ProxyRequest) -> ProxyResponse {
@@ -259,13 +273,13 @@ public actor AzureBlobFake {
             data.append(block)
             rest = rest[close.upperBound...]
         }
-        return commit(container, name, data, "PutBlockList")
+        return commit(container, name, data, "PutBlockList", request)
     }
 
     private func blobHeaders(_ blob: Blob) -> [(String, String)] {
-        standardHeaders() + [("ETag", blob.etag), ("Last-Modified", Self.httpDate(blob.modified)), ("x-ms-creation-time", Self.httpDate(blob.created)),
+        standardHeaders() + [("ETag", blob.etag), ("Last-Modified", HTTPDate.string(blob.modified)), ("x-ms-creation-time", HTTPDate.string(blob.created)),
                              ("x-ms-blob-type", "BlockBlob"), ("Content-Type", "application/octet-stream"), ("Accept-Ranges", "bytes"),
-                             ("x-ms-server-encrypted", "true"), ("x-ms-lease-state", "available"), ("x-ms-lease-status", "unlocked")]
+                             ("x-ms-server-encrypted", "true"), ("x-ms-lease-state", "available"), ("x-ms-lease-status", "unlocked")] + blob.metadata
     }
 
     private func getBlob(_ container: String, _ name: String, _ request: ProxyRequest) -> ProxyResponse {
@@ -327,7 +341,7 @@ public actor AzureBlobFake {
         for name in page {
             let blob = blobs[container]![name]!
             xml += "<Blob><Name>\(Self.escape(name))</Name><Properties>"
-            xml += "<Creation-Time>\(Self.httpDate(blob.created))</Creation-Time><Last-Modified>\(Self.httpDate(blob.modified))</Last-Modified>"
+            xml += "<Creation-Time>\(HTTPDate.string(blob.created))</Creation-Time><Last-Modified>\(HTTPDate.string(blob.modified))</Last-Modified>"
             xml += "<Etag>\(blob.etag)</Etag><Content-Length>\(blob.data.count)</Content-Length>"
             xml += "<Content-Type>application/octet-stream</Content-Type><BlobType>BlockBlob</BlobType>"
             xml += "<AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred>"
@@ -346,7 +360,7 @@ public actor AzureBlobFake {
     }
 
     private func standardHeaders() -> [(String, String)] {
-        [("x-ms-request-id", UUID().uuidString.lowercased()), ("x-ms-version", "2021-12-02"), ("Date", Self.httpDate(Date())),
+        [("x-ms-request-id", UUID().uuidString.lowercased()), ("x-ms-version", "2021-12-02"), ("Date", HTTPDate.string(Date())),
          ("Server", "Windows-Azure-Blob/1.0 Microsoft-HTTPAPI/2.0")]
     }
 
@@ -378,13 +392,5 @@ public actor AzureBlobFake {
     static func escape(_ text: String) -> String {
         text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
             .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
-    }
-
-    static func httpDate(_ date: Date) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "GMT")
-        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        return f.string(from: date)
     }
 }

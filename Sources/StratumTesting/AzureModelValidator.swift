@@ -2,7 +2,7 @@ import Foundation
 import StratumCore
 
 /// Checks ARM request bodies against the models of Azure's own Python SDK (azure-mgmt-compute,
-/// -network, -resource, -storage): at first use a Python script imports the model classes and
+/// -network, -resource, -storage, -msi, -authorization): at first use a Python script imports the model classes and
 /// walks each one's declared REST keys and types recursively (TypeSpec-generated `rest_field`s,
 /// or msrest's `_attribute_map` and `_validation` in older packages), dumping a JSON schema;
 /// bodies are then walked against it. An undeclared field, a value of the wrong JSON type, a
@@ -53,6 +53,11 @@ public struct AzureModelValidator: Sendable {
         "StorageAccountUpdateParameters": "azure.mgmt.storage.models:StorageAccountUpdateParameters",
         "StorageAccount": "azure.mgmt.storage.models:StorageAccount",
         "BlobContainer": "azure.mgmt.storage.models:BlobContainer",
+        "StorageAccountListKeysResult": "azure.mgmt.storage.models:StorageAccountListKeysResult",
+        "Identity": "azure.mgmt.msi.v2024_11_30.models:Identity",
+        "IdentityUpdate": "azure.mgmt.msi.v2024_11_30.models:IdentityUpdate",
+        "RoleAssignmentCreateParameters": "azure.mgmt.authorization.v2022_04_01.models:RoleAssignmentCreateParameters",
+        "RoleAssignment": "azure.mgmt.authorization.v2022_04_01.models:RoleAssignment",
     ]
 
     /// Root names (`VirtualMachine`) to model ids in `models`.
@@ -106,7 +111,7 @@ public struct AzureModelValidator: Sendable {
         guard process.terminationStatus == 0 else {
             let message = (try? String(contentsOf: errors, encoding: .utf8))?.split(separator: "\n").last.map(String.init) ?? ""
             throw AzureModelSchemaError(
-                "the Azure SDK models could not be read (\(message)): install azure-mgmt-compute, azure-mgmt-network, azure-mgmt-resource and azure-mgmt-storage (`python3 -m pip install ...`) or set STRATUM_TEST_AZURE_MODELS to a dumped schema")
+                "the Azure SDK models could not be read (\(message)): install azure-mgmt-compute, azure-mgmt-network, azure-mgmt-resource, azure-mgmt-storage, azure-mgmt-msi and azure-mgmt-authorization (`python3 -m pip install ...`) or set STRATUM_TEST_AZURE_MODELS to a dumped schema")
         }
         return try Data(contentsOf: output)
     }

@@ -46,6 +46,10 @@ public struct TrainerArchive: Sendable {
     /// Where the archive goes in a bucket: named by its content.
     public var objectKey: String { "stratum/trainer/\(sha256).zip" }
 
+    /// The inputs of a provider's bucket-object resource for this archive: its `key`, its
+    /// `source` (`BundledArtifact.trainer`) and its `sha256`.
+    public var objectInputs: [String: String] { ["key": objectKey, "source": BundledArtifact.trainer, "sha256": sha256] }
+
     public struct ArchiveError: Error, CustomStringConvertible {
         public var message: String
         public var description: String { message }

@@ -40,8 +40,8 @@ struct AzureBinaryTests {
         #expect(plan.status == 2, "\(plan.stdout)\n\(plan.stderr)")
         let expected = [
             "azure_resource_group.eastus", "azure_virtual_network.cluster", "azure_subnet.cluster", "azure_network_security_group.cluster",
-            "azure_storage_account.stratum-checkpoints-dev", "azure_blob_container.stratum-checkpoints-dev", "azure_virtual_machine.worker[0]",
-            "azure_virtual_machine.worker[1]",
+            "azure_storage_account.stratum-checkpoints-dev", "azure_blob_container.stratum-checkpoints-dev", "azure_node_identity.azure-gpu-cluster-node",
+            "azure_blob.trainer", "azure_virtual_machine.worker[0]", "azure_virtual_machine.worker[1]",
         ]
         for address in expected {
             #expect(plan.stdout.contains(address), "plan lacks \(address):\n\(plan.stdout)")

@@ -367,14 +367,19 @@ struct AzureAPIVersionSDKTests {
         "Microsoft.Network/publicIPAddresses": ("azure.mgmt.network", "build_public_ip_addresses_create_or_update_request"),
         "Microsoft.Storage/storageAccounts": ("azure.mgmt.storage", "build_storage_accounts_create_request"),
         "Microsoft.Storage/storageAccounts/blobServices/containers": ("azure.mgmt.storage", "build_blob_containers_create_request"),
+        "Microsoft.ManagedIdentity/userAssignedIdentities": (
+            "azure.mgmt.msi.v2024_11_30.operations._user_assigned_identities_operations", "build_create_or_update_request"
+        ),
+        "Microsoft.Authorization/roleAssignments": ("azure.mgmt.authorization.v2022_04_01.operations._role_assignments_operations", "build_create_request"),
     ]
 
-    /// Prints `builder version` for each `package:builder` argument, from the builder's source.
+    /// Prints `builder version` for each `package:builder` argument, from the builder's source
+    /// (`package` is a package whose builders are in `operations._operations`, or the module of them).
     static let script = """
         import importlib, inspect, re, sys
         for argument in sys.argv[1:]:
             package, builder = argument.split(":")
-            module = importlib.import_module(package + ".operations._operations")
+            module = importlib.import_module(package if package.endswith("_operations") else package + ".operations._operations")
             source = inspect.getsource(getattr(module, builder))
             found = re.search(r'"api-version", "([^"]+)"', source)
             print(builder, found.group(1) if found else "-")

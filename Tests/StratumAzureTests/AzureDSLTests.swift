@@ -2,7 +2,9 @@ import Foundation
 import Stratum
 import StratumCore
 import StratumEngine
+import StratumCloud
 import StratumStacks
+import StratumTrainerArtifact
 import Testing
 @testable import StratumAzure
 
@@ -284,6 +286,37 @@ struct AzureDeclarationTests {
         #expect(diagnostics([Azure.ResourceGroup("rg", location: "eastus")]).isEmpty)
     }
 
+    /// The trainer on a VM needs the node identity, and is the VM's one workload; the identity
+    /// and the archive declare their resources from a bucket on Azure.
+    @Test func aTrainerSpecNeedsAnIdentityAndNoOtherWorkload() throws {
+        let placement = Placement.azure(location: "eastus", zones: ["1"])
+        let bucket = Bucket("ckpt", on: placement)
+        let identity = Azure.NodeIdentity("node", bucket: bucket, resourceGroup: "rg", location: "eastus")
+        let archive = Azure.TrainerArchive(in: bucket)
+        let workload = archive.workload()
+        let alone = Azure.VMSpec(size: "Standard_D4s_v5", zones: ["1"], subnet: "sub", trainer: workload)
+        #expect(diagnostics([Azure.VirtualMachine("v", resourceGroup: "rg", alone, location: "eastus")]).contains { $0.contains("give it an identity (Azure.NodeIdentity)") })
+        let both = Azure.VMSpec(size: "Standard_D4s_v5", zones: ["1"], subnet: "sub", command: ["train"], trainer: workload, identity: identity)
+        #expect(diagnostics([Azure.VirtualMachine("v", resourceGroup: "rg", both, location: "eastus")]).contains { $0.contains("a node runs one workload") })
+        let good = Azure.VMSpec(size: "Standard_D4s_v5", zones: ["1"], subnet: "sub", trainer: workload, identity: identity)
+        let vm = Azure.VirtualMachine("v", resourceGroup: "rg", good, location: "eastus")
+        #expect(diagnostics([bucket, identity, archive, vm]).isEmpty)
+        let stack = try evaluate([bucket, identity, archive, vm])
+        let node = try #require(stack.resourcesByAddress[vm.address])
+        #expect(references(node.inputs["identity"]) == ["azure_node_identity.node.id"] && references(node.inputs["trainer_url"]) == ["azure_blob.trainer.url"])
+        #expect(stack.resourcesByAddress[identity.address]?.inputs["resource_group"] == "rg")
+        try Planner(providers: ProviderRegistry([schemaProvider()])).validate(stack)
+        // The archive's bucket must be on Azure.
+        let elsewhere = Bucket("aws-bucket", on: Placement(provider: "aws", region: "us-east-1"))
+        #expect(diagnostics([Azure.TrainerArchive(in: elsewhere)]).contains { $0.contains("is not on Azure") })
+        // The kind refuses an identity whose scope is not an ARM id, and a bad name.
+        let kind = AzureNodeIdentityKind(client: try AzureProvider.offlineClient(environment: [:], transport: AsyncHTTPTransport()))
+        let bad = DesiredResource(
+            address: identity.address, provider: "azure", region: "eastus", inputs: ["resource_group": "rg", "scope": "ckpt", "name": "a.b"], dependsOn: [])
+        let messages = kind.validate(bad).map(\.message)
+        #expect(messages.contains { $0.contains("is not an ARM id") } && messages.contains { $0.contains("3-128 letters") }, "\(messages)")
+    }
+
     @Test func aGroupReportsItsSpecsProblemsOnce() {
         let spec = Azure.VMSpec(size: "Standard_D4s_v5", zones: ["7"], subnet: "sub", tags: ["bad/key": "x"])
         let messages = diagnostics([Azure.VMGroup("g", count: 3, resourceGroup: "rg", spec, location: "eastus")])
@@ -325,7 +358,7 @@ struct AzureGPUClusterStackTests {
         let stack = try Self.evaluate(config)
         #expect(Set(stack.resources.map(\.address.type)) == [
             "azure_resource_group", "azure_virtual_network", "azure_subnet", "azure_network_security_group", "azure_storage_account", "azure_blob_container",
-            "azure_proximity_placement_group", "azure_virtual_machine",
+            "azure_proximity_placement_group", "azure_virtual_machine", "azure_node_identity", "azure_blob",
         ])
         let workers = stack.resources.filter { $0.address.type == "azure_virtual_machine" }
         #expect(workers.count == 8)
@@ -335,12 +368,21 @@ struct AzureGPUClusterStackTests {
         #expect(references(worker.inputs["proximity_placement_group"]) == ["azure_proximity_placement_group.azure-gpu-cluster-workers.id"])
         #expect(references(worker.inputs["subnet"]) == ["azure_subnet.cluster.id"])
         #expect(references(worker.inputs["resource_group"]) == ["azure_resource_group.eastus.id"])
-        // The trainer wiring: checkpoints in the container, the worker count, the rank from the node index.
+        // The trainer wiring: the bundled trainer's archive in the container, fetched with the
+        // node identity, DiLoCo from the node contract, checkpoints in the container; no image.
         #expect(references(worker.inputs["checkpoint_url"]) == ["azure_blob_container.stratum-checkpoints-prod.url"])
-        let env = try #require(worker.inputs["env"]?.mapValue)
-        #expect(env["WORKERS"] == "8" && references(env["CHECKPOINT_URL"]) == ["azure_blob_container.stratum-checkpoints-prod.url"])
-        let script = try #require(worker.inputs["command"]?.listValue?.last?.stringValue)
-        #expect(script.contains("diloco.rank=\"$STRATUM_NODE_INDEX\"") && script.contains("diloco.workers=\"$WORKERS\""))
+        #expect(references(worker.inputs["trainer_url"]) == ["azure_blob.trainer.url"])
+        #expect(worker.inputs["trainer_sha256"] == .string(TrainerArchive.bundled.sha256))
+        #expect(worker.inputs["trainer_arguments"] == .list(TrainerRun.dilocoArguments.map(Value.string)))
+        #expect(worker.inputs["trainer_config"] == .string(TrainerRun.defaultConfig))
+        #expect(references(worker.inputs["identity"]) == ["azure_node_identity.azure-gpu-cluster-node.id"])
+        #expect(references(worker.inputs["identity_client_id"]) == ["azure_node_identity.azure-gpu-cluster-node.client_id"])
+        #expect(worker.inputs["container_image"] == nil && worker.inputs["command"] == nil && worker.inputs["env"] == nil)
+        let identity = try #require(stack.resourcesByAddress[ResourceAddress(type: "azure_node_identity", name: "azure-gpu-cluster-node")])
+        #expect(references(identity.inputs["scope"]) == ["azure_blob_container.stratum-checkpoints-prod.id"])
+        let archive = try #require(stack.resourcesByAddress[ResourceAddress(type: "azure_blob", name: "trainer")])
+        #expect(references(archive.inputs["container"]) == ["azure_blob_container.stratum-checkpoints-prod.id"])
+        #expect(archive.inputs["key"] == .string(TrainerArchive.bundled.objectKey) && archive.inputs["source"] == "stratum:trainer")
         #expect(stack.resources.first { $0.address.type == "azure_proximity_placement_group" }?.inputs["vm_sizes"] == ["Standard_ND96isr_H100_v5"])
     }
 
@@ -368,7 +410,8 @@ struct AzureGPUClusterStackTests {
         config.subscription = "11111111-2222-3333-4444-555555555555"
         config.resourceGroup = "ml"
         let stack = try Self.evaluate(config)
-        #expect(stack.resources.allSatisfy { $0.inputs["subscription"] == "11111111-2222-3333-4444-555555555555" })
+        // The archive's blob is in its container's subscription (the container's id says it).
+        #expect(stack.resources.allSatisfy { $0.address.type == "azure_blob" || $0.inputs["subscription"] == "11111111-2222-3333-4444-555555555555" })
         #expect(stack.resourcesByAddress[ResourceAddress(type: "azure_resource_group", name: "ml")]?.inputs["name"] == "ml")
         #expect(BundledStacks.all.contains { $0.name == AzureGPUCluster.name })
     }

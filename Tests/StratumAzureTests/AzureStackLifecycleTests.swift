@@ -2,11 +2,14 @@ import Foundation
 import StratumCloud
 import StratumCore
 import StratumTesting
+import StratumTrainerArtifact
 import Testing
 @testable import StratumAzure
 
 /// A loopback Azure for the built binary: the ARM fake, a Microsoft Entra token endpoint that
-/// hands out tokens for a service principal's secret, and the environment that points there.
+/// hands out tokens for a service principal's secret, the Blob Storage fake of the stack's
+/// storage account (whose key the ARM fake's `listKeys` answers), and the environment that
+/// points there.
 struct AzureEnvironmentWorld {
     static let secret = "loopback-client-secret-7f3a"
     static let token = "eyJ0eXAi.loopback-arm-token.sig"
@@ -15,11 +18,19 @@ struct AzureEnvironmentWorld {
     let fake: AzureARMFake
     let arm: LoopbackHTTPServer
     let entra: LoopbackHTTPServer
+    let blob: AzureBlobFake
+    let storage: LoopbackHTTPServer
     let tokenRequests: RecordedRequests
     let environment: [String: String]
 
-    static func make() async throws -> AzureEnvironmentWorld {
+    /// The container's name in the fakes: the config's `bucket_name` as the stack lowers it.
+    static func container(_ env: String) -> String { AzureNaming.containerName("stratum-checkpoints-\(env)") ?? "" }
+
+    static func make(env: String = "dev") async throws -> AzureEnvironmentWorld {
         let fake = try AzureARMFake(subscription: subscription, pace: .afterPolls(1))
+        let blob = AzureBlobFake(account: AzureNaming.storageAccountName("stratum-checkpoints-\(env)"), containers: [container(env)])
+        let storage = try await blob.serve()
+        await fake.set(storageKey: blob.accountKey, forAccount: blob.account)
         // Operations name no wait: the binary runs on the system clock.
         await fake.set(retryAfter: 0)
         let arm = try await fake.serve()
@@ -32,13 +43,15 @@ struct AzureEnvironmentWorld {
             "AZURE_TENANT_ID": "tenant-1", "AZURE_CLIENT_ID": "client-1", "AZURE_CLIENT_SECRET": secret, "AZURE_CLIENT_CERTIFICATE_PATH": "",
             "AZURE_SUBSCRIPTION_ID": subscription, "AZURE_AUTHORITY_HOST": entra.url.absoluteString,
             "AZURE_POD_IDENTITY_AUTHORITY_HOST": entra.url.absoluteString, "STRATUM_AZURE_RESOURCE_MANAGER_ENDPOINT": arm.url.absoluteString,
+            "STRATUM_AZURE_STORAGE_ENDPOINT": "http://127.0.0.1:\(storage.port)",
         ]
-        return AzureEnvironmentWorld(fake: fake, arm: arm, entra: entra, tokenRequests: received, environment: environment)
+        return AzureEnvironmentWorld(fake: fake, arm: arm, entra: entra, blob: blob, storage: storage, tokenRequests: received, environment: environment)
     }
 
     func shutdown() async {
         await arm.shutdown()
         await entra.shutdown()
+        await storage.shutdown()
     }
 
     func ids(_ type: String) async -> [String] { await fake.ids(ofType: type) }
@@ -66,7 +79,7 @@ struct AzureEnvironmentWorld {
 struct AzureStackLifecycleTests {
     @Test(arguments: ["dev", "prod"])
     func applyPlanHealDestroyLeavesNothing(env: String) async throws {
-        let world = try await AzureEnvironmentWorld.make()
+        let world = try await AzureEnvironmentWorld.make(env: env)
         defer { Task { await world.shutdown() } }
         let directory = try TestSupport.temporaryDirectory("azure-stack")
         let stack = ["--stack", "azure-gpu-cluster", "--env", env, "--config", AzureEnvironmentWorld.config(env)]
@@ -82,11 +95,29 @@ struct AzureStackLifecycleTests {
         #expect(await world.ids(AzureVirtualMachineKind.nicType).count == workers)
         #expect(await world.ids("Microsoft.Compute/proximityPlacementGroups").count == (env == "prod" ? 1 : 0))
         #expect(await world.ids("Microsoft.Storage/storageAccounts").count == 1)
-        #expect(await world.ids("Microsoft.Storage/storageAccounts/blobServices/containers").count == 1)
-        // Every VM carries the stack's ownership tags and the node boot script.
+        let containers = await world.ids("Microsoft.Storage/storageAccounts/blobServices/containers")
+        #expect(containers.count == 1)
+        // The nodes' identity, its one role on the container, and the trainer's archive in it:
+        // the exact bytes this binary carries.
+        let identities = await world.ids("Microsoft.ManagedIdentity/userAssignedIdentities")
+        #expect(identities.count == 1)
+        let assignments = await world.ids("Microsoft.Authorization/roleAssignments")
+        #expect(assignments.count == 1 && assignments.allSatisfy { $0.hasPrefix(containers.first ?? "-") }, "\(assignments)")
+        let archive = TrainerArchive.bundled
+        #expect(await world.blob.blob(AzureEnvironmentWorld.container(env), archive.objectKey) == archive.data)
+        #expect(await world.blob.refused == 0)
+        // Every VM carries the stack's ownership tags, the identity as its only one, and the
+        // node setup of the trainer with the identity's client id.
+        let identityID = try #require(identities.first)
+        let identity = try #require(await world.fake.resource(identityID)?.mapValue)
+        let clientID = try #require(identity["properties"]?.mapValue?["clientId"]?.stringValue)
         for id in vms {
             let vm = try #require(await world.fake.resource(id)?.mapValue)
             #expect(vm["tags"]?.mapValue?["stratum-stack"]?.stringValue == "azure-gpu-cluster/\(env)", "\(id)")
+            #expect(vm["identity"]?.mapValue?["type"] == "UserAssigned", "\(id)")
+            let named = vm["identity"]?.mapValue?["userAssignedIdentities"]?.mapValue ?? [:]
+            #expect(named.keys.map { $0.lowercased() } == identities.map { $0.lowercased() }, "\(id)")
+            #expect(named.values.first?.mapValue?["clientId"]?.stringValue == clientID)
         }
         // One token for the whole run, fetched with the secret; the secret and the token are in
         // no output and no file the run wrote.
@@ -114,12 +145,27 @@ struct AzureStackLifecycleTests {
         let settled = try await run(["plan"] + stack + ["--detailed-exitcode"])
         #expect(settled.status == 0, "\(settled.stdout)\n\(settled.stderr)")
 
+        // The nodes' role assignment deleted behind Stratum's back: the identity is planned as
+        // the one change (an update: no VM is replaced), and apply makes the same assignment again.
+        await world.fake.deleteOutOfBand(try #require(assignments.first))
+        let lost = try await run(["plan"] + stack + ["--detailed-exitcode"])
+        #expect(lost.status == 2, "\(lost.stdout)\n\(lost.stderr)")
+        let touched = Set(lost.stdout.matches(of: /azure_[a-z_]+\.[A-Za-z0-9_\-\[\]]+/).map { String($0.output) })
+        #expect(touched == ["azure_node_identity.azure-gpu-cluster-node"], "\(lost.stdout)")
+        let regrant = try await run(["apply"] + stack + ["--auto-approve"])
+        #expect(regrant.status == 0, "\(regrant.stdout)\n\(regrant.stderr)")
+        #expect(await world.ids("Microsoft.Authorization/roleAssignments") == assignments)
+        #expect(await world.ids(AzureVirtualMachineKind.vmType) == vms)
+        let regranted = try await run(["plan"] + stack + ["--detailed-exitcode"])
+        #expect(regranted.status == 0, "\(regranted.stdout)\n\(regranted.stderr)")
+
         let destroy = try await run(["destroy"] + stack + ["--auto-approve"])
         #expect(destroy.status == 0, "\(destroy.stdout)\n\(destroy.stderr)")
         let left = await world.fake.allIDs
         #expect(left.isEmpty, "left: \(left)")
-        let printed = [apply, plan, output, drift, heal, settled, destroy].map { $0.stdout + $0.stderr }.joined()
-        for secret in [AzureEnvironmentWorld.secret, AzureEnvironmentWorld.token] {
+        #expect(await world.blob.blobNames(AzureEnvironmentWorld.container(env)).isEmpty)
+        let printed = [apply, plan, output, drift, heal, settled, lost, regrant, regranted, destroy].map { $0.stdout + $0.stderr }.joined()
+        for secret in [AzureEnvironmentWorld.secret, AzureEnvironmentWorld.token, world.blob.accountKey] {
             #expect(!printed.contains(secret))
             #expect(!AzureEnvironmentWorld.anyFile(under: directory, contains: secret), "a file holds \(secret)")
         }

@@ -56,7 +56,12 @@ struct BootstrapCase: Sendable, CustomTestStringConvertible {
         BootstrapCase(
             name: "azure-ndh100-trainer",
             bootstrap: NodeBootstrap(
-                address: "azure_virtual_machine.worker[1]", environment: env("azure", "eastus"), workload: trainer,
+                // A VM of a user-assigned identity: its client id is in node.env.
+                address: "azure_virtual_machine.worker[1]",
+                environment: env("azure", "eastus").merging(["AZURE_CLIENT_ID": "5c7a1e2f-0d3b-4c8e-9f61-2a4b6c8d0e1f"]) { $1 },
+                workload: .trainer(
+                    TrainerArtifact(url: "az://stratumckptdev/ckpt/stratum/trainer/9f2c.zip", sha256: String(repeating: "9f2c", count: 16)),
+                    config: "model: {layers: 2, width: 64, heads: 4, context: 128}\n", arguments: ["--set", "diloco.rank=$STRATUM_NODE_INDEX"]),
                 machine: AzureMachineCatalog.bootstrapMachine(size: "Standard_ND96isr_H100_v5", gpus: 8, gpuClass: "H100"), flavour: .azure)),
         BootstrapCase(
             name: "azure-t4-container",
@@ -176,6 +181,9 @@ struct NodeBootstrapTests {
         let nd = try files("azure-ndh100-trainer")
         #expect(nd["\(NodeBootstrap.libexec)/gpu-setup.sh"]?.contains("rdma-core") == true)
         #expect(nd["\(NodeBootstrap.libexec)/fetch.sh"]?.contains("metadata/identity/oauth2/token") == true)
+        // The token is the user-assigned identity's that node.env names.
+        #expect(nd["\(NodeBootstrap.libexec)/fetch.sh"]?.contains("${AZURE_CLIENT_ID:+&client_id=$AZURE_CLIENT_ID}") == true)
+        #expect(nd[NodeBootstrap.nodeEnvPath]?.contains("AZURE_CLIENT_ID='5c7a1e2f-0d3b-4c8e-9f61-2a4b6c8d0e1f'") == true)
     }
 
     /// The trainer's arguments reach it with the node's variables expanded and nothing else

@@ -78,7 +78,7 @@ extension AWS {
             var problems: [Diagnostic] = []
             if subnets.isEmpty { problems.append(Diagnostic(address: address, message: "an instance needs at least one subnet", location: location)) }
             problems += TrainerWorkload.problems(
-                trainer, otherWorkload: containerImage != nil || !command.isEmpty || userData != nil, identity: instanceProfile,
+                trainer, otherWorkload: containerImage != nil || !command.isEmpty || userData != nil, hasIdentity: instanceProfile != nil,
                 hint: "an instanceProfile (AWS.InstanceRole)"
             ).map { Diagnostic(address: address, message: $0, location: location) }
             return problems

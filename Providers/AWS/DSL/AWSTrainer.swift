@@ -57,14 +57,9 @@ extension AWS {
         }
 
         public func declare(into content: inout StackContent) {
-            let archive = StratumTrainerArtifact.TrainerArchive.bundled
-            AWSDeclaration.declare(
-                "aws_s3_object", name, region: region,
-                inputs: [
-                    "bucket": bucket.id.value, "key": .string(archive.objectKey), "source": .string(BundledArtifact.trainer),
-                    "sha256": .string(archive.sha256),
-                ],
-                tags: [:], dependsOn: explicitDependencies, location: location, into: &content)
+            var inputs = StratumTrainerArtifact.TrainerArchive.bundled.objectInputs.mapValues(Value.string)
+            inputs["bucket"] = bucket.id.value
+            AWSDeclaration.declare("aws_s3_object", name, region: region, inputs: inputs, tags: [:], dependsOn: explicitDependencies, location: location, into: &content)
         }
     }
 }

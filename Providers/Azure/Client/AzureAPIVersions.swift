@@ -26,6 +26,8 @@ public struct AzureAPIVersions: Sendable {
         "Microsoft.Network/publicIPAddresses": "2026-03-01",
         "Microsoft.Storage/storageAccounts": "2026-09-01",
         "Microsoft.Storage/storageAccounts/blobServices/containers": "2026-09-01",
+        "Microsoft.ManagedIdentity/userAssignedIdentities": "2024-11-30",
+        "Microsoft.Authorization/roleAssignments": "2022-04-01",
     ]
 
     public init(_ versions: [String: String] = Self.pinned) {

@@ -35,13 +35,22 @@ extension Azure {
         public var containerImage: String?
         /// Where the nodes keep checkpoints (a container's `url`): `STRATUM_CHECKPOINT_URL` on every node.
         public var checkpoint: (any StringExpression)?
+        /// The bundled trainer as the workload (`Azure.TrainerArchive.workload`), instead of a
+        /// command or container.
+        public var trainer: TrainerWorkload?
+        /// The user-assigned identity the VMs' software uses (`Azure.NodeIdentity`); nil: a
+        /// system-assigned one of each VM's own.
+        public var identity: NodeIdentity?
 
         public init(
             size: String, zones: [String], subnet: any StringExpression, image: String? = nil, osDiskGiB: Int? = nil, spot: Bool = false,
             maxPrice: Double? = nil, publicIP: Bool = false, acceleratedNetworking: Bool? = nil, proximityPlacementGroup: (any StringExpression)? = nil,
             adminUsername: String? = nil, sshPublicKey: String? = nil, tags: [String: String] = [:], userData: String? = nil, command: [String] = [],
-            env: [String: any StringExpression] = [:], containerImage: String? = nil, checkpoint: (any StringExpression)? = nil
+            env: [String: any StringExpression] = [:], containerImage: String? = nil, checkpoint: (any StringExpression)? = nil,
+            trainer: TrainerWorkload? = nil, identity: NodeIdentity? = nil
         ) {
+            self.trainer = trainer
+            self.identity = identity
             self.size = size
             self.zones = zones
             self.subnet = subnet
@@ -86,6 +95,11 @@ extension Azure {
             if !env.isEmpty { inputs["env"] = .map(env.mapValues(\.value)) }
             if let containerImage { inputs["container_image"] = .string(containerImage) }
             if let checkpoint { inputs["checkpoint_url"] = checkpoint.value }
+            if let trainer { inputs.merge(trainer.inputs) { $1 } }
+            if let identity {
+                inputs["identity"] = identity.id.value
+                inputs["identity_client_id"] = identity.clientID.value
+            }
             return inputs
         }
 
@@ -103,6 +117,9 @@ extension Azure {
             if let sshPublicKey, !sshPublicKey.hasPrefix("ssh-") && !sshPublicKey.hasPrefix("ecdsa-") {
                 problems.append("ssh_public_key is not an OpenSSH public key (ssh-rsa …, ssh-ed25519 …)")
             }
+            problems += TrainerWorkload.problems(
+                trainer, otherWorkload: containerImage != nil || !command.isEmpty || userData != nil, hasIdentity: identity != nil,
+                hint: "an identity (Azure.NodeIdentity)")
             return problems
         }
 

@@ -127,7 +127,7 @@ extension GCP {
             }
             if let bootDiskGiB, !(10...65536).contains(bootDiskGiB) { problems.append("boot disk of \(bootDiskGiB) GiB is outside 10...65536") }
             problems += TrainerWorkload.problems(
-                trainer, otherWorkload: containerImage != nil || !command.isEmpty || userData != nil, identity: serviceAccount,
+                trainer, otherWorkload: containerImage != nil || !command.isEmpty || userData != nil, hasIdentity: serviceAccount != nil,
                 hint: "a serviceAccount (GCP.ServiceAccount)")
             return problems
         }

@@ -1,0 +1,234 @@
+import Crypto
+import Foundation
+import StratumCloud
+import StratumCore
+
+/// `azure_node_identity`: how a VM reaches its cluster's container with no key in its
+/// customData. One resource, two ARM objects: a user-assigned managed identity in the resource
+/// group (ownership in its tags), and a role assignment of Storage Blob Data Contributor to its
+/// principal at `scope` (the container's ARM id), made before any VM names the identity, so a
+/// node reads its bucket at first boot. VMs take the identity's `id` and `client_id`
+/// (`AZURE_CLIENT_ID` on the node, which IMDS is asked for tokens of).
+///
+/// The assignment's name is a GUID derived from the scope, the principal and the role, so a
+/// retried create PUTs the same assignment again. Delete removes the assignment, then the
+/// identity (an identity deleted first would leave its assignment behind, orphaned). Refresh
+/// lists the resource group's identities once and reads each assignment: an assignment deleted
+/// out of band is drift of `scope`, which the next apply makes again.
+struct AzureNodeIdentityKind: ResourceKind {
+    static let typeName = "azure_node_identity"
+    static let identityType = "Microsoft.ManagedIdentity/userAssignedIdentities"
+    static let assignmentType = "Microsoft.Authorization/roleAssignments"
+    /// The built-in role Storage Blob Data Contributor: read, write and delete blobs and containers.
+    static let blobDataContributor = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+    /// The namespace of the assignment names (a fixed UUID of Stratum's).
+    static let assignmentNamespace = UUID(uuidString: "6f1c2a3e-5b7d-4e0f-9a8b-73c0d2e1f4a5")!
+    static let nameRule = AzureNames.Rule(
+        minLength: 3, maxLength: 128, extra: "-_", text: "3-128 letters, digits, '-' and '_', starting with a letter or digit")
+
+    let client: AzureClient
+    let type = Self.typeName
+    let schema = ResourceSchema(type: Self.typeName, attributes: [
+        "subscription": .input(forceNew: true),
+        "resource_group": .input(forceNew: true, required: true),
+        "name": AttributeSchema(role: .optionalComputed, forceNew: true),
+        // What the identity may read and write: a container's (or storage account's) ARM id. A
+        // change moves the role assignment; the identity, and so the VMs, stay.
+        "scope": .input(required: true),
+        "tags": .input(),
+        "id": .computed, "client_id": .computed, "principal_id": .computed, "tenant_id": .computed, "role_assignment_id": .computed,
+        "stratum_lineage": .computed,
+    ])
+
+    func validate(_ resource: DesiredResource) -> [Diagnostic] {
+        var problems: [String] = []
+        if let name = resource.inputs["name"]?.stringValue, let problem = Self.nameRule.problem(name) { problems.append(problem) }
+        if let scope = resource.inputs["scope"]?.stringValue, !scope.hasPrefix("/subscriptions/") {
+            problems.append("scope '\(scope)' is not an ARM id (/subscriptions/…): name the container or storage account the nodes use")
+        }
+        problems += AzureTags.problems(AzureTags.input(resource.inputs["tags"]))
+        return problems.map { Diagnostic(address: resource.address, message: $0, location: resource.location) }
+    }
+
+    /// The identities of one subscription and resource group are listed together.
+    func batchKey(_ state: ResourceState) -> String { parent(of: state.id).lowercased() }
+
+    func parent(of id: String) -> String { String(id[..<(id.lastIndex(of: "/") ?? id.endIndex)]) }
+
+    // MARK: names
+
+    func name(of resource: ResolvedResource) -> String {
+        resource.inputs["name"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
+            ?? AzureNames.derived(from: resource.address, lineage: resource.ownership.lineage, rule: Self.nameRule)
+    }
+
+    func path(of resource: ResolvedResource, client: AzureClient) throws -> String {
+        "\(try AzureInputs.group(resource.inputs, client, resource.address))/providers/\(Self.identityType)/\(name(of: resource))"
+    }
+
+    /// The role's definition id in the scope's subscription.
+    static func roleDefinition(scope: String, client: AzureClient) -> String {
+        "/subscriptions/\(AzureVMInputs.subscription(ofID: scope) ?? client.subscription)/providers/Microsoft.Authorization/roleDefinitions/\(blobDataContributor)"
+    }
+
+    /// The assignment's id: a name-based (version 5) UUID of the scope, principal and role, so
+    /// the same assignment always has the same name.
+    static func assignmentID(scope: String, principal: String, role: String) -> String {
+        let namespace = withUnsafeBytes(of: assignmentNamespace.uuid) { Data($0) }
+        var digest = Array(Insecure.SHA1.hash(data: namespace + Data("\(scope.lowercased())|\(principal.lowercased())|\(role.lowercased())".utf8)).prefix(16))
+        digest[6] = (digest[6] & 0x0f) | 0x50
+        digest[8] = (digest[8] & 0x3f) | 0x80
+        let hex = digest.map { String(format: "%02x", $0) }.joined()
+        let guid = [hex.prefix(8), hex.dropFirst(8).prefix(4), hex.dropFirst(12).prefix(4), hex.dropFirst(16).prefix(4), hex.dropFirst(20)].joined(separator: "-")
+        return "\(scope)/providers/\(assignmentType)/\(guid)"
+    }
+
+    // MARK: create
+
+    func create(_ resource: ResolvedResource, context: OperationContext) async throws -> ResourceState {
+        let client = client.in(resource.inputs)
+        let path = try path(of: resource, client: client)
+        if let existing = try await client.getIfExists(path, action: "userAssignedIdentities.get", address: resource.address),
+            !AzureTags.carry(token: context.token, in: existing["tags"])
+        {
+            throw ProviderError(
+                .permanent, "a managed identity named \(name(of: resource)) already exists in that resource group and this create did not make it; name another",
+                address: resource.address)
+        }
+        let tags = AzureTags.input(resource.inputs["tags"]).merging(AzureTags.ownership(for: resource, token: context.token)) { $1 }
+        let identity = try await putIdentity(path, tags: tags, resource: resource, client: client)
+        return try await complete(resource, identity: identity, client: client)
+    }
+
+    func putIdentity(_ path: String, tags: [String: String], resource: ResolvedResource, client: AzureClient) async throws -> CloudJSON {
+        let body: CloudJSON = ["location": .string(resource.region), "tags": .object(tags.mapValues(CloudJSON.string))]
+        let answer = try await client.put(path, body: body, action: "userAssignedIdentities.put", address: resource.address, region: resource.region)
+        _ = try await client.finish(answer, action: "userAssignedIdentities.put", address: resource.address, region: resource.region)
+        guard let identity = try await client.getIfExists(path, action: "userAssignedIdentities.get", address: resource.address) else {
+            throw ProviderError(.transient, "Azure userAssignedIdentities.put finished but \(path) does not exist", address: resource.address)
+        }
+        return identity
+    }
+
+    /// The role assignment of `identity` at the desired scope (a no-op when it exists), and the state.
+    func complete(_ resource: ResolvedResource, identity: CloudJSON, client: AzureClient) async throws -> ResourceState {
+        let scope = try AzureInputs.string(resource.inputs, "scope", resource.address)
+        let assignment = try await assign(identity: identity, scope: scope, resource: resource, client: client)
+        var attributes = resource.inputs
+        attributes["name"] = .string(name(of: resource))
+        attributes["stratum_lineage"] = .string(resource.ownership.lineage)
+        attributes.merge(Self.computed(identity)) { $1 }
+        attributes["role_assignment_id"] = .string(assignment)
+        let id = try identity["id"]?.string ?? path(of: resource, client: client)
+        return ResourceState(address: resource.address, provider: "azure", region: resource.region, id: id, attributes: attributes, dependencies: resource.dependencies)
+    }
+
+    /// PUTs the assignment of Storage Blob Data Contributor at `scope` to the identity's principal; its id.
+    func assign(identity: CloudJSON, scope: String, resource: ResolvedResource, client: AzureClient) async throws -> String {
+        guard let principal = identity["properties"]?["principalId"]?.string else {
+            throw ProviderError(.transient, "the managed identity \(identity["id"]?.string ?? "") has no principal yet", address: resource.address)
+        }
+        let role = Self.roleDefinition(scope: scope, client: client)
+        let id = Self.assignmentID(scope: scope, principal: principal, role: role)
+        let description = "Stratum: nodes of \(resource.ownership.stack.isEmpty ? "" : resource.ownership.stack + " ")\(resource.address) read and write this"
+        let body: CloudJSON = [
+            "properties": [
+                "roleDefinitionId": .string(role), "principalId": .string(principal),
+                // Named, so ARM takes a principal the directory has not replicated yet.
+                "principalType": "ServicePrincipal", "description": .string(description),
+            ],
+        ]
+        do {
+            let answer = try await client.put(id, body: body, action: "roleAssignments.create", address: resource.address)
+            _ = try await client.finish(answer, action: "roleAssignments.create", address: resource.address)
+        } catch let error as ProviderError where error.message.contains("PrincipalNotFound") {
+            // A new identity's principal reaches the directory's replicas after a while.
+            throw ProviderError(.transient, "the directory does not know the identity's principal \(principal) yet: \(error.message)", address: resource.address)
+        }
+        return id
+    }
+
+    static func computed(_ identity: CloudJSON) -> [String: Value] {
+        var attributes: [String: Value] = [:]
+        attributes["id"] = identity["id"]?.string.map(Value.string)
+        for (key, field) in [("client_id", "clientId"), ("principal_id", "principalId"), ("tenant_id", "tenantId")] {
+            attributes[key] = identity["properties"]?[field]?.string.map(Value.string)
+        }
+        return attributes
+    }
+
+    // MARK: read, update, delete, recover
+
+    func read(_ resources: [ResourceState]) async throws -> [ResourceState?] {
+        guard let first = resources.first else { return [] }
+        let client = client.in(subscriptionOf: first.id)
+        let items: [CloudJSON]
+        do {
+            items = try await client.list(parent(of: first.id), action: "userAssignedIdentities.list", address: first.address)
+        } catch let error as ProviderError where error.kind == .notFound {
+            // The resource group is gone, and its identities with it.
+            return resources.map { _ in nil }
+        }
+        var live: [String: CloudJSON] = [:]
+        for item in items { if let id = item["id"]?.string { live[id.lowercased()] = item } }
+        var refreshed: [ResourceState?] = []
+        for state in resources {
+            guard let identity = live[state.id.lowercased()] else {
+                refreshed.append(nil)
+                continue
+            }
+            var current = state
+            current.attributes.merge(Self.computed(identity)) { $1 }
+            let tags = AzureTags.user(identity["tags"])
+            if tags != AzureTags.input(state.attributes["tags"]) { current.attributes["tags"] = tags.isEmpty ? nil : .map(tags.mapValues(Value.string)) }
+            // The assignment gone (or never made): the identity may no longer use its scope.
+            let assignment = state.attributes["role_assignment_id"]?.stringValue ?? ""
+            let assigned = assignment.isEmpty ? nil : try await client.getIfExists(assignment, action: "roleAssignments.get", address: state.address)
+            if assigned == nil {
+                current.attributes["scope"] = nil
+                current.attributes["role_assignment_id"] = nil
+            }
+            refreshed.append(current)
+        }
+        return refreshed
+    }
+
+    /// New tags on the identity; a new (or lost) scope's assignment made, and the old one removed.
+    func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
+        let client = client.in(desired.inputs)
+        guard let live = try await client.getIfExists(prior.id, action: "userAssignedIdentities.get", address: desired.address) else {
+            throw ProviderError(.notFound, "\(prior.id) no longer exists", address: desired.address)
+        }
+        var identity = live
+        let tags = AzureTags.input(desired.inputs["tags"])
+        if tags != AzureTags.input(prior.attributes["tags"]) {
+            let owned = (live["tags"]?.object ?? [:]).filter { $0.key.lowercased().hasPrefix(AzureTags.prefix) }.compactMapValues(\.string)
+            identity = try await putIdentity(prior.id, tags: owned.merging(tags) { $1 }, resource: desired, client: client)
+        }
+        var state = try await complete(desired, identity: identity, client: client)
+        if let old = prior.attributes["role_assignment_id"]?.stringValue, !old.isEmpty, old.lowercased() != state.attributes["role_assignment_id"]?.stringValue?.lowercased() {
+            try await client.deleteAndWait(old, action: "roleAssignments.delete", address: desired.address)
+        }
+        state.id = prior.id
+        return state
+    }
+
+    func delete(_ state: ResourceState, context: OperationContext) async throws {
+        let client = client.in(subscriptionOf: state.id)
+        if let assignment = state.attributes["role_assignment_id"]?.stringValue, !assignment.isEmpty {
+            try await client.deleteAndWait(assignment, action: "roleAssignments.delete", address: state.address)
+        }
+        try await client.deleteAndWait(state.id, action: "userAssignedIdentities.delete", address: state.address)
+    }
+
+    /// A create whose answer was lost: the identity carries the create's token, and its
+    /// assignment is made (again: the same name).
+    func recover(_ operation: PendingOperation) async throws -> ResourceState? {
+        let resource = operation.resolved
+        let client = client.in(resource.inputs)
+        guard let identity = try await client.getIfExists(try path(of: resource, client: client), action: "userAssignedIdentities.get", address: operation.address),
+            AzureTags.carry(token: operation.token, in: identity["tags"])
+        else { return nil }
+        return try await complete(resource, identity: identity, client: client)
+    }
+}
