@@ -4,22 +4,31 @@ import StratumCore
 
 extension BootstrapFlavour {
     /// Compute Engine: the zone (and a gang member's rank) from the metadata server; objects
-    /// fetched with the instance's service account token; no InfiniBand or EFA on GCP (A3's
-    /// GPUDirect networking comes with its images). User data is a metadata value: 256 KB of
-    /// text, so never gzipped.
+    /// fetched, and secrets read from Secret Manager, with the instance's service account token;
+    /// no InfiniBand or EFA on GCP (A3's GPUDirect networking comes with its images). User data
+    /// is a metadata value: 256 KB of text, so never gzipped.
     public static let gcp = BootstrapFlavour(
         cloud: "gcp", atBoot: .gcpInstance,
+        library: #"""
+            # stratum_gcp_token: the instance's service account token, as a curl config for curl's
+            # standard input (never its command line).
+            stratum_gcp_token() {
+              metadata=${GCE_METADATA_HOST:-metadata.google.internal}
+              token=$(curl -sf -H 'Metadata-Flavor: Google' "http://$metadata/computeMetadata/v1/instance/service-accounts/default/token" \
+                | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])') || return 1
+              printf 'header = "Authorization: Bearer %s"\n' "$token"
+            }
+            """#,
         fetch: #"""
             url=$1 out=$2
             path=${url#gs://} bucket=${url#gs://}
             bucket=${bucket%%/*} key=${path#*/}
-            metadata=${GCE_METADATA_HOST:-metadata.google.internal}
-            token=$(curl -sf -H 'Metadata-Flavor: Google' "http://$metadata/computeMetadata/v1/instance/service-accounts/default/token" \
-              | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
             object=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$key")
-            # The token goes to curl on its standard input, never on its command line.
-            printf 'header = "Authorization: Bearer %s"\n' "$token" \
-              | curl -sfS --retry 5 -K - -o "$out" "${STORAGE_EMULATOR_HOST:-https://storage.googleapis.com}/storage/v1/b/$bucket/o/$object?alt=media"
+            stratum_gcp_token | curl -sfS --retry 5 -K - -o "$out" "${STORAGE_EMULATOR_HOST:-https://storage.googleapis.com}/storage/v1/b/$bucket/o/$object?alt=media"
+            """#,
+        secret: #"""
+            stratum_gcp_token | curl -sfS --retry 5 -K - "${STRATUM_SECRETMANAGER_ENDPOINT:-https://secretmanager.googleapis.com}/v1/$1/versions/latest:access" \
+              | python3 -c 'import base64, json, sys; sys.stdout.buffer.write(base64.b64decode(json.load(sys.stdin)["payload"]["data"]))'
             """#,
         userData: UserDataLimit(name: "a GCE metadata value", bytes: 256 * 1024, gzip: false))
 

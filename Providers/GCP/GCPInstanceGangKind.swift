@@ -99,28 +99,33 @@ struct GCPInstanceGangKind: GCPInstanceFamily {
         let labels = GCPLabels.ownership(for: resource, token: context.token).merging(GCPLabels.input(resource.inputs["labels"])) { $1 }
         let cluster = resource.inputs["pool"]?.stringValue ?? resource.address.name
         let machineType = try GCPInputs.string(resource, "machine_type")
-        return try await failingOver(resource, token: context.token, what: "\(count) × \(machineType) in one zone") { zone, requestToken in
-            let properties = try GCPInstanceInputs.properties(
-                resource, project: project, zone: zone, labels: labels, description: GCPOwnership.description(for: resource, token: context.token),
-                flavour: .gcpGangMember(cluster: cluster), bulk: true)
-            let names = (0..<count).map { "\(prefix)-\($0)" }
-            let body: GCPJSON = [
-                "count": .string(String(count)), "minCount": .string(String(count)),
-                "perInstanceProperties": .object(Dictionary(uniqueKeysWithValues: names.map { ($0, GCPJSON.object([:])) })),
-                "instanceProperties": .object(properties),
-            ]
-            do {
-                try await mutateAndWait(
-                    client, "POST", "projects/\(project)/zones/\(zone)/instances/bulkInsert", body: body, requestToken: requestToken,
-                    action: "instances.bulkInsert", address: resource.address, zone: zone, context: context)
-            } catch let error as ProviderError where error.kind == .permanent && !Self.isNotOffered(error) {
-                if let made = try? await find(resource, token: context.token), made.attributes["instances"]?.listValue?.count == count { return made }
-                throw error
+        // A secret that arrived through a reference resolved only now is checked again here.
+        if let problem = GCPNodeSecrets.problem(resource.inputs) { throw ProviderError(.permanent, problem, address: resource.address) }
+        let secrets = try await GCPNodeSecrets.put(resource, project: project, client: client)
+        return try await GCPNodeSecrets.removingOnFailure(resource, project: project, client: client) {
+            return try await failingOver(resource, token: context.token, what: "\(count) × \(machineType) in one zone") { zone, requestToken in
+                let properties = try GCPInstanceInputs.properties(
+                    resource, project: project, zone: zone, labels: labels, description: GCPOwnership.description(for: resource, token: context.token),
+                    flavour: .gcpGangMember(cluster: cluster), bulk: true, secrets: secrets)
+                let names = (0..<count).map { "\(prefix)-\($0)" }
+                let body: GCPJSON = [
+                    "count": .string(String(count)), "minCount": .string(String(count)),
+                    "perInstanceProperties": .object(Dictionary(uniqueKeysWithValues: names.map { ($0, GCPJSON.object([:])) })),
+                    "instanceProperties": .object(properties),
+                ]
+                do {
+                    try await mutateAndWait(
+                        client, "POST", "projects/\(project)/zones/\(zone)/instances/bulkInsert", body: body, requestToken: requestToken,
+                        action: "instances.bulkInsert", address: resource.address, zone: zone, context: context)
+                } catch let error as ProviderError where error.kind == .permanent && !Self.isNotOffered(error) {
+                    if let made = try? await find(resource, token: context.token), made.attributes["instances"]?.listValue?.count == count { return made }
+                    throw error
+                }
+                guard let made = try await find(resource, token: context.token), made.attributes["instances"]?.listValue?.count == count else {
+                    throw ProviderError(.transient, "GCP instances.bulkInsert finished but the \(count) instances \(prefix)-0… are not all there", address: resource.address)
+                }
+                return made
             }
-            guard let made = try await find(resource, token: context.token), made.attributes["instances"]?.listValue?.count == count else {
-                throw ProviderError(.transient, "GCP instances.bulkInsert finished but the \(count) instances \(prefix)-0… are not all there", address: resource.address)
-            }
-            return made
         }
     }
 
@@ -152,6 +157,7 @@ struct GCPInstanceGangKind: GCPInstanceFamily {
             }
             try await group.waitForAll()
         }
+        try await GCPNodeSecrets.delete(state, project: parts.project, client: client)
     }
 
     func recover(_ operation: PendingOperation) async throws -> ResourceState? {

@@ -41,26 +41,31 @@ struct GCPInstanceKind: GCPInstanceFamily {
         let name = name(of: resource)
         let labels = GCPLabels.ownership(for: resource, token: context.token).merging(GCPLabels.input(resource.inputs["labels"])) { $1 }
         let machineType = try GCPInputs.string(resource, "machine_type")
-        return try await failingOver(resource, token: context.token, what: machineType) { zone, requestToken in
-            var body = try GCPInstanceInputs.properties(
-                resource, project: project, zone: zone, labels: labels, description: GCPOwnership.description(for: resource, token: context.token),
-                flavour: .gcp, bulk: false)
-            body["name"] = .string(name)
-            let path = "projects/\(project)/zones/\(zone)/instances/\(name)"
-            do {
-                try await mutateAndWait(
-                    client, "POST", "projects/\(project)/zones/\(zone)/instances", body: .object(body), requestToken: requestToken, action: "instances.insert",
-                    address: resource.address, zone: zone, context: context)
-            } catch let error as ProviderError where error.kind == .permanent && !Self.isNotOffered(error) {
-                // Refused as already existing after Compute forgot the requestId: what carries
-                // this create's token is what an earlier attempt made.
-                if let made = try? await find(resource, token: context.token) { return made }
-                throw error
+        // A secret that arrived through a reference resolved only now is checked again here.
+        if let problem = GCPNodeSecrets.problem(resource.inputs) { throw ProviderError(.permanent, problem, address: resource.address) }
+        let secrets = try await GCPNodeSecrets.put(resource, project: project, client: client)
+        return try await GCPNodeSecrets.removingOnFailure(resource, project: project, client: client) {
+            return try await failingOver(resource, token: context.token, what: machineType) { zone, requestToken in
+                var body = try GCPInstanceInputs.properties(
+                    resource, project: project, zone: zone, labels: labels, description: GCPOwnership.description(for: resource, token: context.token),
+                    flavour: .gcp, bulk: false, secrets: secrets)
+                body["name"] = .string(name)
+                let path = "projects/\(project)/zones/\(zone)/instances/\(name)"
+                do {
+                    try await mutateAndWait(
+                        client, "POST", "projects/\(project)/zones/\(zone)/instances", body: .object(body), requestToken: requestToken, action: "instances.insert",
+                        address: resource.address, zone: zone, context: context)
+                } catch let error as ProviderError where error.kind == .permanent && !Self.isNotOffered(error) {
+                    // Refused as already existing after Compute forgot the requestId: what carries
+                    // this create's token is what an earlier attempt made.
+                    if let made = try? await find(resource, token: context.token) { return made }
+                    throw error
+                }
+                guard let item = try await client.getIfExists(path, action: "instances.get", address: resource.address, zone: zone) else {
+                    throw ProviderError(.transient, "GCP instances.insert finished but \(path) does not exist", address: resource.address)
+                }
+                return state(of: resource, from: item, path: path)
             }
-            guard let item = try await client.getIfExists(path, action: "instances.get", address: resource.address, zone: zone) else {
-                throw ProviderError(.transient, "GCP instances.insert finished but \(path) does not exist", address: resource.address)
-            }
-            return state(of: resource, from: item, path: path)
         }
     }
 
@@ -79,6 +84,7 @@ struct GCPInstanceKind: GCPInstanceFamily {
 
     func delete(_ state: ResourceState, context: OperationContext) async throws {
         try await deleteInstance(state.id, requestToken: context.token, address: state.address, context: context)
+        try await GCPNodeSecrets.delete(state, project: client.project(of: state), client: client)
     }
 
     func recover(_ operation: PendingOperation) async throws -> ResourceState? {

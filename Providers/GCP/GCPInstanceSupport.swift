@@ -60,7 +60,9 @@ enum GCPInstanceInputs {
             "trainer_config": .input(forceNew: true, plainText: true),
             "trainer_arguments": .input(forceNew: true, plainText: true),
             "command": .input(forceNew: true, plainText: true),
-            "env": .input(forceNew: true, plainText: true),
+            // A Secret here goes to Secret Manager and is read by the node as its service
+            // account (GCPNodeSecrets); plain entries are in the instance's metadata.
+            "env": .input(forceNew: true, deliversSecrets: true),
             "container_image": .input(forceNew: true),
             "pool": .input(forceNew: true),
             "count": .input(forceNew: true),
@@ -109,6 +111,7 @@ enum GCPInstanceInputs {
             problems.append("accelerator_count needs accelerator_type (e.g. nvidia-tesla-t4)")
         }
         problems += GCPLabels.problems(GCPLabels.input(inputs["labels"]))
+        if let problem = GCPNodeSecrets.problem(inputs) { problems.append(problem) }
         for tag in strings(inputs["network_tags"]) where !GCPNames.isValid(tag) {
             problems.append("network tag '\(tag)' is not a Compute name")
         }
@@ -132,7 +135,8 @@ enum GCPInstanceInputs {
     /// `instanceProperties` takes: the machine type, accelerator type and resource policies
     /// by name rather than path.
     static func properties(
-        _ resource: ResolvedResource, project: String, zone: String, labels: [String: String], description: String, flavour: BootstrapFlavour, bulk: Bool
+        _ resource: ResolvedResource, project: String, zone: String, labels: [String: String], description: String, flavour: BootstrapFlavour, bulk: Bool,
+        secrets: [String: String] = [:]
     ) throws -> [String: GCPJSON] {
         let inputs = resource.inputs
         let machineType = try GCPInputs.string(resource, "machine_type")
@@ -179,7 +183,7 @@ enum GCPInstanceInputs {
             machineType: machineType,
             gpus: inputs["gpus"]?.intValue ?? (inputs["accelerator_type"] != nil ? inputs["accelerator_count"]?.intValue ?? 1 : nil),
             gpuClass: inputs["gpu_class"]?.stringValue ?? inputs["accelerator_type"]?.stringValue.map(GCPMachineCatalog.gpuClass(ofAccelerator:)))
-        if let userData = try NodeUserData.render(resource, flavour: flavour, machine: machine) {
+        if let userData = try NodeUserData.render(resource, flavour: flavour, machine: machine, secrets: secrets) {
             // A #cloud-config document (the node setup, or the stack's own) goes where cloud-init
             // reads it; any other script the stack gives is run by the guest agent at boot.
             let text = String(decoding: userData.bytes, as: UTF8.self)

@@ -87,8 +87,8 @@ struct GCPServiceAccountKind: ResourceKind {
                 "description": .string(Self.description(for: resource, token: context.token)),
             ],
         ]
-        var (status, account) = try await client.iam(
-            "POST", "v1/projects/\(project)/serviceAccounts", body: body, action: "serviceAccounts.create", project: project, address: resource.address,
+        var (status, account) = try await client.call(
+            .iam, "POST", "v1/projects/\(project)/serviceAccounts", body: body, action: "serviceAccounts.create", project: project, address: resource.address,
             accepting: [409])
         if status == 409 {
             account = try await self.account(Self.email(id, project: project), project: project, address: resource.address)
@@ -138,8 +138,8 @@ struct GCPServiceAccountKind: ResourceKind {
         if let before, before != after { try await unbind(member, from: before, project: project, address: prior.address) }
         if let after { try await bind(member, to: after, project: project, address: prior.address) }
         if desired.inputs["display_name"] != prior.attributes["display_name"], let name = desired.inputs["display_name"]?.stringValue {
-            _ = try await client.iam(
-                "PATCH", Self.path(prior.id, project: project), body: ["serviceAccount": ["displayName": .string(name)], "updateMask": "displayName"],
+            _ = try await client.call(
+                .iam, "PATCH", Self.path(prior.id, project: project), body: ["serviceAccount": ["displayName": .string(name)], "updateMask": "displayName"],
                 action: "serviceAccounts.patch", project: project, address: prior.address)
         }
         var state = prior
@@ -154,7 +154,8 @@ struct GCPServiceAccountKind: ResourceKind {
         if let bucket = state.attributes["bucket"]?.stringValue {
             try await unbind(Self.member(state.id), from: bucket, project: project, address: state.address)
         }
-        _ = try await client.iam("DELETE", Self.path(state.id, project: project), action: "serviceAccounts.delete", project: project, address: state.address, accepting: [404])
+        _ = try await client.call(
+            .iam, "DELETE", Self.path(state.id, project: project), action: "serviceAccounts.delete", project: project, address: state.address, accepting: [404])
     }
 
     func recover(_ operation: PendingOperation) async throws -> ResourceState? {
@@ -185,7 +186,8 @@ struct GCPServiceAccountKind: ResourceKind {
     // MARK: helpers
 
     func account(_ email: String, project: String, address: ResourceAddress) async throws -> GCPJSON? {
-        let (status, account) = try await client.iam("GET", Self.path(email, project: project), action: "serviceAccounts.get", project: project, address: address, accepting: [404])
+        let (status, account) = try await client.call(
+            .iam, "GET", Self.path(email, project: project), action: "serviceAccounts.get", project: project, address: address, accepting: [404])
         return status == 404 ? nil : account
     }
 

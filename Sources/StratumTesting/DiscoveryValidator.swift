@@ -363,6 +363,8 @@ extension DiscoveryValidator {
         enum Segment: Sendable {
             case literal(String)
             case variable(String)
+            /// `{secretsId}:addVersion`: a variable, then a custom verb.
+            case verb(String, suffix: String)
             case rest(String)
         }
 
@@ -373,9 +375,18 @@ extension DiscoveryValidator {
             segments = path.split(separator: "/").map { part in
                 if part.hasPrefix("{+"), part.hasSuffix("}") { return .rest(String(part.dropFirst(2).dropLast())) }
                 if part.hasPrefix("{"), part.hasSuffix("}") { return .variable(String(part.dropFirst().dropLast())) }
+                if part.hasPrefix("{"), let close = part.firstIndex(of: "}"), part[part.index(after: close)...].hasPrefix(":") {
+                    return .verb(String(part[part.index(after: part.startIndex)..<close]), suffix: String(part[part.index(after: close)...]))
+                }
                 return .literal(String(part))
             }
-            literalCount = segments.filter { if case .literal = $0 { return true } else { return false } }.count
+            // A custom verb counts as a literal: `{secret}:addVersion` over `{secret}`.
+            literalCount = segments.filter {
+                switch $0 {
+                case .literal, .verb: return true
+                default: return false
+                }
+            }.count
         }
 
         func match(_ parts: [String]) -> [String: String]? {
@@ -388,6 +399,9 @@ extension DiscoveryValidator {
                 case .variable(let name):
                     guard index < parts.count, !parts[index].isEmpty else { return nil }
                     values[name] = parts[index]
+                case .verb(let name, let suffix):
+                    guard index < parts.count, parts[index].hasSuffix(suffix), parts[index].count > suffix.count else { return nil }
+                    values[name] = String(parts[index].dropLast(suffix.count))
                 case .rest(let name):
                     guard index < parts.count else { return nil }
                     values[name] = parts[index...].joined(separator: "/")

@@ -42,6 +42,51 @@ public struct NodeSetupDocument: Sendable {
     /// The script that adds what only the running machine knows.
     public var bootEnv: String { files["/usr/local/lib/stratum/boot-env.sh"] ?? "" }
 
+    /// What `readSecrets` found: the script's exit status and output, and the secrets file it
+    /// wrote (nil when none) with its permissions.
+    public struct SecretsRun: Sendable {
+        public var status: Int32
+        public var output: String
+        public var secretsEnv: String?
+        public var permissions: Int?
+    }
+
+    /// Runs the document's `secrets.sh` for real, outside a machine: its files are written under
+    /// a scratch directory, with `/etc/stratum` and `/usr/local/lib/stratum` moved there, and the
+    /// script is run by `/bin/sh` with `environment` added (where the cloud's metadata service
+    /// and secret store are, for loopback fakes). Waits at most `timeout`.
+    public func readSecrets(environment: [String: String], timeout: Duration = .seconds(60)) async throws -> SecretsRun {
+        let root = try TestSupport.temporaryDirectory("node-secrets")
+        defer { try? FileManager.default.removeItem(at: root) }
+        func moved(_ text: String) -> String {
+            text.replacingOccurrences(of: "/etc/stratum", with: root.path + "/etc/stratum")
+                .replacingOccurrences(of: "/usr/local/lib/stratum", with: root.path + "/usr/local/lib/stratum")
+        }
+        for (path, content) in files where path.hasPrefix("/etc/stratum/") || path.hasPrefix("/usr/local/lib/stratum/") {
+            let url = URL(fileURLWithPath: moved(path))
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(moved(content).utf8).write(to: url)
+        }
+        let script = moved("/usr/local/lib/stratum/secrets.sh")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = [script]
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let env = moved("/etc/stratum/secrets.env")
+        let permissions = (try? FileManager.default.attributesOfItem(atPath: env)[.posixPermissions]) as? Int
+        return SecretsRun(
+            status: process.terminationStatus, output: text, secretsEnv: try? String(contentsOfFile: env, encoding: .utf8), permissions: permissions)
+    }
+
     public struct DocumentError: Error, CustomStringConvertible {
         public var message: String
         public var description: String { message }

@@ -160,10 +160,16 @@ struct NodeBootstrapTests {
         #expect(cpu[NodeBootstrap.secretsListPath] == "HF_TOKEN /stratum/node-role/api-0/HF_TOKEN\n")
         #expect(cpu["/etc/systemd/system/stratum-workload.service"]?.contains("ExecStartPre=\(NodeBootstrap.libexec)/secrets.sh") == true)
         #expect(cpu["\(NodeBootstrap.libexec)/fetch.sh"]?.contains("AmazonSSM.GetParameter") == true)
-        // Where a cloud's secrets are not delivered yet, a node with one is refused.
+        // On GCP a secret is read from Secret Manager with the instance's account.
         var gcpSecret = try #require(BootstrapCase.all.first { $0.name == "gcp-g2-trainer" }).bootstrap
         gcpSecret.secrets = ["HF_TOKEN": "projects/p/secrets/hf"]
-        #expect(throws: ProviderError.self) { _ = try gcpSecret.cloudConfig() }
+        let gcpFiles = try NodeSetupDocument(try gcpSecret.cloudConfig()).files
+        #expect(gcpFiles[NodeBootstrap.secretsListPath] == "HF_TOKEN projects/p/secrets/hf\n")
+        #expect(gcpFiles["\(NodeBootstrap.libexec)/fetch.sh"]?.contains("/versions/latest:access") == true)
+        // A flavour that has no way to read secrets refuses a node with one.
+        var unread = gcpSecret
+        unread.flavour.secret = nil
+        #expect(throws: ProviderError.self) { _ = try unread.cloudConfig() }
         #expect(cpu["\(NodeBootstrap.libexec)/gpu-setup.sh"] == nil && cpu["/etc/systemd/system/stratum-dcgm-exporter.service"] == nil)
         #expect(cpu["\(NodeBootstrap.libexec)/workload.sh"]?.contains("exec '/usr/bin/env' 'echo' 'up'") == true)
 

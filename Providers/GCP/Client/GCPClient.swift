@@ -5,8 +5,8 @@ import StratumCloud
 import StratumCore
 
 /// Sends Google Cloud JSON REST calls with a bearer token: Compute Engine v1, the Cloud
-/// Storage JSON API v1 (and its media uploads) and IAM v1 (`API`), each at its own base in
-/// `GCPEndpoints`.
+/// Storage JSON API v1 (and its uploads), IAM v1 and Secret Manager v1 (`API`), each at its own
+/// base in `GCPEndpoints`.
 ///
 /// Calls are paced per API, project and call class (reads, writes, operation reads) by adaptive
 /// rate limits that throttling answers slow down. Credentials that name a quota project (an
@@ -36,7 +36,7 @@ public struct GCPClient: Sendable {
 
     /// The REST APIs the client calls.
     public enum API: String, Sendable {
-        case compute, storage, upload, iam
+        case compute, storage, upload, iam, secretManager = "secretmanager"
     }
 
     /// Which of Compute's per-project API rate quotas a call counts against.
@@ -86,6 +86,7 @@ public struct GCPClient: Sendable {
         case .storage: return configuration.endpoints.storage
         case .upload: return configuration.endpoints.upload
         case .iam: return configuration.endpoints.iam
+        case .secretManager: return configuration.endpoints.secretManager
         }
     }
 
@@ -224,13 +225,14 @@ public struct GCPClient: Sendable {
             accepting: accepting)
     }
 
-    /// An IAM API call under its root (`v1/projects/p/serviceAccounts`); like `storage`, IAM has
-    /// no operations: the answer is the resource, or empty.
-    public func iam(
-        _ method: String, _ path: String, body: GCPJSON? = nil, action: String, project: String? = nil, address: ResourceAddress? = nil,
-        accepting: Set<Int> = []
+    /// A call to an API without operations, under its root: IAM (`v1/projects/p/serviceAccounts`)
+    /// or Secret Manager (`v1/projects/p/secrets`); like `storage`, the answer is the resource,
+    /// or empty.
+    public func call(
+        _ api: API, _ method: String, _ path: String, query: [(String, String)] = [], body: GCPJSON? = nil, action: String, project: String? = nil,
+        address: ResourceAddress? = nil, accepting: Set<Int> = []
     ) async throws -> (status: Int, json: GCPJSON?) {
-        try await plain(method, path, body: body.map(Payload.json), api: .iam, action: action, project: project, address: address, accepting: accepting)
+        try await plain(method, path, query: query, body: body.map(Payload.json), api: api, action: action, project: project, address: address, accepting: accepting)
     }
 
     /// A call to an API without operations: the status and the JSON answer, if any.

@@ -9,6 +9,8 @@ public struct GCPEndpoints: Sendable, Equatable {
     public var storage: URL
     /// The IAM API root (`https://iam.googleapis.com`); paths start with `v1/`.
     public var iam: URL
+    /// The Secret Manager API root (`https://secretmanager.googleapis.com`); paths start with `v1/`.
+    public var secretManager: URL
     /// The OAuth2 token endpoint for `authorized_user` files, and for service-account keys when
     /// `tokenOverride` is set (a key names its own `token_uri` otherwise).
     public var token: URL
@@ -20,15 +22,18 @@ public struct GCPEndpoints: Sendable, Equatable {
     public static let defaultCompute = URL(string: "https://compute.googleapis.com/compute/v1")!
     public static let defaultStorage = URL(string: "https://storage.googleapis.com/storage/v1")!
     public static let defaultIAM = URL(string: "https://iam.googleapis.com")!
+    public static let defaultSecretManager = URL(string: "https://secretmanager.googleapis.com")!
     public static let defaultToken = URL(string: "https://oauth2.googleapis.com/token")!
     public static let defaultMetadata = URL(string: "http://metadata.google.internal")!
 
     public init(
-        compute: URL = Self.defaultCompute, storage: URL = Self.defaultStorage, iam: URL = Self.defaultIAM, token: URL? = nil, metadata: URL = Self.defaultMetadata
+        compute: URL = Self.defaultCompute, storage: URL = Self.defaultStorage, iam: URL = Self.defaultIAM, secretManager: URL = Self.defaultSecretManager,
+        token: URL? = nil, metadata: URL = Self.defaultMetadata
     ) {
         self.compute = compute
         self.storage = storage
         self.iam = iam
+        self.secretManager = secretManager
         self.token = token ?? Self.defaultToken
         self.tokenOverride = token != nil
         self.metadata = metadata
@@ -43,8 +48,9 @@ public struct GCPEndpoints: Sendable, Equatable {
     }
 
     /// Overrides from the environment: `CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE`,
-    /// `CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE` and `CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM` (the
-    /// Compute and Storage bases and the IAM root, as gcloud reads them), `STORAGE_EMULATOR_HOST` (host[:port] or a URL of a Cloud Storage emulator, whose JSON
+    /// `CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE`, `CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM` and
+    /// `CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER` (the Compute and Storage bases and the IAM
+    /// and Secret Manager roots, as gcloud reads them), `STORAGE_EMULATOR_HOST` (host[:port] or a URL of a Cloud Storage emulator, whose JSON
     /// API is under `/storage/v1`, as Google's client libraries read it; gcloud's override wins),
     /// `GCE_METADATA_HOST` (host[:port] of the metadata server, as Google's client libraries read
     /// it) and `STRATUM_GCP_TOKEN_URI` (the OAuth2 token endpoint).
@@ -59,14 +65,18 @@ public struct GCPEndpoints: Sendable, Equatable {
         let compute = base(value("CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE")) ?? defaultCompute
         let emulator = value("STORAGE_EMULATOR_HOST").flatMap { host in base(host.contains("://") ? host : "http://\(host)") }
         let storage = base(value("CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE")) ?? emulator?.appendingPathComponent("storage/v1") ?? defaultStorage
-        // gcloud's IAM override may name the version (`…/v1/`); paths here carry it.
-        let iam = value("CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM").flatMap { text in
-            var root = text
-            while root.hasSuffix("/") { root.removeLast() }
-            if root.hasSuffix("/v1") { root.removeLast(3) }
-            return base(root)
-        } ?? defaultIAM
+        // gcloud's IAM and Secret Manager overrides may name the version (`…/v1/`); paths here carry it.
+        func root(_ name: String) -> URL? {
+            value(name).flatMap { text in
+                var root = text
+                while root.hasSuffix("/") { root.removeLast() }
+                if root.hasSuffix("/v1") { root.removeLast(3) }
+                return base(root)
+            }
+        }
+        let iam = root("CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM") ?? defaultIAM
+        let secretManager = root("CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER") ?? defaultSecretManager
         let metadata = value("GCE_METADATA_HOST").flatMap { URL(string: "http://\($0)") } ?? defaultMetadata
-        return GCPEndpoints(compute: compute, storage: storage, iam: iam, token: value("STRATUM_GCP_TOKEN_URI").flatMap(URL.init(string:)), metadata: metadata)
+        return GCPEndpoints(compute: compute, storage: storage, iam: iam, secretManager: secretManager, token: value("STRATUM_GCP_TOKEN_URI").flatMap(URL.init(string:)), metadata: metadata)
     }
 }
