@@ -191,7 +191,7 @@ let package = Package(
             name: "StratumBootstrapTests",
             dependencies: [
                 "StratumBootstrap", "StratumTrainerArtifact", "StratumAWS", "StratumGCP", "StratumAzure", "StratumCloud", "StratumCore", "StratumTesting",
-                "Yams",
+                "Yams", "stratum-trainer",
             ],
             exclude: ["Golden"]
         ),

@@ -202,8 +202,39 @@ enum BootScripts {
 
         """
 
+    /// The interconnect check, once per boot, after the trainer is built and before it starts:
+    /// a ring all-reduce between the pool's nodes (`stratum-trainer allreduce-check`), its bus
+    /// bandwidth (or its failure) written where the node exporter and the trainer's /metrics
+    /// serve it. Ranks wait for each other up to 15 minutes (their builds finish at different
+    /// times). A failed check is reported, not fatal: training starts either way.
+    static let allreduceCheck = """
+        #!/bin/sh
+        # The interconnect check of this node's pool: a timed ring all-reduce with every other node,
+        # once per boot. Its result goes to \(NodeBootstrap.allreduceMetricsPath), which the node
+        # exporter and the trainer's /metrics serve (stratum_allreduce_ok,
+        # stratum_allreduce_bus_bandwidth_bytes_per_second); `stratum status` shows it.
+        set -u
+        set -a
+        . \(NodeBootstrap.nodeEnvPath)
+        set +a
+        done=/run/stratum/allreduce-checked
+        [ -f "$done" ] && exit 0
+        mkdir -p /run/stratum "$(dirname \(NodeBootstrap.allreduceMetricsPath))"
+        echo "stratum allreduce-check: rank $STRATUM_NODE_INDEX of $STRATUM_NODE_COUNT, coordinator ${STRATUM_COORDINATOR:-this node}"
+        if /opt/stratum/bin/stratum-trainer allreduce-check --world "$STRATUM_NODE_COUNT" --rank "$STRATUM_NODE_INDEX" \\
+            --coordinator "${STRATUM_COORDINATOR:-127.0.0.1}" --port \(NodeBootstrap.allreducePort) --timeout 900 \\
+            --output \(NodeBootstrap.allreduceMetricsPath); then
+          echo "stratum allreduce-check: passed"
+        else
+          echo "stratum allreduce-check: FAILED; the pool's nodes cannot all reach each other on port \(NodeBootstrap.allreducePort) (see above)" >&2
+        fi
+        touch "$done"
+        exit 0
+
+        """
+
     /// The workload's command, with node.env in its environment.
-    static func workload(_ workload: NodeWorkload, machine: MachineProfile) -> String {
+    static func workload(_ workload: NodeWorkload, machine: MachineProfile, includeAllreduce: Bool = false) -> String {
         var lines = [
             "#!/bin/sh", "# The workload of this node (stratum-workload.service), with the node contract (and its secrets) in its environment.",
             "set -a", ". \(env)", "if [ -f \(NodeBootstrap.secretsEnvPath) ]; then . \(NodeBootstrap.secretsEnvPath); fi", "set +a",
@@ -212,7 +243,8 @@ enum BootScripts {
         case .trainer(_, _, let arguments):
             lines.append(
                 (["exec", "/opt/stratum/bin/stratum-trainer", "--config", NodeBootstrap.trainerConfigPath] + arguments.map(expanding)
-                    + ["--set", "metrics.port=\"$STRATUM_METRICS_PORT\""])
+                    + ["--set", "metrics.port=\"$STRATUM_METRICS_PORT\""]
+                    + (includeAllreduce ? ["--set", "metrics.include=\(NodeBootstrap.allreduceMetricsPath)"] : []))
                     .joined(separator: " "))
         case .container(let image, let command):
             lines.append("docker rm -f stratum-workload > /dev/null 2>&1 || true")
@@ -247,11 +279,13 @@ enum BootScripts {
     }
 
     /// The workload's unit: restarted whenever it stops, however often.
-    static func workloadUnit(_ workload: NodeWorkload, secrets: Bool = false) -> String {
+    static func workloadUnit(_ workload: NodeWorkload, secrets: Bool = false, checkInterconnect: Bool = false) -> String {
         var after = "network-online.target"
         var pre: [String] = secrets ? ["ExecStartPre=\(libexec)/secrets.sh"] : []
         switch workload {
-        case .trainer: pre.append("ExecStartPre=\(libexec)/trainer-setup.sh")
+        case .trainer:
+            pre.append("ExecStartPre=\(libexec)/trainer-setup.sh")
+            if checkInterconnect { pre.append("ExecStartPre=\(libexec)/allreduce-check.sh") }
         case .container: after += " docker.service"
         case .command: break
         }

@@ -83,6 +83,11 @@ public struct NodeBootstrap: Sendable {
     public static let trainerConfigPath = "/etc/stratum/trainer.yaml"
     public static let secretsListPath = "/etc/stratum/secrets.list"
     public static let secretsEnvPath = "/etc/stratum/secrets.env"
+    /// The interconnect check's result, where Debian's node exporter reads text files (and the
+    /// trainer serves it with its own metrics).
+    public static let allreduceMetricsPath = "/var/lib/prometheus/node-exporter/stratum-allreduce.prom"
+    /// The port rank 0 meets the others on for the interconnect check.
+    public static let allreducePort = 29510
 
     /// The node's address in the stack, for the document's header and error messages.
     public var address: String
@@ -107,6 +112,12 @@ public struct NodeBootstrap: Sendable {
         self.machine = machine
         self.flavour = flavour
         self.metricsPort = metricsPort
+    }
+
+    /// Whether the node checks its interconnect at boot: a trainer node of a pool of more than one.
+    var checksInterconnect: Bool {
+        guard case .trainer = workload, let count = environment[NodeContract.nodeCount].flatMap(Int.init) else { return false }
+        return count > 1
     }
 
     /// Whether the node runs containers: a container workload, or a GPU node's DCGM exporter.
@@ -159,6 +170,9 @@ public struct NodeBootstrap: Sendable {
         if case .trainer(_, let config, _) = workload {
             files.append(CloudConfig.File(path: Self.trainerConfigPath, permissions: "0644", content: config.hasSuffix("\n") || config.isEmpty ? config : config + "\n"))
             files.append(CloudConfig.File(path: "\(Self.libexec)/trainer-setup.sh", permissions: "0755", content: BootScripts.trainerSetup))
+            if checksInterconnect {
+                files.append(CloudConfig.File(path: "\(Self.libexec)/allreduce-check.sh", permissions: "0755", content: BootScripts.allreduceCheck))
+            }
             fetches = true
         }
         if !secrets.isEmpty {
@@ -169,10 +183,14 @@ public struct NodeBootstrap: Sendable {
             fetches = true
         }
         if fetches { files.append(CloudConfig.File(path: "\(Self.libexec)/fetch.sh", permissions: "0644", content: BootScripts.fetch(flavour))) }
-        files.append(CloudConfig.File(path: "\(Self.libexec)/workload.sh", permissions: "0755", content: BootScripts.workload(workload, machine: machine)))
         files.append(
             CloudConfig.File(
-                path: "/etc/systemd/system/stratum-workload.service", permissions: "0644", content: BootScripts.workloadUnit(workload, secrets: !secrets.isEmpty)))
+                path: "\(Self.libexec)/workload.sh", permissions: "0755",
+                content: BootScripts.workload(workload, machine: machine, includeAllreduce: checksInterconnect)))
+        files.append(
+            CloudConfig.File(
+                path: "/etc/systemd/system/stratum-workload.service", permissions: "0644",
+                content: BootScripts.workloadUnit(workload, secrets: !secrets.isEmpty, checkInterconnect: checksInterconnect)))
         if machine.gpus > 0 {
             files.append(
                 CloudConfig.File(

@@ -43,8 +43,13 @@ public enum BuiltBinary {
     /// Starts `name` with `arguments` in `directory`, the process's environment overlaid with
     /// `environment` (and `NO_COLOR`). Output goes to files in `directory` rather than pipes, so
     /// nothing waits on a full pipe.
+    /// Where the built product `name` is: beside the test runner.
+    public static func url(_ name: String) -> URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name)
+    }
+
     public static func start(_ name: String, _ arguments: [String], in directory: URL, environment: [String: String]) throws -> Started {
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name)
+        let binary = url(name)
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments

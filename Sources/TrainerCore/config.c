@@ -55,6 +55,7 @@ static const key_def KEYS[] = {
     {"s3.endpoint", K_STR, F(s3_endpoint), S(s3_endpoint), 0, 0, "S3 endpoint URL (empty = AWS)"},
     {"s3.region", K_STR, F(s3_region), S(s3_region), 0, 0, "S3 region"},
     {"metrics.port", K_INT, F(metrics_port), 0, 0, 65535, "Prometheus /metrics and /healthz port (0 = off)"},
+    {"metrics.include", K_STR, F(metrics_include), S(metrics_include), 0, 0, "a Prometheus text file served with /metrics (the interconnect check's result)"},
     {"metrics.port_file", K_STR, F(metrics_port_file), S(metrics_port_file), 0, 0, "serve metrics and write the port here (metrics.port 0: any free port)"},
     {"diloco.workers", K_INT, F(diloco_workers), 0, 0, 4096, "number of DiLoCo workers (0 = plain training)"},
     {"diloco.rank", K_INT, F(diloco_rank), 0, 0, 4095, "this worker's index"},

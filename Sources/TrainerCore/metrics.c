@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -24,7 +25,29 @@ struct tc_metrics {
     long step;
     double loss, tokens_per_s, last_checkpoint, started;
     uint64_t bytes;
+    char include[TC_PATH_MAX];
 };
+
+void tc_metrics_include(tc_metrics *m, const char *path) {
+    pthread_mutex_lock(&m->mu);
+    snprintf(m->include, sizeof m->include, "%s", path ? path : "");
+    pthread_mutex_unlock(&m->mu);
+}
+
+// The body with the included file's text after it (at most 64 KB of it). Caller frees.
+static char *with_include(const char *body, const char *path) {
+    size_t n = strlen(body), extra = 0;
+    char *out = malloc(n + 65536 + 1);
+    if (!out) return NULL;
+    memcpy(out, body, n);
+    FILE *f = path[0] ? fopen(path, "r") : NULL;
+    if (f) {
+        extra = fread(out + n, 1, 65536, f);
+        fclose(f);
+    }
+    out[n + extra] = 0;
+    return out;
+}
 
 static void send_all(int fd, const char *p, size_t n) {
     while (n) {
@@ -74,6 +97,8 @@ static void handle(tc_metrics *m, int fd) {
         long step = m->step;
         double loss = m->loss, tps = m->tokens_per_s, ck = m->last_checkpoint, up = tc_now() - m->started;
         uint64_t bytes = m->bytes;
+        char include[TC_PATH_MAX];
+        snprintf(include, sizeof include, "%s", m->include);
         pthread_mutex_unlock(&m->mu);
         char body[2048];
         snprintf(body, sizeof body,
@@ -96,7 +121,9 @@ static void handle(tc_metrics *m, int fd) {
                  "# TYPE stratum_trainer_uptime_seconds gauge\n"
                  "stratum_trainer_uptime_seconds %.3f\n",
                  step, loss, tps, ck, (unsigned long long)bytes, up);
-        respond(fd, 200, "OK", "text/plain; version=0.0.4", body);
+        char *full = with_include(body, include);
+        respond(fd, 200, "OK", "text/plain; version=0.0.4", full ? full : body);
+        free(full);
     } else {
         respond(fd, 404, "Not Found", "text/plain", "not found\n");
     }

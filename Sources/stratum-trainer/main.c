@@ -62,6 +62,8 @@ static void usage(FILE *out) {
 #endif
             "  --help               this text\n"
             "\n"
+            "       stratum-trainer allreduce-check --world N --rank R [...]   the interconnect check (see its --help)\n"
+            "\n"
             "config keys:\n");
     tc_config_print_keys(out);
     fprintf(out, "\nS3 credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.\n");
@@ -89,8 +91,69 @@ static int start_metrics(const tc_config *cfg, tc_metrics **out) {
             return -1;
         }
     }
+    if (cfg->metrics_include[0]) tc_metrics_include(m, cfg->metrics_include);
     *out = m;
     return 0;
+}
+
+// `stratum-trainer allreduce-check`: the interconnect check, one rank of it.
+static int run_allreduce_check(int argc, char **argv) {
+    tc_allreduce_spec spec = {.world = 0, .rank = -1, .port = 29510, .bytes = 64L << 20, .iterations = 5, .timeout_s = 120};
+    const char *output = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            printf("usage: stratum-trainer allreduce-check --world N --rank R [--coordinator HOST] [--port P] [--bytes B]\n"
+                   "                                        [--iterations K] [--timeout S] [--output FILE]\n"
+                   "\n"
+                   "Times a ring all-reduce of B bytes (default 64 MiB) between N nodes over TCP, K times after one\n"
+                   "untimed run, checks the result, and prints the bus bandwidth (algorithm bandwidth x 2(N-1)/N).\n"
+                   "Rank 0 listens on port P (default 29510) for the others, which connect to it at HOST. The whole\n"
+                   "check gives up after S seconds (default 120). --output writes the result as Prometheus text,\n"
+                   "which the trainer serves with its own metrics (metrics.include). Exit status 0: the check passed.\n");
+            return 0;
+        }
+        if (!v) {
+            fprintf(stderr, "stratum-trainer allreduce-check: %s needs a value\n", a);
+            return 2;
+        }
+        char *end = NULL;
+        if (!strcmp(a, "--world")) spec.world = (int)strtol(v, &end, 10);
+        else if (!strcmp(a, "--rank")) spec.rank = (int)strtol(v, &end, 10);
+        else if (!strcmp(a, "--port")) spec.port = (int)strtol(v, &end, 10);
+        else if (!strcmp(a, "--bytes")) spec.bytes = strtol(v, &end, 10);
+        else if (!strcmp(a, "--iterations")) spec.iterations = (int)strtol(v, &end, 10);
+        else if (!strcmp(a, "--timeout")) spec.timeout_s = strtod(v, &end);
+        else if (!strcmp(a, "--coordinator")) snprintf(spec.coordinator, sizeof spec.coordinator, "%s", v);
+        else if (!strcmp(a, "--output")) output = v;
+        else {
+            fprintf(stderr, "stratum-trainer allreduce-check: unknown option %s (see --help)\n", a);
+            return 2;
+        }
+        if (end && *end) {
+            fprintf(stderr, "stratum-trainer allreduce-check: %s takes a number, not '%s'\n", a, v);
+            return 2;
+        }
+        i++;
+    }
+    if (spec.world < 2 || spec.rank < 0 || spec.rank >= spec.world || (spec.rank > 0 && !spec.coordinator[0]) || spec.port <= 0 || spec.port > 65535) {
+        fprintf(stderr, "stratum-trainer allreduce-check: needs --world of at least 2, a --rank below it, a --port, and --coordinator for ranks above 0\n");
+        return 2;
+    }
+    char err[TC_ERR_MAX];
+    tc_allreduce_result result;
+    int rc = tc_allreduce_check(&spec, &result, err, sizeof err);
+    if (rc == 0)
+        printf("allreduce: rank %d of %d: bus bandwidth %.3f GB/s (%ld bytes, %.3f ms per all-reduce)\n", spec.rank, spec.world, result.busbw / 1e9,
+               result.bytes, result.seconds * 1e3);
+    else
+        fprintf(stderr, "stratum-trainer: rank %d of %d: %s\n", spec.rank, spec.world, err);
+    char werr[TC_ERR_MAX];
+    if (output && tc_allreduce_write_metrics(output, &spec, &result, werr, sizeof werr) != 0) {
+        fprintf(stderr, "stratum-trainer: %s\n", werr);
+        return 1;
+    }
+    return rc == 0 ? 0 : 1;
 }
 
 static int run_plain(const tc_config *cfg, int resume, int quiet, long until) {
@@ -212,6 +275,7 @@ int main(int argc, char **argv) {
     int resume = 1, quiet = 0;
     long until = 0;
     const struct tc_model_backend *backend = TRAINER_BACKEND;
+    if (argc > 1 && !strcmp(argv[1], "allreduce-check")) return run_allreduce_check(argc - 1, argv + 1);
     // Config file first, then overrides in order, whatever their position on the line.
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {

@@ -208,7 +208,7 @@ struct NodeBootstrapTests {
         #expect(run.status == 0, "\(run.output)")
         #expect(run.output.split(separator: "\n").map(String.init) == [
             "--config", NodeBootstrap.trainerConfigPath, "--set", "diloco.rank=1", "--set", "note=$(touch /tmp/stratum-pwned) `id` \"q\" \\",
-            "--set", "metrics.port=9464",
+            "--set", "metrics.port=9464", "--set", "metrics.include=\(NodeBootstrap.allreduceMetricsPath)",
         ], "\(run.output)")
         #expect(!FileManager.default.fileExists(atPath: "/tmp/stratum-pwned"))
     }

@@ -20,7 +20,8 @@ struct NodeProbeTests {
                     stratum_trainer_loss 2.25
                     stratum_trainer_tokens_per_second 51234.5
                     stratum_trainer_last_checkpoint_timestamp_seconds \(Int(Date().timeIntervalSince1970) - 90)
-                    stratum_node_allreduce_bus_bandwidth_gbps 371.5
+                    stratum_allreduce_ok 1
+                    stratum_allreduce_bus_bandwidth_bytes_per_second 371500000000
                     stratum_trainer_step{worker="x"} 7
                     """
                 return ProxyResponse(status: 200, body: Data(text.utf8))
@@ -56,5 +57,23 @@ struct NodeProbeTests {
         #expect(reports[3].health.hasPrefix("gone"))
         let table = NodeProbe.table(reports)
         #expect(table.contains("gcp_instance_gang.worker[1]") && table.contains("371.5") && table.range(of: " 9[0-9]s ", options: .regularExpression) != nil, "\(table)")
+    }
+
+    /// A node whose interconnect check failed is flagged, and shows no bandwidth.
+    @Test func aFailedAllReduceCheckIsFlagged() async throws {
+        let server = try await LoopbackHTTPServer.start { request in
+            switch request.uri {
+            case "/healthz": return ProxyResponse(status: 200, body: Data("ok\n".utf8))
+            case "/metrics": return ProxyResponse(status: 200, body: Data("stratum_trainer_step 3\nstratum_allreduce_ok 0\nstratum_allreduce_bus_bandwidth_bytes_per_second 0\n".utf8))
+            default: return ProxyResponse(status: 404)
+            }
+        }
+        defer { Task { await server.shutdown() } }
+        let node = ResourceState(
+            address: ResourceAddress(type: "aws_instance", name: "worker", index: 1), provider: "aws", region: "us-east-1", id: "i-2",
+            attributes: ["availability_zone": "us-east-1a", "private_ip": "127.0.0.1", "metrics_port": .int(try #require(server.url.port))])
+        let reports = await NodeProbe(transport: AsyncHTTPTransport(), timeout: .seconds(1)).reports(for: [node], live: [node.address: node])
+        #expect(reports.first?.health == "ok, but its all-reduce check failed" && reports.first?.allreduceBusGbps == nil, "\(reports)")
+        #expect(reports.first?.step == 3)
     }
 }

@@ -149,7 +149,12 @@ struct NodeProbe: Sendable {
             if let at = metrics["stratum_trainer_last_checkpoint_timestamp_seconds"], at > 0 {
                 report.checkpointAgeSeconds = max(0, Date().timeIntervalSince1970 - at)
             }
-            report.allreduceBusGbps = metrics["stratum_node_allreduce_bus_bandwidth_gbps"]
+            // The interconnect check's result, which the trainer serves with its own metrics.
+            report.allreduceBusGbps = metrics["stratum_allreduce_bus_bandwidth_bytes_per_second"].map { $0 / 1e9 }
+            if metrics["stratum_allreduce_ok"] == 0 {
+                report.allreduceBusGbps = nil
+                if report.health == "ok" { report.health = "ok, but its all-reduce check failed" }
+            }
         }
         return report
     }

@@ -58,6 +58,7 @@ typedef struct {
     // metrics
     int metrics_port;                // 0 = off (unless metrics_port_file is set)
     char metrics_port_file[TC_PATH_MAX]; // set: serve (on metrics_port, or any free port when 0) and write the port here
+    char metrics_include[TC_PATH_MAX];   // a Prometheus text file served with /metrics when it exists (the interconnect check's)
     // diloco
     int diloco_workers;              // 0 = plain training
     int diloco_rank;
@@ -266,6 +267,36 @@ tc_metrics *tc_metrics_start(int port, int loopback_only, char *err, size_t errl
 int tc_metrics_port(const tc_metrics *m);
 void tc_metrics_update(tc_metrics *m, long step, double loss, double tokens_per_s, double last_checkpoint_unix, uint64_t bytes_exchanged);
 void tc_metrics_stop(tc_metrics *m);
+/// Serves the contents of `path` (Prometheus text, read at each scrape; absent: nothing) after
+/// the trainer's own metrics.
+void tc_metrics_include(tc_metrics *m, const char *path);
+
+// ---------------------------------------------------------------------------------------
+// The interconnect check: a timed ring all-reduce over TCP between the pool's nodes.
+
+typedef struct {
+    int world, rank;
+    char coordinator[256];  // rank 0's address (ranks 1 and up connect to it)
+    int port;               // the rendezvous port rank 0 listens on
+    long bytes;             // buffer size all-reduced
+    int iterations;         // timed all-reduces (after one untimed)
+    double timeout_s;       // the whole check's limit
+} tc_allreduce_spec;
+
+typedef struct {
+    int ok;
+    long bytes;
+    double seconds;  // mean per all-reduce
+    double algbw;    // bytes per second: buffer / time
+    double busbw;    // algbw x 2(n-1)/n, as NCCL's tests report it
+    char detail[512];
+} tc_allreduce_result;
+
+/// Runs the check as one rank; 0, or -1 with err (a peer that never came, a timeout, data
+/// that arrived wrong).
+int tc_allreduce_check(const tc_allreduce_spec *s, tc_allreduce_result *r, char *err, size_t errlen);
+/// Writes the result as Prometheus text to `path` (atomically).
+int tc_allreduce_write_metrics(const char *path, const tc_allreduce_spec *s, const tc_allreduce_result *r, char *err, size_t errlen);
 
 // ---------------------------------------------------------------------------------------
 // DiLoCo: H inner AdamW steps per round, pseudo-gradients through the object store,
