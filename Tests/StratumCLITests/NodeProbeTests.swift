@@ -44,7 +44,7 @@ struct NodeProbeTests {
             attributes: ["availability_zone": "us-east-1b", "private_ip": "127.0.0.1", "public_ip": "", "metrics_port": .int(silent)])
         let gone = ResourceState(address: ResourceAddress(type: "azure_virtual_machine", name: "old"), provider: "azure", region: "eastus", id: "vm", attributes: [:])
 
-        var probe = NodeProbe(transport: AsyncHTTPTransport(), timeout: .seconds(1))
+        var probe = NodeProbe(transport: AsyncHTTPTransport(), timeout: .seconds(5))
         probe.cloudPort = port
         let live: [ResourceAddress: ResourceState?] = [gang.address: gang, quiet.address: quiet, gone.address: ResourceState?.none]
         let reports = await probe.reports(for: [gang, quiet, gone], live: live)
@@ -72,7 +72,7 @@ struct NodeProbeTests {
         let node = ResourceState(
             address: ResourceAddress(type: "aws_instance", name: "worker", index: 1), provider: "aws", region: "us-east-1", id: "i-2",
             attributes: ["availability_zone": "us-east-1a", "private_ip": "127.0.0.1", "metrics_port": .int(try #require(server.url.port))])
-        let reports = await NodeProbe(transport: AsyncHTTPTransport(), timeout: .seconds(1)).reports(for: [node], live: [node.address: node])
+        let reports = await NodeProbe(transport: AsyncHTTPTransport(), timeout: .seconds(5)).reports(for: [node], live: [node.address: node])
         #expect(reports.first?.health == "ok, but its all-reduce check failed" && reports.first?.allreduceBusGbps == nil, "\(reports)")
         #expect(reports.first?.step == 3)
     }
