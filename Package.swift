@@ -64,7 +64,7 @@ let package = Package(
             name: "TrainerSourcesPlugin", capability: .buildTool(), dependencies: ["stratum-trainer-sources"], path: "Sources/TrainerSourcesPlugin"),
         .target(
             name: "StratumTrainerArtifact",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto"), .product(name: "ZIPFoundation", package: "ZIPFoundation")],
+            dependencies: ["StratumCore", .product(name: "Crypto", package: "swift-crypto"), .product(name: "ZIPFoundation", package: "ZIPFoundation")],
             plugins: ["TrainerSourcesPlugin"]
         ),
         // A node's first-boot setup as #cloud-config: GPU setup, the workload as a supervised

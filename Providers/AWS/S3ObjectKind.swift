@@ -25,32 +25,21 @@ struct S3ObjectKind: ResourceKind {
 
     func batchKey(_ state: ResourceState) -> String { state.attributes["bucket"]?.stringValue ?? state.region }
 
-    func validate(_ resource: DesiredResource) -> [Diagnostic] {
-        guard let source = resource.inputs["source"]?.stringValue else { return [] }
-        guard BundledArtifact.contents(of: source) != nil else {
-            return [Diagnostic(address: resource.address, message: "source '\(source)' is not an artifact Stratum carries (\(BundledArtifact.names.joined(separator: ", ")))", location: resource.location)]
-        }
-        return []
-    }
+    func validate(_ resource: DesiredResource) -> [Diagnostic] { BundledArtifact.diagnostics(resource) }
 
     func create(_ resource: ResolvedResource, context: OperationContext) async throws -> ResourceState {
-        let bucket = try resource.requireString("bucket"), key = try resource.requireString("key"), source = try resource.requireString("source")
-        guard let artifact = BundledArtifact.contents(of: source) else {
-            throw ProviderError(.permanent, "source '\(source)' is not an artifact this binary carries", address: resource.address)
-        }
-        let planned = try resource.requireString("sha256")
-        guard planned == artifact.sha256 else {
-            throw ProviderError(.permanent, BundledArtifact.mismatch(source, planned: planned, carried: artifact.sha256), address: resource.address)
-        }
+        let bucket = try resource.requireString("bucket"), key = try resource.requireString("key")
+        let data = try BundledArtifact.bytes(for: resource)
+        let sha256 = try resource.requireString("sha256")
         _ = try await client.s3(
             "PUT", bucket: bucket, key: key,
             headers: [
-                ("Content-Type", "application/zip"), ("x-amz-meta-stratum-sha256", artifact.sha256),
+                ("Content-Type", "application/zip"), ("x-amz-meta-stratum-sha256", sha256),
                 ("x-amz-meta-stratum-address", resource.address.description),
                 ("x-amz-meta-stratum-token", context.token),
             ],
-            body: artifact.data, region: resource.region, action: "PutObject", address: resource.address)
-        return resource.state(id: "\(bucket)/\(key)", computed: ["url": .string("s3://\(bucket)/\(key)"), "size": .int(artifact.data.count)])
+            body: data, region: resource.region, action: "PutObject", address: resource.address)
+        return resource.state(id: "\(bucket)/\(key)", computed: ["url": .string("s3://\(bucket)/\(key)"), "size": .int(data.count)])
     }
 
     func read(_ resources: [ResourceState]) async throws -> [ResourceState?] {

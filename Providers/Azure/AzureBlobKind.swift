@@ -31,10 +31,7 @@ struct AzureBlobKind: ResourceKind {
     /// A container's blobs are read with one key.
     func batchKey(_ state: ResourceState) -> String { state.attributes["container"]?.stringValue?.lowercased() ?? state.region }
 
-    func validate(_ resource: DesiredResource) -> [Diagnostic] {
-        guard let source = resource.inputs["source"]?.stringValue, BundledArtifact.contents(of: source) == nil else { return [] }
-        return [Diagnostic(address: resource.address, message: "source '\(source)' is not an artifact Stratum carries (\(BundledArtifact.names.joined(separator: ", ")))", location: resource.location)]
-    }
+    func validate(_ resource: DesiredResource) -> [Diagnostic] { BundledArtifact.diagnostics(resource) }
 
     func location(of inputs: [String: Value], address: ResourceAddress) throws -> AzureBlobStorage.Location {
         do {
@@ -47,27 +44,21 @@ struct AzureBlobKind: ResourceKind {
 
     func create(_ resource: ResolvedResource, context: OperationContext) async throws -> ResourceState {
         let location = try location(of: resource.inputs, address: resource.address)
-        let source = try AzureInputs.string(resource.inputs, "source", resource.address)
-        guard let artifact = BundledArtifact.contents(of: source) else {
-            throw ProviderError(.permanent, "source '\(source)' is not an artifact this binary carries", address: resource.address)
-        }
-        let planned = try AzureInputs.string(resource.inputs, "sha256", resource.address)
-        guard planned == artifact.sha256 else {
-            throw ProviderError(.permanent, BundledArtifact.mismatch(source, planned: planned, carried: artifact.sha256), address: resource.address)
-        }
+        let data = try BundledArtifact.bytes(for: resource)
+        let sha256 = try AzureInputs.string(resource.inputs, "sha256", resource.address)
         guard let key = try await storage.accountKey(location, address: resource.address) else {
             throw ProviderError(.notFound, "storage account \(location.account) does not exist", address: resource.address)
         }
-        let metadata = [("sha256", artifact.sha256), ("address", resource.address.description), ("token", context.token)]
+        let metadata = [("sha256", sha256), ("address", resource.address.description), ("token", context.token)]
         let response = try await storage.send(
             "PUT", location, key: key,
             headers: [
-                ("Content-Type", "application/zip"), ("Content-MD5", Data(Insecure.MD5.hash(data: artifact.data)).base64EncodedString()),
+                ("Content-Type", "application/zip"), ("Content-MD5", Data(Insecure.MD5.hash(data: data)).base64EncodedString()),
                 ("x-ms-blob-type", "BlockBlob"),
             ] + metadata.map { ("x-ms-meta-stratum_\($0.0)", $0.1) },
-            body: artifact.data, action: "PutBlob", address: resource.address)
+            body: data, action: "PutBlob", address: resource.address)
         guard response.status == 201 else { throw AzureBlobStorage.failure(response, action: "Put Blob", location: location, address: resource.address) }
-        return state(of: resource, location: location, size: artifact.data.count)
+        return state(of: resource, location: location, size: data.count)
     }
 
     func state(of resource: ResolvedResource, location: AzureBlobStorage.Location, size: Int) -> ResourceState {

@@ -35,18 +35,11 @@ struct GCPStorageObjectKind: ResourceKind {
 
     func batchKey(_ state: ResourceState) -> String { state.attributes["bucket"]?.stringValue ?? "" }
 
-    func validate(_ resource: DesiredResource) -> [Diagnostic] {
-        guard let source = resource.inputs["source"]?.stringValue, BundledArtifact.contents(of: source) == nil else { return [] }
-        return [
-            Diagnostic(
-                address: resource.address, message: "source '\(source)' is not an artifact Stratum carries (\(BundledArtifact.names.joined(separator: ", ")))",
-                location: resource.location)
-        ]
-    }
+    func validate(_ resource: DesiredResource) -> [Diagnostic] { BundledArtifact.diagnostics(resource) }
 
     func create(_ resource: ResolvedResource, context: OperationContext) async throws -> ResourceState {
         let (bucket, name) = (try GCPInputs.string(resource, "bucket"), try GCPInputs.string(resource, "name"))
-        let data = try Self.artifact(of: resource)
+        let data = try BundledArtifact.bytes(for: resource)
         let project = resource.inputs["project"]?.stringValue
         let metadata: GCPJSON = [
             "name": .string(name), "contentType": "application/zip",
@@ -146,19 +139,6 @@ struct GCPStorageObjectKind: ResourceKind {
     }
 
     // MARK: helpers
-
-    /// The carried bytes the resource names, checked against the SHA-256 the plan recorded.
-    static func artifact(of resource: ResolvedResource) throws -> Data {
-        let source = try GCPInputs.string(resource, "source")
-        guard let artifact = BundledArtifact.contents(of: source) else {
-            throw ProviderError(.permanent, "source '\(source)' is not an artifact this binary carries", address: resource.address)
-        }
-        let planned = try GCPInputs.string(resource, "sha256")
-        guard planned == artifact.sha256 else {
-            throw ProviderError(.permanent, BundledArtifact.mismatch(source, planned: planned, carried: artifact.sha256), address: resource.address)
-        }
-        return artifact.data
-    }
 
     /// Whether the object's metadata (its base64 `md5Hash`) says it holds `data`.
     static func holds(_ data: Data, _ object: GCPJSON) -> Bool {

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import StratumCore
 import ZIPFoundation
 
 /// The bundled trainer's sources as the zip archive Stratum uploads to a cluster's bucket and
@@ -74,5 +75,28 @@ public enum BundledArtifact {
     /// was made by another build of Stratum.
     public static func mismatch(_ name: String, planned: String, carried: String) -> String {
         "this stratum binary carries \(name) \(carried.prefix(12)), but the plan was made for \(planned.prefix(12)) (by another build of Stratum): plan again with this binary"
+    }
+
+    /// A bucket object kind's check of its `source` input: a name this binary carries.
+    public static func diagnostics(_ resource: DesiredResource) -> [Diagnostic] {
+        guard let source = resource.inputs["source"]?.stringValue, contents(of: source) == nil else { return [] }
+        return [
+            Diagnostic(
+                address: resource.address, message: "source '\(source)' is not an artifact Stratum carries (\(names.joined(separator: ", ")))",
+                location: resource.location)
+        ]
+    }
+
+    /// The bytes a bucket object kind's create puts: those of its `source`, checked against the
+    /// `sha256` the plan recorded. A permanent error when this binary does not carry them.
+    public static func bytes(for resource: ResolvedResource) throws -> Data {
+        guard let source = resource.inputs["source"]?.stringValue, let artifact = contents(of: source) else {
+            throw ProviderError(.permanent, "source '\(resource.inputs["source"]?.stringValue ?? "")' is not an artifact this binary carries", address: resource.address)
+        }
+        let planned = resource.inputs["sha256"]?.stringValue ?? ""
+        guard planned == artifact.sha256 else {
+            throw ProviderError(.permanent, mismatch(source, planned: planned, carried: artifact.sha256), address: resource.address)
+        }
+        return artifact.data
     }
 }

@@ -34,23 +34,8 @@ static double remaining(double deadline) {
 }
 
 static int listener(int port, int *bound, char *err, size_t errlen) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return tc_fail(err, errlen, "allreduce: socket: %s", strerror(errno));
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_ANY);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 64) != 0) {
-        int e = errno;
-        close(fd);
-        return tc_fail(err, errlen, "allreduce: cannot listen on port %d: %s", port, strerror(e));
-    }
-    socklen_t len = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    *bound = ntohs(a.sin_port);
+    int fd = tc_tcp_listen(port, 0, bound);
+    if (fd < 0) return tc_fail(err, errlen, "allreduce: cannot listen on port %d: %s", port, strerror(errno));
     return fd;
 }
 

@@ -50,6 +50,9 @@ static inline float tc_tanhf(float x) { return 1.0f - 2.0f / (tc_expf(2.0f * x) 
 
 // Wall clock in seconds (monotonic).
 double tc_now(void);
+/// A TCP listener on 127.0.0.1 (loopback_only) or every address; port 0: any free one. The fd
+/// (its port in *bound), or -1 with errno set.
+int tc_tcp_listen(int port, int loopback_only, int *bound);
 
 // Little helpers for growing byte buffers.
 typedef struct { uint8_t *p; size_t len, cap; } tc_buf;

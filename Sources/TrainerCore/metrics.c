@@ -150,12 +150,11 @@ static void *serve(void *arg) {
     return NULL;
 }
 
-tc_metrics *tc_metrics_start(int port, int loopback_only, char *err, size_t errlen) {
+// A TCP listener on 127.0.0.1 or every address, port 0 for any free one; the fd and the port
+// it got, or -1 with errno set.
+int tc_tcp_listen(int port, int loopback_only, int *bound) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) {
-        tc_fail(err, errlen, "metrics: socket: %s", strerror(errno));
-        return NULL;
-    }
+    if (fd < 0) return -1;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     struct sockaddr_in a;
@@ -163,20 +162,31 @@ tc_metrics *tc_metrics_start(int port, int loopback_only, char *err, size_t errl
     a.sin_family = AF_INET;
     a.sin_port = htons((uint16_t)port);
     a.sin_addr.s_addr = htonl(loopback_only ? INADDR_LOOPBACK : INADDR_ANY);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 16) != 0) {
-        tc_fail(err, errlen, "metrics: cannot listen on port %d ('metrics.port'): %s", port, strerror(errno));
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 64) != 0) {
+        int e = errno;
         close(fd);
+        errno = e;
+        return -1;
+    }
+    socklen_t len = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    *bound = ntohs(a.sin_port);
+    return fd;
+}
+
+tc_metrics *tc_metrics_start(int port, int loopback_only, char *err, size_t errlen) {
+    int bound = 0, fd = tc_tcp_listen(port, loopback_only, &bound);
+    if (fd < 0) {
+        tc_fail(err, errlen, "metrics: cannot listen on port %d ('metrics.port'): %s", port, strerror(errno));
         return NULL;
     }
-    socklen_t alen = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &alen);
     tc_metrics *m = calloc(1, sizeof *m);
     if (!m) {
         close(fd);
         return NULL;
     }
     m->fd = fd;
-    m->port = ntohs(a.sin_port);
+    m->port = bound;
     m->started = tc_now();
     pthread_mutex_init(&m->mu, NULL);
     if (pthread_create(&m->thread, NULL, serve, m) != 0) {
