@@ -42,6 +42,24 @@ public struct NodeSetupDocument: Sendable {
     /// The script that adds what only the running machine knows.
     public var bootEnv: String { files["/usr/local/lib/stratum/boot-env.sh"] ?? "" }
 
+    /// Debian's `cloud-init schema --config-file` on the document: nil when cloud-init calls it
+    /// valid, else what it said (installed by .ci/run).
+    public func schemaProblems() throws -> String? {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("stratum-user-data-\(UUID().uuidString).yaml")
+        try Data(text.utf8).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["cloud-init", "schema", "--config-file", file.path]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return process.terminationStatus == 0 && said.contains("Valid cloud-config") ? nil : said
+    }
+
     /// What `readSecrets` found: the script's exit status and output, and the secrets file it
     /// wrote (nil when none) with its permissions.
     public struct SecretsRun: Sendable {

@@ -42,6 +42,13 @@ struct AWSLifecycleTests {
         #expect(setup.workload.contains("exec /opt/stratum/bin/stratum-trainer --config /etc/stratum/trainer.yaml"))
         #expect(setup.workload.contains("\"diloco.rank=$STRATUM_NODE_INDEX\""))
         #expect(!setup.text.contains("stratum/worker"))
+        // Every worker's user data, as EC2 holds it, is a document Debian's cloud-init accepts.
+        for index in 0..<2 {
+            let worker = try #require(await world.store.read(workspace: world.workspace).resources[ResourceAddress(type: "aws_instance", name: "worker", index: index)])
+            let data = try await world.direct.ec2("DescribeInstanceAttribute", [("InstanceId", worker.id), ("Attribute", "userData")], region: world.region, idempotent: true)
+            let problems = try NodeSetupDocument(base64: data.string("userData/value") ?? "").schemaProblems()
+            #expect(problems == nil, "aws_instance.worker[\(index)]: \(problems ?? "")")
+        }
         // The archive in the bucket is the bytes this binary carries.
         let object = try await world.direct.s3("GET", bucket: world.bucketName, key: archive.objectKey, region: world.region, action: "GetObject")
         #expect(object.body == archive.data)

@@ -71,6 +71,9 @@ struct GCPStackLifecycleTests {
             let userData = instance["metadata"]?.mapValue?["items"]?.listValue?.first { $0.mapValue?["key"] == "user-data" }?.mapValue?["value"]?.stringValue
             #expect(userData?.contains("gs://stratum-checkpoints-\(env)/\(TrainerArchive.bundled.objectKey)") == true, "\(path) does not fetch the archive")
             #expect(userData?.contains("stratum/worker") == false)
+            // As Compute holds it, a document Debian's cloud-init accepts.
+            let problems = try NodeSetupDocument(try #require(userData)).schemaProblems()
+            #expect(problems == nil, "\(path): \(problems ?? "")")
         }
 
         let plan = try await run(["plan"] + stack + ["--detailed-exitcode"])
