@@ -90,19 +90,28 @@ public struct LocalDemo: Stack {
         """
     }
 
-    /// Writes the node's trainer config, trains (resuming from the node's checkpoints in the
-    /// bucket), then keeps the node and its log until it is destroyed.
+    /// Writes the node's trainer config, checks the interconnect with the other workers (a
+    /// ring all-reduce of 8 MiB, once per node start; rank 0's port goes through the bucket),
+    /// trains (resuming from the node's checkpoints in the bucket), then keeps the node and its
+    /// log until it is destroyed.
     static let workerScript = """
         cfg="$STRATUM_NODE_DIR/trainer.yaml"
         printf '%s\\n' "$TRAINER_CONFIG" > "$cfg"
         port=0
         if [ "$METRICS_PORT" -gt 0 ]; then port=$((METRICS_PORT + STRATUM_NODE_INDEX)); fi
+        if [ "$STRATUM_NODE_COUNT" -gt 1 ]; then
+          [ "$STRATUM_NODE_INDEX" -gt 0 ] || rm -f "$BUCKET/allreduce-port"
+          "$TRAINER" allreduce-check --world "$STRATUM_NODE_COUNT" --rank "$STRATUM_NODE_INDEX" --coordinator 127.0.0.1 \\
+            --port-file "$BUCKET/allreduce-port" --bytes 8388608 --timeout 30 --output "$STRATUM_NODE_DIR/allreduce.prom" \\
+            || echo "the interconnect check failed; training anyway"
+        fi
         "$TRAINER" --config "$cfg" \\
           --set diloco.rank="$STRATUM_NODE_INDEX" \\
           --set diloco.store="$BUCKET/rounds" \\
           --set checkpoint.dir="$BUCKET/worker-$STRATUM_NODE_INDEX" \\
           --set metrics.port="$port" \\
-          --set metrics.port_file="$STRATUM_NODE_DIR/metrics-port" &
+          --set metrics.port_file="$STRATUM_NODE_DIR/metrics-port" \\
+          --set metrics.include="$STRATUM_NODE_DIR/allreduce.prom" &
         child=$!
         trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0' TERM
         wait "$child"

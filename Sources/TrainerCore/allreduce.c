@@ -84,6 +84,36 @@ static int connect_by(const char *host, int port, double deadline, char *err, si
     }
 }
 
+// Rank 0's rendezvous port, for the others to read (atomically, by rename).
+static int write_port(const char *path, int port, char *err, size_t errlen) {
+    char tmp[TC_PATH_MAX + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 || rename(tmp, path) != 0)
+        return tc_fail(err, errlen, "allreduce: cannot write the rendezvous port to %s: %s", path, strerror(errno));
+    return 0;
+}
+
+// Connects to the coordinator at the port rank 0 wrote in `path`, reading the file again
+// between tries (a file left by an earlier run names a port nobody listens on any more).
+static int connect_by_file(const char *host, const char *path, double deadline, char *err, size_t errlen) {
+    for (;;) {
+        int port = 0;
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (fscanf(f, "%d", &port) != 1) port = 0;
+            fclose(f);
+        }
+        if (port > 0) {
+            double soon = tc_now() + 0.5 < deadline ? tc_now() + 0.5 : deadline;
+            int fd = connect_by(host, port, soon, err, errlen, "the coordinator (rank 0)");
+            if (fd >= 0) return fd;
+        }
+        if (remaining(deadline) <= 0) return tc_fail(err, errlen, "allreduce: timed out waiting for the coordinator (rank 0) to listen (its port in %s)", path);
+        usleep(50 * 1000);
+    }
+}
+
 // Sends and receives whole buffers, both at once (the ring's neighbours send while they
 // receive), until both are done or the deadline passes.
 static int exchange(int out, const void *send_buf, size_t send_len, int in, void *recv_buf, size_t recv_len, double deadline, char *err, size_t errlen,
@@ -187,10 +217,12 @@ int tc_allreduce_check(const tc_allreduce_spec *s, tc_allreduce_result *r, char 
 
     if (rank == 0) {
         int bound;
-        if ((rendezvous = listener(s->port, &bound, err, errlen)) < 0) goto done;
+        if ((rendezvous = listener(s->port_file[0] ? 0 : s->port, &bound, err, errlen)) < 0) goto done;
+        if (s->port_file[0] && write_port(s->port_file, bound, err, errlen) != 0) goto done;
         if (gather(world, rendezvous, ring_port, hosts, ports, conns, deadline, err, errlen) != 0) goto done;
     } else {
-        int c = connect_by(s->coordinator, s->port, deadline, err, errlen, "the coordinator (rank 0)");
+        int c = s->port_file[0] ? connect_by_file(s->coordinator, s->port_file, deadline, err, errlen)
+                                : connect_by(s->coordinator, s->port, deadline, err, errlen, "the coordinator (rank 0)");
         if (c < 0) goto done;
         conns[0] = c;
         char line[64];

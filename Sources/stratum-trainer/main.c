@@ -103,12 +103,13 @@ static int run_allreduce_check(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: stratum-trainer allreduce-check --world N --rank R [--coordinator HOST] [--port P] [--bytes B]\n"
-                   "                                        [--iterations K] [--timeout S] [--output FILE]\n"
+            printf("usage: stratum-trainer allreduce-check --world N --rank R [--coordinator HOST] [--port P | --port-file F]\n"
+                   "                                        [--bytes B] [--iterations K] [--timeout S] [--output FILE]\n"
                    "\n"
                    "Times a ring all-reduce of B bytes (default 64 MiB) between N nodes over TCP, K times after one\n"
                    "untimed run, checks the result, and prints the bus bandwidth (algorithm bandwidth x 2(N-1)/N).\n"
-                   "Rank 0 listens on port P (default 29510) for the others, which connect to it at HOST. The whole\n"
+                   "Rank 0 listens on port P (default 29510) for the others, which connect to it at HOST; with\n"
+                   "--port-file, rank 0 listens on any free port and writes it to F, where the others read it. The whole\n"
                    "check gives up after S seconds (default 120). --output writes the result as Prometheus text,\n"
                    "which the trainer serves with its own metrics (metrics.include). Exit status 0: the check passed.\n");
             return 0;
@@ -126,6 +127,7 @@ static int run_allreduce_check(int argc, char **argv) {
         else if (!strcmp(a, "--timeout")) spec.timeout_s = strtod(v, &end);
         else if (!strcmp(a, "--coordinator")) snprintf(spec.coordinator, sizeof spec.coordinator, "%s", v);
         else if (!strcmp(a, "--output")) output = v;
+        else if (!strcmp(a, "--port-file")) snprintf(spec.port_file, sizeof spec.port_file, "%s", v);
         else {
             fprintf(stderr, "stratum-trainer allreduce-check: unknown option %s (see --help)\n", a);
             return 2;

@@ -15,6 +15,7 @@ struct CLIStatusTests {
         var step: Int?
         var loss: Double?
         var tokensPerSecond: Double?
+        var allreduceBusGbps: Double?
     }
 
     @Test func stepsGrowBetweenTwoCallsAndAStuckNodeIsUnreachableNotAHang() throws {
@@ -33,12 +34,14 @@ struct CLIStatusTests {
             #expect(run.status == 0, "\(run.stderr)")
             return (try? JSONDecoder().decode([Report].self, from: Data(run.stdout.utf8))) ?? []
         }
-        // Both trainers serve metrics once they start.
+        // Both trainers serve metrics once they start, with the bus bandwidth of the
+        // interconnect check the two workers ran first.
         var first: [Report] = []
         #expect(waitUntil(seconds: 60) {
             first = (try? status()) ?? []
             return first.count == 2 && first.allSatisfy { $0.health == "ok" && ($0.step ?? 0) > 0 }
         }, "\(first)")
+        #expect(first.allSatisfy { ($0.allreduceBusGbps ?? 0) > 0 }, "\(first.map(\.allreduceBusGbps))")
         #expect(first.map(\.address) == ["local_node.worker[0]", "local_node.worker[1]"])
         #expect(first.allSatisfy { $0.provider == "local" && $0.zone == "local" && $0.endpoint.hasPrefix("127.0.0.1:") && $0.loss != nil })
         #expect(Set(first.map(\.endpoint)).count == 2, "each node has its own port")

@@ -278,6 +278,7 @@ typedef struct {
     int world, rank;
     char coordinator[256];  // rank 0's address (ranks 1 and up connect to it)
     int port;               // the rendezvous port rank 0 listens on
+    char port_file[TC_PATH_MAX];  // set: rank 0 listens on any free port and writes it here; the others read it
     long bytes;             // buffer size all-reduced
     int iterations;         // timed all-reduces (after one untimed)
     double timeout_s;       // the whole check's limit
