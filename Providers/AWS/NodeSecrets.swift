@@ -1,4 +1,5 @@
 import Foundation
+import StratumBootstrap
 import StratumCloud
 import StratumCore
 
@@ -8,24 +9,17 @@ import StratumCore
 /// start of the workload into a root-only file. The value is in state (encrypted) and in SSM,
 /// never in user data.
 enum AWSNodeSecrets {
-    /// The `env` entries that hold a Secret, by name, revealed.
-    static func secrets(_ inputs: [String: Value]) -> [String: String] {
-        guard case .map(let env)? = inputs["env"] else { return [:] }
-        return env.filter { $0.value.containsSensitive }.mapValues { $0.revealed.stringValue ?? $0.revealed.description }
-    }
-
     /// The parameter of each secret (by env name), under the node's instance profile.
     static func parameters(_ inputs: [String: Value], address: ResourceAddress, lineage: String) -> [String: String] {
-        guard let profile = inputs["iam_instance_profile"]?.stringValue, !profile.isEmpty, case .map(let env)? = inputs["env"] else { return [:] }
+        guard let profile = inputs["iam_instance_profile"]?.stringValue, !profile.isEmpty else { return [:] }
         let node = address.description.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "-" }
         let prefix = "/stratum/\(profile)/\(String(node))-\(lineage.prefix(8))"
-        return Dictionary(uniqueKeysWithValues: env.keys.filter { env[$0]?.containsSensitive == true }.map { ($0, "\(prefix)/\($0)") })
+        return Dictionary(uniqueKeysWithValues: NodeUserData.secretNames(inputs).map { ($0, "\(prefix)/\($0)") })
     }
 
     /// Why a node with secrets cannot have them delivered (it has no role to read them with).
     static func problem(_ inputs: [String: Value]) -> String? {
-        guard case .map(let env)? = inputs["env"] else { return nil }
-        let names = env.keys.sorted().filter { env[$0]?.containsSensitive == true }
+        let names = NodeUserData.secretNames(inputs)
         guard !names.isEmpty, (inputs["iam_instance_profile"]?.stringValue ?? "").isEmpty else { return nil }
         return names.map { "env.\($0) holds a Secret" }.joined(separator: ", ")
             + ": a node's secrets reach it through SSM Parameter Store, read with its role; give the instance an iam_instance_profile (AWS.InstanceRole), since user data is plain text anyone allowed to describe the instance can read"
@@ -33,7 +27,7 @@ enum AWSNodeSecrets {
 
     /// Puts every secret of the node as a SecureString (overwriting: a retry writes the same).
     static func put(_ resource: ResolvedResource, client: AWSClient) async throws -> [String: String] {
-        let values = secrets(resource.inputs)
+        let values = NodeUserData.secretValues(resource.inputs)
         let parameters = parameters(resource.inputs, address: resource.address, lineage: resource.ownership.lineage)
         for (name, parameter) in parameters.sorted(by: { $0.key < $1.key }) {
             _ = try await client.json(

@@ -248,6 +248,19 @@ public enum NodeUserData {
         return try bootstrap.userData()
     }
 
+    /// The names of the `env` entries that hold a Secret, sorted: what a kind whose `env`
+    /// delivers secrets puts in the cloud's secret store instead of the user data.
+    public static func secretNames(_ inputs: [String: Value]) -> [String] {
+        guard case .map(let env)? = inputs["env"] else { return [] }
+        return env.keys.sorted().filter { env[$0]?.containsSensitive == true }
+    }
+
+    /// The `env` entries that hold a Secret, by name, revealed (for the secret store alone).
+    public static func secretValues(_ inputs: [String: Value]) -> [String: String] {
+        guard case .map(let env)? = inputs["env"] else { return [:] }
+        return env.filter { $0.value.containsSensitive }.mapValues { $0.revealed.stringValue ?? $0.revealed.description }
+    }
+
     /// The inputs a node resource kind takes for its workload (beside `command`, `env`,
     /// `container_image`, `user_data`): the trainer's artifact, configuration and arguments.
     public static let trainerInputs = ["trainer_url", "trainer_sha256", "trainer_config", "trainer_arguments"]
