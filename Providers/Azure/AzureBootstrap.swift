@@ -3,22 +3,39 @@ import StratumCloud
 import StratumCore
 
 extension BootstrapFlavour {
-    /// Azure: the zone from the Instance Metadata Service; blobs fetched with the VM's managed
-    /// identity (the user-assigned one `AZURE_CLIENT_ID` names, when node.env has it); rdma-core's InfiniBand userspace where the image lacks it (Azure's HPC images
-    /// have it); customData of up to 64 KB, gzip allowed (base64 in the API, binary-safe).
+    /// Azure: the zone from the Instance Metadata Service; blobs fetched, and secrets read from
+    /// the cluster's Key Vault, with the VM's managed identity (the user-assigned one
+    /// `AZURE_CLIENT_ID` names, when node.env has it); rdma-core's InfiniBand userspace where the
+    /// image lacks it (Azure's HPC images have it); customData of up to 64 KB, gzip allowed
+    /// (base64 in the API, binary-safe).
     public static let azure = BootstrapFlavour(
         cloud: "azure", atBoot: .azureVM,
+        library: #"""
+            # stratum_azure_header RESOURCE: this machine's identity's token for RESOURCE (URL-encoded), from
+            # IMDS, as a curl config header for curl's standard input (never its command line).
+            # AZURE_CLIENT_ID (node.env) names the VM's user-assigned identity.
+            stratum_azure_header() {
+              imds=${AZURE_POD_IDENTITY_AUTHORITY_HOST:-http://169.254.169.254}
+              token=$(curl -sf -H Metadata:true "$imds/metadata/identity/oauth2/token?api-version=2018-02-01&resource=$1${AZURE_CLIENT_ID:+&client_id=$AZURE_CLIENT_ID}" \
+                | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])') || return 1
+              printf 'header = "Authorization: Bearer %s"\n' "$token"
+            }
+            """#,
         fetch: #"""
             url=$1 out=$2
             path=${url#az://} account=${url#az://}
             account=${account%%/*} blob=${path#*/}
-            imds=${AZURE_POD_IDENTITY_AUTHORITY_HOST:-http://169.254.169.254}
-            # AZURE_CLIENT_ID (node.env) names the VM's user-assigned identity.
-            token=$(curl -sf -H Metadata:true "$imds/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fstorage.azure.com%2F${AZURE_CLIENT_ID:+&client_id=$AZURE_CLIENT_ID}" \
-              | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
-            # The token goes to curl on its standard input, never on its command line.
-            printf 'header = "Authorization: Bearer %s"\n' "$token" \
+            header=$(stratum_azure_header https%3A%2F%2Fstorage.azure.com%2F) || return 1
+            printf '%s\n' "$header" \
               | curl -sfS --retry 5 -K - -H 'x-ms-version: 2021-12-02' -o "$out" "${STRATUM_AZURE_BLOB_ENDPOINT:-https://$account.blob.core.windows.net}/$blob"
+            """#,
+        secret: #"""
+            # REFERENCE is VAULT/SECRET: a secret of the cluster's Key Vault.
+            vault=${1%%/*} name=${1#*/}
+            header=$(stratum_azure_header https%3A%2F%2Fvault.azure.net) || return 1
+            printf '%s\n' "$header" \
+              | curl -sfS --retry 5 -K - "${STRATUM_AZURE_KEYVAULT_ENDPOINT:-https://$vault.vault.azure.net}/secrets/$name?api-version=7.5" \
+              | python3 -c 'import json, sys; sys.stdout.write(json.load(sys.stdin)["value"])'
             """#,
         interconnectSetup: [
             .infiniband: #"""

@@ -21,8 +21,6 @@ struct AzureNodeIdentityKind: ResourceKind {
     static let assignmentType = "Microsoft.Authorization/roleAssignments"
     /// The built-in role Storage Blob Data Contributor: read, write and delete blobs and containers.
     static let blobDataContributor = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
-    /// The namespace of the assignment names (a fixed UUID of Stratum's).
-    static let assignmentNamespace = UUID(uuidString: "6f1c2a3e-5b7d-4e0f-9a8b-73c0d2e1f4a5")!
     static let nameRule = AzureNames.Rule(
         minLength: 3, maxLength: 128, extra: "-_", text: "3-128 letters, digits, '-' and '_', starting with a letter or digit")
 
@@ -66,21 +64,13 @@ struct AzureNodeIdentityKind: ResourceKind {
         "\(try AzureInputs.group(resource.inputs, client, resource.address))/providers/\(Self.identityType)/\(name(of: resource))"
     }
 
-    /// The role's definition id in the scope's subscription.
+    /// Storage Blob Data Contributor's definition id in the scope's subscription.
     static func roleDefinition(scope: String, client: AzureClient) -> String {
-        "/subscriptions/\(AzureVMInputs.subscription(ofID: scope) ?? client.subscription)/providers/Microsoft.Authorization/roleDefinitions/\(blobDataContributor)"
+        AzureRoleAssignment.definition(blobDataContributor, scope: scope, client: client)
     }
 
-    /// The assignment's id: a name-based (version 5) UUID of the scope, principal and role, so
-    /// the same assignment always has the same name.
     static func assignmentID(scope: String, principal: String, role: String) -> String {
-        let namespace = withUnsafeBytes(of: assignmentNamespace.uuid) { Data($0) }
-        var digest = Array(Insecure.SHA1.hash(data: namespace + Data("\(scope.lowercased())|\(principal.lowercased())|\(role.lowercased())".utf8)).prefix(16))
-        digest[6] = (digest[6] & 0x0f) | 0x50
-        digest[8] = (digest[8] & 0x3f) | 0x80
-        let hex = digest.map { String(format: "%02x", $0) }.joined()
-        let guid = [hex.prefix(8), hex.dropFirst(8).prefix(4), hex.dropFirst(12).prefix(4), hex.dropFirst(16).prefix(4), hex.dropFirst(20)].joined(separator: "-")
-        return "\(scope)/providers/\(assignmentType)/\(guid)"
+        AzureRoleAssignment.id(scope: scope, principal: principal, role: role)
     }
 
     // MARK: create
@@ -128,24 +118,9 @@ struct AzureNodeIdentityKind: ResourceKind {
         guard let principal = identity["properties"]?["principalId"]?.string else {
             throw ProviderError(.transient, "the managed identity \(identity["id"]?.string ?? "") has no principal yet", address: resource.address)
         }
-        let role = Self.roleDefinition(scope: scope, client: client)
-        let id = Self.assignmentID(scope: scope, principal: principal, role: role)
-        let description = "Stratum: nodes of \(resource.ownership.stack.isEmpty ? "" : resource.ownership.stack + " ")\(resource.address) read and write this"
-        let body: CloudJSON = [
-            "properties": [
-                "roleDefinitionId": .string(role), "principalId": .string(principal),
-                // Named, so ARM takes a principal the directory has not replicated yet.
-                "principalType": "ServicePrincipal", "description": .string(description),
-            ],
-        ]
-        do {
-            let answer = try await client.put(id, body: body, action: "roleAssignments.create", address: resource.address)
-            _ = try await client.finish(answer, action: "roleAssignments.create", address: resource.address)
-        } catch let error as ProviderError where error.message.contains("PrincipalNotFound") {
-            // A new identity's principal reaches the directory's replicas after a while.
-            throw ProviderError(.transient, "the directory does not know the identity's principal \(principal) yet: \(error.message)", address: resource.address)
-        }
-        return id
+        return try await AzureRoleAssignment.put(
+            Self.blobDataContributor, to: principal, at: scope, what: "nodes of \(resource.ownership.stack.isEmpty ? "" : resource.ownership.stack + " ")\(resource.address) read and write this",
+            address: resource.address, client: client)
     }
 
     static func computed(_ identity: CloudJSON) -> [String: Value] {
@@ -177,17 +152,9 @@ struct AzureNodeIdentityKind: ResourceKind {
                 refreshed.append(nil)
                 continue
             }
-            var current = state
-            current.attributes.merge(Self.computed(identity)) { $1 }
-            let tags = AzureTags.user(identity["tags"])
-            if tags != AzureTags.input(state.attributes["tags"]) { current.attributes["tags"] = tags.isEmpty ? nil : .map(tags.mapValues(Value.string)) }
             // The assignment gone (or never made): the identity may no longer use its scope.
-            let assignment = state.attributes["role_assignment_id"]?.stringValue ?? ""
-            let assigned = assignment.isEmpty ? nil : try await client.getIfExists(assignment, action: "roleAssignments.get", address: state.address)
-            if assigned == nil {
-                current.attributes["scope"] = nil
-                current.attributes["role_assignment_id"] = nil
-            }
+            var current = try await AzureRoleAssignment.refreshed(state, live: identity, granting: "scope", client: client)
+            current.attributes.merge(Self.computed(identity)) { $1 }
             refreshed.append(current)
         }
         return refreshed
@@ -206,18 +173,14 @@ struct AzureNodeIdentityKind: ResourceKind {
             identity = try await putIdentity(prior.id, tags: owned.merging(tags) { $1 }, resource: desired, client: client)
         }
         var state = try await complete(desired, identity: identity, client: client)
-        if let old = prior.attributes["role_assignment_id"]?.stringValue, !old.isEmpty, old.lowercased() != state.attributes["role_assignment_id"]?.stringValue?.lowercased() {
-            try await client.deleteAndWait(old, action: "roleAssignments.delete", address: desired.address)
-        }
+        try await AzureRoleAssignment.dropReplaced(prior, by: state, client: client)
         state.id = prior.id
         return state
     }
 
     func delete(_ state: ResourceState, context: OperationContext) async throws {
         let client = client.in(subscriptionOf: state.id)
-        if let assignment = state.attributes["role_assignment_id"]?.stringValue, !assignment.isEmpty {
-            try await client.deleteAndWait(assignment, action: "roleAssignments.delete", address: state.address)
-        }
+        try await AzureRoleAssignment.delete(of: state, client: client)
         try await client.deleteAndWait(state.id, action: "userAssignedIdentities.delete", address: state.address)
     }
 
@@ -230,5 +193,83 @@ struct AzureNodeIdentityKind: ResourceKind {
             AzureTags.carry(token: operation.token, in: identity["tags"])
         else { return nil }
         return try await complete(resource, identity: identity, client: client)
+    }
+}
+
+/// The role assignments Stratum makes (a node identity's on its container, on its key vault):
+/// each named by a GUID derived from the scope, the principal and the role, so a retried create
+/// PUTs the same assignment again.
+enum AzureRoleAssignment {
+    static let type = "Microsoft.Authorization/roleAssignments"
+    /// The namespace of the assignment names (a fixed UUID of Stratum's).
+    static let namespace = UUID(uuidString: "6f1c2a3e-5b7d-4e0f-9a8b-73c0d2e1f4a5")!
+
+    /// A built-in role's definition id in the scope's subscription.
+    static func definition(_ role: String, scope: String, client: AzureClient) -> String {
+        "/subscriptions/\(AzureVMInputs.subscription(ofID: scope) ?? client.subscription)/providers/Microsoft.Authorization/roleDefinitions/\(role)"
+    }
+
+    /// The assignment's id: a name-based (version 5) UUID of the scope, principal and role, so
+    /// the same assignment always has the same name.
+    static func id(scope: String, principal: String, role: String) -> String {
+        let space = withUnsafeBytes(of: namespace.uuid) { Data($0) }
+        var digest = Array(Insecure.SHA1.hash(data: space + Data("\(scope.lowercased())|\(principal.lowercased())|\(role.lowercased())".utf8)).prefix(16))
+        digest[6] = (digest[6] & 0x0f) | 0x50
+        digest[8] = (digest[8] & 0x3f) | 0x80
+        let hex = digest.map { String(format: "%02x", $0) }.joined()
+        let guid = [hex.prefix(8), hex.dropFirst(8).prefix(4), hex.dropFirst(12).prefix(4), hex.dropFirst(16).prefix(4), hex.dropFirst(20)].joined(separator: "-")
+        return "\(scope)/providers/\(type)/\(guid)"
+    }
+
+    /// PUTs the assignment of the built-in `role` at `scope` to `principal` (a service
+    /// principal: a managed identity's); its id. `what` says why, in its description.
+    static func put(_ role: String, to principal: String, at scope: String, what: String, address: ResourceAddress, client: AzureClient) async throws -> String {
+        let definition = definition(role, scope: scope, client: client)
+        let id = id(scope: scope, principal: principal, role: definition)
+        let body: CloudJSON = [
+            "properties": [
+                "roleDefinitionId": .string(definition), "principalId": .string(principal),
+                // Named, so ARM takes a principal the directory has not replicated yet.
+                "principalType": "ServicePrincipal", "description": .string("Stratum: \(what)"),
+            ],
+        ]
+        do {
+            let answer = try await client.put(id, body: body, action: "roleAssignments.create", address: address)
+            _ = try await client.finish(answer, action: "roleAssignments.create", address: address)
+        } catch let error as ProviderError where error.message.contains("PrincipalNotFound") {
+            // A new identity's principal reaches the directory's replicas after a while.
+            throw ProviderError(.transient, "the directory does not know the principal \(principal) yet: \(error.message)", address: address)
+        }
+        return id
+    }
+
+    /// `state` as refreshed from `live` (the resource holding the assignment in
+    /// `role_assignment_id`): its tags, and, when the assignment is gone (or was never made),
+    /// the input that `granting` names unset with it, so the next apply makes it again.
+    static func refreshed(_ state: ResourceState, live: CloudJSON, granting input: String, client: AzureClient) async throws -> ResourceState {
+        var current = state
+        let tags = AzureTags.user(live["tags"])
+        if tags != AzureTags.input(state.attributes["tags"]) { current.attributes["tags"] = tags.isEmpty ? nil : .map(tags.mapValues(Value.string)) }
+        let assignment = state.attributes["role_assignment_id"]?.stringValue ?? ""
+        let assigned = assignment.isEmpty ? nil : try await client.getIfExists(assignment, action: "roleAssignments.get", address: state.address)
+        if assigned == nil {
+            current.attributes[input] = nil
+            current.attributes["role_assignment_id"] = nil
+        }
+        return current
+    }
+
+    /// Deletes `prior`'s assignment when `state` (its update) holds another.
+    static func dropReplaced(_ prior: ResourceState, by state: ResourceState, client: AzureClient) async throws {
+        guard let old = prior.attributes["role_assignment_id"]?.stringValue, !old.isEmpty,
+            old.lowercased() != state.attributes["role_assignment_id"]?.stringValue?.lowercased()
+        else { return }
+        try await client.deleteAndWait(old, action: "roleAssignments.delete", address: state.address)
+    }
+
+    /// Deletes the assignment of `state`, if it has one (one already gone is fine).
+    static func delete(of state: ResourceState, client: AzureClient) async throws {
+        guard let assignment = state.attributes["role_assignment_id"]?.stringValue, !assignment.isEmpty else { return }
+        try await client.deleteAndWait(assignment, action: "roleAssignments.delete", address: state.address)
     }
 }

@@ -6,8 +6,9 @@ import StratumCore
 /// (`AzureNetworkKinds.swift`), storage accounts and blob containers (`AzureStorageKinds.swift`),
 /// each an `AzureARMKind` over its spec; virtual machines, each with a NIC of its own
 /// (`AzureVirtualMachineKind.swift`); the nodes' managed identity with its role on their
-/// container (`AzureNodeIdentityKind.swift`); and blobs of what this binary carries, the
-/// trainer's archive (`AzureBlobKind.swift`).
+/// container (`AzureNodeIdentityKind.swift`); the Key Vault of the nodes' secrets, which that
+/// identity may read (`AzureKeyVaultKind.swift`, `AzureNodeSecrets.swift`); and blobs of what
+/// this binary carries, the trainer's archive (`AzureBlobKind.swift`).
 ///
 /// Names are deterministic (the `name` input, else derived from the address and lineage), so a
 /// create is an idempotent PUT by name; Stratum's ownership and the create's token are in the
@@ -23,7 +24,7 @@ public struct AzureProvider: Provider {
             .resourceGroup, .virtualNetwork, .subnet, .networkSecurityGroup, .publicIP, .proximityPlacementGroup, .storageAccount, .blobContainer,
         ]
         let kinds: [any ResourceKind] = arm.map { AzureARMKind(spec: $0, client: client) } + [
-            AzureVirtualMachineKind(client: client), AzureNodeIdentityKind(client: client), AzureBlobKind(client: client),
+            AzureVirtualMachineKind(client: client), AzureNodeIdentityKind(client: client), AzureKeyVaultKind(client: client), AzureBlobKind(client: client),
         ]
         self.kinds = Dictionary(uniqueKeysWithValues: kinds.map { ($0.type, $0) })
     }

@@ -53,7 +53,11 @@ struct AzureVirtualMachineKind: ResourceKind {
         "trainer_config": .input(forceNew: true, plainText: true),
         "trainer_arguments": .input(forceNew: true, plainText: true),
         "command": .input(forceNew: true, plainText: true),
-        "env": .input(forceNew: true, plainText: true),
+        // A Secret here goes to the vault of `key_vault` and is read by the node with its identity
+        // (AzureNodeSecrets); plain entries are in the customData.
+        "env": .input(forceNew: true, deliversSecrets: true),
+        // The cluster's Key Vault (`azure_key_vault`'s ARM id), which the identity may read.
+        "key_vault": .input(forceNew: true),
         "container_image": .input(forceNew: true),
         "pool": .input(forceNew: true),
         "index": .input(forceNew: true),
@@ -103,7 +107,8 @@ struct AzureVirtualMachineKind: ResourceKind {
     func batchKey(_ state: ResourceState) -> String { "\(client(of: state).subscription)/\(group(of: state).lowercased())" }
 
     func validate(_ resource: DesiredResource) -> [Diagnostic] {
-        AzureVMInputs.problems(resource.inputs).map { Diagnostic(address: resource.address, message: $0, location: resource.location) }
+        (AzureVMInputs.problems(resource.inputs) + [AzureNodeSecrets.problem(resource.inputs)].compactMap { $0 })
+            .map { Diagnostic(address: resource.address, message: $0, location: resource.location) }
     }
 
     func review(_ prior: ResourceState, desired: [String: Value]) -> PlanReview { NodeContract.review(prior, desired: desired) }
@@ -142,6 +147,9 @@ struct AzureVirtualMachineKind: ResourceKind {
             sshKey = sshKey ?? AzureVMInputs.sshKey(of: existing)
         }
         let key = sshKey ?? AzureVMInputs.unusableSSHKey()
+        // A secret that arrived through a reference resolved only now is checked again here.
+        if let problem = AzureNodeSecrets.problem(resource.inputs) { throw ProviderError(.permanent, problem, address: address) }
+        let secrets = try await AzureNodeSecrets.put(resource, vm: name, tags: tags, client: client)
 
         var publicIP: String?
         if resource.inputs["public_ip"]?.boolValue == true, madeNetwork {
@@ -162,7 +170,7 @@ struct AzureVirtualMachineKind: ResourceKind {
         var stockouts: [String] = []
         do {
             for zone in zones {
-                let body = try AzureVMInputs.vmBody(resource, name: name, zone: zone, nic: paths.nic, tags: tags, sshKey: key)
+                let body = try AzureVMInputs.vmBody(resource, name: name, zone: zone, nic: paths.nic, tags: tags, sshKey: key, secrets: secrets)
                 do {
                     let answer = try await client.put(paths.vm, body: body, action: "virtualMachines.put", address: address, zone: zone, region: region)
                     if let operation = answer.operation { try await context.record(handle: operation.handle) }
@@ -296,7 +304,7 @@ struct AzureVirtualMachineKind: ResourceKind {
         return state
     }
 
-    /// Deletes the VM (its OS disk goes with it), then its NIC and public IP.
+    /// Deletes the VM (its OS disk goes with it), then its NIC and public IP, and disables its secrets.
     func delete(_ state: ResourceState, context: OperationContext) async throws {
         let client = self.client(of: state)
         let name = String(state.id.split(separator: "/").last ?? "")
@@ -304,6 +312,7 @@ struct AzureVirtualMachineKind: ResourceKind {
         try await client.deleteAndWait(paths.vm, action: "virtualMachines.delete", address: state.address)
         try await client.deleteAndWait(paths.nic, action: "networkInterfaces.delete", address: state.address)
         try await client.deleteAndWait(paths.ip, action: "publicIPAddresses.delete", address: state.address)
+        try await AzureNodeSecrets.disable(state, vm: name, client: client)
     }
 
     /// Resumes the journaled VM operation (whatever its outcome), then adopts the VM if its tags

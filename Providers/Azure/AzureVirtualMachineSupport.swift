@@ -109,9 +109,10 @@ enum AzureVMInputs {
         return node
     }
 
-    /// The VM's PUT body in `zone` (nil: no zone).
+    /// The VM's PUT body in `zone` (nil: no zone); `secrets` are the references of its env's
+    /// secrets in the vault (AzureNodeSecrets), listed in the customData instead of their values.
     static func vmBody(
-        _ resource: ResolvedResource, name: String, zone: String?, nic: String, tags: [String: String], sshKey: String
+        _ resource: ResolvedResource, name: String, zone: String?, nic: String, tags: [String: String], sshKey: String, secrets: [String: String] = [:]
     ) throws -> CloudJSON {
         let inputs = resource.inputs
         let size = try required(resource, "size")
@@ -128,7 +129,7 @@ enum AzureVMInputs {
             ],
         ]
         let machine = AzureMachineCatalog.bootstrapMachine(size: size, gpus: inputs["gpus"]?.intValue, gpuClass: inputs["gpu_class"]?.stringValue)
-        if let userData = try NodeUserData.render(node(resource), flavour: .azure, machine: machine) {
+        if let userData = try NodeUserData.render(node(resource), flavour: .azure, machine: machine, secrets: secrets) {
             osProfile["customData"] = .string(userData.bytes.base64EncodedString())
         }
         var properties: [String: CloudJSON] = [

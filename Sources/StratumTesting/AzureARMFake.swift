@@ -6,7 +6,12 @@ import StratumCore
 /// public IP addresses, proximity placement groups, virtual machines, storage accounts (and
 /// their `listKeys`), blob containers, user-assigned managed identities (each with a principal
 /// and client id of its own) and role assignments at any resource's scope, which name a
-/// principal that must exist (400 `PrincipalNotFound` otherwise, as for a deleted identity).
+/// principal that must exist (400 `PrincipalNotFound` otherwise, as for a deleted identity),
+/// and key vaults with their secrets: a secret's `value` is kept apart and never answered (ARM
+/// does not return it; `AzureKeyVaultFake` serves it on the data plane), a deleted vault is kept
+/// soft-deleted (its name refused to a new vault, 409) until it is purged
+/// (`…/locations/{l}/deletedVaults/{name}` GET and `/purge` POST), and vault names are unique
+/// across resource groups.
 ///
 /// PUT is idempotent by name (the same body again answers the resource as it is); changed
 /// bodies update it. Creates, updates and deletes run as asynchronous operations in the three
@@ -85,6 +90,16 @@ public actor AzureARMFake {
     private var nextID = 1
     /// Storage account keys by lower-cased account name (base64), made at the first `listKeys`.
     private var storageKeys: [String: String] = [:]
+    /// Vault secrets' values and current versions by lower-cased secret id: never in what ARM answers.
+    private var secretValues: [String: (value: String, version: String)] = [:]
+    /// Deleted (soft-deleted) vaults by lower-cased name, until purged.
+    private var deletedVaults: [String: DeletedVault] = [:]
+
+    private struct DeletedVault {
+        var id: String
+        var location: String
+        var tags: [String: String]
+    }
 
     /// How ARM answers each type by default.
     public static let defaultStyles: [String: AsyncStyle] = [
@@ -101,6 +116,8 @@ public actor AzureARMFake {
         "Microsoft.Storage/storageAccounts/blobServices/containers": .synchronous,
         "Microsoft.ManagedIdentity/userAssignedIdentities": .synchronous,
         "Microsoft.Authorization/roleAssignments": .synchronous,
+        "Microsoft.KeyVault/vaults": .synchronous,
+        "Microsoft.KeyVault/vaults/secrets": .synchronous,
     ]
 
     /// The SDK model for PUT and PATCH bodies of each type.
@@ -118,11 +135,14 @@ public actor AzureARMFake {
         "Microsoft.Storage/storageAccounts/blobServices/containers": ("BlobContainer", "BlobContainer"),
         "Microsoft.ManagedIdentity/userAssignedIdentities": ("Identity", "IdentityUpdate"),
         "Microsoft.Authorization/roleAssignments": ("RoleAssignmentCreateParameters", "RoleAssignmentCreateParameters"),
+        "Microsoft.KeyVault/vaults": ("VaultCreateOrUpdateParameters", "VaultPatchParameters"),
+        "Microsoft.KeyVault/vaults/secrets": ("SecretCreateOrUpdateParameters", "SecretPatchParameters"),
     ]
 
     /// The SDK model of what a GET answers for each type, where it is not the PUT body's.
     static let responseModels: [String: String] = [
         "Microsoft.Storage/storageAccounts": "StorageAccount", "Microsoft.Authorization/roleAssignments": "RoleAssignment",
+        "Microsoft.KeyVault/vaults": "Vault", "Microsoft.KeyVault/vaults/secrets": "Secret",
     ]
 
     /// The tenant of every principal the fake makes.
@@ -239,6 +259,8 @@ public actor AzureARMFake {
         case (.resource, "DELETE"): response = delete(route, base: base, apiVersion: apiVersion)
         case (.list(let generic), "GET"): response = list(route, generic: generic, query: query, base: base, path: path)
         case (.action("listKeys"), "POST"): response = listKeys(route)
+        case (.deletedVault(let location, let name, purge: false), "GET"): response = deletedVault(location: location, name: name)
+        case (.deletedVault(let location, let name, purge: true), "POST"): response = purgeDeletedVault(location: location, name: name)
         default:
             violations.append("\(request.method) \(path): method not allowed")
             return Self.error(405, "MethodNotAllowed", "The requested resource does not support http method '\(request.method)'.")
@@ -333,8 +355,9 @@ public actor AzureARMFake {
             if let refusal = immutableChange(existing, body) { return refusal }
         }
         if let dangling = danglingReference(in: body, route: route) { return dangling }
-        if let refusal = roleAssignmentRefusal(route, body) ?? identityRefusal(route, body) { return refusal }
+        if let refusal = roleAssignmentRefusal(route, body) ?? identityRefusal(route, body) ?? vaultRefusal(route) { return refusal }
         var fields = body.mapValue ?? [:]
+        keepSecretValue(route, &fields)
         let location = route.type == "Microsoft.Authorization/roleAssignments" ? "" : fields["location"]?.stringValue ?? parentLocation(route) ?? ""
         var allocationFailure: String?
         if route.type == "Microsoft.Compute/virtualMachines" {
@@ -389,6 +412,7 @@ public actor AzureARMFake {
             fields[key] = key == "tags" ? value : Self.merge(fields[key], value)
             request[key] = key == "tags" ? value : Self.merge(request[key], value)
         }
+        keepSecretValue(route, &fields)
         stored.json = .map(fields)
         stored.requestBody = .map(request)
         resources[route.key] = stored
@@ -536,7 +560,11 @@ public actor AzureARMFake {
         operations[id] = operation
         switch operation.kind {
         case .delete:
-            if operation.failure == nil { removeTree(operation.key) }
+            guard operation.failure == nil else { return }
+            if let vault = resources[operation.key], vault.type == "Microsoft.KeyVault/vaults" {
+                deletedVaults[vault.name.lowercased()] = DeletedVault(id: vault.id, location: vault.location, tags: vault.tags)
+            }
+            removeTree(operation.key)
         case .create, .update:
             guard var stored = resources[operation.key] else { return }
             stored.provisioningState = operation.status
@@ -581,7 +609,7 @@ public actor AzureARMFake {
         // Proximity placement groups, blob containers, identities and role assignments have no provisioning state.
         let stateless = [
             "Microsoft.Compute/proximityPlacementGroups", "Microsoft.Storage/storageAccounts/blobServices/containers", "Microsoft.ManagedIdentity/userAssignedIdentities",
-            "Microsoft.Authorization/roleAssignments",
+            "Microsoft.Authorization/roleAssignments", "Microsoft.KeyVault/vaults/secrets",
         ]
         if !stateless.contains(stored.type) {
             properties["provisioningState"] = .string(stored.provisioningState)
@@ -643,6 +671,14 @@ public actor AzureARMFake {
             properties["tenantId"] = .string(Self.tenant)
             properties["principalId"] = properties["principalId"] ?? .string(Self.guid(serial + 11))
             properties["clientId"] = properties["clientId"] ?? .string(Self.guid(serial + 13))
+        case "Microsoft.KeyVault/vaults":
+            properties["vaultUri"] = .string("https://\(stored.name.lowercased()).vault.azure.net/")
+        case "Microsoft.KeyVault/vaults/secrets":
+            let vault = stored.id.split(separator: "/").dropLast(2).last.map { String($0).lowercased() } ?? ""
+            properties["secretUri"] = .string("https://\(vault).vault.azure.net/secrets/\(stored.name)")
+            if let version = secretValues[stored.key]?.version {
+                properties["secretUriWithVersion"] = .string("https://\(vault).vault.azure.net/secrets/\(stored.name)/\(version)")
+            }
         case "Microsoft.Authorization/roleAssignments":
             properties["scope"] = properties["scope"] ?? .string(String(stored.id[..<(stored.id.range(of: "/providers/Microsoft.Authorization/", options: .caseInsensitive)?.lowerBound ?? stored.id.endIndex)]))
             properties["createdOn"] = properties["createdOn"] ?? "2026-01-01T00:00:00.0000000Z"
@@ -772,8 +808,103 @@ public actor AzureARMFake {
         return Self.json(200, answer)
     }
 
+    // MARK: Key vaults
+
+    /// A secret's value (and a new version when it changes) kept apart from what ARM answers.
+    private func keepSecretValue(_ route: Route, _ fields: inout [String: Value]) {
+        guard route.type == "Microsoft.KeyVault/vaults/secrets", var properties = fields["properties"]?.mapValue else { return }
+        if let value = properties["value"]?.stringValue {
+            if secretValues[route.key]?.value != value { secretValues[route.key] = (value, String(format: "%032lx", nextSerial())) }
+            properties["value"] = nil
+            fields["properties"] = .map(properties)
+        }
+    }
+
+    /// A new vault whose name another vault holds, live (anywhere: names are global) or deleted.
+    private func vaultRefusal(_ route: Route) -> ProxyResponse? {
+        guard route.type == "Microsoft.KeyVault/vaults", resources[route.key] == nil else { return nil }
+        let name = route.name.lowercased()
+        if deletedVaults[name] != nil {
+            return Self.error(
+                409, "ConflictError",
+                "A vault with the same name already exists in deleted state. You need to either recover or purge existing key vault. Follow this link https://go.microsoft.com/fwlink/?linkid=2149745 for more information on soft delete.")
+        }
+        if resources.values.contains(where: { $0.type == route.type && $0.name.lowercased() == name }) {
+            return Self.error(409, "VaultAlreadyExists", "The vault name '\(route.name)' is already in use. Vault names are globally unique so it is possible that the name is already taken.")
+        }
+        return nil
+    }
+
+    private func deletedVault(location: String, name: String) -> ProxyResponse {
+        guard let deleted = deletedVaults[name.lowercased()], deleted.location.lowercased() == location.lowercased() else {
+            return Self.error(404, "DeletedVaultNotFound", "The specified deleted vault '\(name)' does not exist.")
+        }
+        let answer: Value = [
+            "id": .string("/subscriptions/\(subscription)/providers/Microsoft.KeyVault/locations/\(location)/deletedVaults/\(name)"),
+            "name": .string(name), "type": "Microsoft.KeyVault/deletedVaults",
+            "properties": [
+                "vaultId": .string(deleted.id), "location": .string(deleted.location), "deletionDate": "2026-01-01T00:00:00Z",
+                "scheduledPurgeDate": "2026-01-08T00:00:00Z", "tags": .map(deleted.tags.mapValues(Value.string)), "purgeProtectionEnabled": false,
+            ],
+        ]
+        for violation in validator.validate(answer, as: "DeletedVault", .response) { violations.append("response deleted vault \(name): \(violation)") }
+        return Self.json(200, answer)
+    }
+
+    private func purgeDeletedVault(location: String, name: String) -> ProxyResponse {
+        guard let deleted = deletedVaults[name.lowercased()], deleted.location.lowercased() == location.lowercased() else {
+            return Self.error(404, "DeletedVaultNotFound", "The specified deleted vault '\(name)' does not exist.")
+        }
+        deletedVaults[name.lowercased()] = nil
+        return ProxyResponse(status: 200)
+    }
+
+    /// The names of the vaults deleted and not yet purged.
+    public func deletedVaultNames() -> [String] { deletedVaults.keys.sorted() }
+
+    /// A vault secret's value, as the vault holds it (by the secret's ARM id).
+    public func secretValue(_ id: String) -> String? { secretValues[id.lowercased()]?.value }
+
+    /// The principal of the user-assigned identity with `clientID`, as IMDS knows it.
+    public func principal(ofClientID clientID: String) -> String? {
+        resources.values.first { stored in
+            stored.type == "Microsoft.ManagedIdentity/userAssignedIdentities"
+                && stored.json.mapValue?["properties"]?.mapValue?["clientId"]?.stringValue?.lowercased() == clientID.lowercased()
+        }?.json.mapValue?["properties"]?.mapValue?["principalId"]?.stringValue
+    }
+
+    /// What Key Vault's data plane answers `principal` reading secret `name` of the vault named `vault`.
+    public enum VaultSecretRead: Sendable, Equatable {
+        case value(String, version: String)
+        case noVault, forbidden, notFound, disabled
+    }
+
+    /// Roles that may read a vault's secrets: Key Vault Secrets User, Secrets Officer, Administrator.
+    static let secretReaderRoles = ["4633458b-17de-408a-b874-0445c86b69e6", "b86a8fe4-44ce-4948-aee5-eccb2c155cd7", "00482a5a-887f-4fb3-b363-3b7fe8e74483"]
+
+    /// Reads a secret as the data plane does: the vault by name, then the principal's roles on
+    /// it (assigned at the vault or a scope above it, per Azure RBAC), then the secret, enabled.
+    public func readSecret(vault: String, name: String, principal: String) -> VaultSecretRead {
+        guard let stored = resources.values.first(where: { $0.type == "Microsoft.KeyVault/vaults" && $0.name.lowercased() == vault.lowercased() }) else {
+            return .noVault
+        }
+        let allowed = resources.values.contains { assignment in
+            let properties = assignment.json.mapValue?["properties"]?.mapValue ?? [:]
+            let scope = properties["scope"]?.stringValue?.lowercased() ?? "-"
+            let role = properties["roleDefinitionId"]?.stringValue?.lowercased() ?? ""
+            return assignment.type == "Microsoft.Authorization/roleAssignments" && properties["principalId"]?.stringValue?.lowercased() == principal.lowercased()
+                && Self.secretReaderRoles.contains { role.hasSuffix("/" + $0) } && (stored.key == scope || stored.key.hasPrefix(scope + "/"))
+        }
+        guard allowed else { return .forbidden }
+        let key = stored.key + "/secrets/" + name.lowercased()
+        guard let secret = resources[key], let value = secretValues[key] else { return .notFound }
+        let enabled = secret.json.mapValue?["properties"]?.mapValue?["attributes"]?.mapValue?["enabled"]?.boolValue ?? true
+        return enabled ? .value(value.value, version: value.version) : .disabled
+    }
+
     private func removeTree(_ key: String) {
         for candidate in resources.keys where candidate == key || candidate.hasPrefix(key + "/") { resources[candidate] = nil }
+        for candidate in secretValues.keys where candidate.hasPrefix(key + "/") || candidate == key { secretValues[candidate] = nil }
     }
 
     private func missingParent(_ route: Route) -> ProxyResponse? {
@@ -923,6 +1054,8 @@ extension AzureARMFake {
             case operationResult(String)
             /// A POST of an action on a resource (`listKeys`); `id` is the resource's.
             case action(String)
+            /// A deleted key vault (GET), or its purge (POST `…/purge`).
+            case deletedVault(location: String, name: String, purge: Bool)
         }
 
         var kind: Kind
@@ -948,6 +1081,7 @@ extension AzureARMFake {
             case .list(let generic): return generic ? "resources" : type
             case .resource: return type
             case .action(let name): return "\(type)/\(name)"
+            case .deletedVault(_, _, let purge): return purge ? "\(type)/purge" : type
             }
         }
 
@@ -1031,6 +1165,16 @@ extension AzureARMFake {
             }
             guard rest.count >= 3, rest[0].lowercased() == "providers" else { return nil }
             let namespace = rest[1]
+            // `providers/Microsoft.KeyVault/locations/{l}/deletedVaults/{name}[/purge]`.
+            if resourceGroup == nil, rest.count == 6 || rest.count == 7, namespace.lowercased() == "microsoft.keyvault", rest[2].lowercased() == "locations",
+                rest[4].lowercased() == "deletedvaults"
+            {
+                guard rest.count == 6 || rest[6].lowercased() == "purge" else { return nil }
+                self.kind = .deletedVault(location: rest[3], name: rest[5], purge: rest.count == 7)
+                self.type = "Microsoft.KeyVault/locations/deletedVaults"
+                self.id = prefix + "/" + rest[0..<6].joined(separator: "/")
+                return
+            }
             if resourceGroup == nil, rest.count == 6, rest[2].lowercased() == "locations" {
                 let what = rest[4].lowercased()
                 guard what == "operations" || what == "operationresults" else { return nil }

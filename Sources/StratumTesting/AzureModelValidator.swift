@@ -2,7 +2,8 @@ import Foundation
 import StratumCore
 
 /// Checks ARM request bodies against the models of Azure's own Python SDK (azure-mgmt-compute,
-/// -network, -resource, -storage, -msi, -authorization): at first use a Python script imports the model classes and
+/// -network, -resource, -storage, -msi, -authorization, -keyvault; azure-keyvault-secrets for
+/// Key Vault's data-plane answers): at first use a Python script imports the model classes and
 /// walks each one's declared REST keys and types recursively (TypeSpec-generated `rest_field`s,
 /// or msrest's `_attribute_map` and `_validation` in older packages), dumping a JSON schema;
 /// bodies are then walked against it. An undeclared field, a value of the wrong JSON type, a
@@ -58,6 +59,15 @@ public struct AzureModelValidator: Sendable {
         "IdentityUpdate": "azure.mgmt.msi.v2024_11_30.models:IdentityUpdate",
         "RoleAssignmentCreateParameters": "azure.mgmt.authorization.v2022_04_01.models:RoleAssignmentCreateParameters",
         "RoleAssignment": "azure.mgmt.authorization.v2022_04_01.models:RoleAssignment",
+        "VaultCreateOrUpdateParameters": "azure.mgmt.keyvault.models:VaultCreateOrUpdateParameters",
+        "VaultPatchParameters": "azure.mgmt.keyvault.models:VaultPatchParameters",
+        "Vault": "azure.mgmt.keyvault.models:Vault",
+        "DeletedVault": "azure.mgmt.keyvault.models:DeletedVault",
+        "SecretCreateOrUpdateParameters": "azure.mgmt.keyvault.models:SecretCreateOrUpdateParameters",
+        "SecretPatchParameters": "azure.mgmt.keyvault.models:SecretPatchParameters",
+        "Secret": "azure.mgmt.keyvault.models:Secret",
+        // Key Vault's data plane: what a secret GET answers (the Key Vault fake).
+        "SecretBundle": "azure.keyvault.secrets._generated.models:SecretBundle",
     ]
 
     /// Root names (`VirtualMachine`) to model ids in `models`.

@@ -371,6 +371,9 @@ struct AzureAPIVersionSDKTests {
             "azure.mgmt.msi.v2024_11_30.operations._user_assigned_identities_operations", "build_create_or_update_request"
         ),
         "Microsoft.Authorization/roleAssignments": ("azure.mgmt.authorization.v2022_04_01.operations._role_assignments_operations", "build_create_request"),
+        "Microsoft.KeyVault/vaults": ("azure.mgmt.keyvault", "build_vaults_create_or_update_request"),
+        "Microsoft.KeyVault/vaults/secrets": ("azure.mgmt.keyvault", "build_secrets_create_or_update_request"),
+        "Microsoft.KeyVault/locations/deletedVaults": ("azure.mgmt.keyvault", "build_vaults_purge_deleted_request"),
     ]
 
     /// Prints `builder version` for each `package:builder` argument, from the builder's source

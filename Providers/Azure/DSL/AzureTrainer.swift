@@ -47,12 +47,57 @@ extension Azure {
         /// The identity's client id: what a node asks IMDS for tokens of (`AZURE_CLIENT_ID`).
         public var clientID: Ref<String> { Ref(address, "client_id") }
         public var principalID: Ref<String> { Ref(address, "principal_id") }
+        /// The directory the identity belongs to (a key vault's `tenantId`).
+        public var tenantID: Ref<String> { Ref(address, "tenant_id") }
 
         public func declare(into content: inout StackContent) {
             AzureDeclaration.declare(
                 "azure_node_identity", name, subscription: subscription, region: location, resourceGroup: resourceGroup, inputs: ["scope": scope.value],
                 azureName: identityName, nameCheck: { AzureNaming.problem(resourceName: $0, limit: 128) }, dependsOn: explicitDependencies,
                 location: sourceLocation, into: &content)
+        }
+    }
+
+    /// `azure_key_vault`: the vault of the nodes' secrets — a `Secret` in the env of a VM whose
+    /// spec names it (`VMSpec.keyVault`) is kept here, not in the VM's customData — with RBAC
+    /// authorization, and Key Vault Secrets User on this vault alone for `reader`'s principal.
+    /// Destroy deletes and purges it (see `AzureKeyVaultKind`).
+    public struct KeyVault: Resource {
+        public let name: String
+        public var reader: NodeIdentity
+        public var resourceGroup: any StringExpression
+        /// The vault's Azure name (3-24 letters, digits and '-', unique across Azure); nil:
+        /// derived from the address and the state's lineage.
+        public var vaultName: String?
+        public var subscription: String?
+        public var location: String
+        public var explicitDependencies: [ResourceAddress] = []
+        public let sourceLocation: SourceLocation
+
+        public init(
+            _ name: String, reader: NodeIdentity, resourceGroup: any StringExpression, vaultName: String? = nil, subscription: String? = nil,
+            location: String, fileID: String = #fileID, line: Int = #line
+        ) {
+            self.name = name
+            self.reader = reader
+            self.resourceGroup = resourceGroup
+            self.vaultName = vaultName
+            self.subscription = subscription
+            self.location = location
+            self.sourceLocation = SourceLocation(file: fileID, line: line)
+        }
+
+        public var address: ResourceAddress { ResourceAddress(type: "azure_key_vault", name: name) }
+        /// The vault's ARM id, for a VM's `key_vault`.
+        public var id: Ref<String> { Ref(address, "id") }
+        /// `https://{name}.vault.azure.net/`.
+        public var uri: Ref<String> { Ref(address, "uri") }
+
+        public func declare(into content: inout StackContent) {
+            AzureDeclaration.declare(
+                "azure_key_vault", name, subscription: subscription, region: location, resourceGroup: resourceGroup,
+                inputs: ["tenant_id": reader.tenantID.value, "reader": reader.principalID.value], azureName: vaultName,
+                nameCheck: { AzureKeyVaultKind.problem(name: $0) }, dependsOn: explicitDependencies, location: sourceLocation, into: &content)
         }
     }
 

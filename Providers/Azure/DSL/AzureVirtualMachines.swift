@@ -41,14 +41,18 @@ extension Azure {
         /// The user-assigned identity the VMs' software uses (`Azure.NodeIdentity`); nil: a
         /// system-assigned one of each VM's own.
         public var identity: NodeIdentity?
+        /// The vault a `Secret` in `env` is kept in (`Azure.KeyVault`, whose reader is `identity`);
+        /// the node reads it with its identity at every start of the workload.
+        public var keyVault: KeyVault?
 
         public init(
             size: String, zones: [String], subnet: any StringExpression, image: String? = nil, osDiskGiB: Int? = nil, spot: Bool = false,
             maxPrice: Double? = nil, publicIP: Bool = false, acceleratedNetworking: Bool? = nil, proximityPlacementGroup: (any StringExpression)? = nil,
             adminUsername: String? = nil, sshPublicKey: String? = nil, tags: [String: String] = [:], userData: String? = nil, command: [String] = [],
             env: [String: any StringExpression] = [:], containerImage: String? = nil, checkpoint: (any StringExpression)? = nil,
-            trainer: TrainerWorkload? = nil, identity: NodeIdentity? = nil
+            trainer: TrainerWorkload? = nil, identity: NodeIdentity? = nil, keyVault: KeyVault? = nil
         ) {
+            self.keyVault = keyVault
             self.trainer = trainer
             self.identity = identity
             self.size = size
@@ -100,6 +104,7 @@ extension Azure {
                 inputs["identity"] = identity.id.value
                 inputs["identity_client_id"] = identity.clientID.value
             }
+            if let keyVault { inputs["key_vault"] = keyVault.id.value }
             return inputs
         }
 
