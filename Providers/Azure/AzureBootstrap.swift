@@ -14,7 +14,7 @@ extension BootstrapFlavour {
             account=${account%%/*} blob=${path#*/}
             imds=${AZURE_POD_IDENTITY_AUTHORITY_HOST:-http://169.254.169.254}
             # AZURE_CLIENT_ID (node.env) names the VM's user-assigned identity.
-            token=$(curl -sf -H Metadata:true "$imds/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fstorage.azure.com%2F${AZURE_CLIENT_ID:+&client_id=$AZURE_CLIENT_ID}" \
+            token=$(curl -sfS -H Metadata:true "$imds/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fstorage.azure.com%2F${AZURE_CLIENT_ID:+&client_id=$AZURE_CLIENT_ID}" \
               | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
             # The token goes to curl on its standard input, never on its command line.
             printf 'header = "Authorization: Bearer %s"\n' "$token" \

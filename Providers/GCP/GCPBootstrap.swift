@@ -14,7 +14,7 @@ extension BootstrapFlavour {
             path=${url#gs://} bucket=${url#gs://}
             bucket=${bucket%%/*} key=${path#*/}
             metadata=${GCE_METADATA_HOST:-metadata.google.internal}
-            token=$(curl -sf -H 'Metadata-Flavor: Google' "http://$metadata/computeMetadata/v1/instance/service-accounts/default/token" \
+            token=$(curl -sfS -H 'Metadata-Flavor: Google' "http://$metadata/computeMetadata/v1/instance/service-accounts/default/token" \
               | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
             object=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$key")
             # The token goes to curl on its standard input, never on its command line.

@@ -33,7 +33,7 @@ public final class NodeSetupRun: Sendable {
                 case "$pre" in
                   "") ;;
                   -*) sh -c "${pre#-}" || true ;;
-                  *) sh -c "$pre" || { sleep 1; continue; } ;;
+                  *) sh -c "$pre" || { echo "$3: ExecStartPre failed" >> /var/log/stratum-systemctl.log; sleep 1; continue; } ;;
                 esac
                 sh -c "$start"
                 sleep 1
@@ -111,12 +111,16 @@ public final class NodeSetupRun: Sendable {
         return String(decoding: response.body, as: UTF8.self)
     }
 
-    /// Polls the trainer's /metrics until its step reaches `step`, the run ends or `limit`
-    /// passes; the last step it reported (0 if none).
+    /// Polls the trainer's /metrics until its step reaches `step`, the run ends, the workload's
+    /// setup has failed three times (it would go on failing) or `limit` passes; the last step
+    /// it reported (0 if none).
     public func waitForStep(_ step: Int, within limit: Duration) async throws -> Int {
         var reached = 0
         let deadline = ContinuousClock.now + limit
-        while ContinuousClock.now < deadline, root.isRunning {
+        func setupFailures() -> Int {
+            (root.read("/var/log/stratum-systemctl.log") ?? "").components(separatedBy: "stratum-workload.service: ExecStartPre failed").count - 1
+        }
+        while ContinuousClock.now < deadline, root.isRunning, setupFailures() < 3 {
             if let metrics = await get("/metrics"),
                 let line = metrics.split(separator: "\n").first(where: { $0.hasPrefix("stratum_trainer_step ") }), let value = Int(line.split(separator: " ")[1])
             {
