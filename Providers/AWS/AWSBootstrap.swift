@@ -13,11 +13,11 @@ extension BootstrapFlavour {
             # stratum_aws: the region and the instance role's keys, from IMDSv2.
             stratum_aws() {
               imds=${STRATUM_AWS_METADATA:-http://169.254.169.254}
-              token=$(curl -sf -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$imds/latest/api/token")
-              role=$(curl -sf -H "X-aws-ec2-metadata-token: $token" "$imds/latest/meta-data/iam/security-credentials/" | head -n 1)
+              token=$(curl -sfS -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$imds/latest/api/token")
+              role=$(curl -sfS -H "X-aws-ec2-metadata-token: $token" "$imds/latest/meta-data/iam/security-credentials/" | head -n 1)
               [ -n "$role" ] || { echo "stratum: the instance has no role (instance profile) to read with" >&2; return 1; }
-              creds=$(curl -sf -H "X-aws-ec2-metadata-token: $token" "$imds/latest/meta-data/iam/security-credentials/$role")
-              region=$(curl -sf -H "X-aws-ec2-metadata-token: $token" "$imds/latest/meta-data/placement/region")
+              creds=$(curl -sfS -H "X-aws-ec2-metadata-token: $token" "$imds/latest/meta-data/iam/security-credentials/$role")
+              region=$(curl -sfS -H "X-aws-ec2-metadata-token: $token" "$imds/latest/meta-data/placement/region")
             }
             # stratum_aws_keys: the keys as a curl config, for curl's standard input (never its command line).
             stratum_aws_keys() {

@@ -16,7 +16,7 @@ extension BootstrapFlavour {
             # AZURE_CLIENT_ID (node.env) names the VM's user-assigned identity.
             stratum_azure_header() {
               imds=${AZURE_POD_IDENTITY_AUTHORITY_HOST:-http://169.254.169.254}
-              token=$(curl -sf -H Metadata:true "$imds/metadata/identity/oauth2/token?api-version=2018-02-01&resource=$1${AZURE_CLIENT_ID:+&client_id=$AZURE_CLIENT_ID}" \
+              token=$(curl -sfS -H Metadata:true "$imds/metadata/identity/oauth2/token?api-version=2018-02-01&resource=$1${AZURE_CLIENT_ID:+&client_id=$AZURE_CLIENT_ID}" \
                 | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])') || return 1
               printf 'header = "Authorization: Bearer %s"\n' "$token"
             }

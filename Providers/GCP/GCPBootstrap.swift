@@ -14,7 +14,7 @@ extension BootstrapFlavour {
             # standard input (never its command line).
             stratum_gcp_token() {
               metadata=${GCE_METADATA_HOST:-metadata.google.internal}
-              token=$(curl -sf -H 'Metadata-Flavor: Google' "http://$metadata/computeMetadata/v1/instance/service-accounts/default/token" \
+              token=$(curl -sfS -H 'Metadata-Flavor: Google' "http://$metadata/computeMetadata/v1/instance/service-accounts/default/token" \
                 | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])') || return 1
               printf 'header = "Authorization: Bearer %s"\n' "$token"
             }

@@ -569,6 +569,7 @@ public actor GCPComputeFake {
         let status: String
         switch code {
         case 400: status = "INVALID_ARGUMENT"
+        case 401: status = "UNAUTHENTICATED"
         case 403: status = "PERMISSION_DENIED"
         case 404: status = "NOT_FOUND"
         case 409: status = "ALREADY_EXISTS"

@@ -11,7 +11,9 @@ import StratumCore
 /// is checked against Google's storage v1 discovery document first; what is wrong with it is
 /// recorded in `violations` (tests assert there are none). Bucket names are global: a name
 /// taken by another project (`takeName`) answers 409 to an insert and 403 to a get, as Cloud
-/// Storage does to credentials without access to it. Errors use Google's body shape:
+/// Storage does to credentials without access to it. Once `require(bearer:)` names a token,
+/// a request without `Authorization: Bearer <token>` is refused with 401 (`refused` counts
+/// them), as Cloud Storage refuses another identity's. Errors use Google's body shape:
 /// `{"error": {"code", "message", "errors": [{"reason", "domain", "message"}]}}`.
 public actor GCSBucketFake {
     /// A fault injected into the next call of a method.
@@ -51,6 +53,10 @@ public actor GCSBucketFake {
     /// The most items a list page holds, whatever `maxResults` asks for (Storage's own cap is 1000).
     public private(set) var maxPageSize = 1000
 
+    /// Requests refused for their `Authorization` (see `require(bearer:)`).
+    public private(set) var refused = 0
+
+    private var requiredBearer: String?
     private var faults: [String: [Fault]] = [:]
     /// Buckets by name, with the project that owns them.
     private var buckets: [String: (project: String, resource: Value)] = [:]
@@ -85,6 +91,9 @@ public actor GCSBucketFake {
     }
 
     public func set(maxPageSize: Int) { self.maxPageSize = max(1, maxPageSize) }
+
+    /// From now on, serves only requests with `Authorization: Bearer <token>` (nil: any).
+    public func require(bearer token: String?) { requiredBearer = token }
 
     /// Queues `fault` for the next `times` calls of `methodID` (e.g. `storage.buckets.insert`).
     public func inject(_ fault: Fault, into methodID: String, times: Int = 1) {
@@ -143,6 +152,10 @@ public actor GCSBucketFake {
 
     public func handle(_ request: ProxyRequest) async -> ProxyResponse {
         requestHeaders.append(request.headers)
+        if let requiredBearer, request.header("Authorization") != "Bearer \(requiredBearer)" {
+            refused += 1
+            return GCPComputeFake.error(401, reason: "authError", message: "Invalid Credentials")
+        }
         let outcome = validator.validate(method: request.method, uri: request.uri, body: request.body)
         for violation in outcome.violations { violations.append("\(request.method) \(request.uri): \(violation)") }
         guard let match = outcome.match else {

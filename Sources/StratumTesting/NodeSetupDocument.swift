@@ -7,6 +7,8 @@ public struct NodeSetupDocument: Sendable {
     public let text: String
     /// Contents by path.
     public let files: [String: String]
+    /// Modes by path (`permissions:`, octal; 0644 where a file has none).
+    public let permissions: [String: Int]
     public let runcmd: [[String]]
 
     public init(_ text: String) throws {
@@ -16,6 +18,9 @@ public struct NodeSetupDocument: Sendable {
         }
         let entries = parsed["write_files"] as? [[String: Any]] ?? []
         files = Dictionary(entries.compactMap { file in (file["path"] as? String).map { ($0, file["content"] as? String ?? "") } }) { $1 }
+        permissions = Dictionary(entries.compactMap { file in
+            (file["path"] as? String).map { ($0, (file["permissions"] as? String).flatMap { Int($0, radix: 8) } ?? 0o644) }
+        }) { $1 }
         runcmd = (parsed["runcmd"] as? [Any] ?? []).map { ($0 as? [Any])?.map { "\($0)" } ?? ["\($0)"] }
     }
 
