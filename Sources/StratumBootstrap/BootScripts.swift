@@ -202,11 +202,11 @@ enum BootScripts {
 
         """
 
-    /// The interconnect check, once per boot, after the trainer is built and before it starts:
-    /// a ring all-reduce between the pool's nodes (`stratum-trainer allreduce-check`), its bus
-    /// bandwidth (or its failure) written where the node exporter and the trainer's /metrics
-    /// serve it. Ranks wait for each other up to 15 minutes (their builds finish at different
-    /// times). A failed check is reported, not fatal: training starts either way.
+    /// The interconnect check, once per boot, once the trainer is built (beside it, so a node
+    /// replaced alone never waits on it): a ring all-reduce between the pool's nodes
+    /// (`stratum-trainer allreduce-check`), its bus bandwidth (or its failure) written where the
+    /// node exporter and the trainer's /metrics serve it. Ranks wait for each other up to 15
+    /// minutes (their builds finish at different times). A failed check is reported.
     static let allreduceCheck = """
         #!/bin/sh
         # The interconnect check of this node's pool: a timed ring all-reduce with every other node,
@@ -220,6 +220,9 @@ enum BootScripts {
         done=/run/stratum/allreduce-checked
         [ -f "$done" ] && exit 0
         mkdir -p /run/stratum "$(dirname \(NodeBootstrap.allreduceMetricsPath))"
+        # The trainer's build may still be running.
+        tries=0
+        while [ ! -x /opt/stratum/bin/stratum-trainer ] && [ "$tries" -lt 360 ]; do sleep 5; tries=$((tries + 1)); done
         echo "stratum allreduce-check: rank $STRATUM_NODE_INDEX of $STRATUM_NODE_COUNT, coordinator ${STRATUM_COORDINATOR:-this node}"
         if /opt/stratum/bin/stratum-trainer allreduce-check --world "$STRATUM_NODE_COUNT" --rank "$STRATUM_NODE_INDEX" \\
             --coordinator "${STRATUM_COORDINATOR:-127.0.0.1}" --port \(NodeBootstrap.allreducePort) --timeout 900 \\
@@ -230,6 +233,24 @@ enum BootScripts {
         fi
         touch "$done"
         exit 0
+
+        """
+
+    /// Runs the interconnect check once per boot, after the workload has started.
+    static let allreduceCheckUnit = """
+        [Unit]
+        Description=Stratum interconnect check of this node's pool (once per boot)
+        Wants=network-online.target
+        After=network-online.target stratum-workload.service
+
+        [Service]
+        Type=oneshot
+        ExecStart=\(libexec)/allreduce-check.sh
+        RemainAfterExit=yes
+        TimeoutStartSec=3000
+
+        [Install]
+        WantedBy=multi-user.target
 
         """
 
@@ -279,13 +300,11 @@ enum BootScripts {
     }
 
     /// The workload's unit: restarted whenever it stops, however often.
-    static func workloadUnit(_ workload: NodeWorkload, secrets: Bool = false, checkInterconnect: Bool = false) -> String {
+    static func workloadUnit(_ workload: NodeWorkload, secrets: Bool = false) -> String {
         var after = "network-online.target"
         var pre: [String] = secrets ? ["ExecStartPre=\(libexec)/secrets.sh"] : []
         switch workload {
-        case .trainer:
-            pre.append("ExecStartPre=\(libexec)/trainer-setup.sh")
-            if checkInterconnect { pre.append("ExecStartPre=\(libexec)/allreduce-check.sh") }
+        case .trainer: pre.append("ExecStartPre=\(libexec)/trainer-setup.sh")
         case .container: after += " docker.service"
         case .command: break
         }

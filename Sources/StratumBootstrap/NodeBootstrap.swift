@@ -190,7 +190,10 @@ public struct NodeBootstrap: Sendable {
         files.append(
             CloudConfig.File(
                 path: "/etc/systemd/system/stratum-workload.service", permissions: "0644",
-                content: BootScripts.workloadUnit(workload, secrets: !secrets.isEmpty, checkInterconnect: checksInterconnect)))
+                content: BootScripts.workloadUnit(workload, secrets: !secrets.isEmpty)))
+        if checksInterconnect {
+            files.append(CloudConfig.File(path: "/etc/systemd/system/stratum-allreduce-check.service", permissions: "0644", content: BootScripts.allreduceCheckUnit))
+        }
         if machine.gpus > 0 {
             files.append(
                 CloudConfig.File(
@@ -206,6 +209,8 @@ public struct NodeBootstrap: Sendable {
         commands.append(["systemctl", "enable", "--now", "prometheus-node-exporter.service"])
         if machine.gpus > 0 { commands.append(["systemctl", "enable", "--now", "stratum-dcgm-exporter.service"]) }
         commands.append(["systemctl", "enable", "--now", "stratum-workload.service"])
+        // Beside the trainer, not before it: a node replaced alone would wait for peers in vain.
+        if checksInterconnect { commands.append(["systemctl", "enable", "--now", "stratum-allreduce-check.service", "--no-block"]) }
         return commands
     }
 

@@ -99,11 +99,12 @@ struct InterconnectCheckTests {
         #expect(files["\(NodeBootstrap.libexec)/allreduce-check.sh"] == nil)
         #expect(files["/etc/systemd/system/stratum-workload.service"]?.contains("allreduce-check") == false)
         #expect(files["\(NodeBootstrap.libexec)/workload.sh"]?.contains("metrics.include") == false)
+        #expect(files["/etc/systemd/system/stratum-allreduce-check.service"] == nil)
         let pool = try Self.files(index: 0, count: 2)
-        let unit = try #require(pool["/etc/systemd/system/stratum-workload.service"])
-        // After the trainer is built, before it starts.
-        let setup = try #require(unit.range(of: "ExecStartPre=\(NodeBootstrap.libexec)/trainer-setup.sh"))
-        let check = try #require(unit.range(of: "ExecStartPre=\(NodeBootstrap.libexec)/allreduce-check.sh"))
-        #expect(setup.lowerBound < check.lowerBound)
+        // A unit of its own, started once the workload has started (the trainer built), never
+        // holding the trainer back.
+        let unit = try #require(pool["/etc/systemd/system/stratum-allreduce-check.service"])
+        #expect(unit.contains("After=network-online.target stratum-workload.service") && unit.contains("Type=oneshot"), "\(unit)")
+        #expect(pool["/etc/systemd/system/stratum-workload.service"]?.contains("allreduce") == false)
     }
 }
