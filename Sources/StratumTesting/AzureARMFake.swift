@@ -70,6 +70,12 @@ public actor AzureARMFake {
     /// `OverconstrainedZonalAllocationRequest` fail the operation; `SkuNotAvailable` refuses the PUT.
     public private(set) var allocationFailures: [String: String] = [:]
 
+    /// The customData last sent for each VM (by lowercased id), base64 as sent.
+    private var sentCustomData: [String: String] = [:]
+
+    /// The customData a VM was last created or updated with (ARM itself never returns it).
+    public func customData(of id: String) -> String? { sentCustomData[id.lowercased()] }
+
     /// What was wrong with received requests, as `METHOD path: violation`.
     public private(set) var violations: [String] = []
     /// Calls by operation (`PUT Microsoft.Compute/virtualMachines`, `GET operation`), faults included.
@@ -655,8 +661,9 @@ public actor AzureARMFake {
                 }
                 resource["identity"] = .map(identity)
             }
-            // customData is write-only: ARM never returns it.
+            // customData is write-only: ARM never returns it (the fake keeps what was sent, for tests).
             if var profile = properties["osProfile"]?.mapValue {
+                if let sent = profile["customData"]?.stringValue { sentCustomData[stored.id.lowercased()] = sent }
                 profile["customData"] = nil
                 properties["osProfile"] = .map(profile)
             }

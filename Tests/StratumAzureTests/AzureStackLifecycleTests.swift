@@ -118,6 +118,11 @@ struct AzureStackLifecycleTests {
             let named = vm["identity"]?.mapValue?["userAssignedIdentities"]?.mapValue ?? [:]
             #expect(named.keys.map { $0.lowercased() } == identities.map { $0.lowercased() }, "\(id)")
             #expect(named.values.first?.mapValue?["clientId"]?.stringValue == clientID)
+            // The customData as sent: a node setup Debian's cloud-init accepts.
+            let setup = try NodeSetupDocument(base64: try #require(await world.fake.customData(of: id), "\(id) was sent no customData"))
+            let problems = try setup.schemaProblems()
+            #expect(problems == nil, "\(id): \(problems ?? "")")
+            #expect(setup.environment["AZURE_CLIENT_ID"] == clientID)
         }
         // One token for the whole run, fetched with the secret; the secret and the token are in
         // no output and no file the run wrote.
