@@ -139,8 +139,7 @@ struct AzureARMKind: ResourceKind {
         var body = try spec.body(desired, client)
         switch spec.ownership {
         case .tags:
-            let owned = (live["tags"]?.object ?? [:]).filter { $0.key.lowercased().hasPrefix(AzureTags.prefix) }
-            body["tags"] = .object(owned.merging(AzureTags.input(desired.inputs["tags"]).mapValues(CloudJSON.string)) { $1 })
+            body["tags"] = .object(AzureTags.updated(live: live["tags"], wanted: AzureTags.input(desired.inputs["tags"])).mapValues(CloudJSON.string))
         case .metadata:
             var properties = body["properties"]?.object ?? [:]
             properties["metadata"] = live["properties"]?["metadata"]

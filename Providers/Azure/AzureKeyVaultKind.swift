@@ -180,8 +180,7 @@ struct AzureKeyVaultKind: ResourceKind {
         }
         let tags = AzureTags.input(desired.inputs["tags"])
         if tags != AzureTags.input(prior.attributes["tags"]) {
-            let owned = (vault["tags"]?.object ?? [:]).filter { $0.key.lowercased().hasPrefix(AzureTags.prefix) }.compactMapValues(\.string)
-            vault = try await putVault(prior.id, tags: owned.merging(tags) { $1 }, resource: desired, client: client)
+            vault = try await putVault(prior.id, tags: AzureTags.updated(live: vault["tags"], wanted: tags), resource: desired, client: client)
         }
         var state = try await complete(desired, vault: vault, client: client)
         try await AzureRoleAssignment.dropReplaced(prior, by: state, client: client)

@@ -169,8 +169,7 @@ struct AzureNodeIdentityKind: ResourceKind {
         var identity = live
         let tags = AzureTags.input(desired.inputs["tags"])
         if tags != AzureTags.input(prior.attributes["tags"]) {
-            let owned = (live["tags"]?.object ?? [:]).filter { $0.key.lowercased().hasPrefix(AzureTags.prefix) }.compactMapValues(\.string)
-            identity = try await putIdentity(prior.id, tags: owned.merging(tags) { $1 }, resource: desired, client: client)
+            identity = try await putIdentity(prior.id, tags: AzureTags.updated(live: live["tags"], wanted: tags), resource: desired, client: client)
         }
         var state = try await complete(desired, identity: identity, client: client)
         try await AzureRoleAssignment.dropReplaced(prior, by: state, client: client)

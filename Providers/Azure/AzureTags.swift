@@ -38,6 +38,12 @@ enum AzureTags {
     }
 
     /// The tags a stack set: all but Stratum's own.
+    /// The tags an update sends: Stratum's own as the live resource has them, and the stack's
+    /// `wanted` ones instead of whatever user tags it had.
+    static func updated(live tags: CloudJSON?, wanted: [String: String]) -> [String: String] {
+        (tags?.object ?? [:]).filter { $0.key.lowercased().hasPrefix(prefix) }.compactMapValues(\.string).merging(wanted) { $1 }
+    }
+
     static func user(_ tags: CloudJSON?) -> [String: String] {
         (tags?.object ?? [:]).filter { !$0.key.lowercased().hasPrefix(prefix) }.compactMapValues(\.string)
     }

@@ -291,8 +291,7 @@ struct AzureVirtualMachineKind: ResourceKind {
         if wanted != AzureTags.input(prior.attributes["tags"]) {
             let client = self.client(of: prior)
             let live = try await client.get(prior.id, action: "virtualMachines.get", address: prior.address)
-            var tags = (live["tags"]?.object ?? [:]).filter { $0.key.lowercased().hasPrefix(AzureTags.prefix) }.compactMapValues(\.string)
-            tags.merge(wanted) { $1 }
+            let tags = AzureTags.updated(live: live["tags"], wanted: wanted)
             let answer = try await client.patch(
                 prior.id, body: ["tags": .object(tags.mapValues(CloudJSON.string))], action: "virtualMachines.patch", address: prior.address)
             _ = try await client.finish(answer, action: "virtualMachines.patch", address: prior.address)

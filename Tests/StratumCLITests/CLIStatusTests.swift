@@ -73,6 +73,26 @@ struct CLIStatusTests {
         #expect(during.first { $0.address == "local_node.worker[1]" }?.health == "ok", "\(during.map(\.health))")
     }
 
+    /// `apply --wait-for-nodes` returns once both workers answer and have run their
+    /// interconnect check, and shows them with its bus bandwidth.
+    @Test func applyWaitsForTheNodesAndShowsThem() throws {
+        let dir = try TestSupport.temporaryDirectory("wait-for-nodes")
+        let cli = CLI("stratum", in: dir)
+        let config = dir.appendingPathComponent("demo.yaml")
+        try "workers: 2\ninner_steps: 100\nrounds: 200\n".write(to: config, atomically: true, encoding: .utf8)
+        let common = ["--stack", "local-demo", "--config", config.path]
+        let apply = try cli.run(["apply", "--auto-approve", "--wait-for-nodes", "90"] + common)
+        defer { _ = try? cli.run(["destroy", "--auto-approve"] + common) }
+        #expect(apply.status == 0, "\(apply.stdout)\(apply.stderr)")
+        let rows = apply.stdout.split(separator: "\n").filter { $0.hasPrefix("local_node.worker[") && $0.contains(" 127.0.0.1:") }
+        #expect(rows.count == 2 && apply.stdout.contains("ALL-REDUCE GB/S"), "\(apply.stdout)")
+        // Every row has a bus bandwidth: its last column is a number.
+        #expect(rows.allSatisfy { Double($0.split(separator: " ").last ?? "") != nil }, "\(rows)")
+
+        let refused = try cli.run(["apply", "--auto-approve", "--wait-for-nodes", "0"] + common)
+        #expect(refused.status != 0 && refused.stderr.contains("--wait-for-nodes must be more than 0"), "\(refused.stderr)")
+    }
+
     /// Trainer processes whose command line mentions `text`.
     func pgrep(_ text: String) -> [Int32] {
         let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap(Int32.init) ?? []

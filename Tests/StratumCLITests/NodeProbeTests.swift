@@ -76,4 +76,55 @@ struct NodeProbeTests {
         #expect(reports.first?.health == "ok, but its all-reduce check failed" && reports.first?.allreduceBusGbps == nil, "\(reports)")
         #expect(reports.first?.step == 3)
     }
+
+    /// What `apply --wait-for-nodes` makes of a node: a trainer in a pool is ready once its
+    /// interconnect check has reported; a failed check or a gone node fails the wait.
+    @Test func readinessFollowsHealthAndTheInterconnectCheck() {
+        var node = NodeReport(address: "aws_instance.worker[0]", provider: "aws", zone: "a", endpoint: "10.0.0.1:9464", health: "ok")
+        #expect(node.readiness == .ready, "one node alone has no check to wait for")
+        node.poolSize = 2
+        #expect(node.readiness == .waiting, "a pool's node waits for its check")
+        node.allreduceOK = true
+        #expect(node.readiness == .ready)
+        node.allreduceOK = false
+        node.health = "ok, but its all-reduce check failed"
+        #expect(node.readiness == .failed)
+        #expect(NodeReport(address: "x", provider: "aws", zone: "", endpoint: "", health: "unreachable (connection refused)", poolSize: 2).readiness == .waiting)
+        #expect(NodeReport(address: "x", provider: "aws", zone: "", endpoint: "", health: "gone (deleted outside Stratum; the next apply recreates it)").readiness == .failed)
+        #expect(NodeReport(address: "x", provider: "local", zone: "", endpoint: "", health: "no metrics endpoint", poolSize: 3).readiness == .waiting)
+    }
+
+    /// The wait ends as soon as a node's check has failed, and when the time runs out on a node
+    /// that never answers; it ends true once every node is ready.
+    @Test func theWaitEndsOnAFailedCheckOnTimeAndWhenAllAreReady() async throws {
+        let passed = LockedValue(false)
+        let server = try await LoopbackHTTPServer.start { request in
+            switch request.uri {
+            case "/healthz": return ProxyResponse(status: 200, body: Data("ok\n".utf8))
+            case "/metrics":
+                return ProxyResponse(status: 200, body: Data("stratum_trainer_step 3\nstratum_allreduce_ok \(passed.get() ? 1 : 0)\n".utf8))
+            default: return ProxyResponse(status: 404)
+            }
+        }
+        defer { Task { await server.shutdown() } }
+        func node(_ index: Int, port: Int) -> ResourceState {
+            ResourceState(
+                address: ResourceAddress(type: "aws_instance", name: "worker", index: index), provider: "aws", region: "us-east-1", id: "i-\(index)",
+                attributes: ["availability_zone": "us-east-1a", "private_ip": "127.0.0.1", "metrics_port": .int(port), "count": 2])
+        }
+        let port = try #require(server.url.port)
+        let console = Console(color: false)
+        var wait = NodeWait(console: console)
+        wait.interval = .milliseconds(50)
+        let interruption = Interruption(console: console)
+
+        let started = ContinuousClock.now
+        #expect(try await wait.wait(for: [node(0, port: port), node(1, port: port)], seconds: 30, interruption: interruption) == false)
+        #expect(ContinuousClock.now - started < .seconds(10), "a failed check ends the wait at once")
+
+        #expect(try await wait.wait(for: [node(0, port: port), node(1, port: freeLoopbackPort())], seconds: 1, interruption: interruption) == false)
+
+        passed.update { $0 = true }
+        #expect(try await wait.wait(for: [node(0, port: port), node(1, port: port)], seconds: 30, interruption: interruption))
+    }
 }

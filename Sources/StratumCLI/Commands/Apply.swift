@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import StratumCloud
 import StratumCore
 import StratumEngine
 
@@ -26,8 +27,21 @@ struct Apply: AsyncParsableCommand {
     @Flag(name: .long, help: "Apply without asking for confirmation.")
     var autoApprove = false
 
+    @Option(
+        help: ArgumentHelp(
+            "After applying, wait up to this many seconds for every node to answer /healthz and, in a pool of more than one, to report its interconnect check; then show the nodes as `stratum status` does. Exits 1 if a check failed, a node is gone, or the time ran out.",
+            valueName: "SECONDS"))
+    var waitForNodes: Double?
+
     func run() async throws {
-        try await ApplyRun(global: global, change: change, autoApprove: autoApprove, destroy: false, planFile: planFile).run()
+        if let waitForNodes {
+            guard waitForNodes > 0 && waitForNodes <= 86400 else {
+                throw ValidationError("--wait-for-nodes must be more than 0 and at most 86400 seconds (got \(waitForNodes))")
+            }
+            // With --json, stdout carries one document: the plan and the result.
+            guard !global.json else { throw ValidationError("--wait-for-nodes shows the nodes as a table and does not combine with --json; run `stratum status --json` after") }
+        }
+        try await ApplyRun(global: global, change: change, autoApprove: autoApprove, destroy: false, planFile: planFile, waitForNodes: waitForNodes).run()
     }
 }
 
@@ -38,6 +52,7 @@ struct ApplyRun {
     var autoApprove: Bool
     var destroy: Bool
     var planFile: String?
+    var waitForNodes: Double?
 
     func run() async throws {
         let context = RunContext(global)
@@ -80,7 +95,62 @@ struct ApplyRun {
                 return try await context.execute(
                     plan, store: store, parallelism: change.parallelism, exhaustionLimit: change.exhaustionLimit, interruption: interruption)
             }
+            if succeeded, !destroy, let waitForNodes {
+                let snapshot = try await store.read(workspace: workspace)
+                let recorded = snapshot.resources.filter { NodeProbe.isNode($0.key.type) }
+                let nodes = recorded.values.sorted { $0.address < $1.address }
+                // Each look refreshes the nodes first: a Local trainer's port is known only once it runs.
+                let providers = context.providers
+                succeeded = try await NodeWait(console: context.console).wait(for: nodes, seconds: waitForNodes, interruption: interruption) {
+                    try await Refresher(providers: providers).refresh(recorded).live
+                }
+            }
         }
         if !succeeded { throw ExitCode.failure }
+    }
+}
+
+/// `apply --wait-for-nodes`: probes the stack's nodes until every one is ready (healthy, its
+/// pool's interconnect check reported) or the time runs out, saying how far it got as it goes.
+struct NodeWait {
+    let console: Console
+    var probe = NodeProbe(transport: AsyncHTTPTransport(), timeout: .seconds(2))
+    var interval: Duration = .seconds(2)
+
+    /// True when every node is ready; false (after saying why) when a check failed, a node is
+    /// gone, or the time ran out.
+    /// `live` reads the nodes as they are now (default: as recorded).
+    func wait(
+        for nodes: [ResourceState], seconds: Double, interruption: Interruption,
+        live: () async throws -> [ResourceAddress: ResourceState?] = { [:] }
+    ) async throws -> Bool {
+        guard !nodes.isEmpty else { return true }
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        var said = -1
+        var reports: [NodeReport] = []
+        while true {
+            reports = await probe.reports(for: nodes, live: try await live())
+            let ready = reports.filter { $0.readiness == .ready }.count
+            let failed = reports.contains { $0.readiness == .failed }
+            if ready != said, !failed, ready < reports.count {
+                console.progress("waiting for nodes: \(ready) of \(reports.count) ready")
+                said = ready
+            }
+            if failed || ready == reports.count || ContinuousClock.now >= deadline { break }
+            try interruption.check()
+            try await Task.sleep(for: interval)
+        }
+        console.output(NodeProbe.table(reports))
+        let failed = reports.filter { $0.readiness == .failed }.map(\.address)
+        let waiting = reports.filter { $0.readiness == .waiting }.map(\.address)
+        if !failed.isEmpty {
+            console.error("Applied, but these nodes failed (a failed interconnect check means the pool's nodes cannot all reach each other; see `journalctl -u stratum-allreduce-check` on them): \(failed.joined(separator: ", "))")
+            return false
+        }
+        if !waiting.isEmpty {
+            console.error("Applied, but these nodes were not ready within \(Int(seconds)) s: \(waiting.joined(separator: ", ")) (see `stratum status`, and docs/bootstrap.md on a node that did not come up)")
+            return false
+        }
+        return true
     }
 }

@@ -63,6 +63,27 @@ struct NodeReport: Codable, Sendable, Equatable {
     var tokensPerSecond: Double?
     var checkpointAgeSeconds: Double?
     var allreduceBusGbps: Double?
+    /// Whether the node's interconnect check passed; nil where none has reported.
+    var allreduceOK: Bool?
+    /// The size of the node's pool (its `count`).
+    var poolSize: Int?
+
+    /// Where a node stands for `apply --wait-for-nodes`.
+    enum Readiness: Equatable {
+        case ready
+        case waiting
+        case failed
+    }
+
+    /// Ready: healthy, and in a pool of more than one, its interconnect check has reported.
+    /// Failed: its check failed, or the node is gone or failed. Anything else (unreachable,
+    /// unhealthy, no metrics endpoint yet: a Local trainer that has not written its port):
+    /// still coming up.
+    var readiness: Readiness {
+        if allreduceOK == false || health.hasPrefix("gone") || health.hasPrefix("failed") { return .failed }
+        guard health.hasPrefix("ok") else { return .waiting }
+        return (poolSize ?? 1) > 1 && allreduceOK == nil ? .waiting : .ready
+    }
 }
 
 /// Reads a node's /healthz and /metrics, each call bounded by the timeout.
@@ -122,6 +143,7 @@ struct NodeProbe: Sendable {
         let attributes = (current ?? recorded).attributes
         let zone = attributes["zone"]?.stringValue ?? attributes["availability_zone"]?.stringValue ?? (recorded.address.type == "local_node" ? "local" : "")
         var report = NodeReport(address: recorded.address.description, provider: recorded.provider, zone: zone, endpoint: "", health: "")
+        report.poolSize = attributes["count"]?.intValue
         guard let current else {
             report.health = "gone (deleted outside Stratum; the next apply recreates it)"
             return report
@@ -151,6 +173,7 @@ struct NodeProbe: Sendable {
             }
             // The interconnect check's result, which the trainer serves with its own metrics.
             report.allreduceBusGbps = metrics["stratum_allreduce_bus_bandwidth_bytes_per_second"].map { $0 / 1e9 }
+            report.allreduceOK = metrics["stratum_allreduce_ok"].map { $0 == 1 }
             if metrics["stratum_allreduce_ok"] == 0 {
                 report.allreduceBusGbps = nil
                 if report.health == "ok" { report.health = "ok, but its all-reduce check failed" }
