@@ -43,8 +43,8 @@ struct GCPInstanceKind: GCPInstanceFamily {
         let machineType = try GCPInputs.string(resource, "machine_type")
         // A secret that arrived through a reference resolved only now is checked again here.
         if let problem = GCPNodeSecrets.problem(resource.inputs) { throw ProviderError(.permanent, problem, address: resource.address) }
-        let secrets = try await GCPNodeSecrets.put(resource, project: project, client: client)
         return try await GCPNodeSecrets.removingOnFailure(resource, project: project, client: client) {
+            let secrets = try await GCPNodeSecrets.put(resource, project: project, client: client)
             return try await failingOver(resource, token: context.token, what: machineType) { zone, requestToken in
                 var body = try GCPInstanceInputs.properties(
                     resource, project: project, zone: zone, labels: labels, description: GCPOwnership.description(for: resource, token: context.token),

@@ -43,9 +43,14 @@ enum GCPNodeSecrets {
             _ = try await client.call(
                 .secretManager, "POST", "v1/\(name):addVersion", body: ["payload": ["data": .string(Data((values[key] ?? "").utf8).base64EncodedString())]],
                 action: "secrets.addVersion", project: project, address: resource.address)
-            _ = try await client.call(
-                .secretManager, "POST", "v1/\(name):setIamPolicy", body: ["policy": ["bindings": [["role": .string(accessor), "members": [.string(member)]]]]],
-                action: "secrets.setIamPolicy", project: project, address: resource.address)
+            do {
+                _ = try await client.call(
+                    .secretManager, "POST", "v1/\(name):setIamPolicy", body: ["policy": ["bindings": [["role": .string(accessor), "members": [.string(member)]]]]],
+                    action: "secrets.setIamPolicy", project: project, address: resource.address)
+            } catch let error as ProviderError where error.kind == .permanent && error.message.contains("does not exist") {
+                // IAM has not made a just-made service account visible to Secret Manager yet.
+                throw ProviderError(.transient, error.message, address: resource.address)
+            }
         }
         return names
     }

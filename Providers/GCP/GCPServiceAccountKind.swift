@@ -193,14 +193,19 @@ struct GCPServiceAccountKind: ResourceKind {
 
     /// The bucket's IAM policy; nil when the bucket is gone.
     func policy(of bucket: String, project: String, address: ResourceAddress?) async throws -> GCPJSON? {
+        // Version 3: a binding with a condition comes back as it is, and is left as it is.
         let (status, policy) = try await client.storage(
-            "GET", "b/\(GCPBucketKind.segment(bucket))/iam", action: "buckets.getIamPolicy", project: project, address: address, accepting: [404])
+            "GET", "b/\(GCPBucketKind.segment(bucket))/iam", query: [("optionsRequestedPolicyVersion", "3")], action: "buckets.getIamPolicy",
+            project: project, address: address, accepting: [404])
         return status == 404 ? nil : policy
     }
 
+    /// The members of the role's binding without a condition (the one Stratum manages).
     static func members(of policy: GCPJSON, role: String) -> Set<String> {
-        Set((policy["bindings"]?.array ?? []).filter { $0["role"]?.string == role }.flatMap { $0["members"]?.array ?? [] }.compactMap(\.string))
+        Set((policy["bindings"]?.array ?? []).filter { isManaged($0, role: role) }.flatMap { $0["members"]?.array ?? [] }.compactMap(\.string))
     }
+
+    static func isManaged(_ binding: GCPJSON, role: String) -> Bool { binding["role"]?.string == role && binding["condition"] == nil }
 
     /// Adds `member` to the role's binding on `bucket`.
     func bind(_ member: String, to bucket: String, project: String, address: ResourceAddress) async throws {
@@ -226,7 +231,7 @@ struct GCPServiceAccountKind: ResourceKind {
             var bindings = policy["bindings"]?.array ?? []
             var members = Self.members(of: .object(policy), role: Self.role)
             guard change(&members) else { return }
-            bindings.removeAll { $0["role"]?.string == Self.role }
+            bindings.removeAll { Self.isManaged($0, role: Self.role) }
             if !members.isEmpty { bindings.append(["role": .string(Self.role), "members": .array(members.sorted().map(GCPJSON.string))]) }
             policy["bindings"] = .array(bindings)
             do {

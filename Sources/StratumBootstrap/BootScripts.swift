@@ -230,6 +230,8 @@ enum BootScripts {
           echo "stratum allreduce-check: passed"
         else
           echo "stratum allreduce-check: FAILED; the pool's nodes cannot all reach each other on port \(NodeBootstrap.allreducePort) (see above)" >&2
+          # A trainer that never came or died before writing its result: the failure still shows.
+          [ -f \(NodeBootstrap.allreduceMetricsPath) ] || printf '%s\\n' '# TYPE stratum_allreduce_ok gauge' 'stratum_allreduce_ok 0' > \(NodeBootstrap.allreduceMetricsPath)
         fi
         touch "$done"
         exit 0

@@ -400,6 +400,9 @@ public actor GCSBucketFake {
             guard let role = binding.mapValue?["role"]?.stringValue, role.hasPrefix("roles/") else {
                 return GCPComputeFake.error(400, reason: "invalid", message: "Invalid argument: a binding names no role.")
             }
+            if binding.mapValue?["condition"] != nil {
+                return GCPComputeFake.error(501, reason: "notImplemented", message: "The Storage fake keeps no conditional bindings.")
+            }
             for member in binding.mapValue?["members"]?.listValue?.compactMap(\.stringValue) ?? [] {
                 if member.hasPrefix("serviceAccount:"), let iam, await !iam.exists(String(member.dropFirst("serviceAccount:".count))) {
                     return GCPComputeFake.error(400, reason: "invalid", message: "Service account \(member.dropFirst("serviceAccount:".count)) does not exist.")

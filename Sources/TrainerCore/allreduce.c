@@ -1,8 +1,8 @@
 // The cluster's interconnect check: a ring all-reduce of a float buffer between every node of
 // a pool over TCP, timed, its result checked, as the bus bandwidth NCCL's tests report
-// (algorithm bandwidth x 2(n-1)/n). Run once per boot before the workload starts; a node whose
-// peers cannot reach it (a firewall, a broken fabric) fails within the timeout instead of
-// hanging, and says which peer it was waiting for.
+// (algorithm bandwidth x 2(n-1)/n). Run once per boot beside the workload; a node whose peers
+// cannot reach it (a firewall, a broken fabric) fails within the timeout instead of hanging,
+// and says which peer it was waiting for.
 //
 // Rendezvous: rank 0 listens on `port`; every other rank connects to the coordinator there and
 // sends its rank and the port of its own ring listener; rank 0 answers each with the table of
@@ -33,6 +33,38 @@ static double remaining(double deadline) {
     return left > 0 ? left : 0;
 }
 
+// The time left as a poll(2) timeout in milliseconds (never negative, never overflowing).
+static int poll_ms(double deadline) {
+    double ms = remaining(deadline) * 1000;
+    return ms > 86400000 ? 86400000 : (int)ms;
+}
+
+// connect(2) bounded by the deadline: a peer behind a firewall that drops packets would
+// otherwise hold a blocking connect for minutes. 0, or -1 with errno set.
+static int connect_until(int fd, const struct sockaddr *addr, socklen_t len, double deadline) {
+    int flags = fcntl(fd, F_GETFL, 0);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return -1;
+    int rc = connect(fd, addr, len);
+    if (rc != 0 && errno == EINPROGRESS) {
+        struct pollfd p = {fd, POLLOUT, 0};
+        int ready = poll(&p, 1, poll_ms(deadline));
+        if (ready <= 0) {
+            errno = ready == 0 ? ETIMEDOUT : errno;
+            return -1;
+        }
+        int soerr = 0;
+        socklen_t slen = sizeof soerr;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) != 0) return -1;
+        if (soerr != 0) {
+            errno = soerr;
+            return -1;
+        }
+        rc = 0;
+    }
+    if (rc == 0) fcntl(fd, F_SETFL, flags);
+    return rc;
+}
+
 static int listener(int port, int *bound, char *err, size_t errlen) {
     int fd = tc_tcp_listen(port, 0, bound);
     if (fd < 0) return tc_fail(err, errlen, "allreduce: cannot listen on port %d: %s", port, strerror(errno));
@@ -41,7 +73,7 @@ static int listener(int port, int *bound, char *err, size_t errlen) {
 
 static int accept_by(int fd, double deadline, struct sockaddr_in *peer, char *err, size_t errlen, const char *what) {
     struct pollfd p = {fd, POLLIN, 0};
-    int ready = poll(&p, 1, (int)(remaining(deadline) * 1000));
+    int ready = poll(&p, 1, poll_ms(deadline));
     if (ready <= 0) return tc_fail(err, errlen, "allreduce: timed out waiting for %s to connect", what);
     socklen_t len = sizeof *peer;
     int c = accept(fd, (struct sockaddr *)peer, &len);
@@ -66,7 +98,7 @@ static int connect_by(const char *host, int port, double deadline, char *err, si
             for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
                 int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
                 if (fd < 0) continue;
-                if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+                if (connect_until(fd, ai->ai_addr, ai->ai_addrlen, deadline) == 0) {
                     freeaddrinfo(res);
                     int one = 1;
                     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -89,7 +121,9 @@ static int write_port(const char *path, int port, char *err, size_t errlen) {
     char tmp[TC_PATH_MAX + 8];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
-    if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 || rename(tmp, path) != 0)
+    if (!f) return tc_fail(err, errlen, "allreduce: cannot write the rendezvous port to %s: %s", path, strerror(errno));
+    int wrote = fprintf(f, "%d\n", port) >= 0;
+    if (fclose(f) != 0 || !wrote || rename(tmp, path) != 0)
         return tc_fail(err, errlen, "allreduce: cannot write the rendezvous port to %s: %s", path, strerror(errno));
     return 0;
 }
@@ -124,7 +158,7 @@ static int exchange(int out, const void *send_buf, size_t send_len, int in, void
         int n = 0, si = -1, ri = -1;
         if (sent < send_len) { si = n; p[n++] = (struct pollfd){out, POLLOUT, 0}; }
         if (got < recv_len) { ri = n; p[n++] = (struct pollfd){in, POLLIN, 0}; }
-        int ready = poll(p, (nfds_t)n, (int)(remaining(deadline) * 1000));
+        int ready = poll(p, (nfds_t)n, poll_ms(deadline));
         if (ready < 0 && errno == EINTR) continue;
         if (ready <= 0) return tc_fail(err, errlen, "allreduce: timed out exchanging with %s", what);
         if (si >= 0 && (p[si].revents & (POLLOUT | POLLERR | POLLHUP))) {
@@ -172,12 +206,28 @@ static int gather(int world, int fd, int own_port, char (*hosts)[64], int *ports
         snprintf(what, sizeof what, "%d of %d other ranks", world - seen, world - 1);
         int c = accept_by(fd, deadline, &peer, err, errlen, what);
         if (c < 0) return -1;
-        char line[64];
+        char line[64] = "";
         int rank = -1, port = 0;
-        if (read_line(c, line, sizeof line, deadline, err, errlen, "a joining rank") != 0 || sscanf(line, "%d %d", &rank, &port) != 2 || rank <= 0 ||
-            rank >= world || conns[rank] >= 0) {
+        // A joining rank says who it is within 10 s; anything else that connected (a stray
+        // client, a scanner) is dropped, and the gather goes on.
+        double hello = tc_now() + 10 < deadline ? tc_now() + 10 : deadline;
+        char ignored[TC_ERR_MAX];
+        if (read_line(c, line, sizeof line, hello, ignored, sizeof ignored, "a joining rank") != 0 || sscanf(line, "%d %d", &rank, &port) != 2 ||
+            rank <= 0 || rank >= world || port <= 0 || port > 65535) {
             close(c);
-            return tc_fail(err, errlen, "allreduce: a peer sent a bad or repeated registration ('%s')", line);
+            seen--;
+            continue;
+        }
+        if (conns[rank] >= 0) {
+            // The rank registered again (it missed the acknowledgement): the newer one counts.
+            close(conns[rank]);
+            conns[rank] = -1;
+            seen--;
+        }
+        if (send_line(c, "ok\n", hello, ignored, sizeof ignored, "a joining rank") != 0) {
+            close(c);
+            seen--;
+            continue;
         }
         conns[rank] = c;
         inet_ntop(AF_INET, &peer.sin_addr, hosts[rank], 64);
@@ -199,6 +249,7 @@ int tc_allreduce_check(const tc_allreduce_spec *s, tc_allreduce_result *r, char 
     memset(r, 0, sizeof *r);
     int world = s->world, rank = s->rank;
     if (world < 2 || rank < 0 || rank >= world) return tc_fail(err, errlen, "allreduce: rank %d of %d: a check needs at least 2 ranks", rank, world);
+    if (s->bytes <= 0 || s->bytes > (1L << 34)) return tc_fail(err, errlen, "allreduce: --bytes must be more than 0 and at most 16 GiB (got %ld)", s->bytes);
     size_t count = (size_t)(s->bytes / (long)sizeof(float));
     count -= count % (size_t)world;
     if (count == 0) return tc_fail(err, errlen, "allreduce: %ld bytes is too small for %d ranks", s->bytes, world);
@@ -221,17 +272,33 @@ int tc_allreduce_check(const tc_allreduce_spec *s, tc_allreduce_result *r, char 
         if (s->port_file[0] && write_port(s->port_file, bound, err, errlen) != 0) goto done;
         if (gather(world, rendezvous, ring_port, hosts, ports, conns, deadline, err, errlen) != 0) goto done;
     } else {
-        int c = s->port_file[0] ? connect_by_file(s->coordinator, s->port_file, deadline, err, errlen)
+        // Register with the coordinator, which answers "ok" at once: something else listening
+        // on a stale port does not, and the registration is tried again (with a port file,
+        // read anew).
+        int c = -1;
+        for (;;) {
+            c = s->port_file[0] ? connect_by_file(s->coordinator, s->port_file, deadline, err, errlen)
                                 : connect_by(s->coordinator, s->port, deadline, err, errlen, "the coordinator (rank 0)");
-        if (c < 0) goto done;
+            if (c < 0) goto done;
+            char line[64] = "", ack[8] = "";
+            snprintf(line, sizeof line, "%d %d\n", rank, ring_port);
+            double soon = tc_now() + 10 < deadline ? tc_now() + 10 : deadline;
+            if (send_line(c, line, soon, err, errlen, "the coordinator") == 0 && read_line(c, ack, sizeof ack, soon, err, errlen, "the coordinator") == 0 &&
+                strcmp(ack, "ok") == 0)
+                break;
+            close(c);
+            c = -1;
+            if (remaining(deadline) <= 0) {
+                tc_fail(err, errlen, "allreduce: the coordinator (rank 0) never acknowledged this rank");
+                goto done;
+            }
+            usleep(200 * 1000);
+        }
         conns[0] = c;
-        char line[64];
-        snprintf(line, sizeof line, "%d %d\n", rank, ring_port);
-        if (send_line(c, line, deadline, err, errlen, "the coordinator") != 0) goto done;
         for (int i = 0; i < world; i++) {
             char entry[96];
             if (read_line(c, entry, sizeof entry, deadline, err, errlen, "the coordinator, which waits for every rank to join,") != 0) goto done;
-            if (sscanf(entry, "%63s %d", hosts[i], &ports[i]) != 2) {
+            if (sscanf(entry, "%63s %d", hosts[i], &ports[i]) != 2 || ports[i] <= 0 || ports[i] > 65535) {
                 tc_fail(err, errlen, "allreduce: the coordinator's table is malformed ('%s')", entry);
                 goto done;
             }
@@ -250,7 +317,7 @@ int tc_allreduce_check(const tc_allreduce_spec *s, tc_allreduce_result *r, char 
     snprintf(what, sizeof what, "rank %d", from);
     struct sockaddr_in peer;
     if ((prev = accept_by(ring, deadline, &peer, err, errlen, what)) < 0) goto done;
-    char line[32];
+    char line[32] = "";
     int said = -1;
     if (read_line(prev, line, sizeof line, deadline, err, errlen, what) != 0) goto done;
     if (sscanf(line, "%d", &said) != 1 || said != from) {

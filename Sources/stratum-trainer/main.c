@@ -138,6 +138,10 @@ static int run_allreduce_check(int argc, char **argv) {
         }
         i++;
     }
+    if (!(spec.timeout_s > 0 && spec.timeout_s <= 86400)) {
+        fprintf(stderr, "stratum-trainer allreduce-check: --timeout must be more than 0 and at most 86400 seconds\n");
+        return 2;
+    }
     if (spec.world < 2 || spec.rank < 0 || spec.rank >= spec.world || (spec.rank > 0 && !spec.coordinator[0]) || spec.port <= 0 || spec.port > 65535) {
         fprintf(stderr, "stratum-trainer allreduce-check: needs --world of at least 2, a --rank below it, a --port, and --coordinator for ranks above 0\n");
         return 2;

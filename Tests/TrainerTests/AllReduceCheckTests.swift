@@ -62,6 +62,25 @@ extension TrainerSuite {
             #expect(children[1]?.output.contains("the coordinator, which waits for every rank to join,") == true, "\(children[1]?.output ?? "")")
         }
 
+        /// Something else that connects to rank 0's port (a stray client, a scanner) is
+        /// dropped, and the ranks still meet and pass.
+        @Test func aStrayConnectionDoesNotBreakTheCheck() throws {
+            let dir = try makeTempDir("allreduce-stray")
+            let port = freeLoopbackPort()
+            var children = try Self.start(world: 3, ranks: [0], port: port, in: dir)
+            // Once rank 0 listens, a client that sends it nonsense and one that says nothing.
+            let deadline = Date().addingTimeInterval(20)
+            while !loopbackAccepts(port), Date() < deadline { usleep(20_000) }
+            let noisy = socket(AF_INET, streamSocket, 0), silent = socket(AF_INET, streamSocket, 0)
+            defer { close(noisy); close(silent) }
+            #expect(connectLoopback(noisy, port: port) == 0 && connectLoopback(silent, port: port) == 0)
+            _ = "GET / HTTP/1.0\r\n\r\n".withCString { send(noisy, $0, strlen($0), 0) }
+            children.merge(try Self.start(world: 3, ranks: [1, 2], port: port, in: dir)) { $1 }
+            for (rank, child) in children.sorted(by: { $0.key < $1.key }) {
+                #expect(try child.wait(seconds: 60) == 0, "rank \(rank): \(child.output)")
+            }
+        }
+
         @Test func badArgumentsAreNamed() throws {
             let dir = try makeTempDir("allreduce-args")
             let (status, output) = try runTrainer(["allreduce-check", "--world", "1", "--rank", "0"], in: dir, name: "one")

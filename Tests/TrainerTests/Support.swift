@@ -4,10 +4,10 @@ import TrainerCore
 
 #if canImport(Glibc)
 import Glibc
-private let streamSocket = Int32(SOCK_STREAM.rawValue)
+let streamSocket = Int32(SOCK_STREAM.rawValue)
 #elseif canImport(Darwin)
 import Darwin
-private let streamSocket = SOCK_STREAM
+let streamSocket = SOCK_STREAM
 #endif
 
 /// Every trainer test runs one at a time: they are CPU-bound and timed on a shared machine.
