@@ -223,6 +223,15 @@ enum BootScripts {
         # The trainer's build may still be running.
         tries=0
         while [ ! -x /opt/stratum/bin/stratum-trainer ] && [ "$tries" -lt 360 ]; do sleep 5; tries=$((tries + 1)); done
+        # A node that joins a pool whose check is over (it was replaced, or rebooted alone) has
+        # no peers to check with: rank 0's metrics already carry the pool's check.
+        if [ "$STRATUM_NODE_INDEX" -gt 0 ] && curl -sf --max-time 5 "http://${STRATUM_COORDINATOR:-127.0.0.1}:$STRATUM_METRICS_PORT/metrics" \\
+            | grep -q '^stratum_allreduce_check_timestamp_seconds '; then
+          echo "stratum allreduce-check: the pool checked its interconnect before this node joined; skipped"
+          printf '%s\\n' '# TYPE stratum_allreduce_skipped gauge' 'stratum_allreduce_skipped 1' > \(NodeBootstrap.allreduceMetricsPath)
+          touch "$done"
+          exit 0
+        fi
         echo "stratum allreduce-check: rank $STRATUM_NODE_INDEX of $STRATUM_NODE_COUNT, coordinator ${STRATUM_COORDINATOR:-this node}"
         if /opt/stratum/bin/stratum-trainer allreduce-check --world "$STRATUM_NODE_COUNT" --rank "$STRATUM_NODE_INDEX" \\
             --coordinator "${STRATUM_COORDINATOR:-127.0.0.1}" --port \(NodeBootstrap.allreducePort) --timeout 900 \\

@@ -21,7 +21,7 @@ struct InterconnectCheckTests {
 
     /// Writes node `index`'s check with its paths moved under `root` and the port changed;
     /// answers the script to run.
-    static func stage(index: Int, count: Int, root: URL, port: Int) throws -> URL {
+    static func stage(index: Int, count: Int, root: URL, port: Int, metricsPort: Int = freeLoopbackPort()) throws -> URL {
         let files = try files(index: index, count: count)
         let node = root.appendingPathComponent("node-\(index)")
         try FileManager.default.createDirectory(at: node, withIntermediateDirectories: true)
@@ -33,7 +33,10 @@ struct InterconnectCheckTests {
                 .replacingOccurrences(of: "--port \(NodeBootstrap.allreducePort)", with: "--port \(port)")
                 .replacingOccurrences(of: "--timeout 900", with: "--timeout 30")
         }
-        try Data(try #require(files[NodeBootstrap.nodeEnvPath]).utf8).write(to: node.appendingPathComponent("node.env"))
+        // Where rank 0's metrics answer (a late joiner looks there for the pool's check).
+        let env = try #require(files[NodeBootstrap.nodeEnvPath]).replacingOccurrences(
+            of: "STRATUM_METRICS_PORT='\(NodeBootstrap.defaultMetricsPort)'", with: "STRATUM_METRICS_PORT='\(metricsPort)'")
+        try Data(env.utf8).write(to: node.appendingPathComponent("node.env"))
         let script = node.appendingPathComponent("allreduce-check.sh")
         try Data(moved(try #require(files["\(NodeBootstrap.libexec)/allreduce-check.sh"])).utf8).write(to: script)
         return script
@@ -91,6 +94,26 @@ struct InterconnectCheckTests {
         #expect(run.output.contains("FAILED") && run.output.contains("cannot reach the coordinator"), "\(run.output)")
         let metrics = try String(contentsOf: root.appendingPathComponent("node-1/allreduce.prom"), encoding: .utf8)
         #expect(metrics.contains("\nstratum_allreduce_ok 0\n"), "\(metrics)")
+    }
+
+    /// A node that joins its pool after the pool's check (replaced, or rebooted alone) finds
+    /// the check in rank 0's metrics, skips its own at once and says so.
+    @Test func aLateJoinerSkipsTheCheck() async throws {
+        let root = try TestSupport.temporaryDirectory("interconnect-late")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let rankZero = try await LoopbackHTTPServer.start { request in
+            request.uri == "/metrics"
+                ? ProxyResponse(status: 200, body: Data("stratum_trainer_step 900\nstratum_allreduce_ok 1\nstratum_allreduce_check_timestamp_seconds 1790000000\n".utf8))
+                : ProxyResponse(status: 404)
+        }
+        defer { Task { await rankZero.shutdown() } }
+        let script = try Self.stage(index: 1, count: 2, root: root, port: freeLoopbackPort(), metricsPort: try #require(rankZero.url.port))
+        let started = ContinuousClock.now
+        let run = try #require(try await Self.run([script], seconds: 30).first)
+        #expect(run.status == 0 && run.output.contains("skipped"), "\(run.output)")
+        #expect(ContinuousClock.now - started < .seconds(15))
+        let metrics = try String(contentsOf: root.appendingPathComponent("node-1/allreduce.prom"), encoding: .utf8)
+        #expect(metrics.contains("\nstratum_allreduce_skipped 1\n") && !metrics.contains("stratum_allreduce_ok"), "\(metrics)")
     }
 
     /// Only a trainer node of a pool of more than one checks: one node alone has nothing to check.

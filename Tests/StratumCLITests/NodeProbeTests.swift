@@ -90,6 +90,8 @@ struct NodeProbeTests {
         node.health = "ok, but its all-reduce check failed"
         #expect(node.readiness == .failed)
         #expect(NodeReport(address: "x", provider: "aws", zone: "", endpoint: "", health: "unreachable (connection refused)", poolSize: 2).readiness == .waiting)
+        // A node that joined after its pool's check has none to wait for.
+        #expect(NodeReport(address: "x", provider: "aws", zone: "", endpoint: "", health: "ok", allreduceSkipped: true, poolSize: 2).readiness == .ready)
         #expect(NodeReport(address: "x", provider: "aws", zone: "", endpoint: "", health: "gone (deleted outside Stratum; the next apply recreates it)").readiness == .failed)
         #expect(NodeReport(address: "x", provider: "local", zone: "", endpoint: "", health: "no metrics endpoint", poolSize: 3).readiness == .waiting)
     }

@@ -65,6 +65,8 @@ struct NodeReport: Codable, Sendable, Equatable {
     var allreduceBusGbps: Double?
     /// Whether the node's interconnect check passed; nil where none has reported.
     var allreduceOK: Bool?
+    /// The node joined its pool after the pool's check (replaced, or rebooted alone): nothing to check with.
+    var allreduceSkipped: Bool?
     /// The size of the node's pool (its `count`).
     var poolSize: Int?
 
@@ -82,7 +84,7 @@ struct NodeReport: Codable, Sendable, Equatable {
     var readiness: Readiness {
         if allreduceOK == false || health.hasPrefix("gone") || health.hasPrefix("failed") { return .failed }
         guard health.hasPrefix("ok") else { return .waiting }
-        return (poolSize ?? 1) > 1 && allreduceOK == nil ? .waiting : .ready
+        return (poolSize ?? 1) > 1 && allreduceOK == nil && allreduceSkipped != true ? .waiting : .ready
     }
 }
 
@@ -174,6 +176,7 @@ struct NodeProbe: Sendable {
             // The interconnect check's result, which the trainer serves with its own metrics.
             report.allreduceBusGbps = metrics["stratum_allreduce_bus_bandwidth_bytes_per_second"].map { $0 / 1e9 }
             report.allreduceOK = metrics["stratum_allreduce_ok"].map { $0 == 1 }
+            report.allreduceSkipped = metrics["stratum_allreduce_skipped"].map { $0 == 1 }
             if metrics["stratum_allreduce_ok"] == 0 {
                 report.allreduceBusGbps = nil
                 if report.health == "ok" { report.health = "ok, but its all-reduce check failed" }
