@@ -175,17 +175,10 @@ struct AzureKeyVaultKind: ResourceKind {
     /// assignment made, and the old one removed.
     func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
         let client = client.in(desired.inputs)
-        guard var vault = try await client.getIfExists(prior.id, action: "vaults.get", address: desired.address) else {
-            throw ProviderError(.notFound, "\(prior.id) no longer exists", address: desired.address)
-        }
-        let tags = AzureTags.input(desired.inputs["tags"])
-        if tags != AzureTags.input(prior.attributes["tags"]) {
-            vault = try await putVault(prior.id, tags: AzureTags.updated(live: vault["tags"], wanted: tags), resource: desired, client: client)
-        }
-        var state = try await complete(desired, vault: vault, client: client)
-        try await AzureRoleAssignment.dropReplaced(prior, by: state, client: client)
-        state.id = prior.id
-        return state
+        return try await AzureRoleAssignment.updateHolder(
+            prior, to: desired, action: "vaults.get", client: client,
+            put: { try await putVault(prior.id, tags: $0, resource: desired, client: client) },
+            complete: { try await complete(desired, vault: $0, client: client) })
     }
 
     /// Removes the assignment, deletes the vault (its secrets with it), then purges it.
@@ -202,9 +195,8 @@ struct AzureKeyVaultKind: ResourceKind {
     func recover(_ operation: PendingOperation) async throws -> ResourceState? {
         let resource = operation.resolved
         let client = client.in(resource.inputs)
-        guard let vault = try await client.getIfExists(try path(of: resource, client: client), action: "vaults.get", address: operation.address),
-            AzureTags.carry(token: operation.token, in: vault["tags"])
-        else { return nil }
-        return try await complete(resource, vault: vault, client: client)
+        return try await AzureRoleAssignment.recoverHolder(
+            operation, path: try path(of: resource, client: client), action: "vaults.get", client: client,
+            complete: { try await complete(resource, vault: $0, client: client) })
     }
 }

@@ -163,18 +163,10 @@ struct AzureNodeIdentityKind: ResourceKind {
     /// New tags on the identity; a new (or lost) scope's assignment made, and the old one removed.
     func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
         let client = client.in(desired.inputs)
-        guard let live = try await client.getIfExists(prior.id, action: "userAssignedIdentities.get", address: desired.address) else {
-            throw ProviderError(.notFound, "\(prior.id) no longer exists", address: desired.address)
-        }
-        var identity = live
-        let tags = AzureTags.input(desired.inputs["tags"])
-        if tags != AzureTags.input(prior.attributes["tags"]) {
-            identity = try await putIdentity(prior.id, tags: AzureTags.updated(live: live["tags"], wanted: tags), resource: desired, client: client)
-        }
-        var state = try await complete(desired, identity: identity, client: client)
-        try await AzureRoleAssignment.dropReplaced(prior, by: state, client: client)
-        state.id = prior.id
-        return state
+        return try await AzureRoleAssignment.updateHolder(
+            prior, to: desired, action: "userAssignedIdentities.get", client: client,
+            put: { try await putIdentity(prior.id, tags: $0, resource: desired, client: client) },
+            complete: { try await complete(desired, identity: $0, client: client) })
     }
 
     func delete(_ state: ResourceState, context: OperationContext) async throws {
@@ -188,10 +180,9 @@ struct AzureNodeIdentityKind: ResourceKind {
     func recover(_ operation: PendingOperation) async throws -> ResourceState? {
         let resource = operation.resolved
         let client = client.in(resource.inputs)
-        guard let identity = try await client.getIfExists(try path(of: resource, client: client), action: "userAssignedIdentities.get", address: operation.address),
-            AzureTags.carry(token: operation.token, in: identity["tags"])
-        else { return nil }
-        return try await complete(resource, identity: identity, client: client)
+        return try await AzureRoleAssignment.recoverHolder(
+            operation, path: try path(of: resource, client: client), action: "userAssignedIdentities.get", client: client,
+            complete: { try await complete(resource, identity: $0, client: client) })
     }
 }
 
@@ -256,6 +247,34 @@ enum AzureRoleAssignment {
             current.attributes["role_assignment_id"] = nil
         }
         return current
+    }
+
+    /// The update of a resource holding an assignment (an identity, a vault): its tags PUT again
+    /// (`put`, Stratum's own kept) where the stack changed them; then `complete` makes the
+    /// assignment the desired inputs name, and one the update replaced is removed.
+    static func updateHolder(
+        _ prior: ResourceState, to desired: ResolvedResource, action: String, client: AzureClient,
+        put: (_ tags: [String: String]) async throws -> CloudJSON, complete: (_ live: CloudJSON) async throws -> ResourceState
+    ) async throws -> ResourceState {
+        guard var live = try await client.getIfExists(prior.id, action: action, address: desired.address) else {
+            throw ProviderError(.notFound, "\(prior.id) no longer exists", address: desired.address)
+        }
+        let tags = AzureTags.input(desired.inputs["tags"])
+        if tags != AzureTags.input(prior.attributes["tags"]) { live = try await put(AzureTags.updated(live: live["tags"], wanted: tags)) }
+        var state = try await complete(live)
+        try await dropReplaced(prior, by: state, client: client)
+        state.id = prior.id
+        return state
+    }
+
+    /// The recovery of a holder's create whose answer was lost: the resource at `path` is this
+    /// create's when it carries its token, and `complete` makes its assignment (again: the same name).
+    static func recoverHolder(
+        _ operation: PendingOperation, path: String, action: String, client: AzureClient, complete: (_ live: CloudJSON) async throws -> ResourceState
+    ) async throws -> ResourceState? {
+        guard let live = try await client.getIfExists(path, action: action, address: operation.address), AzureTags.carry(token: operation.token, in: live["tags"])
+        else { return nil }
+        return try await complete(live)
     }
 
     /// Deletes `prior`'s assignment when `state` (its update) holds another.

@@ -20,9 +20,9 @@ enum GCPNodeSecrets {
 
     /// Why the node's secrets cannot be delivered: it runs as no service account of its own.
     static func problem(_ inputs: [String: Value]) -> String? {
-        let account = inputs["service_account"]?.stringValue ?? (inputs["service_account"] != nil ? "reference" : "default")
-        return NodeEnvSecrets.problem(
-            inputs, hasIdentity: account != "default", store: "Secret Manager",
+        // A reference (the stack's own account) or an email; not the project's default account.
+        NodeEnvSecrets.problem(
+            inputs, hasIdentity: inputs["service_account"].map { $0.stringValue != "default" } ?? false, store: "Secret Manager",
             hint: "give the instances a serviceAccount of their own (GCP.ServiceAccount)")
     }
 

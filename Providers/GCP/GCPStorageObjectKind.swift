@@ -77,10 +77,13 @@ struct GCPStorageObjectKind: ResourceKind {
         var live: [String: GCPJSON] = [:]
         for item in pages.flatMap({ $0["items"]?.array ?? [] }) { if let name = item["name"]?.string { live[name] = item } }
         return resources.map { state in
-            guard let name = state.attributes["name"]?.stringValue, let item = live[name],
-                let source = state.attributes["source"]?.stringValue, let artifact = BundledArtifact.contents(of: source),
-                artifact.sha256 != state.attributes["sha256"]?.stringValue || Self.holds(artifact.data, item)
-            else { return nil }
+            guard let name = state.attributes["name"]?.stringValue, let item = live[name] else { return nil }
+            // Other bytes under the name are not this object (known where this binary carries the recorded archive).
+            if let source = state.attributes["source"]?.stringValue, let artifact = BundledArtifact.contents(of: source),
+                artifact.sha256 == state.attributes["sha256"]?.stringValue, !Self.holds(artifact.data, item)
+            {
+                return nil
+            }
             var refreshed = state
             refreshed.attributes["generation"] = item["generation"]?.string.map(Value.string)
             return refreshed

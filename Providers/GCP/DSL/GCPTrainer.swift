@@ -90,13 +90,13 @@ extension GCP {
         }
 
         public func declare(into content: inout StackContent) {
-            let archive = StratumTrainerArtifact.TrainerArchive.bundled
+            // The object's name is the archive's key.
+            var inputs = StratumTrainerArtifact.TrainerArchive.bundled.objectInputs.mapValues(Value.string)
+            inputs["name"] = inputs.removeValue(forKey: "key")
+            inputs["bucket"] = bucket.value
             GCPDeclaration.declare(
-                "gcp_storage_object", name, project: project, region: region,
-                inputs: [
-                    "bucket": bucket.value, "name": .string(archive.objectKey), "source": .string(BundledArtifact.trainer), "sha256": .string(archive.sha256),
-                ],
-                dependsOn: explicitDependencies, location: location, into: &content)
+                "gcp_storage_object", name, project: project, region: region, inputs: inputs, dependsOn: explicitDependencies, location: location,
+                into: &content)
         }
     }
 }
