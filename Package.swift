@@ -62,6 +62,10 @@ let package = Package(
         .executableTarget(name: "stratum-trainer-sources"),
         .plugin(
             name: "TrainerSourcesPlugin", capability: .buildTool(), dependencies: ["stratum-trainer-sources"], path: "Sources/TrainerSourcesPlugin"),
+        // Each cloud's offer catalog (Providers/<Cloud>/Catalog/offers.csv), embedded at build
+        // time in the cloud's module as the prices a binary ships with.
+        .executableTarget(name: "stratum-catalog-embed"),
+        .plugin(name: "CatalogDataPlugin", capability: .buildTool(), dependencies: ["stratum-catalog-embed"], path: "Sources/CatalogDataPlugin"),
         .target(
             name: "StratumTrainerArtifact",
             dependencies: ["StratumCore", .product(name: "Crypto", package: "swift-crypto"), .product(name: "ZIPFoundation", package: "ZIPFoundation")],
@@ -86,7 +90,9 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Providers/AWS"
+            path: "Providers/AWS",
+            exclude: ["Catalog"],
+            plugins: ["CatalogDataPlugin"]
         ),
         // Everything GCP: the GCP.* DSL types and the lowering of the portable resources, the
         // provider and its resource kinds, OAuth2 credentials (service-account key,
@@ -99,7 +105,9 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Providers/GCP"
+            path: "Providers/GCP",
+            exclude: ["Catalog"],
+            plugins: ["CatalogDataPlugin"]
         ),
         // Everything Azure: the Azure.* DSL types and the lowering of the portable resources,
         // Microsoft Entra and managed-identity credentials and the Azure Resource Manager client
@@ -112,7 +120,9 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Providers/Azure"
+            path: "Providers/Azure",
+            exclude: ["Catalog"],
+            plugins: ["CatalogDataPlugin"]
         ),
         .target(name: "StratumEngine", dependencies: ["StratumCore", "StratumState", .product(name: "Logging", package: "swift-log")]),
         .target(name: "CStratumSpawn"),

@@ -4,7 +4,13 @@ import StratumCore
 extension ProviderFactory {
     /// Amazon Web Services, with credentials from the environment, the shared AWS files or
     /// instance metadata, and `AWS_ENDPOINT_URL` for emulators.
-    public static let aws = ProviderFactory(wiring: .aws) { _ in AWSProvider.fromEnvironment() }
+    public static let aws = ProviderFactory(wiring: .aws, catalog: .aws) { _ in AWSProvider.fromEnvironment() }
+}
+
+extension ShippedCatalog {
+    /// The AWS offers this build ships with (Providers/AWS/Catalog/offers.csv); `stratum
+    /// catalog update` refreshes them from the public pricing endpoint.
+    public static let aws = ShippedCatalog(cloud: "aws", csv: StratumShippedCatalog.csv, file: StratumShippedCatalog.path)
 }
 
 extension PackageWiring {

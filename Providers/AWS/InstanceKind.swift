@@ -14,6 +14,10 @@ struct InstanceKind: EC2ResourceKind {
         NodeContract.review(prior, desired: desired)
     }
     let type = Self.typeName
+
+    func billing(_ attributes: [String: Value], region: String) -> Billing? {
+        attributes["instance_type"]?.stringValue.map { .machines(instanceType: $0, region: region, spot: attributes["spot"]?.boolValue == true, count: 1) }
+    }
     let describeAction = "DescribeInstances"
     let itemsPath = "reservationSet"
     let idField = "instanceId"

@@ -7,7 +7,7 @@ extension ProviderFactory {
     /// principal's secret or certificate, else the machine's managed identity), the
     /// subscription from `AZURE_SUBSCRIPTION_ID` (or each resource's `subscription`), and the
     /// endpoint overrides of `AzureEndpoints.fromEnvironment`.
-    public static let azure = ProviderFactory(wiring: .azure) { _ in AzureProvider.fromEnvironment() }
+    public static let azure = ProviderFactory(wiring: .azure, catalog: .azure) { _ in AzureProvider.fromEnvironment() }
 }
 
 extension AzureProvider {
@@ -33,6 +33,12 @@ extension AzureProvider {
             configuration: .init(endpoints: AzureEndpoints.fromEnvironment(environment)), credentials: credentials, subscription: subscription,
             transport: transport)
     }
+}
+
+extension ShippedCatalog {
+    /// The Azure offers this build ships with (Providers/Azure/Catalog/offers.csv); `stratum
+    /// catalog update` refreshes them from the public pricing endpoint.
+    public static let azure = ShippedCatalog(cloud: "azure", csv: StratumShippedCatalog.csv, file: StratumShippedCatalog.path)
 }
 
 extension PackageWiring {

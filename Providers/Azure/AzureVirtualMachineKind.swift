@@ -21,6 +21,10 @@ struct AzureVirtualMachineKind: ResourceKind {
 
     let client: AzureClient
     let type = Self.typeName
+
+    func billing(_ attributes: [String: Value], region: String) -> Billing? {
+        attributes["size"]?.stringValue.map { .machines(instanceType: $0, region: region, spot: attributes["spot"]?.boolValue == true, count: 1) }
+    }
     let schema = ResourceSchema(type: Self.typeName, attributes: [
         "subscription": .input(forceNew: true),
         "resource_group": .input(forceNew: true, required: true),

@@ -10,6 +10,12 @@ struct GCPInstanceGangKind: GCPInstanceFamily {
     static let typeName = "gcp_instance_gang"
     let client: GCPClient
     let type = Self.typeName
+
+    /// A gang is billed as its `count` members.
+    func billing(_ attributes: [String: Value], region: String) -> Billing? {
+        guard let machineType = attributes["machine_type"]?.stringValue else { return nil }
+        return .machines(instanceType: machineType, region: region, spot: attributes["spot"]?.boolValue == true, count: max(attributes["count"]?.intValue ?? 1, 0))
+    }
     let schema = GCPInstanceInputs.schema(type: Self.typeName, extra: [
         "count": .input(forceNew: true, required: true),
         "name_prefix": AttributeSchema(role: .optionalComputed, forceNew: true),

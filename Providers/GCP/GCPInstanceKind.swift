@@ -9,6 +9,10 @@ struct GCPInstanceKind: GCPInstanceFamily {
     static let typeName = "gcp_instance"
     let client: GCPClient
     let type = Self.typeName
+
+    func billing(_ attributes: [String: Value], region: String) -> Billing? {
+        attributes["machine_type"]?.stringValue.map { .machines(instanceType: $0, region: region, spot: attributes["spot"]?.boolValue == true, count: 1) }
+    }
     let schema = GCPInstanceInputs.schema(type: Self.typeName, extra: [
         "name": AttributeSchema(role: .optionalComputed, forceNew: true),
         "index": .input(forceNew: true),

@@ -6,7 +6,7 @@ extension ProviderFactory {
     /// Google Cloud, with Application Default Credentials (`GOOGLE_APPLICATION_CREDENTIALS`,
     /// gcloud's ADC file, the metadata server), the project from `GOOGLE_CLOUD_PROJECT` or the
     /// credentials, and the endpoint overrides of `GCPEndpoints.fromEnvironment` for emulators.
-    public static let gcp = ProviderFactory(wiring: .gcp) { _ in GCPProvider.fromEnvironment() }
+    public static let gcp = ProviderFactory(wiring: .gcp, catalog: .gcp) { _ in GCPProvider.fromEnvironment() }
 }
 
 extension GCPProvider {
@@ -40,6 +40,12 @@ enum GCPOfflineClient {
         let credentials = GCPCredentials(source: .metadataServer, project: project, tokens: tokens)
         return try GCPClient(configuration: .init(endpoints: GCPEndpoints.fromEnvironment(environment)), credentials: credentials, transport: transport)
     }
+}
+
+extension ShippedCatalog {
+    /// The GCP offers this build ships with (Providers/GCP/Catalog/offers.csv); `stratum
+    /// catalog update` refreshes them from the public pricing endpoint.
+    public static let gcp = ShippedCatalog(cloud: "gcp", csv: StratumShippedCatalog.csv, file: StratumShippedCatalog.path)
 }
 
 extension PackageWiring {

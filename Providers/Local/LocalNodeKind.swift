@@ -8,6 +8,9 @@ struct LocalNodeKind: ResourceKind {
     let type = Self.typeName
     let paths: LocalPaths
 
+    /// A local process costs nothing by the hour.
+    func billing(_ attributes: [String: Value], region: String) -> Billing? { .free }
+
     // Nodes are replaced destroy-before-create: a worker's successor resumes from the
     // checkpoint the old one writes when it is stopped, and never runs beside it.
     let schema = ResourceSchema(type: Self.typeName, attributes: [

@@ -10,6 +10,8 @@ public struct StackContent: Sendable {
     public var outputs: [OutputDeclaration] = []
     /// Problems found while lowering (bad CIDR, negative count, ...), reported with the rest.
     public var diagnostics: [Diagnostic] = []
+    /// Caps on the stack's hourly cost (`Budget`).
+    public var budgets: [BudgetDeclaration] = []
 
     /// Addresses of resources that several declarations may each declare (an Azure resource
     /// group a placement's network, bucket and nodes all live in): the same resource declared
@@ -34,6 +36,7 @@ public struct StackContent: Sendable {
         shared.formUnion(other.shared)
         outputs += other.outputs
         diagnostics += other.diagnostics
+        budgets += other.budgets
     }
 }
 

@@ -39,6 +39,28 @@ public enum StackConfigLoader {
         return try decode(type, yaml: text, file: url.path)
     }
 
+    /// Keys any stack's config file may set, whatever its configuration type: read by Stratum
+    /// itself. `budget_per_hour`: the most the stack's machines may cost an hour in this
+    /// environment, in US dollars.
+    public static let reservedKeys = ["budget_per_hour"]
+
+    /// The environment's `budget_per_hour` in the config file at `url`, nil when it sets none.
+    public static func budget(in url: URL) throws -> Double? {
+        guard let text = try? String(contentsOf: url, encoding: .utf8), let mapping = (try? Yams.load(yaml: text)) as? [String: Any],
+            let value = mapping["budget_per_hour"]
+        else { return nil }
+        let number: Double?
+        switch value {
+        case let int as Int: number = Double(int)
+        case let double as Double: number = double
+        default: number = nil
+        }
+        guard let number, number.isFinite, number > 0 else {
+            throw ConfigError(file: url.path, message: "config key 'budget_per_hour' = \(value): expected a positive number of US dollars an hour")
+        }
+        return number
+    }
+
     /// Throws the configuration's `problems()`, all at once, naming `file`.
     public static func check<C: StackConfiguration>(_ config: C, file: String) throws -> C {
         let problems = config.problems()
@@ -57,9 +79,11 @@ public enum StackConfigLoader {
             throw ConfigError(file: file, message: "not valid YAML: \(error)")
         }
         guard let loaded else { return C() }
-        guard let overrides = loaded as? [String: Any] else {
+        guard var overrides = loaded as? [String: Any] else {
             throw ConfigError(file: file, message: "expected a mapping of keys to values at the top level")
         }
+        // Keys every environment's file may set, read by Stratum rather than the stack.
+        for key in reservedKeys { overrides[key] = nil }
 
         // Merge the file over the encoded defaults, so every key has a value and any key the
         // configuration type does not have is caught.

@@ -13,7 +13,11 @@ public struct StackEntry: Sendable {
         self.evaluate = { environment, configFile in
             let config = try configFile.map { try StackConfigLoader.load(S.Config.self, from: $0) }
                 ?? StackConfigLoader.check(S.Config(), file: "the default configuration of \(S.name)")
-            return try StackEvaluator.evaluate(S().body(config: config), name: S.name, environment: environment)
+            var stack = try StackEvaluator.evaluate(S().body(config: config), name: S.name, environment: environment)
+            if let configFile, let cap = try StackConfigLoader.budget(in: configFile) {
+                stack.budgets.append(BudgetCap(hourly: cap, setBy: "environment '\(environment)' (budget_per_hour in \(configFile.relativePath))"))
+            }
+            return stack
         }
     }
 }
@@ -63,6 +67,7 @@ public enum StackEvaluator {
             problems.append(Diagnostic(address: cycle.first, message: "dependency cycle: \(path)", location: cycle.first.flatMap { byAddress[$0]?.location }))
         }
         if !problems.isEmpty { throw ValidationError(problems) }
-        return EvaluatedStack(name: name, environment: environment, resources: content.resources, outputs: outputs, graph: graph)
+        let budgets = content.budgets.map { BudgetCap(hourly: $0.hourly, setBy: "stack '\(name)' (Budget at \($0.location))") }
+        return EvaluatedStack(name: name, environment: environment, resources: content.resources, outputs: outputs, graph: graph, budgets: budgets)
     }
 }

@@ -217,7 +217,7 @@ struct RunContext {
         }
         logger.debug("planning \(workspace(for: stackName)) at serial \(snapshot.serial), lineage \(snapshot.lineage)")
         let planner = Planner(providers: providers)
-        let plan: Plan
+        var plan: Plan
         if destroy || stack == nil {
             plan = planner.destroyPlan(stackName: stackName, environment: options.environment, snapshot: snapshot, refreshed: refreshed, scope: scope, now: Date())
         } else if let stack {
@@ -225,6 +225,10 @@ struct RunContext {
         } else {
             throw CLIError("no stack to plan")
         }
+        let cost = PlanCosting(providers: providers, catalog: try CatalogFiles.load(directory: CatalogFiles.directory(options)))
+            .cost(of: plan, budgets: destroy ? [] : stack?.budgets ?? [])
+        plan.cost = cost
+        for warning in try cost.checkBudgets(isDestroy: plan.isDestroy) { console.error(console.yellow("Warning: \(warning).")) }
         if !scope.isEmpty, plan.changes.isEmpty, plan.vanished.isEmpty, !known.isEmpty {
             let widening = destroy ? "destroying a target also destroys what depends on it; keeping a resource keeps what it needs"
                 : "a target brings what it needs; excluding a resource also leaves out what depends on it"

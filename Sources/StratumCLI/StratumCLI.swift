@@ -52,7 +52,7 @@ struct StratumCommand: AsyncParsableCommand {
             """,
         subcommands: [
             Init.self, Stacks.self, Validate.self, PlanCommand.self, Apply.self, Destroy.self, Refresh.self, Output.self,
-            Status.self, Graph.self, StateCommand.self, ForceUnlock.self,
+            Status.self, Graph.self, StateCommand.self, ForceUnlock.self, Catalog.self,
         ]
     )
 }

@@ -1,6 +1,9 @@
 /// A stack after its body ran: resources, outputs and where its configuration came from.
 public struct EvaluatedStack: Sendable {
-    public init(name: String, environment: String, resources: [DesiredResource], outputs: [String: Value], graph: ResourceGraph) {
+    public init(
+        name: String, environment: String, resources: [DesiredResource], outputs: [String: Value], graph: ResourceGraph, budgets: [BudgetCap] = []
+    ) {
+        self.budgets = budgets
         self.name = name
         self.environment = environment
         self.resources = resources
@@ -14,6 +17,9 @@ public struct EvaluatedStack: Sendable {
     public var outputs: [String: Value]
     /// Dependency edges: each resource to those it needs first.
     public var graph: ResourceGraph
+    /// Caps on the hourly cost of the stack's machines: the stack's `Budget`s and its
+    /// environment's `budget_per_hour`.
+    public var budgets: [BudgetCap]
 
     public var resourcesByAddress: [ResourceAddress: DesiredResource] {
         Dictionary(resources.map { ($0.address, $0) }, uniquingKeysWith: { first, _ in first })

@@ -83,6 +83,9 @@ public struct Plan: Sendable, Codable {
     public var outputs: [String: Value]
     /// Whether the plan destroys everything (from `destroy`).
     public var isDestroy: Bool
+    /// What the stack's machines cost an hour before and after, from the offer catalog; nil
+    /// when the plan was made without one.
+    public var cost: PlanCost?
 
     public init(
         stack: String, environment: String, lineage: String, serial: Int, createdAt: Date, changes: [ResourceChange],

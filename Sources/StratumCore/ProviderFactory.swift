@@ -7,10 +7,32 @@ public struct ProviderFactory: Sendable {
     /// How a new stack package links this provider (`stratum init --cloud`); nil for providers
     /// that need no wiring of their own (Local comes with the Stratum product) and test fakes.
     public var wiring: PackageWiring?
+    /// The provider's cloud name and the offers its build ships with (machine types, GPUs,
+    /// regions, hourly prices); nil for a provider without machines to price.
+    public var catalog: ShippedCatalog?
 
-    public init(wiring: PackageWiring? = nil, _ make: @escaping @Sendable (_ workDirectory: URL) -> any Provider) {
+    public init(wiring: PackageWiring? = nil, catalog: ShippedCatalog? = nil, _ make: @escaping @Sendable (_ workDirectory: URL) -> any Provider) {
         self.make = make
         self.wiring = wiring
+        self.catalog = catalog
+    }
+}
+
+/// A cloud's offer catalog as a binary carries it: parsed when first asked for, so commands
+/// that price nothing never read it.
+public struct ShippedCatalog: Sendable {
+    /// The provider's name (`aws`).
+    public var cloud: String
+    public var load: @Sendable () throws -> OfferCatalog
+
+    public init(cloud: String, load: @escaping @Sendable () throws -> OfferCatalog) {
+        self.cloud = cloud
+        self.load = load
+    }
+
+    /// A catalog from CSV text, e.g. a file embedded at build time.
+    public init(cloud: String, csv: String, file: String) {
+        self.init(cloud: cloud) { try OfferCatalog(csv: csv, cloud: cloud, file: file) }
     }
 }
 

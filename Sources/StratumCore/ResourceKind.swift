@@ -42,6 +42,11 @@ public protocol ResourceKind: Sendable {
     /// Live state of an existing resource by the provider's id, to adopt it into state
     /// (`stratum state import`); nil when no such resource exists.
     func importResource(region: String, id: String, address: ResourceAddress) async throws -> ResourceState?
+
+    /// How the resource is billed, read from its attributes (desired inputs or recorded state):
+    /// machines of a type, priced from the offer catalog; nil (the default) for what is not a
+    /// machine. Plans price machines only.
+    func billing(_ attributes: [String: Value], region: String) -> Billing?
 }
 
 extension ResourceKind {

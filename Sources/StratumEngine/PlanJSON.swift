@@ -15,6 +15,33 @@ public struct PlanJSON: Encodable, Sendable {
     public var resource_changes: [ResourceChangeJSON]
     public var output_changes: [String: OutputChangeJSON]
     public var resource_drift: [ResourceDriftJSON]
+    /// The machines' hourly cost before and after, from the offer catalog (USD).
+    public var cost: CostJSON?
+
+    public struct CostJSON: Encodable, Sendable {
+        public var currency = "USD"
+        public var hourly_before: Double
+        public var hourly_after: Double
+        public var hourly_delta: Double
+        public var resources: [ResourceCostJSON]
+        /// Machines after the plan without a price: the totals leave them out.
+        public var unpriced: [String]
+        public var budget: BudgetJSON?
+    }
+
+    public struct ResourceCostJSON: Encodable, Sendable {
+        public var address: String
+        public var action: String
+        public var hourly_before: Double?
+        public var hourly_after: Double?
+        public var before: String?
+        public var after: String?
+    }
+
+    public struct BudgetJSON: Encodable, Sendable {
+        public var hourly: Double
+        public var set_by: String
+    }
 
     public struct ResourceChangeJSON: Encodable, Sendable {
         public var address: String
@@ -81,6 +108,17 @@ public struct PlanJSON: Encodable, Sendable {
                 after_sensitive: value.containsSensitive)
         }
         output_changes = outputs
+        cost = plan.cost.map { cost in
+            CostJSON(
+                hourly_before: cost.hourlyBefore, hourly_after: cost.hourlyAfter, hourly_delta: cost.delta,
+                resources: cost.resources.map { resource in
+                    ResourceCostJSON(
+                        address: resource.address.description, action: resource.action.rawValue, hourly_before: resource.before?.hourly,
+                        hourly_after: resource.after?.hourly, before: resource.before?.what, after: resource.after?.what)
+                },
+                unpriced: cost.unpriced.map(\.description),
+                budget: cost.budgets.first.map { BudgetJSON(hourly: $0.hourly, set_by: $0.setBy) })
+        }
     }
 
     static func actions(_ change: ResourceChange) -> [String] {

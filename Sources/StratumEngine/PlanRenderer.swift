@@ -23,12 +23,13 @@ public enum PlanRenderer {
         if actionable.isEmpty {
             if !plan.vanished.isEmpty { out += "\n" }
             out += plan.isDestroy ? "No resources to destroy.\n" : "No changes. The infrastructure matches the stack.\n"
+            if let cost = plan.cost, !cost.resources.isEmpty { out += costLines(cost, paint: paint) }
             return out
         }
         out += "Stratum will perform the following actions:\n\n"
         let shown = limit.map { Array(actionable.prefix($0)) } ?? actionable
         for change in shown {
-            out += render(change, paint: paint)
+            out += render(change, paint: paint, cost: plan.cost?.cost(of: change.address))
             out += "\n"
         }
         if shown.count < actionable.count || shownVanished.count < plan.vanished.count {
@@ -37,7 +38,39 @@ public enum PlanRenderer {
         }
         let counts = plan.counts
         out += paint.bold("Plan: \(counts.add) to add, \(counts.change) to change, \(counts.destroy) to destroy.") + "\n"
+        if let cost = plan.cost, !cost.resources.isEmpty { out += costLines(cost, paint: paint) }
         return out
+    }
+
+    /// The stack's hourly cost before and after, what is not priced, and the budget.
+    static func costLines(_ cost: PlanCost, paint: Paint) -> String {
+        var out = paint.bold("Cost: \(Money.hourly(cost.hourlyBefore)) now, \(Money.hourly(cost.hourlyAfter)) after (\(Money.delta(cost.delta)))")
+        out += " — machines only, at the offer catalog's prices.\n"
+        if !cost.unpriced.isEmpty {
+            out += "  \(cost.unpriced.count) machine(s) have no price and are left out of the total:\n"
+            for address in cost.unpriced.prefix(5) {
+                out += "    \(address): \(cost.cost(of: address)?.after?.what ?? "no price")\n"
+            }
+            if cost.unpriced.count > 5 { out += "    ... and \(cost.unpriced.count - 5) more\n" }
+        }
+        if let cap = cost.budgets.first {
+            let room = cap.hourly - cost.hourlyAfter
+            out += "  Budget: \(Money.hourly(cap.hourly)) set by \(cap.setBy); \(room >= 0 ? "\(Money.hourly(room)) to spare" : "\(Money.hourly(-room)) over")\n"
+        }
+        return out
+    }
+
+    /// `$55.04/h (p5.48xlarge on-demand in us-east-1)` for a change's price, or the move
+    /// from the old price to the new one.
+    static func priceNote(_ cost: ResourceCost) -> String {
+        func one(_ usage: PricedUsage) -> String { usage.hourly.map { "\(Money.hourly($0)) (\(usage.what))" } ?? "no price: \(usage.what)" }
+        switch (cost.before, cost.after) {
+        case (nil, let after?): return one(after)
+        case (let before?, nil): return "-" + one(before)
+        case (let before?, let after?) where before == after: return one(after)
+        case (let before?, let after?): return "\(one(before)) -> \(one(after))"
+        case (nil, nil): return ""
+        }
     }
 
     /// Counts of changes per resource type and action, one line per type.
@@ -54,7 +87,7 @@ public enum PlanRenderer {
         return out + "\n"
     }
 
-    static func render(_ change: ResourceChange, paint: Paint) -> String {
+    static func render(_ change: ResourceChange, paint: Paint, cost: ResourceCost? = nil) -> String {
         let marker: String
         let headline: String
         switch change.action {
@@ -68,6 +101,7 @@ public enum PlanRenderer {
         }
         var out = "  # \(change.address) \(headline)"
         if let reason = change.reason { out += " because \(reason)" }
+        if let cost, change.action != .noop { out += "\n  #   " + priceNote(cost) }
         out += "\n\(marker) \(change.address) {\n"
         let before = change.before ?? [:]
         let after = change.after ?? [:]

@@ -62,12 +62,28 @@ public struct FakeCloudProvider: Provider {
 
     public var kinds: [String: any ResourceKind] { ["fake_thing": FakeThingKind(cloud: self)] }
 
+    /// The fake cloud's offer catalog: two CPU types and a GPU type in two regions.
+    public static let catalog = ShippedCatalog(cloud: "fake", csv: catalogCSV, file: "the fake cloud's catalog")
+
+    public static let catalogCSV = """
+        # The fake cloud's offers (tests).
+        instance_type,gpu,gpu_count,gpu_memory_gib,vcpus,memory_gib,gpu_link,fabric,fabric_gbps,region,zones,on_demand_hourly,spot_hourly,source,as_of
+        fk.small,,0,,2,8,,ethernet,,default,default-a default-b,0.25,0.08,https://fake.invalid/prices,2026-11-01
+        fk.large,,0,,16,64,,ethernet,,default,default-a,2,,https://fake.invalid/prices,2026-11-01
+        fk.gpu8,H100,8,80,96,1024,nvswitch,infiniband,3200,default,default-a,40,12.5,https://fake.invalid/prices,2026-11-01
+        fk.gpu8,H100,8,80,96,1024,nvswitch,infiniband,3200,faraway,faraway-a,44,,https://fake.invalid/prices,2026-10-01
+
+        """
+
     var thingSchema: ResourceSchema {
         ResourceSchema(type: "fake_thing", attributes: [
             "size": .input(forceNew: true),
             "value": .input(),
             "parent": .input(),
             "token": .input(sensitive: true),
+            // A machine type and capacity, priced from `FakeCloudProvider.catalog`.
+            "machine_type": .input(forceNew: true),
+            "spot": .input(forceNew: true),
             "id": .computed,
         ], createBeforeDestroy: options.createBeforeDestroy)
     }
@@ -146,6 +162,11 @@ struct FakeThingKind: ResourceKind {
     let cloud: FakeCloudProvider
 
     var schema: ResourceSchema { cloud.thingSchema }
+
+    /// A thing with a `machine_type` is billed as one machine of it.
+    func billing(_ attributes: [String: Value], region: String) -> Billing? {
+        attributes["machine_type"]?.stringValue.map { .machines(instanceType: $0, region: region, spot: attributes["spot"]?.boolValue == true, count: 1) }
+    }
 
     func read(_ resources: [ResourceState]) async throws -> [ResourceState?] {
         try await cloud.pause()

@@ -32,3 +32,30 @@ public struct FakeFanStack: Stack {
         if config.token != nil { Output("root_token", root["token"]) }
     }
 }
+
+/// Machines of the fake cloud, priced from its catalog, under an optional budget (tests of
+/// plan costs and budgets).
+public struct FakeFleetStack: Stack {
+    public static let name = "fake-fleet"
+    public static let summary = "Priced fake_thing machines under an optional budget (tests)"
+
+    public struct Config: StackConfiguration {
+        public var machines = 2
+        public var machineType = "fk.small"
+        public var spot = false
+        /// The stack's own cap, USD an hour; nil: none.
+        public var budget: Double?
+        public init() {}
+    }
+
+    public init() {}
+
+    public func body(config: Config) -> StackContent {
+        for index in 0..<config.machines {
+            CustomResource(
+                "fake_thing", "machine", index: index, provider: "fake",
+                inputs: ["machine_type": config.machineType, "spot": config.spot, "value": "m\(index)"])
+        }
+        if let budget = config.budget { Budget(hourly: budget) }
+    }
+}

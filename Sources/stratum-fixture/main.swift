@@ -5,10 +5,10 @@ import StratumTesting
 // The Stratum CLI with the fake cloud and the test stacks linked in: tests run it as a real
 // process (to kill it mid-apply, or to race two of them for the lock). The fake cloud lives in
 // STRATUM_FAKE_CLOUD, or beside the state file.
-let fake = ProviderFactory { work in
+let fake = ProviderFactory(catalog: FakeCloudProvider.catalog) { work in
     let root = ProcessInfo.processInfo.environment["STRATUM_FAKE_CLOUD"].map { URL(fileURLWithPath: $0) } ?? work.appendingPathComponent("fake-cloud")
     return FakeCloudProvider(root: root, options: .fromEnvironment())
 }
 // A cloud whose creates wait on long-running operations, beside the fake cloud.
 let longRunning = ProviderFactory { LongRunningProvider(root: $0.appendingPathComponent("lro-cloud")) }
-await StratumCLI.main(stacks: [FakeFanStack.self, LocalShellStack.self, LongRunningStack.self, ElsewhereStack.self], providers: [.local, fake, longRunning])
+await StratumCLI.main(stacks: [FakeFanStack.self, FakeFleetStack.self, LocalShellStack.self, LongRunningStack.self, ElsewhereStack.self], providers: [.local, fake, longRunning])

@@ -1,0 +1,264 @@
+import ArgumentParser
+import Foundation
+import StratumCore
+
+struct Catalog: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List the GPU offers of the clouds this binary carries, cheapest first.",
+        discussion: """
+            Each cloud ships an offer catalog: machine types with their GPUs, vCPUs, memory, \
+            interconnect, regions and zones, and on-demand and spot prices, each row with its \
+            source and date. `stratum catalog update` writes fresher prices beside the state \
+            file; later commands use those.
+
+            Examples:
+              stratum catalog --gpu H100 --count 16            # 16 H100s on any cloud, by total price
+              stratum catalog --gpu H100 --count 16 --spot --cloud aws,gcp
+              stratum catalog --gpu A100-80GB --region us-east-1,eastus --json
+              stratum catalog --all                            # every offer, CPU types too
+            """,
+        subcommands: [CatalogList.self],
+        defaultSubcommand: CatalogList.self
+    )
+}
+
+struct CatalogList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List offers (the default): with --gpu and --count, the feasible ones by total hourly price.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(name: .long, help: ArgumentHelp("GPU model: H100, H200, A100, A100-80GB, L4, A10G, T4, ...", valueName: "MODEL"))
+    var gpu: String?
+
+    @Option(name: .long, help: ArgumentHelp("GPUs in the whole cluster; an offer fits when its GPUs per machine divide this.", valueName: "N"))
+    var count: Int?
+
+    @Option(name: .long, help: ArgumentHelp("Only these clouds, comma-separated (aws,gcp,azure).", valueName: "LIST"))
+    var cloud: String?
+
+    @Option(name: .long, help: ArgumentHelp("Only these regions, comma-separated.", valueName: "LIST"))
+    var region: String?
+
+    @Flag(name: .long, help: "Price spot (preemptible) capacity instead of on-demand.")
+    var spot = false
+
+    @Option(name: .long, help: ArgumentHelp("any, nvlink (NVLink/NVSwitch inside a machine), rdma (EFA/InfiniBand/RoCE between machines) or nvlink+rdma.", valueName: "CLASS"))
+    var interconnect: String = "any"
+
+    @Option(name: .long, help: ArgumentHelp("Leave out offers whose total exceeds this many US dollars an hour.", valueName: "USD"))
+    var maxPrice: Double?
+
+    @Flag(name: .long, help: "List CPU-only machine types too.")
+    var all = false
+
+    @Flag(name: .long, help: "With --count: also list the offers of the GPU that do not fit, and why.")
+    var excluded = false
+
+    func validate() throws {
+        if let count, count < 1 { throw ValidationError("--count must be at least 1 (got \(count))") }
+        if count != nil, gpu == nil { throw ValidationError("--count needs --gpu: the number of GPUs of which model?") }
+        if InterconnectRequirement(rawValue: interconnect) == nil {
+            throw ValidationError("--interconnect must be one of \(InterconnectRequirement.allCases.map(\.rawValue).joined(separator: ", ")) (got '\(interconnect)')")
+        }
+        if let maxPrice, !(maxPrice > 0) { throw ValidationError("--max-price must be a positive number of dollars an hour") }
+    }
+
+    func run() async throws {
+        let console = Console(color: global.color)
+        try await reportingErrors(console) {
+            let catalog = try CatalogFiles.load(directory: CatalogFiles.directory(global))
+            let clouds = list(cloud)
+            let unknownClouds = clouds.filter { !catalog.origins.keys.contains($0) }
+            if !unknownClouds.isEmpty {
+                throw CLIError("no offer catalog for \(unknownClouds.joined(separator: ", ")); this binary carries catalogs for \(catalog.origins.keys.sorted().joined(separator: ", "))")
+            }
+            if let gpu, let count {
+                let query = OfferQuery(
+                    gpu: gpu, count: count, clouds: clouds, regions: list(region), spot: spot, maxHourlyPrice: maxPrice,
+                    interconnect: InterconnectRequirement(rawValue: interconnect) ?? .any)
+                let ranking = catalog.rank(query)
+                if global.json {
+                    try printJSON(RankingJSON(query: QueryJSON(query), ranking: ranking, prices: CatalogFiles.provenance(catalog)))
+                    return
+                }
+                show(ranking, query: query, catalog: catalog, console: console)
+            } else {
+                let offers = catalog.offers.filter { offer in
+                    (all || offer.gpu != nil)
+                        && (gpu.map { normalisedGPU($0) == offer.gpu.map(normalisedGPU) } ?? true)
+                        && (clouds.isEmpty || clouds.contains(offer.cloud))
+                        && (list(region).isEmpty || list(region).contains(offer.region))
+                        && (InterconnectRequirement(rawValue: interconnect) ?? .any).admits(offer)
+                        && (maxPrice.map { cap in offer.hourly(spot: spot).map { $0 <= cap } ?? false } ?? true)
+                }.sorted { ($0.hourly(spot: spot) ?? .infinity, $0.key) < ($1.hourly(spot: spot) ?? .infinity, $1.key) }
+                if global.json {
+                    try printJSON(OffersJSON(offers: offers, prices: CatalogFiles.provenance(catalog)))
+                    return
+                }
+                if offers.isEmpty {
+                    console.output(gpu.map { "No \($0) offers in the catalog\(clouds.isEmpty ? "" : " of \(clouds.joined(separator: ", "))")." } ?? "No offers match.")
+                } else {
+                    console.output(Self.offerTable(offers, spot: spot))
+                }
+                console.output(Self.provenanceLines(catalog, now: Date()))
+            }
+        }
+    }
+
+    func list(_ text: String?) -> [String] {
+        (text ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    func printJSON(_ value: some Encodable) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        Console(color: false).output(String(decoding: try encoder.encode(value), as: UTF8.self))
+    }
+
+    func show(_ ranking: OfferRanking, query: OfferQuery, catalog: OfferCatalog, console: Console) {
+        let capacity = query.spot ? "spot" : "on-demand"
+        if ranking.candidates.isEmpty {
+            console.output("No offer fits \(query.count) × \(query.gpu) on \(capacity) capacity\(query.clouds.isEmpty ? "" : " on \(query.clouds.joined(separator: ", "))").")
+        } else {
+            console.output("\(ranking.candidates.count) offer(s) fit \(query.count) × \(query.gpu) on \(capacity) capacity, cheapest first:\n")
+            var rows = [["#", "CLOUD", "REGION", "TYPE", "MACHINES", "PER MACHINE", "TOTAL", "LINK", "FABRIC", "ZONES", "AS OF"]]
+            for (rank, candidate) in ranking.candidates.enumerated() {
+                let offer = candidate.offer
+                rows.append([
+                    String(rank + 1), offer.cloud, offer.region, offer.instanceType, "\(candidate.machines) × \(offer.gpuCount) GPU",
+                    offer.hourly(spot: query.spot).map(Money.hourly) ?? "-", Money.hourly(candidate.hourly), offer.gpuLink?.rawValue ?? "-",
+                    offer.fabric.rawValue + (offer.fabricGbps.map { " \(Self.number($0))G" } ?? ""), offer.zones.isEmpty ? "-" : offer.zones.joined(separator: " "),
+                    offer.asOf,
+                ])
+            }
+            console.output(Self.table(rows))
+        }
+        if !ranking.excluded.isEmpty {
+            if excluded {
+                console.output("\nLeft out (\(ranking.excluded.count)):")
+                for exclusion in ranking.excluded { console.output("  \(exclusion.offer): \(exclusion.reason)") }
+            } else {
+                console.output("\n\(ranking.excluded.count) other \(query.gpu) offer(s) left out; --excluded lists them with the reason.")
+            }
+        }
+        console.output(Self.provenanceLines(catalog, now: Date()))
+    }
+
+    static func offerTable(_ offers: [Offer], spot: Bool) -> String {
+        var rows = [["CLOUD", "TYPE", "GPU", "GPU MEM", "VCPU", "RAM GIB", "LINK", "FABRIC", "REGION", "ON-DEMAND", "SPOT", "AS OF"]]
+        for offer in offers {
+            rows.append([
+                offer.cloud, offer.instanceType, offer.gpu.map { "\(offer.gpuCount) × \($0)" } ?? "-", offer.gpuMemoryGiB.map { "\(number($0)) GiB" } ?? "-",
+                String(offer.vcpus), number(offer.memoryGiB), offer.gpuLink?.rawValue ?? "-", offer.fabric.rawValue, offer.region,
+                offer.onDemandHourly.map(Money.hourly) ?? "-", offer.spotHourly.map(Money.hourly) ?? "-", offer.asOf,
+            ])
+        }
+        return table(rows)
+    }
+
+    /// Where each cloud's prices come from and how old they are.
+    static func provenanceLines(_ catalog: OfferCatalog, now: Date) -> String {
+        var lines = ["\nPrices (USD an hour, machines only):"]
+        for entry in CatalogFiles.provenance(catalog, now: now) {
+            let age = entry.newestAgeDays.map { " — newest \($0) day\($0 == 1 ? "" : "s") old" } ?? ""
+            let span = entry.oldest.map { oldest in oldest == entry.newest ? "as of \(oldest)" : "as of \(oldest) to \(entry.newest ?? oldest)" } ?? "no prices"
+            lines.append("  \(entry.cloud): \(entry.offers) offers, \(span)\(age), from \(entry.file)")
+        }
+        lines.append("`stratum catalog update` refreshes them from the clouds' public pricing endpoints.")
+        return lines.joined(separator: "\n")
+    }
+
+    static func number(_ value: Double) -> String {
+        value == value.rounded() ? String(Int(value)) : String(format: "%.2f", value)
+    }
+
+    static func table(_ rows: [[String]]) -> String {
+        let widths = (0..<(rows.first?.count ?? 0)).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+                .trimmingCharacters(in: .whitespaces)
+        }.joined(separator: "\n")
+    }
+
+    struct QueryJSON: Encodable {
+        var gpu: String
+        var count: Int
+        var clouds: [String]
+        var regions: [String]
+        var spot: Bool
+        var maxHourlyPrice: Double?
+        var interconnect: String
+
+        init(_ query: OfferQuery) {
+            gpu = query.gpu
+            count = query.count
+            clouds = query.clouds
+            regions = query.regions
+            spot = query.spot
+            maxHourlyPrice = query.maxHourlyPrice
+            interconnect = query.interconnect.rawValue
+        }
+    }
+
+    struct RankingJSON: Encodable {
+        var query: QueryJSON
+        var ranking: OfferRanking
+        var prices: [CatalogFiles.Provenance]
+    }
+
+    struct OffersJSON: Encodable {
+        var offers: [Offer]
+        var prices: [CatalogFiles.Provenance]
+    }
+}
+
+/// The offer catalogs a run prices with: each carried cloud's shipped catalog, or the file
+/// `stratum catalog update` wrote for it beside the state file.
+enum CatalogFiles {
+    /// `catalog/` beside the state file.
+    static func directory(_ options: GlobalOptions) -> URL { options.workDirectory.appendingPathComponent("catalog") }
+
+    static func file(cloud: String, in directory: URL) -> URL { directory.appendingPathComponent("\(cloud).csv") }
+
+    /// Every carried cloud's catalog, merged; an updated file replaces its cloud's shipped one.
+    static func load(directory: URL, factories: [ProviderFactory] = CLIEnvironment.current.providers) throws -> OfferCatalog {
+        var catalog = OfferCatalog.empty
+        for shipped in factories.compactMap(\.catalog) {
+            let updated = file(cloud: shipped.cloud, in: directory)
+            let one: OfferCatalog
+            if FileManager.default.fileExists(atPath: updated.path) {
+                guard let text = try? String(contentsOf: updated, encoding: .utf8) else { throw CLIError("cannot read the updated catalog \(updated.path)") }
+                do {
+                    one = try OfferCatalog(csv: text, cloud: shipped.cloud, file: updated.path)
+                } catch {
+                    throw CLIError("the updated catalog is damaged: \(error). Delete it to use the shipped prices, or run `stratum catalog update --cloud \(shipped.cloud)` again")
+                }
+            } else {
+                one = try shipped.load()
+            }
+            catalog = catalog.merging(one)
+        }
+        return catalog
+    }
+
+    /// Where a cloud's prices come from and how old they are.
+    struct Provenance: Encodable {
+        var cloud: String
+        var file: String
+        var offers: Int
+        var oldest: String?
+        var newest: String?
+        var newestAgeDays: Int?
+    }
+
+    static func provenance(_ catalog: OfferCatalog, now: Date = Date()) -> [Provenance] {
+        catalog.origins.keys.sorted().map { cloud in
+            let dates = catalog.priceDates(cloud: cloud)
+            return Provenance(
+                cloud: cloud, file: catalog.origins[cloud] ?? "-", offers: catalog.offers.filter { $0.cloud == cloud }.count, oldest: dates?.oldest,
+                newest: dates?.newest, newestAgeDays: dates.flatMap { OfferCatalog.age(of: $0.newest, now: now) })
+        }
+    }
+}
