@@ -26,6 +26,13 @@ struct PlacementKind: ResourceKind {
 
     func read(_ resources: [ResourceState]) async throws -> [ResourceState?] { resources }
 
+    /// A whole-dollar price comes back from state as an integer: compare it as the number it is.
+    func review(_ prior: ResourceState, desired: [String: Value]) -> PlanReview {
+        var prior = prior
+        if case .int(let dollars)? = prior.attributes["hourly"] { prior.attributes["hourly"] = .double(Double(dollars)) }
+        return PlanReview(prior: prior)
+    }
+
     func create(_ resource: ResolvedResource, context: OperationContext) async throws -> ResourceState {
         var attributes = resource.inputs
         attributes["id"] = .string("placement/\(resource.address.name)")
