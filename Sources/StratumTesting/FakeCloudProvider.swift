@@ -194,6 +194,14 @@ public struct FakeCloudProvider: Provider {
         return result
     }
 
+    /// Takes a resource back as a cloud takes back a preempted spot machine: it is gone.
+    public func preempt(_ address: String) throws {
+        for (id, live) in try inventory() where live.address.description == address {
+            try FileManager.default.removeItem(at: resourcesDirectory.appendingPathComponent("\(id).json"))
+            try appendLine("preempt \(address) \(id)\n", to: eventLog)
+        }
+    }
+
     /// How many times each address was created.
     public func createCounts() -> [String: Int] {
         let text = (try? String(contentsOf: createLog, encoding: .utf8)) ?? ""
