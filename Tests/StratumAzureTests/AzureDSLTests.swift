@@ -416,3 +416,18 @@ struct AzureGPUClusterStackTests {
         #expect(BundledStacks.all.contains { $0.name == AzureGPUCluster.name })
     }
 }
+
+@Suite("Azure: a GPU cluster where placement put it")
+struct AzureClusterLoweringTests {
+    @Test func aGPUClusterLandsAsANetworkAndAGangOfVMsInTheDecidedZone() throws {
+        let landing = Landing(
+            cloud: "azure", region: "eastus", zone: "2", instanceType: "Standard_ND96isr_H100_v5", machines: 2, gpusPerMachine: 8, spot: false, hourly: 196)
+        let decision = PlacementDecision(request: "r", landing: landing, runnersUp: [], reason: "test")
+        let cluster = GPUCluster("train", gpu: .h100, count: 16, clouds: [.azure(location: "eastus", zones: ["1", "2", "3"])], command: ["true"])
+        let stack = try ClusterDecisions.$current.withValue(["train": decision]) { try evaluate([cluster]) }
+        let vms = stack.resources.filter { $0.address.type == "azure_virtual_machine" }
+        #expect(vms.count == 2)
+        #expect(vms.allSatisfy { $0.inputs["size"] == "Standard_ND96isr_H100_v5" && $0.inputs["zones"] == .list(["2"]) && $0.inputs["spot"] == nil })
+        try Planner(providers: ProviderRegistry([schemaProvider(), StratumBuiltinProvider()])).validate(stack)
+    }
+}

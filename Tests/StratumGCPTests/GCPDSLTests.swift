@@ -382,3 +382,27 @@ struct GCPGPUClusterStackTests {
         #expect(BundledStacks.all.contains { $0.name == GCPGPUCluster.name })
     }
 }
+
+@Suite("GCP: a GPU cluster where placement put it")
+struct GCPClusterLoweringTests {
+    @Test func aGPUClusterLandsAsANetworkAndAGangOfSpotNodesInTheDecidedZone() throws {
+        let landing = Landing(cloud: "gcp", region: "us-central1", zone: "us-central1-b", instanceType: "a3-highgpu-8g", machines: 2, gpusPerMachine: 8, spot: true, hourly: 100)
+        let decision = PlacementDecision(request: "r", landing: landing, runnersUp: [], reason: "test")
+        let cluster = GPUCluster(
+            "train", gpu: .h100, count: 16, clouds: [.gcp(region: "us-central1", zones: ["us-central1-a", "us-central1-b"])], spot: true,
+            command: ["true"])
+        let stack = try ClusterDecisions.$current.withValue(["train": decision]) { try evaluate([cluster]) }
+        let nodes = stack.resources.filter { $0.address.type == "gcp_instance" }
+        #expect(nodes.map(\.address.description) == ["gcp_instance.train[0]", "gcp_instance.train[1]"])
+        #expect(nodes.allSatisfy { $0.inputs["machine_type"] == "a3-highgpu-8g" && $0.inputs["zones"] == .list(["us-central1-b"]) && $0.inputs["spot"] == true })
+        #expect(nodes.allSatisfy { $0.dependencies.contains(ResourceAddress(type: "stratum_placement", name: "train")) })
+        #expect(stack.resources.contains { $0.address.description == "gcp_network.train" })
+        #expect(stack.resources.first { $0.address.type == "stratum_placement" }?.inputs["zone"] == "us-central1-b")
+        try Planner(providers: ProviderRegistry([schemaProvider(), StratumBuiltinProvider()])).validate(stack)
+
+        // Without a decision the cluster declares its request only.
+        let undecided = try evaluate([cluster])
+        #expect(undecided.resources.isEmpty)
+        #expect(undecided.clusters.map(\.name) == ["train"])
+    }
+}
