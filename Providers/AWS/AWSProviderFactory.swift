@@ -1,4 +1,5 @@
 import Foundation
+import StratumCloud
 import StratumCore
 
 extension ProviderFactory {
@@ -9,8 +10,12 @@ extension ProviderFactory {
 
 extension ShippedCatalog {
     /// The AWS offers this build ships with (Providers/AWS/Catalog/offers.csv); `stratum
-    /// catalog update` refreshes them from the public pricing endpoint.
-    public static let aws = ShippedCatalog(cloud: "aws", csv: StratumShippedCatalog.csv, file: StratumShippedCatalog.path)
+    /// catalog update` refreshes them from the Price List bulk API and, with credentials, EC2's
+    /// spot price history (`AWSPriceList`).
+    public static let aws = ShippedCatalog(cloud: "aws", csv: StratumShippedCatalog.csv, file: StratumShippedCatalog.path) { current, options in
+        try await AWSPriceList.fromEnvironment(options.environment, transport: AsyncHTTPTransport())
+            .prices(for: current, date: options.date, progress: options.progress)
+    }
 }
 
 extension PackageWiring {
