@@ -22,13 +22,19 @@ public struct AWSPriceList: Sendable {
     public var transport: any HTTPTransport
     /// Signs DescribeSpotPriceHistory; nil: spot prices are not read.
     public var ec2: AWSClient?
+    /// How long to wait for the region index.
+    public var timeout: Duration
     /// How long one region's offer file may take to arrive.
     public var fileTimeout: Duration
 
-    public init(endpoint: URL = Self.defaultEndpoint, transport: any HTTPTransport, ec2: AWSClient?, fileTimeout: Duration = .seconds(3600)) {
+    public init(
+        endpoint: URL = Self.defaultEndpoint, transport: any HTTPTransport, ec2: AWSClient?, timeout: Duration = .seconds(60),
+        fileTimeout: Duration = .seconds(3600)
+    ) {
         self.endpoint = endpoint
         self.transport = transport
         self.ec2 = ec2
+        self.timeout = timeout
         self.fileTimeout = fileTimeout
     }
 
@@ -48,7 +54,7 @@ public struct AWSPriceList: Sendable {
         let offers = catalog.offers.filter { $0.cloud == "aws" }
         let indexURL = endpoint.appendingPathComponent(String(Self.regionIndexPath.dropFirst()))
         var sheet = PriceSheet(sources: [indexURL.absoluteString])
-        let index = try await PricingEndpoint.json(indexURL, transport: transport)
+        let index = try await PricingEndpoint.json(indexURL, transport: transport, timeout: timeout)
         if ec2 == nil {
             sheet.notes.append("spot prices kept as they were: DescribeSpotPriceHistory needs AWS credentials, and none were found")
         }

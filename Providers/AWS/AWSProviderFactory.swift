@@ -13,8 +13,9 @@ extension ShippedCatalog {
     /// catalog update` refreshes them from the Price List bulk API and, with credentials, EC2's
     /// spot price history (`AWSPriceList`).
     public static let aws = ShippedCatalog(cloud: "aws", csv: StratumShippedCatalog.csv, file: StratumShippedCatalog.path) { current, options in
-        try await AWSPriceList.fromEnvironment(options.environment, transport: AsyncHTTPTransport())
-            .prices(for: current, date: options.date, progress: options.progress)
+        var source = await AWSPriceList.fromEnvironment(options.environment, transport: AsyncHTTPTransport())
+        source.timeout = options.timeout
+        return try await source.prices(for: current, date: options.date, progress: options.progress)
     }
 }
 

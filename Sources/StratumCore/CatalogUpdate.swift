@@ -6,12 +6,16 @@ public struct CatalogUpdateOptions: Sendable {
     public var environment: [String: String]
     /// When the prices are read; refreshed offers get its day (UTC) as their `as_of`.
     public var date: Date
+    /// How long to wait for each answer of a pricing endpoint (a large file's download is
+    /// allowed longer). An endpoint that cannot be reached fails after this.
+    public var timeout: Duration
     /// Reports a line of progress to the user.
     public var progress: @Sendable (String) -> Void
 
-    public init(environment: [String: String], date: Date, progress: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(environment: [String: String], date: Date, timeout: Duration = .seconds(60), progress: @escaping @Sendable (String) -> Void = { _ in }) {
         self.environment = environment
         self.date = date
+        self.timeout = timeout
         self.progress = progress
     }
 
