@@ -159,8 +159,9 @@ public struct GCPBillingCatalog: Sendable {
         func part(_ group: String, unit: String, _ matches: (String) -> Bool) -> Result<Double, Problem> {
             let prices = Set(candidates.filter { $0.resourceGroup == group && $0.usageUnit == unit && matches($0.description) }.map(\.unitPrice))
             guard prices.count == 1, let price = prices.first else {
-                let what = "\(usage) \(group) SKU of \(family.sku) in \(offer.region)"
-                return .failure(Problem(text: prices.isEmpty ? "no \(what)" : "\(prices.count) different \(what)s"))
+                let place = "of \(family.sku) in \(offer.region)"
+                return .failure(
+                    Problem(text: prices.isEmpty ? "no \(usage) \(group) SKU \(place)" : "\(prices.count) \(usage) \(group) SKUs \(place) with different prices"))
             }
             return .success(price)
         }
