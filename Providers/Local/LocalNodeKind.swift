@@ -26,6 +26,9 @@ struct LocalNodeKind: ResourceKind {
         "gpus": .input(forceNew: true),
         "gpu_class": .input(forceNew: true),
         "instance_type": .input(forceNew: true),
+        // Where a placement put the node; the local machine has one zone and no spot market.
+        "zone": .input(forceNew: true),
+        "spot": .input(forceNew: true),
         "cpus": .input(forceNew: true),
         "memory_gib": .input(forceNew: true),
         "network_id": .input(forceNew: true),

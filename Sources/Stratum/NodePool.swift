@@ -7,8 +7,11 @@ public struct MachineRequest: Sendable, Hashable {
     public var instanceType: String?
     public var cpus: Int
     public var memoryGiB: Int
+    /// Spot (preemptible) capacity: cheaper, and the cloud may take it back.
+    public var spot: Bool
 
-    public init(gpus: Int = 0, gpuClass: String? = nil, instanceType: String? = nil, cpus: Int = 1, memoryGiB: Int = 1) {
+    public init(gpus: Int = 0, gpuClass: String? = nil, instanceType: String? = nil, cpus: Int = 1, memoryGiB: Int = 1, spot: Bool = false) {
+        self.spot = spot
         self.gpus = gpus
         self.gpuClass = gpuClass
         self.instanceType = instanceType

@@ -83,6 +83,8 @@ extension PlacementLowering {
         if let gpuClass = pool.machine.gpuClass { inputs["gpu_class"] = .string(gpuClass) }
         if let instanceType = pool.machine.instanceType { inputs["instance_type"] = .string(instanceType) }
         if let network = pool.network { inputs["network_id"] = network.id.value }
+        if pool.machine.spot { inputs["spot"] = .bool(true) }
+        if pool.placement.zones.count == 1 { inputs["zone"] = .string(pool.placement.zones[0]) }
         for index in 0..<pool.count {
             var nodeInputs = inputs
             nodeInputs["index"] = .int(index)

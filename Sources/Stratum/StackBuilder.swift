@@ -12,6 +12,8 @@ public struct StackContent: Sendable {
     public var diagnostics: [Diagnostic] = []
     /// Caps on the stack's hourly cost (`Budget`).
     public var budgets: [BudgetDeclaration] = []
+    /// GPU clusters whose placement is decided at plan time (`GPUCluster`).
+    public var clusters: [ClusterDeclaration] = []
 
     /// Addresses of resources that several declarations may each declare (an Azure resource
     /// group a placement's network, bucket and nodes all live in): the same resource declared
@@ -37,6 +39,7 @@ public struct StackContent: Sendable {
         outputs += other.outputs
         diagnostics += other.diagnostics
         budgets += other.budgets
+        clusters += other.clusters
     }
 }
 

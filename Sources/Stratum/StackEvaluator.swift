@@ -67,7 +67,15 @@ public enum StackEvaluator {
             problems.append(Diagnostic(address: cycle.first, message: "dependency cycle: \(path)", location: cycle.first.flatMap { byAddress[$0]?.location }))
         }
         if !problems.isEmpty { throw ValidationError(problems) }
+        var clusterNames: [String: SourceLocation] = [:]
+        for cluster in content.clusters {
+            if let first = clusterNames[cluster.request.name] {
+                problems.append(Diagnostic(message: "GPU cluster '\(cluster.request.name)' is declared more than once (first at \(first))", location: cluster.location))
+            }
+            clusterNames[cluster.request.name] = clusterNames[cluster.request.name] ?? cluster.location
+        }
+        if !problems.isEmpty { throw ValidationError(problems) }
         let budgets = content.budgets.map { BudgetCap(hourly: $0.hourly, setBy: "stack '\(name)' (Budget at \($0.location))") }
-        return EvaluatedStack(name: name, environment: environment, resources: content.resources, outputs: outputs, graph: graph, budgets: budgets)
+        return EvaluatedStack(name: name, environment: environment, resources: content.resources, outputs: outputs, graph: graph, budgets: budgets, clusters: content.clusters.map(\.request))
     }
 }

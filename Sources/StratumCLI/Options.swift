@@ -76,6 +76,12 @@ struct ChangeOptions: ParsableArguments {
     @Flag(name: .long, inversion: .prefixedNo, help: "Read live state from the providers before planning.")
     var refresh = true
 
+    @Flag(name: .long, help: "Choose where each GPU cluster lands afresh (the cheapest feasible offer now) instead of keeping the decision recorded in state.")
+    var replacePlacement = false
+
+    @Option(name: .long, help: ArgumentHelp("How long an offer that failed for lack of capacity or quota is skipped by later runs (`stratum catalog --blocked` lists them).", valueName: "MINUTES"))
+    var stockoutMinutes: Double = 30
+
     @Flag(name: .long, help: ArgumentHelp("Print every change of a large plan; by default the first \(PlanRenderer.defaultLimit) are shown, then counts per type and action (--json always has all)."))
     var full = false
 
@@ -98,6 +104,7 @@ struct ChangeOptions: ParsableArguments {
     func validate() throws {
         guard parallelism >= 1 else { throw ValidationError("--parallelism must be at least 1") }
         guard exhaustionLimit >= 0 else { throw ValidationError("--exhaustion-limit must be 0 or more") }
+        guard stockoutMinutes > 0, stockoutMinutes <= 7 * 24 * 60 else { throw ValidationError("--stockout-minutes must be more than 0 and at most a week (10080)") }
         _ = try scope()
     }
 }

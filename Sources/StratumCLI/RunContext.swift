@@ -22,7 +22,7 @@ struct RunContext {
         logger.logLevel = options.logLevel
         self.logger = logger
         let work = options.workDirectory
-        self.providers = ProviderRegistry(CLIEnvironment.current.providers.map { $0.make(work) })
+        self.providers = ProviderRegistry(CLIEnvironment.current.providers.map { $0.make(work) } + [StratumBuiltinProvider()])
     }
 
     /// The key that seals secrets in state (and in saved plans).
@@ -170,13 +170,61 @@ struct RunContext {
     }
 
     /// Runs the stack's body and every check that needs no provider call.
-    func evaluate() async throws -> EvaluatedStack {
+    /// The stack as declared, its GPU clusters placed (`replacePlacement`: each chosen afresh
+    /// rather than kept from state), checked against the providers' schemas.
+    func evaluate(replacePlacement: Bool = false, overrides: [String: PlacementDecision] = [:]) async throws -> EvaluatedStack {
         let entry = try stackEntry()
         try await requireWorkspace(stack: entry.name)
-        let stack = try entry.evaluate(options.environment, try configFile(for: entry.name))
+        let config = try configFile(for: entry.name)
+        var stack = try entry.evaluate(options.environment, config)
+        if !stack.clusters.isEmpty {
+            let (decisions, reports) = try await placeClusters(stack.clusters, stack: entry.name, replace: replacePlacement, overrides: overrides)
+            let environment = options.environment
+            stack = try ClusterDecisions.$current.withValue(decisions) { try entry.evaluate(environment, config) }
+            stack.placements = reports
+        }
         try requireProviders(of: stack)
         try Planner(providers: providers).validate(stack)
         return stack
+    }
+
+    /// Decides where each GPU cluster lands: the decision recorded in the stack's state while
+    /// the request is the same and its offer not blocked, else the cheapest feasible landing of
+    /// the catalogs, skipping remembered stockouts.
+    func placeClusters(
+        _ requests: [ClusterRequest], stack: String, replace: Bool, overrides: [String: PlacementDecision] = [:]
+    ) async throws -> ([String: PlacementDecision], [PlacementReport]) {
+        var recorded: [String: PlacementDecision] = [:]
+        var blocked: [BlockedOffer] = []
+        let now = Date()
+        if options.backendURL != nil || FileManager.default.fileExists(atPath: options.statePath) {
+            let store = try await openStore(readOnly: true)
+            let workspace = workspace(for: stack)
+            if try await store.workspaces().contains(workspace) {
+                for (address, state) in try await store.read(workspace: workspace).resources where address.type == "stratum_placement" {
+                    recorded[address.name] = PlacementDecision(attributes: state.attributes)
+                }
+            }
+            blocked = try await Stockouts(store: store).active(at: now)
+        }
+        let placer = ClusterPlacer(catalog: try CatalogFiles.load(directory: CatalogFiles.directory(options)), blocked: blocked, now: now)
+        var decisions: [String: PlacementDecision] = [:]
+        var reports: [PlacementReport] = []
+        for request in requests {
+            if let decided = overrides[request.name] {
+                let ranking = placer.rank(request)
+                decisions[request.name] = decided
+                reports.append(PlacementReport(
+                    cluster: request.name, request: request.summary, decision: decided, kept: false, feasible: ranking.landings.count, excluded: ranking.excluded))
+                continue
+            }
+            let (decision, ranking, kept) = placer.decide(request, recorded: recorded[request.name], replace: replace)
+            guard let decision else { throw NoPlacement(cluster: request.name, request: request.summary, excluded: ranking.excluded) }
+            decisions[request.name] = decision
+            reports.append(PlacementReport(
+                cluster: request.name, request: request.summary, decision: decision, kept: kept, feasible: ranking.landings.count, excluded: ranking.excluded))
+        }
+        return (decisions, reports)
     }
 
     /// Fails when the stack places resources on a provider this binary does not carry, saying
@@ -189,7 +237,7 @@ struct RunContext {
     func requireProviders(_ needed: [String], _ users: String) throws {
         let missing = Set(needed).filter { providers[$0] == nil }.sorted()
         guard let first = missing.first else { return }
-        let carried = providers.providers.keys.sorted().joined(separator: ", ")
+        let carried = providers.providers.keys.filter { $0 != StratumBuiltinProvider.providerName }.sorted().joined(separator: ", ")
         let names = missing.map { "'\($0)'" }.joined(separator: ", ")
         throw CLIError("""
             \(users) the provider\(missing.count == 1 ? "" : "s") \(names), which this binary does not carry (it has: \(carried)). \
@@ -228,6 +276,13 @@ struct RunContext {
         let cost = PlanCosting(providers: providers, catalog: try CatalogFiles.load(directory: CatalogFiles.directory(options)))
             .cost(of: plan, budgets: destroy ? [] : stack?.budgets ?? [])
         plan.cost = cost
+        if let stack, !stack.clusters.isEmpty, !destroy {
+            plan.placements = stack.placements
+            plan.gangs = stack.clusters.map { cluster in
+                let placement = ResourceAddress(type: "stratum_placement", name: cluster.name)
+                return Gang(name: cluster.name, members: stack.resources.filter { $0.dependencies.contains(placement) }.map(\.address))
+            }
+        }
         for warning in try cost.checkBudgets(isDestroy: plan.isDestroy) { console.error(console.yellow("Warning: \(warning).")) }
         if !scope.isEmpty, plan.changes.isEmpty, plan.vanished.isEmpty, !known.isEmpty {
             let widening = destroy ? "destroying a target also destroys what depends on it; keeping a resource keeps what it needs"
@@ -331,7 +386,11 @@ struct RunContext {
 
     /// Applies `plan` with progress lines; returns whether everything succeeded. On an
     /// interrupt the steps in flight finish, none starts after, and `Interrupted` is thrown.
-    func execute(_ plan: Plan, store: any StateStore, parallelism: Int, exhaustionLimit: Int = 3, interruption: Interruption? = nil) async throws -> Bool {
+    /// With `failover`, a run whose only failures are broken gangs (which the caller moves
+    /// elsewhere) prints no failure summary.
+    func execute(
+        _ plan: Plan, store: any StateStore, parallelism: Int, exhaustionLimit: Int = 3, interruption: Interruption? = nil, failover: Bool = false
+    ) async throws -> (ok: Bool, result: ApplyResult) {
         let steps = plan.actionable.reduce(0) { $0 + ($1.action == .replace ? 2 : 1) }
         let observer = ProgressObserver(console: console, logger: logger, total: steps, toStderr: options.json)
         let reminder = Task { await observer.reportStillRunning(every: .seconds(10)) }
@@ -345,6 +404,7 @@ struct RunContext {
         let result = try await executor.apply(plan)
         let elapsed = (clock.now - start).seconds
         let counts = result.counts
+        if failover, !result.ok, result.onlyGangFailures { return (false, result) }
         if options.json { try showApplied(plan, result: result) }
         if result.stopped, let signal = interruption?.signal {
             let failed = result.failed.isEmpty ? "" : ", \(result.failed.count) failed"
@@ -354,11 +414,11 @@ struct RunContext {
                 message: "Interrupted by \(Interruption.name(signal)): \(result.succeeded.count) of \(steps) operation(s) done\(failed)\(skipped), \(result.notStarted.count) not started; "
                     + "what finished is recorded in state. Run `\(resumeCommand(plan))` to finish.")
         }
-        if options.json { return result.ok }
+        if options.json { return (result.ok, result) }
         let verb = plan.isDestroy ? "Destroy" : "Apply"
         if result.ok {
             console.output(console.bold("\n\(verb) complete! Resources: \(counts.added) added, \(counts.changed) changed, \(counts.destroyed) destroyed.") + String(format: " (%.1fs)", elapsed))
-            return true
+            return (true, result)
         }
         let notStarted = result.notStarted.isEmpty ? "" : ", \(result.notStarted.count) not started"
         console.error("\n\(verb) failed: \(result.failed.count) failed, \(result.skipped.count) not attempted\(notStarted), \(result.succeeded.count) succeeded (\(counts.added) added, \(counts.changed) changed, \(counts.destroyed) destroyed).")
@@ -370,7 +430,7 @@ struct RunContext {
             console.error("Stopped starting creates: \(exhaustion); \(creates) create(s) were not attempted, as they would fail the same way. \(remedy.prefix(1).uppercased() + remedy.dropFirst()), then run `\(resumeCommand(plan))`.")
         }
         console.error("Finished work is recorded in state; fix the cause and run apply again.")
-        return false
+        return (false, result)
     }
 
     /// Prints the first lines of a long list and how many more there are.

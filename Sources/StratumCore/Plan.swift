@@ -86,6 +86,10 @@ public struct Plan: Sendable, Codable {
     /// What the stack's machines cost an hour before and after, from the offer catalog; nil
     /// when the plan was made without one.
     public var cost: PlanCost?
+    /// Where the stack's GPU clusters land and why; empty without clusters.
+    public var placements: [PlacementReport]?
+    /// Resources that land together or not at all: each GPU cluster's nodes.
+    public var gangs: [Gang]?
 
     public init(
         stack: String, environment: String, lineage: String, serial: Int, createdAt: Date, changes: [ResourceChange],
@@ -120,5 +124,18 @@ public struct Plan: Sendable, Codable {
             }
         }
         return (add, change, destroy)
+    }
+}
+
+/// Resources that land together or not at all (a GPU cluster's nodes, in one zone): when one
+/// member cannot be created for lack of capacity or quota, no other member is started and the
+/// members that exist are deleted, so the cluster can be tried elsewhere whole.
+public struct Gang: Sendable, Hashable, Codable {
+    public var name: String
+    public var members: [ResourceAddress]
+
+    public init(name: String, members: [ResourceAddress]) {
+        self.name = name
+        self.members = members
     }
 }

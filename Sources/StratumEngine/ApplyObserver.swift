@@ -68,10 +68,24 @@ public struct ApplyResult: Sendable {
     public var stopped = false
     /// The state serial after the last commit.
     public var serial: Int = 0
+    /// Gangs that could not land whole, and what was released of them.
+    public var gangFailures: [GangFailure] = []
 
     public init() {}
 
     public var ok: Bool { failed.isEmpty && skipped.isEmpty && notStarted.isEmpty }
+
+    /// A gang a member of which could not be created for lack of capacity or quota: its other
+    /// members were not started, and those that existed were deleted (journaled, like any delete).
+    public struct GangFailure: Sendable {
+        public var gang: String
+        /// The capacity or quota error that broke it.
+        public var error: ProviderError
+        /// Members deleted to release the gang.
+        public var released: [ResourceAddress]
+        /// Members whose delete failed: still in state, so a later run deletes them.
+        public var unreleased: [(address: ResourceAddress, error: any Error)]
+    }
 
     /// Several creates in a row failed with the same resource-exhaustion error.
     public struct Exhaustion: Sendable, CustomStringConvertible {

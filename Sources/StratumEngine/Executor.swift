@@ -77,6 +77,11 @@ public struct Executor: Sendable {
         var heldBack: Set<ExecutionStep> = []
         var streak = ExhaustionStreak(limit: exhaustionLimit)
         var finished = 0
+        var gangOf: [ResourceAddress: String] = [:]
+        for gang in plan.gangs ?? [] { for member in gang.members { gangOf[member] = gang.name } }
+        // Gangs a member of which met a capacity or quota error, with that error.
+        var broken: [String: ProviderError] = [:]
+        var brokenOrder: [String] = []
 
         try await withThrowingTaskGroup(of: (ExecutionStep, StepOutcome, Int).self) { group in
             var running = 0
@@ -105,7 +110,8 @@ public struct Executor: Sendable {
                         continue
                     }
                     if !result.stopped, shouldStop() { result.stopped = true }
-                    if heldBack.contains(step) || result.stopped || (result.exhaustion != nil && step.kind.creates) {
+                    let gangBroken = step.kind.creates && gangOf[step.address].map { broken[$0] != nil } == true
+                    if heldBack.contains(step) || result.stopped || (result.exhaustion != nil && step.kind.creates) || gangBroken {
                         result.notStarted.append(step)
                         finished += 1
                         for next in graph.successors[step] ?? [] {
@@ -121,7 +127,18 @@ public struct Executor: Sendable {
                 running -= 1
                 finished += 1
                 result.serial = max(result.serial, serial)
-                if step.kind.creates, result.exhaustion == nil { result.exhaustion = streak.record(outcome) }
+                if step.kind.creates, let gang = gangOf[step.address] {
+                    // A gang member's capacity error breaks the gang; it does not count toward
+                    // the run's exhaustion, since the gang is tried elsewhere whole.
+                    if case .failed(let error) = outcome, let failure = error as? ProviderError, failure.kind == .capacity || failure.kind == .quota,
+                        broken[gang] == nil
+                    {
+                        broken[gang] = failure
+                        brokenOrder.append(gang)
+                    }
+                } else if step.kind.creates, result.exhaustion == nil {
+                    result.exhaustion = streak.record(outcome)
+                }
                 switch outcome {
                 case .succeeded(let state):
                     result.succeeded.append(step)
@@ -145,6 +162,15 @@ public struct Executor: Sendable {
             }
         }
 
+        for gang in brokenOrder {
+            guard let error = broken[gang] else { continue }
+            let members = (plan.gangs ?? []).first { $0.name == gang }?.members ?? []
+            let failure = try await release(gang, error: error, members: members.filter { current[$0] != nil }.map { current[$0]! }, ownership: ownership)
+            for address in failure.released { current[address] = nil }
+            result.serial = max(result.serial, try await store.read(workspace: workspace).serial)
+            result.gangFailures.append(failure)
+        }
+
         // Outputs whose resources exist are recorded; a destroy plan declares none, so it clears them.
         var outputs: [String: Value] = [:]
         for (name, value) in plan.outputs {
@@ -155,6 +181,36 @@ public struct Executor: Sendable {
             result.serial = try await store.commit(workspace: workspace, StateMutation(outputs: outputs, changes: [HistoryChange(address: "outputs", action: "update")]), at: clock.date())
         }
         return result
+    }
+
+    /// Deletes the members of a broken gang that exist, concurrently (each journaled and
+    /// committed like any delete), so the gang can be placed elsewhere whole.
+    private func release(_ gang: String, error: ProviderError, members: [ResourceState], ownership: Ownership) async throws -> ApplyResult.GangFailure {
+        var failure = ApplyResult.GangFailure(gang: gang, error: error, released: [], unreleased: [])
+        try await withThrowingTaskGroup(of: (ExecutionStep, StepOutcome, Int).self) { group in
+            var pending = members.makeIterator()
+            var running = 0
+            func launchNext() {
+                guard let member = pending.next() else { return }
+                let change = ResourceChange(
+                    address: member.address, provider: member.provider, region: member.region, action: .delete, before: member.attributes, after: nil,
+                    dependencies: member.dependencies, prior: member, reason: "gang '\(gang)' is released")
+                running += 1
+                group.addTask { try await self.run(ExecutionStep(address: member.address, kind: .delete), change: change, resolvedInputs: [:], ownership: ownership) }
+            }
+            for _ in 0..<parallelism { launchNext() }
+            while running > 0, let (step, outcome, _) = try await group.next() {
+                running -= 1
+                switch outcome {
+                case .succeeded: failure.released.append(step.address)
+                case .failed(let error): failure.unreleased.append((step.address, error))
+                case .skipped: break
+                }
+                launchNext()
+            }
+        }
+        failure.released.sort()
+        return failure
     }
 
     /// Runs one step with retries and commits its result; never throws for provider failures.

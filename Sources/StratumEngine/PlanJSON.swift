@@ -17,6 +17,32 @@ public struct PlanJSON: Encodable, Sendable {
     public var resource_drift: [ResourceDriftJSON]
     /// The machines' hourly cost before and after, from the offer catalog (USD).
     public var cost: CostJSON?
+    /// Where each GPU cluster lands, how it was chosen, the runners-up and what was left out.
+    public var placements: [PlacementJSON]?
+
+    public struct PlacementJSON: Encodable, Sendable {
+        public var cluster: String
+        public var request: String
+        public var cloud: String
+        public var region: String
+        public var zone: String?
+        public var instance_type: String
+        public var machines: Int
+        public var gpus_per_machine: Int
+        public var spot: Bool
+        public var hourly: Double
+        /// Why this landing, or that it was kept from state.
+        public var reason: String
+        public var kept: Bool
+        public var feasible: Int
+        public var runners_up: [String]
+        public var excluded: [ExclusionJSON]
+    }
+
+    public struct ExclusionJSON: Encodable, Sendable {
+        public var offer: String
+        public var reason: String
+    }
 
     public struct CostJSON: Encodable, Sendable {
         public var currency = "USD"
@@ -108,6 +134,16 @@ public struct PlanJSON: Encodable, Sendable {
                 after_sensitive: value.containsSensitive)
         }
         output_changes = outputs
+        placements = plan.placements.map { reports in
+            reports.map { report in
+                let landing = report.decision.landing
+                return PlacementJSON(
+                    cluster: report.cluster, request: report.request, cloud: landing.cloud, region: landing.region, zone: landing.zone,
+                    instance_type: landing.instanceType, machines: landing.machines, gpus_per_machine: landing.gpusPerMachine, spot: landing.spot,
+                    hourly: landing.hourly, reason: report.decision.reason, kept: report.kept, feasible: report.feasible,
+                    runners_up: report.decision.runnersUp, excluded: report.excluded.map { ExclusionJSON(offer: $0.offer.description, reason: $0.reason) })
+            }
+        }
         cost = plan.cost.map { cost in
             CostJSON(
                 hourly_before: cost.hourlyBefore, hourly_after: cost.hourlyAfter, hourly_delta: cost.delta,

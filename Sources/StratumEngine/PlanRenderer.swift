@@ -10,8 +10,8 @@ public enum PlanRenderer {
     /// them (and of vanished resources), then counts per resource type and action, so a stack
     /// of thousands of resources prints a screenful; nil shows everything.
     public static func render(_ plan: Plan, color: Bool = false, limit: Int? = nil) -> String {
-        var out = ""
         let paint = Paint(enabled: color)
+        var out = (plan.placements ?? []).map { placementLines($0, paint: paint) }.joined()
         let actionable = plan.actionable
         let shownVanished = limit.map { Array(plan.vanished.prefix($0)) } ?? plan.vanished
         for address in shownVanished {
@@ -40,6 +40,21 @@ public enum PlanRenderer {
         out += paint.bold("Plan: \(counts.add) to add, \(counts.change) to change, \(counts.destroy) to destroy.") + "\n"
         if let cost = plan.cost, !cost.resources.isEmpty { out += costLines(cost, paint: paint) }
         return out
+    }
+
+    /// A cluster's placement: the landing, how it was chosen, the runners-up and what was left out.
+    static func placementLines(_ report: PlacementReport, paint: Paint) -> String {
+        let landing = report.decision.landing
+        var out = paint.bold("Placement of GPU cluster '\(report.cluster)' (\(report.request)):") + "\n"
+        let how = report.kept ? "kept from state (`--replace-placement` chooses again)" : report.decision.reason
+        out += "  chosen:    \(landing.summary) — \(how)\n"
+        for runnerUp in report.decision.runnersUp { out += "  runner-up: \(runnerUp)\n" }
+        if !report.excluded.isEmpty {
+            out += "  left out:\n"
+            for exclusion in report.excluded.prefix(8) { out += "    \(exclusion.offer): \(exclusion.reason)\n" }
+            if report.excluded.count > 8 { out += "    ... and \(report.excluded.count - 8) more (`stratum catalog --gpu ... --excluded`)\n" }
+        }
+        return out + "\n"
     }
 
     /// The stack's hourly cost before and after, what is not priced, and the budget.
@@ -71,6 +86,18 @@ public enum PlanRenderer {
         case (let before?, let after?): return "\(one(before)) -> \(one(after))"
         case (nil, nil): return ""
         }
+    }
+
+    /// A plan in brief: placements, changes per type, the count line and the cost (what a
+    /// failover prints before it applies its plan).
+    public static func brief(_ plan: Plan, color: Bool = false) -> String {
+        let paint = Paint(enabled: color)
+        var out = (plan.placements ?? []).map { placementLines($0, paint: paint) }.joined()
+        out += summary(of: plan.actionable)
+        let counts = plan.counts
+        out += paint.bold("Plan: \(counts.add) to add, \(counts.change) to change, \(counts.destroy) to destroy.") + "\n"
+        if let cost = plan.cost, !cost.resources.isEmpty { out += costLines(cost, paint: paint) }
+        return out
     }
 
     /// Counts of changes per resource type and action, one line per type.

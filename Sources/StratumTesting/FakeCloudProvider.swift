@@ -51,18 +51,79 @@ public struct FakeCloudProvider: Provider {
         }
     }
 
-    public let name = "fake"
+    public let name: String
     public let root: URL
     public var options: Options
 
-    public init(root: URL, options: Options = Options()) {
+    /// A fake cloud named `name` (its types are `<name>_thing`, `<name>_network`, `<name>_node`).
+    public init(root: URL, name: String = "fake", options: Options = Options()) {
         self.root = root
+        self.name = name
         self.options = options
     }
 
-    public var kinds: [String: any ResourceKind] { ["fake_thing": FakeThingKind(cloud: self)] }
+    public var kinds: [String: any ResourceKind] {
+        let kinds = [
+            FakeThingKind(cloud: self, type: "\(name)_thing", schema: thingSchema, billedBy: "machine_type"),
+            FakeThingKind(cloud: self, type: "\(name)_network", schema: networkSchema),
+            FakeThingKind(cloud: self, type: "\(name)_node", schema: nodeSchema, billedBy: "instance_type", checksCapacity: true),
+        ]
+        return Dictionary(uniqueKeysWithValues: kinds.map { ($0.type, $0) })
+    }
 
-    /// The fake cloud's offer catalog: two CPU types and a GPU type in two regions.
+    /// What `<name>_network` takes: the generic lowering's network.
+    var networkSchema: ResourceSchema {
+        ResourceSchema(type: "\(name)_network", attributes: ["cidr": .input(forceNew: true, required: true), "id": .computed])
+    }
+
+    /// What `<name>_node` takes: the generic lowering's node, placed in a zone.
+    var nodeSchema: ResourceSchema {
+        var attributes: [String: AttributeSchema] = [:]
+        for input in ["pool", "index", "count", "checkpoint_url", "image", "command", "env", "gpus", "gpu_class", "instance_type", "cpus", "memory_gib", "network_id", "coordinator", "zone", "spot"] {
+            attributes[input] = .input(forceNew: true)
+        }
+        attributes["labels"] = .input()
+        attributes["id"] = .computed
+        return ResourceSchema(type: "\(name)_node", attributes: attributes)
+    }
+
+    /// Rules for node creates, one per line of `<root>/capacity`:
+    /// `capacity TYPE ZONE [N]` (room for only N nodes of TYPE in ZONE, default none; counted
+    /// over the nodes the cloud holds, so run such tests one create at a time), `quota TYPE REGION` (the quota for
+    /// TYPE in REGION is used up), `down` (every create fails for capacity). `#` starts a comment.
+    public var capacityRules: URL { root.appendingPathComponent("capacity") }
+
+    /// Writes the capacity rules (creating the cloud's directory).
+    public func setCapacityRules(_ lines: [String]) throws {
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: capacityRules, options: .atomic)
+    }
+
+    /// The error a node create of `type` in `zone` of `region` meets under the capacity rules.
+    func capacityError(type: String, zone: String?, region: String, address: ResourceAddress) -> ProviderError? {
+        let text = (try? String(contentsOf: capacityRules, encoding: .utf8)) ?? ""
+        for line in text.split(separator: "\n") {
+            let words = line.split(separator: " ").map(String.init)
+            guard let rule = words.first, !rule.hasPrefix("#") else { continue }
+            switch rule {
+            case "down":
+                return ProviderError(.capacity, "\(name) has no capacity anywhere", address: address, scope: .cloud)
+            case "capacity" where (words.count == 3 || words.count == 4) && words[1] == type && words[2] == zone:
+                let room = words.count == 4 ? Int(words[3]) ?? 0 : 0
+                let held = ((try? inventory()) ?? [:]).values.filter {
+                    $0.address.type == "\(name)_node" && $0.attributes["instance_type"]?.stringValue == type && $0.attributes["zone"]?.stringValue == zone
+                }.count
+                if held < room { continue }
+                return ProviderError(.capacity, "\(name) has no \(type) capacity in \(words[2])", address: address, scope: .zone(words[2]))
+            case "quota" where words.count == 3 && words[1] == type && words[2] == region:
+                return ProviderError(.quota, "the \(name) quota for \(type) in \(region) is used up", address: address, scope: .region(region))
+            default: continue
+            }
+        }
+        return nil
+    }
+
+    /// The fake cloud's offer catalog: two CPU types and an 8-GPU type in two regions.
     public static let catalog = ShippedCatalog(cloud: "fake", csv: catalogCSV, file: "the fake cloud's catalog")
 
     public static let catalogCSV = """
@@ -70,13 +131,23 @@ public struct FakeCloudProvider: Provider {
         instance_type,gpu,gpu_count,gpu_memory_gib,vcpus,memory_gib,gpu_link,fabric,fabric_gbps,region,zones,on_demand_hourly,spot_hourly,source,as_of
         fk.small,,0,,2,8,,ethernet,,default,default-a default-b,0.25,0.08,https://fake.invalid/prices,2026-11-01
         fk.large,,0,,16,64,,ethernet,,default,default-a,2,,https://fake.invalid/prices,2026-11-01
-        fk.gpu8,H100,8,80,96,1024,nvswitch,infiniband,3200,default,default-a,40,12.5,https://fake.invalid/prices,2026-11-01
+        fk.gpu8,H100,8,80,96,1024,nvswitch,infiniband,3200,default,default-a default-b,40,12.5,https://fake.invalid/prices,2026-11-01
         fk.gpu8,H100,8,80,96,1024,nvswitch,infiniband,3200,faraway,faraway-a,44,,https://fake.invalid/prices,2026-10-01
 
         """
 
+    /// A second fake cloud's catalog (`fake2`): its 8-GPU type costs more than the fake cloud's.
+    public static let secondCatalog = ShippedCatalog(cloud: "fake2", csv: secondCatalogCSV, file: "the second fake cloud's catalog")
+
+    public static let secondCatalogCSV = """
+        # The second fake cloud's offers (tests).
+        instance_type,gpu,gpu_count,gpu_memory_gib,vcpus,memory_gib,gpu_link,fabric,fabric_gbps,region,zones,on_demand_hourly,spot_hourly,source,as_of
+        f2.gpu8,H100,8,80,96,1024,nvswitch,roce,1600,yonder,yonder-1 yonder-2,50,20,https://fake2.invalid/prices,2026-11-01
+
+        """
+
     var thingSchema: ResourceSchema {
-        ResourceSchema(type: "fake_thing", attributes: [
+        ResourceSchema(type: "\(name)_thing", attributes: [
             "size": .input(forceNew: true),
             "value": .input(),
             "parent": .input(),
@@ -158,14 +229,18 @@ public struct FakeCloudProvider: Provider {
 
 /// The fake cloud's one resource type.
 struct FakeThingKind: ResourceKind {
-    let type = "fake_thing"
     let cloud: FakeCloudProvider
+    let type: String
+    let schema: ResourceSchema
+    /// The attribute naming the machine type it is billed as; nil: not billed.
+    var billedBy: String?
+    /// Whether creates obey the cloud's capacity rules.
+    var checksCapacity = false
 
-    var schema: ResourceSchema { cloud.thingSchema }
-
-    /// A thing with a `machine_type` is billed as one machine of it.
+    /// A resource with a machine type is billed as one machine of it.
     func billing(_ attributes: [String: Value], region: String) -> Billing? {
-        attributes["machine_type"]?.stringValue.map { .machines(instanceType: $0, region: region, spot: attributes["spot"]?.boolValue == true, count: 1) }
+        guard let billedBy, let type = attributes[billedBy]?.stringValue else { return nil }
+        return .machines(instanceType: type, region: region, spot: attributes["spot"]?.boolValue == true, count: 1)
     }
 
     func read(_ resources: [ResourceState]) async throws -> [ResourceState?] {
@@ -190,6 +265,12 @@ struct FakeThingKind: ResourceKind {
             try FileManager.default.createDirectory(at: cloud.root, withIntermediateDirectories: true)
             try Data("blocked \(address)\n".utf8).write(to: cloud.blockedMarker)
             while true { try await Task.sleep(for: .seconds(3600)) }
+        }
+        if checksCapacity, let refusal = cloud.capacityError(
+            type: resource.inputs["instance_type"]?.stringValue ?? "", zone: resource.inputs["zone"]?.stringValue, region: resource.region, address: address)
+        {
+            try cloud.appendLine("refused \(address) \(refusal.kind.rawValue)\n", to: cloud.eventLog)
+            throw refusal
         }
         let existing = try cloud.inventory()
         // Idempotent by token: a retried create returns what the first one made.

@@ -59,3 +59,33 @@ public struct FakeFleetStack: Stack {
         if let budget = config.budget { Budget(hourly: budget) }
     }
 }
+
+/// A GPU cluster of 16 H100s that may land on the fake cloud (zones default-a, default-b; the
+/// faraway region) or the second fake cloud (tests of placement and failover).
+public struct FakeClusterStack: Stack {
+    public static let name = "fake-cluster"
+    public static let summary = "A GPU cluster placed across two fake clouds (tests)"
+
+    public struct Config: StackConfiguration {
+        public var gpus = 16
+        public var spot = false
+        public var maxHourlyPrice: Double?
+        /// Sites in order: `fake:default`, `fake:faraway`, `fake2:yonder`.
+        public var sites = ["fake:default", "fake:faraway", "fake2:yonder"]
+        public init() {}
+    }
+
+    public init() {}
+
+    static let zones = ["fake:default": ["default-a", "default-b"], "fake2:yonder": ["yonder-1", "yonder-2"]]
+
+    public func body(config: Config) -> StackContent {
+        GPUCluster(
+            "train", gpu: .h100, count: config.gpus,
+            clouds: config.sites.map { site in
+                let parts = site.split(separator: ":").map(String.init)
+                return Placement(provider: parts[0], region: parts.count > 1 ? parts[1] : "default", zones: Self.zones[site] ?? [])
+            },
+            spot: config.spot, maxHourlyPrice: config.maxHourlyPrice, command: ["/bin/sh", "-c", "echo training"])
+    }
+}

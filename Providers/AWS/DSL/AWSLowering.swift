@@ -113,6 +113,7 @@ public struct AWSLowering: PlacementLowering {
         ]) { $1 }
         if !isMachineImage, !pool.image.isEmpty { inputs["container_image"] = .string(pool.image) }
         if let gpuClass = pool.machine.gpuClass { inputs["gpu_class"] = .string(gpuClass) }
+        if pool.machine.spot { inputs["spot"] = .bool(true) }
         for index in 0..<pool.count {
             var nodeInputs = inputs
             nodeInputs["index"] = .int(index)

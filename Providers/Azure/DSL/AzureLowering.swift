@@ -169,6 +169,7 @@ public struct AzureLowering: PlacementLowering {
             nodeInputs["container_image"] = .string(pool.image)
         }
         if let gpuClass = machine.gpuClass ?? pool.machine.gpuClass { nodeInputs["gpu_class"] = .string(gpuClass) }
+        if pool.machine.spot { nodeInputs["spot"] = .bool(true) }
         for index in 0..<pool.count {
             var node = nodeInputs
             node["index"] = .int(index)

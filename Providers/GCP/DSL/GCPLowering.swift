@@ -120,6 +120,7 @@ public struct GCPLowering: PlacementLowering {
             nodeInputs["container_image"] = .string(pool.image)
         }
         if let gpuClass = machine.gpuClass ?? pool.machine.gpuClass { nodeInputs["gpu_class"] = .string(gpuClass) }
+        if pool.machine.spot { nodeInputs["spot"] = .bool(true) }
         if let accelerator = machine.acceleratorType {
             nodeInputs["accelerator_type"] = .string(accelerator)
             nodeInputs["accelerator_count"] = .int(machine.gpus)

@@ -61,7 +61,7 @@ struct ApplyRun {
         var succeeded = true
         try await reportingErrors(context.console) {
             let saved = try planFile.map { try PlanFile.read($0, sealer: context.stateKey) }
-            let stack = (destroy || saved != nil) ? nil : try await context.evaluate()
+            let stack = (destroy || saved != nil) ? nil : try await context.evaluate(replacePlacement: change.replacePlacement)
             let name: String
             if let planned = saved?.stack ?? stack?.name { name = planned } else { name = try await context.stackNameForDestroy() }
             if let saved, saved.environment != global.environment, global.env != nil {
@@ -92,8 +92,21 @@ struct ApplyRun {
                     }
                 }
                 try interruption.check()
-                return try await context.execute(
-                    plan, store: store, parallelism: change.parallelism, exhaustionLimit: change.exhaustionLimit, interruption: interruption)
+                // A GPU cluster that cannot land whole moves to its next landing, until one holds
+                // it or none is left (a saved plan is applied exactly as saved: no failover).
+                var failover = ClusterFailover(context: context, store: store, stackName: name, change: change)
+                var current = plan
+                while true {
+                    let canFailOver = saved == nil && !destroy && !(current.gangs ?? []).isEmpty
+                    let (ok, result) = try await context.execute(
+                        current, store: store, parallelism: change.parallelism, exhaustionLimit: change.exhaustionLimit, interruption: interruption,
+                        failover: canFailOver)
+                    guard !ok, canFailOver, result.onlyGangFailures, let stack else { return ok }
+                    try interruption.check()
+                    guard let next = try await failover.next(after: result, plan: current, stack: stack) else { return false }
+                    if !global.json { context.console.progress(PlanRenderer.brief(next, color: context.console.color)) }
+                    current = next
+                }
             }
             if succeeded, !destroy, let waitForNodes {
                 let snapshot = try await store.read(workspace: workspace)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import StratumCore
+import StratumEngine
 
 struct Catalog: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -56,6 +57,9 @@ struct CatalogList: AsyncParsableCommand {
     @Flag(name: .long, help: "With --count: also list the offers of the GPU that do not fit, and why.")
     var excluded = false
 
+    @Flag(name: .long, help: "List the offers that recently failed for lack of capacity or quota, which placement skips until the time shown.")
+    var blocked = false
+
     func validate() throws {
         if let count, count < 1 { throw ValidationError("--count must be at least 1 (got \(count))") }
         if count != nil, gpu == nil { throw ValidationError("--count needs --gpu: the number of GPUs of which model?") }
@@ -68,6 +72,10 @@ struct CatalogList: AsyncParsableCommand {
     func run() async throws {
         let console = Console(color: global.color)
         try await reportingErrors(console) {
+            if blocked {
+                try await listBlocked(console)
+                return
+            }
             let catalog = try CatalogFiles.load(directory: CatalogFiles.directory(global))
             let clouds = CatalogFiles.names(cloud)
             let unknownClouds = clouds.filter { !catalog.origins.keys.contains($0) }
@@ -105,6 +113,37 @@ struct CatalogList: AsyncParsableCommand {
                 console.output(Self.provenanceLines(catalog, now: Date()))
             }
         }
+    }
+
+    /// The remembered stockouts in the state store, soonest to expire first.
+    func listBlocked(_ console: Console) async throws {
+        let context = RunContext(global)
+        var offers: [BlockedOffer] = []
+        if global.backendURL != nil || FileManager.default.fileExists(atPath: global.statePath) {
+            offers = try await Stockouts(store: try await context.openStore(readOnly: true)).active(at: Date()).sorted { ($0.until, $0.offer) < ($1.until, $1.offer) }
+        }
+        if global.json {
+            struct Entry: Encodable { var offer: String; var cloud: String; var instanceType: String; var region: String; var zone: String?; var reason: String; var until: Date }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+            encoder.keyEncodingStrategy = .convertToSnakeCase
+            encoder.dateEncodingStrategy = .iso8601
+            let entries = offers.map { Entry(offer: $0.offer.description, cloud: $0.offer.cloud, instanceType: $0.offer.instanceType, region: $0.offer.region, zone: $0.offer.zone, reason: $0.reason, until: $0.until) }
+            console.output(String(decoding: try encoder.encode(entries), as: UTF8.self))
+            return
+        }
+        guard !offers.isEmpty else {
+            console.output("No offers are blocked: no capacity or quota failure in the last \(Int(Stockouts.defaultLifetime.components.seconds / 60)) minutes (or the time given with --stockout-minutes).")
+            return
+        }
+        var rows = [["OFFER", "WHERE", "SKIPPED UNTIL", "WHY"]]
+        for offer in offers {
+            rows.append([
+                "\(offer.offer.cloud) \(offer.offer.instanceType)", offer.offer.zone ?? "\(offer.offer.region) (all zones)", ClusterPlacer.time(offer.until),
+                offer.reason,
+            ])
+        }
+        console.output(Self.table(rows))
     }
 
     func printJSON(_ value: some Encodable) throws {
@@ -264,3 +303,4 @@ enum CatalogFiles {
         }
     }
 }
+

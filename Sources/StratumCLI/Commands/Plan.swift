@@ -39,7 +39,7 @@ struct PlanCommand: AsyncParsableCommand {
         interruption.install()
         var hasChanges = false
         try await reportingErrors(context.console) {
-            let stack = destroy ? nil : try await context.evaluate()
+            let stack = destroy ? nil : try await context.evaluate(replacePlacement: change.replacePlacement)
             let name: String
             if let stack { name = stack.name } else { name = try await context.stackNameForDestroy() }
             let plan: Plan

@@ -1,0 +1,138 @@
+import Foundation
+
+/// A GPU model, as offer catalogs name it: `.h100`, `.a100_80gb`, or any string (`"B200"`).
+public struct GPUModel: Sendable, Hashable, ExpressibleByStringLiteral, CustomStringConvertible {
+    public var name: String
+
+    public init(_ name: String) { self.name = name }
+    public init(stringLiteral value: String) { self.name = value }
+
+    public var description: String { name }
+
+    public static let h100: GPUModel = "H100"
+    public static let h200: GPUModel = "H200"
+    public static let b200: GPUModel = "B200"
+    public static let a100: GPUModel = "A100"
+    public static let a100_80gb: GPUModel = "A100-80GB"
+    public static let l40s: GPUModel = "L40S"
+    public static let l4: GPUModel = "L4"
+    public static let a10g: GPUModel = "A10G"
+    public static let t4: GPUModel = "T4"
+}
+
+/// A gang of GPU machines whose cloud, region, zone and machine type are decided at plan time:
+/// the cheapest offer of the merged catalogs that fits `count` GPUs of `gpu` on one of the
+/// `clouds`, within `maxHourlyPrice` and over the `interconnect` asked for. The plan shows the
+/// decision, the next two runners-up and why other offers were left out; state records it
+/// (`stratum_placement.<name>`), and it stays until the request changes, a failover moves the
+/// cluster, or `stratum plan --replace-placement` chooses again.
+///
+/// Where it lands it brings a network (`<name>`) and its nodes (`<name>[i]`), all in one zone:
+///
+///     GPUCluster(
+///         "train", gpu: .h100, count: 16,
+///         clouds: [.aws(region: "us-east-1", zones: ["us-east-1a", "us-east-1b"]), .gcp(region: "us-central1")],
+///         spot: false, maxHourlyPrice: 400, interconnect: .rdma,
+///         command: ["/opt/stratum/bin/stratum-trainer", "train"])
+public struct GPUCluster: Resource {
+    public let name: String
+    public var gpu: GPUModel
+    /// GPUs in the whole cluster; offers whose GPUs per machine divide it fit.
+    public var count: Int
+    /// Where the cluster may land, in order of preference when prices tie.
+    public var clouds: [Placement]
+    public var spot: Bool
+    /// The most the whole cluster may cost an hour, USD; failover never goes above it.
+    public var maxHourlyPrice: Double?
+    public var interconnect: InterconnectRequirement
+    public var image: String
+    public var command: [String]
+    public var env: [String: any StringExpression]
+    public var labels: [String: String]
+    public var checkpoint: (any StringExpression)?
+    /// The block of the network the cluster brings where it lands.
+    public var cidr: String
+    public var explicitDependencies: [ResourceAddress] = []
+    public let location: SourceLocation
+
+    public init(
+        _ name: String, gpu: GPUModel, count: Int, clouds: [Placement], spot: Bool = false, maxHourlyPrice: Double? = nil,
+        interconnect: InterconnectRequirement = .any, image: String = "", command: [String], env: [String: any StringExpression] = [:],
+        labels: [String: String] = [:], checkpoint: (any StringExpression)? = nil, cidr: String = "10.64.0.0/16",
+        fileID: String = #fileID, line: Int = #line
+    ) {
+        self.name = name
+        self.gpu = gpu
+        self.count = count
+        self.clouds = clouds
+        self.spot = spot
+        self.maxHourlyPrice = maxHourlyPrice
+        self.interconnect = interconnect
+        self.image = image
+        self.command = command
+        self.env = env
+        self.labels = labels
+        self.checkpoint = checkpoint
+        self.cidr = cidr
+        self.location = SourceLocation(file: fileID, line: line)
+    }
+
+    /// The address of the cluster's placement decision in state.
+    public var address: ResourceAddress { ResourceAddress(type: "stratum_placement", name: name) }
+
+    public var request: ClusterRequest {
+        ClusterRequest(
+            name: name, gpu: gpu.name, count: count, sites: clouds.map { ClusterSite(cloud: $0.provider, region: $0.region, zones: $0.zones) },
+            spot: spot, maxHourlyPrice: maxHourlyPrice, interconnect: interconnect)
+    }
+
+    public func declare(into content: inout StackContent) {
+        var problems = nameDiagnostics(name, location: location)
+        func problem(_ message: String) { problems.append(Diagnostic(address: address, message: message, location: location)) }
+        if count < 1 { problem("count must be at least 1 GPU (got \(count))") }
+        if clouds.isEmpty { problem("clouds must name at least one place to land, e.g. [.aws(region: \"us-east-1\")]") }
+        let sites = clouds.map { "\($0.provider) \($0.region)" }
+        if Set(sites).count != sites.count { problem("clouds lists the same cloud and region more than once") }
+        if let cap = maxHourlyPrice, !(cap > 0) { problem("maxHourlyPrice must be a positive number of dollars an hour (got \(cap))") }
+        if command.isEmpty { problem("command must not be empty") }
+        if let why = CIDR.problem(in: cidr) { problem("invalid CIDR '\(cidr)': \(why)") }
+        content.diagnostics += problems
+        content.clusters.append(ClusterDeclaration(request: request, location: location))
+        guard problems.isEmpty, let decision = ClusterDecisions.current[name] else { return }
+        content.resources.append(DesiredResource(
+            address: address, provider: "stratum", region: "global", inputs: decision.attributes, dependsOn: explicitDependencies, location: location))
+        lower(on: decision.landing, into: &content)
+    }
+
+    /// Declares the cluster's network and nodes where `landing` put it.
+    func lower(on landing: Landing, into content: inout StackContent) {
+        guard let site = clouds.first(where: { $0.provider == landing.cloud && $0.region == landing.region }) else {
+            content.diagnostics.append(Diagnostic(
+                address: address, message: "the recorded placement (\(landing)) is not among the cluster's clouds; run plan with --replace-placement",
+                location: location))
+            return
+        }
+        var placement = site
+        placement.zones = landing.zone.map { [$0] } ?? site.zones
+        let network = Network(name, cidr: cidr, on: placement)
+        var pool = NodePool(
+            name, count: landing.machines,
+            machine: MachineRequest(gpus: landing.gpusPerMachine, gpuClass: gpu.name, instanceType: landing.instanceType, spot: landing.spot),
+            image: image, command: command, env: env, labels: labels, checkpoint: checkpoint, network: network, on: placement)
+        pool.explicitDependencies = explicitDependencies + [address]
+        network.declare(into: &content)
+        pool.declare(into: &content)
+    }
+}
+
+/// A `GPUCluster` as the stack body declared it: what placement decides on.
+public struct ClusterDeclaration: Sendable, Hashable {
+    public var request: ClusterRequest
+    public var location: SourceLocation
+}
+
+/// The placement decisions a stack body is evaluated with, by cluster name: a cluster without
+/// one declares only its request (and no resources).
+public enum ClusterDecisions {
+    @TaskLocal public static var current: [String: PlacementDecision] = [:]
+}

@@ -1,0 +1,96 @@
+import Foundation
+import StratumCore
+import StratumEngine
+import StratumState
+
+/// Moves a GPU cluster that could not land whole to its next landing — the same offer in
+/// another zone, then another region of the same cloud, then another cloud — never above its
+/// `maxHourlyPrice` or the stack's budget. The offer that failed is remembered as a stockout,
+/// and the move is written to the stack's state history.
+struct ClusterFailover {
+    let context: RunContext
+    let store: any StateStore
+    let stackName: String
+    let change: ChangeOptions
+    /// Decisions made by failovers in this run, by cluster.
+    private(set) var overrides: [String: PlacementDecision] = [:]
+    /// Landings this run passed over (a plan over budget), with why.
+    private var passedOver: [BlockedOffer] = []
+    /// Landings tried in this run, in order.
+    private(set) var tried: [Landing] = []
+
+    init(context: RunContext, store: any StateStore, stackName: String, change: ChangeOptions) {
+        self.context = context
+        self.store = store
+        self.stackName = stackName
+        self.change = change
+    }
+
+    var workspace: String { context.workspace(for: stackName) }
+
+    /// After an apply whose gangs broke: records the stockouts, chooses each broken cluster's
+    /// next landing and returns the plan that moves it there; nil (having said why) when a
+    /// cluster has nowhere left to go.
+    mutating func next(after result: ApplyResult, plan: Plan, stack: EvaluatedStack) async throws -> Plan? {
+        let now = Date()
+        let until = now.addingTimeInterval(change.stockoutMinutes * 60)
+        let console = context.console
+        let catalog = try CatalogFiles.load(directory: CatalogFiles.directory(context.options))
+        for failure in result.gangFailures {
+            guard let report = plan.placements?.first(where: { $0.cluster == failure.gang }),
+                let request = stack.clusters.first(where: { $0.name == failure.gang })
+            else { continue }
+            let failed = report.decision.landing
+            tried.append(failed)
+            let placer = ClusterPlacer(catalog: catalog, blocked: try await Stockouts(store: store).active(at: now), now: now)
+            let blocks = placer.blocks(for: failure.error, at: failed, request: request, until: until)
+            try await Stockouts(store: store).record(blocks, at: now)
+            let released = failure.released.count
+            let why = blocks.first?.reason ?? failure.error.message
+            var line = "GPU cluster '\(failure.gang)': \(failed) did not land whole: \(why). Released \(released) node\(released == 1 ? "" : "s")"
+            if !failure.unreleased.isEmpty { line += "; \(failure.unreleased.count) could not be deleted and stay in state for the next run" }
+            console.progress(console.yellow(line + "."))
+            _ = try await store.commit(
+                workspace: workspace,
+                StateMutation(changes: [HistoryChange(address: "stratum_placement.\(failure.gang)", action: "failover: \(failed) — \(why); released \(released)")]),
+                at: now)
+
+            while true {
+                let active = try await Stockouts(store: store).active(at: now) + passedOver
+                let placer = ClusterPlacer(catalog: catalog, blocked: active, now: now)
+                let ranking = placer.rank(request)
+                guard let next = placer.next(after: failed, in: ranking) else {
+                    let list = tried.map(\.description).joined(separator: ", ")
+                    console.error("GPU cluster '\(failure.gang)' has nowhere left to land: tried \(list); every other offer is blocked, over its price cap or over budget (`stratum catalog --blocked` lists the stockouts).")
+                    return nil
+                }
+                overrides[failure.gang] = PlacementDecision(
+                    request: request.fingerprint, landing: next, runnersUp: ClusterPlacer.runnersUp(after: next, in: ranking.landings).map(\.summary),
+                    reason: "failover from \(failed): \(why)")
+                let moved = try await context.evaluate(overrides: overrides)
+                do {
+                    let nextPlan = try await context.plan(stack: moved, stackName: stackName, store: store, change: change, destroy: false)
+                    console.progress(console.yellow("GPU cluster '\(failure.gang)': failing over to \(next.summary)."))
+                    tried.append(next)
+                    return nextPlan
+                } catch let refusal as BudgetExceeded {
+                    console.progress("GPU cluster '\(failure.gang)': passing over \(next) — \(refusal.description)")
+                    passedOver.append(BlockedOffer(offer: next.key, reason: "over budget", until: .distantFuture))
+                    overrides[failure.gang] = nil
+                }
+            }
+        }
+        return nil
+    }
+}
+
+extension ApplyResult {
+    /// Whether everything that went wrong came of broken gangs: a member's capacity or quota
+    /// error, members not started after it, steps waiting on them.
+    var onlyGangFailures: Bool {
+        guard !gangFailures.isEmpty, exhaustion == nil, !stopped else { return false }
+        let failedMembers = Set(failed.map(\.step.address))
+        let gangErrors = failed.allSatisfy { ($0.error as? ProviderError).map { $0.kind == .capacity || $0.kind == .quota } ?? false }
+        return gangErrors && skipped.allSatisfy { failedMembers.contains($0.cause) }
+    }
+}

@@ -1,0 +1,151 @@
+import Foundation
+import StratumCore
+import StratumTesting
+import Testing
+
+/// GPU clusters through the CLI on two fake clouds: where the plan puts them, that the decision
+/// holds, and how apply fails over zone → region → cloud when capacity or quota runs out.
+@Suite("GPU cluster placement and failover (CLI)")
+struct CLIPlacementTests {
+    struct World {
+        let dir: URL
+        let cli: CLI
+        let fake: FakeCloudProvider
+        let fake2: FakeCloudProvider
+
+        init(_ name: String, config: String = "") throws {
+            dir = try TestSupport.temporaryDirectory(name)
+            cli = CLI("stratum-fixture", in: dir)
+            fake = FakeCloudProvider(root: dir.appendingPathComponent(".stratum/fake-cloud"))
+            fake2 = FakeCloudProvider(root: dir.appendingPathComponent(".stratum/fake2-cloud"), name: "fake2")
+            try write(config, to: "Stacks/fake-cluster.dev.yaml")
+        }
+
+        func write(_ text: String, to path: String) throws {
+            let url = dir.appendingPathComponent(path)
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(text.utf8).write(to: url)
+        }
+
+        func run(_ arguments: [String]) throws -> CLI.Result { try cli.run(arguments + ["--stack", "fake-cluster"]) }
+
+        /// The nodes each cloud holds, as `type zone` per node.
+        func nodes(_ cloud: FakeCloudProvider) throws -> [String] {
+            try cloud.inventory().values.filter { $0.address.type == "\(cloud.name)_node" }
+                .map { "\($0.attributes["instance_type"]?.stringValue ?? "?") \($0.attributes["zone"]?.stringValue ?? "?")" }.sorted()
+        }
+
+        /// Every node a cloud created is still there or was deleted: none is left that state does not know.
+        func leaked(_ cloud: FakeCloudProvider) throws -> [String] {
+            let state = Set(try run(["state", "list"]).stdout.split(separator: "\n").map(String.init))
+            return try cloud.inventory().values.map(\.address.description).filter { !state.contains($0) }
+        }
+    }
+
+    @Test("the plan shows where the cluster lands, the runners-up and what was left out; the decision is recorded and kept")
+    func decisionIsShownRecordedAndKept() throws {
+        let world = try World("placement")
+        let plan = try world.run(["plan"])
+        #expect(plan.status == 0, "\(plan.stderr)")
+        #expect(plan.stdout.contains("Placement of GPU cluster 'train' (16 × H100 on-demand):"))
+        #expect(plan.stdout.contains("chosen:    fake fk.gpu8 default-a: 2 × 8 GPUs, $80.00/h — cheapest of 5 feasible landings"))
+        #expect(plan.stdout.contains("runner-up: fake fk.gpu8 faraway-a: 2 × 8 GPUs, $88.00/h"))
+        #expect(plan.stdout.contains("runner-up: fake2 f2.gpu8 yonder-1: 2 × 8 GPUs, $100.00/h"))
+        let json = try JSONSerialization.jsonObject(with: Data(try world.run(["plan", "--json"]).stdout.utf8)) as? [String: Any]
+        let placement = try #require((json?["placements"] as? [[String: Any]])?.first)
+        #expect(placement["zone"] as? String == "default-a" && placement["machines"] as? Int == 2 && placement["kept"] as? Bool == false)
+
+        let apply = try world.run(["apply", "--auto-approve"])
+        #expect(apply.status == 0, "\(apply.stderr)")
+        #expect(try world.nodes(world.fake) == ["fk.gpu8 default-a", "fk.gpu8 default-a"])
+
+        // A cheaper landing appears (fresher prices): the recorded decision stays.
+        let header = OfferCatalog.columns.joined(separator: ",")
+        try world.write("\(header)\nf2.gpu8,H100,8,80,96,1024,nvswitch,roce,1600,yonder,yonder-1,10,,https://fake2.invalid/new,2026-11-28\n", to: ".stratum/catalog/fake2.csv")
+        let again = try world.run(["plan", "--detailed-exitcode"])
+        #expect(again.status == 0, "\(again.stdout)\(again.stderr)")
+        #expect(again.stdout.contains("chosen:    fake fk.gpu8 default-a: 2 × 8 GPUs, $80.00/h — kept from state"))
+
+        // --replace-placement chooses again: the cluster moves to the other cloud.
+        let moved = try world.run(["apply", "--auto-approve", "--replace-placement"])
+        #expect(moved.status == 0, "\(moved.stderr)")
+        #expect(try world.nodes(world.fake).isEmpty)
+        #expect(try world.nodes(world.fake2) == ["f2.gpu8 yonder-1", "f2.gpu8 yonder-1"])
+        #expect(try world.leaked(world.fake).isEmpty && world.leaked(world.fake2).isEmpty)
+
+        // A changed request is placed afresh: 8 GPUs need one machine.
+        try world.write("gpus: 8\n", to: "Stacks/fake-cluster.dev.yaml")
+        let smaller = try world.run(["plan"])
+        #expect(smaller.stdout.contains("chosen:    fake2 f2.gpu8 yonder-1: 1 × 8 GPUs, $10.00/h — cheapest of 4 feasible landings"), "\(smaller.stdout)")
+    }
+
+    @Test("a stockout in one zone: the partial gang is released and the cluster lands whole in the next zone; the stockout is remembered")
+    func zoneStockout() throws {
+        let world = try World("zone-stockout")
+        // Room for one node only in default-a: the first lands, the second does not.
+        try world.fake.setCapacityRules(["capacity fk.gpu8 default-a 1"])
+        let apply = try world.run(["apply", "--auto-approve", "--parallelism", "1"])
+        #expect(apply.status == 0, "\(apply.stderr)")
+        #expect(apply.stderr.contains("GPU cluster 'train': fake fk.gpu8 default-a did not land whole: no capacity (fake has no fk.gpu8 capacity in default-a). Released 1 node."))
+        #expect(apply.stderr.contains("GPU cluster 'train': failing over to fake fk.gpu8 default-b: 2 × 8 GPUs, $80.00/h."))
+        #expect(try world.nodes(world.fake) == ["fk.gpu8 default-b", "fk.gpu8 default-b"])
+        let events = world.fake.events()
+        #expect(events.filter { $0.hasPrefix("create fake_node") }.count == 3)
+        #expect(events.filter { $0.hasPrefix("delete fake_node") }.count == 1)
+        #expect(try world.leaked(world.fake).isEmpty)
+
+        // Recorded: history says why, the offer is listed as blocked, and a new decision skips it.
+        let history = try world.run(["state", "history"])
+        #expect(history.stdout.contains("failover: fake fk.gpu8 default-a — no capacity"), "\(history.stdout)")
+        let blocked = try world.cli.run(["catalog", "--blocked"])
+        #expect(blocked.stdout.contains("fake fk.gpu8") && blocked.stdout.contains("default-a") && blocked.stdout.contains("no capacity"), "\(blocked.stdout)")
+        let replan = try world.run(["plan", "--replace-placement"])
+        #expect(replan.stdout.contains("chosen:    fake fk.gpu8 default-b"), "\(replan.stdout)")
+        #expect(replan.stdout.contains("fake fk.gpu8 default-a: no capacity (fake has no fk.gpu8 capacity in default-a); skipped until"))
+    }
+
+    @Test("a quota error moves the cluster to the same cloud's next region, not the next zone")
+    func quotaMovesRegion() throws {
+        let world = try World("quota")
+        try world.fake.setCapacityRules(["quota fk.gpu8 default"])
+        let apply = try world.run(["apply", "--auto-approve"])
+        #expect(apply.status == 0, "\(apply.stderr)")
+        #expect(apply.stderr.contains("quota used up"))
+        #expect(try world.nodes(world.fake) == ["fk.gpu8 faraway-a", "fk.gpu8 faraway-a"])
+        #expect(!world.fake.events().contains { $0.contains("default-b") })
+        #expect(try world.leaked(world.fake).isEmpty)
+    }
+
+    @Test("a whole cloud out: the cluster moves to the next cloud")
+    func cloudDown() throws {
+        let world = try World("cloud-down")
+        try world.fake.setCapacityRules(["down"])
+        let apply = try world.run(["apply", "--auto-approve"])
+        #expect(apply.status == 0, "\(apply.stderr)")
+        #expect(try world.nodes(world.fake).isEmpty)
+        #expect(try world.nodes(world.fake2) == ["f2.gpu8 yonder-1", "f2.gpu8 yonder-1"])
+        // The fake cloud's network went with the move; nothing of the cluster is left there.
+        #expect(try world.fake.inventory().isEmpty)
+        #expect(try world.leaked(world.fake2).isEmpty)
+    }
+
+    @Test("failover never goes over the budget or the cluster's price cap; with nowhere left it fails and leaves no node")
+    func failoverRespectsBudget() throws {
+        let world = try World("budget-failover", config: "budget_per_hour: 90\n")
+        try world.fake.setCapacityRules(["down"])
+        let apply = try world.run(["apply", "--auto-approve"])
+        #expect(apply.status == 1)
+        #expect(apply.stderr.contains("passing over fake2 f2.gpu8 yonder-1 — the plan would make the stack cost $100.00/h"), "\(apply.stderr)")
+        #expect(apply.stderr.contains("GPU cluster 'train' has nowhere left to land"))
+        #expect(try world.nodes(world.fake).isEmpty && world.nodes(world.fake2).isEmpty)
+
+        let capped = try World("cap-failover", config: "max_hourly_price: 85\n")
+        try capped.fake.setCapacityRules(["capacity fk.gpu8 default-a", "capacity fk.gpu8 default-b"])
+        let run = try capped.run(["apply", "--auto-approve"])
+        #expect(run.status == 1)
+        #expect(run.stderr.contains("failing over to fake fk.gpu8 default-b"))
+        #expect(!run.stderr.contains("failing over to fake fk.gpu8 faraway") && !run.stderr.contains("failing over to fake2"), "\(run.stderr)")
+        #expect(run.stderr.contains("GPU cluster 'train' has nowhere left to land: tried fake fk.gpu8 default-a, fake fk.gpu8 default-b"))
+        #expect(try capped.nodes(capped.fake).isEmpty && capped.nodes(capped.fake2).isEmpty)
+    }
+}
