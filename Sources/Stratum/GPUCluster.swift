@@ -101,11 +101,15 @@ public struct GPUCluster: Resource {
         guard problems.isEmpty, let decision = ClusterDecisions.current[name] else { return }
         content.resources.append(DesiredResource(
             address: address, provider: "stratum", region: "global", inputs: decision.attributes, dependsOn: explicitDependencies, location: location))
-        lower(on: decision.landing, into: &content)
+        lower(on: decision.landing, as: decision.alias ?? name, into: &content)
+        // In a race, each other landing gets a copy of its own (`<name>-race2`, ...).
+        for (index, landing) in (ClusterDecisions.racers[name] ?? []).enumerated() {
+            lower(on: landing, as: ClusterDecisions.racerName(name, index + 2), into: &content)
+        }
     }
 
-    /// Declares the cluster's network and nodes where `landing` put it.
-    func lower(on landing: Landing, into content: inout StackContent) {
+    /// Declares the cluster's network and nodes where `landing` put it, named `alias`.
+    func lower(on landing: Landing, as alias: String, into content: inout StackContent) {
         guard let site = clouds.first(where: { $0.provider == landing.cloud && $0.region == landing.region }) else {
             content.diagnostics.append(Diagnostic(
                 address: address, message: "the recorded placement (\(landing)) is not among the cluster's clouds; run plan with --replace-placement",
@@ -114,9 +118,9 @@ public struct GPUCluster: Resource {
         }
         var placement = site
         placement.zones = landing.zone.map { [$0] } ?? site.zones
-        let network = Network(name, cidr: cidr, on: placement)
+        let network = Network(alias, cidr: cidr, on: placement)
         var pool = NodePool(
-            name, count: landing.machines,
+            alias, count: landing.machines,
             machine: MachineRequest(gpus: landing.gpusPerMachine, gpuClass: gpu.name, instanceType: landing.instanceType, spot: landing.spot),
             image: image, command: command, env: env, labels: labels, checkpoint: checkpoint, network: network, on: placement)
         pool.explicitDependencies = explicitDependencies + [address]
@@ -135,4 +139,15 @@ public struct ClusterDeclaration: Sendable, Hashable {
 /// one declares only its request (and no resources).
 public enum ClusterDecisions {
     @TaskLocal public static var current: [String: PlacementDecision] = [:]
+    /// Further landings raced against each cluster's decision (`apply --race`), by cluster.
+    @TaskLocal public static var racers: [String: [Landing]] = [:]
+
+    /// The name of a cluster's copy in a race: `train-race2` (its network and nodes carry it).
+    public static func racerName(_ cluster: String, _ number: Int) -> String { "\(cluster)-race\(number)" }
+
+    /// The cluster and racer number of a racer's name, nil for any other name.
+    public static func racer(_ name: String) -> (cluster: String, number: Int)? {
+        guard let range = name.range(of: "-race", options: .backwards), let number = Int(name[range.upperBound...]) else { return nil }
+        return (String(name[..<range.lowerBound]), number)
+    }
 }

@@ -12,7 +12,7 @@ struct ClusterFailover {
     let store: any StateStore
     let stackName: String
     let change: ChangeOptions
-    /// Decisions made by failovers in this run, by cluster.
+    /// Decisions made by failovers and races in this run, by cluster.
     private(set) var overrides: [String: PlacementDecision] = [:]
     /// Landings this run passed over (a plan over budget), with why.
     private var passedOver: [BlockedOffer] = []
@@ -28,6 +28,52 @@ struct ClusterFailover {
 
     var workspace: String { context.workspace(for: stackName) }
 
+    /// After a race: records the stockouts of the racers that broke and says how each race
+    /// ended. Returns, by cluster, the decision for the winning landing (under the winner's
+    /// name), or nil where every racer broke.
+    mutating func settleRaces(_ result: ApplyResult, plan: Plan, stack: EvaluatedStack) async throws -> [String: PlacementDecision?] {
+        let now = Date()
+        let until = now.addingTimeInterval(change.stockoutMinutes * 60)
+        let catalog = try CatalogFiles.load(directory: CatalogFiles.directory(context.options))
+        let console = context.console
+        var settled: [String: PlacementDecision?] = [:]
+        for race in result.races {
+            guard let report = plan.placements?.first(where: { $0.cluster == race.cluster }),
+                let request = stack.clusters.first(where: { $0.name == race.cluster }),
+                let gangs = plan.races?.first(where: { $0.cluster == race.cluster })?.gangs
+            else { continue }
+            func landing(_ gang: String) -> Landing? {
+                if gang == gangs.first { return report.decision.landing }
+                guard let number = ClusterDecisions.racer(gang)?.number, report.racers.indices.contains(number - 2) else { return nil }
+                return report.racers[number - 2]
+            }
+            let placer = ClusterPlacer(catalog: catalog, blocked: try await Stockouts(store: store).active(at: now), now: now)
+            for failure in result.gangFailures where gangs.contains(failure.gang) {
+                guard let failed = landing(failure.gang) else { continue }
+                tried.append(failed)
+                let blocks = placer.blocks(for: failure.error, at: failed, request: request, until: until)
+                try await Stockouts(store: store).record(blocks, at: now)
+                console.progress(console.yellow("GPU cluster '\(race.cluster)': \(failed) did not land whole in the race: \(blocks.first?.reason ?? failure.error.message); released \(failure.released.count) node(s)."))
+            }
+            guard let winner = race.winner, let won = landing(winner) else {
+                settled[race.cluster] = .some(nil)
+                continue
+            }
+            tried.append(won)
+            let decision = PlacementDecision(
+                request: request.fingerprint, landing: won, runnersUp: ClusterPlacer.runnersUp(after: won, in: placer.rank(request).landings).map(\.summary),
+                reason: "first to land whole of \(gangs.count) raced landings", alias: winner == race.cluster ? nil : winner)
+            overrides[race.cluster] = decision
+            settled[race.cluster] = decision
+            console.progress(console.yellow("GPU cluster '\(race.cluster)': \(won.summary) landed first of \(gangs.count) raced; released \(race.released.count) node(s) of the others."))
+            _ = try await store.commit(
+                workspace: workspace,
+                StateMutation(changes: [HistoryChange(address: "stratum_placement.\(race.cluster)", action: "race: \(won) landed first of \(gangs.count); released \(race.released.count)")]),
+                at: now)
+        }
+        return settled
+    }
+
     /// After an apply whose gangs broke: records the stockouts, chooses each broken cluster's
     /// next landing and returns the plan that moves it there; nil (having said why) when a
     /// cluster has nowhere left to go.
@@ -37,9 +83,10 @@ struct ClusterFailover {
         let console = context.console
         let catalog = try CatalogFiles.load(directory: CatalogFiles.directory(context.options))
         for failure in result.gangFailures {
-            guard let report = plan.placements?.first(where: { $0.cluster == failure.gang }),
-                let request = stack.clusters.first(where: { $0.name == failure.gang })
+            guard let report = plan.placements?.first(where: { ($0.decision.alias ?? $0.cluster) == failure.gang }),
+                let request = stack.clusters.first(where: { $0.name == report.cluster })
             else { continue }
+            let cluster = report.cluster
             let failed = report.decision.landing
             tried.append(failed)
             let placer = ClusterPlacer(catalog: catalog, blocked: try await Stockouts(store: store).active(at: now), now: now)
@@ -47,12 +94,12 @@ struct ClusterFailover {
             try await Stockouts(store: store).record(blocks, at: now)
             let released = failure.released.count
             let why = blocks.first?.reason ?? failure.error.message
-            var line = "GPU cluster '\(failure.gang)': \(failed) did not land whole: \(why). Released \(released) node\(released == 1 ? "" : "s")"
+            var line = "GPU cluster '\(cluster)': \(failed) did not land whole: \(why). Released \(released) node\(released == 1 ? "" : "s")"
             if !failure.unreleased.isEmpty { line += "; \(failure.unreleased.count) could not be deleted and stay in state for the next run" }
             console.progress(console.yellow(line + "."))
             _ = try await store.commit(
                 workspace: workspace,
-                StateMutation(changes: [HistoryChange(address: "stratum_placement.\(failure.gang)", action: "failover: \(failed) — \(why); released \(released)")]),
+                StateMutation(changes: [HistoryChange(address: "stratum_placement.\(cluster)", action: "failover: \(failed) — \(why); released \(released)")]),
                 at: now)
 
             while true {
@@ -61,22 +108,22 @@ struct ClusterFailover {
                 let ranking = placer.rank(request)
                 guard let next = placer.next(after: failed, in: ranking) else {
                     let list = tried.map(\.description).joined(separator: ", ")
-                    console.error("GPU cluster '\(failure.gang)' has nowhere left to land: tried \(list); every other offer is blocked, over its price cap or over budget (`stratum catalog --blocked` lists the stockouts).")
+                    console.error("GPU cluster '\(cluster)' has nowhere left to land: tried \(list); every other offer is blocked, over its price cap or over budget (`stratum catalog --blocked` lists the stockouts).")
                     return nil
                 }
-                overrides[failure.gang] = PlacementDecision(
+                overrides[cluster] = PlacementDecision(
                     request: request.fingerprint, landing: next, runnersUp: ClusterPlacer.runnersUp(after: next, in: ranking.landings).map(\.summary),
                     reason: "failover from \(failed): \(why)")
                 let moved = try await context.evaluate(overrides: overrides)
                 do {
                     let nextPlan = try await context.plan(stack: moved, stackName: stackName, store: store, change: change, destroy: false)
-                    console.progress(console.yellow("GPU cluster '\(failure.gang)': failing over to \(next.summary)."))
+                    console.progress(console.yellow("GPU cluster '\(cluster)': failing over to \(next.summary)."))
                     tried.append(next)
                     return nextPlan
                 } catch let refusal as BudgetExceeded {
-                    console.progress("GPU cluster '\(failure.gang)': passing over \(next) — \(refusal.description)")
+                    console.progress("GPU cluster '\(cluster)': passing over \(next) — \(refusal.description)")
                     passedOver.append(BlockedOffer(offer: next.key, reason: "over budget", until: .distantFuture))
-                    overrides[failure.gang] = nil
+                    overrides[cluster] = nil
                 }
             }
         }
@@ -85,10 +132,11 @@ struct ClusterFailover {
 }
 
 extension ApplyResult {
-    /// Whether everything that went wrong came of broken gangs: a member's capacity or quota
-    /// error, members not started after it, steps waiting on them.
+    /// Whether everything that went wrong came of broken gangs or of a race: a member's
+    /// capacity or quota error, members not started after it or after another gang won, steps
+    /// waiting on them.
     var onlyGangFailures: Bool {
-        guard !gangFailures.isEmpty, exhaustion == nil, !stopped else { return false }
+        guard !gangFailures.isEmpty || !races.isEmpty, exhaustion == nil, !stopped else { return false }
         let failedMembers = Set(failed.map(\.step.address))
         let gangErrors = failed.allSatisfy { ($0.error as? ProviderError).map { $0.kind == .capacity || $0.kind == .quota } ?? false }
         return gangErrors && skipped.allSatisfy { failedMembers.contains($0.cause) }

@@ -172,15 +172,26 @@ struct RunContext {
     /// Runs the stack's body and every check that needs no provider call.
     /// The stack as declared, its GPU clusters placed (`replacePlacement`: each chosen afresh
     /// rather than kept from state), checked against the providers' schemas.
-    func evaluate(replacePlacement: Bool = false, overrides: [String: PlacementDecision] = [:]) async throws -> EvaluatedStack {
+    func evaluate(replacePlacement: Bool = false, overrides: [String: PlacementDecision] = [:], race: Int = 1) async throws -> EvaluatedStack {
         let entry = try stackEntry()
         try await requireWorkspace(stack: entry.name)
         let config = try configFile(for: entry.name)
         var stack = try entry.evaluate(options.environment, config)
         if !stack.clusters.isEmpty {
-            let (decisions, reports) = try await placeClusters(stack.clusters, stack: entry.name, replace: replacePlacement, overrides: overrides)
+            var (decisions, reports) = try await placeClusters(stack.clusters, stack: entry.name, replace: replacePlacement, overrides: overrides)
+            // A race starts the next cheapest landings beside each decision not yet landed.
+            var racers: [String: [Landing]] = [:]
+            if race > 1 {
+                for index in reports.indices where !reports[index].kept {
+                    let chosen = reports[index].decision.landing
+                    reports[index].racers = Array(reports[index].ranked.filter { $0 != chosen }.prefix(race - 1))
+                    racers[reports[index].cluster] = reports[index].racers
+                }
+            }
             let environment = options.environment
-            stack = try ClusterDecisions.$current.withValue(decisions) { try entry.evaluate(environment, config) }
+            stack = try ClusterDecisions.$current.withValue(decisions) {
+                try ClusterDecisions.$racers.withValue(racers) { try entry.evaluate(environment, config) }
+            }
             stack.placements = reports
         }
         try requireProviders(of: stack)
@@ -221,8 +232,10 @@ struct RunContext {
             let (decision, ranking, kept) = placer.decide(request, recorded: recorded[request.name], replace: replace)
             guard let decision else { throw NoPlacement(cluster: request.name, request: request.summary, excluded: ranking.excluded) }
             decisions[request.name] = decision
-            reports.append(PlacementReport(
-                cluster: request.name, request: request.summary, decision: decision, kept: kept, feasible: ranking.landings.count, excluded: ranking.excluded))
+            var report = PlacementReport(
+                cluster: request.name, request: request.summary, decision: decision, kept: kept, feasible: ranking.landings.count, excluded: ranking.excluded)
+            report.ranked = ranking.landings
+            reports.append(report)
         }
         return (decisions, reports)
     }
@@ -278,10 +291,22 @@ struct RunContext {
         plan.cost = cost
         if let stack, !stack.clusters.isEmpty, !destroy {
             plan.placements = stack.placements
-            plan.gangs = stack.clusters.map { cluster in
+            // Each cluster's nodes are a gang; in a race, so is each racer's copy (named after it).
+            var gangs: [Gang] = []
+            var races: [Race] = []
+            for cluster in stack.clusters {
                 let placement = ResourceAddress(type: "stratum_placement", name: cluster.name)
-                return Gang(name: cluster.name, members: stack.resources.filter { $0.dependencies.contains(placement) }.map(\.address))
+                let members = Dictionary(grouping: stack.resources.filter { $0.dependencies.contains(placement) }, by: \.address.name)
+                gangs += members.keys.sorted().map { Gang(name: $0, members: members[$0]!.map(\.address)) }
+                if members.count > 1 {
+                    // The decision's own copy first, then the racers by number.
+                    let number = { (name: String) in ClusterDecisions.racer(name).flatMap { $0.cluster == cluster.name ? $0.number : nil } ?? 0 }
+                    let own = stack.placements.first { $0.cluster == cluster.name }?.decision.alias ?? cluster.name
+                    races.append(Race(cluster: cluster.name, gangs: [own] + members.keys.filter { $0 != own }.sorted { number($0) < number($1) }))
+                }
             }
+            plan.gangs = gangs
+            if !races.isEmpty { plan.races = races }
         }
         for warning in try cost.checkBudgets(isDestroy: plan.isDestroy) { console.error(console.yellow("Warning: \(warning).")) }
         if !scope.isEmpty, plan.changes.isEmpty, plan.vanished.isEmpty, !known.isEmpty {

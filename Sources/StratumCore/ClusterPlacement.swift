@@ -95,8 +95,12 @@ public struct PlacementDecision: Sendable, Hashable, Codable {
     public var runnersUp: [String]
     /// Why this landing: `cheapest of 7 feasible landings`, or a failover.
     public var reason: String
+    /// The name the cluster's network and nodes carry when not the cluster's own: a race's
+    /// winning copy (`train-race2`) keeps its name.
+    public var alias: String?
 
-    public init(request: String, landing: Landing, runnersUp: [String], reason: String) {
+    public init(request: String, landing: Landing, runnersUp: [String], reason: String, alias: String? = nil) {
+        self.alias = alias
         self.request = request
         self.landing = landing
         self.runnersUp = runnersUp
@@ -112,6 +116,7 @@ public struct PlacementDecision: Sendable, Hashable, Codable {
             "runners_up": .list(runnersUp.map(Value.string)),
         ]
         if let zone = landing.zone { attributes["zone"] = .string(zone) }
+        if let alias { attributes["alias"] = .string(alias) }
         return attributes
     }
 
@@ -133,6 +138,7 @@ public struct PlacementDecision: Sendable, Hashable, Codable {
             spot: attributes["spot"]?.boolValue ?? false, hourly: hourly)
         self.runnersUp = attributes["runners_up"]?.listValue?.compactMap(\.stringValue) ?? []
         self.reason = attributes["reason"]?.stringValue ?? ""
+        self.alias = attributes["alias"]?.stringValue
     }
 }
 
@@ -294,6 +300,12 @@ public struct PlacementReport: Sendable, Hashable, Codable {
     public var feasible: Int
     /// Offers of the GPU left out, with why.
     public var excluded: [Exclusion]
+    /// Landings raced against the decision (`apply --race`), as copies `<cluster>-race2`, ...
+    public var racers: [Landing] = []
+    /// Every feasible landing, cheapest first (not shown; what a race picks from).
+    public var ranked: [Landing] = []
+
+    enum CodingKeys: String, CodingKey { case cluster, request, decision, kept, feasible, excluded, racers }
 
     public init(cluster: String, request: String, decision: PlacementDecision, kept: Bool, feasible: Int, excluded: [Exclusion]) {
         self.cluster = cluster

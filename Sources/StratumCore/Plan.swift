@@ -90,6 +90,9 @@ public struct Plan: Sendable, Codable {
     public var placements: [PlacementReport]?
     /// Resources that land together or not at all: each GPU cluster's nodes.
     public var gangs: [Gang]?
+    /// Gangs raced against each other (`apply --race`): the first to land whole is kept, the
+    /// others are released.
+    public var races: [Race]?
 
     public init(
         stack: String, environment: String, lineage: String, serial: Int, createdAt: Date, changes: [ResourceChange],
@@ -137,5 +140,18 @@ public struct Gang: Sendable, Hashable, Codable {
     public init(name: String, members: [ResourceAddress]) {
         self.name = name
         self.members = members
+    }
+}
+
+/// Gangs started at once for one cluster: the first whose members all exist wins; the others
+/// stop starting members and release those they have.
+public struct Race: Sendable, Hashable, Codable {
+    public var cluster: String
+    /// Gang names, the cluster's own decision first.
+    public var gangs: [String]
+
+    public init(cluster: String, gangs: [String]) {
+        self.cluster = cluster
+        self.gangs = gangs
     }
 }

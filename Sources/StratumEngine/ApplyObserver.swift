@@ -70,6 +70,17 @@ public struct ApplyResult: Sendable {
     public var serial: Int = 0
     /// Gangs that could not land whole, and what was released of them.
     public var gangFailures: [GangFailure] = []
+    /// How each race ended: the gang that landed whole first, and what the others released.
+    public var races: [RaceOutcome] = []
+
+    public struct RaceOutcome: Sendable {
+        public var cluster: String
+        /// The gang that landed whole first; nil when none did.
+        public var winner: String?
+        /// Members of the other gangs deleted after the winner landed.
+        public var released: [ResourceAddress]
+        public var unreleased: [(address: ResourceAddress, error: any Error)]
+    }
 
     public init() {}
 

@@ -82,6 +82,16 @@ public struct Executor: Sendable {
         // Gangs a member of which met a capacity or quota error, with that error.
         var broken: [String: ProviderError] = [:]
         var brokenOrder: [String] = []
+        // Members each gang still has to create before it has landed whole.
+        var remaining: [String: Int] = [:]
+        for gang in plan.gangs ?? [] {
+            remaining[gang.name] = gang.members.filter { graph.changes[$0].map { $0.action == .create || $0.action == .replace } ?? false }.count
+        }
+        var raceOf: [String: Race] = [:]
+        for race in plan.races ?? [] { for gang in race.gangs { raceOf[gang] = race } }
+        var winners: [String: String] = [:]
+        // Gangs of a race another gang won: they stop, and release what they have.
+        var lost: Set<String> = []
 
         try await withThrowingTaskGroup(of: (ExecutionStep, StepOutcome, Int).self) { group in
             var running = 0
@@ -110,7 +120,7 @@ public struct Executor: Sendable {
                         continue
                     }
                     if !result.stopped, shouldStop() { result.stopped = true }
-                    let gangBroken = step.kind.creates && gangOf[step.address].map { broken[$0] != nil } == true
+                    let gangBroken = step.kind.creates && gangOf[step.address].map { broken[$0] != nil || lost.contains($0) } == true
                     if heldBack.contains(step) || result.stopped || (result.exhaustion != nil && step.kind.creates) || gangBroken {
                         result.notStarted.append(step)
                         finished += 1
@@ -139,6 +149,13 @@ public struct Executor: Sendable {
                 } else if step.kind.creates, result.exhaustion == nil {
                     result.exhaustion = streak.record(outcome)
                 }
+                if step.kind.creates, case .succeeded = outcome, let gang = gangOf[step.address] {
+                    remaining[gang, default: 1] -= 1
+                    if remaining[gang] == 0, broken[gang] == nil, !lost.contains(gang), let race = raceOf[gang], winners[race.cluster] == nil {
+                        winners[race.cluster] = gang
+                        for other in race.gangs where other != gang && broken[other] == nil { lost.insert(other) }
+                    }
+                }
                 switch outcome {
                 case .succeeded(let state):
                     result.succeeded.append(step)
@@ -162,13 +179,31 @@ public struct Executor: Sendable {
             }
         }
 
-        for gang in brokenOrder {
+        func existing(_ gang: String) -> [ResourceState] {
+            ((plan.gangs ?? []).first { $0.name == gang }?.members ?? []).compactMap { current[$0] }
+        }
+        for gang in brokenOrder where !lost.contains(gang) {
             guard let error = broken[gang] else { continue }
-            let members = (plan.gangs ?? []).first { $0.name == gang }?.members ?? []
-            let failure = try await release(gang, error: error, members: members.filter { current[$0] != nil }.map { current[$0]! }, ownership: ownership)
+            let failure = try await release(gang, error: error, members: existing(gang), ownership: ownership)
             for address in failure.released { current[address] = nil }
-            result.serial = max(result.serial, try await store.read(workspace: workspace).serial)
             result.gangFailures.append(failure)
+        }
+        for race in plan.races ?? [] {
+            var outcome = ApplyResult.RaceOutcome(cluster: race.cluster, winner: winners[race.cluster], released: [], unreleased: [])
+            for gang in race.gangs where lost.contains(gang) {
+                // A loser that also broke (its members were in flight when the winner landed)
+                // is reported as a broken gang too, so its stockout is remembered.
+                let why = broken[gang] ?? ProviderError(.capacity, "\(winners[race.cluster] ?? "another gang") landed first", scope: nil)
+                let released = try await release(gang, error: why, members: existing(gang), ownership: ownership)
+                for address in released.released { current[address] = nil }
+                if broken[gang] != nil { result.gangFailures.append(released) }
+                outcome.released += released.released
+                outcome.unreleased += released.unreleased
+            }
+            result.races.append(outcome)
+        }
+        if !result.gangFailures.isEmpty || !(plan.races ?? []).isEmpty {
+            result.serial = max(result.serial, try await store.read(workspace: workspace).serial)
         }
 
         // Outputs whose resources exist are recorded; a destroy plan declares none, so it clears them.

@@ -21,7 +21,7 @@ struct PlacementKind: ResourceKind {
     let schema = ResourceSchema(type: Self.typeName, attributes: [
         "request": .input(), "cloud": .input(), "region": .input(), "zone": .input(), "instance_type": .input(),
         "machines": .input(), "gpus_per_machine": .input(), "spot": .input(), "hourly": .input(), "reason": .input(),
-        "runners_up": .input(), "id": .computed,
+        "runners_up": .input(), "alias": .input(), "id": .computed,
     ])
 
     func read(_ resources: [ResourceState]) async throws -> [ResourceState?] { resources }

@@ -148,4 +148,47 @@ struct CLIPlacementTests {
         #expect(run.stderr.contains("GPU cluster 'train' has nowhere left to land: tried fake fk.gpu8 default-a, fake fk.gpu8 default-b"))
         #expect(try capped.nodes(capped.fake).isEmpty && capped.nodes(capped.fake2).isEmpty)
     }
+
+    @Test("--race 3 with the two cheapest landings stocked out lands on the third and leaves nothing of the others")
+    func raceThree() throws {
+        let world = try World("race")
+        try world.fake.setCapacityRules(["capacity fk.gpu8 default-a", "capacity fk.gpu8 default-b"])
+        let apply = try world.run(["apply", "--auto-approve", "--race", "3"])
+        #expect(apply.status == 0, "\(apply.stderr)")
+        #expect(apply.stderr.contains("fake fk.gpu8 faraway-a: 2 × 8 GPUs, $88.00/h landed first of 3 raced"), "\(apply.stderr)")
+        #expect(try world.nodes(world.fake) == ["fk.gpu8 faraway-a", "fk.gpu8 faraway-a"])
+        // Only the winner's network and nodes are left, in the cloud and in state.
+        #expect(try world.fake.inventory().values.map(\.address.description).sorted() == ["fake_network.train-race3", "fake_node.train-race3[0]", "fake_node.train-race3[1]"])
+        #expect(try world.leaked(world.fake).isEmpty)
+        // Both stocked-out landings are remembered, and the decision holds.
+        let blocked = try world.cli.run(["catalog", "--blocked"]).stdout
+        #expect(blocked.contains("default-a") && blocked.contains("default-b"), "\(blocked)")
+        let plan = try world.run(["plan", "--detailed-exitcode"])
+        #expect(plan.status == 0, "\(plan.stdout)\(plan.stderr)")
+        #expect(plan.stdout.contains("chosen:    fake fk.gpu8 faraway-a: 2 × 8 GPUs, $88.00/h — kept from state"))
+    }
+
+    @Test("a race killed mid-way leaves nothing behind once apply runs again")
+    func raceKilled() throws {
+        let world = try World("race-killed")
+        try world.fake.setCapacityRules(["capacity fk.gpu8 default-a", "capacity fk.gpu8 default-b"])
+        // The winner's second node is created in the cloud, then the process is killed before
+        // it hears back: a resource state does not know, covered only by the journal.
+        let (process, _, _) = try world.cli.start(
+            ["apply", "--stack", "fake-cluster", "--auto-approve", "--race", "3", "--parallelism", "1"],
+            extraEnvironment: ["STRATUM_FAKE_BLOCK_AFTER_ON": "fake_node.train-race3[1]"])
+        #expect(waitUntil(seconds: 60) { FileManager.default.fileExists(atPath: world.fake.blockedMarker.path) })
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        #expect(try world.fake.inventory().values.contains { $0.address.description == "fake_node.train-race3[1]" })
+
+        let rerun = try world.run(["apply", "--auto-approve"])
+        #expect(rerun.status == 0, "\(rerun.stderr)")
+        #expect(rerun.stderr.contains("Recovering"), "\(rerun.stderr)")
+        // No racer copy is left anywhere, and the cluster landed whole.
+        #expect(try !world.fake.inventory().values.contains { $0.address.name.contains("-race") })
+        #expect(try !world.run(["state", "list"]).stdout.contains("-race"))
+        #expect(try world.nodes(world.fake).count == 2)
+        #expect(try world.leaked(world.fake).isEmpty)
+    }
 }

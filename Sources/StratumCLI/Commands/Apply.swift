@@ -33,7 +33,14 @@ struct Apply: AsyncParsableCommand {
             valueName: "SECONDS"))
     var waitForNodes: Double?
 
+    @Option(
+        help: ArgumentHelp(
+            "Start each GPU cluster not yet placed on its K cheapest feasible landings at once (as copies named <cluster>-race2, ...), keep the first to land whole and release the others. A run killed mid-race leaves the copies in state; the next apply deletes them.",
+            valueName: "K"))
+    var race = 1
+
     func run() async throws {
+        guard race >= 1, race <= 8 else { throw ValidationError("--race must be from 1 to 8 (got \(race))") }
         if let waitForNodes {
             guard waitForNodes > 0 && waitForNodes <= 86400 else {
                 throw ValidationError("--wait-for-nodes must be more than 0 and at most 86400 seconds (got \(waitForNodes))")
@@ -41,7 +48,7 @@ struct Apply: AsyncParsableCommand {
             // With --json, stdout carries one document: the plan and the result.
             guard !global.json else { throw ValidationError("--wait-for-nodes shows the nodes as a table and does not combine with --json; run `stratum status --json` after") }
         }
-        try await ApplyRun(global: global, change: change, autoApprove: autoApprove, destroy: false, planFile: planFile, waitForNodes: waitForNodes).run()
+        try await ApplyRun(global: global, change: change, autoApprove: autoApprove, destroy: false, planFile: planFile, waitForNodes: waitForNodes, race: race).run()
     }
 }
 
@@ -53,6 +60,8 @@ struct ApplyRun {
     var destroy: Bool
     var planFile: String?
     var waitForNodes: Double?
+    /// How many landings a GPU cluster races at once (1: no race).
+    var race = 1
 
     func run() async throws {
         let context = RunContext(global)
@@ -61,7 +70,7 @@ struct ApplyRun {
         var succeeded = true
         try await reportingErrors(context.console) {
             let saved = try planFile.map { try PlanFile.read($0, sealer: context.stateKey) }
-            let stack = (destroy || saved != nil) ? nil : try await context.evaluate(replacePlacement: change.replacePlacement)
+            let stack = (destroy || saved != nil) ? nil : try await context.evaluate(replacePlacement: change.replacePlacement, race: race)
             let name: String
             if let planned = saved?.stack ?? stack?.name { name = planned } else { name = try await context.stackNameForDestroy() }
             if let saved, saved.environment != global.environment, global.env != nil {
@@ -101,6 +110,19 @@ struct ApplyRun {
                     let (ok, result) = try await context.execute(
                         current, store: store, parallelism: change.parallelism, exhaustionLimit: change.exhaustionLimit, interruption: interruption,
                         failover: canFailOver)
+                    if canFailOver, !result.races.isEmpty, let stack, result.onlyGangFailures || ok {
+                        // A race ended: keep the winners (the losers' networks go with the next
+                        // plan); where every racer broke, race the next cheapest landings.
+                        let settled = try await failover.settleRaces(result, plan: current, stack: stack)
+                        try interruption.check()
+                        let lostAll = settled.contains { $0.value == nil }
+                        let next = try await context.plan(
+                            stack: try await context.evaluate(replacePlacement: lostAll, overrides: failover.overrides, race: lostAll ? race : 1),
+                            stackName: name, store: store, change: change, destroy: false)
+                        if !global.json { context.console.progress(PlanRenderer.brief(next, color: context.console.color)) }
+                        current = next
+                        continue
+                    }
                     guard !ok, canFailOver, result.onlyGangFailures, let stack else { return ok }
                     try interruption.check()
                     guard let next = try await failover.next(after: result, plan: current, stack: stack) else { return false }
