@@ -103,13 +103,4 @@ extension OfferCatalog {
         default: return false
         }
     }
-
-    /// A day as a catalog writes it (`YYYY-MM-DD`, UTC).
-    public static func day(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyy-MM-dd"
-        return formatter.string(from: date)
-    }
 }

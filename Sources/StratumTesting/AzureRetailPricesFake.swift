@@ -1,4 +1,5 @@
 import Foundation
+import StratumCloud
 import StratumCore
 
 /// A loopback Azure Retail Prices API (`GET /api/retail/prices?$filter=…`). Azure publishes no
@@ -83,7 +84,7 @@ public struct AzureRetailPricesFake: Sendable {
             var next: Any = NSNull()
             if skip + pageSize < matching.count {
                 let host = request.header("Host") ?? "127.0.0.1"
-                let filter = query["$filter"].map { "$filter=\(PercentEncoding.query($0))&" } ?? ""
+                let filter = query["$filter"].map { "$filter=\(PricingEndpoint.queryValue($0))&" } ?? ""
                 next = "http://\(host)/api/retail/prices?\(filter)$skip=\(skip + pageSize)"
             }
             return Self.json(
@@ -110,14 +111,6 @@ public struct AzureRetailPricesFake: Sendable {
     static func json(_ status: Int, _ object: [String: Any]) -> ProxyResponse {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
         return ProxyResponse(status: status, headers: [("Content-Type", "application/json; charset=utf-8")], body: data)
-    }
-}
-
-enum PercentEncoding {
-    static func query(_ text: String) -> String {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
     }
 }
 
