@@ -196,6 +196,10 @@ let package = Package(
 
         .executableTarget(name: "stratum-chaos", dependencies: ["StratumTesting"], path: "Benchmarks/Chaos"),
 
+        // GPU cluster placement on the fixture's fake clouds: serial failover vs --race, and a
+        // 64-node gang under throttling (runs the stratum-fixture binary).
+        .executableTarget(name: "stratum-placement-bench", dependencies: ["StratumTesting"], path: "Benchmarks/Placement"),
+
         .testTarget(name: "StratumCoreTests", dependencies: ["StratumCore"]),
         .testTarget(
             name: "StratumBootstrapTests",

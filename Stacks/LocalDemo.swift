@@ -22,6 +22,9 @@ public struct LocalDemo: Stack {
         /// First worker's fixed /metrics port; worker i uses port + i. 0: each worker serves its metrics on a
         /// free port of its own, which `stratum status` finds in the node's directory.
         public var metricsPort = 0
+        /// Run the workers as spot nodes: a preempted worker is replaced and resumes from its
+        /// checkpoint (on Local, preemption is rehearsed; see docs/providers-local.md).
+        public var spot = false
         public init() {}
 
         /// Every value reaches the trainer (see `trainerConfig`): each must be one it accepts.
@@ -65,7 +68,7 @@ public struct LocalDemo: Stack {
         network
         bucket
         NodePool(
-            "worker", count: config.workers,
+            "worker", count: config.workers, machine: MachineRequest(spot: config.spot),
             command: ["/bin/sh", "-c", Self.workerScript],
             env: [
                 "TRAINER": trainer,

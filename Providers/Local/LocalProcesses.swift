@@ -45,6 +45,11 @@ enum LocalProcesses {
         }
     }
 
+    /// The file in a node's directory that says its spot capacity was reclaimed (its text: when).
+    /// A cloud stops a preempted spot machine after a notice; on Local, writing this file and
+    /// sending the node's leader SIGTERM does the same, so preemption can be rehearsed.
+    static let preemptionNotice = "preempted"
+
     /// Seconds a stopped node gets between SIGTERM and SIGKILL (default 10).
     static let graceVariable = "STRATUM_LOCAL_STOP_GRACE"
 
@@ -146,6 +151,14 @@ enum LocalProcesses {
             health = .lost("its processes were stopped outside Stratum before its workload recorded an exit status")
         }
         var fresh = state
+        // A spot node the "cloud" took back (see `preemptionNotice`): replaced, whatever its
+        // workload did when it was stopped.
+        if let notice = try? String(contentsOf: directory.appendingPathComponent(preemptionNotice), encoding: .utf8) {
+            let when = notice.trimmingCharacters(in: .whitespacesAndNewlines)
+            fresh.attributes["status"] = .string("preempted")
+            fresh.attributes[ResourceState.failureAttribute] = .string("it was preempted: its spot capacity was reclaimed\(when.isEmpty ? "" : " at \(when)")")
+            return fresh
+        }
         if let record { fresh.attributes["labels"] = .map(record.labels) }
         // Where the workload serves its metrics, when it says (the trainer's metrics.port_file).
         if let text = try? String(contentsOf: directory.appendingPathComponent(metricsPortFile), encoding: .utf8),

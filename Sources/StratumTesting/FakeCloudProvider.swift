@@ -24,11 +24,15 @@ public struct FakeCloudProvider: Provider {
         public var quota: Int?
         /// The error kind a create beyond `quota` fails with: `.quota` or `.capacity`.
         public var exhaustion: ProviderError.Kind
+        /// The share of creates refused as throttled before they take effect (0 to 1).
+        public var throttleRate: Double = 0
 
         public init(
             latency: Duration = .zero, blockOn: String? = nil, failOn: String? = nil, createBeforeDestroy: Bool = false,
-            loseResponseOn: String? = nil, blockAfterOn: String? = nil, quota: Int? = nil, exhaustion: ProviderError.Kind = .quota
+            loseResponseOn: String? = nil, blockAfterOn: String? = nil, quota: Int? = nil, exhaustion: ProviderError.Kind = .quota,
+            throttleRate: Double = 0
         ) {
+            self.throttleRate = throttleRate
             self.quota = quota
             self.exhaustion = exhaustion
             self.blockAfterOn = blockAfterOn
@@ -47,7 +51,8 @@ public struct FakeCloudProvider: Provider {
                 latency: .milliseconds(Int(env["STRATUM_FAKE_LATENCY_MS"] ?? "") ?? 0),
                 blockOn: env["STRATUM_FAKE_BLOCK_ON"], failOn: env["STRATUM_FAKE_FAIL_ON"],
                 loseResponseOn: env["STRATUM_FAKE_LOSE_RESPONSE_ON"], blockAfterOn: env["STRATUM_FAKE_BLOCK_AFTER_ON"],
-                quota: Int(env["STRATUM_FAKE_QUOTA"] ?? ""), exhaustion: env["STRATUM_FAKE_EXHAUSTION"].flatMap(ProviderError.Kind.init(rawValue:)) ?? .quota)
+                quota: Int(env["STRATUM_FAKE_QUOTA"] ?? ""), exhaustion: env["STRATUM_FAKE_EXHAUSTION"].flatMap(ProviderError.Kind.init(rawValue:)) ?? .quota,
+                throttleRate: Double(env["STRATUM_FAKE_THROTTLE"] ?? "") ?? 0)
         }
     }
 
@@ -87,9 +92,12 @@ public struct FakeCloudProvider: Provider {
         return ResourceSchema(type: "\(name)_node", attributes: attributes)
     }
 
+    /// Serialises capacity checks with the creates they count (one process's concurrent creates).
+    static let capacityLock = NSLock()
+
     /// Rules for node creates, one per line of `<root>/capacity`:
     /// `capacity TYPE ZONE [N]` (room for only N nodes of TYPE in ZONE, default none; counted
-    /// over the nodes the cloud holds, so run such tests one create at a time), `quota TYPE REGION` (the quota for
+    /// over the nodes the cloud holds), `quota TYPE REGION` (the quota for
     /// TYPE in REGION is used up), `down` (every create fails for capacity). `#` starts a comment.
     public var capacityRules: URL { root.appendingPathComponent("capacity") }
 
@@ -136,6 +144,14 @@ public struct FakeCloudProvider: Provider {
 
         """
 
+    /// A third fake cloud's catalog (`fake3`), dearer still.
+    public static let thirdCatalog = ShippedCatalog(cloud: "fake3", csv: """
+        # The third fake cloud's offers (tests).
+        instance_type,gpu,gpu_count,gpu_memory_gib,vcpus,memory_gib,gpu_link,fabric,fabric_gbps,region,zones,on_demand_hourly,spot_hourly,source,as_of
+        f3.gpu8,H100,8,80,96,1024,nvswitch,infiniband,3200,elsewhere,elsewhere-1,60,25,https://fake3.invalid/prices,2026-11-01
+
+        """, file: "the third fake cloud's catalog")
+
     /// A second fake cloud's catalog (`fake2`): its 8-GPU type costs more than the fake cloud's.
     public static let secondCatalog = ShippedCatalog(cloud: "fake2", csv: secondCatalogCSV, file: "the second fake cloud's catalog")
 
@@ -179,6 +195,19 @@ public struct FakeCloudProvider: Provider {
     /// Every create and delete, in order: `create ADDRESS ID` / `delete ADDRESS ID`.
     public var eventLog: URL { root.appendingPathComponent("events.log") }
 
+    /// When each create took effect: `<seconds since 1970> ADDRESS` per line.
+    public var timelineLog: URL { root.appendingPathComponent("timeline.log") }
+
+    /// When each address was last created, in seconds since 1970.
+    public func createdAt() -> [String: Double] {
+        var times: [String: Double] = [:]
+        for line in ((try? String(contentsOf: timelineLog, encoding: .utf8)) ?? "").split(separator: "\n") {
+            let parts = line.split(separator: " ", maxSplits: 1)
+            if parts.count == 2, let time = Double(parts[0]) { times[String(parts[1])] = time }
+        }
+        return times
+    }
+
     public func events() -> [String] {
         ((try? String(contentsOf: eventLog, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
     }
@@ -192,6 +221,14 @@ public struct FakeCloudProvider: Provider {
             result[record.id] = (record.address, record.attributes)
         }
         return result
+    }
+
+    /// Takes a resource back as a cloud takes back a preempted spot machine: it is gone.
+    public func preempt(_ address: String) throws {
+        for (id, live) in try inventory() where live.address.description == address {
+            try FileManager.default.removeItem(at: resourcesDirectory.appendingPathComponent("\(id).json"))
+            try appendLine("preempt \(address) \(id)\n", to: eventLog)
+        }
     }
 
     /// How many times each address was created.
@@ -266,34 +303,56 @@ struct FakeThingKind: ResourceKind {
             try Data("blocked \(address)\n".utf8).write(to: cloud.blockedMarker)
             while true { try await Task.sleep(for: .seconds(3600)) }
         }
-        if checksCapacity, let refusal = cloud.capacityError(
-            type: resource.inputs["instance_type"]?.stringValue ?? "", zone: resource.inputs["zone"]?.stringValue, region: resource.region, address: address)
-        {
-            try cloud.appendLine("refused \(address) \(refusal.kind.rawValue)\n", to: cloud.eventLog)
-            throw refusal
-        }
-        let existing = try cloud.inventory()
-        // Idempotent by token: a retried create returns what the first one made.
-        for (id, live) in existing where live.address == address {
-            let record = try JSONDecoder().decode(FakeCloudProvider.Record.self, from: Data(contentsOf: cloud.resourcesDirectory.appendingPathComponent("\(id).json")))
-            if record.token == token { return cloud.state(record, region: resource.region) }
-        }
-        if let quota = cloud.options.quota, existing.count >= quota {
+        if cloud.options.throttleRate > 0, Double.random(in: 0..<1) < cloud.options.throttleRate {
             try FileManager.default.createDirectory(at: cloud.root, withIntermediateDirectories: true)
-            try cloud.appendLine("\(address)\n", to: cloud.refusalLog)
-            let message = cloud.options.exhaustion == .quota
-                ? "the fake cloud's quota of \(quota) things is used up"
-                : "the fake cloud has no capacity for more than \(quota) things"
-            let scope: ProviderError.Scope = cloud.options.exhaustion == .quota ? .region(resource.region) : .zone(nil)
-            throw ProviderError(cloud.options.exhaustion, message, address: address, scope: scope)
+            try cloud.appendLine("throttled \(address)\n", to: cloud.eventLog)
+            throw ProviderError(.throttled, "the fake cloud throttles: rate exceeded", address: address)
         }
-        let id = "thing-" + UUID().uuidString.lowercased().prefix(12)
-        var attributes = resource.inputs
-        attributes["id"] = .string(id)
-        let record = FakeCloudProvider.Record(id: id, address: address, token: token, attributes: attributes)
-        try cloud.save(record)
-        try cloud.appendLine("\(address) \(token) \(id)\n", to: cloud.createLog)
-        try cloud.appendLine("create \(address) \(id)\n", to: cloud.eventLog)
+        // Capacity is counted over what the cloud holds: the check and the save are one step.
+        enum Outcome { case refused(ProviderError), adopted(ResourceState), created(FakeCloudProvider.Record) }
+        let outcome: Outcome = try FakeCloudProvider.capacityLock.withLock {
+            if checksCapacity, let refusal = cloud.capacityError(
+                type: resource.inputs["instance_type"]?.stringValue ?? "", zone: resource.inputs["zone"]?.stringValue, region: resource.region, address: address)
+            {
+                try cloud.appendLine("refused \(address) \(refusal.kind.rawValue)\n", to: cloud.eventLog)
+                return .refused(refusal)
+            }
+            let existing = try cloud.inventory()
+            // Idempotent by token: a retried create returns what the first one made.
+            for (id, live) in existing where live.address == address {
+                let record = try JSONDecoder().decode(FakeCloudProvider.Record.self, from: Data(contentsOf: cloud.resourcesDirectory.appendingPathComponent("\(id).json")))
+                if record.token == token { return .adopted(cloud.state(record, region: resource.region)) }
+            }
+            if let quota = cloud.options.quota, existing.count >= quota {
+                try FileManager.default.createDirectory(at: cloud.root, withIntermediateDirectories: true)
+                try cloud.appendLine("\(address)\n", to: cloud.refusalLog)
+                let message = cloud.options.exhaustion == .quota
+                    ? "the fake cloud's quota of \(quota) things is used up"
+                    : "the fake cloud has no capacity for more than \(quota) things"
+                let scope: ProviderError.Scope = cloud.options.exhaustion == .quota ? .region(resource.region) : .zone(nil)
+                throw ProviderError(cloud.options.exhaustion, message, address: address, scope: scope)
+            }
+            let id = "thing-" + UUID().uuidString.lowercased().prefix(12)
+            var attributes = resource.inputs
+            attributes["id"] = .string(id)
+            let record = FakeCloudProvider.Record(id: id, address: address, token: token, attributes: attributes)
+            try cloud.save(record)
+            try cloud.appendLine("\(address) \(token) \(id)\n", to: cloud.createLog)
+            try cloud.appendLine("create \(address) \(id)\n", to: cloud.eventLog)
+            try cloud.appendLine("\(Date().timeIntervalSince1970) \(address)\n", to: cloud.timelineLog)
+            return .created(record)
+        }
+        let record: FakeCloudProvider.Record
+        switch outcome {
+        case .refused(let refusal):
+            // A refusal takes as long as a create: the cloud tried.
+            try await cloud.pause()
+            throw refusal
+        case .adopted(let adopted):
+            return adopted
+        case .created(let created):
+            record = created
+        }
         try await cloud.pause()
         if cloud.options.blockAfterOn == address.description {
             try Data("blocked after \(address)\n".utf8).write(to: cloud.blockedMarker)

@@ -77,7 +77,7 @@ public struct FakeClusterStack: Stack {
 
     public init() {}
 
-    static let zones = ["fake:default": ["default-a", "default-b"], "fake2:yonder": ["yonder-1", "yonder-2"]]
+    static let zones = ["fake:default": ["default-a", "default-b"], "fake2:yonder": ["yonder-1", "yonder-2"], "fake3:elsewhere": ["elsewhere-1"]]
 
     public func body(config: Config) -> StackContent {
         GPUCluster(

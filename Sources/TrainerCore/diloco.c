@@ -162,7 +162,12 @@ int tc_diloco_run(const tc_config *c, tc_diloco_result *res, tc_metrics *metrics
         tc_fail(err, errlen, "diloco: out of memory");
         goto out;
     }
-    if (tc_trainer_resume(d.t, err, errlen) < 0) goto out;
+    int resumed = tc_trainer_resume(d.t, err, errlen);
+    if (resumed < 0) goto out;
+    if (resumed == 1 && !quiet) {
+        printf("worker %d: resumed from its checkpoint at step %ld (round %ld)\n", c->diloco_rank, tc_trainer_step_count(d.t), *tc_trainer_outer_round(d.t));
+        fflush(stdout);
+    }
     tc_model *model = tc_trainer_model(d.t);
     long tokens_per_step = (long)c->batch_size * c->seq_len;
     double ck_time = 0.0;

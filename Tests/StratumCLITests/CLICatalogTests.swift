@@ -92,7 +92,7 @@ struct CLICatalogTests {
         let json = try cli.run(["catalog", "--gpu", "H100", "--count", "8", "--json"])
         let document = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
         let candidates = try #require((document?["ranking"] as? [String: Any])?["candidates"] as? [[String: Any]])
-        #expect(candidates.map { $0["hourly"] as? Double } == [40, 44, 50])
+        #expect(candidates.map { $0["hourly"] as? Double } == [40, 44, 50, 60])
         #expect((candidates.first?["offer"] as? [String: Any])?["on_demand_hourly"] as? Double == 40)
 
         let none = try cli.run(["catalog", "--gpu", "H100", "--count", "12"])

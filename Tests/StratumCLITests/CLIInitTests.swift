@@ -105,7 +105,7 @@ struct CLIInitTests {
         let dir = try TestSupport.temporaryDirectory("elsewhere")
         let result = try CLI("stratum-fixture", in: dir).run(["validate", "--stack", "elsewhere"])
         #expect(result.status != 0)
-        #expect(result.stderr.contains("uses the provider 'nimbus', which this binary does not carry (it has: fake, fake2, local, lro)"))
+        #expect(result.stderr.contains("uses the provider 'nimbus', which this binary does not carry (it has: fake, fake2, fake3, local, lro)"))
         #expect(result.stderr.contains("depend on that cloud's product and list its provider in StratumCLI.main(providers:)"))
         #expect(result.stderr.contains("stratum init DIR --cloud nimbus"))
         #expect(!result.stderr.contains("unknown provider"))

@@ -191,4 +191,29 @@ struct CLIPlacementTests {
         #expect(try world.nodes(world.fake).count == 2)
         #expect(try world.leaked(world.fake).isEmpty)
     }
+
+    @Test("a preempted spot node is replaced on the same offer while it has capacity, else the whole cluster fails over")
+    func preemption() throws {
+        let world = try World("preempted", config: "spot: true\n")
+        #expect(try world.run(["apply", "--auto-approve"]).status == 0)
+        #expect(try world.nodes(world.fake) == ["fk.gpu8 default-a", "fk.gpu8 default-a"])
+
+        // Preempted with capacity left: the node comes back where it was.
+        try world.fake.preempt("fake_node.train[1]")
+        let same = try world.run(["apply", "--auto-approve"])
+        #expect(same.status == 0, "\(same.stderr)")
+        #expect(!same.stderr.contains("failing over"))
+        #expect(try world.nodes(world.fake) == ["fk.gpu8 default-a", "fk.gpu8 default-a"])
+
+        // Preempted, and the zone has no spot capacity left: the cluster moves whole.
+        try world.fake.preempt("fake_node.train[0]")
+        try world.fake.setCapacityRules(["capacity fk.gpu8 default-a"])
+        let moved = try world.run(["apply", "--auto-approve"])
+        #expect(moved.status == 0, "\(moved.stderr)")
+        #expect(moved.stderr.contains("GPU cluster 'train': fake fk.gpu8 default-a did not land whole: no capacity"), "\(moved.stderr)")
+        // The surviving node and the preempted one's record are released.
+        #expect(moved.stderr.contains("Released 2 nodes."))
+        #expect(try world.nodes(world.fake) == ["fk.gpu8 default-b", "fk.gpu8 default-b"])
+        #expect(try world.leaked(world.fake).isEmpty)
+    }
 }
