@@ -1,4 +1,5 @@
 import Foundation
+import StratumCloud
 import StratumCore
 
 extension ProviderFactory {
@@ -9,8 +10,13 @@ extension ProviderFactory {
 
 extension ShippedCatalog {
     /// The AWS offers this build ships with (Providers/AWS/Catalog/offers.csv); `stratum
-    /// catalog update` refreshes them from the public pricing endpoint.
-    public static let aws = ShippedCatalog(cloud: "aws", csv: StratumShippedCatalog.csv, file: StratumShippedCatalog.path)
+    /// catalog update` refreshes them from the Price List bulk API and, with credentials, EC2's
+    /// spot price history (`AWSPriceList`).
+    public static let aws = ShippedCatalog(cloud: "aws", csv: StratumShippedCatalog.csv, file: StratumShippedCatalog.path) { current, options in
+        var source = await AWSPriceList.fromEnvironment(options.environment, transport: AsyncHTTPTransport())
+        source.timeout = options.timeout
+        return try await source.prices(for: current, date: options.date, progress: options.progress)
+    }
 }
 
 extension PackageWiring {

@@ -37,8 +37,12 @@ extension AzureProvider {
 
 extension ShippedCatalog {
     /// The Azure offers this build ships with (Providers/Azure/Catalog/offers.csv); `stratum
-    /// catalog update` refreshes them from the public pricing endpoint.
-    public static let azure = ShippedCatalog(cloud: "azure", csv: StratumShippedCatalog.csv, file: StratumShippedCatalog.path)
+    /// catalog update` refreshes them from the Retail Prices API (`AzureRetailPrices`).
+    public static let azure = ShippedCatalog(cloud: "azure", csv: StratumShippedCatalog.csv, file: StratumShippedCatalog.path) { current, options in
+        var source = AzureRetailPrices.fromEnvironment(options.environment, transport: AsyncHTTPTransport())
+        source.timeout = options.timeout
+        return try await source.prices(for: current, progress: options.progress)
+    }
 }
 
 extension PackageWiring {

@@ -44,8 +44,12 @@ enum GCPOfflineClient {
 
 extension ShippedCatalog {
     /// The GCP offers this build ships with (Providers/GCP/Catalog/offers.csv); `stratum
-    /// catalog update` refreshes them from the public pricing endpoint.
-    public static let gcp = ShippedCatalog(cloud: "gcp", csv: StratumShippedCatalog.csv, file: StratumShippedCatalog.path)
+    /// catalog update` refreshes them from the Cloud Billing Catalog (`GCPBillingCatalog`).
+    public static let gcp = ShippedCatalog(cloud: "gcp", csv: StratumShippedCatalog.csv, file: StratumShippedCatalog.path) { current, options in
+        var source = try await GCPBillingCatalog.fromEnvironment(options.environment, transport: AsyncHTTPTransport())
+        source.timeout = options.timeout
+        return try await source.prices(for: current, progress: options.progress)
+    }
 }
 
 extension PackageWiring {

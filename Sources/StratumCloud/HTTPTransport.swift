@@ -39,6 +39,21 @@ public struct HTTPResponseData: Sendable {
 /// Sends HTTP requests. The real one is async-http-client; tests can put anything behind it.
 public protocol HTTPTransport: Sendable {
     func send(_ request: HTTPRequestData, timeout: Duration) async throws -> HTTPResponseData
+    /// Sends a request and hands a successful (2xx) answer's body to `chunk` piece by piece as
+    /// it arrives, for bodies too large to hold (the returned response's body is then empty);
+    /// any other answer comes back whole.
+    func stream(_ request: HTTPRequestData, timeout: Duration, chunk: (Data) async throws -> Void) async throws -> HTTPResponseData
+}
+
+extension HTTPTransport {
+    /// Reads the whole answer, then hands it over in one piece.
+    public func stream(_ request: HTTPRequestData, timeout: Duration, chunk: (Data) async throws -> Void) async throws -> HTTPResponseData {
+        var response = try await send(request, timeout: timeout)
+        guard (200..<300).contains(response.status) else { return response }
+        try await chunk(response.body)
+        response.body = Data()
+        return response
+    }
 }
 
 /// The connection failed or timed out before any response: worth retrying.
@@ -60,6 +75,29 @@ public final class AsyncHTTPTransport: HTTPTransport {
     }
 
     public func send(_ request: HTTPRequestData, timeout: Duration) async throws -> HTTPResponseData {
+        try await execute(request, timeout: timeout) { response in
+            let body = try await response.body.collect(upTo: maxBodyBytes)
+            return HTTPResponseData(status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) }, body: Data(body.readableBytesView))
+        }
+    }
+
+    public func stream(_ request: HTTPRequestData, timeout: Duration, chunk: (Data) async throws -> Void) async throws -> HTTPResponseData {
+        try await execute(request, timeout: timeout) { response in
+            let headers = response.headers.map { ($0.name, $0.value) }
+            guard (200..<300).contains(Int(response.status.code)) else {
+                let body = try await response.body.collect(upTo: maxBodyBytes)
+                return HTTPResponseData(status: Int(response.status.code), headers: headers, body: Data(body.readableBytesView))
+            }
+            for try await buffer in response.body { try await chunk(Data(buffer.readableBytesView)) }
+            return HTTPResponseData(status: Int(response.status.code), headers: headers)
+        }
+    }
+
+    /// Sends `request` and reads the answer with `read`; a failure to connect or a timeout
+    /// becomes an `HTTPConnectionError`.
+    private func execute(
+        _ request: HTTPRequestData, timeout: Duration, read: (HTTPClientResponse) async throws -> HTTPResponseData
+    ) async throws -> HTTPResponseData {
         var outgoing = HTTPClientRequest(url: request.url.absoluteString)
         outgoing.method = HTTPMethod(rawValue: request.method)
         for (name, value) in request.headers { outgoing.headers.add(name: name, value: value) }
@@ -68,11 +106,7 @@ public final class AsyncHTTPTransport: HTTPTransport {
         }
         let milliseconds = max(1, Int64(timeout.seconds * 1000))
         do {
-            let response = try await client.execute(outgoing, timeout: .milliseconds(milliseconds))
-            let body = try await response.body.collect(upTo: maxBodyBytes)
-            return HTTPResponseData(
-                status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
-                body: Data(body.readableBytesView))
+            return try await read(try await client.execute(outgoing, timeout: .milliseconds(milliseconds)))
         } catch let error as HTTPClientError {
             throw HTTPConnectionError(host: request.url.host ?? "?", reason: "\(error)")
         } catch let error as ChannelError {

@@ -295,12 +295,19 @@ public struct OfferCatalog: Sendable, Hashable {
     }
 
     static func date(_ text: String) -> Date? {
+        guard text.count == 10, let date = dayFormatter().date(from: text) else { return nil }
+        return date
+    }
+
+    /// A day as a catalog writes it (`YYYY-MM-DD`, UTC).
+    public static func day(_ date: Date) -> String { dayFormatter().string(from: date) }
+
+    static func dayFormatter() -> DateFormatter {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "UTC")
         formatter.dateFormat = "yyyy-MM-dd"
-        guard text.count == 10, let date = formatter.date(from: text) else { return nil }
-        return date
+        return formatter
     }
 
     /// Whole days from `asOf` to `now`.

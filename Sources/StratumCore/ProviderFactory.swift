@@ -21,18 +21,33 @@ public struct ProviderFactory: Sendable {
 /// A cloud's offer catalog as a binary carries it: parsed when first asked for, so commands
 /// that price nothing never read it.
 public struct ShippedCatalog: Sendable {
+    /// Reads fresh prices for the offers of a catalog from the cloud's public pricing
+    /// endpoints. Throws when an endpoint cannot be reached or answers with an error.
+    public typealias PriceSource = @Sendable (_ current: OfferCatalog, _ options: CatalogUpdateOptions) async throws -> PriceSheet
+
     /// The provider's name (`aws`).
     public var cloud: String
     public var load: @Sendable () throws -> OfferCatalog
+    /// Where `stratum catalog update` reads the cloud's prices; nil: the catalog is not updated.
+    public var prices: PriceSource?
 
-    public init(cloud: String, load: @escaping @Sendable () throws -> OfferCatalog) {
+    public init(cloud: String, prices: PriceSource? = nil, load: @escaping @Sendable () throws -> OfferCatalog) {
         self.cloud = cloud
+        self.prices = prices
         self.load = load
     }
 
     /// A catalog from CSV text, e.g. a file embedded at build time.
-    public init(cloud: String, csv: String, file: String) {
-        self.init(cloud: cloud) { try OfferCatalog(csv: csv, cloud: cloud, file: file) }
+    public init(cloud: String, csv: String, file: String, prices: PriceSource? = nil) {
+        self.init(cloud: cloud, prices: prices) { try OfferCatalog(csv: csv, cloud: cloud, file: file) }
+    }
+
+    /// `current` (this cloud's shipped or updated catalog) with the prices its source gives
+    /// today; nil when the cloud has no price source.
+    public func update(_ current: OfferCatalog, options: CatalogUpdateOptions) async throws -> CatalogUpdate? {
+        guard let prices else { return nil }
+        let sheet = try await prices(current, options)
+        return current.updated(cloud: cloud, with: sheet, asOf: options.asOf)
     }
 }
 

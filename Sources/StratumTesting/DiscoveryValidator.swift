@@ -165,6 +165,20 @@ public struct DiscoveryValidator: Sendable {
         return Outcome(match: Match(methodID: method.id, pathParameters: pathParameters, query: query), violations: violations)
     }
 
+    /// Checks an answer a fake is about to send against the response schema of `methodID`
+    /// (fields the server sets are expected here, so "output only" is no violation).
+    public func validateResponse(_ body: Data, of methodID: String) -> [Violation] {
+        guard let method = methods.first(where: { $0.id == methodID }), let schemaName = method.response else {
+            return [Violation(kind: .unknownMethod, location: "response", detail: "no method \(methodID) with a response schema")]
+        }
+        guard let value = try? JSONDecoder().decode(Value.self, from: body), case .map = value else {
+            return [Violation(kind: .invalidBody, location: "response", detail: "not a JSON object")]
+        }
+        var violations: [Violation] = []
+        check(value, against: Schema.reference(schemaName), methodID: method.id, location: "response", into: &violations)
+        return violations.filter { $0.kind != .readOnlyField }
+    }
+
     private func checkBody(_ body: Data, method: Method) -> [Violation] {
         let empty = body.allSatisfy { $0 == 0x20 || $0 == 0x0a || $0 == 0x0d || $0 == 0x09 }
         guard let schemaName = method.request else {
@@ -326,10 +340,12 @@ public struct DiscoveryValidator: Sendable {
                     let path = (method["flatPath"] as? String) ?? (method["path"] as? String)
                 else { continue }
                 let request = (method["request"] as? [String: Any])?["$ref"] as? String
+                let response = (method["response"] as? [String: Any])?["$ref"] as? String
                 let protocols = (method["mediaUpload"] as? [String: Any])?["protocols"] as? [String: Any]
                 let upload = ((protocols?["simple"] as? [String: Any])?["path"] as? String).map { PathTemplate(String($0.drop { $0 == "/" })) }
                 methods.append(
-                    Method(id: id, httpMethod: verb, template: PathTemplate(path), uploadTemplate: upload, parameters: parameters(method["parameters"]), request: request))
+                    Method(id: id, httpMethod: verb, template: PathTemplate(path), uploadTemplate: upload, parameters: parameters(method["parameters"]), request: request,
+                        response: response))
             }
             collectMethods(resource["resources"] as? [String: Any] ?? [:], into: &methods)
         }
@@ -355,6 +371,7 @@ extension DiscoveryValidator {
         var uploadTemplate: PathTemplate?
         var parameters: [String: Parameter]
         var request: String?
+        var response: String?
     }
 
     /// A path such as `projects/{project}/zones/{zone}/instances`, matched segment by segment;

@@ -9,16 +9,17 @@ struct Catalog: AsyncParsableCommand {
         discussion: """
             Each cloud ships an offer catalog: machine types with their GPUs, vCPUs, memory, \
             interconnect, regions and zones, and on-demand and spot prices, each row with its \
-            source and date. `stratum catalog update` writes fresher prices beside the state \
-            file; later commands use those.
+            source and date. `stratum catalog update` reads fresh prices from the clouds' public \
+            pricing endpoints and writes them beside the state file; later commands use those.
 
             Examples:
               stratum catalog --gpu H100 --count 16            # 16 H100s on any cloud, by total price
               stratum catalog --gpu H100 --count 16 --spot --cloud aws,gcp
               stratum catalog --gpu A100-80GB --region us-east-1,eastus --json
               stratum catalog --all                            # every offer, CPU types too
+              stratum catalog update --cloud azure             # fresh Azure prices
             """,
-        subcommands: [CatalogList.self],
+        subcommands: [CatalogList.self, CatalogUpdateCommand.self],
         defaultSubcommand: CatalogList.self
     )
 }
@@ -76,14 +77,14 @@ struct CatalogList: AsyncParsableCommand {
                 return
             }
             let catalog = try CatalogFiles.load(directory: CatalogFiles.directory(global))
-            let clouds = list(cloud)
+            let clouds = CatalogFiles.names(cloud)
             let unknownClouds = clouds.filter { !catalog.origins.keys.contains($0) }
             if !unknownClouds.isEmpty {
                 throw CLIError("no offer catalog for \(unknownClouds.joined(separator: ", ")); this binary carries catalogs for \(catalog.origins.keys.sorted().joined(separator: ", "))")
             }
             if let gpu, let count {
                 let query = OfferQuery(
-                    gpu: gpu, count: count, clouds: clouds, regions: list(region), spot: spot, maxHourlyPrice: maxPrice,
+                    gpu: gpu, count: count, clouds: clouds, regions: CatalogFiles.names(region), spot: spot, maxHourlyPrice: maxPrice,
                     interconnect: InterconnectRequirement(rawValue: interconnect) ?? .any)
                 let ranking = catalog.rank(query)
                 if global.json {
@@ -96,7 +97,7 @@ struct CatalogList: AsyncParsableCommand {
                     (all || offer.gpu != nil)
                         && (gpu.map { normalisedGPU($0) == offer.gpu.map(normalisedGPU) } ?? true)
                         && (clouds.isEmpty || clouds.contains(offer.cloud))
-                        && (list(region).isEmpty || list(region).contains(offer.region))
+                        && (CatalogFiles.names(region).isEmpty || CatalogFiles.names(region).contains(offer.region))
                         && (InterconnectRequirement(rawValue: interconnect) ?? .any).admits(offer)
                         && (maxPrice.map { cap in offer.hourly(spot: spot).map { $0 <= cap } ?? false } ?? true)
                 }.sorted { ($0.hourly(spot: spot) ?? .infinity, $0.key) < ($1.hourly(spot: spot) ?? .infinity, $1.key) }
@@ -143,10 +144,6 @@ struct CatalogList: AsyncParsableCommand {
             ])
         }
         console.output(Self.table(rows))
-    }
-
-    func list(_ text: String?) -> [String] {
-        (text ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 
     func printJSON(_ value: some Encodable) throws {
@@ -265,21 +262,26 @@ enum CatalogFiles {
     static func load(directory: URL, factories: [ProviderFactory] = CLIEnvironment.current.providers) throws -> OfferCatalog {
         var catalog = OfferCatalog.empty
         for shipped in factories.compactMap(\.catalog) {
-            let updated = file(cloud: shipped.cloud, in: directory)
-            let one: OfferCatalog
-            if FileManager.default.fileExists(atPath: updated.path) {
-                guard let text = try? String(contentsOf: updated, encoding: .utf8) else { throw CLIError("cannot read the updated catalog \(updated.path)") }
-                do {
-                    one = try OfferCatalog(csv: text, cloud: shipped.cloud, file: updated.path)
-                } catch {
-                    throw CLIError("the updated catalog is damaged: \(error). Delete it to use the shipped prices, or run `stratum catalog update --cloud \(shipped.cloud)` again")
-                }
-            } else {
-                one = try shipped.load()
-            }
-            catalog = catalog.merging(one)
+            catalog = catalog.merging(try load(shipped, directory: directory))
         }
         return catalog
+    }
+
+    /// One cloud's catalog: the updated file if there is one, else the shipped catalog.
+    static func load(_ shipped: ShippedCatalog, directory: URL) throws -> OfferCatalog {
+        let updated = file(cloud: shipped.cloud, in: directory)
+        guard FileManager.default.fileExists(atPath: updated.path) else { return try shipped.load() }
+        guard let text = try? String(contentsOf: updated, encoding: .utf8) else { throw CLIError("cannot read the updated catalog \(updated.path)") }
+        do {
+            return try OfferCatalog(csv: text, cloud: shipped.cloud, file: updated.path)
+        } catch {
+            throw CLIError("the updated catalog is damaged: \(error). Delete it to use the shipped prices, or run `stratum catalog update --cloud \(shipped.cloud)` again")
+        }
+    }
+
+    /// The names in a comma-separated option (`--cloud aws,gcp`).
+    static func names(_ text: String?) -> [String] {
+        (text ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 
     /// Where a cloud's prices come from and how old they are.
