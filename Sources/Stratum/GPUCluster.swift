@@ -95,6 +95,7 @@ public struct GPUCluster: Resource {
         if Set(sites).count != sites.count { problem("clouds lists the same cloud and region more than once") }
         if let cap = maxHourlyPrice, !(cap > 0) { problem("maxHourlyPrice must be a positive number of dollars an hour (got \(cap))") }
         if command.isEmpty { problem("command must not be empty") }
+        if ClusterDecisions.racer(name) != nil { problem("a cluster's name must not end in -race<N>: that names a cluster's copies in `apply --race`") }
         if let why = CIDR.problem(in: cidr) { problem("invalid CIDR '\(cidr)': \(why)") }
         content.diagnostics += problems
         content.clusters.append(ClusterDeclaration(request: request, location: location))
@@ -102,9 +103,11 @@ public struct GPUCluster: Resource {
         content.resources.append(DesiredResource(
             address: address, provider: "stratum", region: "global", inputs: decision.attributes, dependsOn: explicitDependencies, location: location))
         lower(on: decision.landing, as: decision.alias ?? name, into: &content)
-        // In a race, each other landing gets a copy of its own (`<name>-race2`, ...).
-        for (index, landing) in (ClusterDecisions.racers[name] ?? []).enumerated() {
-            lower(on: landing, as: ClusterDecisions.racerName(name, index + 2), into: &content)
+        // In a race, each other landing gets a copy of its own (`<name>-race2`, ...), never
+        // under the name the decision's own nodes carry.
+        let racers = ClusterDecisions.racers[name] ?? []
+        for (landing, copy) in zip(racers, ClusterDecisions.racerNames(name, count: racers.count, besides: decision.alias)) {
+            lower(on: landing, as: copy, into: &content)
         }
     }
 
@@ -144,6 +147,19 @@ public enum ClusterDecisions {
 
     /// The name of a cluster's copy in a race: `train-race2` (its network and nodes carry it).
     public static func racerName(_ cluster: String, _ number: Int) -> String { "\(cluster)-race\(number)" }
+
+    /// The names of `count` racing copies of `cluster`, from `-race2` on, skipping the name
+    /// the decision's own nodes carry (`besides`).
+    public static func racerNames(_ cluster: String, count: Int, besides alias: String?) -> [String] {
+        var names: [String] = []
+        var number = 2
+        while names.count < count {
+            let name = racerName(cluster, number)
+            if name != alias { names.append(name) }
+            number += 1
+        }
+        return names
+    }
 
     /// The cluster and racer number of a racer's name, nil for any other name.
     public static func racer(_ name: String) -> (cluster: String, number: Int)? {

@@ -42,10 +42,10 @@ struct ClusterFailover {
                 let request = stack.clusters.first(where: { $0.name == race.cluster }),
                 let gangs = plan.races?.first(where: { $0.cluster == race.cluster })?.gangs
             else { continue }
+            let copies = ClusterDecisions.racerNames(race.cluster, count: report.racers.count, besides: report.decision.alias)
             func landing(_ gang: String) -> Landing? {
                 if gang == gangs.first { return report.decision.landing }
-                guard let number = ClusterDecisions.racer(gang)?.number, report.racers.indices.contains(number - 2) else { return nil }
-                return report.racers[number - 2]
+                return copies.firstIndex(of: gang).map { report.racers[$0] }
             }
             let placer = ClusterPlacer(catalog: catalog, blocked: try await Stockouts(store: store).active(at: now), now: now)
             for failure in result.gangFailures where gangs.contains(failure.gang) {
@@ -75,13 +75,16 @@ struct ClusterFailover {
     }
 
     /// After an apply whose gangs broke: records the stockouts, chooses each broken cluster's
-    /// next landing and returns the plan that moves it there; nil (having said why) when a
-    /// cluster has nowhere left to go.
+    /// next landing and returns the plan that moves them there; nil (having said why) when a
+    /// cluster has nowhere left to go. A landing tried in this run is not tried again, even
+    /// after its stockout expires.
     mutating func next(after result: ApplyResult, plan: Plan, stack: EvaluatedStack) async throws -> Plan? {
         let now = Date()
         let until = now.addingTimeInterval(change.stockoutMinutes * 60)
         let console = context.console
         let catalog = try CatalogFiles.load(directory: CatalogFiles.directory(context.options))
+        // Each broken cluster's request and the landing it failed at.
+        var broken: [(request: ClusterRequest, failed: Landing, why: String)] = []
         for failure in result.gangFailures {
             guard let report = plan.placements?.first(where: { ($0.decision.alias ?? $0.cluster) == failure.gang }),
                 let request = stack.clusters.first(where: { $0.name == report.cluster })
@@ -89,6 +92,7 @@ struct ClusterFailover {
             let cluster = report.cluster
             let failed = report.decision.landing
             tried.append(failed)
+            passedOver.append(BlockedOffer(offer: failed.key, spot: failed.spot, reason: "tried in this run", until: .distantFuture))
             let placer = ClusterPlacer(catalog: catalog, blocked: try await Stockouts(store: store).active(at: now), now: now)
             let blocks = placer.blocks(for: failure.error, at: failed, request: request, until: until)
             try await Stockouts(store: store).record(blocks, at: now)
@@ -101,33 +105,43 @@ struct ClusterFailover {
                 workspace: workspace,
                 StateMutation(changes: [HistoryChange(address: "stratum_placement.\(cluster)", action: "failover: \(failed) — \(why); released \(released)")]),
                 at: now)
+            broken.append((request, failed, why))
+        }
+        guard !broken.isEmpty else { return nil }
 
-            while true {
-                let active = try await Stockouts(store: store).active(at: now) + passedOver
-                let placer = ClusterPlacer(catalog: catalog, blocked: active, now: now)
+        // Choose every broken cluster's next landing, then plan once; a plan over budget passes
+        // over the landings chosen for it and chooses again.
+        while true {
+            let active = try await Stockouts(store: store).active(at: now) + passedOver
+            let placer = ClusterPlacer(catalog: catalog, blocked: active, now: now)
+            var chosen: [Landing] = []
+            for (request, failed, why) in broken {
                 let ranking = placer.rank(request)
                 guard let next = placer.next(after: failed, in: ranking) else {
                     let list = tried.map(\.description).joined(separator: ", ")
-                    console.error("GPU cluster '\(cluster)' has nowhere left to land: tried \(list); every other offer is blocked, over its price cap or over budget (`stratum catalog --blocked` lists the stockouts).")
+                    console.error("GPU cluster '\(request.name)' has nowhere left to land: tried \(list); every other offer is blocked, over its price cap or over budget (`stratum catalog --blocked` lists the stockouts).")
                     return nil
                 }
-                overrides[cluster] = PlacementDecision(
+                overrides[request.name] = PlacementDecision(
                     request: request.fingerprint, landing: next, runnersUp: ClusterPlacer.runnersUp(after: next, in: ranking.landings).map(\.summary),
                     reason: "failover from \(failed): \(why)")
-                let moved = try await context.evaluate(overrides: overrides)
-                do {
-                    let nextPlan = try await context.plan(stack: moved, stackName: stackName, store: store, change: change, destroy: false)
-                    console.progress(console.yellow("GPU cluster '\(cluster)': failing over to \(next.summary)."))
-                    tried.append(next)
-                    return nextPlan
-                } catch let refusal as BudgetExceeded {
-                    console.progress("GPU cluster '\(cluster)': passing over \(next) — \(refusal.description)")
-                    passedOver.append(BlockedOffer(offer: next.key, reason: "over budget", until: .distantFuture))
-                    overrides[cluster] = nil
+                chosen.append(next)
+            }
+            let moved = try await context.evaluate(overrides: overrides)
+            do {
+                let nextPlan = try await context.plan(stack: moved, stackName: stackName, store: store, change: change, destroy: false)
+                for (index, landing) in chosen.enumerated() {
+                    console.progress(console.yellow("GPU cluster '\(broken[index].request.name)': failing over to \(landing.summary)."))
+                    tried.append(landing)
+                }
+                return nextPlan
+            } catch let refusal as BudgetExceeded {
+                for landing in chosen {
+                    console.progress("Passing over \(landing) — \(refusal.description)")
+                    passedOver.append(BlockedOffer(offer: landing.key, spot: landing.spot, reason: "over budget", until: .distantFuture))
                 }
             }
         }
-        return nil
     }
 }
 

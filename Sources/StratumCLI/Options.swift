@@ -104,7 +104,7 @@ struct ChangeOptions: ParsableArguments {
     func validate() throws {
         guard parallelism >= 1 else { throw ValidationError("--parallelism must be at least 1") }
         guard exhaustionLimit >= 0 else { throw ValidationError("--exhaustion-limit must be 0 or more") }
-        guard stockoutMinutes > 0, stockoutMinutes <= 7 * 24 * 60 else { throw ValidationError("--stockout-minutes must be more than 0 and at most a week (10080)") }
+        guard stockoutMinutes >= 1, stockoutMinutes <= 7 * 24 * 60 else { throw ValidationError("--stockout-minutes must be from 1 to a week (10080)") }
         _ = try scope()
     }
 }

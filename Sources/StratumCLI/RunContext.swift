@@ -172,17 +172,23 @@ struct RunContext {
     /// Runs the stack's body and every check that needs no provider call.
     /// The stack as declared, its GPU clusters placed (`replacePlacement`: each chosen afresh
     /// rather than kept from state), checked against the providers' schemas.
-    func evaluate(replacePlacement: Bool = false, overrides: [String: PlacementDecision] = [:], race: Int = 1) async throws -> EvaluatedStack {
+    /// `replaceClusters` names clusters to place afresh as `replacePlacement` does all; `race`
+    /// races the landings of each cluster whose nodes are not in state yet.
+    func evaluate(
+        replacePlacement: Bool = false, replaceClusters: Set<String> = [], overrides: [String: PlacementDecision] = [:], race: Int = 1
+    ) async throws -> EvaluatedStack {
         let entry = try stackEntry()
         try await requireWorkspace(stack: entry.name)
         let config = try configFile(for: entry.name)
         var stack = try entry.evaluate(options.environment, config)
         if !stack.clusters.isEmpty {
-            var (decisions, reports) = try await placeClusters(stack.clusters, stack: entry.name, replace: replacePlacement, overrides: overrides)
-            // A race starts the next cheapest landings beside each decision not yet landed.
+            var (decisions, reports) = try await placeClusters(
+                stack.clusters, stack: entry.name, replace: replacePlacement, replaceClusters: replaceClusters, overrides: overrides)
+            // A race starts the next cheapest landings beside each decision not yet landed; a
+            // cluster whose nodes run is never raced (its own gang has nothing to create).
             var racers: [String: [Landing]] = [:]
             if race > 1 {
-                for index in reports.indices where !reports[index].kept {
+                for index in reports.indices where !reports[index].landed {
                     let chosen = reports[index].decision.landing
                     reports[index].racers = Array(reports[index].ranked.filter { $0 != chosen }.prefix(race - 1))
                     racers[reports[index].cluster] = reports[index].racers
@@ -203,17 +209,23 @@ struct RunContext {
     /// the request is the same and its offer not blocked, else the cheapest feasible landing of
     /// the catalogs, skipping remembered stockouts.
     func placeClusters(
-        _ requests: [ClusterRequest], stack: String, replace: Bool, overrides: [String: PlacementDecision] = [:]
+        _ requests: [ClusterRequest], stack: String, replace: Bool, replaceClusters: Set<String> = [], overrides: [String: PlacementDecision] = [:]
     ) async throws -> ([String: PlacementDecision], [PlacementReport]) {
         var recorded: [String: PlacementDecision] = [:]
+        // Clusters with nodes in state: placed, and running (or being replaced) there.
+        var landed: Set<String> = []
         var blocked: [BlockedOffer] = []
         let now = Date()
         if options.backendURL != nil || FileManager.default.fileExists(atPath: options.statePath) {
             let store = try await openStore(readOnly: true)
             let workspace = workspace(for: stack)
             if try await store.workspaces().contains(workspace) {
-                for (address, state) in try await store.read(workspace: workspace).resources where address.type == "stratum_placement" {
+                let resources = try await store.read(workspace: workspace).resources
+                for (address, state) in resources where address.type == "stratum_placement" {
                     recorded[address.name] = PlacementDecision(attributes: state.attributes)
+                }
+                for state in resources.values {
+                    for dependency in state.dependencies where dependency.type == "stratum_placement" { landed.insert(dependency.name) }
                 }
             }
             blocked = try await Stockouts(store: store).active(at: now)
@@ -225,16 +237,20 @@ struct RunContext {
             if let decided = overrides[request.name] {
                 let ranking = placer.rank(request)
                 decisions[request.name] = decided
-                reports.append(PlacementReport(
-                    cluster: request.name, request: request.summary, decision: decided, kept: false, feasible: ranking.landings.count, excluded: ranking.excluded))
+                var report = PlacementReport(
+                    cluster: request.name, request: request.summary, decision: decided, kept: false, feasible: ranking.landings.count, excluded: ranking.excluded)
+                report.landed = landed.contains(request.name)
+                reports.append(report)
                 continue
             }
-            let (decision, ranking, kept) = placer.decide(request, recorded: recorded[request.name], replace: replace)
+            let (decision, ranking, kept) = placer.decide(
+                request, recorded: recorded[request.name], replace: replace || replaceClusters.contains(request.name), landed: landed.contains(request.name))
             guard let decision else { throw NoPlacement(cluster: request.name, request: request.summary, excluded: ranking.excluded) }
             decisions[request.name] = decision
             var report = PlacementReport(
                 cluster: request.name, request: request.summary, decision: decision, kept: kept, feasible: ranking.landings.count, excluded: ranking.excluded)
             report.ranked = ranking.landings
+            report.landed = landed.contains(request.name)
             reports.append(report)
         }
         return (decisions, reports)
@@ -287,7 +303,7 @@ struct RunContext {
             throw CLIError("no stack to plan")
         }
         let cost = PlanCosting(providers: providers, catalog: try CatalogFiles.load(directory: CatalogFiles.directory(options)))
-            .cost(of: plan, budgets: destroy ? [] : stack?.budgets ?? [])
+            .cost(of: plan, budgets: destroy ? [] : stack?.budgets ?? [], state: refreshed?.existing ?? snapshot.resources)
         plan.cost = cost
         if let stack, !stack.clusters.isEmpty, !destroy {
             plan.placements = stack.placements
@@ -429,7 +445,8 @@ struct RunContext {
         let result = try await executor.apply(plan)
         let elapsed = (clock.now - start).seconds
         let counts = result.counts
-        if failover, !result.ok, result.onlyGangFailures { return (false, result) }
+        // Broken gangs and races are reported by the failover that follows, not here.
+        if failover, !result.races.isEmpty || (!result.ok && result.onlyGangFailures) { return (result.ok, result) }
         if options.json { try showApplied(plan, result: result) }
         if result.stopped, let signal = interruption?.signal {
             let failed = result.failed.isEmpty ? "" : ", \(result.failed.count) failed"

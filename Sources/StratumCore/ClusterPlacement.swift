@@ -146,19 +146,23 @@ public struct PlacementDecision: Sendable, Hashable, Codable {
 public struct BlockedOffer: Sendable, Hashable, Codable {
     /// The offer in a zone (capacity), or in its region with no zone (quota: every zone).
     public var offer: OfferKey
+    /// Spot or on-demand capacity (they run out separately); nil: both.
+    public var spot: Bool?
     public var reason: String
     public var until: Date
 
-    public init(offer: OfferKey, reason: String, until: Date) {
+    public init(offer: OfferKey, spot: Bool? = nil, reason: String, until: Date) {
         self.offer = offer
+        self.spot = spot
         self.reason = reason
         self.until = until
     }
 
-    /// Whether this blocks `landing`: the same offer in the same zone, or anywhere in the region.
+    /// Whether this blocks `landing`: the same offer on the same capacity, in the same zone or
+    /// anywhere in the region.
     public func blocks(_ landing: Landing) -> Bool {
         offer.cloud == landing.cloud && offer.instanceType.caseInsensitiveCompare(landing.instanceType) == .orderedSame && offer.region == landing.region
-            && (offer.zone == nil || offer.zone == landing.zone)
+            && (offer.zone == nil || offer.zone == landing.zone) && (spot == nil || spot == landing.spot)
     }
 }
 
@@ -225,25 +229,39 @@ public struct ClusterPlacer: Sendable {
 
     /// The decision for `request`: the recorded one while it is for the same request and not
     /// blocked (unless `replace`), else the cheapest landing. Nil when nothing fits.
-    public func decide(_ request: ClusterRequest, recorded: PlacementDecision?, replace: Bool = false) -> (decision: PlacementDecision?, ranking: LandingRanking, kept: Bool) {
+    ///
+    /// A cluster that has landed (`landed`: its nodes are in state) keeps its decision even when
+    /// a stockout blocks the offer now: the stockout was met by a new create, and moving a
+    /// running cluster is a failover's or the user's call, not a side effect of a plan.
+    public func decide(
+        _ request: ClusterRequest, recorded: PlacementDecision?, replace: Bool = false, landed: Bool = false
+    ) -> (decision: PlacementDecision?, ranking: LandingRanking, kept: Bool) {
         let ranking = rank(request)
-        if !replace, let recorded, recorded.request == request.fingerprint, !blocked.contains(where: { $0.blocks(recorded.landing) }) {
+        if !replace, let recorded, recorded.request == request.fingerprint, landed || !blocked.contains(where: { $0.blocks(recorded.landing) }) {
             return (recorded, ranking, true)
         }
         guard let first = ranking.landings.first else { return (nil, ranking, false) }
         let reason = "cheapest of \(ranking.landings.count) feasible landing\(ranking.landings.count == 1 ? "" : "s")"
-        return (PlacementDecision(request: request.fingerprint, landing: first, runnersUp: Self.runnersUp(after: first, in: ranking.landings).map(\.summary), reason: reason), ranking, false)
+        // The same landing as recorded keeps the name its nodes carry (a race's winner).
+        let alias = recorded.flatMap { $0.landing.key == first.key ? $0.alias : nil }
+        return (
+            PlacementDecision(
+                request: request.fingerprint, landing: first, runnersUp: Self.runnersUp(after: first, in: ranking.landings).map(\.summary), reason: reason,
+                alias: alias), ranking, false
+        )
     }
 
     /// The next landing to try after `failed` did not land: the same offer in another zone, then
-    /// the same cloud in another region, then another cloud, cheapest first within each.
+    /// another offer in the region, then the same cloud in another region, then another cloud,
+    /// cheapest first within each.
     public func next(after failed: Landing, in ranking: LandingRanking) -> Landing? {
         func distance(_ landing: Landing) -> Int {
-            if landing.cloud == failed.cloud, landing.region == failed.region { return 0 }
-            return landing.cloud == failed.cloud ? 1 : 2
+            guard landing.cloud == failed.cloud else { return 3 }
+            guard landing.region == failed.region else { return 2 }
+            return landing.instanceType.caseInsensitiveCompare(failed.instanceType) == .orderedSame ? 0 : 1
         }
         // The ranking is cheapest first, so the first of the nearest kind is the cheapest of it.
-        return ranking.landings.filter { $0 != failed }.min { distance($0) < distance($1) }
+        return ranking.landings.filter { $0.key != failed.key }.min { distance($0) < distance($1) }
     }
 
     /// What a capacity or quota error at `landing` blocks, as far as its scope reaches: the
@@ -253,18 +271,21 @@ public struct ClusterPlacer: Sendable {
         let why = error.kind == .quota ? "quota used up" : "no capacity"
         let reason = "\(why) (\(error.message))"
         let scope = error.scope ?? (error.kind == .quota ? .region(landing.region) : .zone(landing.zone))
+        let capacity = error.kind == .quota ? nil : Optional(landing.spot)
+        let regionWide = OfferKey(cloud: landing.cloud, instanceType: landing.instanceType, region: landing.region)
         switch scope {
-        case .zone(let zone):
-            return [BlockedOffer(offer: OfferKey(cloud: landing.cloud, instanceType: landing.instanceType, region: landing.region, zone: landing.zone ?? zone), reason: reason, until: until)]
+        case .zone:
+            // A landing without a zone is the whole region's offer: block that (its key).
+            return [BlockedOffer(offer: landing.key, spot: capacity, reason: reason, until: until)]
         case .region:
-            return [BlockedOffer(offer: OfferKey(cloud: landing.cloud, instanceType: landing.instanceType, region: landing.region), reason: reason, until: until)]
+            return [BlockedOffer(offer: regionWide, spot: capacity, reason: reason, until: until)]
         case .cloud:
-            var seen: Set<OfferKey> = []
-            return rank(request).landings.filter { $0.cloud == landing.cloud }.compactMap { other in
-                let key = OfferKey(cloud: other.cloud, instanceType: other.instanceType, region: other.region)
-                return seen.insert(key).inserted ? BlockedOffer(offer: key, reason: reason, until: until) : nil
-            } + [BlockedOffer(offer: OfferKey(cloud: landing.cloud, instanceType: landing.instanceType, region: landing.region), reason: reason, until: until)]
-                .filter { !seen.contains($0.offer) }
+            var seen: Set<OfferKey> = [regionWide]
+            return [BlockedOffer(offer: regionWide, spot: capacity, reason: reason, until: until)]
+                + rank(request).landings.filter { $0.cloud == landing.cloud }.compactMap { other in
+                    let key = OfferKey(cloud: other.cloud, instanceType: other.instanceType, region: other.region)
+                    return seen.insert(key).inserted ? BlockedOffer(offer: key, spot: capacity, reason: reason, until: until) : nil
+                }
         }
     }
 
@@ -304,6 +325,8 @@ public struct PlacementReport: Sendable, Hashable, Codable {
     public var racers: [Landing] = []
     /// Every feasible landing, cheapest first (not shown; what a race picks from).
     public var ranked: [Landing] = []
+    /// Whether the cluster's nodes are in state already (a race never starts for it then).
+    public var landed = false
 
     enum CodingKeys: String, CodingKey { case cluster, request, decision, kept, feasible, excluded, racers }
 

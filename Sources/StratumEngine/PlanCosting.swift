@@ -12,12 +12,23 @@ public struct PlanCosting: Sendable {
         self.catalog = catalog
     }
 
-    /// The cost of `plan`'s machines before and after, under `budgets`.
-    public func cost(of plan: Plan, budgets: [BudgetCap] = []) -> PlanCost {
+    /// The cost of `plan`'s machines before and after, under `budgets`. `state` is what the
+    /// stack holds (as refreshed): machines the plan leaves out (`--target`, `--exclude`) cost
+    /// the same before and after, so the totals are the whole stack's.
+    public func cost(of plan: Plan, budgets: [BudgetCap] = [], state: [ResourceAddress: ResourceState] = [:]) -> PlanCost {
         var resources: [ResourceCost] = []
         var before = 0.0
         var after = 0.0
         var unpriced: [ResourceAddress] = []
+        let planned = Set(plan.changes.map(\.address))
+        for (address, resource) in state where !planned.contains(address) {
+            guard let kind = providers.kind(provider: resource.provider, type: address.type),
+                let billing = kind.billing(resource.attributes, region: resource.region)
+            else { continue }
+            let hourly = price(billing, cloud: resource.provider).hourly ?? 0
+            before += hourly
+            after += hourly
+        }
         for change in plan.changes {
             guard let kind = providers.kind(provider: change.provider, type: change.address.type) else { continue }
             let old = change.before.flatMap { kind.billing($0, region: change.prior?.region ?? change.region) }.map { price($0, cloud: change.provider) }

@@ -30,13 +30,15 @@ public struct Stockouts: Sendable {
         let expired = (snapshot?.resources.values ?? [:].values).filter { Self.blocked($0).map { $0.until <= now } ?? true }.map(\.address)
         let upserts = blocked.map(Self.state)
         guard !upserts.isEmpty || !expired.isEmpty else { return }
-        let changes = blocked.map { HistoryChange(address: Self.address(of: $0.offer).description, action: "stockout: \($0.reason) (until \(Self.iso($0.until)))") }
+        let changes = blocked.map { HistoryChange(address: Self.address(of: $0).description, action: "stockout: \($0.reason) (until \(Self.iso($0.until)))") }
             + expired.map { HistoryChange(address: $0.description, action: "expired") }
         _ = try await store.commit(workspace: Self.workspace, StateMutation(upserts: upserts, removals: expired, changes: changes), at: now)
     }
 
-    static func address(of offer: OfferKey) -> ResourceAddress {
-        let raw = [offer.cloud, offer.instanceType, offer.zone ?? offer.region].joined(separator: "_")
+    static func address(of blocked: BlockedOffer) -> ResourceAddress {
+        let offer = blocked.offer
+        let capacity = blocked.spot.map { $0 ? "spot" : "on-demand" } ?? "any"
+        let raw = [offer.cloud, offer.instanceType, offer.region, offer.zone ?? "all", capacity].joined(separator: "_")
         let name = String(raw.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "-" })
         return ResourceAddress(type: type, name: name)
     }
@@ -47,7 +49,8 @@ public struct Stockouts: Sendable {
             "reason": .string(blocked.reason), "until": .string(iso(blocked.until)),
         ]
         if let zone = blocked.offer.zone { attributes["zone"] = .string(zone) }
-        let address = address(of: blocked.offer)
+        if let spot = blocked.spot { attributes["spot"] = .bool(spot) }
+        let address = address(of: blocked)
         return ResourceState(address: address, provider: StratumBuiltinProvider.providerName, region: blocked.offer.region, id: address.name, attributes: attributes)
     }
 
@@ -56,7 +59,8 @@ public struct Stockouts: Sendable {
         guard let cloud = a["cloud"]?.stringValue, let type = a["instance_type"]?.stringValue, let region = a["region"]?.stringValue,
             let reason = a["reason"]?.stringValue, let until = a["until"]?.stringValue.flatMap(date)
         else { return nil }
-        return BlockedOffer(offer: OfferKey(cloud: cloud, instanceType: type, region: region, zone: a["zone"]?.stringValue), reason: reason, until: until)
+        return BlockedOffer(
+            offer: OfferKey(cloud: cloud, instanceType: type, region: region, zone: a["zone"]?.stringValue), spot: a["spot"]?.boolValue, reason: reason, until: until)
     }
 
     static func iso(_ date: Date) -> String {

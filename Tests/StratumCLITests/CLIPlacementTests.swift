@@ -135,7 +135,7 @@ struct CLIPlacementTests {
         try world.fake.setCapacityRules(["down"])
         let apply = try world.run(["apply", "--auto-approve"])
         #expect(apply.status == 1)
-        #expect(apply.stderr.contains("passing over fake2 f2.gpu8 yonder-1 — the plan would make the stack cost $100.00/h"), "\(apply.stderr)")
+        #expect(apply.stderr.contains("Passing over fake2 f2.gpu8 yonder-1 — the plan would make the stack cost $100.00/h"), "\(apply.stderr)")
         #expect(apply.stderr.contains("GPU cluster 'train' has nowhere left to land"))
         #expect(try world.nodes(world.fake).isEmpty && world.nodes(world.fake2).isEmpty)
 
@@ -215,5 +215,38 @@ struct CLIPlacementTests {
         #expect(moved.stderr.contains("Released 2 nodes."))
         #expect(try world.nodes(world.fake) == ["fk.gpu8 default-b", "fk.gpu8 default-b"])
         #expect(try world.leaked(world.fake).isEmpty)
+    }
+
+    @Test("a running cluster is never raced, and a stockout met elsewhere does not move it")
+    func runningClusterStays() throws {
+        let world = try World("running-stays")
+        #expect(try world.run(["apply", "--auto-approve"]).status == 0)
+        let ids = try world.fake.inventory().keys.sorted()
+
+        // --race on a placed cluster starts no copies and touches none of its nodes.
+        let raced = try world.run(["apply", "--auto-approve", "--race", "3", "--replace-placement"])
+        #expect(raced.status == 0, "\(raced.stderr)")
+        #expect(!raced.stdout.contains("-race"))
+        #expect(try world.fake.inventory().keys.sorted() == ids)
+
+        // Another environment in the same state meets a stockout on the same offer and fails
+        // over; this cluster stays where it runs.
+        try world.fake.setCapacityRules(["capacity fk.gpu8 default-a"])
+        try world.write("gpus: 16\n", to: "Stacks/fake-cluster.other.yaml")
+        let other = try world.run(["apply", "--auto-approve", "--env", "other"])
+        #expect(other.status == 0 && other.stderr.contains("failing over to fake fk.gpu8 default-b"), "\(other.stderr)")
+        #expect(try world.cli.run(["catalog", "--blocked"]).stdout.contains("default-a"))
+        let plan = try world.run(["plan", "--detailed-exitcode"])
+        #expect(plan.status == 0, "\(plan.stdout)\(plan.stderr)")
+        #expect(plan.stdout.contains("kept from state"))
+    }
+
+    @Test("--race with a saved plan is refused, and a cluster name that looks like a race copy is refused")
+    func raceRefusals() throws {
+        let world = try World("race-refusals")
+        let saved = world.dir.appendingPathComponent("plan.bin").path
+        #expect(try world.run(["plan", "--out", saved]).status == 0)
+        let refused = try world.cli.run(["apply", saved, "--race", "2"])
+        #expect(refused.status != 0 && refused.stderr.contains("--race does not apply to a saved plan"))
     }
 }

@@ -38,6 +38,13 @@ struct CLI {
         return (process, out, err)
     }
 
+    /// Runs without blocking a thread while the child runs: for tests whose child talks to
+    /// servers in this process (a blocked thread of the shared pool would starve them).
+    func runAsync(_ arguments: [String], extraEnvironment: [String: String] = [:]) async throws -> Result {
+        let run = try await BuiltBinary.run(binary.lastPathComponent, arguments, in: directory, environment: environment.merging(extraEnvironment) { $1 })
+        return Result(status: run.status, stdout: run.stdout, stderr: run.stderr)
+    }
+
     @discardableResult
     func run(_ arguments: [String], extraEnvironment: [String: String] = [:]) throws -> Result {
         let (process, out, err) = try start(arguments, extraEnvironment: extraEnvironment)

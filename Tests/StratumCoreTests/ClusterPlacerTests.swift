@@ -123,4 +123,57 @@ struct ClusterPlacerTests {
         #expect(error.description.contains("GPU cluster 'train' (12 × H100 on-demand) fits no offer of its clouds"))
         #expect(error.description.contains("8 GPUs per machine do not divide 12"))
     }
+
+    @Test("a running cluster keeps its decision when a stockout met elsewhere blocks its offer; a remade decision on the same landing keeps its name")
+    func landedAndAlias() throws {
+        let catalog = try Self.catalog()
+        let first = try #require(ClusterPlacer(catalog: catalog, now: Self.now).decide(Self.request, recorded: nil).decision)
+        let block = BlockedOffer(offer: first.landing.key, spot: false, reason: "no capacity", until: Self.now + 600)
+        let placer = ClusterPlacer(catalog: catalog, blocked: [block], now: Self.now)
+        #expect(placer.decide(Self.request, recorded: first, landed: true).kept)
+        #expect(!placer.decide(Self.request, recorded: first, landed: false).kept)
+
+        var won = first
+        won.alias = "train-race3"
+        let remade = ClusterPlacer(catalog: catalog, now: Self.now).decide(Self.request, recorded: won, replace: true)
+        #expect(!remade.kept && remade.decision?.alias == "train-race3")
+        var elsewhere = won
+        elsewhere.landing = ClusterPlacer(catalog: catalog, now: Self.now).rank(Self.request).landings[4]
+        #expect(ClusterPlacer(catalog: catalog, now: Self.now).decide(Self.request, recorded: elsewhere, replace: true).decision?.alias == nil)
+    }
+
+    @Test("what a failure blocks: spot and on-demand apart, a zone-less landing's whole region, a cloud's every offer")
+    func blocksByScope() throws {
+        let placer = ClusterPlacer(catalog: try Self.catalog(), now: Self.now)
+        let ranking = placer.rank(Self.request)
+        let zoneless = try #require(ranking.landings.first { $0.zone == nil } ?? ranking.landings.first)
+        let capacity = ProviderError(.capacity, "InsufficientInstanceCapacity", scope: .zone("2"))
+        var spotRequest = Self.request
+        spotRequest.spot = true
+        let spotLanding = try #require(placer.rank(spotRequest).landings.first)
+        let spotBlock = placer.blocks(for: capacity, at: spotLanding, request: spotRequest, until: Self.now + 60)
+        #expect(spotBlock.count == 1 && spotBlock[0].spot == true && spotBlock[0].offer == spotLanding.key)
+        // A spot stockout does not block on-demand capacity.
+        #expect(ClusterPlacer(catalog: try Self.catalog(), blocked: spotBlock, now: Self.now).rank(Self.request).landings.first == ranking.landings.first)
+
+        // A landing without a zone is blocked as a whole, whatever zone the error named.
+        var landing = zoneless
+        landing.zone = nil
+        let block = placer.blocks(for: capacity, at: landing, request: Self.request, until: Self.now + 60)
+        #expect(block.first?.offer.zone == nil && block.first?.blocks(landing) == true)
+
+        let down = placer.blocks(for: ProviderError(.capacity, "down", scope: .cloud), at: ranking.landings[0], request: Self.request, until: Self.now + 60)
+        #expect(Set(down.map(\.offer.description)) == ["aws p5.48xlarge us-east-1", "aws p5.48xlarge us-west-2"])
+        let quota = placer.blocks(for: ProviderError(.quota, "quota", scope: .region("us-east-1")), at: ranking.landings[0], request: Self.request, until: Self.now + 60)
+        #expect(quota.count == 1 && quota[0].offer.zone == nil && quota[0].spot == nil)
+    }
+
+    @Test("failover never returns the landing that failed, even when its price has moved since it was recorded")
+    func nextComparesByKey() throws {
+        let placer = ClusterPlacer(catalog: try Self.catalog(), now: Self.now)
+        let ranking = placer.rank(Self.request)
+        var recorded = ranking.landings[0]
+        recorded.hourly = 99
+        #expect(placer.next(after: recorded, in: ranking)?.key != recorded.key)
+    }
 }

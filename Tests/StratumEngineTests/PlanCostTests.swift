@@ -123,4 +123,18 @@ struct PlanCostTests {
         old.cost = nil
         #expect(!PlanRenderer.render(old).contains("Cost:"))
     }
+
+    @Test("machines a scoped plan leaves out count before and after, so a budget sees the whole stack")
+    func scopedPlansCountTheRest() throws {
+        let running = (0..<2).map { index in
+            ResourceState(
+                address: ResourceAddress(type: "fake_thing", name: "running", index: index), provider: "fake", region: "default", id: "r" + String(index),
+                attributes: ["machine_type": "fk.gpu8", "spot": false])
+        }
+        let state = Dictionary(uniqueKeysWithValues: running.map { ($0.address, $0) })
+        let plan = Self.plan([Self.change(0, .create, before: nil, after: "fk.gpu8")])
+        let cost = try Self.costing().cost(of: plan, budgets: [BudgetCap(hourly: 100, setBy: "environment 'dev'")], state: state)
+        #expect(cost.hourlyBefore == 80 && cost.hourlyAfter == 120)
+        #expect(throws: BudgetExceeded.self) { try cost.checkBudgets(isDestroy: false) }
+    }
 }

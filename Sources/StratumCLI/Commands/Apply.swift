@@ -41,6 +41,7 @@ struct Apply: AsyncParsableCommand {
 
     func run() async throws {
         guard race >= 1, race <= 8 else { throw ValidationError("--race must be from 1 to 8 (got \(race))") }
+        if race > 1, planFile != nil { throw ValidationError("--race does not apply to a saved plan: it is applied exactly as saved; race with `stratum apply --race K` on the stack") }
         if let waitForNodes {
             guard waitForNodes > 0 && waitForNodes <= 86400 else {
                 throw ValidationError("--wait-for-nodes must be more than 0 and at most 86400 seconds (got \(waitForNodes))")
@@ -115,9 +116,9 @@ struct ApplyRun {
                         // plan); where every racer broke, race the next cheapest landings.
                         let settled = try await failover.settleRaces(result, plan: current, stack: stack)
                         try interruption.check()
-                        let lostAll = settled.contains { $0.value == nil }
+                        let lostAll = Set(settled.filter { $0.value == nil }.keys)
                         let next = try await context.plan(
-                            stack: try await context.evaluate(replacePlacement: lostAll, overrides: failover.overrides, race: lostAll ? race : 1),
+                            stack: try await context.evaluate(replaceClusters: lostAll, overrides: failover.overrides, race: lostAll.isEmpty ? 1 : race),
                             stackName: name, store: store, change: change, destroy: false)
                         if !global.json { context.console.progress(PlanRenderer.brief(next, color: context.console.color)) }
                         current = next
