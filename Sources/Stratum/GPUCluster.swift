@@ -127,6 +127,7 @@ public struct GPUCluster: Resource {
             machine: MachineRequest(gpus: landing.gpusPerMachine, gpuClass: gpu.name, instanceType: landing.instanceType, spot: landing.spot),
             image: image, command: command, env: env, labels: labels, checkpoint: checkpoint, network: network, on: placement)
         pool.explicitDependencies = explicitDependencies + [address]
+        pool.gang = landing.machines > 1
         network.declare(into: &content)
         pool.declare(into: &content)
     }

@@ -43,6 +43,10 @@ public struct NodePool: Resource {
     public var checkpoint: (any StringExpression)?
     public var network: Network?
     public var placement: Placement
+    /// Nodes that must be close together (a GPU cluster's gang): where the cloud can, its
+    /// lowering keeps them so — a cluster placement group on AWS, a compact placement policy on
+    /// GCP, a proximity placement group on Azure, each named after the pool.
+    public var gang = false
     public var explicitDependencies: [ResourceAddress] = []
     public let location: SourceLocation
 

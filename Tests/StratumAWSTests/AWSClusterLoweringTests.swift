@@ -21,6 +21,10 @@ struct AWSClusterLoweringTests {
         // One subnet, in the decided zone: the gang cannot spill into another.
         let subnets = stack.resources.filter { $0.address.type == "aws_subnet" }
         #expect(subnets.map { $0.inputs["availability_zone"] } == ["us-east-1b"])
+        // The gang shares a cluster placement group.
+        let group = try #require(stack.resources.first { $0.address.type == "aws_placement_group" })
+        #expect(group.address.name == "train" && group.inputs["strategy"] == "cluster")
+        #expect(instances.allSatisfy { $0.inputs["placement_group"] == .reference(AttributeReference(address: group.address, attribute: "id")) })
         let keys = StaticCredentials(AWSCredentials(accessKeyId: "k", secretAccessKey: "s", source: "test"))
         let aws = AWSProvider(client: AWSClient(configuration: .init(), credentials: keys, transport: AsyncHTTPTransport()))
         try Planner(providers: ProviderRegistry([aws, StratumBuiltinProvider()])).validate(stack)

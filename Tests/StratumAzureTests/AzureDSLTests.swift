@@ -428,6 +428,10 @@ struct AzureClusterLoweringTests {
         let vms = stack.resources.filter { $0.address.type == "azure_virtual_machine" }
         #expect(vms.count == 2)
         #expect(vms.allSatisfy { $0.inputs["size"] == "Standard_ND96isr_H100_v5" && $0.inputs["zones"] == .list(["2"]) && $0.inputs["spot"] == nil })
+        // The gang shares a proximity placement group.
+        let proximity = ResourceAddress(type: "azure_proximity_placement_group", name: "train")
+        #expect(stack.resources.contains { $0.address == proximity })
+        #expect(vms.allSatisfy { $0.inputs["proximity_placement_group"] == .reference(AttributeReference(address: proximity, attribute: "id")) })
         try Planner(providers: ProviderRegistry([schemaProvider(), StratumBuiltinProvider()])).validate(stack)
     }
 }

@@ -397,6 +397,8 @@ struct GCPClusterLoweringTests {
         #expect(nodes.allSatisfy { $0.inputs["machine_type"] == "a3-highgpu-8g" && $0.inputs["zones"] == .list(["us-central1-b"]) && $0.inputs["spot"] == true })
         #expect(nodes.allSatisfy { $0.dependencies.contains(ResourceAddress(type: "stratum_placement", name: "train")) })
         #expect(stack.resources.contains { $0.address.description == "gcp_network.train" })
+        // The gang shares a compact placement policy.
+        #expect(nodes.allSatisfy { $0.inputs["resource_policy"] == .reference(AttributeReference(address: ResourceAddress(type: "gcp_resource_policy", name: "train"), attribute: "self_link")) })
         #expect(stack.resources.first { $0.address.type == "stratum_placement" }?.inputs["zone"] == "us-central1-b")
         try Planner(providers: ProviderRegistry([schemaProvider(), StratumBuiltinProvider()])).validate(stack)
 

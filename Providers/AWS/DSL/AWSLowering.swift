@@ -114,6 +114,13 @@ public struct AWSLowering: PlacementLowering {
         if !isMachineImage, !pool.image.isEmpty { inputs["container_image"] = .string(pool.image) }
         if let gpuClass = pool.machine.gpuClass { inputs["gpu_class"] = .string(gpuClass) }
         if pool.machine.spot { inputs["spot"] = .bool(true) }
+        if pool.gang, pool.count > 1 {
+            // A gang shares a cluster placement group (named after the pool: placement group
+            // names are unique in an account's region).
+            let group = AWS.PlacementGroup(pool.name, region: pool.placement.region)
+            group.declare(into: &content)
+            inputs["placement_group"] = group.id.value
+        }
         for index in 0..<pool.count {
             var nodeInputs = inputs
             nodeInputs["index"] = .int(index)

@@ -170,6 +170,13 @@ public struct AzureLowering: PlacementLowering {
         }
         if let gpuClass = machine.gpuClass ?? pool.machine.gpuClass { nodeInputs["gpu_class"] = .string(gpuClass) }
         if pool.machine.spot { nodeInputs["spot"] = .bool(true) }
+        if pool.gang, pool.count > 1 {
+            // A gang shares a proximity placement group in the stack's resource group.
+            let proximity = Azure.ProximityPlacementGroup(
+                pool.name, resourceGroup: Self.resourceGroup(of: placement), vmSizes: [machine.size], subscription: subscription, location: placement.region)
+            proximity.declare(into: &content)
+            nodeInputs["proximity_placement_group"] = proximity.id.value
+        }
         for index in 0..<pool.count {
             var node = nodeInputs
             node["index"] = .int(index)

@@ -121,6 +121,12 @@ public struct GCPLowering: PlacementLowering {
         }
         if let gpuClass = machine.gpuClass ?? pool.machine.gpuClass { nodeInputs["gpu_class"] = .string(gpuClass) }
         if pool.machine.spot { nodeInputs["spot"] = .bool(true) }
+        if pool.gang, pool.count > 1 {
+            // A gang shares a compact placement policy of its region.
+            let policy = GCP.PlacementPolicy(pool.name, project: project, region: placement.region)
+            policy.declare(into: &content)
+            nodeInputs["resource_policy"] = policy.selfLink.value
+        }
         if let accelerator = machine.acceleratorType {
             nodeInputs["accelerator_type"] = .string(accelerator)
             nodeInputs["accelerator_count"] = .int(machine.gpus)
