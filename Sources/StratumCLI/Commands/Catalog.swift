@@ -18,6 +18,7 @@ struct Catalog: AsyncParsableCommand {
               stratum catalog --gpu A100-80GB --region us-east-1,eastus --json
               stratum catalog --all                            # every offer, CPU types too
               stratum catalog update --cloud azure             # fresh Azure prices
+              stratum catalog --blocked                        # offers skipped after a stockout (GPU clusters)
             """,
         subcommands: [CatalogList.self, CatalogUpdateCommand.self],
         defaultSubcommand: CatalogList.self
