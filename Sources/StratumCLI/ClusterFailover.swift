@@ -28,6 +28,32 @@ struct ClusterFailover {
 
     var workspace: String { context.workspace(for: stackName) }
 
+    /// What the executor calls the moment a gang wins its race: the cluster's placement record
+    /// in state points at the winner right away, so a run killed before the race is settled
+    /// keeps the winner (the next apply then only removes the losers).
+    func recordingRaceWinners(plan: Plan, stack: EvaluatedStack) -> @Sendable (String, String) async throws -> Void {
+        let store = store
+        let workspace = workspace
+        return { cluster, gang in
+            guard let report = plan.placements?.first(where: { $0.cluster == cluster }),
+                let request = stack.clusters.first(where: { $0.name == cluster }),
+                let own = plan.races?.first(where: { $0.cluster == cluster })?.gangs.first
+            else { return }
+            let copies = ClusterDecisions.racerNames(cluster, count: report.racers.count, besides: report.decision.alias)
+            guard let landing = gang == own ? report.decision.landing : copies.firstIndex(of: gang).map({ report.racers[$0] }) else { return }
+            let decision = PlacementDecision(
+                request: request.fingerprint, landing: landing, runnersUp: [], reason: "first to land whole of \(copies.count + 1) raced landings",
+                alias: gang == cluster ? nil : gang)
+            let address = ResourceAddress(type: "stratum_placement", name: cluster)
+            guard var record = try await store.read(workspace: workspace).resources[address] else { return }
+            record.attributes = decision.attributes.merging(["id": .string(record.id)]) { $1 }
+            _ = try await store.commit(
+                workspace: workspace,
+                StateMutation(upserts: [record], changes: [HistoryChange(address: address.description, action: "race: \(landing) landed first")]),
+                at: Date())
+        }
+    }
+
     /// After a race: records the stockouts of the racers that broke and says how each race
     /// ended. Returns, by cluster, the decision for the winning landing (under the winner's
     /// name), or nil where every racer broke.
@@ -60,15 +86,16 @@ struct ClusterFailover {
                 continue
             }
             tried.append(won)
+            // As `recordingRaceWinners` recorded it when the race was won.
             let decision = PlacementDecision(
-                request: request.fingerprint, landing: won, runnersUp: ClusterPlacer.runnersUp(after: won, in: placer.rank(request).landings).map(\.summary),
-                reason: "first to land whole of \(gangs.count) raced landings", alias: winner == race.cluster ? nil : winner)
+                request: request.fingerprint, landing: won, runnersUp: [], reason: "first to land whole of \(gangs.count) raced landings",
+                alias: winner == race.cluster ? nil : winner)
             overrides[race.cluster] = decision
             settled[race.cluster] = decision
             console.progress(console.yellow("GPU cluster '\(race.cluster)': \(won.summary) landed first of \(gangs.count) raced; released \(race.released.count) node(s) of the others."))
             _ = try await store.commit(
                 workspace: workspace,
-                StateMutation(changes: [HistoryChange(address: "stratum_placement.\(race.cluster)", action: "race: \(won) landed first of \(gangs.count); released \(race.released.count)")]),
+                StateMutation(changes: [HistoryChange(address: "stratum_placement.\(race.cluster)", action: "race: \(gangs.count) raced; released \(race.released.count) of the others")]),
                 at: now)
         }
         return settled

@@ -430,16 +430,18 @@ struct RunContext {
     /// With `failover`, a run whose only failures are broken gangs (which the caller moves
     /// elsewhere) prints no failure summary.
     func execute(
-        _ plan: Plan, store: any StateStore, parallelism: Int, exhaustionLimit: Int = 3, interruption: Interruption? = nil, failover: Bool = false
+        _ plan: Plan, store: any StateStore, parallelism: Int, exhaustionLimit: Int = 3, interruption: Interruption? = nil, failover: Bool = false,
+        raceWon: (@Sendable (String, String) async throws -> Void)? = nil
     ) async throws -> (ok: Bool, result: ApplyResult) {
         let steps = plan.actionable.reduce(0) { $0 + ($1.action == .replace ? 2 : 1) }
         let observer = ProgressObserver(console: console, logger: logger, total: steps, toStderr: options.json)
         let reminder = Task { await observer.reportStillRunning(every: .seconds(10)) }
         defer { reminder.cancel() }
         interruption?.inFlight = { observer.inFlight }
-        let executor = Executor(
+        var executor = Executor(
             providers: providers, store: store, workspace: Self.workspace(stack: plan.stack, environment: plan.environment), parallelism: parallelism,
             observer: observer, exhaustionLimit: exhaustionLimit, shouldStop: { interruption?.isRequested ?? false })
+        executor.raceWon = raceWon
         let clock = ContinuousClock()
         let start = clock.now
         let result = try await executor.apply(plan)

@@ -34,6 +34,9 @@ public struct Executor: Sendable {
     /// Asked before each step starts; once it returns true, steps in flight finish and no new
     /// one starts (an interrupt).
     public var shouldStop: @Sendable () -> Bool
+    /// Called the moment a gang wins its race (cluster, gang), before the others are released:
+    /// the caller records the winner, so a run killed after this keeps it.
+    public var raceWon: (@Sendable (String, String) async throws -> Void)?
 
     public init(
         providers: ProviderRegistry, store: any StateStore, workspace: String, parallelism: Int = 10,
@@ -154,6 +157,7 @@ public struct Executor: Sendable {
                     if remaining[gang] == 0, broken[gang] == nil, !lost.contains(gang), let race = raceOf[gang], winners[race.cluster] == nil {
                         winners[race.cluster] = gang
                         for other in race.gangs where other != gang && broken[other] == nil { lost.insert(other) }
+                        try await raceWon?(race.cluster, gang)
                     }
                 }
                 switch outcome {

@@ -249,4 +249,26 @@ struct CLIPlacementTests {
         let refused = try world.cli.run(["apply", saved, "--race", "2"])
         #expect(refused.status != 0 && refused.stderr.contains("--race does not apply to a saved plan"))
     }
+
+    @Test("a race killed after its winner landed keeps the winner: the next apply removes only the other copies")
+    func raceKilledAfterTheWin() throws {
+        let world = try World("race-won-killed")
+        try world.fake.setCapacityRules(["capacity fk.gpu8 default-b"])
+        // The decision's own second node hangs in its create: the third landing wins meanwhile.
+        let (process, _, _) = try world.cli.start(
+            ["apply", "--stack", "fake-cluster", "--auto-approve", "--race", "3"], extraEnvironment: ["STRATUM_FAKE_BLOCK_ON": "fake_node.train[1]"])
+        #expect(waitUntil(seconds: 60) { (try? world.run(["state", "history"]).stdout.contains("race: fake fk.gpu8 faraway-a landed first")) == true })
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        let winners = try world.fake.inventory().filter { $0.value.address.name == "train-race3" && $0.value.address.type == "fake_node" }.keys.sorted()
+        #expect(winners.count == 2)
+
+        let rerun = try world.run(["apply", "--auto-approve"])
+        #expect(rerun.status == 0, "\(rerun.stderr)")
+        #expect(rerun.stdout.contains("chosen:    fake fk.gpu8 faraway-a: 2 × 8 GPUs, $88.00/h — kept from state"), "\(rerun.stdout)")
+        // The winner's nodes are the same machines; every other copy is gone.
+        let nodes = try world.fake.inventory().filter { $0.value.address.type == "fake_node" }
+        #expect(nodes.keys.sorted() == winners)
+        #expect(try world.leaked(world.fake).isEmpty)
+    }
 }

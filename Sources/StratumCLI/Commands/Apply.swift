@@ -110,7 +110,7 @@ struct ApplyRun {
                     let canFailOver = saved == nil && !destroy && !(current.gangs ?? []).isEmpty
                     let (ok, result) = try await context.execute(
                         current, store: store, parallelism: change.parallelism, exhaustionLimit: change.exhaustionLimit, interruption: interruption,
-                        failover: canFailOver)
+                        failover: canFailOver, raceWon: canFailOver && current.races != nil ? stack.map { failover.recordingRaceWinners(plan: current, stack: $0) } : nil)
                     if canFailOver, !result.races.isEmpty, let stack, result.onlyGangFailures || ok {
                         // A race ended: keep the winners (the losers' networks go with the next
                         // plan); where every racer broke, race the next cheapest landings.
