@@ -39,11 +39,8 @@ struct ClusterFailover {
                 let request = stack.clusters.first(where: { $0.name == cluster }),
                 let own = plan.races?.first(where: { $0.cluster == cluster })?.gangs.first
             else { return }
-            let copies = ClusterDecisions.racerNames(cluster, count: report.racers.count, besides: report.decision.alias)
-            guard let landing = gang == own ? report.decision.landing : copies.firstIndex(of: gang).map({ report.racers[$0] }) else { return }
-            let decision = PlacementDecision(
-                request: request.fingerprint, landing: landing, runnersUp: [], reason: "first to land whole of \(copies.count + 1) raced landings",
-                alias: gang == cluster ? nil : gang)
+            guard let decision = report.raceDecision(winner: gang, own: own, request: request) else { return }
+            let landing = decision.landing
             let address = ResourceAddress(type: "stratum_placement", name: cluster)
             guard var record = try await store.read(workspace: workspace).resources[address] else { return }
             record.attributes = decision.attributes.merging(["id": .string(record.id)]) { $1 }
@@ -54,12 +51,21 @@ struct ClusterFailover {
         }
     }
 
+    /// Remembers what a capacity or quota error at `landing` blocks (for --stockout-minutes);
+    /// returns the reason, as placement shows it.
+    private func rememberStockout(_ error: ProviderError, at landing: Landing, request: ClusterRequest, catalog: OfferCatalog, now: Date) async throws -> String {
+        let stockouts = Stockouts(store: store)
+        let placer = ClusterPlacer(catalog: catalog, blocked: try await stockouts.active(at: now), now: now)
+        let blocks = placer.blocks(for: error, at: landing, request: request, until: now.addingTimeInterval(change.stockoutMinutes * 60))
+        try await stockouts.record(blocks, at: now)
+        return blocks.first?.reason ?? error.message
+    }
+
     /// After a race: records the stockouts of the racers that broke and says how each race
     /// ended. Returns, by cluster, the decision for the winning landing (under the winner's
     /// name), or nil where every racer broke.
     mutating func settleRaces(_ result: ApplyResult, plan: Plan, stack: EvaluatedStack) async throws -> [String: PlacementDecision?] {
         let now = Date()
-        let until = now.addingTimeInterval(change.stockoutMinutes * 60)
         let catalog = try CatalogFiles.load(directory: CatalogFiles.directory(context.options))
         let console = context.console
         var settled: [String: PlacementDecision?] = [:]
@@ -68,28 +74,20 @@ struct ClusterFailover {
                 let request = stack.clusters.first(where: { $0.name == race.cluster }),
                 let gangs = plan.races?.first(where: { $0.cluster == race.cluster })?.gangs
             else { continue }
-            let copies = ClusterDecisions.racerNames(race.cluster, count: report.racers.count, besides: report.decision.alias)
-            func landing(_ gang: String) -> Landing? {
-                if gang == gangs.first { return report.decision.landing }
-                return copies.firstIndex(of: gang).map { report.racers[$0] }
-            }
-            let placer = ClusterPlacer(catalog: catalog, blocked: try await Stockouts(store: store).active(at: now), now: now)
+            let own = gangs.first ?? race.cluster
             for failure in result.gangFailures where gangs.contains(failure.gang) {
-                guard let failed = landing(failure.gang) else { continue }
+                guard let failed = report.raceLanding(of: failure.gang, own: own) else { continue }
                 tried.append(failed)
-                let blocks = placer.blocks(for: failure.error, at: failed, request: request, until: until)
-                try await Stockouts(store: store).record(blocks, at: now)
-                console.progress(console.yellow("GPU cluster '\(race.cluster)': \(failed) did not land whole in the race: \(blocks.first?.reason ?? failure.error.message); released \(failure.released.count) node(s)."))
+                let why = try await rememberStockout(failure.error, at: failed, request: request, catalog: catalog, now: now)
+                console.progress(console.yellow("GPU cluster '\(race.cluster)': \(failed) did not land whole in the race: \(why); released \(failure.released.count) node(s)."))
             }
-            guard let winner = race.winner, let won = landing(winner) else {
+            // As `recordingRaceWinners` recorded it when the race was won.
+            guard let winner = race.winner, let decision = report.raceDecision(winner: winner, own: own, request: request) else {
                 settled[race.cluster] = .some(nil)
                 continue
             }
+            let won = decision.landing
             tried.append(won)
-            // As `recordingRaceWinners` recorded it when the race was won.
-            let decision = PlacementDecision(
-                request: request.fingerprint, landing: won, runnersUp: [], reason: "first to land whole of \(gangs.count) raced landings",
-                alias: winner == race.cluster ? nil : winner)
             overrides[race.cluster] = decision
             settled[race.cluster] = decision
             console.progress(console.yellow("GPU cluster '\(race.cluster)': \(won.summary) landed first of \(gangs.count) raced; released \(race.released.count) node(s) of the others."))
@@ -107,7 +105,6 @@ struct ClusterFailover {
     /// after its stockout expires.
     mutating func next(after result: ApplyResult, plan: Plan, stack: EvaluatedStack) async throws -> Plan? {
         let now = Date()
-        let until = now.addingTimeInterval(change.stockoutMinutes * 60)
         let console = context.console
         let catalog = try CatalogFiles.load(directory: CatalogFiles.directory(context.options))
         // Each broken cluster's request and the landing it failed at.
@@ -120,11 +117,8 @@ struct ClusterFailover {
             let failed = report.decision.landing
             tried.append(failed)
             passedOver.append(BlockedOffer(offer: failed.key, spot: failed.spot, reason: "tried in this run", until: .distantFuture))
-            let placer = ClusterPlacer(catalog: catalog, blocked: try await Stockouts(store: store).active(at: now), now: now)
-            let blocks = placer.blocks(for: failure.error, at: failed, request: request, until: until)
-            try await Stockouts(store: store).record(blocks, at: now)
+            let why = try await rememberStockout(failure.error, at: failed, request: request, catalog: catalog, now: now)
             let released = failure.released.count
-            let why = blocks.first?.reason ?? failure.error.message
             var line = "GPU cluster '\(cluster)': \(failed) did not land whole: \(why). Released \(released) node\(released == 1 ? "" : "s")"
             if !failure.unreleased.isEmpty { line += "; \(failure.unreleased.count) could not be deleted and stay in state for the next run" }
             console.progress(console.yellow(line + "."))
@@ -168,6 +162,24 @@ struct ClusterFailover {
                     passedOver.append(BlockedOffer(offer: landing.key, spot: landing.spot, reason: "over budget", until: .distantFuture))
                 }
             }
+        }
+    }
+}
+
+extension PlacementReport {
+    /// The landing of `gang` in this cluster's race: the decision's own (`own`) or a copy's.
+    func raceLanding(of gang: String, own: String) -> Landing? {
+        if gang == own { return decision.landing }
+        let copies = ClusterDecisions.racerNames(cluster, count: racers.count, besides: decision.alias)
+        return copies.firstIndex(of: gang).map { racers[$0] }
+    }
+
+    /// The decision that records `winner` as the landing of the cluster, under the winner's name.
+    func raceDecision(winner: String, own: String, request: ClusterRequest) -> PlacementDecision? {
+        raceLanding(of: winner, own: own).map { landing in
+            PlacementDecision(
+                request: request.fingerprint, landing: landing, runnersUp: [], reason: "first to land whole of \(racers.count + 1) raced landings",
+                alias: winner == cluster ? nil : winner)
         }
     }
 }

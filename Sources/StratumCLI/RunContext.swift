@@ -234,22 +234,16 @@ struct RunContext {
         var decisions: [String: PlacementDecision] = [:]
         var reports: [PlacementReport] = []
         for request in requests {
-            if let decided = overrides[request.name] {
-                let ranking = placer.rank(request)
-                decisions[request.name] = decided
-                var report = PlacementReport(
-                    cluster: request.name, request: request.summary, decision: decided, kept: false, feasible: ranking.landings.count, excluded: ranking.excluded)
-                report.landed = landed.contains(request.name)
-                reports.append(report)
-                continue
-            }
-            let (decision, ranking, kept) = placer.decide(
-                request, recorded: recorded[request.name], replace: replace || replaceClusters.contains(request.name), landed: landed.contains(request.name))
+            let override = overrides[request.name]
+            let (decision, ranking, kept) = override.map { ($0, placer.rank(request), false) }
+                ?? placer.decide(
+                    request, recorded: recorded[request.name], replace: replace || replaceClusters.contains(request.name), landed: landed.contains(request.name))
             guard let decision else { throw NoPlacement(cluster: request.name, request: request.summary, excluded: ranking.excluded) }
             decisions[request.name] = decision
             var report = PlacementReport(
                 cluster: request.name, request: request.summary, decision: decision, kept: kept, feasible: ranking.landings.count, excluded: ranking.excluded)
-            report.ranked = ranking.landings
+            // A race picks from the ranking of a decision made here, never beside an override.
+            if override == nil { report.ranked = ranking.landings }
             report.landed = landed.contains(request.name)
             reports.append(report)
         }

@@ -22,17 +22,13 @@ public struct PlanCosting: Sendable {
         var unpriced: [ResourceAddress] = []
         let planned = Set(plan.changes.map(\.address))
         for (address, resource) in state where !planned.contains(address) {
-            guard let kind = providers.kind(provider: resource.provider, type: address.type),
-                let billing = kind.billing(resource.attributes, region: resource.region)
-            else { continue }
-            let hourly = price(billing, cloud: resource.provider).hourly ?? 0
+            let hourly = usage(resource.attributes, of: address, on: resource.provider, in: resource.region)?.hourly ?? 0
             before += hourly
             after += hourly
         }
         for change in plan.changes {
-            guard let kind = providers.kind(provider: change.provider, type: change.address.type) else { continue }
-            let old = change.before.flatMap { kind.billing($0, region: change.prior?.region ?? change.region) }.map { price($0, cloud: change.provider) }
-            let new = change.after.flatMap { kind.billing($0, region: change.region) }.map { price($0, cloud: change.provider) }
+            let old = change.before.flatMap { usage($0, of: change.address, on: change.provider, in: change.prior?.region ?? change.region) }
+            let new = change.after.flatMap { usage($0, of: change.address, on: change.provider, in: change.region) }
             guard old != nil || new != nil else { continue }
             resources.append(ResourceCost(address: change.address, action: change.action, before: old, after: new))
             before += old?.hourly ?? 0
@@ -41,6 +37,12 @@ public struct PlanCosting: Sendable {
         }
         return PlanCost(
             resources: resources, hourlyBefore: before, hourlyAfter: after, unpriced: unpriced, budgets: budgets.sorted { $0.hourly < $1.hourly })
+    }
+
+    /// What the resource at `address` with `attributes` costs an hour, by its kind's billing;
+    /// nil when it is not a machine.
+    func usage(_ attributes: [String: Value], of address: ResourceAddress, on provider: String, in region: String) -> PricedUsage? {
+        providers.kind(provider: provider, type: address.type)?.billing(attributes, region: region).map { price($0, cloud: provider) }
     }
 
     /// What `billing` on `cloud` costs an hour, or why the catalog cannot say.

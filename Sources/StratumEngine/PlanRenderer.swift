@@ -36,10 +36,7 @@ public enum PlanRenderer {
             out += "  ... \(actionable.count - shown.count) more change(s) not shown; `--full` prints every one (`--json` always has all).\n\n"
             out += summary(of: actionable)
         }
-        let counts = plan.counts
-        out += paint.bold("Plan: \(counts.add) to add, \(counts.change) to change, \(counts.destroy) to destroy.") + "\n"
-        if let cost = plan.cost, !cost.resources.isEmpty { out += costLines(cost, paint: paint) }
-        return out
+        return out + footer(plan, paint: paint)
     }
 
     /// A cluster's placement: the landing, how it was chosen, the runners-up and what was left out.
@@ -94,8 +91,13 @@ public enum PlanRenderer {
         let paint = Paint(enabled: color)
         var out = (plan.placements ?? []).map { placementLines($0, paint: paint) }.joined()
         out += summary(of: plan.actionable)
+        return out + footer(plan, paint: paint)
+    }
+
+    /// The count line and the cost.
+    static func footer(_ plan: Plan, paint: Paint) -> String {
         let counts = plan.counts
-        out += paint.bold("Plan: \(counts.add) to add, \(counts.change) to change, \(counts.destroy) to destroy.") + "\n"
+        var out = paint.bold("Plan: \(counts.add) to add, \(counts.change) to change, \(counts.destroy) to destroy.") + "\n"
         if let cost = plan.cost, !cost.resources.isEmpty { out += costLines(cost, paint: paint) }
         return out
     }

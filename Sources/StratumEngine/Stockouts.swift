@@ -26,8 +26,8 @@ public struct Stockouts: Sendable {
 
     /// Remembers `blocked` (replacing an earlier record of the same offer) and forgets expired ones.
     public func record(_ blocked: [BlockedOffer], at now: Date) async throws {
-        let snapshot = try await store.workspaces().contains(Self.workspace) ? try await store.read(workspace: Self.workspace) : nil
-        let expired = (snapshot?.resources.values ?? [:].values).filter { Self.blocked($0).map { $0.until <= now } ?? true }.map(\.address)
+        let recorded = try await store.workspaces().contains(Self.workspace) ? Array(try await store.read(workspace: Self.workspace).resources.values) : []
+        let expired = recorded.filter { Self.blocked($0).map { $0.until <= now } ?? true }.map(\.address)
         let upserts = blocked.map(Self.state)
         guard !upserts.isEmpty || !expired.isEmpty else { return }
         let changes = blocked.map { HistoryChange(address: Self.address(of: $0).description, action: "stockout: \($0.reason) (until \(Self.iso($0.until)))") }

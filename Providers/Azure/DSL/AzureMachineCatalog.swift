@@ -1,4 +1,5 @@
 import Stratum
+import StratumCore
 
 /// An Azure VM size and the GPUs a VM of it has.
 public struct AzureMachine: Sendable, Hashable {
@@ -41,11 +42,6 @@ public enum AzureMachineCatalog {
         (32, 128, "Standard_D32s_v5"), (48, 192, "Standard_D48s_v5"), (64, 256, "Standard_D64s_v5"), (96, 384, "Standard_D96s_v5"),
     ]
 
-    /// `H100`, `h100`, `A100 80GB`, `a100-80gb` → `H100`, `A10080GB`.
-    static func normalised(_ gpuClass: String) -> String {
-        String(gpuClass.uppercased().filter { $0.isASCII && ($0.isLetter || $0.isNumber) })
-    }
-
     /// The size for a node request, or nil when none is known. `machine.instanceType`, when
     /// set, is taken as the size, with the GPUs the catalog knows it carries.
     public static func machine(for request: MachineRequest) -> AzureMachine? {
@@ -56,7 +52,7 @@ public enum AzureMachineCatalog {
             return cpuSizes.first { $0.cpus >= request.cpus && $0.memoryGiB >= request.memoryGiB }.map { AzureMachine(size: $0.size) }
         }
         guard let gpuClass = request.gpuClass else { return nil }
-        let key = normalised(gpuClass)
+        let key = normalisedGPU(gpuClass)
         if key == "T4", request.gpus == 1 {
             return singleT4.first { $0.cpus >= request.cpus && $0.memoryGiB >= request.memoryGiB }
                 .map { AzureMachine(size: $0.size, gpus: 1, gpuClass: "T4") }

@@ -1,4 +1,5 @@
 import Stratum
+import StratumCore
 
 /// A Compute machine type and the GPUs a node of it has: accelerator-optimized types (A3, A2,
 /// G2) carry their GPUs; an N1 type gets them attached as `guestAccelerators`.
@@ -51,18 +52,13 @@ public enum GCPMachineCatalog {
         (48, 192, "n2-standard-48"), (64, 256, "n2-standard-64"), (96, 384, "n2-standard-96"), (128, 512, "n2-standard-128"),
     ]
 
-    /// `H100`, `h100`, `A100 80GB`, `a100-80gb` → `H100`, `A10080GB`.
-    static func normalised(_ gpuClass: String) -> String {
-        String(gpuClass.uppercased().filter { $0.isASCII && ($0.isLetter || $0.isNumber) })
-    }
-
     /// The machine for a node request, or nil when none is known. `machine.instanceType`, when
     /// set, is taken as the machine type (with an accelerator attached for an N1 type and a
     /// known GPU class).
     public static func machine(for request: MachineRequest) -> GCPMachine? {
         if let named = request.instanceType {
             if let carried = gpus(ofMachineType: named) { return carried }
-            if named.hasPrefix("n1-"), request.gpus > 0, let gpuClass = request.gpuClass, let attached = attached[normalised(gpuClass)] {
+            if named.hasPrefix("n1-"), request.gpus > 0, let gpuClass = request.gpuClass, let attached = attached[normalisedGPU(gpuClass)] {
                 return GCPMachine(machineType: named, acceleratorType: attached.accelerator, gpus: request.gpus, gpuClass: gpuClass)
             }
             return GCPMachine(machineType: named, gpus: request.gpus, gpuClass: request.gpuClass)
@@ -71,7 +67,7 @@ public enum GCPMachineCatalog {
             return cpuTypes.first { $0.cpus >= request.cpus && $0.memoryGiB >= request.memoryGiB }.map { GCPMachine(machineType: $0.type) }
         }
         guard let gpuClass = request.gpuClass else { return nil }
-        let key = normalised(gpuClass)
+        let key = normalisedGPU(gpuClass)
         if key == "L4", request.gpus == 1 {
             return singleL4.first { $0.cpus >= request.cpus && $0.memoryGiB >= request.memoryGiB }
                 .map { GCPMachine(machineType: $0.type, gpus: 1, gpuClass: gpuClass) }

@@ -79,14 +79,15 @@ struct CatalogList: AsyncParsableCommand {
             }
             let catalog = try CatalogFiles.load(directory: CatalogFiles.directory(global))
             let clouds = CatalogFiles.names(cloud)
+            let regions = CatalogFiles.names(region)
+            let requirement = InterconnectRequirement(rawValue: interconnect) ?? .any
             let unknownClouds = clouds.filter { !catalog.origins.keys.contains($0) }
             if !unknownClouds.isEmpty {
                 throw CLIError("no offer catalog for \(unknownClouds.joined(separator: ", ")); this binary carries catalogs for \(catalog.origins.keys.sorted().joined(separator: ", "))")
             }
             if let gpu, let count {
                 let query = OfferQuery(
-                    gpu: gpu, count: count, clouds: clouds, regions: CatalogFiles.names(region), spot: spot, maxHourlyPrice: maxPrice,
-                    interconnect: InterconnectRequirement(rawValue: interconnect) ?? .any)
+                    gpu: gpu, count: count, clouds: clouds, regions: regions, spot: spot, maxHourlyPrice: maxPrice, interconnect: requirement)
                 let ranking = catalog.rank(query)
                 if global.json {
                     try printJSON(RankingJSON(query: QueryJSON(query), ranking: ranking, prices: CatalogFiles.provenance(catalog)))
@@ -94,12 +95,13 @@ struct CatalogList: AsyncParsableCommand {
                 }
                 show(ranking, query: query, catalog: catalog, console: console)
             } else {
+                let model = gpu.map(normalisedGPU)
                 let offers = catalog.offers.filter { offer in
                     (all || offer.gpu != nil)
-                        && (gpu.map { normalisedGPU($0) == offer.gpu.map(normalisedGPU) } ?? true)
+                        && (model == nil || model == offer.gpu.map(normalisedGPU))
                         && (clouds.isEmpty || clouds.contains(offer.cloud))
-                        && (CatalogFiles.names(region).isEmpty || CatalogFiles.names(region).contains(offer.region))
-                        && (InterconnectRequirement(rawValue: interconnect) ?? .any).admits(offer)
+                        && (regions.isEmpty || regions.contains(offer.region))
+                        && requirement.admits(offer)
                         && (maxPrice.map { cap in offer.hourly(spot: spot).map { $0 <= cap } ?? false } ?? true)
                 }.sorted { ($0.hourly(spot: spot) ?? .infinity, $0.key) < ($1.hourly(spot: spot) ?? .infinity, $1.key) }
                 if global.json {
