@@ -53,7 +53,7 @@ static const key_def KEYS[] = {
     {"checkpoint.every", K_LONG, F(checkpoint_every), 0, 0, 1e15, "steps between checkpoints (0 = only at the end)"},
     {"checkpoint.keep", K_INT, F(checkpoint_keep), 0, 0, 1e6, "checkpoints kept (0 = all)"},
     {"s3.endpoint", K_STR, F(s3_endpoint), S(s3_endpoint), 0, 0, "S3 endpoint URL (empty = AWS)"},
-    {"s3.region", K_STR, F(s3_region), S(s3_region), 0, 0, "S3 region"},
+    {"s3.region", K_STR, F(s3_region), S(s3_region), 0, 0, "S3 region (default: AWS_REGION, else us-east-1)"},
     {"metrics.port", K_INT, F(metrics_port), 0, 0, 65535, "Prometheus /metrics and /healthz port (0 = off)"},
     {"metrics.include", K_STR, F(metrics_include), S(metrics_include), 0, 0, "a Prometheus text file served with /metrics (the interconnect check's result)"},
     {"metrics.port_file", K_STR, F(metrics_port_file), S(metrics_port_file), 0, 0, "serve metrics and write the port here (metrics.port 0: any free port)"},
@@ -96,7 +96,10 @@ void tc_config_defaults(tc_config *c) {
     c->chunk_bytes = 1 << 20;
     c->checkpoint_every = 0;
     c->checkpoint_keep = 3;
-    snprintf(c->s3_region, sizeof c->s3_region, "us-east-1");
+    // The bucket's region: AWS_REGION where the node setup names it (a node on another cloud
+    // reaching its cluster's bucket), us-east-1 otherwise; s3.region overrides both.
+    const char *aws_region = getenv("AWS_REGION");
+    snprintf(c->s3_region, sizeof c->s3_region, "%s", aws_region && aws_region[0] ? aws_region : "us-east-1");
     c->diloco_inner_steps = 50;
     c->diloco_rounds = 10;
     c->diloco_outer_lr = 0.7f;

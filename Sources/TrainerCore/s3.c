@@ -2,7 +2,10 @@
 //
 // Path-style addressing (endpoint/bucket/key) when an endpoint is configured, so local
 // emulators work; virtual-hosted style (bucket.s3.region.amazonaws.com) otherwise.
-// Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN.
+// Credentials, first found wins: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN;
+// a web identity (AWS_ROLE_ARN with a token from AWS_WEB_IDENTITY_TOKEN_FILE, or from the GCE
+// metadata server or Azure IMDS when STRATUM_WEB_IDENTITY is gcp or azure) exchanged with STS
+// AssumeRoleWithWebIdentity; the instance role's keys from IMDSv2.
 #define _GNU_SOURCE  // strcasestr
 #include "internal.h"
 
@@ -207,10 +210,19 @@ struct tc_s3 {
     char bucket[256];
     int path_style;
     uint64_t bytes;
-    // Credentials: static keys from the environment, or the instance role's temporary keys
-    // from IMDSv2, fetched again before they expire.
-    int from_role;
+    // Credentials: static keys from the environment, or temporary keys (a web identity's
+    // through STS, or the instance role's from IMDSv2), fetched again before they expire.
+    enum { TC_S3_STATIC, TC_S3_ROLE, TC_S3_WEB_IDENTITY } from;
     char imds[256];
+    // Web identity: the role, where its token comes from, and STS.
+    char role_arn[300];
+    char session_name[64];
+    char token_file[1024];
+    char token_source[16];  // "file", "gcp", "azure"
+    char audience[256];
+    char client_id[128];
+    char metadata[256];  // scheme://host[:port] of the GCE metadata server or Azure IMDS
+    char sts[256];
     char key_id[256];
     char secret[256];
     char token[4096];
@@ -279,23 +291,184 @@ static int fetch_role_credentials(tc_s3 *s, char *err, size_t errlen) {
     return rc;
 }
 
+// The text of <tag>…</tag> in xml, into out; 0 when it is not there.
+static int xml_text(const char *xml, const char *tag, char *out, size_t outlen) {
+    char open[64], close[64];
+    snprintf(open, sizeof open, "<%s>", tag);
+    snprintf(close, sizeof close, "</%s>", tag);
+    const char *b = strstr(xml, open);
+    if (!b) return 0;
+    b += strlen(open);
+    const char *e = strstr(b, close);
+    if (!e || (size_t)(e - b) >= outlen) return 0;
+    snprintf(out, outlen, "%.*s", (int)(e - b), b);
+    return 1;
+}
+
+// The node's identity token for the role: read from a file, or asked of the cloud's metadata
+// service for `audience` (the GCE metadata server's identity endpoint; Azure IMDS's token
+// endpoint, for the user-assigned identity AZURE_CLIENT_ID when set).
+static int fetch_identity_token(const tc_s3 *s, char *token, size_t tokenlen, char *err, size_t errlen) {
+    tc_http_response r = {0};
+    char url[2048], aud[800], cid[400] = "";
+    tc_uri_encode(s->audience, 0, aud, sizeof aud);
+    int rc;
+    if (strcmp(s->token_source, "file") == 0) {
+        FILE *f = fopen(s->token_file, "r");
+        if (!f) return tc_fail(err, errlen, "s3: cannot read AWS_WEB_IDENTITY_TOKEN_FILE '%s'", s->token_file);
+        size_t n = fread(token, 1, tokenlen - 1, f);
+        fclose(f);
+        token[n] = 0;
+        token[strcspn(token, "\r\n")] = 0;
+        return token[0] ? 0 : tc_fail(err, errlen, "s3: AWS_WEB_IDENTITY_TOKEN_FILE '%s' is empty", s->token_file);
+    } else if (strcmp(s->token_source, "gcp") == 0) {
+        snprintf(url, sizeof url, "%s/computeMetadata/v1/instance/service-accounts/default/identity?audience=%s&format=full", s->metadata, aud);
+        rc = tc_http_request("GET", url, "Metadata-Flavor: Google", NULL, 0, &r, err, errlen);
+    } else {
+        if (s->client_id[0]) {
+            char e[300];
+            tc_uri_encode(s->client_id, 0, e, sizeof e);
+            snprintf(cid, sizeof cid, "&client_id=%s", e);
+        }
+        snprintf(url, sizeof url, "%s/metadata/identity/oauth2/token?api-version=2018-02-01&resource=%s%s", s->metadata, aud, cid);
+        rc = tc_http_request("GET", url, "Metadata: true", NULL, 0, &r, err, errlen);
+    }
+    if (rc == 0) {
+        tc_buf_append(&r.body, "", 1);
+        const char *body = (const char *)r.body.p;
+        if (r.status != 200) {
+            rc = tc_fail(err, errlen, "s3: the %s metadata service answered HTTP %ld to the identity token request for audience '%s'",
+                         strcmp(s->token_source, "gcp") == 0 ? "GCE" : "Azure", r.status, s->audience);
+        } else if (strcmp(s->token_source, "gcp") == 0) {
+            size_t n = strcspn(body, "\r\n");
+            if (n == 0 || n >= tokenlen) rc = tc_fail(err, errlen, "s3: the GCE metadata server's identity token is empty or too long");
+            else snprintf(token, tokenlen, "%.*s", (int)n, body);
+        } else if (!tc_json_string(body, "access_token", token, tokenlen)) {
+            rc = tc_fail(err, errlen, "s3: Azure IMDS answered without an access_token");
+        }
+    }
+    if (r.body.p) memset(r.body.p, 0, r.body.len);
+    tc_buf_free(&r.body);
+    return rc;
+}
+
+// Exchanges the node's identity token for the role's keys (STS AssumeRoleWithWebIdentity, an
+// unsigned call) and schedules the next exchange before they expire.
+static int fetch_web_identity_credentials(tc_s3 *s, char *err, size_t errlen) {
+    char token[8192];
+    if (fetch_identity_token(s, token, sizeof token, err, errlen) != 0) return -1;
+    char etoken[3 * sizeof token], erole[1000], esession[200];
+    tc_uri_encode(token, 0, etoken, sizeof etoken);
+    tc_uri_encode(s->role_arn, 0, erole, sizeof erole);
+    tc_uri_encode(s->session_name, 0, esession, sizeof esession);
+    memset(token, 0, sizeof token);
+    size_t bodylen = strlen(etoken) + 1400;
+    char *body = malloc(bodylen);
+    if (!body) return tc_fail(err, errlen, "s3: out of memory");
+    int n = snprintf(body, bodylen,
+                     "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&DurationSeconds=3600&RoleArn=%s&RoleSessionName=%s&WebIdentityToken=%s",
+                     erole, esession, etoken);
+    memset(etoken, 0, sizeof etoken);
+    char url[300];
+    snprintf(url, sizeof url, "%s/", s->sts);
+    tc_http_response r = {0};
+    int rc = tc_http_request("POST", url, "Content-Type: application/x-www-form-urlencoded", body, (size_t)n, &r, err, errlen);
+    memset(body, 0, bodylen);
+    free(body);
+    if (rc == 0) {
+        tc_buf_append(&r.body, "", 1);
+        const char *xml = (const char *)r.body.p;
+        char expiration[64] = "";
+        if (r.status != 200) {
+            char code[100] = "", message[300] = "";
+            xml_text(xml, "Code", code, sizeof code);
+            xml_text(xml, "Message", message, sizeof message);
+            rc = tc_fail(err, errlen, "s3: STS at %s refused AssumeRoleWithWebIdentity for %s with HTTP %ld%s%s%s%s", s->sts, s->role_arn, r.status,
+                         code[0] ? ": " : "", code, message[0] ? ": " : "", message);
+        } else if (!xml_text(xml, "AccessKeyId", s->key_id, sizeof s->key_id) || !xml_text(xml, "SecretAccessKey", s->secret, sizeof s->secret) ||
+                   !xml_text(xml, "SessionToken", s->token, sizeof s->token)) {
+            rc = tc_fail(err, errlen, "s3: STS's AssumeRoleWithWebIdentity answer for %s lacks a credential field", s->role_arn);
+        } else {
+            double expires = xml_text(xml, "Expiration", expiration, sizeof expiration) ? parse_expiration(expiration) : -1;
+            double left = expires < 0 ? 3600.0 : expires - (double)time(NULL);
+            s->refresh_at = tc_now() + (left > TC_S3_ROLE_MARGIN_SECONDS ? left - TC_S3_ROLE_MARGIN_SECONDS : 0.0);
+        }
+    }
+    if (r.body.p) memset(r.body.p, 0, r.body.len);
+    tc_buf_free(&r.body);
+    return rc;
+}
+
+// Sets up the web identity from the environment: 1 when AWS_ROLE_ARN and a token source are
+// set, 0 when not, -1 on a bad setting.
+static int web_identity_from_environment(tc_s3 *s, char *err, size_t errlen) {
+    const char *role = getenv("AWS_ROLE_ARN"), *file = getenv("AWS_WEB_IDENTITY_TOKEN_FILE"), *source = getenv("STRATUM_WEB_IDENTITY");
+    if (!role || !role[0]) return 0;
+    if (file && file[0]) {
+        snprintf(s->token_source, sizeof s->token_source, "file");
+        snprintf(s->token_file, sizeof s->token_file, "%s", file);
+    } else if (source && (strcmp(source, "gcp") == 0 || strcmp(source, "azure") == 0)) {
+        snprintf(s->token_source, sizeof s->token_source, "%s", source);
+        const char *host = getenv(strcmp(source, "gcp") == 0 ? "GCE_METADATA_HOST" : "AZURE_POD_IDENTITY_AUTHORITY_HOST");
+        const char *fallback = strcmp(source, "gcp") == 0 ? "metadata.google.internal" : "169.254.169.254";
+        const char *h = host && host[0] ? host : fallback;
+        snprintf(s->metadata, sizeof s->metadata, "%s%s", strstr(h, "://") ? "" : "http://", h);
+        size_t n = strlen(s->metadata);
+        while (n && s->metadata[n - 1] == '/') s->metadata[--n] = 0;
+        const char *aud = getenv("STRATUM_WEB_IDENTITY_AUDIENCE"), *cid = getenv("AZURE_CLIENT_ID");
+        snprintf(s->audience, sizeof s->audience, "%s", aud && aud[0] ? aud : "sts.amazonaws.com");
+        snprintf(s->client_id, sizeof s->client_id, "%s", cid ? cid : "");
+    } else if (source && source[0]) {
+        return tc_fail(err, errlen, "s3: STRATUM_WEB_IDENTITY is '%s'; it is gcp or azure (or set AWS_WEB_IDENTITY_TOKEN_FILE)", source);
+    } else {
+        return 0;
+    }
+    snprintf(s->role_arn, sizeof s->role_arn, "%s", role);
+    const char *session = getenv("AWS_ROLE_SESSION_NAME");
+    if (session && session[0]) snprintf(s->session_name, sizeof s->session_name, "%s", session);
+    else snprintf(s->session_name, sizeof s->session_name, "stratum-trainer-%d", (int)getpid());
+    const char *sts = getenv("AWS_ENDPOINT_URL_STS");
+    if (sts && sts[0]) snprintf(s->sts, sizeof s->sts, "%s", sts);
+    else snprintf(s->sts, sizeof s->sts, "https://sts.%s.amazonaws.com", s->region);
+    size_t n = strlen(s->sts);
+    while (n && s->sts[n - 1] == '/') s->sts[--n] = 0;
+    return 1;
+}
+
 tc_s3 *tc_s3_create(const char *endpoint, const char *region, const char *bucket, char *err, size_t errlen) {
     tc_s3 *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     tc_http_global_init();
+    snprintf(s->region, sizeof s->region, "%s", region && region[0] ? region : "us-east-1");
     const char *key = getenv("AWS_ACCESS_KEY_ID"), *secret = getenv("AWS_SECRET_ACCESS_KEY"), *token = getenv("AWS_SESSION_TOKEN");
+    int web = 0;
     if (key && key[0] && secret && secret[0]) {
+        s->from = TC_S3_STATIC;
         snprintf(s->key_id, sizeof s->key_id, "%s", key);
         snprintf(s->secret, sizeof s->secret, "%s", secret);
         snprintf(s->token, sizeof s->token, "%s", token ? token : "");
-    } else {
-        const char *disabled = getenv("AWS_EC2_METADATA_DISABLED"), *imds = getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT");
-        if (disabled && strcmp(disabled, "true") == 0) {
-            tc_fail(err, errlen, "s3: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set and AWS_EC2_METADATA_DISABLED=true forbids the instance role");
+    } else if ((web = web_identity_from_environment(s, err, errlen)) != 0) {
+        char why[TC_ERR_MAX];
+        if (web < 0) {
             free(s);
             return NULL;
         }
-        s->from_role = 1;
+        s->from = TC_S3_WEB_IDENTITY;
+        if (fetch_web_identity_credentials(s, why, sizeof why) != 0) {
+            tc_fail(err, errlen, "s3: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set, and the web identity for %s failed: %s", s->role_arn, why);
+            tc_s3_free(s);
+            return NULL;
+        }
+    } else {
+        const char *disabled = getenv("AWS_EC2_METADATA_DISABLED"), *imds = getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+        if (disabled && strcmp(disabled, "true") == 0) {
+            tc_fail(err, errlen,
+                    "s3: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set, no web identity (AWS_ROLE_ARN) is configured, and "
+                    "AWS_EC2_METADATA_DISABLED=true forbids the instance role");
+            free(s);
+            return NULL;
+        }
+        s->from = TC_S3_ROLE;
         snprintf(s->imds, sizeof s->imds, "%s", imds && imds[0] ? imds : "http://169.254.169.254");
         size_t n = strlen(s->imds);
         while (n && s->imds[n - 1] == '/') s->imds[--n] = 0;
@@ -306,7 +479,6 @@ tc_s3 *tc_s3_create(const char *endpoint, const char *region, const char *bucket
             return NULL;
         }
     }
-    snprintf(s->region, sizeof s->region, "%s", region && region[0] ? region : "us-east-1");
     snprintf(s->bucket, sizeof s->bucket, "%s", bucket);
     if (endpoint && endpoint[0]) {
         snprintf(s->endpoint, sizeof s->endpoint, "%s", endpoint);
@@ -341,9 +513,12 @@ int tc_s3_request(tc_s3 *s, const char *method, const char *key, const char *que
         snprintf(uri, sizeof uri, "/%s", ekey);
     snprintf(url, sizeof url, "%s%s%s%s", s->endpoint, uri, query && query[0] ? "?" : "", query ? query : "");
 
-    if (s->from_role && tc_now() >= s->refresh_at) {
+    if (s->from != TC_S3_STATIC && tc_now() >= s->refresh_at) {
         char why[TC_ERR_MAX];
-        if (fetch_role_credentials(s, why, sizeof why) != 0) return tc_fail(err, errlen, "s3: renewing the instance role's keys: %s", why);
+        if (s->from == TC_S3_ROLE && fetch_role_credentials(s, why, sizeof why) != 0)
+            return tc_fail(err, errlen, "s3: renewing the instance role's keys: %s", why);
+        if (s->from == TC_S3_WEB_IDENTITY && fetch_web_identity_credentials(s, why, sizeof why) != 0)
+            return tc_fail(err, errlen, "s3: renewing the web identity's keys for %s: %s", s->role_arn, why);
     }
     char payload_hash[65], amz_date[17];
     tc_sha256_hex(body ? body : "", body ? body_len : 0, payload_hash);

@@ -149,6 +149,74 @@ extension TrainerSuite {
             #expect(none.1.contains("AWS_EC2_METADATA_DISABLED=true"), "\(none.1)")
         }
 
+        /// No keys and no instance role: a node on GCP or Azure (or one with a token file) reaches
+        /// its cluster's S3 bucket through a web identity. The trainer asks the cloud's metadata
+        /// service (a loopback fake) for an identity token for the audience, exchanges it with
+        /// STS AssumeRoleWithWebIdentity (moto) for the role's keys, and checkpoints with them.
+        @Test(arguments: ["gcp", "azure", "file"]) func webIdentityFromAnotherCloud(source: String) async throws {
+            let s3 = try S3Endpoint()
+            defer { s3.stop() }
+            let bucket = "stratum-federated-\(UInt32.random(in: 0...UInt32.max))"
+            try s3.makeBucket(bucket)
+            let metadata = try await IdentityTokenFake.start()
+            defer { Task { await metadata.server.shutdown() } }
+            let dir = try makeTempDir("webid")
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let yaml = """
+                model: {layers: 1, width: 32, heads: 2, context: 32}
+                train: {batch_size: 4, seq_len: 32, steps: 3, threads: 1, log_every: 1}
+                data: {source: synthetic}
+                checkpoint: {dir: "s3://\(bucket)/federated"}
+                s3: {endpoint: "\(s3.url)"}
+                """
+            let path = try writeYAML(yaml, in: dir)
+            let role = "arn:aws:iam::123456789012:role/stratum/stratum-train-gcp-0a1b2c3d4e"
+            var environment: [String: String] = [
+                "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "", "AWS_EC2_METADATA_DISABLED": "true",
+                "AWS_ROLE_ARN": role, "AWS_ENDPOINT_URL_STS": s3.url, "STRATUM_WEB_IDENTITY_AUDIENCE": "stratum-checkpoints",
+            ]
+            switch source {
+            case "gcp":
+                environment["STRATUM_WEB_IDENTITY"] = "gcp"
+                environment["GCE_METADATA_HOST"] = metadata.hostAndPort
+            case "azure":
+                environment["STRATUM_WEB_IDENTITY"] = "azure"
+                environment["AZURE_POD_IDENTITY_AUTHORITY_HOST"] = metadata.url.absoluteString
+                environment["AZURE_CLIENT_ID"] = "0b6c3f4e-1d2a-4b5c-8d9e-0f1a2b3c4d5e"
+            default:
+                let file = dir.appendingPathComponent("token")
+                try Data((IdentityTokenFake.token + "\n").utf8).write(to: file)
+                environment["AWS_WEB_IDENTITY_TOKEN_FILE"] = file.path
+            }
+            let (status, output) = try runTrainer(["--config", path], in: dir, name: "webid-\(source)", environment: environment)
+            #expect(status == 0, "\(output)")
+            #expect(output.contains("checkpoint written at step 3"), "\(output)")
+            var err = [CChar](repeating: 0, count: Int(TC_ERR_MAX))
+            let store = try #require(tc_store_open("s3://\(bucket)/federated", s3.url, "us-east-1", &err, err.count), "\(errorText(err))")
+            defer { tc_store_free(store) }
+            var keys: UnsafeMutablePointer<CChar>?
+            #expect(tc_store_list(store, "", &keys, &err, err.count) == 0, "\(errorText(err))")
+            let listing = keys.map { String(cString: $0) } ?? ""
+            free(keys)
+            #expect(!listing.isEmpty, "nothing was written under federated/")
+            let asked = metadata.requests.get()
+            switch source {
+            case "gcp": #expect(asked == [IdentityTokenFake.Request(cloud: "gcp", audience: "stratum-checkpoints", clientID: nil)])
+            case "azure":
+                #expect(asked == [IdentityTokenFake.Request(cloud: "azure", audience: "stratum-checkpoints", clientID: "0b6c3f4e-1d2a-4b5c-8d9e-0f1a2b3c4d5e")])
+            default: #expect(asked.isEmpty)
+            }
+            #expect(metadata.refused.get() == 0, "a metadata call came without its cloud's header")
+            #expect(!output.contains(IdentityTokenFake.token), "the identity token was printed")
+
+            // STS unreachable: the error names the role and what failed; nothing is written.
+            environment["AWS_ENDPOINT_URL_STS"] = "http://127.0.0.1:\(freeLoopbackPort())"
+            environment["STRATUM_WEB_IDENTITY"] = source == "file" ? "" : source
+            let refused = try runTrainer(["--config", path, "--set", "checkpoint.dir=s3://\(bucket)/refused"], in: dir, name: "webid-refused-\(source)", environment: environment)
+            #expect(refused.0 != 0)
+            #expect(refused.1.contains("web identity for \(role)"), "\(refused.1)")
+        }
+
         /// Checkpoint to S3 (moto), resume in a fresh trainer: identical weights; plus multipart,
         /// listing, put-if-absent, Range-streamed training data and a two-worker DiLoCo run
         /// against the same endpoint (one emulator start for all of it).
