@@ -9,6 +9,13 @@ import StratumCore
 /// else), and an instance profile of the same name holding the role, for `aws_instance`'s
 /// `iam_instance_profile`. The trainer and the node setup take the role's keys from IMDSv2.
 ///
+/// With `web_identities` the role is for nodes on another cloud instead: its trust lets only
+/// those identities assume it (STS AssumeRoleWithWebIdentity), each pinned by issuer, subject
+/// and audience — a GCP service account's Google ID token (`accounts.google.com`, subject the
+/// account's unique id), or any OIDC issuer registered in the account (`provider_arn`). A change
+/// of them rewrites the trust in place; refresh compares the trust IAM holds with them, so a
+/// trust edited out of band is drift.
+///
 /// IAM is global: the batch is the account. Refresh is one paginated ListRoles and one
 /// ListInstanceProfiles under `/stratum/`, whatever the number of roles.
 struct InstanceRoleKind: ResourceKind {
@@ -24,6 +31,8 @@ struct InstanceRoleKind: ResourceKind {
         "name": AttributeSchema(role: .optionalComputed, forceNew: true),
         // The bucket the role may use; a change rewrites the policy in place.
         "bucket": .input(required: true),
+        // Who else may assume the role: a list of {issuer, subject, audience[, provider_arn]}.
+        "web_identities": .input(),
         "role_arn": .computed,
         "instance_profile": .computed,
         "instance_profile_arn": .computed,
@@ -33,6 +42,19 @@ struct InstanceRoleKind: ResourceKind {
 
     func validate(_ resource: DesiredResource) -> [Diagnostic] {
         var problems: [Diagnostic] = []
+        if case .list(let items)? = resource.inputs["web_identities"] {
+            for item in items {
+                guard case .map(let fields) = item else { continue }
+                for key in ["issuer", "subject", "audience"] where fields[key] == nil {
+                    problems.append(Diagnostic(address: resource.address, message: "each of web_identities needs \(key)", location: resource.location))
+                }
+                if let issuer = fields["issuer"]?.stringValue, issuer != WebIdentity.google, fields["provider_arn"] == nil {
+                    problems.append(Diagnostic(
+                        address: resource.address, message: "web identity issuer '\(issuer)' needs provider_arn (the account's OIDC provider for it)",
+                        location: resource.location))
+                }
+            }
+        }
         if let name = resource.inputs["name"]?.stringValue, name.range(of: "^[A-Za-z0-9+=,.@_-]{1,64}$", options: .regularExpression) == nil {
             problems.append(Diagnostic(address: resource.address, message: "name '\(name)' must be 1-64 of letters, digits and + = , . @ _ -", location: resource.location))
         }
@@ -48,6 +70,68 @@ struct InstanceRoleKind: ResourceKind {
     }
 
     static let trustPolicy = #"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#
+
+    /// One identity of another cloud the role trusts.
+    struct WebIdentity: Equatable {
+        var issuer: String
+        var subject: String
+        var audience: String
+        var providerARN: String?
+
+        /// Google's issuer, which IAM knows without a registered provider.
+        static let google = "accounts.google.com"
+
+        /// The condition keys' prefix: the issuer without its scheme.
+        var conditionPrefix: String {
+            var host = issuer
+            for scheme in ["https://", "http://"] where host.hasPrefix(scheme) { host.removeFirst(scheme.count) }
+            return host
+        }
+
+        /// The trust statement: the issuer may present this subject's tokens for this audience.
+        /// For Google, `aud` is matched against the token's `azp` (the account's unique id) and
+        /// `oaud` against its `aud`.
+        var statement: [String: Any] {
+            let prefix = conditionPrefix
+            let conditions: [String: String] =
+                prefix == Self.google
+                ? ["\(prefix):sub": subject, "\(prefix):aud": subject, "\(prefix):oaud": audience]
+                : ["\(prefix):sub": subject, "\(prefix):aud": audience]
+            return [
+                "Effect": "Allow", "Principal": ["Federated": prefix == Self.google ? Self.google : providerARN ?? ""],
+                "Action": "sts:AssumeRoleWithWebIdentity", "Condition": ["StringEquals": conditions],
+            ]
+        }
+    }
+
+    /// The `web_identities` input; empty for a role of EC2 instances.
+    static func webIdentities(_ value: Value?) -> [WebIdentity] {
+        guard case .list(let items)? = value else { return [] }
+        return items.compactMap { item in
+            guard case .map(let fields) = item, let issuer = fields["issuer"]?.stringValue, let subject = fields["subject"]?.stringValue,
+                let audience = fields["audience"]?.stringValue
+            else { return nil }
+            return WebIdentity(issuer: issuer, subject: subject, audience: audience, providerARN: fields["provider_arn"]?.stringValue)
+        }
+    }
+
+    /// The role's trust: EC2, or only the given web identities.
+    static func trustPolicy(_ identities: [WebIdentity]) -> String {
+        guard !identities.isEmpty else { return trustPolicy }
+        let document: [String: Any] = ["Version": "2012-10-17", "Statement": identities.map(\.statement)]
+        let data = (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Whether two policy documents say the same (IAM gives its copy back URL-encoded, with its
+    /// own spacing and key order).
+    static func sameDocument(_ held: String, _ wanted: String) -> Bool {
+        let decoded = held.removingPercentEncoding ?? held
+        guard let a = try? JSONSerialization.jsonObject(with: Data(decoded.utf8)) as? NSDictionary,
+            let b = try? JSONSerialization.jsonObject(with: Data(wanted.utf8)) as? NSDictionary
+        else { return false }
+        return a.isEqual(b)
+    }
 
     /// The bucket, and the node secrets Stratum keeps for instances of this role's profile
     /// (`/stratum/<name>/…` in SSM Parameter Store).
@@ -73,7 +157,7 @@ struct InstanceRoleKind: ResourceKind {
         do {
             _ = try await client.iam(
                 "CreateRole",
-                [("RoleName", name), ("Path", Self.path), ("AssumeRolePolicyDocument", Self.trustPolicy),
+                [("RoleName", name), ("Path", Self.path), ("AssumeRolePolicyDocument", Self.trustPolicy(Self.webIdentities(resource.inputs["web_identities"]))),
                  ("Description", "Stratum node role of \(resource.ownership.stack.isEmpty ? "" : resource.ownership.stack + " ")\(address)")]
                     + Self.tagParameters(tags),
                 idempotent: false, address: address)
@@ -135,6 +219,10 @@ struct InstanceRoleKind: ResourceKind {
             guard let role = roles[state.id], let profile = profiles[state.id] else { return nil }
             var refreshed = state
             refreshed.attributes["role_arn"] = role.string("Arn").map(Value.string)
+            // A trust that is not the one stated: the next apply writes it back.
+            if let held = role.string("AssumeRolePolicyDocument"), !Self.sameDocument(held, Self.trustPolicy(Self.webIdentities(state.attributes["web_identities"]))) {
+                refreshed.attributes["web_identities"] = .list([.string("(changed outside Stratum)")])
+            }
             refreshed.attributes["instance_profile_arn"] = profile.string("Arn").map(Value.string)
             let members = profile["Roles"]?.all("member").compactMap { $0.string("RoleName") } ?? []
             // A profile that lost its role no longer gives a node any keys.
@@ -166,8 +254,14 @@ struct InstanceRoleKind: ResourceKind {
                 "PutRolePolicy", [("RoleName", prior.id), ("PolicyName", Self.policyName), ("PolicyDocument", Self.bucketPolicy(bucket, role: prior.id))], idempotent: true,
                 address: prior.address)
         }
+        let identities = Self.webIdentities(desired.inputs["web_identities"])
+        if desired.inputs["web_identities"] != prior.attributes["web_identities"] {
+            _ = try await client.iam(
+                "UpdateAssumeRolePolicy", [("RoleName", prior.id), ("PolicyDocument", Self.trustPolicy(identities))], idempotent: true, address: prior.address)
+        }
         var state = prior
         state.attributes["bucket"] = .string(bucket)
+        state.attributes["web_identities"] = desired.inputs["web_identities"]
         state.dependencies = desired.dependencies
         return state
     }

@@ -49,7 +49,15 @@ public struct GPUCluster: Resource {
     public var command: [String]
     public var env: [String: any StringExpression]
     public var labels: [String: String]
+    /// Where the nodes keep checkpoints: a URL of your own, or nil for the cluster's own bucket
+    /// (`checkpointBucket`).
     public var checkpoint: (any StringExpression)?
+    /// The name of the bucket the cluster brings when `checkpoint` is nil (default
+    /// `<name>-checkpoints`; object-store names are global, so a real stack names its own). It
+    /// stays where it is when the cluster moves: on the first of `clouds` (or, when they span
+    /// several clouds, the first whose buckets other clouds' nodes can be let into), and every
+    /// node, wherever it lands, gets an identity that may use it.
+    public var checkpointBucket: String?
     /// The block of the network the cluster brings where it lands.
     public var cidr: String
     public var explicitDependencies: [ResourceAddress] = []
@@ -58,7 +66,7 @@ public struct GPUCluster: Resource {
     public init(
         _ name: String, gpu: GPUModel, count: Int, clouds: [Placement], spot: Bool = false, maxHourlyPrice: Double? = nil,
         interconnect: InterconnectRequirement = .any, image: String = "", command: [String], env: [String: any StringExpression] = [:],
-        labels: [String: String] = [:], checkpoint: (any StringExpression)? = nil, cidr: String = "10.64.0.0/16",
+        labels: [String: String] = [:], checkpoint: (any StringExpression)? = nil, checkpointBucket: String? = nil, cidr: String = "10.64.0.0/16",
         fileID: String = #fileID, line: Int = #line
     ) {
         self.name = name
@@ -73,12 +81,31 @@ public struct GPUCluster: Resource {
         self.env = env
         self.labels = labels
         self.checkpoint = checkpoint
+        self.checkpointBucket = checkpointBucket
         self.cidr = cidr
         self.location = SourceLocation(file: fileID, line: line)
     }
 
     /// The address of the cluster's placement decision in state.
     public var address: ResourceAddress { ResourceAddress(type: "stratum_placement", name: name) }
+
+    /// The bucket the cluster brings for its checkpoints (nil when `checkpoint` names another
+    /// place, or when no cloud of `clouds` can share one).
+    public var bucket: Bucket? {
+        guard checkpoint == nil, let home = Self.checkpointHome(clouds) else { return nil }
+        var bucket = Bucket(checkpointBucket ?? "\(name)-checkpoints", on: home)
+        bucket.explicitDependencies = explicitDependencies
+        return bucket
+    }
+
+    /// Where a cluster that may land on `clouds` keeps its bucket: the first site when they are
+    /// all one cloud, else the first whose buckets nodes of other clouds can be let into.
+    static func checkpointHome(_ clouds: [Placement]) -> Placement? {
+        guard let first = clouds.first else { return nil }
+        var home = clouds.allSatisfy { $0.provider == first.provider } ? first : clouds.first { $0.lowering.sharesBuckets }
+        home?.zones = []
+        return home
+    }
 
     public var request: ClusterRequest {
         ClusterRequest(
@@ -97,8 +124,15 @@ public struct GPUCluster: Resource {
         if command.isEmpty { problem("command must not be empty") }
         if ClusterDecisions.racer(name) != nil { problem("a cluster's name must not end in -race<N>: that names a cluster's copies in `apply --race`") }
         if let why = CIDR.problem(in: cidr) { problem("invalid CIDR '\(cidr)': \(why)") }
+        if checkpoint == nil, !clouds.isEmpty, Self.checkpointHome(clouds) == nil {
+            problem(
+                "none of the clouds \(Set(clouds.map(\.provider)).sorted().joined(separator: ", ")) can keep a bucket the others' nodes are let into "
+                    + "(with their own identities); list one that can first, or pass checkpoint: a URL of your own")
+        }
         content.diagnostics += problems
         content.clusters.append(ClusterDeclaration(request: request, location: location))
+        // The bucket is declared whether or not the cluster has landed: it stays put when it moves.
+        if problems.isEmpty, let bucket { bucket.declare(into: &content) }
         guard problems.isEmpty, let decision = ClusterDecisions.current[name] else { return }
         content.resources.append(DesiredResource(
             address: address, provider: "stratum", region: "global", inputs: decision.attributes, dependsOn: explicitDependencies, location: location))
@@ -125,7 +159,8 @@ public struct GPUCluster: Resource {
         var pool = NodePool(
             alias, count: landing.machines,
             machine: MachineRequest(gpus: landing.gpusPerMachine, gpuClass: gpu.name, instanceType: landing.instanceType, spot: landing.spot),
-            image: image, command: command, env: env, labels: labels, checkpoint: checkpoint, network: network, on: placement)
+            image: image, command: command, env: env, labels: labels, checkpoint: checkpoint ?? bucket?.url, network: network, on: placement)
+        pool.checkpointBucket = bucket
         pool.explicitDependencies = explicitDependencies + [address]
         pool.gang = landing.machines > 1
         network.declare(into: &content)

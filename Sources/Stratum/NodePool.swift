@@ -41,6 +41,10 @@ public struct NodePool: Resource {
     /// Where the pool keeps checkpoints (a bucket's `url`, or any URL): every node gets it as
     /// `STRATUM_CHECKPOINT_URL`.
     public var checkpoint: (any StringExpression)?
+    /// The bucket behind `checkpoint`, when the pool's nodes should be given an identity that
+    /// may use it: the pool's cloud makes one (an instance role, a service account, a managed
+    /// identity) and, for a bucket on another cloud, asks that cloud to trust it.
+    public var checkpointBucket: Bucket?
     public var network: Network?
     public var placement: Placement
     /// Nodes that must be close together (a GPU cluster's gang): where the cloud can, its
@@ -84,6 +88,20 @@ public struct NodePool: Resource {
         var inputs: [String: Value] = ["pool": .string(name), "count": .int(count)]
         if let checkpoint { inputs["checkpoint_url"] = checkpoint.value }
         return inputs
+    }
+
+    /// Lets this pool's nodes, presenting `identity`, into `checkpointBucket` on another cloud:
+    /// the environment they need for it, or nil (with a diagnostic) where that cloud cannot
+    /// trust them. A lowering calls it for a bucket its own cloud does not hold.
+    public func federateCheckpoints(as identity: WorkloadIdentity?, into content: inout StackContent) -> [String: any StringExpression]? {
+        guard let bucket = checkpointBucket else { return [:] }
+        if let identity, let environment = bucket.placement.lowering.grant(bucket, to: identity, as: name, into: &content) { return environment }
+        content.diagnostics.append(Diagnostic(
+            address: address,
+            message: "nodes on \(placement.provider) cannot be let into the bucket \(bucket.name) on \(bucket.placement.provider) with their own identity; "
+                + "keep the checkpoints on \(placement.provider), or pass checkpoint: a URL the nodes reach by other means",
+            location: location))
+        return nil
     }
 
     public func declare(into content: inout StackContent) {

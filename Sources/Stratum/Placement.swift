@@ -50,10 +50,24 @@ public protocol PlacementLowering: Sendable {
     func declare(network: Network, into content: inout StackContent)
     func declare(bucket: Bucket, into content: inout StackContent)
     func declare(nodePool: NodePool, into content: inout StackContent)
+    /// Whether nodes of other clouds can be let into a bucket this lowering places: where a
+    /// `GPUCluster` that may land on several clouds keeps its checkpoints.
+    var sharesBuckets: Bool { get }
+    /// Declares what lets nodes presenting `identity` use `bucket` (a bucket this lowering
+    /// placed), named after `name`; returns the environment those nodes need to use it, or nil
+    /// where this cloud cannot trust that identity.
+    func grant(_ bucket: Bucket, to identity: WorkloadIdentity, as name: String, into content: inout StackContent) -> [String: any StringExpression]?
 }
 
 extension PlacementLowering {
     public func resourceType(kind: String, on placement: Placement) -> String { "\(placement.provider)_\(kind)" }
+
+    /// The generic lowering's buckets are reached by their URL alone: there is nothing to trust.
+    public var sharesBuckets: Bool { true }
+
+    public func grant(_ bucket: Bucket, to identity: WorkloadIdentity, as name: String, into content: inout StackContent) -> [String: any StringExpression]? {
+        [:]
+    }
 
     public func declare(network: Network, into content: inout StackContent) {
         content.resources.append(

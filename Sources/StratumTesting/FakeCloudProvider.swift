@@ -60,7 +60,8 @@ public struct FakeCloudProvider: Provider {
     public let root: URL
     public var options: Options
 
-    /// A fake cloud named `name` (its types are `<name>_thing`, `<name>_network`, `<name>_node`).
+    /// A fake cloud named `name` (its types are `<name>_thing`, `<name>_network`, `<name>_bucket`,
+    /// `<name>_node`).
     public init(root: URL, name: String = "fake", options: Options = Options()) {
         self.root = root
         self.name = name
@@ -71,6 +72,7 @@ public struct FakeCloudProvider: Provider {
         let kinds = [
             FakeThingKind(cloud: self, type: "\(name)_thing", schema: thingSchema, billedBy: "machine_type"),
             FakeThingKind(cloud: self, type: "\(name)_network", schema: networkSchema),
+            FakeThingKind(cloud: self, type: "\(name)_bucket", schema: bucketSchema, isBucket: true),
             FakeThingKind(cloud: self, type: "\(name)_node", schema: nodeSchema, billedBy: "instance_type", checksCapacity: true),
         ]
         return Dictionary(uniqueKeysWithValues: kinds.map { ($0.type, $0) })
@@ -79,6 +81,14 @@ public struct FakeCloudProvider: Provider {
     /// What `<name>_network` takes: the generic lowering's network.
     var networkSchema: ResourceSchema {
         ResourceSchema(type: "\(name)_network", attributes: ["cidr": .input(forceNew: true, required: true), "id": .computed])
+    }
+
+    /// What `<name>_bucket` takes: the generic lowering's bucket, a directory under the cloud's
+    /// root (`url` is its `file://` URL).
+    var bucketSchema: ResourceSchema {
+        ResourceSchema(type: "\(name)_bucket", attributes: [
+            "name": .input(forceNew: true, required: true), "versioning": .input(), "id": .computed, "url": .computed,
+        ])
     }
 
     /// What `<name>_node` takes: the generic lowering's node, placed in a zone.
@@ -273,6 +283,8 @@ struct FakeThingKind: ResourceKind {
     var billedBy: String?
     /// Whether creates obey the cloud's capacity rules.
     var checksCapacity = false
+    /// Whether it is a bucket: a directory under the cloud's root, not counted against its quota.
+    var isBucket = false
 
     /// A resource with a machine type is billed as one machine of it.
     func billing(_ attributes: [String: Value], region: String) -> Billing? {
@@ -323,7 +335,7 @@ struct FakeThingKind: ResourceKind {
                 let record = try JSONDecoder().decode(FakeCloudProvider.Record.self, from: Data(contentsOf: cloud.resourcesDirectory.appendingPathComponent("\(id).json")))
                 if record.token == token { return .adopted(cloud.state(record, region: resource.region)) }
             }
-            if let quota = cloud.options.quota, existing.count >= quota {
+            if !isBucket, let quota = cloud.options.quota, existing.values.filter({ !$0.address.type.hasSuffix("_bucket") }).count >= quota {
                 try FileManager.default.createDirectory(at: cloud.root, withIntermediateDirectories: true)
                 try cloud.appendLine("\(address)\n", to: cloud.refusalLog)
                 let message = cloud.options.exhaustion == .quota
@@ -335,6 +347,11 @@ struct FakeThingKind: ResourceKind {
             let id = "thing-" + UUID().uuidString.lowercased().prefix(12)
             var attributes = resource.inputs
             attributes["id"] = .string(id)
+            if isBucket {
+                let directory = cloud.root.appendingPathComponent("buckets/\(resource.inputs["name"]?.stringValue ?? id)")
+                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+                attributes["url"] = .string(directory.absoluteString)
+            }
             let record = FakeCloudProvider.Record(id: id, address: address, token: token, attributes: attributes)
             try cloud.save(record)
             try cloud.appendLine("\(address) \(token) \(id)\n", to: cloud.createLog)

@@ -124,8 +124,13 @@ struct CLIPlacementTests {
         #expect(apply.status == 0, "\(apply.stderr)")
         #expect(try world.nodes(world.fake).isEmpty)
         #expect(try world.nodes(world.fake2) == ["f2.gpu8 yonder-1", "f2.gpu8 yonder-1"])
-        // The fake cloud's network went with the move; nothing of the cluster is left there.
-        #expect(try world.fake.inventory().isEmpty)
+        // The fake cloud's network went with the move. The checkpoint bucket stays on the first
+        // cloud, and the nodes that moved keep checkpointing into it.
+        let left = try world.fake.inventory()
+        #expect(left.values.map(\.address.description) == ["fake_bucket.train-checkpoints"])
+        let url = try #require(left.values.first?.attributes["url"]?.stringValue)
+        let moved = try world.fake2.inventory().values.filter { $0.address.type == "fake2_node" }
+        #expect(moved.count == 2 && moved.allSatisfy { $0.attributes["checkpoint_url"]?.stringValue == url })
         #expect(try world.leaked(world.fake2).isEmpty)
     }
 
@@ -158,7 +163,9 @@ struct CLIPlacementTests {
         #expect(apply.stderr.contains("fake fk.gpu8 faraway-a: 2 × 8 GPUs, $88.00/h landed first of 3 raced"), "\(apply.stderr)")
         #expect(try world.nodes(world.fake) == ["fk.gpu8 faraway-a", "fk.gpu8 faraway-a"])
         // Only the winner's network and nodes are left, in the cloud and in state.
-        #expect(try world.fake.inventory().values.map(\.address.description).sorted() == ["fake_network.train-race3", "fake_node.train-race3[0]", "fake_node.train-race3[1]"])
+        #expect(try world.fake.inventory().values.map(\.address.description).sorted() == [
+            "fake_bucket.train-checkpoints", "fake_network.train-race3", "fake_node.train-race3[0]", "fake_node.train-race3[1]",
+        ])
         #expect(try world.leaked(world.fake).isEmpty)
         // Both stocked-out landings are remembered, and the decision holds.
         let blocked = try world.cli.run(["catalog", "--blocked"]).stdout

@@ -97,8 +97,9 @@ struct NodeProbeTests {
     }
 
     /// The wait ends as soon as a node's check has failed, and when the time runs out on a node
-    /// that never answers; it ends true once every node is ready.
-    @Test func theWaitEndsOnAFailedCheckOnTimeAndWhenAllAreReady() async throws {
+    /// that never answers; it ends true once every node is ready. (The first wait is given an
+    /// hour: only ending at the failed check gets it done within the test's time limit.)
+    @Test(.timeLimit(.minutes(2))) func theWaitEndsOnAFailedCheckOnTimeAndWhenAllAreReady() async throws {
         let passed = LockedValue(false)
         let server = try await LoopbackHTTPServer.start { request in
             switch request.uri {
@@ -120,9 +121,7 @@ struct NodeProbeTests {
         wait.interval = .milliseconds(50)
         let interruption = Interruption(console: console)
 
-        let started = ContinuousClock.now
-        #expect(try await wait.wait(for: [node(0, port: port), node(1, port: port)], seconds: 30, interruption: interruption) == false)
-        #expect(ContinuousClock.now - started < .seconds(10), "a failed check ends the wait at once")
+        #expect(try await wait.wait(for: [node(0, port: port), node(1, port: port)], seconds: 3600, interruption: interruption) == false)
 
         #expect(try await wait.wait(for: [node(0, port: port), node(1, port: freeLoopbackPort())], seconds: 1, interruption: interruption) == false)
 

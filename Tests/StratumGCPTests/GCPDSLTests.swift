@@ -402,9 +402,16 @@ struct GCPClusterLoweringTests {
         #expect(stack.resources.first { $0.address.type == "stratum_placement" }?.inputs["zone"] == "us-central1-b")
         try Planner(providers: ProviderRegistry([schemaProvider(), StratumBuiltinProvider()])).validate(stack)
 
-        // Without a decision the cluster declares its request only.
+        // The nodes run as an account bound to the cluster's bucket, on GCP like them.
+        let bucket = try #require(stack.resources.first { $0.address == ResourceAddress(type: "gcp_bucket", name: "train-checkpoints") })
+        let account = try #require(stack.resources.first { $0.address == ResourceAddress(type: "gcp_service_account", name: "train") })
+        #expect(account.inputs["bucket"] == .reference(AttributeReference(address: bucket.address, attribute: "id")))
+        #expect(nodes.allSatisfy { $0.inputs["service_account"] == .reference(AttributeReference(address: account.address, attribute: "email")) })
+        #expect(nodes.allSatisfy { $0.inputs["checkpoint_url"] == .reference(AttributeReference(address: bucket.address, attribute: "url")) })
+
+        // Without a decision the cluster declares its request and its bucket only.
         let undecided = try evaluate([cluster])
-        #expect(undecided.resources.isEmpty)
+        #expect(undecided.resources.map(\.address) == [bucket.address])
         #expect(undecided.clusters.map(\.name) == ["train"])
     }
 }

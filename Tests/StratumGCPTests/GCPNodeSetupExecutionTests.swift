@@ -13,12 +13,18 @@ import Testing
 /// metadata server gives the member its zone, name (so its rank) and address, and the
 /// account's token, the only one the Storage fake then accepts. The trainer is fetched with
 /// it, checked, built with gcc, started, and trains, checkpoints to the bucket and answers
-/// /healthz.
+/// /healthz. As a member of a cluster whose bucket is on AWS (`s3`), it checkpoints to S3
+/// (moto) instead, with keys STS gives for the account's ID token from the metadata server.
 @Suite(
     "A GCP node setup run in a Debian root", .serialized,
     .enabled(if: DebianRoot.unavailableReason() == nil, Comment(rawValue: "skipped: \(DebianRoot.unavailableReason() ?? "")")), .timeLimit(.minutes(10)))
 struct GCPNodeSetupExecutionTests {
-    @Test func anA3GangMemberFetchesBuildsAndRunsTheTrainer() async throws {
+    @Test(arguments: ["gs", "s3"]) func anA3GangMemberFetchesBuildsAndRunsTheTrainer(checkpoints: String) async throws {
+        let moto = ProcessInfo.processInfo.environment["STRATUM_TEST_S3_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 }
+        if checkpoints == "s3", moto == nil {
+            print("skipped the S3 case: STRATUM_TEST_S3_ENDPOINT is unset (start moto_server and export it)")
+            return
+        }
         try await GCPIdentityWorld.run { storage in
             try await GCPFakeWorld.run { compute in
                 let archive = TrainerArchive.bundled, bucket = GCPIdentityWorld.bucket
@@ -29,7 +35,22 @@ struct GCPNodeSetupExecutionTests {
 
                 // Member 1 of a gang of two, as gcp_instance_gang renders its setup.
                 let url = "gs://\(bucket)/\(archive.objectKey)"
-                let run = TrainerRun(config: NodeSetupRun.smallTrainerConfig, arguments: ["--set", "checkpoint.dir=$STRATUM_CHECKPOINT_URL/worker-$STRATUM_NODE_INDEX"])
+                // The S3 case: the cluster's bucket in moto, its role's keys from moto's STS.
+                let s3Bucket = "stratum-federated-\(UInt32.random(in: 0...UInt32.max))"
+                var checkpointURL = "gs://\(bucket)/run", config = NodeSetupRun.smallTrainerConfig
+                var federation: [String: Value] = [:]
+                if checkpoints == "s3", let moto {
+                    let made = try await AsyncHTTPTransport().send(HTTPRequestData(method: "PUT", url: URL(string: "\(moto)/\(s3Bucket)")!), timeout: .seconds(10))
+                    #expect(made.status == 200)
+                    checkpointURL = "s3://\(s3Bucket)/run"
+                    config += "s3: {endpoint: \"\(moto)\"}\n"
+                    federation = [
+                        "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/stratum/stratum-train-1a2b3c4d5e", "STRATUM_WEB_IDENTITY": "gcp",
+                        "STRATUM_WEB_IDENTITY_AUDIENCE": .string("stratum:\(s3Bucket)"), "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_STS": .string(moto),
+                        "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+                    ]
+                }
+                let run = TrainerRun(config: config, arguments: ["--set", "checkpoint.dir=$STRATUM_CHECKPOINT_URL/worker-$STRATUM_NODE_INDEX"])
                 let zone = "us-central1-a"
                 let metadata = try await GCEMetadataFake.start(zone: zone, name: "worker-1", email: email)
                 defer { Task { await metadata.server.shutdown() } }
@@ -37,9 +58,11 @@ struct GCPNodeSetupExecutionTests {
                 let gang = try await compute.provider.create(
                     GCPFakeWorld.instance("worker", run.inputs(url: url, sha256: archive.sha256).merging([
                         "machine_type": "a3-highgpu-8g", "name_prefix": "worker", "count": 2, "pool": "worker", "service_account": .string(email),
-                        "checkpoint_url": .string("gs://\(bucket)/run"),
-                        // Where this test's fakes stand instead of Google.
-                        "env": ["STORAGE_EMULATOR_HOST": .string(storageServer.url.absoluteString), "GCE_METADATA_HOST": .string(metadata.host)],
+                        "checkpoint_url": .string(checkpointURL),
+                        // Where this test's fakes stand instead of Google (and AWS).
+                        "env": .map(federation.merging([
+                            "STORAGE_EMULATOR_HOST": .string(storageServer.url.absoluteString), "GCE_METADATA_HOST": .string(metadata.host),
+                        ]) { $1 }),
                     ]) { $1 }, subnetwork: subnet, type: "gcp_instance_gang"),
                     token: UUID().uuidString.lowercased())
                 // The first zone has room: the gang is where the metadata server says.
@@ -70,12 +93,20 @@ struct GCPNodeSetupExecutionTests {
                 }
                 // The fetch and the trainer took the account's token from the metadata server;
                 // nothing the bucket saw came without it (beyond this test's own probe).
-                #expect(metadata.tokenGrants.get() >= 2, "\(metadata.tokenGrants.get()) token grant(s)")
+                #expect(metadata.tokenGrants.get() >= (checkpoints == "gs" ? 2 : 1), "\(metadata.tokenGrants.get()) token grant(s)")
                 #expect(metadata.refused.get() == 0)
                 #expect(await storage.storage.refused == 1)
                 // Rank 1's checkpoints are in the bucket.
-                let checkpoints = await storage.storage.storedObjects(in: bucket).filter { $0.name.hasPrefix("run/worker-1/") }
-                #expect(!checkpoints.isEmpty, "no checkpoint in the bucket\n\(node.diagnostics)")
+                if checkpoints == "s3", let moto {
+                    // ... in S3, written with the role's keys for the account's ID token.
+                    #expect(metadata.identityAudiences.get().contains("stratum:\(s3Bucket)"), "no ID token was asked for\n\(node.diagnostics)")
+                    let listing = try await AsyncHTTPTransport().send(
+                        HTTPRequestData(method: "GET", url: URL(string: "\(moto)/\(s3Bucket)?list-type=2&prefix=run/worker-1/")!), timeout: .seconds(10))
+                    #expect(String(decoding: listing.body, as: UTF8.self).contains("<Key>run/worker-1/"), "no checkpoint in the S3 bucket\n\(node.diagnostics)")
+                } else {
+                    let stored = await storage.storage.storedObjects(in: bucket).filter { $0.name.hasPrefix("run/worker-1/") }
+                    #expect(!stored.isEmpty, "no checkpoint in the bucket\n\(node.diagnostics)")
+                }
             }
         }
     }

@@ -15,7 +15,11 @@ extension Placement {
 ///   `aws_route_table` + `aws_security_group` (all traffic from inside the VPC).
 /// - `Bucket` → `aws_s3_bucket`.
 /// - `NodePool` → one `aws_instance` per node, whose `subnet_ids` are the network's subnets in
-///   zone order: a node that meets a capacity shortage in one zone is placed in the next.
+///   zone order: a node that meets a capacity shortage in one zone is placed in the next. A pool
+///   whose `checkpointBucket` is on AWS gets an `aws_instance_role` for it (named after the pool).
+/// - A bucket's grant to nodes of another cloud → an `aws_instance_role` that only their
+///   identity may assume (a GCP service account's Google ID tokens); the nodes get its ARN as
+///   `AWS_ROLE_ARN` and exchange their tokens with STS for its keys.
 public struct AWSLowering: PlacementLowering {
     static let resourceTypes = ["network": "aws_vpc", "bucket": "aws_s3_bucket", "node": "aws_instance"]
 
@@ -74,6 +78,19 @@ public struct AWSLowering: PlacementLowering {
         ])
     }
 
+    public var sharesBuckets: Bool { true }
+
+    public func grant(_ bucket: Bucket, to identity: WorkloadIdentity, as name: String, into content: inout StackContent) -> [String: any StringExpression]? {
+        // IAM trusts Google's tokens without a registered provider; another issuer needs one.
+        guard identity.tokenSource == "gcp" else { return nil }
+        let role = AWS.InstanceRole(name, bucket: bucket, region: bucket.placement.region, webIdentities: [identity])
+        role.declare(into: &content)
+        return [
+            "AWS_ROLE_ARN": role.roleARN, "STRATUM_WEB_IDENTITY": identity.tokenSource, "STRATUM_WEB_IDENTITY_AUDIENCE": identity.audience,
+            "AWS_REGION": bucket.placement.region,
+        ]
+    }
+
     public func declare(bucket: Bucket, into content: inout StackContent) {
         if let why = S3BucketNames.problem(bucket.name) {
             content.diagnostics.append(Diagnostic(address: bucket.address, message: "invalid S3 bucket name '\(bucket.name)': \(why)", location: bucket.location))
@@ -114,6 +131,15 @@ public struct AWSLowering: PlacementLowering {
         if !isMachineImage, !pool.image.isEmpty { inputs["container_image"] = .string(pool.image) }
         if let gpuClass = pool.machine.gpuClass { inputs["gpu_class"] = .string(gpuClass) }
         if pool.machine.spot { inputs["spot"] = .bool(true) }
+        if let bucket = pool.checkpointBucket {
+            guard bucket.placement.provider == "aws" else {
+                _ = pool.federateCheckpoints(as: nil, into: &content)
+                return
+            }
+            let role = AWS.InstanceRole(pool.name, bucket: bucket, region: pool.placement.region)
+            role.declare(into: &content)
+            inputs["iam_instance_profile"] = role.instanceProfile.value
+        }
         if pool.gang, pool.count > 1 {
             // A gang shares a cluster placement group (named after the pool: placement group
             // names are unique in an account's region).

@@ -10,13 +10,17 @@ extension AWS {
         public let name: String
         public var bucket: Bucket
         public var region: String
+        /// Nodes of other clouds that assume the role with their identity tokens instead of EC2
+        /// instances (its trust then names only them).
+        public var webIdentities: [WorkloadIdentity]
         public var explicitDependencies: [ResourceAddress] = []
         public let location: SourceLocation
 
-        public init(_ name: String, bucket: Bucket, region: String, fileID: String = #fileID, line: Int = #line) {
+        public init(_ name: String, bucket: Bucket, region: String, webIdentities: [WorkloadIdentity] = [], fileID: String = #fileID, line: Int = #line) {
             self.name = name
             self.bucket = bucket
             self.region = region
+            self.webIdentities = webIdentities
             self.location = SourceLocation(file: fileID, line: line)
         }
 
@@ -26,9 +30,14 @@ extension AWS {
         public var roleARN: Ref<String> { Ref(address, "role_arn") }
 
         public func declare(into content: inout StackContent) {
+            var inputs: [String: Value] = ["bucket": bucket.id.value]
+            if !webIdentities.isEmpty {
+                inputs["web_identities"] = .list(webIdentities.map { identity in
+                    .map(["issuer": identity.issuer.value, "subject": identity.subject.value, "audience": .string(identity.audience)])
+                })
+            }
             AWSDeclaration.declare(
-                "aws_instance_role", name, region: region, inputs: ["bucket": bucket.id.value], tags: [:], dependsOn: explicitDependencies, location: location,
-                into: &content)
+                "aws_instance_role", name, region: region, inputs: inputs, tags: [:], dependsOn: explicitDependencies, location: location, into: &content)
         }
     }
 

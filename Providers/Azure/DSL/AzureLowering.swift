@@ -112,6 +112,14 @@ public struct AzureLowering: PlacementLowering {
         ])
     }
 
+    /// An Azure container is not yet shared with other clouds' nodes (that needs federated
+    /// credentials trusting their issuers): a cluster spanning clouds keeps its bucket elsewhere.
+    public var sharesBuckets: Bool { false }
+
+    public func grant(_ bucket: Bucket, to identity: WorkloadIdentity, as name: String, into content: inout StackContent) -> [String: any StringExpression]? {
+        nil
+    }
+
     public func declare(bucket: Bucket, into content: inout StackContent) {
         let placement = bucket.placement
         declareGroup(placement, address: bucket.address, location: bucket.location, into: &content)
@@ -170,6 +178,19 @@ public struct AzureLowering: PlacementLowering {
         }
         if let gpuClass = machine.gpuClass ?? pool.machine.gpuClass { nodeInputs["gpu_class"] = .string(gpuClass) }
         if pool.machine.spot { nodeInputs["spot"] = .bool(true) }
+        if let bucket = pool.checkpointBucket {
+            // Entra tokens are trusted by a cloud only through an application the tenant
+            // registers, which Stratum does not make: the nodes reach a container of Azure.
+            guard bucket.placement.provider == "azure" else {
+                _ = pool.federateCheckpoints(as: nil, into: &content)
+                return
+            }
+            let identity = Azure.NodeIdentity(
+                pool.name, bucket: bucket, resourceGroup: Self.resourceGroup(of: placement), subscription: subscription, location: placement.region)
+            identity.declare(into: &content)
+            nodeInputs["identity"] = identity.id.value
+            nodeInputs["identity_client_id"] = identity.clientID.value
+        }
         if pool.gang, pool.count > 1 {
             // A gang shares a proximity placement group in the stack's resource group.
             let proximity = Azure.ProximityPlacementGroup(

@@ -76,6 +76,14 @@ public struct GCPLowering: PlacementLowering {
         ])
     }
 
+    /// A GCP bucket is not yet shared with other clouds' nodes (that needs a workload identity
+    /// pool trusting their issuers): a cluster spanning clouds keeps its bucket elsewhere.
+    public var sharesBuckets: Bool { false }
+
+    public func grant(_ bucket: Bucket, to identity: WorkloadIdentity, as name: String, into content: inout StackContent) -> [String: any StringExpression]? {
+        nil
+    }
+
     public func declare(bucket: Bucket, into content: inout StackContent) {
         content.diagnostics += placementDiagnostics(bucket.placement, address: bucket.address, location: bucket.location)
         content.resources.append(DesiredResource(
@@ -121,6 +129,22 @@ public struct GCPLowering: PlacementLowering {
         }
         if let gpuClass = machine.gpuClass ?? pool.machine.gpuClass { nodeInputs["gpu_class"] = .string(gpuClass) }
         if pool.machine.spot { nodeInputs["spot"] = .bool(true) }
+        if let bucket = pool.checkpointBucket {
+            // The nodes run as an account of their own: bound to the bucket on GCP, or trusted
+            // by the bucket's cloud, which takes the account's ID tokens for its own keys.
+            let local = bucket.placement.provider == "gcp"
+            let account =
+                local
+                ? GCP.ServiceAccount(pool.name, bucket: bucket, project: project, region: placement.region)
+                : GCP.ServiceAccount(pool.name, project: project, region: placement.region)
+            account.declare(into: &content)
+            nodeInputs["service_account"] = account.email.value
+            if !local {
+                let identity = WorkloadIdentity(issuer: "accounts.google.com", subject: account.uniqueID, audience: "stratum:\(bucket.name)", tokenSource: "gcp")
+                guard let environment = pool.federateCheckpoints(as: identity, into: &content) else { return }
+                nodeInputs["env"] = .map(pool.env.merging(environment) { _, granted in granted }.mapValues(\.value))
+            }
+        }
         if pool.gang, pool.count > 1 {
             // A gang shares a compact placement policy of its region.
             let policy = GCP.PlacementPolicy(pool.name, project: project, region: placement.region)

@@ -8,8 +8,9 @@ extension GCP {
     /// the nodes' instance spec as `serviceAccount`.
     public struct ServiceAccount: Resource {
         public let name: String
-        /// The bucket's name (a reference to a `Bucket`'s or `GCP.Bucket`'s id).
-        public var bucket: Ref<String>
+        /// The bucket's name (a reference to a `Bucket`'s or `GCP.Bucket`'s id); nil for an
+        /// account that uses a bucket of another cloud (which trusts its ID tokens).
+        public var bucket: Ref<String>?
         /// The account id (6-30 of a-z, 0-9 and '-'); nil: derived from the address and the state's lineage.
         public var accountID: String?
         public var project: String?
@@ -30,7 +31,13 @@ extension GCP {
             self.init(name, bucketID: bucket.id, accountID: accountID, project: project, region: region, fileID: fileID, line: line)
         }
 
-        init(_ name: String, bucketID: Ref<String>, accountID: String?, project: String?, region: String, fileID: String, line: Int) {
+        /// An account bound to no bucket of GCP: the identity of nodes whose bucket is on
+        /// another cloud, which trusts its ID tokens (`uniqueID`).
+        public init(_ name: String, accountID: String? = nil, project: String? = nil, region: String, fileID: String = #fileID, line: Int = #line) {
+            self.init(name, bucketID: nil, accountID: accountID, project: project, region: region, fileID: fileID, line: line)
+        }
+
+        init(_ name: String, bucketID: Ref<String>?, accountID: String?, project: String?, region: String, fileID: String, line: Int) {
             self.name = name
             self.bucket = bucketID
             self.accountID = accountID
@@ -42,9 +49,12 @@ extension GCP {
         public var address: ResourceAddress { ResourceAddress(type: "gcp_service_account", name: name) }
         /// The account's email, for `InstanceSpec.serviceAccount`.
         public var email: Ref<String> { Ref(address, "email") }
+        /// The account's numeric unique id: the subject of its ID tokens.
+        public var uniqueID: Ref<String> { Ref(address, "unique_id") }
 
         public func declare(into content: inout StackContent) {
-            var inputs: [String: Value] = ["bucket": bucket.value]
+            var inputs: [String: Value] = [:]
+            if let bucket { inputs["bucket"] = bucket.value }
             if let accountID { inputs["account_id"] = .string(accountID) }
             GCPDeclaration.declare(
                 "gcp_service_account", name, project: project, region: region, inputs: inputs, dependsOn: explicitDependencies, location: location,
