@@ -241,6 +241,14 @@ static double parse_expiration(const char *text) {
     return (double)timegm(&tm);
 }
 
+// Temporary keys expiring at `expiration` (an hour from now when NULL or unreadable) are
+// fetched again once within the margin of expiry: at once, for keys that close.
+static void schedule_refresh(tc_s3 *s, const char *expiration) {
+    double expires = expiration ? parse_expiration(expiration) : -1;
+    double left = expires < 0 ? 3600.0 : expires - (double)time(NULL);
+    s->refresh_at = tc_now() + (left > TC_S3_ROLE_MARGIN_SECONDS ? left - TC_S3_ROLE_MARGIN_SECONDS : 0.0);
+}
+
 // One IMDSv2 call: GET (or PUT for the session token) of `path` below the metadata endpoint.
 static int imds_call(const tc_s3 *s, const char *method, const char *path, const char *headers, tc_http_response *r, char *err,
                      size_t errlen) {
@@ -280,10 +288,7 @@ static int fetch_role_credentials(tc_s3 *s, char *err, size_t errlen) {
             !tc_json_string(json, "SecretAccessKey", s->secret, sizeof s->secret) || !tc_json_string(json, "Token", s->token, sizeof s->token)) {
             rc = tc_fail(err, errlen, "s3: the credentials of role '%s' from the instance metadata service lack a field", role);
         } else {
-            double expires = tc_json_string(json, "Expiration", expiration, sizeof expiration) ? parse_expiration(expiration) : -1;
-            double left = expires < 0 ? 3600.0 : expires - (double)time(NULL);
-            // Fetched again once within the margin of expiry: at once, for keys that close.
-            s->refresh_at = tc_now() + (left > TC_S3_ROLE_MARGIN_SECONDS ? left - TC_S3_ROLE_MARGIN_SECONDS : 0.0);
+            schedule_refresh(s, tc_json_string(json, "Expiration", expiration, sizeof expiration) ? expiration : NULL);
         }
     }
     if (r.body.p) memset(r.body.p, 0, r.body.len);
@@ -389,9 +394,7 @@ static int fetch_web_identity_credentials(tc_s3 *s, char *err, size_t errlen) {
                    !xml_text(xml, "SessionToken", s->token, sizeof s->token)) {
             rc = tc_fail(err, errlen, "s3: STS's AssumeRoleWithWebIdentity answer for %s lacks a credential field", s->role_arn);
         } else {
-            double expires = xml_text(xml, "Expiration", expiration, sizeof expiration) ? parse_expiration(expiration) : -1;
-            double left = expires < 0 ? 3600.0 : expires - (double)time(NULL);
-            s->refresh_at = tc_now() + (left > TC_S3_ROLE_MARGIN_SECONDS ? left - TC_S3_ROLE_MARGIN_SECONDS : 0.0);
+            schedule_refresh(s, xml_text(xml, "Expiration", expiration, sizeof expiration) ? expiration : NULL);
         }
     }
     if (r.body.p) memset(r.body.p, 0, r.body.len);
