@@ -39,6 +39,7 @@ public struct AWSProvider: Provider {
         var kinds: [any ResourceKind] = ec2.map { EC2Kind(ec2Type: $0, client: client, options: options, ledger: ledger) }
         kinds.append(S3BucketKind(client: client, ledger: ledger))
         kinds.append(InstanceRoleKind(client: client))
+        kinds.append(OIDCProviderKind(client: client))
         kinds.append(S3ObjectKind(client: client))
         self.kinds = Dictionary(uniqueKeysWithValues: kinds.map { ($0.type, $0) })
     }

@@ -10,6 +10,9 @@ import StratumCore
 /// node reads its bucket at first boot. VMs take the identity's `id` and `client_id`
 /// (`AZURE_CLIENT_ID` on the node, which IMDS is asked for tokens of).
 ///
+/// Without `scope` there is no assignment: the identity of nodes whose bucket is on another
+/// cloud, which trusts the identity's Entra tokens (`issuer`, subject `principal_id`).
+///
 /// The assignment's name is a GUID derived from the scope, the principal and the role, so a
 /// retried create PUTs the same assignment again. Delete removes the assignment, then the
 /// identity (an identity deleted first would leave its assignment behind, orphaned). Refresh
@@ -31,10 +34,13 @@ struct AzureNodeIdentityKind: ResourceKind {
         "resource_group": .input(forceNew: true, required: true),
         "name": AttributeSchema(role: .optionalComputed, forceNew: true),
         // What the identity may read and write: a container's (or storage account's) ARM id. A
-        // change moves the role assignment; the identity, and so the VMs, stay.
-        "scope": .input(required: true),
+        // change moves the role assignment; the identity, and so the VMs, stay. None: an
+        // identity whose bucket is on another cloud, which trusts its tokens (`issuer`).
+        "scope": .input(),
         "tags": .input(),
         "id": .computed, "client_id": .computed, "principal_id": .computed, "tenant_id": .computed, "role_assignment_id": .computed,
+        // The issuer of the identity's Entra tokens, as another cloud registers it.
+        "issuer": .computed,
         "stratum_lineage": .computed,
     ])
 
@@ -102,13 +108,13 @@ struct AzureNodeIdentityKind: ResourceKind {
 
     /// The role assignment of `identity` at the desired scope (a no-op when it exists), and the state.
     func complete(_ resource: ResolvedResource, identity: CloudJSON, client: AzureClient) async throws -> ResourceState {
-        let scope = try AzureInputs.string(resource.inputs, "scope", resource.address)
-        let assignment = try await assign(identity: identity, scope: scope, resource: resource, client: client)
+        var assignment: String?
+        if let scope = resource.inputs["scope"]?.stringValue { assignment = try await assign(identity: identity, scope: scope, resource: resource, client: client) }
         var attributes = resource.inputs
         attributes["name"] = .string(name(of: resource))
         attributes["stratum_lineage"] = .string(resource.ownership.lineage)
         attributes.merge(Self.computed(identity)) { $1 }
-        attributes["role_assignment_id"] = .string(assignment)
+        attributes["role_assignment_id"] = assignment.map(Value.string)
         let id = try identity["id"]?.string ?? path(of: resource, client: client)
         return ResourceState(address: resource.address, provider: "azure", region: resource.region, id: id, attributes: attributes, dependencies: resource.dependencies)
     }
@@ -129,6 +135,7 @@ struct AzureNodeIdentityKind: ResourceKind {
         for (key, field) in [("client_id", "clientId"), ("principal_id", "principalId"), ("tenant_id", "tenantId")] {
             attributes[key] = identity["properties"]?[field]?.string.map(Value.string)
         }
+        attributes["issuer"] = identity["properties"]?["tenantId"]?.string.map { .string("https://login.microsoftonline.com/\($0)/v2.0") }
         return attributes
     }
 

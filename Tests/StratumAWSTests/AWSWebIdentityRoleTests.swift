@@ -81,6 +81,52 @@ struct AWSWebIdentityRoleTests {
         #expect(gone.first ?? nil == nil)
     }
 
+    /// An Entra tenant's issuer registered as an OIDC provider: made once (a retry of the create
+    /// adopts it by its token, anyone else's is named for import), found by refresh and import,
+    /// trusted by a role for one managed identity, and deleted.
+    @Test func anEntraIssuerIsRegisteredAndTrustedForOneManagedIdentity() async throws {
+        let world = try await AWSWorld.make(region: "us-east-2")
+        defer { Task { await world.shutdown() } }
+        let tenant = UUID().uuidString.lowercased()
+        let url = "https://login.microsoftonline.com/\(tenant)/v2.0"
+        let provider = ResolvedResource(
+            address: ResourceAddress(type: "aws_oidc_provider", name: "entra"), region: "us-east-1",
+            inputs: ["url": .string(url), "client_ids": .list(["api://AzureADTokenExchange"])], dependencies: [],
+            ownership: Ownership(stack: world.workspace, lineage: "lineage-\(world.environment)"))
+        let token = UUID().uuidString.lowercased()
+        let made = try await world.provider.create(provider, token: token)
+        let arn = try #require(made.attributes["arn"]?.stringValue)
+        #expect(arn.hasSuffix(":oidc-provider/login.microsoftonline.com/\(tenant)/v2.0") && made.id == arn)
+        // The same create again (its answer was lost): the provider is adopted, not doubled.
+        #expect(try await world.provider.create(provider, token: token).id == arn)
+        // Another stack's create: refused, naming the import.
+        await #expect {
+            _ = try await world.provider.create(provider, token: UUID().uuidString.lowercased())
+        } throws: { error in
+            "\(error)".contains("already has an OIDC provider for \(url)") && "\(error)".contains("stratum import aws_oidc_provider.entra")
+        }
+        #expect(try await world.provider.read(type: "aws_oidc_provider", resources: [made]) == [made])
+        let imported = try #require(try await world.provider.importResource(type: "aws_oidc_provider", region: "us-east-1", id: arn, address: provider.address))
+        #expect(imported.attributes["url"]?.stringValue == url && imported.attributes["client_ids"] == .list(["api://AzureADTokenExchange"]))
+
+        // The role for one managed identity of that tenant.
+        let principal = UUID().uuidString.lowercased()
+        let role = try await world.provider.create(resource(world, [.map([
+            "issuer": .string(url), "subject": .string(principal), "audience": "api://AzureADTokenExchange", "provider_arn": .string(arn),
+        ])]), token: UUID().uuidString.lowercased())
+        let statement = try #require(((try await trust(world, role.id))["Statement"] as? [[String: Any]])?.first)
+        #expect((statement["Principal"] as? [String: String]) == ["Federated": arn])
+        let conditions = try #require((statement["Condition"] as? [String: Any])?["StringEquals"] as? [String: String])
+        #expect(conditions == [
+            "login.microsoftonline.com/\(tenant)/v2.0:sub": principal, "login.microsoftonline.com/\(tenant)/v2.0:aud": "api://AzureADTokenExchange",
+        ])
+        try await world.provider.delete(role)
+
+        try await world.provider.delete(made)
+        #expect(try await world.provider.read(type: "aws_oidc_provider", resources: [made]) == [nil])
+        try await world.provider.delete(made)
+    }
+
     @Test func anIssuerOtherThanGoogleNeedsItsProvider() throws {
         let kind = AWSProvider(
             client: AWSClient(configuration: .init(), credentials: StaticCredentials(AWSCredentials(accessKeyId: "k", secretAccessKey: "s", source: "t")), transport: AsyncHTTPTransport()))

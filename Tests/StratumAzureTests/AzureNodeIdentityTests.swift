@@ -117,6 +117,25 @@ struct AzureNodeIdentityTests {
         }
     }
 
+    /// Without a scope (its nodes' bucket is on another cloud): the identity alone, no
+    /// assignment, and the issuer another cloud registers for its Entra tokens.
+    @Test func anIdentityForABucketOnAnotherCloudHasNoAssignment() async throws {
+        try await AzureStorageWorld.run { world in
+            let unscoped = world.resource("azure_node_identity", "federated", ["resource_group": .string(AzureVMWorld.group)])
+            let state = try await world.provider.create(unscoped, token: UUID().uuidString.lowercased())
+            #expect(await world.identities() == [state.id])
+            #expect(await world.assignments().isEmpty)
+            #expect(state.attributes["role_assignment_id"] == nil && state.attributes["scope"] == nil)
+            let tenant = try #require(state.attributes["tenant_id"]?.stringValue)
+            #expect(state.attributes["issuer"]?.stringValue == "https://login.microsoftonline.com/\(tenant)/v2.0")
+            #expect(state.attributes["principal_id"]?.stringValue?.isEmpty == false)
+            // Refresh finds nothing missing; delete removes the identity alone.
+            #expect(try await world.provider.read(type: "azure_node_identity", resources: [state]) == [state])
+            try await world.provider.delete(state)
+            #expect(await world.identities().isEmpty)
+        }
+    }
+
     /// The assignment's answer lost: the create fails, and its retry with the same token PUTs
     /// the same assignment (its name derived, not random), so there is still one; recovery
     /// adopts the identity by its token and completes it.

@@ -84,19 +84,40 @@ struct CrossCloudCheckpointTests {
         try Planner(providers: Self.registry()).validate(stack)
     }
 
-    @Test func withoutALandingTheBucketIsStillThereAndACloudThatCannotBeLetInSaysSo() throws {
+    @Test func landedOnAzureTheNodesAssumeARoleOfTheBucketWithTheirManagedIdentitysTokens() throws {
+        let landing = Landing(cloud: "azure", region: "eastus", zone: "1", instanceType: "Standard_ND96isr_H100_v5", machines: 2, gpusPerMachine: 8, spot: false, hourly: 100)
+        let stack = try Self.evaluate(Self.cluster(), landing: landing)
+        // An identity with no assignment on Azure ...
+        let identity = try #require(stack.resources.first { $0.address == ResourceAddress(type: "azure_node_identity", name: "train") })
+        #expect(identity.inputs["scope"] == nil)
+        // ... whose tenant's issuer the account registers, and which the bucket's role trusts.
+        let provider = try #require(stack.resources.first { $0.address == ResourceAddress(type: "aws_oidc_provider", name: "entra") })
+        #expect(provider.inputs["url"] == Self.ref("azure_node_identity", "train", "issuer"))
+        #expect(provider.inputs["client_ids"] == .list(["api://AzureADTokenExchange"]))
+        let role = try #require(stack.resources.first { $0.address == ResourceAddress(type: "aws_instance_role", name: "train") })
+        #expect(role.inputs["web_identities"] == .list([.map([
+            "issuer": Self.ref("azure_node_identity", "train", "issuer"), "subject": Self.ref("azure_node_identity", "train", "principal_id"),
+            "audience": "api://AzureADTokenExchange", "provider_arn": Self.ref("aws_oidc_provider", "entra", "arn"),
+        ])]))
+        let vms = stack.resources.filter { $0.address.type == "azure_virtual_machine" }
+        #expect(vms.count == 2)
+        for vm in vms {
+            #expect(vm.inputs["identity"] == Self.ref("azure_node_identity", "train", "id"))
+            #expect(vm.inputs["identity_client_id"] == Self.ref("azure_node_identity", "train", "client_id"))
+            guard case .map(let env)? = vm.inputs["env"] else {
+                Issue.record("no env on \(vm.address)")
+                continue
+            }
+            #expect(env["AWS_ROLE_ARN"] == Self.ref("aws_instance_role", "train", "role_arn"))
+            #expect(env["STRATUM_WEB_IDENTITY"] == "azure" && env["STRATUM_WEB_IDENTITY_AUDIENCE"] == "api://AzureADTokenExchange")
+        }
+        try Planner(providers: Self.registry()).validate(stack)
+    }
+
+    @Test func withoutALandingTheBucketIsStillThereAndCloudsThatCannotShareOneSaySo() throws {
         // Before placement the cluster holds its bucket (it stays put when the cluster moves).
         let undecided = try Self.evaluate(Self.cluster(), landing: nil)
         #expect(undecided.resources.map(\.address) == [ResourceAddress(type: "aws_s3_bucket", name: "stratum-test-train-ckpt")])
-
-        // Azure's nodes cannot be let into an S3 bucket with their own identity (yet): the
-        // stack says so instead of making nodes that cannot checkpoint.
-        let azure = Landing(cloud: "azure", region: "eastus", zone: "1", instanceType: "Standard_ND96isr_H100_v5", machines: 2, gpusPerMachine: 8, spot: false, hourly: 100)
-        var content = StackContent()
-        ClusterDecisions.$current.withValue(["train": PlacementDecision(request: "r", landing: azure, runnersUp: [], reason: "test")]) {
-            Self.cluster().declare(into: &content)
-        }
-        #expect(content.diagnostics.contains { $0.message.contains("nodes on azure cannot be let into the bucket stratum-test-train-ckpt on aws") }, "\(content.diagnostics)")
 
         // Clouds none of which shares a bucket: refused up front, unless checkpoint names one.
         var neither = StackContent()

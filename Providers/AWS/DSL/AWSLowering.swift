@@ -18,8 +18,9 @@ extension Placement {
 ///   zone order: a node that meets a capacity shortage in one zone is placed in the next. A pool
 ///   whose `checkpointBucket` is on AWS gets an `aws_instance_role` for it (named after the pool).
 /// - A bucket's grant to nodes of another cloud → an `aws_instance_role` that only their
-///   identity may assume (a GCP service account's Google ID tokens); the nodes get its ARN as
-///   `AWS_ROLE_ARN` and exchange their tokens with STS for its keys.
+///   identity may assume (a GCP service account's Google ID tokens; an Azure managed identity's
+///   Entra tokens, whose tenant's issuer becomes the stack's `aws_oidc_provider.entra`); the
+///   nodes get its ARN as `AWS_ROLE_ARN` and exchange their tokens with STS for its keys.
 public struct AWSLowering: PlacementLowering {
     static let resourceTypes = ["network": "aws_vpc", "bucket": "aws_s3_bucket", "node": "aws_instance"]
 
@@ -81,9 +82,19 @@ public struct AWSLowering: PlacementLowering {
     public var sharesBuckets: Bool { true }
 
     public func grant(_ bucket: Bucket, to identity: WorkloadIdentity, as name: String, into content: inout StackContent) -> [String: any StringExpression]? {
-        // IAM trusts Google's tokens without a registered provider; another issuer needs one.
-        guard identity.tokenSource == "gcp" else { return nil }
-        let role = AWS.InstanceRole(name, bucket: bucket, region: bucket.placement.region, webIdentities: [identity])
+        var role = AWS.InstanceRole(name, bucket: bucket, region: bucket.placement.region, webIdentities: [identity])
+        switch identity.tokenSource {
+        case "gcp":
+            // IAM trusts Google's tokens without a registered provider.
+            break
+        case "azure":
+            // An Entra tenant's issuer is registered once in the stack (one tenant per stack).
+            let provider = AWS.OIDCProvider("entra", url: identity.issuer, clientIDs: [identity.audience])
+            if !content.resources.contains(where: { $0.address == provider.address }) { provider.declare(into: &content) }
+            role.providers = [provider.arn]
+        default:
+            return nil
+        }
         role.declare(into: &content)
         return [
             "AWS_ROLE_ARN": role.roleARN, "STRATUM_WEB_IDENTITY": identity.tokenSource, "STRATUM_WEB_IDENTITY_AUDIENCE": identity.audience,

@@ -13,6 +13,9 @@ extension AWS {
         /// Nodes of other clouds that assume the role with their identity tokens instead of EC2
         /// instances (its trust then names only them).
         public var webIdentities: [WorkloadIdentity]
+        /// The account's OIDC provider of each identity's issuer (`OIDCProvider.arn`); none for
+        /// Google's, which IAM knows.
+        public var providers: [Ref<String>?] = []
         public var explicitDependencies: [ResourceAddress] = []
         public let location: SourceLocation
 
@@ -32,12 +35,40 @@ extension AWS {
         public func declare(into content: inout StackContent) {
             var inputs: [String: Value] = ["bucket": bucket.id.value]
             if !webIdentities.isEmpty {
-                inputs["web_identities"] = .list(webIdentities.map { identity in
-                    .map(["issuer": identity.issuer.value, "subject": identity.subject.value, "audience": .string(identity.audience)])
+                inputs["web_identities"] = .list(webIdentities.enumerated().map { i, identity in
+                    var fields: [String: Value] = ["issuer": identity.issuer.value, "subject": identity.subject.value, "audience": .string(identity.audience)]
+                    if i < providers.count, let provider = providers[i] { fields["provider_arn"] = provider.value }
+                    return .map(fields)
                 })
             }
             AWSDeclaration.declare(
                 "aws_instance_role", name, region: region, inputs: inputs, tags: [:], dependsOn: explicitDependencies, location: location, into: &content)
+        }
+    }
+
+    /// `aws_oidc_provider`: an OpenID Connect issuer IAM roles may trust (`url`), for tokens
+    /// whose audience is one of `clientIDs`.
+    public struct OIDCProvider: Resource {
+        public let name: String
+        public var url: any StringExpression
+        public var clientIDs: [String]
+        public var explicitDependencies: [ResourceAddress] = []
+        public let location: SourceLocation
+
+        public init(_ name: String, url: any StringExpression, clientIDs: [String], fileID: String = #fileID, line: Int = #line) {
+            self.name = name
+            self.url = url
+            self.clientIDs = clientIDs
+            self.location = SourceLocation(file: fileID, line: line)
+        }
+
+        public var address: ResourceAddress { ResourceAddress(type: "aws_oidc_provider", name: name) }
+        public var arn: Ref<String> { Ref(address, "arn") }
+
+        public func declare(into content: inout StackContent) {
+            AWSDeclaration.declare(
+                "aws_oidc_provider", name, region: "us-east-1", inputs: ["url": url.value, "client_ids": .list(clientIDs.map(Value.string))], tags: [:],
+                dependsOn: explicitDependencies, location: location, into: &content)
         }
     }
 

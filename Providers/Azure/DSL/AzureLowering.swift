@@ -179,17 +179,21 @@ public struct AzureLowering: PlacementLowering {
         if let gpuClass = machine.gpuClass ?? pool.machine.gpuClass { nodeInputs["gpu_class"] = .string(gpuClass) }
         if pool.machine.spot { nodeInputs["spot"] = .bool(true) }
         if let bucket = pool.checkpointBucket {
-            // Entra tokens are trusted by a cloud only through an application the tenant
-            // registers, which Stratum does not make: the nodes reach a container of Azure.
-            guard bucket.placement.provider == "azure" else {
-                _ = pool.federateCheckpoints(as: nil, into: &content)
-                return
-            }
+            // The nodes carry an identity of their own: assigned on the container on Azure, or
+            // trusted by the bucket's cloud, which takes its Entra tokens (for the audience
+            // Entra issues managed identities' tokens to other issuers for) for its own keys.
+            let local = bucket.placement.provider == "azure"
             let identity = Azure.NodeIdentity(
-                pool.name, bucket: bucket, resourceGroup: Self.resourceGroup(of: placement), subscription: subscription, location: placement.region)
+                pool.name, scope: local ? bucket.id : nil, resourceGroup: Self.resourceGroup(of: placement), subscription: subscription,
+                location: placement.region)
             identity.declare(into: &content)
             nodeInputs["identity"] = identity.id.value
             nodeInputs["identity_client_id"] = identity.clientID.value
+            if !local {
+                let federated = WorkloadIdentity(issuer: identity.issuer, subject: identity.principalID, audience: "api://AzureADTokenExchange", tokenSource: "azure")
+                guard let environment = pool.federateCheckpoints(as: federated, into: &content) else { return }
+                nodeInputs["env"] = .map(pool.env.merging(environment) { _, granted in granted }.mapValues(\.value))
+            }
         }
         if pool.gang, pool.count > 1 {
             // A gang shares a proximity placement group in the stack's resource group.

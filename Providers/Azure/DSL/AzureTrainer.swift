@@ -9,8 +9,9 @@ extension Azure {
     public struct NodeIdentity: Resource {
         public let name: String
         public var resourceGroup: any StringExpression
-        /// What the nodes may use: a container's (or storage account's) ARM id.
-        public var scope: any StringExpression
+        /// What the nodes may use: a container's (or storage account's) ARM id; nil for nodes
+        /// whose bucket is on another cloud, which trusts the identity's tokens.
+        public var scope: (any StringExpression)?
         /// The identity's Azure name; nil: derived from the address and the state's lineage.
         public var identityName: String?
         public var subscription: String?
@@ -29,7 +30,7 @@ extension Azure {
         }
 
         public init(
-            _ name: String, scope: any StringExpression, resourceGroup: any StringExpression, identityName: String? = nil, subscription: String? = nil,
+            _ name: String, scope: (any StringExpression)?, resourceGroup: any StringExpression, identityName: String? = nil, subscription: String? = nil,
             location: String, fileID: String = #fileID, line: Int = #line
         ) {
             self.name = name
@@ -49,10 +50,12 @@ extension Azure {
         public var principalID: Ref<String> { Ref(address, "principal_id") }
         /// The directory the identity belongs to (a key vault's `tenantId`).
         public var tenantID: Ref<String> { Ref(address, "tenant_id") }
+        /// The issuer of the identity's Entra tokens (`https://login.microsoftonline.com/<tenant>/v2.0`).
+        public var issuer: Ref<String> { Ref(address, "issuer") }
 
         public func declare(into content: inout StackContent) {
             AzureDeclaration.declare(
-                "azure_node_identity", name, subscription: subscription, region: location, resourceGroup: resourceGroup, inputs: ["scope": scope.value],
+                "azure_node_identity", name, subscription: subscription, region: location, resourceGroup: resourceGroup, inputs: scope.map { ["scope": $0.value] } ?? [:],
                 azureName: identityName, nameCheck: { AzureNaming.problem(resourceName: $0, limit: 128) }, dependsOn: explicitDependencies,
                 location: sourceLocation, into: &content)
         }
