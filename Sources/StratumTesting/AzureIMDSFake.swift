@@ -7,6 +7,8 @@ import StratumCore
 /// `refused`); a token request naming another identity's `client_id` is refused as IMDS
 /// refuses it, and one naming none gets the VM's only identity. The token is `token()`'s, so a
 /// Blob fake that accepts only its own bearer token (`AzureBlobFake`) serves this identity.
+/// Tokens for `api://AzureADTokenExchange` (what another cloud trusting the identity takes) are
+/// `federationToken`, their requests' client ids kept in `federationRequests`.
 /// Point `AZURE_POD_IDENTITY_AUTHORITY_HOST` at `url`.
 public struct AzureIMDSFake: Sendable {
     public static let privateIP = "10.0.1.4"
@@ -14,11 +16,14 @@ public struct AzureIMDSFake: Sendable {
     /// The `client_id` of every token request, in order ("" where it named none).
     public let tokenRequests: LockedValue<[String]>
     public let refused: LockedValue<Int>
+    /// The `client_id` of every request for a token for `api://AzureADTokenExchange`.
+    public let federationRequests: LockedValue<[String]>
+    public static let federationToken = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL2xvZ2luLm1pY3Jvc29mdG9ubGluZS5jb20ifQ.c2lnbmF0dXJl"
 
     public var url: URL { server.url }
 
     public static func start(zone: String, clientID: String, token: @escaping @Sendable () async -> String) async throws -> AzureIMDSFake {
-        let requests = LockedValue<[String]>([]), refused = LockedValue(0)
+        let requests = LockedValue<[String]>([]), refused = LockedValue(0), federation = LockedValue<[String]>([])
         let server = try await LoopbackHTTPServer.start { request in
             let (path, query) = AzureBlobFake.split(request.uri)
             func refuse(_ status: Int, _ error: String, _ description: String) -> ProxyResponse {
@@ -35,6 +40,13 @@ public struct AzureIMDSFake: Sendable {
             switch path {
             case "/metadata/instance/compute/zone": return text(zone)
             case "/metadata/instance/network/interface/0/ipv4/ipAddress/0/privateIpAddress": return text(privateIP)
+            case "/metadata/identity/oauth2/token" where query["resource"] == "api://AzureADTokenExchange":
+                let named = query["client_id"] ?? ""
+                guard named.isEmpty || named == clientID else { return refuse(400, "invalid_request", "Identity not found") }
+                federation.update { $0.append(named) }
+                let now = Int(Date().timeIntervalSince1970)
+                let body = #"{"access_token":"\#(federationToken)","client_id":"\#(clientID)","expires_in":"3599","expires_on":"\#(now + 3599)","resource":"api://AzureADTokenExchange","token_type":"Bearer"}"#
+                return ProxyResponse(status: 200, headers: [("Content-Type", "application/json")], body: Data(body.utf8))
             case "/metadata/identity/oauth2/token":
                 guard query["resource"] == "https://storage.azure.com/" || query["resource"] == "https://storage.azure.com" else {
                     return refuse(400, "invalid_resource", "AADSTS500011: The resource principal named \(query["resource"] ?? "") was not found")
@@ -49,6 +61,6 @@ public struct AzureIMDSFake: Sendable {
                 return ProxyResponse(status: 404)
             }
         }
-        return AzureIMDSFake(server: server, tokenRequests: requests, refused: refused)
+        return AzureIMDSFake(server: server, tokenRequests: requests, refused: refused, federationRequests: federation)
     }
 }

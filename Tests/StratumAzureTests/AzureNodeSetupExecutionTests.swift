@@ -21,7 +21,14 @@ struct AzureNodeSetupExecutionTests {
     /// Eight ConnectX HCAs, as `ibv_devinfo -l` lists them.
     static let ibvDevinfo = "#!/bin/sh\n[ \"$1\" = -l ] && { echo '8 HCAs found:'; for i in 0 1 2 3 4 5 6 7; do echo \"\tmlx5_ib$i\"; done; }\nexit 0\n"
 
-    @Test func anNDH100WorkerFetchesBuildsAndRunsTheTrainer() async throws {
+    /// `s3`: a worker of a cluster whose bucket is on AWS checkpoints to S3 (moto) with keys
+    /// STS gives for its managed identity's Entra token from IMDS.
+    @Test(arguments: ["az", "s3"]) func anNDH100WorkerFetchesBuildsAndRunsTheTrainer(checkpoints: String) async throws {
+        let moto = ProcessInfo.processInfo.environment["STRATUM_TEST_S3_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 }
+        if checkpoints == "s3", moto == nil {
+            print("skipped the S3 case: STRATUM_TEST_S3_ENDPOINT is unset (start moto_server and export it)")
+            return
+        }
         try await AzureStorageWorld.run { world in
             let archive = TrainerArchive.bundled, account = AzureStorageWorld.account, container = AzureStorageWorld.container
             let identity = try await world.provider.create(world.identity(), token: "t1")
@@ -35,16 +42,30 @@ struct AzureNodeSetupExecutionTests {
 
             // The VM as azure_virtual_machine renders its setup.
             let url = "az://\(account)/\(container)/\(archive.objectKey)"
-            let run = TrainerRun(config: NodeSetupRun.smallTrainerConfig, arguments: ["--set", "checkpoint.dir=$STRATUM_CHECKPOINT_URL/worker-$STRATUM_NODE_INDEX"])
+            let s3Bucket = "stratum-federated-\(UInt32.random(in: 0...UInt32.max))"
+            var checkpointURL = "az://\(account)/\(container)/run", config = NodeSetupRun.smallTrainerConfig
+            var federation: [String: Value] = [:]
+            if checkpoints == "s3", let moto {
+                let made = try await AsyncHTTPTransport().send(HTTPRequestData(method: "PUT", url: URL(string: "\(moto)/\(s3Bucket)")!), timeout: .seconds(10))
+                #expect(made.status == 200)
+                checkpointURL = "s3://\(s3Bucket)/run"
+                config += "s3: {endpoint: \"\(moto)\"}\n"
+                federation = [
+                    "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/stratum/stratum-train-1a2b3c4d5e", "STRATUM_WEB_IDENTITY": "azure",
+                    "STRATUM_WEB_IDENTITY_AUDIENCE": "api://AzureADTokenExchange", "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_STS": .string(moto),
+                    "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+                ]
+            }
+            let run = TrainerRun(config: config, arguments: ["--set", "checkpoint.dir=$STRATUM_CHECKPOINT_URL/worker-$STRATUM_NODE_INDEX"])
             let vm = AzureVMWorld.vm(
                 "worker-0", run.inputs(url: url, sha256: archive.sha256).merging([
                     "size": "Standard_ND96isr_H100_v5", "zones": ["2"], "identity": .string(id), "identity_client_id": .string(clientID), "pool": "worker", "index": 0, "count": 1,
-                    "checkpoint_url": .string("az://\(account)/\(container)/run"),
-                    // Where this test's fakes stand instead of Azure: the fetch's endpoint, the trainer's.
-                    "env": [
+                    "checkpoint_url": .string(checkpointURL),
+                    // Where this test's fakes stand instead of Azure (and AWS): the fetch's endpoint, the trainer's.
+                    "env": .map(federation.merging([
                         "AZURE_POD_IDENTITY_AUTHORITY_HOST": .string(imds.url.absoluteString), "STRATUM_AZURE_BLOB_ENDPOINT": .string(blob.blobEndpoint(world.blobServer)),
                         "AZURE_STORAGE_CONNECTION_STRING": .string(blob.connectionString(world.blobServer, withKey: false)),
-                    ],
+                    ]) { $1 }),
                 ]) { $1 }, world: world.vms)
             let state = try await world.provider.create(vm, token: "t3")
             let body = try world.vms.sentBody(state.id)
@@ -70,12 +91,20 @@ struct AzureNodeSetupExecutionTests {
             // The fetch and the trainer asked IMDS for the user-assigned identity's tokens; the
             // blob service refused nothing else.
             let requests = imds.tokenRequests.get()
-            #expect(requests.count >= 2 && requests.allSatisfy { $0 == clientID }, "\(requests)")
+            #expect(requests.count >= (checkpoints == "az" ? 2 : 1) && requests.allSatisfy { $0 == clientID }, "\(requests)")
             #expect(imds.refused.get() == 0)
             #expect(await blob.refused == 1)
-            // Its checkpoints are in the container.
-            let checkpoints = await blob.blobNames(container).filter { $0.hasPrefix("run/worker-0/") }
-            #expect(!checkpoints.isEmpty, "no checkpoint in the container\n\(node.diagnostics)")
+            if checkpoints == "s3", let moto {
+                // Its checkpoints are in S3, written with the role's keys for the identity's token.
+                #expect(imds.federationRequests.get().contains(clientID), "no Entra token was asked for\n\(node.diagnostics)")
+                let listing = try await AsyncHTTPTransport().send(
+                    HTTPRequestData(method: "GET", url: URL(string: "\(moto)/\(s3Bucket)?list-type=2&prefix=run/worker-0/")!), timeout: .seconds(10))
+                #expect(String(decoding: listing.body, as: UTF8.self).contains("<Key>run/worker-0/"), "no checkpoint in the S3 bucket\n\(node.diagnostics)")
+            } else {
+                // Its checkpoints are in the container.
+                let stored = await blob.blobNames(container).filter { $0.hasPrefix("run/worker-0/") }
+                #expect(!stored.isEmpty, "no checkpoint in the container\n\(node.diagnostics)")
+            }
         }
     }
 }
