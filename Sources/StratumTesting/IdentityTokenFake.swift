@@ -8,6 +8,12 @@ import StratumCore
 /// `/metadata/identity/oauth2/token?resource=…[&client_id=…]` (with `Metadata: true`; JSON with
 /// `access_token`). Every request is recorded (cloud, audience, client id); one without its
 /// cloud's header is refused with 403, as the services refuse them, and counted.
+///
+/// It also stands for Entra's token endpoint (`POST /{tenant}/oauth2/v2.0/token`, the
+/// client-credentials grant with a JWT client assertion): an assertion that is the token it
+/// handed out gets `entraAccessToken` for the requested scope; the client id and scope of each
+/// are kept in `entraRequests` (cloud `entra`, audience the scope), anything else is refused
+/// with 400 `invalid_client`.
 public struct IdentityTokenFake: Sendable {
     public struct Request: Sendable, Hashable {
         public var cloud: String
@@ -31,10 +37,23 @@ public struct IdentityTokenFake: Sendable {
     /// `host:port`, as GCE_METADATA_HOST takes it.
     public var hostAndPort: String { String(server.url.absoluteString.dropFirst("http://".count)).trimmingCharacters(in: CharacterSet(charactersIn: "/")) }
 
-    public static func start() async throws -> IdentityTokenFake {
+    public static func start(entraAccessToken: @escaping @Sendable () async -> String = { "" }) async throws -> IdentityTokenFake {
         let requests = LockedValue<[Request]>([]), refused = LockedValue(0)
         let server = try await LoopbackHTTPServer.start { request in
             let parts = request.uri.split(separator: "?", maxSplits: 1).map(String.init)
+            if request.method == "POST", parts[0].hasSuffix("/oauth2/v2.0/token") {
+                let form = Dictionary(
+                    (URLComponents(string: "?" + String(decoding: request.body, as: UTF8.self))?.queryItems ?? []).map { ($0.name, $0.value ?? "") }) { a, _ in a }
+                guard form["grant_type"] == "client_credentials", form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    form["client_assertion"] == token, let client = form["client_id"], let scope = form["scope"]
+                else {
+                    refused.update { $0 += 1 }
+                    return ProxyResponse(status: 400, body: Data(#"{"error":"invalid_client","error_description":"AADSTS700213: No matching federated identity record found"}"#.utf8))
+                }
+                requests.update { $0.append(Request(cloud: "entra", audience: scope, clientID: client)) }
+                let body = #"{"token_type":"Bearer","expires_in":3599,"access_token":"\#(await entraAccessToken())"}"#
+                return ProxyResponse(status: 200, headers: [("Content-Type", "application/json")], body: Data(body.utf8))
+            }
             let query = Dictionary(
                 (URLComponents(string: "?" + (parts.count > 1 ? parts[1] : ""))?.queryItems ?? []).map { ($0.name, $0.value ?? "") }) { a, _ in a }
             switch parts[0] {

@@ -91,6 +91,23 @@ int tc_http_request(const char *method, const char *url, const char *headers, co
 const char *tc_json_string(const char *p, const char *key, char *out, size_t outlen);
 long tc_json_long(const char *p, const char *key, long fallback);
 
+// A node's identity token for another cloud's trust (identity.c): `source` is "file" (read
+// `file`), "gcp" (the GCE metadata server's ID token) or "azure" (Azure IMDS's token for the
+// identity `client_id`), for `audience`; `metadata` is the service's scheme://host[:port].
+typedef struct {
+    const char *source;
+    const char *file;
+    const char *metadata;
+    const char *audience;
+    const char *client_id;
+} tc_identity_source;
+int tc_identity_token(const tc_identity_source *s, char *token, size_t tokenlen, char *err, size_t errlen);
+// Fills a source from the environment: `file` when set, else the metadata service of `source`
+// ("gcp" or "azure"; GCE_METADATA_HOST / AZURE_POD_IDENTITY_AUTHORITY_HOST), the audience
+// STRATUM_WEB_IDENTITY_AUDIENCE (else `default_audience`) and AZURE_CLIENT_ID.
+void tc_identity_from_environment(const char *file, const char *source, const char *default_audience, char source_out[16], char file_out[1024],
+                                  char metadata_out[256], char audience_out[256], char client_id_out[128]);
+
 // Storage backends behind tc_store (store.c picks one by the URL's scheme). "location" is the
 // bucket for object stores and the root directory for files; keys are full keys inside it
 // (the store's prefix already applied). put returns 1 written, 0 not written because the key

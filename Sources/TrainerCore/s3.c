@@ -310,58 +310,12 @@ static int xml_text(const char *xml, const char *tag, char *out, size_t outlen) 
     return 1;
 }
 
-// The node's identity token for the role: read from a file, or asked of the cloud's metadata
-// service for `audience` (the GCE metadata server's identity endpoint; Azure IMDS's token
-// endpoint, for the user-assigned identity AZURE_CLIENT_ID when set).
-static int fetch_identity_token(const tc_s3 *s, char *token, size_t tokenlen, char *err, size_t errlen) {
-    tc_http_response r = {0};
-    char url[2048], aud[800], cid[400] = "";
-    tc_uri_encode(s->audience, 0, aud, sizeof aud);
-    int rc;
-    if (strcmp(s->token_source, "file") == 0) {
-        FILE *f = fopen(s->token_file, "r");
-        if (!f) return tc_fail(err, errlen, "s3: cannot read AWS_WEB_IDENTITY_TOKEN_FILE '%s'", s->token_file);
-        size_t n = fread(token, 1, tokenlen - 1, f);
-        fclose(f);
-        token[n] = 0;
-        token[strcspn(token, "\r\n")] = 0;
-        return token[0] ? 0 : tc_fail(err, errlen, "s3: AWS_WEB_IDENTITY_TOKEN_FILE '%s' is empty", s->token_file);
-    } else if (strcmp(s->token_source, "gcp") == 0) {
-        snprintf(url, sizeof url, "%s/computeMetadata/v1/instance/service-accounts/default/identity?audience=%s&format=full", s->metadata, aud);
-        rc = tc_http_request("GET", url, "Metadata-Flavor: Google", NULL, 0, &r, err, errlen);
-    } else {
-        if (s->client_id[0]) {
-            char e[300];
-            tc_uri_encode(s->client_id, 0, e, sizeof e);
-            snprintf(cid, sizeof cid, "&client_id=%s", e);
-        }
-        snprintf(url, sizeof url, "%s/metadata/identity/oauth2/token?api-version=2018-02-01&resource=%s%s", s->metadata, aud, cid);
-        rc = tc_http_request("GET", url, "Metadata: true", NULL, 0, &r, err, errlen);
-    }
-    if (rc == 0) {
-        tc_buf_append(&r.body, "", 1);
-        const char *body = (const char *)r.body.p;
-        if (r.status != 200) {
-            rc = tc_fail(err, errlen, "s3: the %s metadata service answered HTTP %ld to the identity token request for audience '%s'",
-                         strcmp(s->token_source, "gcp") == 0 ? "GCE" : "Azure", r.status, s->audience);
-        } else if (strcmp(s->token_source, "gcp") == 0) {
-            size_t n = strcspn(body, "\r\n");
-            if (n == 0 || n >= tokenlen) rc = tc_fail(err, errlen, "s3: the GCE metadata server's identity token is empty or too long");
-            else snprintf(token, tokenlen, "%.*s", (int)n, body);
-        } else if (!tc_json_string(body, "access_token", token, tokenlen)) {
-            rc = tc_fail(err, errlen, "s3: Azure IMDS answered without an access_token");
-        }
-    }
-    if (r.body.p) memset(r.body.p, 0, r.body.len);
-    tc_buf_free(&r.body);
-    return rc;
-}
-
 // Exchanges the node's identity token for the role's keys (STS AssumeRoleWithWebIdentity, an
 // unsigned call) and schedules the next exchange before they expire.
 static int fetch_web_identity_credentials(tc_s3 *s, char *err, size_t errlen) {
     char token[8192];
-    if (fetch_identity_token(s, token, sizeof token, err, errlen) != 0) return -1;
+    tc_identity_source source = {s->token_source, s->token_file, s->metadata, s->audience, s->client_id};
+    if (tc_identity_token(&source, token, sizeof token, err, errlen) != 0) return -1;
     char etoken[3 * sizeof token], erole[1000], esession[200];
     tc_uri_encode(token, 0, etoken, sizeof etoken);
     tc_uri_encode(s->role_arn, 0, erole, sizeof erole);
@@ -407,25 +361,10 @@ static int fetch_web_identity_credentials(tc_s3 *s, char *err, size_t errlen) {
 static int web_identity_from_environment(tc_s3 *s, char *err, size_t errlen) {
     const char *role = getenv("AWS_ROLE_ARN"), *file = getenv("AWS_WEB_IDENTITY_TOKEN_FILE"), *source = getenv("STRATUM_WEB_IDENTITY");
     if (!role || !role[0]) return 0;
-    if (file && file[0]) {
-        snprintf(s->token_source, sizeof s->token_source, "file");
-        snprintf(s->token_file, sizeof s->token_file, "%s", file);
-    } else if (source && (strcmp(source, "gcp") == 0 || strcmp(source, "azure") == 0)) {
-        snprintf(s->token_source, sizeof s->token_source, "%s", source);
-        const char *host = getenv(strcmp(source, "gcp") == 0 ? "GCE_METADATA_HOST" : "AZURE_POD_IDENTITY_AUTHORITY_HOST");
-        const char *fallback = strcmp(source, "gcp") == 0 ? "metadata.google.internal" : "169.254.169.254";
-        const char *h = host && host[0] ? host : fallback;
-        snprintf(s->metadata, sizeof s->metadata, "%s%s", strstr(h, "://") ? "" : "http://", h);
-        size_t n = strlen(s->metadata);
-        while (n && s->metadata[n - 1] == '/') s->metadata[--n] = 0;
-        const char *aud = getenv("STRATUM_WEB_IDENTITY_AUDIENCE"), *cid = getenv("AZURE_CLIENT_ID");
-        snprintf(s->audience, sizeof s->audience, "%s", aud && aud[0] ? aud : "sts.amazonaws.com");
-        snprintf(s->client_id, sizeof s->client_id, "%s", cid ? cid : "");
-    } else if (source && source[0]) {
+    if (!(file && file[0]) && source && source[0] && strcmp(source, "gcp") != 0 && strcmp(source, "azure") != 0)
         return tc_fail(err, errlen, "s3: STRATUM_WEB_IDENTITY is '%s'; it is gcp or azure (or set AWS_WEB_IDENTITY_TOKEN_FILE)", source);
-    } else {
-        return 0;
-    }
+    if (!(file && file[0]) && !(source && source[0])) return 0;
+    tc_identity_from_environment(file, source, "sts.amazonaws.com", s->token_source, s->token_file, s->metadata, s->audience, s->client_id);
     snprintf(s->role_arn, sizeof s->role_arn, "%s", role);
     const char *session = getenv("AWS_ROLE_SESSION_NAME");
     if (session && session[0]) snprintf(s->session_name, sizeof s->session_name, "%s", session);

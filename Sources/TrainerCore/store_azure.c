@@ -13,11 +13,18 @@
 //   AZURE_STORAGE_ACCESS_TOKEN      a bearer token used as is
 //   AccountKey in the connection    SharedKey: HMAC-SHA256 of the canonical request with the
 //   string, else AZURE_STORAGE_KEY  base64-decoded account key
+//   AZURE_TENANT_ID, AZURE_CLIENT_ID workload identity federation: the node's identity token
+//   and AZURE_FEDERATED_TOKEN_FILE  (the file, or with STRATUM_WEB_IDENTITY=gcp the GCE
+//   or STRATUM_WEB_IDENTITY=gcp     metadata server's ID token for STRATUM_WEB_IDENTITY_AUDIENCE,
+//                                   default api://AzureADTokenExchange) is the client assertion
+//                                   of a client-credentials request for the managed identity
+//                                   AZURE_CLIENT_ID to Entra (AZURE_AUTHORITY_HOST, default
+//                                   https://login.microsoftonline.com)
 //   otherwise                       managed identity: a token for https://storage.azure.com/
 //                                   from the instance metadata service (IMDS; the host is
 //                                   AZURE_POD_IDENTITY_AUTHORITY_HOST when set, AZURE_CLIENT_ID
 //                                   picks a user-assigned identity)
-// IMDS tokens are cached until a minute before they expire and fetched again after a 401 or
+// IMDS and federated tokens are cached until a minute before they expire and fetched again after a 401 or
 // 403. Keys and tokens never appear in error messages.
 #include "internal.h"
 
@@ -28,7 +35,7 @@
 #include <strings.h>
 #include <time.h>
 
-enum { AZ_AUTH_STATIC, AZ_AUTH_SHARED_KEY, AZ_AUTH_IMDS };
+enum { AZ_AUTH_STATIC, AZ_AUTH_SHARED_KEY, AZ_AUTH_IMDS, AZ_AUTH_FEDERATED };
 
 #define AZ_VERSION "2021-12-02"
 
@@ -41,6 +48,14 @@ typedef struct {
     int keylen;
     char imds[256];
     char client_id[256];
+    // Workload identity federation: the tenant, Entra's host and where the assertion comes from.
+    char tenant[128];
+    char authority[256];
+    char assertion_source[16];
+    char assertion_file[1024];
+    char metadata[256];
+    char audience[256];
+    char assertion_client[128];
     char token[8192];
     double token_expires;  // tc_now() seconds; 0 = never fetched
     uint64_t bytes;
@@ -226,8 +241,51 @@ static int shared_key(const az_store *a, const char *method, const char *path, c
 // Managed identity
 
 // Makes sure a->token is fresh (managed identity only). 0 or -1 with err.
+// A token for Blob Storage from Entra, for the managed identity a->client_id, whose federated
+// credential trusts the node's identity token (the client assertion). 0 or -1 with err.
+static int federated_token(az_store *a, char *err, size_t errlen) {
+    char assertion[8192];
+    tc_identity_source source = {a->assertion_source, a->assertion_file, a->metadata, a->audience, a->assertion_client};
+    if (tc_identity_token(&source, assertion, sizeof assertion, err, errlen) != 0) return -1;
+    char eassertion[3 * sizeof assertion], eclient[800];
+    tc_uri_encode(assertion, 0, eassertion, sizeof eassertion);
+    tc_uri_encode(a->client_id, 0, eclient, sizeof eclient);
+    memset(assertion, 0, sizeof assertion);
+    size_t bodylen = strlen(eassertion) + 1200;
+    char *body = malloc(bodylen);
+    if (!body) return tc_fail(err, errlen, "az: out of memory");
+    int n = snprintf(body, bodylen,
+                     "grant_type=client_credentials&client_id=%s&scope=https%%3A%%2F%%2Fstorage.azure.com%%2F.default"
+                     "&client_assertion_type=urn%%3Aietf%%3Aparams%%3Aoauth%%3Aclient-assertion-type%%3Ajwt-bearer&client_assertion=%s",
+                     eclient, eassertion);
+    memset(eassertion, 0, sizeof eassertion);
+    char url[512];
+    snprintf(url, sizeof url, "%s/%s/oauth2/v2.0/token", a->authority, a->tenant);
+    tc_http_response r = {0};
+    int rc = tc_http_request("POST", url, "Content-Type: application/x-www-form-urlencoded", body, (size_t)n, &r, err, errlen);
+    memset(body, 0, bodylen);
+    free(body);
+    if (rc == 0) {
+        tc_buf_append(&r.body, "", 1);
+        const char *answer = (const char *)r.body.p;
+        if (r.status != 200 || !tc_json_string(answer, "access_token", a->token, sizeof a->token)) {
+            char code[200] = "";
+            tc_json_string(answer, "error", code, sizeof code);
+            rc = tc_fail(err, errlen, "az: Entra at %s refused the federated token request for %s with HTTP %ld%s%s", url, a->client_id, r.status,
+                         code[0] ? ": " : "", code);
+            a->token[0] = 0;
+        } else {
+            a->token_expires = tc_now() + (double)tc_json_long(answer, "expires_in", 3600) - 60;
+        }
+    }
+    if (r.body.p) memset(r.body.p, 0, r.body.len);
+    tc_buf_free(&r.body);
+    return rc;
+}
+
 static int ensure_token(az_store *a, char *err, size_t errlen) {
-    if (a->auth != AZ_AUTH_IMDS || (a->token[0] && tc_now() < a->token_expires)) return 0;
+    if ((a->auth != AZ_AUTH_IMDS && a->auth != AZ_AUTH_FEDERATED) || (a->token[0] && tc_now() < a->token_expires)) return 0;
+    if (a->auth == AZ_AUTH_FEDERATED) return federated_token(a, err, errlen);
     char url[1024], cid[800] = "";
     if (a->client_id[0]) {
         char e[700];
@@ -303,7 +361,7 @@ static int az_request(az_store *a, const char *method, const char *path, const c
         if (rc != 0) return -1;
         // Payload bytes: what was uploaded, and what downloads and listings brought back.
         a->bytes += body ? len : r->body.len;
-        if ((r->status == 401 || r->status == 403) && attempt == 0 && a->auth == AZ_AUTH_IMDS) {
+        if ((r->status == 401 || r->status == 403) && attempt == 0 && (a->auth == AZ_AUTH_IMDS || a->auth == AZ_AUTH_FEDERATED)) {
             a->token[0] = 0;
             continue;
         }
@@ -329,6 +387,23 @@ static void blob_path(const az_store *a, const char *key, char *out, size_t outl
     char ekey[3 * TC_PATH_MAX];
     tc_uri_encode(key, 1, ekey, sizeof ekey);
     snprintf(out, outlen, "/%s/%s", a->container, ekey);
+}
+
+// Workload identity federation from the environment: 1 when AZURE_TENANT_ID, AZURE_CLIENT_ID and
+// an identity token (AZURE_FEDERATED_TOKEN_FILE, or STRATUM_WEB_IDENTITY=gcp) are there.
+static int federated_from_environment(az_store *a) {
+    const char *tenant = getenv("AZURE_TENANT_ID"), *cid = getenv("AZURE_CLIENT_ID"), *file = getenv("AZURE_FEDERATED_TOKEN_FILE");
+    const char *source = getenv("STRATUM_WEB_IDENTITY"), *authority = getenv("AZURE_AUTHORITY_HOST");
+    if (!tenant || !tenant[0] || !cid || !cid[0]) return 0;
+    if (!(file && file[0]) && !(source && strcmp(source, "gcp") == 0)) return 0;
+    snprintf(a->tenant, sizeof a->tenant, "%s", tenant);
+    snprintf(a->client_id, sizeof a->client_id, "%s", cid);
+    snprintf(a->authority, sizeof a->authority, "%s", authority && authority[0] ? authority : "https://login.microsoftonline.com");
+    size_t n = strlen(a->authority);
+    while (n && a->authority[n - 1] == '/') a->authority[--n] = 0;
+    tc_identity_from_environment(file, "gcp", "api://AzureADTokenExchange", a->assertion_source, a->assertion_file, a->metadata, a->audience,
+                                 a->assertion_client);
+    return 1;
 }
 
 static void *az_open(const char *location, const char *s3_endpoint, const char *s3_region, char *err, size_t errlen) {
@@ -388,6 +463,8 @@ static void *az_open(const char *location, const char *s3_endpoint, const char *
         memcpy(a->key, decoded, (size_t)dl);
         a->keylen = dl;
         memset(decoded, 0, sizeof decoded);
+    } else if (federated_from_environment(a)) {
+        a->auth = AZ_AUTH_FEDERATED;
     } else {
         a->auth = AZ_AUTH_IMDS;
         const char *imds = getenv("AZURE_POD_IDENTITY_AUTHORITY_HOST"), *cid = getenv("AZURE_CLIENT_ID");

@@ -43,6 +43,45 @@ extension TrainerSuite {
             #expect(await fake.blobNames("sdk") == ["a/empty.bin", "a/large.bin", "a/small.bin", "b/1", "b/2", "b/3", "b/4"])
         }
 
+        /// A GCP node of a cluster whose container is on Azure: no key and no IMDS of Azure; the
+        /// trainer asks the GCE metadata server (a loopback fake) for its account's ID token for
+        /// api://AzureADTokenExchange, presents it to Entra's token endpoint (the same fake) as
+        /// the client assertion of the managed identity AZURE_CLIENT_ID, and checkpoints to the
+        /// container with the token it gets.
+        @Test(.timeLimit(.minutes(3))) func aGCPNodeCheckpointsWithAFederatedEntraToken() async throws {
+            let fake = AzureBlobFake(account: Self.account, containers: ["ckpt"])
+            let server = try await fake.serve()
+            defer { Task { await server.shutdown() } }
+            let identity = try await IdentityTokenFake.start { await fake.token }
+            defer { Task { await identity.server.shutdown() } }
+            let dir = try makeTempDir("azure-federated")
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let yaml = """
+                model: {layers: 1, width: 32, heads: 2, context: 32}
+                train: {batch_size: 4, seq_len: 32, steps: 3, threads: 1, log_every: 1}
+                data: {source: synthetic}
+                checkpoint: {dir: "az://\(Self.account)/ckpt/federated"}
+                """
+            let path = try writeYAML(yaml, in: dir)
+            let client = "6f1e2d3c-4b5a-4987-8a6b-5c4d3e2f1a0b", tenant = "00000000-0000-4000-8000-00000000feed"
+            let (status, output) = try runTrainer(["--config", path], in: dir, name: "federated", environment: [
+                "AZURE_STORAGE_CONNECTION_STRING": fake.connectionString(server, withKey: false), "AZURE_STORAGE_KEY": "", "AZURE_STORAGE_ACCESS_TOKEN": "",
+                "AZURE_TENANT_ID": tenant, "AZURE_CLIENT_ID": client, "AZURE_AUTHORITY_HOST": identity.url.absoluteString,
+                "STRATUM_WEB_IDENTITY": "gcp", "GCE_METADATA_HOST": identity.hostAndPort,
+                // Azure IMDS is not there: a fall back to it would fail.
+                "AZURE_POD_IDENTITY_AUTHORITY_HOST": "http://127.0.0.1:\(freeLoopbackPort())",
+            ])
+            #expect(status == 0, "\(output)")
+            #expect(output.contains("checkpoint written at step 3"), "\(output)")
+            #expect(await fake.blobNames("ckpt").contains { $0.hasPrefix("federated/") }, "nothing was written under federated/")
+            #expect(identity.requests.get() == [
+                IdentityTokenFake.Request(cloud: "gcp", audience: "api://AzureADTokenExchange", clientID: nil),
+                IdentityTokenFake.Request(cloud: "entra", audience: "https://storage.azure.com/.default", clientID: client),
+            ])
+            #expect(identity.refused.get() == 0)
+            #expect(!output.contains(IdentityTokenFake.token))
+        }
+
         /// Store primitives with each credential: SharedKey from a connection string, SharedKey
         /// from AZURE_STORAGE_KEY, a static bearer token and a managed-identity token from IMDS
         /// (fetched once, renewed after a revocation); blobs above the threshold go up in blocks,
