@@ -262,6 +262,7 @@ enum AzureNames {
     static let resourceGroup = Rule(minLength: 1, maxLength: 90, extra: "-_.()", text: "1-90 letters, digits, '-', '_', '.', '(' and ')'")
     static let storageAccount = Rule(
         minLength: 3, maxLength: 24, extra: "", lowercaseOnly: true, separator: "", text: "3-24 lowercase letters and digits, unique across Azure")
+    static let federatedCredential = Rule(minLength: 3, maxLength: 120, extra: "-_", text: "3-120 letters, digits, '-' and '_', starting with a letter or digit")
     static let container = Rule(
         minLength: 3, maxLength: 63, extra: "-", lowercaseOnly: true, text: "3-63 lowercase letters, digits and '-', starting with a letter or digit")
 

@@ -22,6 +22,7 @@ public struct AzureProvider: Provider {
         self.client = client
         let arm: [AzureARMSpec] = [
             .resourceGroup, .virtualNetwork, .subnet, .networkSecurityGroup, .publicIP, .proximityPlacementGroup, .storageAccount, .blobContainer,
+            .federatedCredential,
         ]
         let kinds: [any ResourceKind] = arm.map { AzureARMKind(spec: $0, client: client) } + [
             AzureVirtualMachineKind(client: client), AzureNodeIdentityKind(client: client), AzureKeyVaultKind(client: client), AzureBlobKind(client: client),

@@ -50,3 +50,43 @@ extension AzureARMSpec {
             return attributes
         })
 }
+
+extension AzureARMSpec {
+    /// `azure_federated_credential`: a federated identity credential of a user-assigned managed
+    /// identity (`identity`, its ARM id): tokens of `issuer` for `subject` and one of
+    /// `audiences` may be exchanged at Entra for the identity's own. How nodes of another cloud
+    /// (a GCP service account's Google ID tokens) reach a container the identity may use. It
+    /// has no tags: recovery adopts what has the create's name.
+    static let federatedCredential = AzureARMSpec(
+        type: "azure_federated_credential", armType: "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials",
+        inputs: [
+            "identity": .input(forceNew: true, required: true), "issuer": .input(required: true), "subject": .input(required: true),
+            "audiences": .input(required: true),
+        ],
+        computed: [], ownership: .nowhere,
+        collection: { inputs, _, address in
+            let identity = try AzureInputs.string(inputs, "identity", address)
+            guard identity.hasPrefix("/subscriptions/") else {
+                throw ProviderError(.permanent, "identity '\(identity)' is not an ARM id of a user-assigned identity", address: address)
+            }
+            return identity + "/federatedIdentityCredentials"
+        },
+        nameRule: AzureNames.federatedCredential,
+        body: { resource, _ in
+            let audiences: [CloudJSON] =
+                if case .list(let items)? = resource.inputs["audiences"] { items.compactMap(\.stringValue).map(CloudJSON.string) } else { [] }
+            return [
+                "properties": [
+                    "issuer": .string(try AzureInputs.string(resource.inputs, "issuer", resource.address)),
+                    "subject": .string(try AzureInputs.string(resource.inputs, "subject", resource.address)), "audiences": .array(audiences),
+                ]
+            ]
+        },
+        attributes: { item in
+            var attributes: [String: Value] = [:]
+            attributes["issuer"] = item["properties"]?["issuer"]?.string.map(Value.string)
+            attributes["subject"] = item["properties"]?["subject"]?.string.map(Value.string)
+            if case .array(let audiences)? = item["properties"]?["audiences"] { attributes["audiences"] = .list(audiences.compactMap(\.string).map(Value.string)) }
+            return attributes
+        })
+}

@@ -102,7 +102,8 @@ public struct GPUCluster: Resource {
     /// all one cloud, else the first whose buckets nodes of other clouds can be let into.
     static func checkpointHome(_ clouds: [Placement]) -> Placement? {
         guard let first = clouds.first else { return nil }
-        var home = clouds.allSatisfy { $0.provider == first.provider } ? first : clouds.first { $0.lowering.sharesBuckets }
+        let providers = Set(clouds.map(\.provider))
+        var home = providers.count == 1 ? first : clouds.first { $0.lowering.sharesBuckets(with: providers) }
         home?.zones = []
         return home
     }

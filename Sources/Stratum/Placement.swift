@@ -50,9 +50,9 @@ public protocol PlacementLowering: Sendable {
     func declare(network: Network, into content: inout StackContent)
     func declare(bucket: Bucket, into content: inout StackContent)
     func declare(nodePool: NodePool, into content: inout StackContent)
-    /// Whether nodes of other clouds can be let into a bucket this lowering places: where a
-    /// `GPUCluster` that may land on several clouds keeps its checkpoints.
-    var sharesBuckets: Bool { get }
+    /// Whether nodes on every provider of `clouds` can be let into a bucket this lowering
+    /// places: where a `GPUCluster` that may land on several clouds keeps its checkpoints.
+    func sharesBuckets(with clouds: Set<String>) -> Bool
     /// Declares what lets nodes presenting `identity` use `bucket` (a bucket this lowering
     /// placed), named after `name`; returns the environment those nodes need to use it, or nil
     /// where this cloud cannot trust that identity.
@@ -63,7 +63,7 @@ extension PlacementLowering {
     public func resourceType(kind: String, on placement: Placement) -> String { "\(placement.provider)_\(kind)" }
 
     /// The generic lowering's buckets are reached by their URL alone: there is nothing to trust.
-    public var sharesBuckets: Bool { true }
+    public func sharesBuckets(with clouds: Set<String>) -> Bool { true }
 
     public func grant(_ bucket: Bucket, to identity: WorkloadIdentity, as name: String, into content: inout StackContent) -> [String: any StringExpression]? {
         [:]

@@ -121,6 +121,7 @@ public actor AzureARMFake {
         "Microsoft.Storage/storageAccounts": .location,
         "Microsoft.Storage/storageAccounts/blobServices/containers": .synchronous,
         "Microsoft.ManagedIdentity/userAssignedIdentities": .synchronous,
+        "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials": .synchronous,
         "Microsoft.Authorization/roleAssignments": .synchronous,
         "Microsoft.KeyVault/vaults": .synchronous,
         "Microsoft.KeyVault/vaults/secrets": .synchronous,
@@ -140,6 +141,7 @@ public actor AzureARMFake {
         "Microsoft.Storage/storageAccounts": ("StorageAccountCreateParameters", "StorageAccountUpdateParameters"),
         "Microsoft.Storage/storageAccounts/blobServices/containers": ("BlobContainer", "BlobContainer"),
         "Microsoft.ManagedIdentity/userAssignedIdentities": ("Identity", "IdentityUpdate"),
+        "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials": ("FederatedIdentityCredential", "FederatedIdentityCredential"),
         "Microsoft.Authorization/roleAssignments": ("RoleAssignmentCreateParameters", "RoleAssignmentCreateParameters"),
         "Microsoft.KeyVault/vaults": ("VaultCreateOrUpdateParameters", "VaultPatchParameters"),
         "Microsoft.KeyVault/vaults/secrets": ("SecretCreateOrUpdateParameters", "SecretPatchParameters"),
@@ -615,7 +617,7 @@ public actor AzureARMFake {
         // Proximity placement groups, blob containers, identities and role assignments have no provisioning state.
         let stateless = [
             "Microsoft.Compute/proximityPlacementGroups", "Microsoft.Storage/storageAccounts/blobServices/containers", "Microsoft.ManagedIdentity/userAssignedIdentities",
-            "Microsoft.Authorization/roleAssignments", "Microsoft.KeyVault/vaults/secrets",
+            "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials", "Microsoft.Authorization/roleAssignments", "Microsoft.KeyVault/vaults/secrets",
         ]
         if !stateless.contains(stored.type) {
             properties["provisioningState"] = .string(stored.provisioningState)

@@ -57,6 +57,7 @@ public struct AzureModelValidator: Sendable {
         "StorageAccountListKeysResult": "azure.mgmt.storage.models:StorageAccountListKeysResult",
         "Identity": "azure.mgmt.msi.v2024_11_30.models:Identity",
         "IdentityUpdate": "azure.mgmt.msi.v2024_11_30.models:IdentityUpdate",
+        "FederatedIdentityCredential": "azure.mgmt.msi.v2024_11_30.models:FederatedIdentityCredential",
         "RoleAssignmentCreateParameters": "azure.mgmt.authorization.v2022_04_01.models:RoleAssignmentCreateParameters",
         "RoleAssignment": "azure.mgmt.authorization.v2022_04_01.models:RoleAssignment",
         "VaultCreateOrUpdateParameters": "azure.mgmt.keyvault.models:VaultCreateOrUpdateParameters",

@@ -370,6 +370,9 @@ struct AzureAPIVersionSDKTests {
         "Microsoft.ManagedIdentity/userAssignedIdentities": (
             "azure.mgmt.msi.v2024_11_30.operations._user_assigned_identities_operations", "build_create_or_update_request"
         ),
+        "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials": (
+            "azure.mgmt.msi.v2024_11_30.operations._federated_identity_credentials_operations", "build_create_or_update_request"
+        ),
         "Microsoft.Authorization/roleAssignments": ("azure.mgmt.authorization.v2022_04_01.operations._role_assignments_operations", "build_create_request"),
         "Microsoft.KeyVault/vaults": ("azure.mgmt.keyvault", "build_vaults_create_or_update_request"),
         "Microsoft.KeyVault/vaults/secrets": ("azure.mgmt.keyvault", "build_secrets_create_or_update_request"),

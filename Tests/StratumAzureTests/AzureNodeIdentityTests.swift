@@ -136,6 +136,32 @@ struct AzureNodeIdentityTests {
         }
     }
 
+    /// A federated credential of an identity: its body is the SDK model's, read finds it, a new
+    /// subject is PUT in place, delete removes it.
+    @Test func aFederatedCredentialTrustsAnotherIssuer() async throws {
+        try await AzureStorageWorld.run { world in
+            let identity = try await world.provider.create(world.identity(), token: UUID().uuidString.lowercased())
+            let inputs: [String: Value] = [
+                "identity": .string(identity.id), "issuer": "https://accounts.google.com", "subject": "104857600123456789012",
+                "audiences": .list(["api://AzureADTokenExchange"]),
+            ]
+            let made = try await world.provider.create(world.resource("azure_federated_credential", "gcp-nodes", inputs), token: UUID().uuidString.lowercased())
+            #expect(made.id.hasPrefix(identity.id + "/federatedIdentityCredentials/"))
+            let body = try world.vms.sentBody(made.id)
+            #expect(body["properties"]?["issuer"]?.string == "https://accounts.google.com")
+            #expect(body["properties"]?["subject"]?.string == "104857600123456789012")
+            let read = try #require(try await world.provider.read(type: "azure_federated_credential", resources: [made]).first ?? nil)
+            #expect(read.attributes["audiences"] == .list(["api://AzureADTokenExchange"]) && read.attributes["subject"] == "104857600123456789012")
+            var moved = inputs
+            moved["subject"] = "204857600123456789012"
+            let updated = try await world.provider.update(made, to: world.resource("azure_federated_credential", "gcp-nodes", moved))
+            #expect(try world.vms.sentBody(made.id)["properties"]?["subject"]?.string == "204857600123456789012")
+            try await world.provider.delete(updated)
+            #expect(try await world.provider.read(type: "azure_federated_credential", resources: [updated]) == [nil])
+            try await world.provider.delete(identity)
+        }
+    }
+
     /// The assignment's answer lost: the create fails, and its retry with the same token PUTs
     /// the same assignment (its name derived, not random), so there is still one; recovery
     /// adopts the identity by its token and completes it.

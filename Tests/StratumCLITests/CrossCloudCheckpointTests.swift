@@ -73,6 +73,49 @@ struct CrossCloudCheckpointTests {
         try Planner(providers: Self.registry()).validate(stack)
     }
 
+    /// A lowering whose buckets no other cloud's nodes may use.
+    struct Loner: PlacementLowering {
+        func sharesBuckets(with clouds: Set<String>) -> Bool { clouds.count == 1 }
+        func grant(_ bucket: Bucket, to identity: WorkloadIdentity, as name: String, into content: inout StackContent) -> [String: any StringExpression]? { nil }
+    }
+
+    @Test func onGCPAndAzureTheBucketIsAContainerWhoseIdentityTrustsTheGCPNodesAccount() throws {
+        let clouds = [Self.clouds[0], Self.clouds[2]]
+        let landing = Landing(cloud: "gcp", region: "us-central1", zone: "us-central1-a", instanceType: "a3-highgpu-8g", machines: 2, gpusPerMachine: 8, spot: false, hourly: 100)
+        let stack = try Self.evaluate(Self.cluster(clouds), landing: landing)
+        // The bucket is a container on Azure (GCP's buckets are not shared with Azure's nodes).
+        let container = try #require(stack.resources.first { $0.address.type == "azure_blob_container" })
+        #expect(container.address.name == "stratum-test-train-ckpt")
+        // An identity assigned on the container, which trusts the GCP account's ID tokens.
+        let holder = try #require(stack.resources.first { $0.address == ResourceAddress(type: "azure_node_identity", name: "train") })
+        #expect(holder.inputs["scope"] == Self.ref("azure_blob_container", "stratum-test-train-ckpt", "id"))
+        let credential = try #require(stack.resources.first { $0.address == ResourceAddress(type: "azure_federated_credential", name: "train") })
+        #expect(credential.inputs["identity"] == Self.ref("azure_node_identity", "train", "id"))
+        #expect(credential.inputs["issuer"] == "https://accounts.google.com")
+        #expect(credential.inputs["subject"] == Self.ref("gcp_service_account", "train", "unique_id"))
+        #expect(credential.inputs["audiences"] == .list(["api://AzureADTokenExchange"]))
+        let nodes = stack.resources.filter { $0.address.type == "gcp_instance" }
+        #expect(nodes.count == 2)
+        for node in nodes {
+            #expect(node.inputs["checkpoint_url"] == Self.ref("azure_blob_container", "stratum-test-train-ckpt", "url"))
+            guard case .map(let env)? = node.inputs["env"] else {
+                Issue.record("no env on \(node.address)")
+                continue
+            }
+            #expect(env["AZURE_CLIENT_ID"] == Self.ref("azure_node_identity", "train", "client_id"))
+            #expect(env["AZURE_TENANT_ID"] == Self.ref("azure_node_identity", "train", "tenant_id"))
+            #expect(env["STRATUM_WEB_IDENTITY"] == "gcp" && env["STRATUM_WEB_IDENTITY_AUDIENCE"] == "api://AzureADTokenExchange")
+            #expect(node.dependencies.contains(credential.address) || node.dependencies.contains(holder.address))
+        }
+        try Planner(providers: Self.registry()).validate(stack)
+
+        // Listed the other way round, the bucket is still on Azure; on AWS and Azure, on AWS.
+        let flipped = try Self.evaluate(Self.cluster([Self.clouds[2], Self.clouds[0]]), landing: nil)
+        #expect(flipped.resources.map(\.address.type).contains("azure_blob_container"))
+        let awsAzure = try Self.evaluate(Self.cluster([Self.clouds[2], Self.clouds[1]]), landing: nil)
+        #expect(awsAzure.resources.map(\.address.type) == ["aws_s3_bucket"])
+    }
+
     @Test func landedOnAWSTheNodesUseAnInstanceRoleOfTheBucket() throws {
         let landing = Landing(cloud: "aws", region: "us-east-1", zone: "us-east-1a", instanceType: "p5.48xlarge", machines: 2, gpusPerMachine: 8, spot: false, hourly: 100)
         let stack = try Self.evaluate(Self.cluster(), landing: landing)
@@ -119,12 +162,14 @@ struct CrossCloudCheckpointTests {
         let undecided = try Self.evaluate(Self.cluster(), landing: nil)
         #expect(undecided.resources.map(\.address) == [ResourceAddress(type: "aws_s3_bucket", name: "stratum-test-train-ckpt")])
 
-        // Clouds none of which shares a bucket: refused up front, unless checkpoint names one.
+        // Clouds none of which shares a bucket with the others: refused up front, unless
+        // checkpoint names one.
+        let loners = [Placement(provider: "one", region: "r", lowering: Loner()), Placement(provider: "two", region: "r", lowering: Loner())]
         var neither = StackContent()
-        Self.cluster([Self.clouds[0], Self.clouds[2]]).declare(into: &neither)
+        Self.cluster(loners).declare(into: &neither)
         #expect(neither.diagnostics.contains { $0.message.contains("pass checkpoint: a URL of your own") }, "\(neither.diagnostics)")
         var own = StackContent()
-        Self.cluster([Self.clouds[0], Self.clouds[2]], checkpoint: "s3://elsewhere/train").declare(into: &own)
+        Self.cluster(loners, checkpoint: "s3://elsewhere/train").declare(into: &own)
         #expect(own.diagnostics.isEmpty && own.resources.isEmpty)
     }
 }

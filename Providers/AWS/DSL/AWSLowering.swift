@@ -79,7 +79,8 @@ public struct AWSLowering: PlacementLowering {
         ])
     }
 
-    public var sharesBuckets: Bool { true }
+    /// GCP service accounts' and Azure managed identities' tokens are trusted by a role.
+    public func sharesBuckets(with clouds: Set<String>) -> Bool { clouds.isSubset(of: ["aws", "gcp", "azure"]) }
 
     public func grant(_ bucket: Bucket, to identity: WorkloadIdentity, as name: String, into content: inout StackContent) -> [String: any StringExpression]? {
         var role = AWS.InstanceRole(name, bucket: bucket, region: bucket.placement.region, webIdentities: [identity])

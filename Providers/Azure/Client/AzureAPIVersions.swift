@@ -27,6 +27,7 @@ public struct AzureAPIVersions: Sendable {
         "Microsoft.Storage/storageAccounts": "2026-09-01",
         "Microsoft.Storage/storageAccounts/blobServices/containers": "2026-09-01",
         "Microsoft.ManagedIdentity/userAssignedIdentities": "2024-11-30",
+        "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials": "2024-11-30",
         "Microsoft.Authorization/roleAssignments": "2022-04-01",
         "Microsoft.KeyVault/vaults": "2026-05-15",
         "Microsoft.KeyVault/vaults/secrets": "2026-05-15",

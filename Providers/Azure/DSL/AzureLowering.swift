@@ -112,13 +112,29 @@ public struct AzureLowering: PlacementLowering {
         ])
     }
 
-    /// An Azure container is not yet shared with other clouds' nodes (that needs federated
-    /// credentials trusting their issuers): a cluster spanning clouds keeps its bucket elsewhere.
-    public var sharesBuckets: Bool { false }
+    /// A container is shared with GCP nodes: a managed identity of the container trusts their
+    /// service account's Google ID tokens (a federated credential).
+    public func sharesBuckets(with clouds: Set<String>) -> Bool { clouds.isSubset(of: ["azure", "gcp"]) }
 
+    /// For GCP nodes: an `azure_node_identity` assigned on the container, and its
+    /// `azure_federated_credential` for their account's ID tokens; the nodes exchange those at
+    /// Entra for the identity's tokens.
     public func grant(_ bucket: Bucket, to identity: WorkloadIdentity, as name: String, into content: inout StackContent) -> [String: any StringExpression]? {
-        nil
+        guard identity.tokenSource == "gcp" else { return nil }
+        let placement = bucket.placement
+        let holder = Azure.NodeIdentity(
+            name, scope: bucket.id, resourceGroup: Self.resourceGroup(of: placement), subscription: subscription, location: placement.region)
+        holder.declare(into: &content)
+        Azure.FederatedCredential(name, identity: holder, issuer: "https://accounts.google.com", subject: identity.subject, audience: Self.tokenExchange)
+            .declare(into: &content)
+        return [
+            "AZURE_CLIENT_ID": holder.clientID, "AZURE_TENANT_ID": holder.tenantID, "STRATUM_WEB_IDENTITY": identity.tokenSource,
+            "STRATUM_WEB_IDENTITY_AUDIENCE": Self.tokenExchange,
+        ]
     }
+
+    /// The audience Entra takes other issuers' tokens for, and issues its own for other clouds.
+    static let tokenExchange = "api://AzureADTokenExchange"
 
     public func declare(bucket: Bucket, into content: inout StackContent) {
         let placement = bucket.placement
@@ -190,7 +206,7 @@ public struct AzureLowering: PlacementLowering {
             nodeInputs["identity"] = identity.id.value
             nodeInputs["identity_client_id"] = identity.clientID.value
             if !local {
-                let federated = WorkloadIdentity(issuer: identity.issuer, subject: identity.principalID, audience: "api://AzureADTokenExchange", tokenSource: "azure")
+                let federated = WorkloadIdentity(issuer: identity.issuer, subject: identity.principalID, audience: Self.tokenExchange, tokenSource: "azure")
                 guard let environment = pool.federateCheckpoints(as: federated, into: &content) else { return }
                 nodeInputs["env"] = .map(pool.env.merging(environment) { _, granted in granted }.mapValues(\.value))
             }

@@ -61,6 +61,40 @@ extension Azure {
         }
     }
 
+    /// `azure_federated_credential`: lets tokens of another issuer (`issuer`, for `subject` and
+    /// `audience`) be exchanged at Entra for `identity`'s own — how a GCP service account's
+    /// nodes reach a container that identity may use.
+    public struct FederatedCredential: Resource {
+        public let name: String
+        public var identity: NodeIdentity
+        public var issuer: String
+        public var subject: any StringExpression
+        public var audience: String
+        public var explicitDependencies: [ResourceAddress] = []
+        public let sourceLocation: SourceLocation
+
+        public init(
+            _ name: String, identity: NodeIdentity, issuer: String, subject: any StringExpression, audience: String = "api://AzureADTokenExchange",
+            fileID: String = #fileID, line: Int = #line
+        ) {
+            self.name = name
+            self.identity = identity
+            self.issuer = issuer
+            self.subject = subject
+            self.audience = audience
+            self.sourceLocation = SourceLocation(file: fileID, line: line)
+        }
+
+        public var address: ResourceAddress { ResourceAddress(type: "azure_federated_credential", name: name) }
+
+        public func declare(into content: inout StackContent) {
+            AzureDeclaration.declare(
+                "azure_federated_credential", name, subscription: identity.subscription, region: identity.location, resourceGroup: nil,
+                inputs: ["identity": identity.id.value, "issuer": .string(issuer), "subject": subject.value, "audiences": .list([.string(audience)])],
+                dependsOn: explicitDependencies, location: sourceLocation, into: &content)
+        }
+    }
+
     /// `azure_key_vault`: the vault of the nodes' secrets — a `Secret` in the env of a VM whose
     /// spec names it (`VMSpec.keyVault`) is kept here, not in the VM's customData — with RBAC
     /// authorization, and Key Vault Secrets User on this vault alone for `reader`'s principal.

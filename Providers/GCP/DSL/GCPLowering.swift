@@ -78,7 +78,7 @@ public struct GCPLowering: PlacementLowering {
 
     /// A GCP bucket is not yet shared with other clouds' nodes (that needs a workload identity
     /// pool trusting their issuers): a cluster spanning clouds keeps its bucket elsewhere.
-    public var sharesBuckets: Bool { false }
+    public func sharesBuckets(with clouds: Set<String>) -> Bool { clouds == ["gcp"] }
 
     public func grant(_ bucket: Bucket, to identity: WorkloadIdentity, as name: String, into content: inout StackContent) -> [String: any StringExpression]? {
         nil
