@@ -70,3 +70,18 @@ int tc_identity_token(const tc_identity_source *s, char *token, size_t tokenlen,
     tc_buf_free(&r.body);
     return rc;
 }
+
+int tc_exchange_token(const char *url, const char *form, const char *token, tc_http_response *r, char *err, size_t errlen) {
+    size_t tl = strlen(token), fl = strlen(form), cap = fl + 3 * tl + 8;
+    char *body = malloc(cap);
+    if (!body) return tc_fail(err, errlen, "out of memory");
+    memcpy(body, form, fl);
+    tc_uri_encode(token, 0, body + fl, cap - fl);
+    size_t n = strlen(body);
+    memset(r, 0, sizeof *r);
+    int rc = tc_http_request("POST", url, "Content-Type: application/x-www-form-urlencoded", body, n, r, err, errlen);
+    memset(body, 0, cap);
+    free(body);
+    if (rc == 0) tc_buf_append(&r->body, "", 1);
+    return rc;
+}

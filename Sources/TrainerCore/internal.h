@@ -102,6 +102,10 @@ typedef struct {
     const char *client_id;
 } tc_identity_source;
 int tc_identity_token(const tc_identity_source *s, char *token, size_t tokenlen, char *err, size_t errlen);
+// POSTs `form` (application/x-www-form-urlencoded, ending in a field's '=') followed by `token`,
+// URI-encoded, to `url`: a token exchange (STS, Entra). The body is scrubbed after the call;
+// the answer's body ends in a NUL. 0, or -1 with err when no answer came.
+int tc_exchange_token(const char *url, const char *form, const char *token, tc_http_response *r, char *err, size_t errlen);
 // Fills a source from the environment: `file` when set, else the metadata service of `source`
 // ("gcp" or "azure"; GCE_METADATA_HOST / AZURE_POD_IDENTITY_AUTHORITY_HOST), the audience
 // STRATUM_WEB_IDENTITY_AUDIENCE (else `default_audience`) and AZURE_CLIENT_ID.

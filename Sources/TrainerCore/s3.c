@@ -316,26 +316,17 @@ static int fetch_web_identity_credentials(tc_s3 *s, char *err, size_t errlen) {
     char token[8192];
     tc_identity_source source = {s->token_source, s->token_file, s->metadata, s->audience, s->client_id};
     if (tc_identity_token(&source, token, sizeof token, err, errlen) != 0) return -1;
-    char etoken[3 * sizeof token], erole[1000], esession[200];
-    tc_uri_encode(token, 0, etoken, sizeof etoken);
+    char erole[1000], esession[200], form[1400];
     tc_uri_encode(s->role_arn, 0, erole, sizeof erole);
     tc_uri_encode(s->session_name, 0, esession, sizeof esession);
-    memset(token, 0, sizeof token);
-    size_t bodylen = strlen(etoken) + 1400;
-    char *body = malloc(bodylen);
-    if (!body) return tc_fail(err, errlen, "s3: out of memory");
-    int n = snprintf(body, bodylen,
-                     "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&DurationSeconds=3600&RoleArn=%s&RoleSessionName=%s&WebIdentityToken=%s",
-                     erole, esession, etoken);
-    memset(etoken, 0, sizeof etoken);
+    snprintf(form, sizeof form, "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&DurationSeconds=3600&RoleArn=%s&RoleSessionName=%s&WebIdentityToken=",
+             erole, esession);
     char url[300];
     snprintf(url, sizeof url, "%s/", s->sts);
     tc_http_response r = {0};
-    int rc = tc_http_request("POST", url, "Content-Type: application/x-www-form-urlencoded", body, (size_t)n, &r, err, errlen);
-    memset(body, 0, bodylen);
-    free(body);
+    int rc = tc_exchange_token(url, form, token, &r, err, errlen);
+    memset(token, 0, sizeof token);
     if (rc == 0) {
-        tc_buf_append(&r.body, "", 1);
         const char *xml = (const char *)r.body.p;
         char expiration[64] = "";
         if (r.status != 200) {

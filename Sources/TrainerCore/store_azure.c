@@ -247,26 +247,18 @@ static int federated_token(az_store *a, char *err, size_t errlen) {
     char assertion[8192];
     tc_identity_source source = {a->assertion_source, a->assertion_file, a->metadata, a->audience, a->assertion_client};
     if (tc_identity_token(&source, assertion, sizeof assertion, err, errlen) != 0) return -1;
-    char eassertion[3 * sizeof assertion], eclient[800];
-    tc_uri_encode(assertion, 0, eassertion, sizeof eassertion);
+    char eclient[800], form[1200];
     tc_uri_encode(a->client_id, 0, eclient, sizeof eclient);
-    memset(assertion, 0, sizeof assertion);
-    size_t bodylen = strlen(eassertion) + 1200;
-    char *body = malloc(bodylen);
-    if (!body) return tc_fail(err, errlen, "az: out of memory");
-    int n = snprintf(body, bodylen,
-                     "grant_type=client_credentials&client_id=%s&scope=https%%3A%%2F%%2Fstorage.azure.com%%2F.default"
-                     "&client_assertion_type=urn%%3Aietf%%3Aparams%%3Aoauth%%3Aclient-assertion-type%%3Ajwt-bearer&client_assertion=%s",
-                     eclient, eassertion);
-    memset(eassertion, 0, sizeof eassertion);
+    snprintf(form, sizeof form,
+             "grant_type=client_credentials&client_id=%s&scope=https%%3A%%2F%%2Fstorage.azure.com%%2F.default"
+             "&client_assertion_type=urn%%3Aietf%%3Aparams%%3Aoauth%%3Aclient-assertion-type%%3Ajwt-bearer&client_assertion=",
+             eclient);
     char url[512];
     snprintf(url, sizeof url, "%s/%s/oauth2/v2.0/token", a->authority, a->tenant);
     tc_http_response r = {0};
-    int rc = tc_http_request("POST", url, "Content-Type: application/x-www-form-urlencoded", body, (size_t)n, &r, err, errlen);
-    memset(body, 0, bodylen);
-    free(body);
+    int rc = tc_exchange_token(url, form, assertion, &r, err, errlen);
+    memset(assertion, 0, sizeof assertion);
     if (rc == 0) {
-        tc_buf_append(&r.body, "", 1);
         const char *answer = (const char *)r.body.p;
         if (r.status != 200 || !tc_json_string(answer, "access_token", a->token, sizeof a->token)) {
             char code[200] = "";

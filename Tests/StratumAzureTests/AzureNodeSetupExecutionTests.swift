@@ -42,19 +42,13 @@ struct AzureNodeSetupExecutionTests {
 
             // The VM as azure_virtual_machine renders its setup.
             let url = "az://\(account)/\(container)/\(archive.objectKey)"
-            let s3Bucket = "stratum-federated-\(UInt32.random(in: 0...UInt32.max))"
             var checkpointURL = "az://\(account)/\(container)/run", config = NodeSetupRun.smallTrainerConfig
             var federation: [String: Value] = [:]
+            var s3: FederatedS3Bucket?
             if checkpoints == "s3", let moto {
-                let made = try await AsyncHTTPTransport().send(HTTPRequestData(method: "PUT", url: URL(string: "\(moto)/\(s3Bucket)")!), timeout: .seconds(10))
-                #expect(made.status == 200)
-                checkpointURL = "s3://\(s3Bucket)/run"
-                config += "s3: {endpoint: \"\(moto)\"}\n"
-                federation = [
-                    "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/stratum/stratum-train-1a2b3c4d5e", "STRATUM_WEB_IDENTITY": "azure",
-                    "STRATUM_WEB_IDENTITY_AUDIENCE": "api://AzureADTokenExchange", "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_STS": .string(moto),
-                    "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
-                ]
+                let made = try await FederatedS3Bucket.make(endpoint: moto)
+                (s3, checkpointURL, config) = (made, made.checkpointURL, config + made.trainerConfig)
+                federation = made.environment(source: "azure", audience: "api://AzureADTokenExchange")
             }
             let run = TrainerRun(config: config, arguments: ["--set", "checkpoint.dir=$STRATUM_CHECKPOINT_URL/worker-$STRATUM_NODE_INDEX"])
             let vm = AzureVMWorld.vm(
@@ -94,12 +88,10 @@ struct AzureNodeSetupExecutionTests {
             #expect(requests.count >= (checkpoints == "az" ? 2 : 1) && requests.allSatisfy { $0 == clientID }, "\(requests)")
             #expect(imds.refused.get() == 0)
             #expect(await blob.refused == 1)
-            if checkpoints == "s3", let moto {
+            if let s3 {
                 // Its checkpoints are in S3, written with the role's keys for the identity's token.
                 #expect(imds.federationRequests.get().contains(clientID), "no Entra token was asked for\n\(node.diagnostics)")
-                let listing = try await AsyncHTTPTransport().send(
-                    HTTPRequestData(method: "GET", url: URL(string: "\(moto)/\(s3Bucket)?list-type=2&prefix=run/worker-0/")!), timeout: .seconds(10))
-                #expect(String(decoding: listing.body, as: UTF8.self).contains("<Key>run/worker-0/"), "no checkpoint in the S3 bucket\n\(node.diagnostics)")
+                #expect(try await s3.holds(prefix: "run/worker-0/"), "no checkpoint in the S3 bucket\n\(node.diagnostics)")
             } else {
                 // Its checkpoints are in the container.
                 let stored = await blob.blobNames(container).filter { $0.hasPrefix("run/worker-0/") }

@@ -36,19 +36,13 @@ struct GCPNodeSetupExecutionTests {
                 // Member 1 of a gang of two, as gcp_instance_gang renders its setup.
                 let url = "gs://\(bucket)/\(archive.objectKey)"
                 // The S3 case: the cluster's bucket in moto, its role's keys from moto's STS.
-                let s3Bucket = "stratum-federated-\(UInt32.random(in: 0...UInt32.max))"
                 var checkpointURL = "gs://\(bucket)/run", config = NodeSetupRun.smallTrainerConfig
                 var federation: [String: Value] = [:]
+                var s3: FederatedS3Bucket?
                 if checkpoints == "s3", let moto {
-                    let made = try await AsyncHTTPTransport().send(HTTPRequestData(method: "PUT", url: URL(string: "\(moto)/\(s3Bucket)")!), timeout: .seconds(10))
-                    #expect(made.status == 200)
-                    checkpointURL = "s3://\(s3Bucket)/run"
-                    config += "s3: {endpoint: \"\(moto)\"}\n"
-                    federation = [
-                        "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/stratum/stratum-train-1a2b3c4d5e", "STRATUM_WEB_IDENTITY": "gcp",
-                        "STRATUM_WEB_IDENTITY_AUDIENCE": .string("stratum:\(s3Bucket)"), "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_STS": .string(moto),
-                        "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
-                    ]
+                    let made = try await FederatedS3Bucket.make(endpoint: moto)
+                    (s3, checkpointURL, config) = (made, made.checkpointURL, config + made.trainerConfig)
+                    federation = made.environment(source: "gcp", audience: "stratum:\(made.name)")
                 }
                 let run = TrainerRun(config: config, arguments: ["--set", "checkpoint.dir=$STRATUM_CHECKPOINT_URL/worker-$STRATUM_NODE_INDEX"])
                 let zone = "us-central1-a"
@@ -97,12 +91,10 @@ struct GCPNodeSetupExecutionTests {
                 #expect(metadata.refused.get() == 0)
                 #expect(await storage.storage.refused == 1)
                 // Rank 1's checkpoints are in the bucket.
-                if checkpoints == "s3", let moto {
+                if let s3 {
                     // ... in S3, written with the role's keys for the account's ID token.
-                    #expect(metadata.identityAudiences.get().contains("stratum:\(s3Bucket)"), "no ID token was asked for\n\(node.diagnostics)")
-                    let listing = try await AsyncHTTPTransport().send(
-                        HTTPRequestData(method: "GET", url: URL(string: "\(moto)/\(s3Bucket)?list-type=2&prefix=run/worker-1/")!), timeout: .seconds(10))
-                    #expect(String(decoding: listing.body, as: UTF8.self).contains("<Key>run/worker-1/"), "no checkpoint in the S3 bucket\n\(node.diagnostics)")
+                    #expect(metadata.identityAudiences.get().contains("stratum:\(s3.name)"), "no ID token was asked for\n\(node.diagnostics)")
+                    #expect(try await s3.holds(prefix: "run/worker-1/"), "no checkpoint in the S3 bucket\n\(node.diagnostics)")
                 } else {
                     let stored = await storage.storage.storedObjects(in: bucket).filter { $0.name.hasPrefix("run/worker-1/") }
                     #expect(!stored.isEmpty, "no checkpoint in the bucket\n\(node.diagnostics)")
