@@ -8,6 +8,9 @@ import Foundation
 public actor AWSFaults {
     /// Share of calls answered with throttling (EC2 `RequestLimitExceeded`, S3 `SlowDown`), 0…1.
     public var throttleShare: Double = 0
+    /// The services (signing names: `ec2`, `s3`, `iam`, …) whose calls `throttleShare` applies
+    /// to; nil: every one.
+    public var throttledServices: Set<String>?
     /// Zones whose RunInstances calls fail with `InsufficientInstanceCapacity`.
     public var zonesWithoutCapacity: Set<String> = []
     /// Access key ids answered with `AuthFailure` / `InvalidAccessKeyId`.
@@ -34,7 +37,10 @@ public actor AWSFaults {
         self.random = seed
     }
 
-    public func set(throttleShare: Double) { self.throttleShare = throttleShare }
+    public func set(throttleShare: Double, services: Set<String>? = nil) {
+        self.throttleShare = throttleShare
+        self.throttledServices = services
+    }
     public func set(zonesWithoutCapacity: Set<String>) { self.zonesWithoutCapacity = zonesWithoutCapacity }
     public func set(rejectedAccessKeys: Set<String>) { self.rejectedAccessKeys = rejectedAccessKeys }
     public func set(knownInstanceTypes: Set<String>?) { self.knownInstanceTypes = knownInstanceTypes }
@@ -71,7 +77,8 @@ public actor AWSFaults {
         }
         let throttledByName = action.map { throttledActions[$0, default: 0] > 0 } ?? false
         if throttledByName, let action { throttledActions[action, default: 0] -= 1 }
-        if throttledByName || (throttleShare > 0 && nextUniform() < throttleShare) {
+        let shared = throttledServices.map { Self.service(request).map($0.contains) ?? false } ?? true
+        if throttledByName || (throttleShare > 0 && shared && nextUniform() < throttleShare) {
             count("throttle")
             return .respond(isEC2 ? Self.ec2Error(503, "RequestLimitExceeded", "Request limit exceeded.") : Self.s3Error(503, "SlowDown", "Please reduce your request rate."))
         }
@@ -165,10 +172,16 @@ public actor AWSFaults {
         return auth[start.upperBound...].split(separator: "/").first.map(String.init)
     }
 
-    static func region(_ request: ProxyRequest) -> String? {
+    static func region(_ request: ProxyRequest) -> String? { scope(request, 2) }
+
+    /// The service a request is signed for (`ec2`, `iam`, `s3`).
+    static func service(_ request: ProxyRequest) -> String? { scope(request, 3) }
+
+    /// Part `index` of the request's SigV4 credential scope (key/date/region/service/aws4_request).
+    static func scope(_ request: ProxyRequest, _ index: Int) -> String? {
         guard let auth = request.header("authorization"), let start = auth.range(of: "Credential=") else { return nil }
         let scope = auth[start.upperBound...].split(separator: ",").first?.split(separator: "/") ?? []
-        return scope.count > 2 ? String(scope[2]) : nil
+        return scope.count > index ? String(scope[index]) : nil
     }
 
     static func ec2Error(_ status: Int, _ code: String, _ message: String) -> ProxyResponse {
