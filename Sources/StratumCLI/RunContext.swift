@@ -271,15 +271,19 @@ struct RunContext {
     }
 
     /// Plans the stack (or its destruction) against refreshed state. Call with the lock held.
-    func plan(stack: EvaluatedStack?, stackName: String, store: any StateStore, change: ChangeOptions, destroy: Bool) async throws -> Plan {
+    /// `given` is a refresh already made of the workspace's resources (reconcile classifies
+    /// drift with it): the plan is made from it instead of refreshing again.
+    func plan(
+        stack: EvaluatedStack?, stackName: String, store: any StateStore, change: ChangeOptions, destroy: Bool, refreshed given: RefreshResult? = nil
+    ) async throws -> Plan {
         let snapshot = try await store.read(workspace: workspace(for: stackName))
         let scope = try change.scope()
         // What the scope can name: the stack's resources, and (for destroy, only) what state holds.
         let known = Set(snapshot.resources.keys).union(destroy ? [] : stack?.resources.map(\.address) ?? [])
         try Self.checkScope(scope, known: known, destroy: destroy)
         try requireProviders(snapshot.resources.values.map(\.provider), "the state of stack '\(stackName)' holds resources of")
-        var refreshed: RefreshResult?
-        if change.refresh, !snapshot.resources.isEmpty {
+        var refreshed: RefreshResult? = given
+        if given == nil, change.refresh, !snapshot.resources.isEmpty {
             if !options.json { console.progress("Refreshing \(snapshot.resources.count) resource(s)...") }
             let clock = ContinuousClock()
             let start = clock.now

@@ -46,13 +46,14 @@ struct StratumCommand: AsyncParsableCommand {
               stratum plan  --stack local-demo             # what would change
               stratum apply --stack local-demo             # make it so (asks first)
               stratum status --stack local-demo            # each node's health and training progress
+              stratum reconcile --stack local-demo         # find drift and heal it (cron: exit 0/2/1)
               stratum destroy --stack local-demo           # tear it all down
 
             State lives in .stratum/state.db (or --state / STRATUM_STATE).
             """,
         subcommands: [
             Init.self, Stacks.self, Validate.self, PlanCommand.self, Apply.self, Destroy.self, Refresh.self, Output.self,
-            Status.self, Graph.self, StateCommand.self, ForceUnlock.self, Catalog.self,
+            Status.self, Reconcile.self, Graph.self, StateCommand.self, ForceUnlock.self, Catalog.self,
         ]
     )
 }

@@ -241,6 +241,17 @@ public struct FakeCloudProvider: Provider {
         }
     }
 
+    /// Changes an attribute of a resource out of band, as someone with console access would.
+    public func tamper(_ address: String, set attribute: String, to value: Value) throws {
+        for (id, live) in try inventory() where live.address.description == address {
+            let url = resourcesDirectory.appendingPathComponent("\(id).json")
+            var record = try JSONDecoder().decode(Record.self, from: Data(contentsOf: url))
+            record.attributes[attribute] = value
+            try save(record)
+            try appendLine("tamper \(address) \(attribute)\n", to: eventLog)
+        }
+    }
+
     /// How many times each address was created.
     public func createCounts() -> [String: Int] {
         let text = (try? String(contentsOf: createLog, encoding: .utf8)) ?? ""

@@ -1,0 +1,143 @@
+import Foundation
+import StratumCore
+import StratumState
+
+/// What a reconcile found and did: every resource out of shape, why, what was done about it,
+/// and the stack's hourly cost. `stratum reconcile --report FILE` writes it as JSON.
+public struct DriftReport: Sendable, Codable, Equatable {
+    /// Why a resource is out of shape.
+    public enum Kind: String, Sendable, Codable {
+        /// Recorded in state, gone from its cloud: it is made again.
+        case missing
+        /// Its attributes changed outside Stratum: they are set back.
+        case changed
+        /// It failed, was preempted, or stayed unhealthy past its grace: it is replaced.
+        case failed
+        /// Gone from its cloud and no longer declared: state forgets it.
+        case forgotten
+        /// Not drift: the stack declares something other than what exists (a new or changed
+        /// resource); reconcile applies it all the same.
+        case declared
+    }
+
+    /// One attribute, as recorded (`before`) and as found or wanted (`after`).
+    public struct Attribute: Sendable, Codable, Equatable {
+        public var name: String
+        public var before: Value?
+        public var after: Value?
+    }
+
+    public struct Item: Sendable, Codable, Equatable {
+        public var address: String
+        public var kind: Kind
+        public var reason: String
+        /// The change that brings it back in shape (`create`, `update`, `replace`, `delete`).
+        public var action: String
+        /// For `changed`: each attribute as recorded and as found live; for the rest, the
+        /// attributes the change sets (before: as found, after: as declared).
+        public var attributes: [Attribute]
+        /// `fixed`, `failed` (with `error`), `reported` (policy report) or `not attempted`.
+        public var outcome: String
+        public var error: String?
+    }
+
+    public struct Cost: Sendable, Codable, Equatable {
+        public var hourly_before: Double
+        public var hourly_after: Double
+        public var unpriced: [String]
+
+        public init(hourly_before: Double, hourly_after: Double, unpriced: [String]) {
+            self.hourly_before = hourly_before
+            self.hourly_after = hourly_after
+            self.unpriced = unpriced
+        }
+    }
+
+    public var stack: String
+    public var environment: String
+    public var policy: String
+    /// `in-shape`, `fixed`, `reported`, `failed` or `skipped`.
+    public var outcome: String
+    public var exit_code: Int32
+    public var started_at: Date
+    public var finished_at: Date
+    public var duration_seconds: Double
+    public var resources: Int
+    public var drift: [Item]
+    public var cost: Cost?
+    /// Why the run failed or was skipped.
+    public var error: String?
+
+    public init(
+        stack: String, environment: String, policy: String, outcome: String, exitCode: Int32, startedAt: Date, finishedAt: Date, resources: Int,
+        drift: [Item], cost: Cost?, error: String? = nil
+    ) {
+        self.stack = stack
+        self.environment = environment
+        self.policy = policy
+        self.outcome = outcome
+        self.exit_code = exitCode
+        self.started_at = startedAt
+        self.finished_at = finishedAt
+        self.duration_seconds = finishedAt.timeIntervalSince(startedAt)
+        self.resources = resources
+        self.drift = drift
+        self.cost = cost
+        self.error = error
+    }
+
+    /// How many items are drift proper (everything but `declared`).
+    public var driftCount: Int { drift.filter { $0.kind != .declared }.count }
+
+    public func encoded() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        return try encoder.encode(self)
+    }
+
+    /// A value as the report may show it: a sensitive one (a secret) never.
+    static func shown(_ value: Value?) -> Value? {
+        guard let value else { return nil }
+        return value.containsSensitive ? .string("(sensitive)") : value
+    }
+
+    /// The items of `plan`: each change it makes, classified against what state recorded
+    /// (`recorded`) and what the refresh found (`refreshed`).
+    public static func items(plan: Plan, recorded: [ResourceAddress: ResourceState], refreshed: RefreshResult?) -> [Item] {
+        var items: [Item] = []
+        for change in plan.changes where change.action != .noop {
+            let before = recorded[change.address]
+            let live = refreshed?.live[change.address] ?? nil
+            let gone = before != nil && refreshed != nil && live == nil
+            var kind = Kind.declared
+            var reason = change.reason ?? "the stack declares it so"
+            var attributes: [Attribute] = []
+            if gone {
+                kind = .missing
+                reason = "it no longer exists (deleted outside Stratum)"
+            } else if let failure = live?.failure ?? before?.failure {
+                kind = .failed
+                reason = failure
+            } else if let before, let live, before.attributes != live.attributes {
+                let names = Set(before.attributes.keys).union(live.attributes.keys).filter { before.attributes[$0] != live.attributes[$0] }
+                    .filter { !$0.hasPrefix("stratum_") }
+                if !names.isEmpty {
+                    kind = .changed
+                    reason = "changed outside Stratum: \(names.sorted().joined(separator: ", "))"
+                    attributes = names.sorted().map { Attribute(name: $0, before: shown(before.attributes[$0]), after: shown(live.attributes[$0])) }
+                }
+            }
+            if attributes.isEmpty {
+                attributes = change.changedAttributes.map { Attribute(name: $0, before: shown(change.before?[$0]), after: shown(change.after?[$0])) }
+            }
+            items.append(Item(address: change.address.description, kind: kind, reason: reason, action: change.action.rawValue, attributes: attributes, outcome: "pending"))
+        }
+        for address in plan.vanished {
+            items.append(Item(
+                address: address.description, kind: .forgotten, reason: "gone from its cloud and no longer declared", action: "forget", attributes: [],
+                outcome: "pending"))
+        }
+        return items.sorted { $0.address < $1.address }
+    }
+}
