@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import StratumCloud
 import StratumCore
 import StratumEngine
 import StratumState
@@ -64,9 +65,14 @@ struct Reconcile: AsyncParsableCommand {
     @Option(help: "How many provider operations run at once when fixing.")
     var parallelism = 10
 
+    @Option(help: ArgumentHelp("How long a node's /healthz may go unanswered (counted across passes and runs) before the node is replaced.", valueName: "DURATION"))
+    var grace = "10m"
+
     func validate() throws {
         guard lockTimeout >= 0, lockTimeout <= 86400 else { throw ValidationError("--lock-timeout must be from 0 to 86400 seconds (got \(lockTimeout))") }
         guard parallelism >= 1 else { throw ValidationError("--parallelism must be at least 1 (got \(parallelism))") }
+        let graceSeconds = try Self.seconds(grace)
+        guard graceSeconds >= 0, graceSeconds <= 7 * 86400 else { throw ValidationError("--grace must be from 0s to 7 days (got \(grace))") }
         let seconds = try Self.seconds(interval)
         guard seconds >= 1, seconds <= 7 * 86400 else { throw ValidationError("--interval must be from 1s to 7 days (got \(interval))") }
         if global.json, watch { throw ValidationError("--json prints one report and does not combine with --watch; write each pass's with --report FILE") }
@@ -92,7 +98,8 @@ struct Reconcile: AsyncParsableCommand {
         let interruption = Interruption(console: context.console)
         interruption.install()
         let reconciler = Reconciler(
-            context: context, policy: policy, ifLocked: ifLocked, lockTimeout: lockTimeout, parallelism: parallelism, interruption: interruption)
+            context: context, policy: policy, ifLocked: ifLocked, lockTimeout: lockTimeout, parallelism: parallelism, grace: try Self.seconds(grace),
+            interruption: interruption)
         if !watch {
             let outcome = await reconciler.pass()
             try finish(outcome, context: context)
@@ -148,6 +155,8 @@ struct Reconciler {
     let ifLocked: LockPolicy
     let lockTimeout: Double
     let parallelism: Int
+    /// Seconds a node's /healthz may go unanswered before it is replaced.
+    let grace: Double
     let interruption: Interruption
 
     /// A pass, whatever happens: errors become a report with exit code 1.
@@ -207,7 +216,14 @@ struct Reconciler {
         let workspace = context.workspace(for: stack.name)
         let snapshot = try await store.read(workspace: workspace)
         if !context.options.json { console.progress("Refreshing \(snapshot.resources.count) resource(s) of \(workspace)...") }
-        let refreshed = snapshot.resources.isEmpty ? nil : try await interruption.cancellable { try await Refresher(providers: context.providers).refresh(snapshot.resources) }
+        var refreshed = snapshot.resources.isEmpty ? nil : try await interruption.cancellable { try await Refresher(providers: context.providers).refresh(snapshot.resources) }
+        if let found = refreshed {
+            // Nodes that stopped answering /healthz, marked failed once past the grace.
+            let watch = HealthWatch(
+                store: store, probe: NodeProbe(transport: AsyncHTTPTransport(), timeout: .seconds(2)), stackWorkspace: workspace,
+                grace: .milliseconds(Int(grace * 1000)))
+            refreshed = try await watch.apply(to: found, now: Date()).0
+        }
         let change = try ChangeOptions.parse(["--parallelism", "\(parallelism)"])
         let plan = try await context.plan(stack: stack, stackName: stack.name, store: store, change: change, destroy: false, refreshed: refreshed)
         var items = DriftReport.items(plan: plan, recorded: snapshot.resources, refreshed: refreshed)
