@@ -29,6 +29,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .target(name: "StratumCore"),
@@ -124,7 +126,9 @@ let package = Package(
             exclude: ["Catalog"],
             plugins: ["CatalogDataPlugin"]
         ),
-        .target(name: "StratumEngine", dependencies: ["StratumCore", "StratumState", .product(name: "Logging", package: "swift-log")]),
+        .target(
+            name: "StratumEngine",
+            dependencies: ["StratumCore", "StratumState", .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics")]),
         .target(name: "CStratumSpawn"),
         .target(name: "StratumLocal", dependencies: ["StratumCore", "CStratumSpawn"], path: "Providers/Local"),
         .target(
@@ -133,6 +137,11 @@ let package = Package(
                 "Stratum", "StratumCore", "StratumState", "StratumPostgres", "StratumEngine", "StratumLocal", "StratumCloud",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .target(

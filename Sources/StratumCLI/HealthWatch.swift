@@ -19,13 +19,20 @@ struct HealthWatch {
     let stackWorkspace: String
     let grace: Duration
 
-    /// `refreshed` with the nodes unhealthy past the grace marked failed, and what was seen:
-    /// each node's health line.
-    func apply(to refreshed: RefreshResult, now: Date) async throws -> (RefreshResult, [String: String]) {
+    /// `refreshed` with the nodes unhealthy past the grace marked failed, and each node as seen.
+    func apply(to refreshed: RefreshResult, now: Date) async throws -> (RefreshResult, [DriftReport.Node]) {
         let nodes = refreshed.existing.values.filter { NodeProbe.isNode($0.address.type) && $0.failure == nil && $0.address.type != "gcp_instance_gang" }
             .sorted { $0.address < $1.address }
         let reports = await probe.reports(for: nodes, live: refreshed.live)
         let health = Dictionary(reports.map { ($0.address, $0.health) }, uniquingKeysWith: { a, _ in a })
+        var seen = reports.map { report in
+            let kind = report.health.hasPrefix("ok") ? "ok" : report.health.hasPrefix("unreachable") || report.health.hasPrefix("unhealthy") ? "unhealthy" : "unknown"
+            return DriftReport.Node(address: report.address, provider: report.provider, zone: report.zone.isEmpty ? "-" : report.zone, health: kind, detail: report.health)
+        }
+        for node in refreshed.existing.values where NodeProbe.isNode(node.address.type) && node.failure != nil {
+            let zone = node.attributes["zone"]?.stringValue ?? node.attributes["availability_zone"]?.stringValue ?? (node.address.type == "local_node" ? "local" : "-")
+            seen.append(DriftReport.Node(address: node.address.description, provider: node.provider, zone: zone, health: "failed", detail: node.failure ?? ""))
+        }
         let recorded = try await store.workspaces().contains(Self.workspace) ? try await store.read(workspace: Self.workspace).resources : [:]
         let mine = recorded.values.filter { $0.attributes["workspace"]?.stringValue == stackWorkspace }
         // Each mark is of one node's id: a replacement at the same address starts afresh.
@@ -54,6 +61,10 @@ struct HealthWatch {
                 failed.attributes[ResourceState.failureAttribute] = .string(
                     "unhealthy: its /healthz has not answered since \(Self.iso(first)) (\(line); grace \(Int(grace.seconds)) s)")
                 result.live[node.address] = failed
+                if let index = seen.firstIndex(where: { $0.address == name }) {
+                    seen[index].health = "failed"
+                    seen[index].detail = failed.failure ?? ""
+                }
             }
         }
         let removals = mine.map(\.address).filter { !keep.contains($0) }
@@ -62,7 +73,7 @@ struct HealthWatch {
                 + removals.map { HistoryChange(address: $0.description, action: "healthy again or gone") }
             _ = try await store.commit(workspace: Self.workspace, StateMutation(upserts: upserts, removals: removals, changes: changes), at: now)
         }
-        return (result, health)
+        return (result, seen.sorted { $0.address < $1.address })
     }
 
     func markAddress(_ node: String) -> ResourceAddress {

@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 import StratumCore
 import StratumState
 
@@ -53,6 +54,23 @@ public struct DriftReport: Sendable, Codable, Equatable {
         }
     }
 
+    /// A node as the pass found it: `health` is ok, unhealthy, failed or unknown (no endpoint).
+    public struct Node: Sendable, Codable, Equatable {
+        public var address: String
+        public var provider: String
+        public var zone: String
+        public var health: String
+        public var detail: String
+
+        public init(address: String, provider: String, zone: String, health: String, detail: String) {
+            self.address = address
+            self.provider = provider
+            self.zone = zone
+            self.health = health
+            self.detail = detail
+        }
+    }
+
     public var stack: String
     public var environment: String
     public var policy: String
@@ -65,6 +83,7 @@ public struct DriftReport: Sendable, Codable, Equatable {
     public var resources: Int
     public var drift: [Item]
     public var cost: Cost?
+    public var nodes: [Node] = []
     /// Why the run failed or was skipped.
     public var error: String?
 
@@ -84,6 +103,32 @@ public struct DriftReport: Sendable, Codable, Equatable {
         self.drift = drift
         self.cost = cost
         self.error = error
+    }
+
+    /// Records the pass in the metrics (`EngineMetrics`): its outcome and duration, the state's
+    /// resources, nodes by provider, zone and health, drift by kind, the hourly cost, and when a
+    /// pass last ended without error. `previousNodes` are the node series the last pass set,
+    /// set to 0 where they are gone.
+    public func record(previousNodes: Set<[String]> = []) -> Set<[String]> {
+        let scope = [("stack", stack), ("environment", environment)]
+        Counter(label: EngineMetrics.reconcileRuns, dimensions: scope + [("outcome", outcome)]).increment()
+        Timer(label: EngineMetrics.reconcileSeconds, dimensions: scope).recordNanoseconds(Int64(max(0, duration_seconds) * 1e9))
+        guard outcome != "failed", outcome != "skipped" else { return previousNodes }
+        Gauge(label: EngineMetrics.lastSuccess, dimensions: scope).record(finished_at.timeIntervalSince1970)
+        let failed = drift.filter { $0.kind == .failed }.count
+        Gauge(label: EngineMetrics.resources, dimensions: scope + [("state", "failed")]).record(Double(failed))
+        Gauge(label: EngineMetrics.resources, dimensions: scope + [("state", "ok")]).record(Double(max(0, resources - failed)))
+        for kind in [Kind.missing, .changed, .failed, .forgotten, .declared] {
+            Gauge(label: EngineMetrics.drift, dimensions: scope + [("kind", kind.rawValue)]).record(Double(drift.filter { $0.kind == kind }.count))
+        }
+        if let cost { Gauge(label: EngineMetrics.costPerHour, dimensions: scope).record(cost.hourly_after) }
+        var counts: [[String]: Int] = [:]
+        for node in nodes { counts[[node.provider, node.zone, node.health], default: 0] += 1 }
+        for series in previousNodes.union(counts.keys) {
+            Gauge(label: EngineMetrics.nodes, dimensions: scope + [("provider", series[0]), ("zone", series[1]), ("health", series[2])])
+                .record(Double(counts[series] ?? 0))
+        }
+        return Set(counts.keys)
     }
 
     /// How many items are drift proper (everything but `declared`).

@@ -259,13 +259,18 @@ public struct Executor: Sendable {
         do {
             let (state, serial) = try await perform(step, change: change, resolvedInputs: resolvedInputs, ownership: ownership)
             let outcome = StepOutcome.succeeded(state)
-            observer.stepFinished(step, outcome: outcome, elapsed: .seconds(clock.monotonic() - start))
+            let elapsed = clock.monotonic() - start
+            observer.stepFinished(step, outcome: outcome, elapsed: .seconds(elapsed))
+            EngineMetrics.step(type: step.address.type, action: step.kind.rawValue, outcome: "ok", nanoseconds: UInt64(max(0, elapsed) * 1e9))
             return (step, outcome, serial)
         } catch is CancellationError {
             throw CancellationError()
         } catch {
             let outcome = StepOutcome.failed(error)
-            observer.stepFinished(step, outcome: outcome, elapsed: .seconds(clock.monotonic() - start))
+            let elapsed = clock.monotonic() - start
+            observer.stepFinished(step, outcome: outcome, elapsed: .seconds(elapsed))
+            EngineMetrics.step(
+                type: step.address.type, action: step.kind.rawValue, outcome: (error as? ProviderError)?.kind.rawValue ?? "error", nanoseconds: UInt64(max(0, elapsed) * 1e9))
             return (step, outcome, 0)
         }
     }
@@ -313,7 +318,10 @@ public struct Executor: Sendable {
             let journal = OperationJournal(store: store, workspace: workspace, operation: operation)
             // Before a retry, the engine looks the resource up by token (the kind's recover, with
             // any handle recorded so far) and adopts it: a lost response never makes a second one.
-            let create: @Sendable () async throws -> ResourceState = { try await provider.create(resolved, context: journal.context) }
+            let (name, type) = (change.provider, address.type)
+            let create: @Sendable () async throws -> ResourceState = {
+                try await EngineMetrics.call(provider: name, type: type, operation: "create") { try await provider.create(resolved, context: journal.context) }
+            }
             // What it finds may lack what the earlier attempt's follow-up calls would have set
             // (tags, attributes): the kind's update brings it to what was asked.
             let lookup: @Sendable () async throws -> ResourceState? = {
@@ -349,7 +357,13 @@ public struct Executor: Sendable {
                 address: address, action: .update, provider: change.provider, region: change.region,
                 token: UUID().uuidString.lowercased(), startedAt: clock.date(), ownership: ownership, prior: prior,
                 inputs: resolvedInputs, dependencies: change.dependencies)
-            return try await journaled(OperationJournal(store: store, workspace: workspace, operation: operation), { try await retry.run { try await provider.update(Sensitivity.reveal(prior, schema: schema), to: resolved) } }) { updated, operation in
+            return try await journaled(OperationJournal(store: store, workspace: workspace, operation: operation), {
+                try await retry.run {
+                    try await EngineMetrics.call(provider: change.provider, type: address.type, operation: "update") {
+                        try await provider.update(Sensitivity.reveal(prior, schema: schema), to: resolved)
+                    }
+                }
+            }) { updated, operation in
                 guard var state = updated else { throw ProviderError(.permanent, "the provider returned no state", address: address) }
                 state = Sensitivity.protect(state, schema: schema, template: resolvedInputs)
                 state.dependencies = change.dependencies
@@ -371,7 +385,12 @@ public struct Executor: Sendable {
                 token: UUID().uuidString.lowercased(), startedAt: clock.date(), ownership: ownership, prior: recorded)
             let revealed = Sensitivity.reveal(prior, schema: schema)
             let journal = OperationJournal(store: store, workspace: workspace, operation: operation)
-            return try await journaled(journal, { try await retry.run { try await provider.delete(revealed, context: journal.context) }; return nil }) { _, operation in
+            return try await journaled(journal, {
+                try await retry.run {
+                    try await EngineMetrics.call(provider: change.provider, type: address.type, operation: "delete") { try await provider.delete(revealed, context: journal.context) }
+                }
+                return nil
+            }) { _, operation in
                 let serial = try await store.commit(
                     workspace: workspace,
                     StateMutation(removals: [removed], changes: [HistoryChange(address: removed.description, action: "delete")], settles: [operation.id]),

@@ -53,7 +53,9 @@ public struct Refresher: Sendable {
                     let sorted = batch.sorted { $0.address < $1.address }
                     let schema = provider.schema(for: key.type)
                     let revealed = sorted.map { Sensitivity.reveal($0, schema: schema) }
-                    let result = try await retry.run { try await provider.read(type: key.type, resources: revealed) }
+                    let result = try await retry.run {
+                        try await EngineMetrics.call(provider: key.provider, type: key.type, operation: "read") { try await provider.read(type: key.type, resources: revealed) }
+                    }
                     guard result.count == sorted.count else {
                         throw ProviderError(.permanent, "provider '\(key.provider)' answered \(result.count) states for \(sorted.count) \(key.type) resources")
                     }

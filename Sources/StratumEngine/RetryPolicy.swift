@@ -38,6 +38,7 @@ public struct RetryPolicy: Sendable {
                 return try await operation()
             } catch let error as ProviderError where error.isRetryable && attempt < maxAttempts {
                 // The cloud's own Retry-After, when it named one, is the least wait.
+                EngineMetrics.retried(error)
                 try await clock.sleep(max(backoff.delay(afterAttempt: attempt), error.retryAfter ?? .zero))
                 attempt += 1
             }

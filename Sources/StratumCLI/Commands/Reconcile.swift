@@ -65,6 +65,12 @@ struct Reconcile: AsyncParsableCommand {
     @Option(help: "How many provider operations run at once when fixing.")
     var parallelism = 10
 
+    @Option(help: ArgumentHelp("Write the run's metrics here, in Prometheus text format, for the node exporter's textfile collector (each pass, with --watch).", valueName: "PATH"))
+    var metricsTextfile: String?
+
+    @Option(help: ArgumentHelp("With --watch, serve the metrics at http://ADDR/metrics for Prometheus to scrape (HOST:PORT; :PORT for every interface).", valueName: "ADDR"))
+    var metricsListen: String?
+
     @Option(help: ArgumentHelp("How long a node's /healthz may go unanswered (counted across passes and runs) before the node is replaced.", valueName: "DURATION"))
     var grace = "10m"
 
@@ -76,6 +82,10 @@ struct Reconcile: AsyncParsableCommand {
         let seconds = try Self.seconds(interval)
         guard seconds >= 1, seconds <= 7 * 86400 else { throw ValidationError("--interval must be from 1s to 7 days (got \(interval))") }
         if global.json, watch { throw ValidationError("--json prints one report and does not combine with --watch; write each pass's with --report FILE") }
+        if metricsListen != nil, !watch {
+            throw ValidationError("--metrics-listen serves a long-lived --watch; a single run writes its metrics with --metrics-textfile PATH")
+        }
+        if let metricsListen { _ = try MetricsExport.address(metricsListen) }
     }
 
     /// `90`, `30s`, `10m`, `1h` as seconds.
@@ -100,8 +110,14 @@ struct Reconcile: AsyncParsableCommand {
         let reconciler = Reconciler(
             context: context, policy: policy, ifLocked: ifLocked, lockTimeout: lockTimeout, parallelism: parallelism, grace: try Self.seconds(grace),
             interruption: interruption)
+        let metrics = try await MetricsExport.start(textfile: metricsTextfile, listen: metricsListen)
+        if let port = metrics?.port, let metricsListen {
+            context.console.progress("Serving metrics at /metrics on port \(port) (--metrics-listen \(metricsListen)).")
+        }
         if !watch {
             let outcome = await reconciler.pass()
+            _ = outcome.record()
+            try metrics?.flush()
             try finish(outcome, context: context)
             if outcome.exit_code != 0 { throw ExitCode(outcome.exit_code) }
             return
@@ -109,9 +125,12 @@ struct Reconcile: AsyncParsableCommand {
         let every = try Self.seconds(interval)
         context.console.progress("Reconciling every \(interval) until SIGTERM or SIGINT.")
         var passes = 0
+        var series: Set<[String]> = []
         while !interruption.isRequested {
             let outcome = await reconciler.pass()
             passes += 1
+            series = outcome.record(previousNodes: series)
+            do { try metrics?.flush() } catch { context.console.error("Error: \(describe(error))") }
             try? finish(outcome, context: context)
             // Waits in short steps, so a signal ends the wait at once.
             let next = ContinuousClock.now + .milliseconds(Int(every * 1000))
@@ -119,6 +138,7 @@ struct Reconcile: AsyncParsableCommand {
                 try? await Task.sleep(for: min(.milliseconds(200), next - ContinuousClock.now))
             }
         }
+        await metrics?.stop()
         context.console.progress("Stopped by \(Interruption.name(interruption.signal ?? SIGTERM)) after \(passes) pass(es).")
     }
 
@@ -216,22 +236,25 @@ struct Reconciler {
         let workspace = context.workspace(for: stack.name)
         let snapshot = try await store.read(workspace: workspace)
         if !context.options.json { console.progress("Refreshing \(snapshot.resources.count) resource(s) of \(workspace)...") }
+        var nodes: [DriftReport.Node] = []
         var refreshed = snapshot.resources.isEmpty ? nil : try await interruption.cancellable { try await Refresher(providers: context.providers).refresh(snapshot.resources) }
         if let found = refreshed {
             // Nodes that stopped answering /healthz, marked failed once past the grace.
             let watch = HealthWatch(
                 store: store, probe: NodeProbe(transport: AsyncHTTPTransport(), timeout: .seconds(2)), stackWorkspace: workspace,
                 grace: .milliseconds(Int(grace * 1000)))
-            refreshed = try await watch.apply(to: found, now: Date()).0
+            (refreshed, nodes) = try await watch.apply(to: found, now: Date())
         }
         let change = try ChangeOptions.parse(["--parallelism", "\(parallelism)"])
         let plan = try await context.plan(stack: stack, stackName: stack.name, store: store, change: change, destroy: false, refreshed: refreshed)
         var items = DriftReport.items(plan: plan, recorded: snapshot.resources, refreshed: refreshed)
         let cost = plan.cost.map { DriftReport.Cost(hourly_before: $0.hourlyBefore, hourly_after: $0.hourlyAfter, unpriced: $0.unpriced.map(\.description)) }
         func report(_ outcome: String, _ code: Int32, error: String? = nil) -> DriftReport {
-            DriftReport(
+            var report = DriftReport(
                 stack: stack.name, environment: context.options.environment, policy: policy.rawValue, outcome: outcome, exitCode: code, startedAt: started,
                 finishedAt: Date(), resources: snapshot.resources.count, drift: items, cost: cost, error: error)
+            report.nodes = nodes
+            return report
         }
         guard !items.isEmpty else {
             if !context.options.json { console.output("In shape: \(stack.name) (\(context.options.environment)), \(snapshot.resources.count) resource(s).") }
