@@ -46,9 +46,13 @@ enum OwnershipTags {
     static let lineage = "stratum:lineage"
     static let address = "stratum:address"
     static let token = "stratum:token"
+    static let owner = "stratum:owner"
+    static let expires = "stratum:expires"
 
     static func tags(for resource: ResolvedResource, token: String) -> [String: String] {
         var tags = userTags(resource.inputs["tags"])
+        tags[owner] = resource.ownership.owner
+        tags[expires] = resource.ownership.expiresTag
         tags[stack] = resource.ownership.stack
         tags[lineage] = resource.ownership.lineage
         tags[address] = resource.address.description

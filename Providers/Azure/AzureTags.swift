@@ -12,13 +12,19 @@ enum AzureTags {
     static let lineage = "stratum-lineage"
     static let address = "stratum-address"
     static let token = "stratum-token"
+    static let owner = "stratum-owner"
+    static let expires = "stratum-expires"
 
-    /// The ownership tags of what a create with `token` makes.
+    /// The ownership tags of what a create with `token` makes (with the owner and expiry of an
+    /// ephemeral environment's resources).
     static func ownership(for resource: ResolvedResource, token: String) -> [String: String] {
-        [
+        var tags = [
             stack: value(resource.ownership.stack), lineage: value(resource.ownership.lineage), address: value(resource.address.description),
             self.token: value(token),
         ]
+        tags[owner] = resource.ownership.owner.map(value)
+        tags[expires] = resource.ownership.expiresTag
+        return tags
     }
 
     /// The same, as container metadata names.

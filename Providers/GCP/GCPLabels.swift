@@ -15,13 +15,19 @@ enum GCPLabels {
     static let lineage = "stratum-lineage"
     static let address = "stratum-address"
     static let token = "stratum-token"
+    static let owner = "stratum-owner"
+    static let expires = "stratum-expires"
 
-    /// The ownership labels of what a create with `token` makes.
+    /// The ownership labels of what a create with `token` makes (with the owner and expiry of
+    /// an ephemeral environment's resources).
     static func ownership(for resource: ResolvedResource, token: String) -> [String: String] {
-        [
+        var labels = [
             stack: value(resource.ownership.stack), lineage: value(resource.ownership.lineage), address: value(resource.address.description),
             self.token: value(token),
         ]
+        labels[owner] = resource.ownership.owner.map(value)
+        labels[expires] = resource.ownership.expiresTag
+        return labels
     }
 
     /// `text` as a label value.

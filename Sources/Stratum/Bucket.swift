@@ -6,8 +6,10 @@ public struct Bucket: Resource {
     public var explicitDependencies: [ResourceAddress] = []
     public let location: SourceLocation
 
+    /// In an ephemeral environment (`stratum up`) the name carries the environment's suffix
+    /// (`StackNaming.suffix`): bucket names are global, and copies of a stack must not share one.
     public init(_ name: String, versioning: Bool = false, on placement: Placement = .local, fileID: String = #fileID, line: Int = #line) {
-        self.name = name
+        self.name = name + StackNaming.suffix
         self.versioning = versioning
         self.placement = placement
         self.location = SourceLocation(file: fileID, line: line)

@@ -151,6 +151,12 @@ struct RunContext {
         return try await !store.pendingOperations(workspace: workspace).isEmpty
     }
 
+    /// The ephemeral environment (`stratum up`) the current --env is of `stack`, if it is one.
+    func ephemeralEnvironment(stack: String) async throws -> EphemeralEnvironment? {
+        if options.backendURL == nil, !FileManager.default.fileExists(atPath: options.statePath) { return nil }
+        return try await Environments(store: try await openStore(readOnly: true)).find(stack: stack, name: options.environment)
+    }
+
     /// State is kept per stack and environment.
     func workspace(for stack: String) -> String { Self.workspace(stack: stack, environment: options.environment) }
 
@@ -178,6 +184,16 @@ struct RunContext {
         replacePlacement: Bool = false, replaceClusters: Set<String> = [], overrides: [String: PlacementDecision] = [:], race: Int = 1
     ) async throws -> EvaluatedStack {
         let entry = try stackEntry()
+        // An ephemeral environment's globally named resources carry its suffix.
+        let suffix = try await ephemeralEnvironment(stack: entry.name).map { "-\($0.name)" } ?? ""
+        return try await StackNaming.$suffix.withValue(suffix) {
+            try await evaluate(entry, replacePlacement: replacePlacement, replaceClusters: replaceClusters, overrides: overrides, race: race)
+        }
+    }
+
+    private func evaluate(
+        _ entry: StackEntry, replacePlacement: Bool, replaceClusters: Set<String>, overrides: [String: PlacementDecision], race: Int
+    ) async throws -> EvaluatedStack {
         try await requireWorkspace(stack: entry.name)
         let config = try configFile(for: entry.name)
         var stack = try entry.evaluate(options.environment, config)
@@ -440,6 +456,11 @@ struct RunContext {
             providers: providers, store: store, workspace: Self.workspace(stack: plan.stack, environment: plan.environment), parallelism: parallelism,
             observer: observer, exhaustionLimit: exhaustionLimit, shouldStop: { interruption?.isRequested ?? false })
         executor.raceWon = raceWon
+        // An ephemeral environment's resources carry its owner and expiry.
+        if let environment = try await Environments(store: store).find(stack: plan.stack, name: plan.environment) {
+            executor.environmentOwner = environment.owner
+            executor.environmentExpires = environment.expiresAt
+        }
         let clock = ContinuousClock()
         let start = clock.now
         let result = try await executor.apply(plan)

@@ -8,11 +8,21 @@ public struct Ownership: Sendable, Hashable, Codable {
     public var stack: String
     /// The state's lineage; two states never share one.
     public var lineage: String
+    /// Who an ephemeral environment is for (`stratum up --owner`); nil otherwise.
+    public var owner: String?
+    /// When an ephemeral environment expires (`stratum up --ttl`); nil otherwise.
+    public var expires: Date?
 
-    public init(stack: String, lineage: String) {
+    public init(stack: String, lineage: String, owner: String? = nil, expires: Date? = nil) {
         self.stack = stack
         self.lineage = lineage
+        self.owner = owner
+        self.expires = expires
     }
+
+    /// The expiry as tags and labels carry it: seconds since the epoch (a digit string every
+    /// cloud's label rules accept).
+    public var expiresTag: String? { expires.map { String(Int($0.timeIntervalSince1970)) } }
 
     /// For resources built outside a run (tests, imports before a lineage exists).
     public static let unowned = Ownership(stack: "", lineage: "")

@@ -47,10 +47,28 @@ public protocol ResourceKind: Sendable {
     /// machines of a type, priced from the offer catalog; nil (the default) for what is not a
     /// machine. Plans price machines only.
     func billing(_ attributes: [String: Value], region: String) -> Billing?
+
+    /// Everything of this type the cloud holds that carries Stratum's ownership (tags, labels,
+    /// records): each as a state with its `ownership` (workspace and lineage). nil where the
+    /// kind cannot list them; `stratum sweep` then says so instead of calling nothing orphaned.
+    func owned() async throws -> [OwnedResource]?
+}
+
+/// A resource the cloud holds with Stratum's ownership on it.
+public struct OwnedResource: Sendable {
+    public var state: ResourceState
+    public var ownership: Ownership
+
+    public init(state: ResourceState, ownership: Ownership) {
+        self.state = state
+        self.ownership = ownership
+    }
 }
 
 extension ResourceKind {
     public func batchKey(_ state: ResourceState) -> String { state.region }
+
+    public func owned() async throws -> [OwnedResource]? { nil }
 
     public func validate(_ resource: DesiredResource) -> [Diagnostic] { [] }
 

@@ -37,6 +37,10 @@ public struct Executor: Sendable {
     /// Called the moment a gang wins its race (cluster, gang), before the others are released:
     /// the caller records the winner, so a run killed after this keeps it.
     public var raceWon: (@Sendable (String, String) async throws -> Void)?
+    /// The owner and expiry of an ephemeral environment: every resource it creates is tagged
+    /// with them.
+    public var environmentOwner: String?
+    public var environmentExpires: Date?
 
     public init(
         providers: ProviderRegistry, store: any StateStore, workspace: String, parallelism: Int = 10,
@@ -62,7 +66,7 @@ public struct Executor: Sendable {
         var result = ApplyResult()
         result.serial = snapshot.serial
         var current = snapshot.resources
-        let ownership = Ownership(stack: workspace, lineage: snapshot.lineage)
+        let ownership = Ownership(stack: workspace, lineage: snapshot.lineage, owner: environmentOwner, expires: environmentExpires)
 
         if !plan.vanished.isEmpty {
             result.serial = try await store.commit(

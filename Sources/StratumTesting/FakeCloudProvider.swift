@@ -190,6 +190,18 @@ public struct FakeCloudProvider: Provider {
         var address: ResourceAddress
         var token: String
         var attributes: [String: Value]
+        /// Who made it, as a cloud's tags say (nil in records of older versions).
+        var ownership: Ownership?
+    }
+
+    /// Every resource the cloud holds, with the ownership its create recorded.
+    public func ownedResources() throws -> [OwnedResource] {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: resourcesDirectory.path)) ?? []
+        return try files.filter { $0.hasSuffix(".json") }.compactMap { file in
+            let record = try JSONDecoder().decode(Record.self, from: Data(contentsOf: resourcesDirectory.appendingPathComponent(file)))
+            guard let ownership = record.ownership else { return nil }
+            return OwnedResource(state: state(record, region: "default"), ownership: ownership)
+        }
     }
 
     var resourcesDirectory: URL { root.appendingPathComponent("resources") }
@@ -303,6 +315,10 @@ struct FakeThingKind: ResourceKind {
         return .machines(instanceType: type, region: region, spot: attributes["spot"]?.boolValue == true, count: 1)
     }
 
+    func owned() async throws -> [OwnedResource]? {
+        try cloud.ownedResources().filter { $0.state.address.type == type }
+    }
+
     func read(_ resources: [ResourceState]) async throws -> [ResourceState?] {
         try await cloud.pause()
         let all = try cloud.inventory()
@@ -363,7 +379,7 @@ struct FakeThingKind: ResourceKind {
                 try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
                 attributes["url"] = .string(directory.absoluteString)
             }
-            let record = FakeCloudProvider.Record(id: id, address: address, token: token, attributes: attributes)
+            let record = FakeCloudProvider.Record(id: id, address: address, token: token, attributes: attributes, ownership: resource.ownership)
             try cloud.save(record)
             try cloud.appendLine("\(address) \(token) \(id)\n", to: cloud.createLog)
             try cloud.appendLine("create \(address) \(id)\n", to: cloud.eventLog)

@@ -155,7 +155,7 @@ public struct AWSLowering: PlacementLowering {
         if pool.gang, pool.count > 1 {
             // A gang shares a cluster placement group (named after the pool: placement group
             // names are unique in an account's region).
-            let group = AWS.PlacementGroup(pool.name, region: pool.placement.region)
+            let group = AWS.PlacementGroup(pool.name + StackNaming.suffix, region: pool.placement.region)
             group.declare(into: &content)
             inputs["placement_group"] = group.id.value
         }
