@@ -15,7 +15,7 @@ struct AWSWebIdentityRoleTests {
         ResolvedResource(
             address: ResourceAddress(type: "aws_instance_role", name: "train-gcp"), region: world.region,
             inputs: ["bucket": .string(world.bucketName), "web_identities": .list(identities)], dependencies: [],
-            ownership: Ownership(stack: world.workspace, lineage: "lineage-\(world.environment)"))
+            ownership: Ownership(stack: world.workspace, lineage: "lineage-\(world.environment)", owner: "alice", expires: Date(timeIntervalSince1970: 1_800_000_000)))
     }
 
     /// The trust IAM holds for `role`, decoded.
@@ -45,6 +45,11 @@ struct AWSWebIdentityRoleTests {
             "accounts.google.com:sub": "104857600123456789012", "accounts.google.com:aud": "104857600123456789012",
             "accounts.google.com:oaud": "stratum-checkpoints",
         ])
+
+        // An ephemeral environment's role carries its owner and expiry.
+        let role = try await world.direct.iam("GetRole", [("RoleName", created.id)], idempotent: true)
+        let tags = Dictionary((role["GetRoleResult"]?["Role"]?["Tags"]?.all("member") ?? []).compactMap { tag in tag.string("Key").map { ($0, tag.string("Value") ?? "") } }) { a, _ in a }
+        #expect(tags["stratum:owner"] == "alice" && tags["stratum:expires"] == "1800000000", "\(tags)")
 
         // Refresh sees the trust as stated.
         let fresh = try #require(try await world.provider.read(type: "aws_instance_role", resources: [created]).first ?? nil)
