@@ -71,6 +71,8 @@ struct LocalNodeKind: ResourceKind {
         return state
     }
 
+    func owned() async throws -> [OwnedResource]? { LocalProcesses.owned(in: paths.nodes) }
+
     func delete(_ state: ResourceState, context: OperationContext) async throws {
         try await LocalProcesses.stop(state)
     }

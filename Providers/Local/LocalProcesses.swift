@@ -23,6 +23,26 @@ enum LocalProcesses {
         var owner: String?
         /// The node's cgroup directory; nil when the node runs as a process group only.
         var cgroup: String?
+        /// The workspace and address that created it (absent in records of older versions):
+        /// what `stratum sweep` compares with every state to find orphans.
+        var workspace: String?
+        var address: String?
+    }
+
+    /// Every node directory with a record naming its workspace: as a state that `delete` can
+    /// stop and remove, with the ownership it was created under.
+    static func owned(in nodes: URL) -> [OwnedResource] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: nodes.path)) ?? []
+        return names.sorted().compactMap { name in
+            let directory = nodes.appendingPathComponent(name)
+            guard let record = loadRecord(in: directory), let workspace = record.workspace, let text = record.address,
+                let address = ResourceAddress(parsing: text)
+            else { return nil }
+            let state = ResourceState(
+                address: address, provider: "local", region: "local", id: "pid-\(record.pid)",
+                attributes: ["pid": .int(Int(record.pid)), "log_path": .string(directory.appendingPathComponent("node.log").path)])
+            return OwnedResource(state: state, ownership: Ownership(stack: workspace, lineage: record.owner ?? ""))
+        }
     }
 
     /// What refresh reports about a node, as its `status` attribute.
@@ -250,7 +270,7 @@ enum LocalProcesses {
         let exited = !(stat?.isLive ?? false)
         let record = NodeRecord(
             pid: pid, startTicks: stat?.startTicks ?? 0, token: token, labels: resource.inputs["labels"]?.mapValue ?? [:], startedAt: Date(),
-            owner: owner, cgroup: cgroup)
+            owner: owner, cgroup: cgroup, workspace: resource.ownership.stack, address: resource.address.description)
         do {
             try saveRecord(record, in: directory)
         } catch {
@@ -334,7 +354,8 @@ enum LocalProcesses {
         {
             let record = NodeRecord(
                 pid: leader.pid, startTicks: leader.stat.startTicks, token: token, labels: resource.inputs["labels"]?.mapValue ?? [:],
-                startedAt: Date(), owner: resource.ownership.lineage, cgroup: tree.cgroup)
+                startedAt: Date(), owner: resource.ownership.lineage, cgroup: tree.cgroup, workspace: resource.ownership.stack,
+                address: resource.address.description)
             if (try? saveRecord(record, in: directory)) != nil {
                 return state(for: resource, record: record, directory: directory)
             }

@@ -76,7 +76,8 @@ struct CLICatalogUpdateTests {
         #expect(try Data(contentsOf: dir.appendingPathComponent(".stratum/catalog/azure.csv")) == written)
     }
 
-    @Test("offline, every cloud keeps its shipped prices, the command says how old they are and exits 1 after trying them all")
+    /// (The time limit is what catches a run that hangs on an unreachable endpoint.)
+    @Test("offline, every cloud keeps its shipped prices, the command says how old they are and exits 1 after trying them all", .timeLimit(.minutes(3)))
     func offlineKeepsShippedData() async throws {
         let dir = try TestSupport.temporaryDirectory("catalog-offline")
         var cli = CLI("stratum", in: dir)
@@ -85,10 +86,8 @@ struct CLICatalogUpdateTests {
             "STRATUM_AZURE_RETAIL_PRICES_ENDPOINT": "\(closed)/api/retail/prices", "STRATUM_AWS_PRICE_LIST_ENDPOINT": closed,
             "CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDBILLING": closed, "STRATUM_GCP_API_KEY": "AIzaOfflineKey",
         ]) { $1 }
-        let started = Date()
         let result = try await cli.runAsync(["catalog", "update", "--timeout", "2"])
         #expect(result.status == 1)
-        #expect(Date().timeIntervalSince(started) < 60)
         for (cloud, file) in [("aws", "Providers/AWS/Catalog/offers.csv"), ("gcp", "Providers/GCP/Catalog/offers.csv"), ("azure", "Providers/Azure/Catalog/offers.csv")] {
             #expect(result.stderr.contains("\(cloud): cannot reach 127.0.0.1"), "\(result.stderr)")
             #expect(result.stderr.contains("\(cloud): kept \(file); prices as of"), "\(result.stderr)")

@@ -88,7 +88,7 @@ struct CLIEnvironmentTests {
         #expect(listed.status == 0, "\(listed.stderr)")
         #expect(listed.stdout.contains("2 orphan(s): resources with Stratum's ownership that no state knows:"), "\(listed.stdout)")
         #expect(listed.stdout.contains("fake fake_thing.root") && listed.stdout.contains("fake fake_thing.child[0]"), "\(listed.stdout)")
-        #expect(listed.stdout.contains("Not searched for orphans (they cannot list what they hold yet): local"), "\(listed.stdout)")
+        #expect(listed.stdout.contains("Not searched for orphans (they cannot list what they hold yet): lro"), "\(listed.stdout)")
         #expect(try work.cloud.inventory().count == 4)
 
         let deleted = try work.cli.run(["sweep", "--delete-orphans", "--auto-approve"])
@@ -97,6 +97,34 @@ struct CLIEnvironmentTests {
         #expect(try work.cloud.inventory().count == 2)
         #expect(try work.cli.run(["plan", "--detailed-exitcode"] + base).status == 0)
         #expect(try work.cli.run(["sweep"]).stdout.contains("No orphans."))
+    }
+
+    /// A Local node whose state file was deleted is an orphan: its process keeps running until
+    /// `sweep --delete-orphans` stops it.
+    @Test(.timeLimit(.minutes(3)))
+    func aLocalNodeWithoutAStateIsAnOrphan() throws {
+        let dir = try TestSupport.temporaryDirectory("local-orphan")
+        let cli = CLI("stratum", in: dir)
+        let config = dir.appendingPathComponent("demo.yaml")
+        try "workers: 1\ninner_steps: 5\nrounds: 1000\n".write(to: config, atomically: true, encoding: .utf8)
+        let lost = dir.appendingPathComponent(".stratum/lost.db").path
+        let apply = try cli.run(["apply", "--auto-approve", "--state", lost, "--stack", "local-demo", "--config", config.path])
+        #expect(apply.status == 0, "\(apply.stderr)")
+        let nodes = dir.appendingPathComponent(".stratum/local/nodes")
+        let node = try #require(try FileManager.default.contentsOfDirectory(atPath: nodes.path).first)
+        let pid = try #require(Int32(String(contentsOf: nodes.appendingPathComponent(node).appendingPathComponent("pid"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)))
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: lost + suffix) }
+        #expect(isAlive(pid))
+
+        let listed = try cli.run(["sweep"])
+        #expect(listed.status == 0, "\(listed.stderr)")
+        #expect(listed.stdout.contains("1 orphan(s)") && listed.stdout.contains("local local_node.worker[0]"), "\(listed.stdout)")
+        #expect(isAlive(pid))
+        let deleted = try cli.run(["sweep", "--delete-orphans", "--auto-approve"])
+        #expect(deleted.status == 0, "\(deleted.stdout)\(deleted.stderr)")
+        #expect(waitUntil(seconds: 30) { !isAlive(pid) })
+        #expect(!FileManager.default.fileExists(atPath: nodes.appendingPathComponent(node).path))
     }
 
     /// A copy of the Local demo in an ephemeral environment keeps its checkpoints in a bucket

@@ -107,7 +107,8 @@ struct CLIReconcileTests {
         for index in 0..<4 { try work.cloud.preempt("fake_thing.child[\(index)]") }
         let (first, out, err) = try work.cli.start(["reconcile", "--parallelism", "1"] + base, extraEnvironment: ["STRATUM_FAKE_LATENCY_MS": "700"])
         defer { if first.isRunning { first.terminate() } }
-        #expect(waitUntil(seconds: 60) { work.cloud.events().filter { $0.hasPrefix("create") }.count >= 5 }, "the first reconcile never started fixing")
+        // The apply made five; the first reconcile's first create is the sixth.
+        #expect(waitUntil(seconds: 60) { work.cloud.events().filter { $0.hasPrefix("create") }.count >= 6 }, "the first reconcile never started fixing")
 
         let skipped = try work.cli.run(["reconcile", "--if-locked", "skip"] + base)
         #expect(skipped.status == 0, "\(skipped.stderr)")

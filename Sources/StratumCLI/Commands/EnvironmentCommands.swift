@@ -248,12 +248,12 @@ struct Sweep: AsyncParsableCommand {
         } ?? Date()
         var failed = false
         try await reportingErrors(context.console) {
-            if global.backendURL == nil, !FileManager.default.fileExists(atPath: global.statePath) {
-                context.console.output("Nothing to sweep: \(global.statePath) does not exist yet.")
-                return
-            }
-            let store = try await context.openStore()
-            let all = try await Environments(store: store).all()
+            // Without a state file there are no environments, and whatever the clouds hold with
+            // Stratum's ownership on it is an orphan.
+            let hasState = global.backendURL != nil || FileManager.default.fileExists(atPath: global.statePath)
+            let store: (any StateStore)? = hasState ? try await context.openStore() : nil
+            var all: [EphemeralEnvironment] = []
+            if let store { all = try await Environments(store: store).all() }
             let expired = all.filter { $0.isExpired(at: now) }
             context.console.output("\(expired.count) of \(all.count) environment(s) expired" + (expired.isEmpty ? "." : ":"))
             for environment in expired {
@@ -274,8 +274,8 @@ struct Sweep: AsyncParsableCommand {
             }
             // Orphans: what the clouds hold with Stratum's ownership that no state knows.
             var known: [String: (lineage: String, addresses: Set<ResourceAddress>)] = [:]
-            for workspace in try await store.workspaces() where !workspace.hasPrefix("_stratum/") {
-                let snapshot = try await store.read(workspace: workspace)
+            for workspace in try await store?.workspaces() ?? [] where !workspace.hasPrefix("_stratum/") {
+                guard let snapshot = try await store?.read(workspace: workspace) else { continue }
                 known[workspace] = (snapshot.lineage, Set(snapshot.resources.keys))
             }
             var orphans: [(provider: any Provider, owned: OwnedResource)] = []
