@@ -24,14 +24,14 @@ struct CLIMetricsTests {
     }
 
     @Test(.timeLimit(.minutes(2)))
-    func theTextfileOfACronRunPassesPromtoolAndSaysWhatItDid() throws {
+    func theTextfileOfACronRunPassesPromtoolAndSaysWhatItDid() async throws {
         let work = try FixtureWorkspace("metrics-textfile")
         let config = try work.config(count: 2)
         let base = ["--stack", "fake-fan", "--config", config]
-        #expect(try work.cli.run(["apply", "--auto-approve"] + base).status == 0)
+        #expect(try await work.cli.runAsync(["apply", "--auto-approve"] + base).status == 0)
         try work.cloud.preempt("fake_thing.child[0]")
         let textfile = work.directory.appendingPathComponent("stratum.prom").path
-        let run = try work.cli.run(["reconcile", "--metrics-textfile", textfile] + base)
+        let run = try await work.cli.runAsync(["reconcile", "--metrics-textfile", textfile] + base)
         #expect(run.status == 2, "\(run.stderr)")
         let text = try String(contentsOfFile: textfile, encoding: .utf8)
         let samples = Self.samples(text)
@@ -61,7 +61,7 @@ struct CLIMetricsTests {
         try check.run()
         input.fileHandleForWriting.write(Data(text.utf8))
         try input.fileHandleForWriting.close()
-        check.waitUntilExit()
+        await exited(check)
         let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(check.terminationStatus == 0, "promtool: \(said)")
     }
@@ -75,7 +75,7 @@ struct CLIMetricsTests {
         let work = try FixtureWorkspace("metrics-scrape")
         let config = try work.config(count: 2)
         let base = ["--stack", "fake-fan", "--config", config]
-        #expect(try work.cli.run(["apply", "--auto-approve"] + base).status == 0)
+        #expect(try await work.cli.runAsync(["apply", "--auto-approve"] + base).status == 0)
         let metricsPort = freeLoopbackPort()
         let (watcher, _, _) = try work.cli.start(["reconcile", "--watch", "--interval", "1s", "--metrics-listen", "127.0.0.1:\(metricsPort)"] + base)
         defer { if watcher.isRunning { kill(watcher.processIdentifier, SIGTERM); watcher.waitUntilExit() } }

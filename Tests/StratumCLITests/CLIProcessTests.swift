@@ -65,6 +65,21 @@ func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool {
     return condition()
 }
 
+/// Polls `condition` until it holds or `seconds` pass, without holding a thread of the shared
+/// pool (a blocked pool thread starves the in-process servers other tests talk to).
+func eventually(seconds: Double, _ condition: () -> Bool) async -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return condition()
+}
+
+/// Waits for `process` to end, as `eventually` waits.
+@discardableResult
+func exited(_ process: Process, seconds: Double = 120) async -> Bool { await eventually(seconds: seconds) { !process.isRunning } }
+
 func isAlive(_ pid: Int32) -> Bool {
     guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return false }
     let state = stat[stat.index(after: close)...].split(separator: " ").first

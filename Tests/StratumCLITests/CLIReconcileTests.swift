@@ -25,15 +25,15 @@ struct CLIReconcileTests {
     }
 
     @Test(.timeLimit(.minutes(2)))
-    func reportThenFixThenInShape() throws {
+    func reportThenFixThenInShape() async throws {
         let work = try FixtureWorkspace("reconcile")
         let config = try work.config(count: 3)
         let base = ["--stack", "fake-fan", "--config", config]
-        #expect(try work.cli.run(["apply", "--auto-approve"] + base).status == 0)
+        #expect(try await work.cli.runAsync(["apply", "--auto-approve"] + base).status == 0)
         let file = work.directory.appendingPathComponent("drift.json").path
 
         // Nothing changed: in shape, exit 0.
-        let clean = try work.cli.run(["reconcile", "--report", file] + base)
+        let clean = try await work.cli.runAsync(["reconcile", "--report", file] + base)
         #expect(clean.status == 0, "\(clean.stderr)")
         #expect(clean.stdout.contains("In shape: fake-fan (dev), 4 resource(s)."), "\(clean.stdout)")
         #expect(try Self.report(file)["outcome"] as? String == "in-shape")
@@ -44,7 +44,7 @@ struct CLIReconcileTests {
         let before = try work.cloud.inventory().count
 
         // Report only: exit 2, both found with what differs, nothing changed.
-        let reported = try work.cli.run(["reconcile", "--policy", "report", "--report", file] + base)
+        let reported = try await work.cli.runAsync(["reconcile", "--policy", "report", "--report", file] + base)
         #expect(reported.status == 2, "\(reported.stderr)")
         #expect(reported.stdout.contains("2 drifted in fake-fan (dev):"), "\(reported.stdout)")
         var json = try Self.report(file)
@@ -61,7 +61,7 @@ struct CLIReconcileTests {
         #expect(try work.cloud.inventory().count == before)
 
         // Fix: exit 2, both healed; the next pass finds the stack in shape.
-        let fixed = try work.cli.run(["reconcile", "--report", file] + base)
+        let fixed = try await work.cli.runAsync(["reconcile", "--report", file] + base)
         #expect(fixed.status == 2, "\(fixed.stderr)")
         json = try Self.report(file)
         items = Self.items(json)
@@ -70,19 +70,19 @@ struct CLIReconcileTests {
         let inventory = try work.cloud.inventory().values
         #expect(inventory.count == 4)
         #expect(inventory.first { $0.address.description == "fake_thing.root" }?.attributes["value"] == "v1")
-        #expect(try work.cli.run(["reconcile"] + base).status == 0)
+        #expect(try await work.cli.runAsync(["reconcile"] + base).status == 0)
         #expect(try Self.matchesState(work, expected: 4))
     }
 
     @Test(.timeLimit(.minutes(2)))
-    func aFixThatFailsExitsOneAndSaysWhy() throws {
+    func aFixThatFailsExitsOneAndSaysWhy() async throws {
         let work = try FixtureWorkspace("reconcile-fail")
         let config = try work.config(count: 2)
         let base = ["--stack", "fake-fan", "--config", config]
-        #expect(try work.cli.run(["apply", "--auto-approve"] + base).status == 0)
+        #expect(try await work.cli.runAsync(["apply", "--auto-approve"] + base).status == 0)
         try work.cloud.preempt("fake_thing.child[0]")
         let file = work.directory.appendingPathComponent("drift.json").path
-        let failed = try work.cli.run(["reconcile", "--report", file] + base, extraEnvironment: ["STRATUM_FAKE_FAIL_ON": "fake_thing.child[0]"])
+        let failed = try await work.cli.runAsync(["reconcile", "--report", file] + base, extraEnvironment: ["STRATUM_FAKE_FAIL_ON": "fake_thing.child[0]"])
         #expect(failed.status == 1, "\(failed.stderr)")
         let json = try Self.report(file)
         #expect(json["outcome"] as? String == "failed" && json["exit_code"] as? Int == 1)
@@ -91,7 +91,7 @@ struct CLIReconcileTests {
         #expect((item?["error"] as? String)?.contains("refuses to create") == true, "\(String(describing: item))")
 
         // A stack that cannot be evaluated is an error too, with a report that says so.
-        let broken = try work.cli.run(["reconcile", "--report", file, "--stack", "fake-fan", "--config", "/nonexistent.yaml"])
+        let broken = try await work.cli.runAsync(["reconcile", "--report", file, "--stack", "fake-fan", "--config", "/nonexistent.yaml"])
         #expect(broken.status == 1)
         #expect(try Self.report(file)["error"] as? String != nil)
     }
@@ -99,23 +99,23 @@ struct CLIReconcileTests {
     /// A reconcile holds the lock (its creates are slow); a second one skips (exit 0) or waits
     /// for it and then finds the stack in shape. Nothing is made twice.
     @Test(.timeLimit(.minutes(3)))
-    func twoReconcilersAtOnce() throws {
+    func twoReconcilersAtOnce() async throws {
         let work = try FixtureWorkspace("reconcile-lock")
         let config = try work.config(count: 4)
         let base = ["--stack", "fake-fan", "--config", config]
-        #expect(try work.cli.run(["apply", "--auto-approve"] + base).status == 0)
+        #expect(try await work.cli.runAsync(["apply", "--auto-approve"] + base).status == 0)
         for index in 0..<4 { try work.cloud.preempt("fake_thing.child[\(index)]") }
         let (first, out, err) = try work.cli.start(["reconcile", "--parallelism", "1"] + base, extraEnvironment: ["STRATUM_FAKE_LATENCY_MS": "700"])
         defer { if first.isRunning { first.terminate() } }
         // The apply made five; the first reconcile's first create is the sixth.
-        #expect(waitUntil(seconds: 60) { work.cloud.events().filter { $0.hasPrefix("create") }.count >= 6 }, "the first reconcile never started fixing")
+        #expect(await eventually(seconds: 60) { work.cloud.events().filter { $0.hasPrefix("create") }.count >= 6 }, "the first reconcile never started fixing")
 
-        let skipped = try work.cli.run(["reconcile", "--if-locked", "skip"] + base)
+        let skipped = try await work.cli.runAsync(["reconcile", "--if-locked", "skip"] + base)
         #expect(skipped.status == 0, "\(skipped.stderr)")
         #expect(skipped.stderr.contains("Skipped: the state of fake-fan/dev is locked by"), "\(skipped.stderr)")
 
-        let waited = try work.cli.run(["reconcile", "--if-locked", "wait", "--lock-timeout", "120"] + base)
-        first.waitUntilExit()
+        let waited = try await work.cli.runAsync(["reconcile", "--if-locked", "wait", "--lock-timeout", "120"] + base)
+        await exited(first)
         let firstOut = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let firstErr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(first.terminationStatus == 2, "\(firstOut)\(firstErr)")
@@ -128,23 +128,23 @@ struct CLIReconcileTests {
     }
 
     @Test(.timeLimit(.minutes(2)))
-    func theWatchLoopHealsAndStopsOnSIGTERM() throws {
+    func theWatchLoopHealsAndStopsOnSIGTERM() async throws {
         let work = try FixtureWorkspace("reconcile-watch")
         let config = try work.config(count: 2)
         let base = ["--stack", "fake-fan", "--config", config]
-        #expect(try work.cli.run(["apply", "--auto-approve"] + base).status == 0)
+        #expect(try await work.cli.runAsync(["apply", "--auto-approve"] + base).status == 0)
         let file = work.directory.appendingPathComponent("drift.json").path
         let (watcher, out, err) = try work.cli.start(["reconcile", "--watch", "--interval", "1s", "--report", file] + base)
         defer { if watcher.isRunning { watcher.terminate() } }
-        #expect(waitUntil(seconds: 30) { (try? Self.report(file))?["outcome"] as? String == "in-shape" }, "no first pass")
+        #expect(await eventually(seconds: 30) { (try? Self.report(file))?["outcome"] as? String == "in-shape" }, "no first pass")
 
         // A child taken away between passes is made again by the next one.
         try work.cloud.preempt("fake_thing.child[1]")
-        #expect(waitUntil(seconds: 30) { work.cloud.createCounts()["fake_thing.child[1]"] == 2 }, "the watch loop did not heal the child")
-        #expect(waitUntil(seconds: 30) { (try? Self.report(file))?["outcome"] as? String == "in-shape" }, "no pass after the fix")
+        #expect(await eventually(seconds: 30) { work.cloud.createCounts()["fake_thing.child[1]"] == 2 }, "the watch loop did not heal the child")
+        #expect(await eventually(seconds: 30) { (try? Self.report(file))?["outcome"] as? String == "in-shape" }, "no pass after the fix")
 
         kill(watcher.processIdentifier, SIGTERM)
-        watcher.waitUntilExit()
+        await exited(watcher)
         let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(watcher.terminationStatus == 0, "\(stdout)\(stderr)")
@@ -153,13 +153,13 @@ struct CLIReconcileTests {
         #expect(try Self.matchesState(work, expected: 3))
     }
 
-    @Test func badOptionsAreRefused() throws {
+    @Test func badOptionsAreRefused() async throws {
         let work = try FixtureWorkspace("reconcile-options")
-        let interval = try work.cli.run(["reconcile", "--stack", "fake-fan", "--watch", "--interval", "soon"])
+        let interval = try await work.cli.runAsync(["reconcile", "--stack", "fake-fan", "--watch", "--interval", "soon"])
         #expect(interval.status != 0 && interval.stderr.contains("is not a duration"), "\(interval.stderr)")
-        let watchJSON = try work.cli.run(["reconcile", "--stack", "fake-fan", "--watch", "--json"])
+        let watchJSON = try await work.cli.runAsync(["reconcile", "--stack", "fake-fan", "--watch", "--json"])
         #expect(watchJSON.status != 0 && watchJSON.stderr.contains("does not combine with --watch"), "\(watchJSON.stderr)")
-        let help = try work.cli.run(["reconcile", "--help"])
+        let help = try await work.cli.runAsync(["reconcile", "--help"])
         #expect(help.stdout.contains("Exit codes, for cron and CI"), "\(help.stdout)")
     }
 }

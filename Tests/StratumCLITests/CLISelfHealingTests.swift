@@ -8,13 +8,13 @@ import Testing
 @Suite("Self-healing on the Local provider (CLI, end to end)")
 struct CLISelfHealingTests {
     @Test(.timeLimit(.minutes(5)))
-    func aKilledAndAHungWorkerAreReplacedAndResume() throws {
+    func aKilledAndAHungWorkerAreReplacedAndResume() async throws {
         let dir = try TestSupport.temporaryDirectory("self-heal")
         let cli = CLI("stratum", in: dir)
         let config = dir.appendingPathComponent("demo.yaml")
         try "workers: 2\ninner_steps: 20\nrounds: 200\n".write(to: config, atomically: true, encoding: .utf8)
         let common = ["--stack", "local-demo", "--config", config.path]
-        let apply = try cli.run(["apply", "--auto-approve"] + common)
+        let apply = try await cli.runAsync(["apply", "--auto-approve"] + common)
         #expect(apply.status == 0, "\(apply.stdout)\(apply.stderr)")
         defer { _ = try? cli.run(["destroy", "--auto-approve"] + common) }
 
@@ -28,7 +28,7 @@ struct CLISelfHealingTests {
         // Both workers checkpoint before anything happens to them.
         for index in 0..<2 {
             let checkpoints = dir.appendingPathComponent(".stratum/local/buckets/demo-checkpoints/worker-\(index)")
-            #expect(waitUntil(seconds: 120) {
+            #expect(await eventually(seconds: 120) {
                 ((try? FileManager.default.contentsOfDirectory(atPath: checkpoints.path)) ?? []).contains { $0.hasPrefix("step-") }
             }, "no checkpoint of worker \(index)")
         }
@@ -45,27 +45,27 @@ struct CLISelfHealingTests {
         // Both are replaced, and each replacement resumes from its predecessor's checkpoint.
         for (index, old) in [(0, killed), (1, hung)] {
             var replacement: URL?
-            #expect(waitUntil(seconds: 120) {
+            #expect(await eventually(seconds: 120) {
                 replacement = (try? nodeDirectories(index))?.first { $0 != old }
                 return replacement != nil
             }, "worker \(index) was not replaced")
             guard let replacement else { continue }
             let log = replacement.appendingPathComponent("node.log")
-            #expect(waitUntil(seconds: 90) {
+            #expect(await eventually(seconds: 90) {
                 ((try? String(contentsOf: log, encoding: .utf8)) ?? "").contains("worker \(index): resumed from its checkpoint at step ")
             }, "worker \(index)'s replacement did not resume: \((try? String(contentsOf: log, encoding: .utf8)) ?? "no log")")
         }
         // The hung worker was replaced for its health, after the grace.
-        let history = try cli.run(["state", "history"] + common).stdout
+        let history = try await cli.runAsync(["state", "history"] + common).stdout
         #expect(history.contains("local_node.worker[1]"), "\(history)")
 
         kill(watcher.processIdentifier, SIGTERM)
-        watcher.waitUntilExit()
+        await exited(watcher)
         let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(watcher.terminationStatus == 0, "\(stdout)\(stderr)")
         #expect(stdout.contains("local_node.worker[1]: failed, unhealthy: its /healthz has not answered since"), "\(stdout)")
         #expect(stdout.contains("local_node.worker[0]: failed,"), "\(stdout)")
-        #expect(try cli.run(["plan", "--detailed-exitcode"] + common).status == 0)
+        #expect(try await cli.runAsync(["plan", "--detailed-exitcode"] + common).status == 0)
     }
 }
