@@ -110,3 +110,12 @@ final class ProgressObserver: ApplyObserver, @unchecked Sendable {
         }
     }
 }
+
+/// Rows as columns padded to the widest cell, two spaces apart (the first row is the header).
+func textTable(_ rows: [[String]]) -> String {
+    let widths = (0..<(rows.first?.count ?? 0)).map { column in rows.map { $0[column].count }.max() ?? 0 }
+    return rows.map { row in
+        row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+            .trimmingCharacters(in: .whitespaces)
+    }.joined(separator: "\n")
+}

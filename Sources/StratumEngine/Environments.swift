@@ -81,15 +81,7 @@ public struct Environments: Sendable {
         return EphemeralEnvironment(stack: stack, name: name, owner: owner, createdAt: created, expiresAt: expires)
     }
 
-    public static func iso(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: date)
-    }
+    public static func iso(_ date: Date) -> String { ISODates.string(date) }
 
-    public static func date(_ text: String) -> Date? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.date(from: text)
-    }
+    public static func date(_ text: String) -> Date? { ISODates.date(text) }
 }

@@ -63,15 +63,7 @@ public struct Stockouts: Sendable {
             offer: OfferKey(cloud: cloud, instanceType: type, region: region, zone: a["zone"]?.stringValue), spot: a["spot"]?.boolValue, reason: reason, until: until)
     }
 
-    static func iso(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: date)
-    }
+    static func iso(_ date: Date) -> String { ISODates.string(date) }
 
-    static func date(_ text: String) -> Date? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.date(from: text)
-    }
+    static func date(_ text: String) -> Date? { ISODates.date(text) }
 }

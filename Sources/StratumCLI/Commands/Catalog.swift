@@ -146,7 +146,7 @@ struct CatalogList: AsyncParsableCommand {
                 offer.reason,
             ])
         }
-        console.output(Self.table(rows))
+        console.output(textTable(rows))
     }
 
     func printJSON(_ value: some Encodable) throws {
@@ -172,7 +172,7 @@ struct CatalogList: AsyncParsableCommand {
                     offer.asOf,
                 ])
             }
-            console.output(Self.table(rows))
+            console.output(textTable(rows))
         }
         if !ranking.excluded.isEmpty {
             if excluded {
@@ -194,7 +194,7 @@ struct CatalogList: AsyncParsableCommand {
                 offer.onDemandHourly.map(Money.hourly) ?? "-", offer.spotHourly.map(Money.hourly) ?? "-", offer.asOf,
             ])
         }
-        return table(rows)
+        return textTable(rows)
     }
 
     /// Where each cloud's prices come from and how old they are.
@@ -213,13 +213,6 @@ struct CatalogList: AsyncParsableCommand {
         value == value.rounded() ? String(Int(value)) : String(format: "%.2f", value)
     }
 
-    static func table(_ rows: [[String]]) -> String {
-        let widths = (0..<(rows.first?.count ?? 0)).map { column in rows.map { $0[column].count }.max() ?? 0 }
-        return rows.map { row in
-            row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  ")
-                .trimmingCharacters(in: .whitespaces)
-        }.joined(separator: "\n")
-    }
 
     struct QueryJSON: Encodable {
         var gpu: String

@@ -159,11 +159,7 @@ struct ListEnvironments: AsyncParsableCommand {
                 let cost = String(format: "$%.2f", row.hourly_cost) + (row.unpriced > 0 ? " (+\(row.unpriced) unpriced)" : "")
                 return ["\(row.stack)/\(row.environment)", row.owner ?? "-", age, expires, "\(row.resources)", cost]
             }
-            let widths = header.indices.map { column in ([header] + lines).map { $0[column].count }.max() ?? 0 }
-            for line in [header] + lines {
-                context.console.output(line.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  ")
-                    .trimmingCharacters(in: .whitespaces))
-            }
+            context.console.output(textTable([header] + lines))
         }
     }
 }

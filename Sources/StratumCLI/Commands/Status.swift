@@ -225,10 +225,6 @@ struct NodeProbe: Sendable {
                 number($0.loss, 4), number($0.tokensPerSecond, 0), age($0.checkpointAgeSeconds), number($0.allreduceBusGbps, 1),
             ]
         }
-        let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
-        return ([header] + rows).map { row in
-            row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  ")
-                .trimmingCharacters(in: .whitespaces)
-        }.joined(separator: "\n")
+        return textTable([header] + rows)
     }
 }
