@@ -36,7 +36,7 @@ import Testing
             configuration: .init(endpointOverride: spot.endpoint), credentials: StaticCredentials(AWSCredentials(accessKeyId: "AKIATEST", secretAccessKey: "test-secret")),
             transport: AsyncHTTPTransport())
         let shipped = try ShippedCatalog.aws.load()
-        let source = AWSPriceList(endpoint: list.endpoint, transport: AsyncHTTPTransport(), ec2: ec2, timeout: .seconds(10), fileTimeout: .seconds(30))
+        let source = AWSPriceList(endpoint: list.endpoint, transport: AsyncHTTPTransport(), ec2: ec2, timeout: .seconds(60), fileTimeout: .seconds(60))
         let sheet = try await source.prices(for: shipped, date: Self.date)
         let update = shipped.updated(cloud: "aws", with: sheet, asOf: "2026-12-01")
 
@@ -70,7 +70,7 @@ import Testing
             "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials", "AWS_CONFIG_FILE": "/nonexistent/config",
         ]
         let shipped = try ShippedCatalog.aws.load()
-        let update = try #require(try await ShippedCatalog.aws.update(shipped, options: CatalogUpdateOptions(environment: environment, date: Self.date, timeout: .seconds(10))))
+        let update = try #require(try await ShippedCatalog.aws.update(shipped, options: CatalogUpdateOptions(environment: environment, date: Self.date, timeout: .seconds(60))))
         let p5 = try #require(update.catalog.offer(cloud: "aws", instanceType: "p5.48xlarge", region: "us-east-1"))
         #expect(p5.onDemandHourly == 50 && p5.spotHourly == 16.9508)
         #expect(update.notes == ["spot prices kept as they were: DescribeSpotPriceHistory needs AWS credentials, and none were found"])

@@ -25,7 +25,7 @@ import Testing
             pageSize: 2)
         defer { Task { await fake.server.shutdown() } }
         let shipped = try ShippedCatalog.azure.load()
-        let source = AzureRetailPrices(endpoint: fake.endpoint, transport: AsyncHTTPTransport(), timeout: .seconds(10), sizesPerRequest: 4)
+        let source = AzureRetailPrices(endpoint: fake.endpoint, transport: AsyncHTTPTransport(), timeout: .seconds(60), sizesPerRequest: 4)
         let sheet = try await source.prices(for: shipped)
         let update = shipped.updated(cloud: "azure", with: sheet, asOf: "2026-12-01")
 
@@ -55,7 +55,7 @@ import Testing
         let fake = try await AzureRetailPricesFake.start(items: [.vm(Self.a100, region: "eastus", price: 3.8), .vm(Self.a100, region: "eastus", price: 3.9)])
         defer { Task { await fake.server.shutdown() } }
         let shipped = OfferCatalog(offers: try ShippedCatalog.azure.load().offers.filter { $0.instanceType == Self.a100 && $0.region == "eastus" })
-        let sheet = try await AzureRetailPrices(endpoint: fake.endpoint, transport: AsyncHTTPTransport(), timeout: .seconds(10)).prices(for: shipped)
+        let sheet = try await AzureRetailPrices(endpoint: fake.endpoint, transport: AsyncHTTPTransport(), timeout: .seconds(60)).prices(for: shipped)
         let update = shipped.updated(cloud: "azure", with: sheet, asOf: "2026-12-01")
         let key = OfferKey(cloud: "azure", instanceType: Self.a100, region: "eastus")
         #expect(update.notFound[key]?.contains("more than one Linux price") == true, "\(update.notFound)")

@@ -69,7 +69,7 @@ struct DashboardTests {
             if port == nil { try await Task.sleep(for: .milliseconds(50)) }
         }
         let served = try #require(port, "the trainer never wrote its metrics port")
-        let answer = try await AsyncHTTPTransport().send(HTTPRequestData(method: "GET", url: URL(string: "http://127.0.0.1:\(served)/metrics")!), timeout: .seconds(10))
+        let answer = try await AsyncHTTPTransport().send(HTTPRequestData(method: "GET", url: URL(string: "http://127.0.0.1:\(served)/metrics")!), timeout: .seconds(60))
         return String(decoding: answer.body, as: UTF8.self)
     }
 

@@ -38,7 +38,7 @@ private struct ARMCaller {
         let encoder = JSONEncoder()
         let response = try await transport.send(
             HTTPRequestData(method: method, url: url, headers: [("Content-Type", "application/json")], body: try body.map { try encoder.encode($0) } ?? Data()),
-            timeout: .seconds(10))
+            timeout: .seconds(60))
         let json = response.body.isEmpty ? Value.null : try JSONDecoder().decode(Value.self, from: response.body)
         return Answer(status: response.status, headers: response.headers, json: json)
     }

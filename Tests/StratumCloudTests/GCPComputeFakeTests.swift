@@ -119,7 +119,7 @@ private struct ComputeCaller {
         let url = try #require(URL(string: server.url.absoluteString + uri))
         let response = try await transport.send(
             HTTPRequestData(method: method, url: url, headers: [("Content-Type", "application/json")], body: body.map(encoded) ?? Data()),
-            timeout: .seconds(10))
+            timeout: .seconds(60))
         return (response.status, try JSONDecoder().decode(Value.self, from: response.body))
     }
 

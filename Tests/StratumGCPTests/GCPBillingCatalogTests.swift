@@ -38,7 +38,7 @@ import Testing
         let fake = try await GCPBillingCatalogFake.start(Self.skus)
         defer { Task { await fake.server.shutdown() } }
         let shipped = try ShippedCatalog.gcp.load()
-        let source = GCPBillingCatalog(endpoint: fake.endpoint, transport: AsyncHTTPTransport(), authorization: .apiKey(fake.apiKey), timeout: .seconds(10))
+        let source = GCPBillingCatalog(endpoint: fake.endpoint, transport: AsyncHTTPTransport(), authorization: .apiKey(fake.apiKey), timeout: .seconds(60))
         let sheet = try await source.prices(for: shipped)
         let update = shipped.updated(cloud: "gcp", with: sheet, asOf: "2026-12-01")
         func offer(_ type: String, _ region: String = "us-central1") throws -> Offer {
@@ -105,13 +105,13 @@ import Testing
         let date = Date(timeIntervalSince1970: 1_796_112_000)
         let options = CatalogUpdateOptions(
             environment: ["CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDBILLING": fake.endpoint.absoluteString + "/", "STRATUM_GCP_API_KEY": fake.apiKey],
-            date: date, timeout: .seconds(10))
+            date: date, timeout: .seconds(60))
         let update = try #require(try await ShippedCatalog.gcp.update(shipped, options: options))
         #expect(update.catalog.offer(cloud: "gcp", instanceType: "a2-highgpu-1g", region: "us-central1")?.asOf == OfferCatalog.day(date))
 
         let bare = CatalogUpdateOptions(
             environment: ["CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDBILLING": fake.endpoint.absoluteString, "HOME": "/nonexistent", "NO_GCE_CHECK": "true"],
-            date: date, timeout: .seconds(10))
+            date: date, timeout: .seconds(60))
         do {
             _ = try await ShippedCatalog.gcp.update(shipped, options: bare)
             Issue.record("an update without key or credentials went through")
