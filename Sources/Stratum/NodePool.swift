@@ -91,11 +91,14 @@ public struct NodePool: Resource {
     }
 
     /// Lets this pool's nodes, presenting `identity`, into `checkpointBucket` on another cloud:
-    /// the environment they need for it, or nil (with a diagnostic) where that cloud cannot
-    /// trust them. A lowering calls it for a bucket its own cloud does not hold.
-    public func federateCheckpoints(as identity: WorkloadIdentity?, into content: inout StackContent) -> [String: any StringExpression]? {
-        guard let bucket = checkpointBucket else { return [:] }
-        if let identity, let environment = bucket.placement.lowering.grant(bucket, to: identity, as: name, into: &content) { return environment }
+    /// the nodes' `env` input with what the bucket's cloud says they need for it, or nil (with
+    /// a diagnostic) where that cloud cannot trust them. A lowering calls it for a bucket its
+    /// own cloud does not hold.
+    public func federateCheckpoints(as identity: WorkloadIdentity?, into content: inout StackContent) -> Value? {
+        guard let bucket = checkpointBucket else { return .map(env.mapValues(\.value)) }
+        if let identity, let granted = bucket.placement.lowering.grant(bucket, to: identity, as: name, into: &content) {
+            return .map(env.merging(granted) { _, granted in granted }.mapValues(\.value))
+        }
         content.diagnostics.append(Diagnostic(
             address: address,
             message: "nodes on \(placement.provider) cannot be let into the bucket \(bucket.name) on \(bucket.placement.provider) with their own identity; "

@@ -39,7 +39,7 @@ struct HealthWatch {
         var since: [String: Date] = [:]
         for mark in mine {
             if let node = mark.attributes["node"]?.stringValue, let id = mark.attributes["id"]?.stringValue,
-                let date = mark.attributes["since"]?.stringValue.flatMap(Self.date)
+                let date = mark.attributes["since"]?.stringValue.flatMap(ISODates.date)
             {
                 since["\(node) \(id)"] = date
             }
@@ -59,7 +59,7 @@ struct HealthWatch {
             if now.timeIntervalSince(first) >= grace.seconds {
                 var failed = node
                 failed.attributes[ResourceState.failureAttribute] = .string(
-                    "unhealthy: its /healthz has not answered since \(Self.iso(first)) (\(line); grace \(Int(grace.seconds)) s)")
+                    "unhealthy: its /healthz has not answered since \(ISODates.string(first)) (\(line); grace \(Int(grace.seconds)) s)")
                 result.live[node.address] = failed
                 if let index = seen.firstIndex(where: { $0.address == name }) {
                     seen[index].health = "failed"
@@ -85,11 +85,7 @@ struct HealthWatch {
         ResourceState(
             address: address, provider: StratumBuiltinProvider.providerName, region: "global", id: address.name,
             attributes: [
-                "workspace": .string(stackWorkspace), "node": .string(node), "id": .string(id), "since": .string(Self.iso(since)), "health": .string(health),
+                "workspace": .string(stackWorkspace), "node": .string(node), "id": .string(id), "since": .string(ISODates.string(since)), "health": .string(health),
             ])
     }
-
-    static func iso(_ date: Date) -> String { ISODates.string(date) }
-
-    static func date(_ text: String) -> Date? { ISODates.date(text) }
 }

@@ -49,7 +49,7 @@ public struct Environments: Sendable {
     /// Records `environment`, replacing an earlier record of the same workspace.
     public func record(_ environment: EphemeralEnvironment, at now: Date) async throws {
         let state = Self.state(environment)
-        let change = HistoryChange(address: state.address.description, action: "up: owner \(environment.owner), expires \(Self.iso(environment.expiresAt))")
+        let change = HistoryChange(address: state.address.description, action: "up: owner \(environment.owner), expires \(ISODates.string(environment.expiresAt))")
         _ = try await store.commit(workspace: Self.workspace, StateMutation(upserts: [state], changes: [change]), at: now)
     }
 
@@ -69,19 +69,15 @@ public struct Environments: Sendable {
             address: address, provider: StratumBuiltinProvider.providerName, region: "global", id: address.name,
             attributes: [
                 "stack": .string(environment.stack), "environment": .string(environment.name), "owner": .string(environment.owner),
-                "created_at": .string(iso(environment.createdAt)), "expires_at": .string(iso(environment.expiresAt)),
+                "created_at": .string(ISODates.string(environment.createdAt)), "expires_at": .string(ISODates.string(environment.expiresAt)),
             ])
     }
 
     static func environment(_ state: ResourceState) -> EphemeralEnvironment? {
         let a = state.attributes
         guard let stack = a["stack"]?.stringValue, let name = a["environment"]?.stringValue, let owner = a["owner"]?.stringValue,
-            let created = a["created_at"]?.stringValue.flatMap(date), let expires = a["expires_at"]?.stringValue.flatMap(date)
+            let created = a["created_at"]?.stringValue.flatMap(ISODates.date), let expires = a["expires_at"]?.stringValue.flatMap(ISODates.date)
         else { return nil }
         return EphemeralEnvironment(stack: stack, name: name, owner: owner, createdAt: created, expiresAt: expires)
     }
-
-    public static func iso(_ date: Date) -> String { ISODates.string(date) }
-
-    public static func date(_ text: String) -> Date? { ISODates.date(text) }
 }

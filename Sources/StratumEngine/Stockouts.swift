@@ -30,7 +30,7 @@ public struct Stockouts: Sendable {
         let expired = recorded.filter { Self.blocked($0).map { $0.until <= now } ?? true }.map(\.address)
         let upserts = blocked.map(Self.state)
         guard !upserts.isEmpty || !expired.isEmpty else { return }
-        let changes = blocked.map { HistoryChange(address: Self.address(of: $0).description, action: "stockout: \($0.reason) (until \(Self.iso($0.until)))") }
+        let changes = blocked.map { HistoryChange(address: Self.address(of: $0).description, action: "stockout: \($0.reason) (until \(ISODates.string($0.until)))") }
             + expired.map { HistoryChange(address: $0.description, action: "expired") }
         _ = try await store.commit(workspace: Self.workspace, StateMutation(upserts: upserts, removals: expired, changes: changes), at: now)
     }
@@ -46,7 +46,7 @@ public struct Stockouts: Sendable {
     static func state(_ blocked: BlockedOffer) -> ResourceState {
         var attributes: [String: Value] = [
             "cloud": .string(blocked.offer.cloud), "instance_type": .string(blocked.offer.instanceType), "region": .string(blocked.offer.region),
-            "reason": .string(blocked.reason), "until": .string(iso(blocked.until)),
+            "reason": .string(blocked.reason), "until": .string(ISODates.string(blocked.until)),
         ]
         if let zone = blocked.offer.zone { attributes["zone"] = .string(zone) }
         if let spot = blocked.spot { attributes["spot"] = .bool(spot) }
@@ -57,13 +57,9 @@ public struct Stockouts: Sendable {
     static func blocked(_ state: ResourceState) -> BlockedOffer? {
         let a = state.attributes
         guard let cloud = a["cloud"]?.stringValue, let type = a["instance_type"]?.stringValue, let region = a["region"]?.stringValue,
-            let reason = a["reason"]?.stringValue, let until = a["until"]?.stringValue.flatMap(date)
+            let reason = a["reason"]?.stringValue, let until = a["until"]?.stringValue.flatMap(ISODates.date)
         else { return nil }
         return BlockedOffer(
             offer: OfferKey(cloud: cloud, instanceType: type, region: region, zone: a["zone"]?.stringValue), spot: a["spot"]?.boolValue, reason: reason, until: until)
     }
-
-    static func iso(_ date: Date) -> String { ISODates.string(date) }
-
-    static func date(_ text: String) -> Date? { ISODates.date(text) }
 }

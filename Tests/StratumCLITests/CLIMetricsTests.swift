@@ -13,6 +13,25 @@ struct CLIMetricsTests {
         ["/usr/bin/\(name)", "/usr/local/bin/\(name)"].first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
+    /// Runs Debian's `promtool` with `arguments` and `input` on its standard input: its exit
+    /// status and output; nil when it is not installed.
+    static func promtool(_ arguments: [String], input: String = "") throws -> (Int32, String)? {
+        guard let promtool = tool("promtool") else { return nil }
+        let check = Process()
+        check.executableURL = URL(fileURLWithPath: promtool)
+        check.arguments = arguments
+        let stdin = Pipe(), output = Pipe()
+        check.standardInput = stdin
+        check.standardOutput = output
+        check.standardError = output
+        try check.run()
+        stdin.fileHandleForWriting.write(Data(input.utf8))
+        try stdin.fileHandleForWriting.close()
+        let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        check.waitUntilExit()
+        return (check.terminationStatus, said)
+    }
+
     /// Samples of an exposition: `name{labels} value` lines, by the line's series.
     static func samples(_ text: String) -> [String: Double] {
         var samples: [String: Double] = [:]
@@ -47,23 +66,11 @@ struct CLIMetricsTests {
         let names = Set(text.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map { String($0.split(separator: " ")[2]) })
         #expect(names.isSubset(of: Set(EngineMetrics.catalog.map(\.name))), "\(names)")
 
-        guard let promtool = Self.tool("promtool") else {
+        guard let (status, said) = try Self.promtool(["check", "metrics"], input: text) else {
             print("skipped promtool: not installed (apt-get install prometheus)")
             return
         }
-        let check = Process()
-        check.executableURL = URL(fileURLWithPath: promtool)
-        check.arguments = ["check", "metrics"]
-        let input = Pipe(), output = Pipe()
-        check.standardInput = input
-        check.standardOutput = output
-        check.standardError = output
-        try check.run()
-        input.fileHandleForWriting.write(Data(text.utf8))
-        try input.fileHandleForWriting.close()
-        await exited(check)
-        let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(check.terminationStatus == 0, "promtool: \(said)")
+        #expect(status == 0, "promtool: \(said)")
     }
 
     @Test(.timeLimit(.minutes(3)))

@@ -208,7 +208,7 @@ public struct AzureLowering: PlacementLowering {
             if !local {
                 let federated = WorkloadIdentity(issuer: identity.issuer, subject: identity.principalID, audience: Self.tokenExchange, tokenSource: "azure")
                 guard let environment = pool.federateCheckpoints(as: federated, into: &content) else { return }
-                nodeInputs["env"] = .map(pool.env.merging(environment) { _, granted in granted }.mapValues(\.value))
+                nodeInputs["env"] = environment
             }
         }
         if pool.gang, pool.count > 1 {

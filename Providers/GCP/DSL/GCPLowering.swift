@@ -142,7 +142,7 @@ public struct GCPLowering: PlacementLowering {
             if !local {
                 let identity = WorkloadIdentity(issuer: "accounts.google.com", subject: account.uniqueID, audience: "stratum:\(bucket.name)", tokenSource: "gcp")
                 guard let environment = pool.federateCheckpoints(as: identity, into: &content) else { return }
-                nodeInputs["env"] = .map(pool.env.merging(environment) { _, granted in granted }.mapValues(\.value))
+                nodeInputs["env"] = environment
             }
         }
         if pool.gang, pool.count > 1 {

@@ -4,17 +4,22 @@ import StratumCore
 import StratumEngine
 import StratumState
 
-/// `30m`, `6h`, `2d` (or a number of seconds) as seconds.
-func durationSeconds(_ text: String, option: String) throws -> Double {
-    let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+/// `30s`, `10m`, `6h`, `2d` (or a number of seconds) as seconds, with the units `units` names;
+/// the caller checks the range.
+func durationSeconds(_ text: String, option: String, units: String = "smhd") throws -> Double {
+    let scales: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
     var number = text.trimmingCharacters(in: .whitespaces)
     var unit = 1.0
-    if let last = number.last, let scale = units[last] {
+    if let last = number.last, units.contains(last), let scale = scales[last] {
         unit = scale
         number.removeLast()
     }
-    guard let value = Double(number), value.isFinite, value > 0 else {
-        throw ValidationError("\(option) '\(text)' is not a duration: a number with s, m, h or d (30m, 6h, 2d)")
+    guard let value = Double(number), value.isFinite else {
+        let names = units.map(String.init)
+        let examples: [Character: String] = ["s": "30s", "m": "10m", "h": "6h", "d": "2d"]
+        throw ValidationError(
+            "\(option) '\(text)' is not a duration: a number of seconds, or with \(names.dropLast().joined(separator: ", ")) or \(names.last ?? "s") "
+                + "(\(units.compactMap { examples[$0] }.joined(separator: ", ")))")
     }
     return value * unit
 }
@@ -83,7 +88,7 @@ struct Up: AsyncParsableCommand {
             // Recorded first: what a failed apply leaves is still found, and swept, by its expiry.
             try await environments.record(environment, at: now)
             context.console.progress(
-                "\(existing == nil ? "Creating" : "Updating") \(environment.workspace) for \(who), expiring \(Environments.iso(environment.expiresAt)) (in \(roughly(environment.expiresAt.timeIntervalSince(now)))).")
+                "\(existing == nil ? "Creating" : "Updating") \(environment.workspace) for \(who), expiring \(ISODates.string(environment.expiresAt)) (in \(roughly(environment.expiresAt.timeIntervalSince(now)))).")
         }
         let change = try ChangeOptions.parse(["--parallelism", "\(parallelism)"])
         try await ApplyRun(global: options, change: change, autoApprove: true, destroy: false).run()
@@ -139,7 +144,7 @@ struct ListEnvironments: AsyncParsableCommand {
                 }.count
                 rows.append(Row(
                     stack: parts[0], environment: parts[1], ephemeral: environment != nil, owner: environment?.owner,
-                    created_at: environment.map { Environments.iso($0.createdAt) }, expires_at: environment.map { Environments.iso($0.expiresAt) },
+                    created_at: environment.map { ISODates.string($0.createdAt) }, expires_at: environment.map { ISODates.string($0.expiresAt) },
                     expired: environment?.isExpired(at: now) ?? false, resources: snapshot.resources.count, hourly_cost: cost.hourlyBefore, unpriced: unpriced))
             }
             if global.json {
@@ -154,8 +159,8 @@ struct ListEnvironments: AsyncParsableCommand {
             }
             let header = ["ENVIRONMENT", "OWNER", "AGE", "EXPIRES", "RESOURCES", "COST/H"]
             let lines = rows.map { row -> [String] in
-                let age = row.created_at.flatMap(Environments.date).map { roughly(now.timeIntervalSince($0)) } ?? "-"
-                let expires = row.expires_at.flatMap(Environments.date).map { $0 <= now ? "expired \(roughly(now.timeIntervalSince($0))) ago" : "in \(roughly($0.timeIntervalSince(now)))" } ?? "-"
+                let age = row.created_at.flatMap(ISODates.date).map { roughly(now.timeIntervalSince($0)) } ?? "-"
+                let expires = row.expires_at.flatMap(ISODates.date).map { $0 <= now ? "expired \(roughly(now.timeIntervalSince($0))) ago" : "in \(roughly($0.timeIntervalSince(now)))" } ?? "-"
                 let cost = String(format: "$%.2f", row.hourly_cost) + (row.unpriced > 0 ? " (+\(row.unpriced) unpriced)" : "")
                 return ["\(row.stack)/\(row.environment)", row.owner ?? "-", age, expires, "\(row.resources)", cost]
             }
@@ -239,7 +244,7 @@ struct Sweep: AsyncParsableCommand {
     func run() async throws {
         let context = RunContext(global)
         let now = try asOf.map { text in
-            guard let date = Environments.date(text) else { throw ValidationError("--as-of '\(text)' is not an ISO 8601 time") }
+            guard let date = ISODates.date(text) else { throw ValidationError("--as-of '\(text)' is not an ISO 8601 time") }
             return date
         } ?? Date()
         var failed = false

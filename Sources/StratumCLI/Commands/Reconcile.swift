@@ -77,9 +77,9 @@ struct Reconcile: AsyncParsableCommand {
     func validate() throws {
         guard lockTimeout >= 0, lockTimeout <= 86400 else { throw ValidationError("--lock-timeout must be from 0 to 86400 seconds (got \(lockTimeout))") }
         guard parallelism >= 1 else { throw ValidationError("--parallelism must be at least 1 (got \(parallelism))") }
-        let graceSeconds = try Self.seconds(grace)
+        let graceSeconds = try Self.seconds(grace, option: "--grace")
         guard graceSeconds >= 0, graceSeconds <= 7 * 86400 else { throw ValidationError("--grace must be from 0s to 7 days (got \(grace))") }
-        let seconds = try Self.seconds(interval)
+        let seconds = try Self.seconds(interval, option: "--interval")
         guard seconds >= 1, seconds <= 7 * 86400 else { throw ValidationError("--interval must be from 1s to 7 days (got \(interval))") }
         if global.json, watch { throw ValidationError("--json prints one report and does not combine with --watch; write each pass's with --report FILE") }
         if metricsListen != nil, !watch {
@@ -89,26 +89,14 @@ struct Reconcile: AsyncParsableCommand {
     }
 
     /// `90`, `30s`, `10m`, `1h` as seconds.
-    static func seconds(_ text: String) throws -> Double {
-        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600]
-        var number = text.trimmingCharacters(in: .whitespaces)
-        var unit = 1.0
-        if let last = number.last, let scale = units[last] {
-            unit = scale
-            number.removeLast()
-        }
-        guard let value = Double(number), value.isFinite else {
-            throw ValidationError("'\(text)' is not a duration: a number of seconds, or with s, m or h (30s, 10m, 1h)")
-        }
-        return value * unit
-    }
+    static func seconds(_ text: String, option: String) throws -> Double { try durationSeconds(text, option: option, units: "smh") }
 
     func run() async throws {
         let context = RunContext(global)
         let interruption = Interruption(console: context.console)
         interruption.install()
         let reconciler = Reconciler(
-            context: context, policy: policy, ifLocked: ifLocked, lockTimeout: lockTimeout, parallelism: parallelism, grace: try Self.seconds(grace),
+            context: context, policy: policy, ifLocked: ifLocked, lockTimeout: lockTimeout, parallelism: parallelism, grace: try Self.seconds(grace, option: "--grace"),
             interruption: interruption)
         let metrics = try await MetricsExport.start(textfile: metricsTextfile, listen: metricsListen)
         if let port = metrics?.port, let metricsListen {
@@ -122,7 +110,7 @@ struct Reconcile: AsyncParsableCommand {
             if outcome.exit_code != 0 { throw ExitCode(outcome.exit_code) }
             return
         }
-        let every = try Self.seconds(interval)
+        let every = try Self.seconds(interval, option: "--interval")
         context.console.progress("Reconciling every \(interval) until SIGTERM or SIGINT.")
         var passes = 0
         var series: Set<[String]> = []
@@ -130,8 +118,12 @@ struct Reconcile: AsyncParsableCommand {
             let outcome = await reconciler.pass()
             passes += 1
             series = outcome.record(previousNodes: series)
-            do { try metrics?.flush() } catch { context.console.error("Error: \(describe(error))") }
-            try? finish(outcome, context: context)
+            do {
+                try metrics?.flush()
+                try finish(outcome, context: context)
+            } catch {
+                context.console.error("Error: \(describe(error))")
+            }
             // Waits in short steps, so a signal ends the wait at once.
             let next = ContinuousClock.now + .milliseconds(Int(every * 1000))
             while !interruption.isRequested, ContinuousClock.now < next {
@@ -144,12 +136,10 @@ struct Reconcile: AsyncParsableCommand {
 
     /// Writes the report where asked and says how the pass ended.
     func finish(_ outcome: DriftReport, context: RunContext) throws {
-        if let report {
-            try ReportFile.write(try outcome.encoded(), to: report)
-        }
-        if global.json {
-            context.console.output(String(decoding: try outcome.encoded(), as: UTF8.self))
-        }
+        guard report != nil || global.json else { return }
+        let encoded = try outcome.encoded()
+        if let report { try ReportFile.write(encoded, to: report) }
+        if global.json { context.console.output(String(decoding: encoded, as: UTF8.self)) }
     }
 }
 
