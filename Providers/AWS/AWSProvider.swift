@@ -21,10 +21,17 @@ public struct AWSProvider: Provider {
         public var clientTokenFilter: Bool
         /// Items per Describe page during refresh (5…1000).
         public var describePageSize: Int
+        /// The region for calls that name none (DescribeRegions, ListBuckets).
+        public var homeRegion: String
+        /// The regions `stratum sweep` searches for resources with Stratum's tags; nil: every
+        /// region the account has enabled (DescribeRegions).
+        public var searchRegions: [String]?
 
-        public init(clientTokenFilter: Bool = true, describePageSize: Int = 1000) {
+        public init(clientTokenFilter: Bool = true, describePageSize: Int = 1000, homeRegion: String = "us-east-1", searchRegions: [String]? = nil) {
             self.clientTokenFilter = clientTokenFilter
             self.describePageSize = min(max(describePageSize, 5), 1000)
+            self.homeRegion = homeRegion
+            self.searchRegions = searchRegions.map { Array(Set($0)).sorted() }
         }
     }
 
@@ -32,19 +39,24 @@ public struct AWSProvider: Provider {
         self.client = client
         self.options = options
         let ledger = TokenLedger()
+        let regions = AWSRegionList(client: client, home: options.homeRegion, fixed: options.searchRegions)
+        let home = options.homeRegion
         let ec2: [any EC2ResourceKind] = [
             VPCKind(), SubnetKind(), InternetGatewayKind(), RouteTableKind(), SecurityGroupKind(), PlacementGroupKind(), KeyPairKind(),
             InstanceKind(),
         ]
-        var kinds: [any ResourceKind] = ec2.map { EC2Kind(ec2Type: $0, client: client, options: options, ledger: ledger) }
-        kinds.append(S3BucketKind(client: client, ledger: ledger))
-        kinds.append(InstanceRoleKind(client: client))
-        kinds.append(OIDCProviderKind(client: client))
-        kinds.append(S3ObjectKind(client: client))
+        var kinds: [any ResourceKind] = ec2.map { EC2Kind(ec2Type: $0, client: client, options: options, ledger: ledger, regions: regions) }
+        let buckets = S3BucketKind(client: client, ledger: ledger, home: home)
+        kinds.append(buckets)
+        kinds.append(InstanceRoleKind(client: client, home: home))
+        kinds.append(OIDCProviderKind(client: client, home: home))
+        kinds.append(S3ObjectKind(client: client, buckets: buckets))
         self.kinds = Dictionary(uniqueKeysWithValues: kinds.map { ($0.type, $0) })
     }
 
-    /// A provider using the standard credential chain and `AWS_ENDPOINT_URL` overrides.
+    /// A provider using the standard credential chain and `AWS_ENDPOINT_URL` overrides; the
+    /// home region is the default region (`AWS_REGION`, …), and `STRATUM_AWS_SEARCH_REGIONS`
+    /// (comma-separated) limits the regions `stratum sweep` searches.
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> AWSProvider {
         let transport = AsyncHTTPTransport()
         let configuration = AWSClient.Configuration.fromEnvironment(environment)
@@ -54,7 +66,10 @@ public struct AWSProvider: Provider {
             client: AWSClient(
                 configuration: configuration, credentials: AWSCredentialChain.standard(environment: environment, transport: transport),
                 transport: transport),
-            options: Options(clientTokenFilter: !emulated))
+            options: Options(
+                clientTokenFilter: !emulated, homeRegion: AWSCredentialChain.defaultRegion(environment) ?? "us-east-1",
+                searchRegions: environment["STRATUM_AWS_SEARCH_REGIONS"].map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+                    .flatMap { $0.isEmpty ? nil : $0 }))
     }
 }
 
@@ -82,13 +97,15 @@ struct EC2Kind: ResourceKind {
     let client: AWSClient
     let options: AWSProvider.Options
     let ledger: TokenLedger
+    let regions: AWSRegionList
     let schema: ResourceSchema
 
-    init(ec2Type: any EC2ResourceKind, client: AWSClient, options: AWSProvider.Options, ledger: TokenLedger) {
+    init(ec2Type: any EC2ResourceKind, client: AWSClient, options: AWSProvider.Options, ledger: TokenLedger, regions: AWSRegionList) {
         self.ec2Type = ec2Type
         self.client = client
         self.options = options
         self.ledger = ledger
+        self.regions = regions
         // Built once: the planner asks for a schema per resource.
         self.schema = ec2Type.schema
     }

@@ -24,6 +24,8 @@ struct InstanceRoleKind: ResourceKind {
     static let policyName = "stratum-bucket"
     let type = Self.typeName
     let client: AWSClient
+    /// The region recorded for this global resource.
+    let home: String
 
     let schema = ResourceSchema(type: Self.typeName, attributes: [
         "id": .computed,

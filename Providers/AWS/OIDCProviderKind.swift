@@ -17,6 +17,8 @@ struct OIDCProviderKind: ResourceKind {
     static let typeName = "aws_oidc_provider"
     let type = Self.typeName
     let client: AWSClient
+    /// The region recorded for this global resource.
+    let home: String
 
     let schema = ResourceSchema(type: Self.typeName, attributes: [
         "id": .computed,

@@ -12,6 +12,8 @@ struct S3BucketKind: ResourceKind {
     let type = Self.typeName
     let client: AWSClient
     let ledger: TokenLedger
+    /// The region for calls that name none.
+    let home: String
 
     let schema = ResourceSchema(type: Self.typeName, attributes: ownershipAttributes.merging([
         "name": .input(forceNew: true, required: true),

@@ -11,6 +11,8 @@ struct S3ObjectKind: ResourceKind {
     static let typeName = "aws_s3_object"
     let type = Self.typeName
     let client: AWSClient
+    /// For the account's bucket list and each bucket's region, when searching for orphans.
+    let buckets: S3BucketKind
 
     let schema = ResourceSchema(type: Self.typeName, attributes: [
         "id": .computed,
@@ -37,26 +39,44 @@ struct S3ObjectKind: ResourceKind {
                 ("Content-Type", "application/zip"), ("x-amz-meta-stratum-sha256", sha256),
                 ("x-amz-meta-stratum-address", resource.address.description),
                 ("x-amz-meta-stratum-token", context.token),
-            ],
+            ] + Self.ownershipMetadata(resource.ownership),
             body: data, region: resource.region, action: "PutObject", address: resource.address)
         return resource.state(id: "\(bucket)/\(key)", computed: ["url": .string("s3://\(bucket)/\(key)"), "size": .int(data.count)])
     }
 
+    /// The stack, lineage, owner and expiry as object metadata (objects carry no tags here), so
+    /// `stratum sweep` can tell whose an object is.
+    static func ownershipMetadata(_ ownership: Ownership) -> [(String, String)] {
+        var headers: [(String, String)] = []
+        if !ownership.lineage.isEmpty {
+            headers += [("x-amz-meta-stratum-stack", ownership.stack), ("x-amz-meta-stratum-lineage", ownership.lineage)]
+        }
+        if let owner = ownership.owner { headers.append(("x-amz-meta-stratum-owner", owner)) }
+        if let expires = ownership.expiresTag { headers.append(("x-amz-meta-stratum-expires", expires)) }
+        return headers
+    }
+
     func read(_ resources: [ResourceState]) async throws -> [ResourceState?] {
         guard let first = resources.first, let bucket = first.attributes["bucket"]?.stringValue else { return resources.map { _ in nil } }
+        // The bucket is gone, and its objects with it.
+        guard let keys = try await keys(in: bucket, region: first.region) else { return resources.map { _ in nil } }
+        return resources.map { keys.contains($0.attributes["key"]?.stringValue ?? "") ? $0 : nil }
+    }
+
+    /// The keys under `stratum/` in `bucket`; nil when the bucket does not exist.
+    func keys(in bucket: String, region: String) async throws -> Set<String>? {
         var keys = Set<String>()
         var continuation: String?
         repeat {
             var query = [("list-type", "2"), ("prefix", "stratum/")]
             if let continuation { query.append(("continuation-token", continuation)) }
-            let response = try await client.s3("GET", bucket: bucket, query: query, region: first.region, action: "ListObjectsV2", expect404: true)
-            // The bucket is gone, and its objects with it.
-            if response.status == 404 { return resources.map { _ in nil } }
+            let response = try await client.s3("GET", bucket: bucket, query: query, region: region, action: "ListObjectsV2", expect404: true)
+            if response.status == 404 { return nil }
             let root = XMLTree.parse(response.body)
             for item in root?.all("Contents") ?? [] { if let key = item.string("Key") { keys.insert(key) } }
             continuation = root?.string("IsTruncated") == "true" ? root?.string("NextContinuationToken") : nil
         } while continuation != nil
-        return resources.map { keys.contains($0.attributes["key"]?.stringValue ?? "") ? $0 : nil }
+        return keys
     }
 
     func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {

@@ -39,7 +39,10 @@ struct LocalBucketKind: ResourceKind {
             guard (try? LocalRecord.load(record))?.token == context.token else { throw conflict }
         } else {
             // The record first: it is what tells recovery the directory is ours.
-            try LocalRecord(id: bucket, token: context.token, attributes: ["versioning": resource.inputs["versioning"] ?? .bool(false)]).save(record)
+            try LocalRecord(
+                id: bucket, token: context.token, attributes: ["versioning": resource.inputs["versioning"] ?? .bool(false)], ownership: resource.ownership,
+                address: resource.address
+            ).save(record)
             do {
                 try FileManager.default.createDirectory(at: paths.buckets, withIntermediateDirectories: true)
                 // Not intermediate: fails if someone else made the directory meanwhile.
@@ -60,7 +63,9 @@ struct LocalBucketKind: ResourceKind {
     func update(_ prior: ResourceState, to desired: ResolvedResource) async throws -> ResourceState {
         let state = prior.updated(to: desired)
         let name = prior.attributes["name"]?.stringValue ?? prior.address.name
-        try LocalRecord(id: prior.id, token: nil, attributes: ["versioning": state.attributes["versioning"] ?? .bool(false)]).save(paths.bucketRecord(name))
+        var record = (try? LocalRecord.load(paths.bucketRecord(name))) ?? LocalRecord(id: prior.id, token: nil, attributes: [:])
+        record.attributes["versioning"] = state.attributes["versioning"] ?? .bool(false)
+        try record.save(paths.bucketRecord(name))
         return state
     }
 
@@ -98,6 +103,21 @@ struct LocalBucketKind: ResourceKind {
         attributes["versioning"] = versioning
         attributes["id"] = .string(id)
         return ResourceState(address: address, provider: "local", region: region, id: id, attributes: attributes)
+    }
+
+    /// Every bucket whose record names the create's ownership. Deleting one removes its
+    /// directory and everything in it, as destroying it in its stack would.
+    func owned() async throws -> [OwnedResource]? {
+        LocalRecord.owned(in: paths.buckets.appendingPathComponent(".records")).compactMap { found in
+            let directory = paths.buckets.appendingPathComponent(found.record.id)
+            guard isDirectory(directory) else { return nil }
+            var attributes = locations(directory)
+            attributes["name"] = .string(found.record.id)
+            attributes["versioning"] = found.record.attributes["versioning"] ?? .bool(false)
+            attributes["id"] = .string(found.record.id)
+            let state = ResourceState(address: found.address, provider: "local", region: "local", id: found.record.id, attributes: attributes)
+            return OwnedResource(state: state, ownership: found.ownership)
+        }
     }
 
     func isDirectory(_ url: URL) -> Bool {

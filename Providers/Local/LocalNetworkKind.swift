@@ -1,7 +1,8 @@
 import Foundation
 import StratumCore
 
-/// A network is an allocation recorded in a file named after it, carrying the create's token.
+/// A network is an allocation recorded in a file named after it, one per workspace, carrying
+/// the create's token and ownership.
 struct LocalNetworkKind: ResourceKind {
     let type = "local_network"
     let paths: LocalPaths
@@ -13,7 +14,7 @@ struct LocalNetworkKind: ResourceKind {
 
     func read(_ resources: [ResourceState]) async throws -> [ResourceState?] {
         resources.map { state in
-            guard let record = try? LocalRecord.load(paths.networkRecord(state.address.name)), record.id == state.id else { return nil }
+            guard let record = paths.networkRecord(named: state.address.name, id: state.id)?.record else { return nil }
             var fresh = state
             fresh.attributes["cidr"] = record.attributes["cidr"] ?? .null
             return fresh
@@ -22,7 +23,7 @@ struct LocalNetworkKind: ResourceKind {
 
     func create(_ resource: ResolvedResource, context: OperationContext) async throws -> ResourceState {
         let token = context.token
-        let file = paths.networkRecord(resource.address.name)
+        let file = paths.networkRecord(resource.address.name, workspace: resource.ownership.stack)
         var id = "net-" + token.prefix(8)
         if let existing = try? LocalRecord.load(file) {
             guard existing.token == token else {
@@ -30,7 +31,9 @@ struct LocalNetworkKind: ResourceKind {
             }
             id = existing.id
         } else {
-            try LocalRecord(id: id, token: token, attributes: ["cidr": resource.inputs["cidr"] ?? .null]).save(file)
+            try LocalRecord(
+                id: id, token: token, attributes: ["cidr": resource.inputs["cidr"] ?? .null], ownership: resource.ownership, address: resource.address
+            ).save(file)
         }
         return resource.localState(id: id)
     }
@@ -40,18 +43,31 @@ struct LocalNetworkKind: ResourceKind {
     }
 
     func delete(_ state: ResourceState, context: OperationContext) async throws {
-        try paths.removeIfPresent(paths.networkRecord(state.address.name))
+        if let file = paths.networkRecord(named: state.address.name, id: state.id)?.file { try paths.removeIfPresent(file) }
     }
 
     /// The record carrying the create's token is what the create left.
     func recover(_ operation: PendingOperation) async throws -> ResourceState? {
-        guard let record = try? LocalRecord.load(paths.networkRecord(operation.address.name)), record.token == operation.token else { return nil }
-        return try await create(operation.resolved, context: OperationContext(token: operation.token))
+        let resource = operation.resolved
+        guard let record = try? LocalRecord.load(paths.networkRecord(resource.address.name, workspace: resource.ownership.stack)), record.token == operation.token
+        else { return nil }
+        return try await create(resource, context: OperationContext(token: operation.token))
     }
 
     /// Adopts an allocation by its name in the stack.
     func importResource(region: String, id: String, address: ResourceAddress) async throws -> ResourceState? {
-        guard let record = try? LocalRecord.load(paths.networkRecord(address.name)), record.id == id else { return nil }
+        guard let record = paths.networkRecord(named: address.name, id: id)?.record else { return nil }
         return ResourceState(address: address, provider: "local", region: region, id: id, attributes: ["cidr": record.attributes["cidr"] ?? .null, "id": .string(id)])
+    }
+
+    /// Every allocation whose record names the create's ownership.
+    func owned() async throws -> [OwnedResource]? {
+        paths.networkRecords().compactMap { file in
+            guard let record = try? LocalRecord.load(file), let ownership = record.ownership, let address = record.address.flatMap(ResourceAddress.init(parsing:))
+            else { return nil }
+            let state = ResourceState(
+                address: address, provider: "local", region: "local", id: record.id, attributes: ["cidr": record.attributes["cidr"] ?? .null, "id": .string(record.id)])
+            return OwnedResource(state: state, ownership: ownership)
+        }
     }
 }

@@ -27,6 +27,9 @@ enum LocalProcesses {
         /// what `stratum sweep` compares with every state to find orphans.
         var workspace: String?
         var address: String?
+        /// Who an ephemeral environment is for, and when it expires (`stratum up --owner --ttl`).
+        var person: String?
+        var expires: Date?
     }
 
     /// Every node directory with a record naming its workspace: as a state that `delete` can
@@ -41,7 +44,7 @@ enum LocalProcesses {
             let state = ResourceState(
                 address: address, provider: "local", region: "local", id: "pid-\(record.pid)",
                 attributes: ["pid": .int(Int(record.pid)), "log_path": .string(directory.appendingPathComponent("node.log").path)])
-            return OwnedResource(state: state, ownership: Ownership(stack: workspace, lineage: record.owner ?? ""))
+            return OwnedResource(state: state, ownership: Ownership(stack: workspace, lineage: record.owner ?? "", owner: record.person, expires: record.expires))
         }
     }
 
@@ -270,7 +273,8 @@ enum LocalProcesses {
         let exited = !(stat?.isLive ?? false)
         let record = NodeRecord(
             pid: pid, startTicks: stat?.startTicks ?? 0, token: token, labels: resource.inputs["labels"]?.mapValue ?? [:], startedAt: Date(),
-            owner: owner, cgroup: cgroup, workspace: resource.ownership.stack, address: resource.address.description)
+            owner: owner, cgroup: cgroup, workspace: resource.ownership.stack, address: resource.address.description, person: resource.ownership.owner,
+            expires: resource.ownership.expires)
         do {
             try saveRecord(record, in: directory)
         } catch {
@@ -355,7 +359,7 @@ enum LocalProcesses {
             let record = NodeRecord(
                 pid: leader.pid, startTicks: leader.stat.startTicks, token: token, labels: resource.inputs["labels"]?.mapValue ?? [:],
                 startedAt: Date(), owner: resource.ownership.lineage, cgroup: tree.cgroup, workspace: resource.ownership.stack,
-                address: resource.address.description)
+                address: resource.address.description, person: resource.ownership.owner, expires: resource.ownership.expires)
             if (try? saveRecord(record, in: directory)) != nil {
                 return state(for: resource, record: record, directory: directory)
             }

@@ -50,7 +50,24 @@ struct LocalPaths: Sendable {
     var nodes: URL { root.appendingPathComponent("nodes") }
 
     func bucketRecord(_ bucket: String) -> URL { buckets.appendingPathComponent(".records/\(bucket).json") }
-    func networkRecord(_ name: String) -> URL { networks.appendingPathComponent("\(name).json") }
+    /// A network's allocation: one per workspace and name, so a stack's environments each hold
+    /// their own (records of older versions, and of no workspace, lie directly under `networks/`).
+    func networkRecord(_ name: String, workspace: String) -> URL {
+        workspace.isEmpty ? networks.appendingPathComponent("\(name).json") : networks.appendingPathComponent(workspace).appendingPathComponent("\(name).json")
+    }
+
+    /// Every network record file there is, old layout and new.
+    func networkRecords() -> [URL] {
+        guard let walker = FileManager.default.enumerator(at: networks, includingPropertiesForKeys: nil) else { return [] }
+        return walker.compactMap { $0 as? URL }.filter { $0.pathExtension == "json" }.sorted { $0.path < $1.path }
+    }
+
+    /// The record of the network named `name` whose id is `id`, wherever it lies.
+    func networkRecord(named name: String, id: String) -> (record: LocalRecord, file: URL)? {
+        networkRecords().lazy.filter { $0.lastPathComponent == "\(name).json" }.compactMap { file in
+            (try? LocalRecord.load(file)).flatMap { $0.id == id ? ($0, file) : nil }
+        }.first
+    }
 
     func removeIfPresent(_ url: URL) throws {
         guard FileManager.default.fileExists(atPath: url.path) else { return }
@@ -67,6 +84,28 @@ struct LocalRecord: Codable {
     var id: String
     var token: String?
     var attributes: [String: Value]
+    /// The ownership and address of the create that wrote it (absent in records of older
+    /// versions and of imports): what `stratum sweep` compares with every state.
+    var ownership: Ownership?
+    var address: String?
+
+    init(id: String, token: String?, attributes: [String: Value], ownership: Ownership? = nil, address: ResourceAddress? = nil) {
+        self.id = id
+        self.token = token
+        self.attributes = attributes
+        self.ownership = ownership.flatMap { $0.lineage.isEmpty ? nil : $0 }
+        self.address = address?.description
+    }
+
+    /// Every record in `directory` that names its ownership and address, with its file.
+    static func owned(in directory: URL) -> [(record: LocalRecord, ownership: Ownership, address: ResourceAddress, file: URL)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return names.filter { $0.hasSuffix(".json") }.sorted().compactMap { name in
+            let file = directory.appendingPathComponent(name)
+            guard let record = try? load(file), let ownership = record.ownership, let address = record.address.flatMap(ResourceAddress.init(parsing:)) else { return nil }
+            return (record, ownership, address, file)
+        }
+    }
 
     static func load(_ url: URL) throws -> LocalRecord {
         try JSONDecoder().decode(LocalRecord.self, from: Data(contentsOf: url))

@@ -237,11 +237,16 @@ final class PlacementGroupEmulator {
                 filters.append((name, values))
                 f += 1
             }
+            // The filters EC2 documents for DescribePlacementGroups that Stratum uses; any other
+            // name is refused as EC2 refuses an unknown one.
+            if let unknown = filters.first(where: { !["group-name", "tag-key"].contains($0.0) && !$0.0.hasPrefix("tag:") }) {
+                return AWSFaults.ec2Error(400, "InvalidParameterValue", "The filter '\(unknown.0)' is invalid")
+            }
             let matching = (groups[region] ?? [:]).values.sorted { $0.name < $1.name }.filter { group in
                 filters.allSatisfy { name, values in
                     if name == "group-name" { return values.contains(group.name) }
-                    if name.hasPrefix("tag:") { return values.contains(group.tags[String(name.dropFirst(4))] ?? "\u{0}") }
-                    return true
+                    if name == "tag-key" { return values.contains { group.tags[$0] != nil } }
+                    return values.contains(group.tags[String(name.dropFirst(4))] ?? "\u{0}")
                 }
             }
             return Self.ok("DescribePlacementGroups", "<placementGroupSet>\(matching.map { "<item>\(Self.item($0))</item>" }.joined())</placementGroupSet>")

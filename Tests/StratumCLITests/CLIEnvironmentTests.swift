@@ -88,7 +88,7 @@ struct CLIEnvironmentTests {
         #expect(listed.status == 0, "\(listed.stderr)")
         #expect(listed.stdout.contains("2 orphan(s): resources with Stratum's ownership that no state knows:"), "\(listed.stdout)")
         #expect(listed.stdout.contains("fake fake_thing.root") && listed.stdout.contains("fake fake_thing.child[0]"), "\(listed.stdout)")
-        #expect(listed.stdout.contains("Not searched for orphans (they cannot list what they hold yet): lro"), "\(listed.stdout)")
+        #expect(listed.stdout.contains("Not searched for orphans (these types cannot list what they hold): lro_thing."), "\(listed.stdout)")
         #expect(try work.cloud.inventory().count == 4)
 
         let deleted = try await work.cli.runAsync(["sweep", "--delete-orphans", "--auto-approve"])
@@ -117,14 +117,28 @@ struct CLIEnvironmentTests {
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: lost + suffix) }
         #expect(isAlive(pid))
 
-        let listed = try await cli.runAsync(["sweep"])
+        // The node, its checkpoint bucket and its network: every Local type lists what it holds.
+        let listed = try await cli.runAsync(["sweep", "--provider", "local"])
         #expect(listed.status == 0, "\(listed.stderr)")
-        #expect(listed.stdout.contains("1 orphan(s)") && listed.stdout.contains("local local_node.worker[0]"), "\(listed.stdout)")
+        #expect(listed.stdout.contains("3 orphan(s)"), "\(listed.stdout)")
+        for address in ["local_node.worker[0]", "local_bucket.demo-checkpoints", "local_network.demo"] {
+            #expect(listed.stdout.contains("local \(address) "), "\(address) not listed: \(listed.stdout)")
+        }
+        #expect(!listed.stdout.contains("Not searched"), "\(listed.stdout)")
         #expect(isAlive(pid))
-        let deleted = try await cli.runAsync(["sweep", "--delete-orphans", "--auto-approve"])
+        let bucket = dir.appendingPathComponent(".stratum/local/buckets/demo-checkpoints")
+        #expect(FileManager.default.fileExists(atPath: bucket.path))
+        let deleted = try await cli.runAsync(["sweep", "--provider", "local", "--delete-orphans", "--auto-approve"])
         #expect(deleted.status == 0, "\(deleted.stdout)\(deleted.stderr)")
         #expect(await eventually(seconds: 30) { !isAlive(pid) })
         #expect(!FileManager.default.fileExists(atPath: nodes.appendingPathComponent(node).path))
+        #expect(!FileManager.default.fileExists(atPath: bucket.path))
+        #expect(try await cli.runAsync(["sweep", "--provider", "local"]).stdout.contains("No orphans."))
+        // Asked for by name, a provider whose search fails fails the sweep; an unknown name is refused.
+        let aws = try await cli.runAsync(["sweep", "--provider", "aws"], extraEnvironment: CLICatalogUpdateTests.isolated)
+        #expect(aws.status == 1 && aws.stderr.contains("could not search aws for orphans"), "\(aws.stdout)\(aws.stderr)")
+        let unknown = try await cli.runAsync(["sweep", "--provider", "nimbus"])
+        #expect(unknown.status != 0 && unknown.stderr.contains("is not one of this build's providers"), "\(unknown.stderr)")
     }
 
     /// A copy of the Local demo in an ephemeral environment keeps its checkpoints in a bucket
@@ -136,15 +150,28 @@ struct CLIEnvironmentTests {
         let config = dir.appendingPathComponent("demo.yaml")
         try "workers: 1\ninner_steps: 5\nrounds: 2\n".write(to: config, atomically: true, encoding: .utf8)
         let common = ["--stack", "local-demo", "--config", config.path]
-        let up = try await cli.runAsync(["up", "--env", "trial", "--ttl", "1h"] + common)
+        // The long-lived copy first: the environment beside it gets a network and a bucket of its own.
+        let long = try await cli.runAsync(["apply", "--auto-approve"] + common)
+        #expect(long.status == 0, "\(long.stdout)\(long.stderr)")
+        let up = try await cli.runAsync(["up", "--env", "trial", "--ttl", "1h", "--owner", "alice"] + common)
         #expect(up.status == 0, "\(up.stdout)\(up.stderr)")
         let buckets = dir.appendingPathComponent(".stratum/local/buckets")
-        func listed() -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: buckets.path)) ?? []).filter { !$0.hasPrefix(".") } }
-        #expect(listed() == ["demo-checkpoints-trial"])
-        // Planning it again keeps the suffix: nothing to change.
+        func listed() -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: buckets.path)) ?? []).filter { !$0.hasPrefix(".") }.sorted() }
+        #expect(listed() == ["demo-checkpoints", "demo-checkpoints-trial"])
+        // Its node records the owner and expiry, as a cloud machine's tags would.
+        let nodes = dir.appendingPathComponent(".stratum/local/nodes")
+        let records = try FileManager.default.contentsOfDirectory(atPath: nodes.path).compactMap { name in
+            try? JSONSerialization.jsonObject(with: Data(contentsOf: nodes.appendingPathComponent(name).appendingPathComponent("node.json"))) as? [String: Any]
+        }
+        let trial = records.filter { ($0["workspace"] as? String) == "local-demo/trial" }
+        #expect(trial.count == 1 && trial.allSatisfy { $0["person"] as? String == "alice" && $0["expires"] != nil }, "\(records)")
+        // Planning it again keeps the suffix: nothing to change; and both states know all they hold.
         #expect(try await cli.runAsync(["plan", "--detailed-exitcode", "--env", "trial"] + common).status == 0)
+        #expect(try await cli.runAsync(["sweep", "--provider", "local"] + common).stdout.contains("No orphans."))
         let down = try await cli.runAsync(["down", "trial", "--auto-approve"] + common)
         #expect(down.status == 0, "\(down.stderr)")
+        #expect(listed() == ["demo-checkpoints"])
+        #expect(try await cli.runAsync(["destroy", "--auto-approve"] + common).status == 0)
         #expect(listed().isEmpty)
     }
 }

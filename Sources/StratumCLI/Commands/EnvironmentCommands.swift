@@ -220,8 +220,9 @@ struct Sweep: AsyncParsableCommand {
             orphans: resources the configured providers hold with Stratum's ownership on them \
             (tags, labels, records) that no state knows — left by a state file that was deleted, \
             or by a stack destroyed without its state. --delete-orphans deletes them. \
-            --dry-run only says what would be done. Providers that cannot list what they hold \
-            are named.
+            --dry-run only says what would be done. Providers and types that cannot list what \
+            they hold are named, never called clean. On AWS, STRATUM_AWS_SEARCH_REGIONS \
+            (comma-separated) limits the regions searched (default: every enabled region).
 
             From cron: `stratum sweep --auto-approve` every hour.
             """
@@ -234,6 +235,11 @@ struct Sweep: AsyncParsableCommand {
 
     @Flag(help: "Also delete the orphans found.")
     var deleteOrphans = false
+
+    @Option(help: ArgumentHelp(
+        "Search only this provider for orphans (repeatable; default: every provider of this build).",
+        discussion: "A provider no state uses whose search fails (no credentials, say) is named and skipped; one asked for here, or used by a state, makes the sweep fail."))
+    var provider: [String] = []
 
     @Flag(help: "Destroy without asking for confirmation.")
     var autoApprove = false
@@ -274,37 +280,47 @@ struct Sweep: AsyncParsableCommand {
                 }
             }
             // Orphans: what the clouds hold with Stratum's ownership that no state knows.
-            var known: [String: (lineage: String, addresses: Set<ResourceAddress>)] = [:]
+            var known: [String: OrphanSearch.Known] = [:]
+            // Providers some state holds resources of: a search of one that fails is an error.
+            var inUse = Set<String>()
             for workspace in try await store?.workspaces() ?? [] where !workspace.hasPrefix("_stratum/") {
                 guard let snapshot = try await store?.read(workspace: workspace) else { continue }
-                known[workspace] = (snapshot.lineage, Set(snapshot.resources.keys))
+                known[workspace] = OrphanSearch.Known(lineage: snapshot.lineage, addresses: Set(snapshot.resources.keys))
+                inUse.formUnion(snapshot.resources.values.map(\.provider))
             }
-            var orphans: [(provider: any Provider, owned: OwnedResource)] = []
-            var unlisted: [String] = []
-            for provider in context.providers.providers.values.sorted(by: { $0.name < $1.name }) where provider.name != StratumBuiltinProvider.providerName {
-                var listed = false
-                for kind in provider.kinds.values.sorted(by: { $0.type < $1.type }) {
-                    guard let owned = try await kind.owned() else { continue }
-                    listed = true
-                    for item in owned {
-                        let state = known[item.ownership.stack]
-                        if state?.lineage != item.ownership.lineage || state?.addresses.contains(item.state.address) != true {
-                            orphans.append((provider, item))
-                        }
-                    }
+            let registered = context.providers.providers.values.filter { $0.name != StratumBuiltinProvider.providerName }
+            if let unknown = provider.first(where: { name in !registered.contains { $0.name == name } }) {
+                throw ValidationError("--provider '\(unknown)' is not one of this build's providers: \(registered.map(\.name).sorted().joined(separator: ", "))")
+            }
+            let providers = provider.isEmpty ? registered : registered.filter { provider.contains($0.name) }
+            let search = try await OrphanSearch.run(providers: providers, known: known) { provider, kind in
+                context.console.progress("Searching \(provider) for \(kind) with Stratum's ownership…")
+            }
+            let orphans = search.orphans, unlisted = search.unlisted
+            for (name, error) in search.failed {
+                // A provider no state uses and that was not asked for by name is most likely
+                // one this team does not use (no credentials): said, not an error.
+                if inUse.contains(name) || provider.contains(name) {
+                    failed = true
+                    context.console.error("Error: could not search \(name) for orphans: \(describe(error))")
+                } else {
+                    context.console.output("Not searched for orphans: \(name) (\(describe(error))).")
                 }
-                if !listed { unlisted.append(provider.name) }
             }
             if orphans.isEmpty {
                 context.console.output("No orphans.")
             } else {
                 context.console.output("\(orphans.count) orphan(s): resources with Stratum's ownership that no state knows:")
-                for (provider, item) in orphans {
-                    context.console.output("  \(provider.name) \(item.state.address) id \(item.state.id) (of \(item.ownership.stack.isEmpty ? "no stack" : item.ownership.stack), lineage \(item.ownership.lineage))")
+                for orphan in orphans {
+                    let item = orphan.owned
+                    var of = "of \(item.ownership.stack.isEmpty ? "no stack" : item.ownership.stack), lineage \(item.ownership.lineage)"
+                    if let owner = item.ownership.owner { of += ", owner \(owner)" }
+                    if let expires = item.ownership.expires { of += ", expire\(expires <= now ? "d" : "s") \(ISODates.string(expires))" }
+                    context.console.output("  \(orphan.provider.name) \(item.state.address) id \(item.state.id) in \(item.state.region) (\(of))")
                 }
             }
             if !unlisted.isEmpty {
-                context.console.output("Not searched for orphans (they cannot list what they hold yet): \(unlisted.joined(separator: ", ")).")
+                context.console.output("Not searched for orphans (these types cannot list what they hold): \(unlisted.joined(separator: ", ")).")
             }
             if deleteOrphans, !orphans.isEmpty, !dryRun {
                 guard try context.console.confirm("Delete these \(orphans.count) orphan(s)?", autoApprove: autoApprove, interruption: nil) else {
@@ -312,17 +328,18 @@ struct Sweep: AsyncParsableCommand {
                     failed = true
                     return
                 }
-                for (provider, item) in orphans {
-                    do {
-                        try await provider.delete(item.state)
-                        context.console.output("  deleted \(provider.name) \(item.state.address) \(item.state.id)")
-                    } catch {
-                        failed = true
-                        context.console.error("  could not delete \(provider.name) \(item.state.address) \(item.state.id): \(describe(error))")
+                let deletion = OrphanDeletion { event in
+                    switch event {
+                    case .deleted(let orphan): context.console.output("  deleted \(orphan.provider.name) \(orphan.owned.state.address) \(orphan.owned.state.id)")
+                    case .waiting(let left): context.console.progress("\(left) orphan(s) not deleted yet (they may still be in use by others); trying again.")
+                    case .failed(let orphan, let error):
+                        context.console.error("  could not delete \(orphan.provider.name) \(orphan.owned.state.address) \(orphan.owned.state.id): \(describe(error))")
                     }
                 }
+                if try await !deletion.run(orphans) { failed = true }
             }
         }
         if failed { throw ExitCode.failure }
     }
 }
+
