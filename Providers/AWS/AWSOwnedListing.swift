@@ -21,6 +21,15 @@ enum AWSOwnership {
         return tags
     }
 
+    /// The answer of a call about one listed item, or nil when the item is gone by now.
+    static func unlessGone<T>(_ call: () async throws -> T) async throws -> T? {
+        do {
+            return try await call()
+        } catch let error as ProviderError where error.kind == .notFound {
+            return nil
+        }
+    }
+
     /// The address a resource's tags name, or nil.
     static func address(_ tags: [String: String]) -> ResourceAddress? {
         tags[OwnershipTags.address].flatMap(ResourceAddress.init(parsing:))
@@ -135,7 +144,8 @@ extension InstanceRoleKind {
         let roles = try await listed("ListRoles", result: "ListRolesResult", collection: "Roles", name: "RoleName")
         var found: [OwnedResource] = []
         for (name, role) in roles.sorted(by: { $0.key < $1.key }) {
-            let answer = try await client.iam("ListRoleTags", [("RoleName", name)], idempotent: true)
+            // A role deleted since the list was read is not there to list.
+            guard let answer = try await AWSOwnership.unlessGone({ try await client.iam("ListRoleTags", [("RoleName", name)], idempotent: true) }) else { continue }
             let tags = AWSOwnership.iamTags(answer["ListRoleTagsResult"]?["Tags"]?.all("member") ?? [])
             guard let ownership = AWSOwnership.ownership(tags), let address = AWSOwnership.address(tags) else { continue }
             var attributes: [String: Value] = ["id": .string(name), "name": .string(name), "instance_profile": .string(name), "stratum_lineage": .string(ownership.lineage)]
@@ -151,7 +161,8 @@ extension OIDCProviderKind {
     func owned() async throws -> [OwnedResource]? {
         var found: [OwnedResource] = []
         for arn in try await listed().sorted() {
-            let answer = try await client.iam("ListOpenIDConnectProviderTags", [("OpenIDConnectProviderArn", arn)], idempotent: true)
+            guard let answer = try await AWSOwnership.unlessGone({ try await client.iam("ListOpenIDConnectProviderTags", [("OpenIDConnectProviderArn", arn)], idempotent: true) })
+            else { continue }
             let tags = AWSOwnership.iamTags(answer["ListOpenIDConnectProviderTagsResult"]?["Tags"]?.all("member") ?? [])
             guard let ownership = AWSOwnership.ownership(tags), let address = AWSOwnership.address(tags) else { continue }
             let state = ResourceState(address: address, provider: "aws", region: home, id: arn, attributes: ["id": .string(arn), "arn": .string(arn)])

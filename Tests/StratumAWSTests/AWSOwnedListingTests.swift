@@ -95,6 +95,7 @@ struct AWSOwnedListingTests {
 
         // Lost: everything it recorded is found, and only that (other tests share this moto).
         let lost = try await OrphanSearch.run(providers: [world.provider], known: [:])
+        #expect(lost.failed.isEmpty, "\(lost.failed.map { "\($0.provider): \($0.error)" })")
         let orphans = lost.orphans.filter { $0.owned.ownership.lineage == lineage }
         #expect(Set(orphans.map(\.owned.state.address)) == Set(snapshot.resources.keys))
         #expect(Set(orphans.map(\.owned.state.id)) == Set(snapshot.resources.values.map(\.id)))
