@@ -23,6 +23,8 @@ struct LocalNodeKind: ResourceKind {
         "command": .input(forceNew: true, required: true),
         "env": .input(forceNew: true),
         "labels": .input(),
+        // The node's link conditions (LinkProfile.value); applied live, so a change is an update.
+        "link": .input(),
         "gpus": .input(forceNew: true),
         "gpu_class": .input(forceNew: true),
         "instance_type": .input(forceNew: true),

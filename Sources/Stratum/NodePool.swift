@@ -51,15 +51,22 @@ public struct NodePool: Resource {
     /// lowering keeps them so — a cluster placement group on AWS, a compact placement policy on
     /// GCP, a proximity placement group on Azure, each named after the pool.
     public var gang = false
+    /// The link conditions every node of the pool is held to (`LinkProfile`); nil: the
+    /// provider's network as it is.
+    public var link: LinkProfile?
+    /// Per-node link conditions, by node index, over `link`: a pool with two nodes on a fast
+    /// link and two on a slow one.
+    public var links: [Int: LinkProfile] = [:]
     public var explicitDependencies: [ResourceAddress] = []
     public let location: SourceLocation
 
     public init(
         _ name: String, count: Int, machine: MachineRequest = .cpu, image: String = "",
         command: [String], env: [String: any StringExpression] = [:], labels: [String: String] = [:],
-        checkpoint: (any StringExpression)? = nil, network: Network? = nil, on placement: Placement = .local,
+        checkpoint: (any StringExpression)? = nil, network: Network? = nil, link: LinkProfile? = nil, on placement: Placement = .local,
         fileID: String = #fileID, line: Int = #line
     ) {
+        self.link = link
         self.name = name
         self.count = count
         self.machine = machine
@@ -78,6 +85,19 @@ public struct NodePool: Resource {
 
     /// The address of node `index`.
     public func node(_ index: Int) -> ResourceAddress { placement.address(kind: "node", name: name, index: index) }
+
+    /// The link conditions of node `index`: its own, else the pool's; nil when unimpaired.
+    public func link(for index: Int) -> LinkProfile? {
+        let profile = links[index] ?? link
+        return profile?.isUnimpaired == true ? nil : profile
+    }
+
+    /// The pool with nodes `nodes` held to `profile` (the rest keep theirs).
+    public func link(_ profile: LinkProfile, nodes: Range<Int>) -> NodePool {
+        var pool = self
+        for index in nodes { pool.links[index] = profile }
+        return pool
+    }
 
     /// The provider ids of every node.
     public var ids: [Ref<String>] { (0..<max(count, 0)).map { Ref(node($0), "id") } }
@@ -118,6 +138,15 @@ public struct NodePool: Resource {
         }
         if machine.gpus < 0 {
             content.diagnostics.append(Diagnostic(address: address, message: "gpus must not be negative (got \(machine.gpus))", location: location))
+        }
+        for problem in link?.problems ?? [] { content.diagnostics.append(Diagnostic(address: address, message: problem, location: location)) }
+        for (index, profile) in links.sorted(by: { $0.key < $1.key }) {
+            guard (0..<count).contains(index) else {
+                content.diagnostics.append(Diagnostic(
+                    address: address, message: "a link is set for node \(index), but the pool has nodes 0..<\(count)", location: location))
+                continue
+            }
+            for problem in profile.problems { content.diagnostics.append(Diagnostic(address: node(index), message: problem, location: location)) }
         }
         placement.lowering.declare(nodePool: self, into: &content)
     }

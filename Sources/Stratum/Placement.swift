@@ -104,6 +104,7 @@ extension PlacementLowering {
             nodeInputs["index"] = .int(index)
             // Local nodes share the machine's loopback.
             nodeInputs["coordinator"] = "127.0.0.1"
+            if let link = pool.link(for: index) { nodeInputs["link"] = link.value }
             content.resources.append(
                 DesiredResource(
                     address: pool.node(index), provider: pool.placement.provider, region: pool.placement.region,
