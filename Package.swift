@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "StratumGCP", targets: ["StratumGCP"]),
         .library(name: "StratumAzure", targets: ["StratumAzure"]),
         .executable(name: "stratum", targets: ["stratum"]),
+        .executable(name: "stratum-link", targets: ["stratum-link"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -173,6 +174,8 @@ let package = Package(
             linkerSettings: [.linkedLibrary("yaml"), .linkedLibrary("curl"), .linkedLibrary("ssl"), .linkedLibrary("crypto"), .linkedLibrary("m"), .linkedLibrary("pthread")]
         ),
         .executableTarget(name: "stratum-trainer", dependencies: ["TrainerCore"], cSettings: trainerCFlags),
+        // The link emulator Local networks use where the kernel has no sch_netem.
+        .executableTarget(name: "stratum-link"),
 
         .executableTarget(
             name: "stratum-bench",
