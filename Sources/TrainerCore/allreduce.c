@@ -10,110 +10,24 @@
 // the next one and accepts the previous one.
 #include "internal.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-#ifndef MSG_NOSIGNAL
-#define MSG_NOSIGNAL 0
-#endif
+static double remaining(double deadline) { return tc_net_remaining(deadline); }
 
-static double remaining(double deadline) {
-    double left = deadline - tc_now();
-    return left > 0 ? left : 0;
-}
+static int listener(int port, int *bound, char *err, size_t errlen) { return tc_net_listen(NULL, port, bound, "allreduce", err, errlen); }
 
-// The time left as a poll(2) timeout in milliseconds (never negative, never overflowing).
-static int poll_ms(double deadline) {
-    double ms = remaining(deadline) * 1000;
-    return ms > 86400000 ? 86400000 : (int)ms;
-}
-
-// connect(2) bounded by the deadline: a peer behind a firewall that drops packets would
-// otherwise hold a blocking connect for minutes. 0, or -1 with errno set.
-static int connect_until(int fd, const struct sockaddr *addr, socklen_t len, double deadline) {
-    int flags = fcntl(fd, F_GETFL, 0);
-    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return -1;
-    int rc = connect(fd, addr, len);
-    if (rc != 0 && errno == EINPROGRESS) {
-        struct pollfd p = {fd, POLLOUT, 0};
-        int ready = poll(&p, 1, poll_ms(deadline));
-        if (ready <= 0) {
-            errno = ready == 0 ? ETIMEDOUT : errno;
-            return -1;
-        }
-        int soerr = 0;
-        socklen_t slen = sizeof soerr;
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) != 0) return -1;
-        if (soerr != 0) {
-            errno = soerr;
-            return -1;
-        }
-        rc = 0;
-    }
-    if (rc == 0) fcntl(fd, F_SETFL, flags);
-    return rc;
-}
-
-static int listener(int port, int *bound, char *err, size_t errlen) {
-    int fd = tc_tcp_listen(port, 0, bound);
-    if (fd < 0) return tc_fail(err, errlen, "allreduce: cannot listen on port %d: %s", port, strerror(errno));
-    return fd;
-}
-
-static int accept_by(int fd, double deadline, struct sockaddr_in *peer, char *err, size_t errlen, const char *what) {
-    struct pollfd p = {fd, POLLIN, 0};
-    int ready = poll(&p, 1, poll_ms(deadline));
-    if (ready <= 0) return tc_fail(err, errlen, "allreduce: timed out waiting for %s to connect", what);
-    socklen_t len = sizeof *peer;
-    int c = accept(fd, (struct sockaddr *)peer, &len);
-    if (c < 0) return tc_fail(err, errlen, "allreduce: accept: %s", strerror(errno));
-    int one = 1;
-    setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return c;
+static int accept_by(int fd, double deadline, char *peer_host, size_t peer_len, char *err, size_t errlen, const char *what) {
+    return tc_net_accept(fd, deadline, peer_host, peer_len, "allreduce", what, err, errlen);
 }
 
 // Connects to host:port, trying again until the deadline (the peer may not listen yet).
 static int connect_by(const char *host, int port, double deadline, char *err, size_t errlen, const char *what) {
-    char service[16];
-    snprintf(service, sizeof service, "%d", port);
-    char last[160] = "no address";
-    for (;;) {
-        struct addrinfo hints, *res = NULL;
-        memset(&hints, 0, sizeof hints);
-        hints.ai_family = AF_INET;
-        hints.ai_socktype = SOCK_STREAM;
-        int rc = getaddrinfo(host, service, &hints, &res);
-        if (rc == 0) {
-            for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-                int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
-                if (fd < 0) continue;
-                if (connect_until(fd, ai->ai_addr, ai->ai_addrlen, deadline) == 0) {
-                    freeaddrinfo(res);
-                    int one = 1;
-                    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-                    return fd;
-                }
-                snprintf(last, sizeof last, "%s", strerror(errno));
-                close(fd);
-            }
-            freeaddrinfo(res);
-        } else {
-            snprintf(last, sizeof last, "%s", gai_strerror(rc));
-        }
-        if (remaining(deadline) <= 0) return tc_fail(err, errlen, "allreduce: cannot reach %s at %s:%d: %s", what, host, port, last);
-        usleep(50 * 1000);
-    }
+    return tc_net_connect(host, port, deadline, 1, "allreduce", what, err, errlen);
 }
 
 // Rank 0's rendezvous port, for the others to read (atomically, by rename).
@@ -148,52 +62,12 @@ static int connect_by_file(const char *host, const char *path, double deadline, 
     }
 }
 
-// Sends and receives whole buffers, both at once (the ring's neighbours send while they
-// receive), until both are done or the deadline passes.
-static int exchange(int out, const void *send_buf, size_t send_len, int in, void *recv_buf, size_t recv_len, double deadline, char *err, size_t errlen,
-                    const char *what) {
-    size_t sent = 0, got = 0;
-    while (sent < send_len || got < recv_len) {
-        struct pollfd p[2];
-        int n = 0, si = -1, ri = -1;
-        if (sent < send_len) { si = n; p[n++] = (struct pollfd){out, POLLOUT, 0}; }
-        if (got < recv_len) { ri = n; p[n++] = (struct pollfd){in, POLLIN, 0}; }
-        int ready = poll(p, (nfds_t)n, poll_ms(deadline));
-        if (ready < 0 && errno == EINTR) continue;
-        if (ready <= 0) return tc_fail(err, errlen, "allreduce: timed out exchanging with %s", what);
-        if (si >= 0 && (p[si].revents & (POLLOUT | POLLERR | POLLHUP))) {
-            ssize_t w = send(out, (const char *)send_buf + sent, send_len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                return tc_fail(err, errlen, "allreduce: sending to the next rank failed: %s", strerror(errno));
-            if (w > 0) sent += (size_t)w;
-        }
-        if (ri >= 0 && (p[ri].revents & (POLLIN | POLLERR | POLLHUP))) {
-            ssize_t r = recv(in, (char *)recv_buf + got, recv_len - got, MSG_DONTWAIT);
-            if (r == 0) return tc_fail(err, errlen, "allreduce: %s closed the connection", what);
-            if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                return tc_fail(err, errlen, "allreduce: receiving from %s failed: %s", what, strerror(errno));
-            if (r > 0) got += (size_t)r;
-        }
-    }
-    return 0;
-}
-
 static int send_line(int fd, const char *line, double deadline, char *err, size_t errlen, const char *what) {
-    char none;
-    return exchange(fd, line, strlen(line), fd, &none, 0, deadline, err, errlen, what);
+    return tc_net_send_line(fd, line, deadline, NULL, "allreduce", what, err, errlen);
 }
 
-// Reads one '\n'-terminated line (at most cap-1 bytes).
 static int read_line(int fd, char *line, size_t cap, double deadline, char *err, size_t errlen, const char *what) {
-    size_t n = 0;
-    while (n < cap - 1) {
-        char none;
-        if (exchange(fd, &none, 0, fd, line + n, 1, deadline, err, errlen, what) != 0) return -1;
-        if (line[n] == '\n') break;
-        n++;
-    }
-    line[n] = 0;
-    return 0;
+    return tc_net_read_line(fd, line, cap, deadline, NULL, "allreduce", what, err, errlen);
 }
 
 // Rank 0's side of the rendezvous: every rank's address, in rank order, into hosts/ports.
@@ -201,10 +75,10 @@ static int gather(int world, int fd, int own_port, char (*hosts)[64], int *ports
     snprintf(hosts[0], 64, "-");
     ports[0] = own_port;
     for (int seen = 1; seen < world; seen++) {
-        struct sockaddr_in peer;
+        char peer[64] = "";
         char what[64];
         snprintf(what, sizeof what, "%d of %d other ranks", world - seen, world - 1);
-        int c = accept_by(fd, deadline, &peer, err, errlen, what);
+        int c = accept_by(fd, deadline, peer, sizeof peer, err, errlen, what);
         if (c < 0) return -1;
         char line[64] = "";
         int rank = -1, port = 0;
@@ -230,7 +104,7 @@ static int gather(int world, int fd, int own_port, char (*hosts)[64], int *ports
             continue;
         }
         conns[rank] = c;
-        inet_ntop(AF_INET, &peer.sin_addr, hosts[rank], 64);
+        snprintf(hosts[rank], 64, "%s", peer);
         ports[rank] = port;
     }
     // Everyone is here: hand out the table.
@@ -315,8 +189,7 @@ int tc_allreduce_check(const tc_allreduce_spec *s, tc_allreduce_result *r, char 
     snprintf(hello, sizeof hello, "%d\n", rank);
     if (send_line(next, hello, deadline, err, errlen, what) != 0) goto done;
     snprintf(what, sizeof what, "rank %d", from);
-    struct sockaddr_in peer;
-    if ((prev = accept_by(ring, deadline, &peer, err, errlen, what)) < 0) goto done;
+    if ((prev = accept_by(ring, deadline, NULL, 0, err, errlen, what)) < 0) goto done;
     char line[32] = "";
     int said = -1;
     if (read_line(prev, line, sizeof line, deadline, err, errlen, what) != 0) goto done;
@@ -325,7 +198,6 @@ int tc_allreduce_check(const tc_allreduce_spec *s, tc_allreduce_result *r, char 
         goto done;
     }
 
-    size_t chunk = count / (size_t)world;
     char from_what[32];
     snprintf(from_what, sizeof from_what, "rank %d", from);
     int iterations = s->iterations > 0 ? s->iterations : 5;
@@ -334,18 +206,8 @@ int tc_allreduce_check(const tc_allreduce_spec *s, tc_allreduce_result *r, char 
         for (size_t i = 0; i < count; i++) data[i] = (float)(rank + 1);
         double started = tc_now();
         // Reduce-scatter, then all-gather, one chunk per step.
-        for (int step = 0; step < world - 1; step++) {
-            size_t out = (size_t)((rank - step + world) % world), in = (size_t)((rank - step - 1 + 2 * world) % world);
-            if (exchange(next, data + out * chunk, chunk * sizeof(float), prev, incoming, chunk * sizeof(float), deadline, err, errlen, from_what) != 0)
-                goto done;
-            for (size_t i = 0; i < chunk; i++) data[in * chunk + i] += incoming[i];
-        }
-        for (int step = 0; step < world - 1; step++) {
-            size_t out = (size_t)((rank + 1 - step + world) % world), in = (size_t)((rank - step + world) % world);
-            if (exchange(next, data + out * chunk, chunk * sizeof(float), prev, data + in * chunk, chunk * sizeof(float), deadline, err, errlen,
-                         from_what) != 0)
-                goto done;
-        }
+        if (tc_net_ring_allreduce_sum(next, prev, data, count, world, rank, incoming, deadline, NULL, NULL, "allreduce", from_what, err, errlen) != 0)
+            goto done;
         if (it > 0) total += tc_now() - started;
     }
     float expected = (float)world * (float)(world + 1) / 2.0f;

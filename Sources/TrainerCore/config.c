@@ -10,7 +10,7 @@
 #include <string.h>
 #include <yaml.h>
 
-typedef enum { K_INT, K_LONG, K_U64, K_FLOAT, K_DOUBLE, K_STR, K_BOOL, K_SCHEDULE, K_COMPRESS } key_type;
+typedef enum { K_INT, K_LONG, K_U64, K_FLOAT, K_DOUBLE, K_STR, K_BOOL, K_SCHEDULE, K_COMPRESS, K_EXCHANGE } key_type;
 
 typedef struct {
     const char *name;   // "section.key"
@@ -66,6 +66,14 @@ static const key_def KEYS[] = {
     {"diloco.round_timeout_s", K_DOUBLE, F(diloco_round_timeout_s), 0, 0.01, 1e7, "seconds a round waits for stragglers"},
     {"diloco.compress", K_COMPRESS, F(diloco_compress), 0, 0, 1, "int8 | none: encoding of published pseudo-gradients"},
     {"diloco.store", K_STR, F(diloco_store), S(diloco_store), 0, 0, "directory or s3://bucket/prefix for pseudo-gradients"},
+    {"diloco.exchange", K_EXCHANGE, F(diloco_p2p), 0, 0, 1, "store | p2p: pseudo-gradients through diloco.store, or over TCP between the workers"},
+    {"p2p.listen", K_STR, F(p2p_listen), S(p2p_listen), 0, 0, "host:port this worker listens on for its peers (port 0: any free one)"},
+    {"p2p.advertise", K_STR, F(p2p_advertise), S(p2p_advertise), 0, 0, "host[:port] the peers connect to (default: STRATUM_NODE_IP or the listen host)"},
+    {"p2p.peers", K_STR, F(p2p_peers), S(p2p_peers), 0, 0, "host:port,... every worker's address in rank order (empty: rendezvous records)"},
+    {"p2p.timeout_s", K_DOUBLE, F(p2p_timeout_s), 0, 0.01, 1e7, "seconds for a peer connection and one exchange"},
+    {"dp.workers", K_INT, F(dp_workers), 0, 0, 4096, "data-parallel workers (0 = off): gradients all-reduced over TCP every step"},
+    {"dp.rank", K_INT, F(dp_rank), 0, 0, 4095, "this data-parallel worker's index"},
+    {"dp.rendezvous", K_STR, F(dp_rendezvous), S(dp_rendezvous), 0, 0, "directory or object store URL for the peer records (when p2p.peers is empty)"},
 };
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
 
@@ -107,6 +115,8 @@ void tc_config_defaults(tc_config *c) {
     c->diloco_round_timeout_s = 60.0;
     c->diloco_compress = 1;
     c->eval_batches = 8;
+    snprintf(c->p2p_listen, sizeof c->p2p_listen, "0.0.0.0:0");
+    c->p2p_timeout_s = 60.0;
 }
 
 static const key_def *find_key(const char *name) {
@@ -124,7 +134,7 @@ int tc_config_set(tc_config *c, const char *key, const char *value, char *err, s
     const key_def *k = find_key(key);
     if (!k) {
         const char *dot = strchr(key, '.');
-        if (!dot) return tc_fail(err, errlen, "config: unknown key '%s' (expected model, train, data, checkpoint, s3, metrics or diloco)", key);
+        if (!dot) return tc_fail(err, errlen, "config: unknown key '%s' (expected model, train, data, checkpoint, s3, metrics, diloco, p2p or dp)", key);
         return tc_fail(err, errlen, "config: unknown key '%s'", key);
     }
     char *base = (char *)c + k->offset;
@@ -188,6 +198,14 @@ int tc_config_set(tc_config *c, const char *key, const char *value, char *err, s
         else
             return tc_fail(err, errlen, "config: '%s' must be 'cosine' or 'constant', got '%s'", key, value);
         return 0;
+    case K_EXCHANGE:
+        if (!strcmp(value, "store"))
+            *(int *)base = 0;
+        else if (!strcmp(value, "p2p"))
+            *(int *)base = 1;
+        else
+            return tc_fail(err, errlen, "config: '%s' must be 'store' or 'p2p', got '%s'", key, value);
+        return 0;
     case K_COMPRESS:
         if (!strcmp(value, "int8"))
             *(int *)base = 1;
@@ -243,7 +261,7 @@ int tc_config_parse_yaml(tc_config *c, const char *text, size_t len, char *err, 
         for (size_t i = 0; i < NKEYS; i++)
             if (strncmp(KEYS[i].name, probe, strlen(probe)) == 0) known_section = 1;
         if (!known_section) {
-            rc = tc_fail(err, errlen, "config: unknown key '%s' (line %zu; sections are model, train, data, checkpoint, s3, metrics, diloco)",
+            rc = tc_fail(err, errlen, "config: unknown key '%s' (line %zu; sections are model, train, data, checkpoint, s3, metrics, diloco, p2p, dp)",
                          scalar(sk), sk->start_mark.line + 1);
             break;
         }
@@ -292,7 +310,62 @@ int tc_config_validate(const tc_config *c, char *err, size_t errlen) {
         return tc_fail(err, errlen, "config: 'diloco.rank' (%d) must be below 'diloco.workers' (%d)", c->diloco_rank, c->diloco_workers);
     if (c->diloco_workers > 0 && c->diloco_store[0] == 0)
         return tc_fail(err, errlen, "config: 'diloco.store' must name a directory or s3:// prefix when 'diloco.workers' > 0");
+    if (c->dp_workers > 0 && c->diloco_workers > 0)
+        return tc_fail(err, errlen, "config: 'dp.workers' and 'diloco.workers' are both set: train data-parallel or with DiLoCo, not both");
+    if (c->dp_workers > 0 && c->dp_rank >= c->dp_workers)
+        return tc_fail(err, errlen, "config: 'dp.rank' (%d) must be below 'dp.workers' (%d)", c->dp_rank, c->dp_workers);
+    char host[256];
+    int port;
+    if (tc_net_parse_hostport(c->p2p_listen, host, sizeof host, &port) != 0)
+        return tc_fail(err, errlen, "config: 'p2p.listen' must be host:port (port 0: any free one), got '%s'", c->p2p_listen);
+    if (c->p2p_advertise[0] && strchr(c->p2p_advertise, ':') && (tc_net_parse_hostport(c->p2p_advertise, host, sizeof host, &port) != 0 || port == 0))
+        return tc_fail(err, errlen, "config: 'p2p.advertise' must be host or host:port with a port above 0, got '%s'", c->p2p_advertise);
+    int peers = tc_p2p_peer_count(c->p2p_peers);
+    if (peers < 0)
+        return tc_fail(err, errlen, "config: 'p2p.peers' must be a comma-separated list of host:port with ports above 0, got '%s'", c->p2p_peers);
+    int p2p_workers = c->dp_workers > 0 ? c->dp_workers : (c->diloco_workers > 0 && c->diloco_p2p ? c->diloco_workers : 0);
+    const char *workers_key = c->dp_workers > 0 ? "dp.workers" : "diloco.workers";
+    if (peers > 0 && p2p_workers > 0 && peers != p2p_workers)
+        return tc_fail(err, errlen, "config: 'p2p.peers' names %d addresses but '%s' is %d (one address per worker, in rank order)", peers, workers_key,
+                       p2p_workers);
+    if (c->dp_workers > 1 && peers == 0 && c->dp_rendezvous[0] == 0)
+        return tc_fail(err, errlen, "config: 'dp.workers' > 1 needs 'p2p.peers' or 'dp.rendezvous' to find the other workers");
     return 0;
+}
+
+int tc_p2p_peer_count(const char *list) {
+    if (!list[0]) return 0;
+    int n = 0;
+    for (const char *p = list; p;) {
+        const char *comma = strchr(p, ',');
+        char entry[300];
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len >= sizeof entry) return -1;
+        memcpy(entry, p, len);
+        entry[len] = 0;
+        char host[256];
+        int port;
+        if (tc_net_parse_hostport(entry, host, sizeof host, &port) != 0 || port == 0) return -1;
+        n++;
+        p = comma ? comma + 1 : NULL;
+    }
+    return n;
+}
+
+int tc_p2p_peer_at(const char *list, int index, char *host, size_t hostlen, int *port) {
+    const char *p = list;
+    for (int i = 0; i < index && p; i++) {
+        p = strchr(p, ',');
+        if (p) p++;
+    }
+    if (!p || !*p) return -1;
+    const char *comma = strchr(p, ',');
+    char entry[300];
+    size_t len = comma ? (size_t)(comma - p) : strlen(p);
+    if (len >= sizeof entry) return -1;
+    memcpy(entry, p, len);
+    entry[len] = 0;
+    return tc_net_parse_hostport(entry, host, hostlen, port);
 }
 
 void tc_config_print_keys(FILE *out) {

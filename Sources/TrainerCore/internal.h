@@ -54,6 +54,71 @@ double tc_now(void);
 /// (its port in *bound), or -1 with errno set.
 int tc_tcp_listen(int port, int loopback_only, int *bound);
 
+// TCP with deadlines (net.c), shared by the interconnect check and the peer-to-peer exchanges.
+// Errors start with `tag` ("allreduce", "p2p", ...) and name `what` (the peer). Counters (may be
+// NULL) are incremented atomically by the bytes moved.
+double tc_net_remaining(double deadline);
+// Listens on host (NULL, "" or 0.0.0.0: every address) and port (0: any free one; *bound gets it).
+int tc_net_listen(const char *host, int port, int *bound, const char *tag, char *err, size_t errlen);
+// Accepts one connection before the deadline; peer_host (may be NULL) gets its IPv4 address.
+int tc_net_accept(int fd, double deadline, char *peer_host, size_t peer_len, const char *tag, const char *what, char *err, size_t errlen);
+// Connects to host:port, trying again until the deadline; a refused connection ends the tries at
+// once unless retry_refused (a peer that may not listen yet).
+int tc_net_connect(const char *host, int port, double deadline, int retry_refused, const char *tag, const char *what, char *err, size_t errlen);
+// Sends send_len bytes on out while receiving recv_len bytes on in, until both are done.
+int tc_net_exchange(int out, const void *send_buf, size_t send_len, int in, void *recv_buf, size_t recv_len, double deadline, uint64_t *sent_counter,
+                    uint64_t *received_counter, const char *tag, const char *what, char *err, size_t errlen);
+int tc_net_send_line(int fd, const char *line, double deadline, uint64_t *sent_counter, const char *tag, const char *what, char *err, size_t errlen);
+// Reads one '\n'-terminated line (at most cap-1 bytes, without the '\n').
+int tc_net_read_line(int fd, char *line, size_t cap, double deadline, uint64_t *received_counter, const char *tag, const char *what, char *err,
+                     size_t errlen);
+// "host:port" into its parts; 0, or -1 when malformed.
+int tc_net_parse_hostport(const char *text, char *host, size_t hostlen, int *port);
+// Ring all-reduce (sum) of count floats (a multiple of world) between this rank's next and prev
+// connections: reduce-scatter then all-gather, so every rank ends with the same bits.
+// incoming holds count/world floats.
+int tc_net_ring_allreduce_sum(int next, int prev, float *data, size_t count, int world, int rank, float *incoming, double deadline,
+                              uint64_t *sent_counter, uint64_t *received_counter, const char *tag, const char *what, char *err, size_t errlen);
+
+// p2p.peers: how many host:port entries (0 for an empty list, -1 when malformed), and entry i.
+int tc_p2p_peer_count(const char *list);
+int tc_p2p_peer_at(const char *list, int index, char *host, size_t hostlen, int *port);
+
+// A worker's endpoint on the peer-to-peer links (p2p.c): a listener served by a thread that
+// acknowledges ring connections and queues them for tc_p2p_accept, and answers "state"
+// requests with the DiLoCo global state (so a worker that fell behind catches up).
+typedef struct tc_p2p tc_p2p;
+tc_p2p *tc_p2p_open(const tc_config *c, int rank, const char *tag, char *err, size_t errlen);
+void tc_p2p_close(tc_p2p *p);
+// "incarnation host port\n": what the rendezvous and ready records hold.
+void tc_p2p_record(const tc_p2p *p, char *out, size_t outlen);
+// Writes peers/worker-RRR in the store.
+int tc_p2p_publish(tc_p2p *p, tc_store *s, char *err, size_t errlen);
+// Where worker `rank` listens: its p2p.peers entry (incarnation 0: any), else its record at
+// `record_key` in the store. 1 found, 0 no record yet, -1 error.
+int tc_p2p_lookup(tc_p2p *p, tc_store *s, const char *record_key, int rank, char *host, size_t hostlen, int *port, uint64_t *incarnation, char *err,
+                  size_t errlen);
+// Opens a ring connection to worker `to` (which must be that incarnation, unless 0) for
+// (round, attempt); the peer's thread acknowledges it. The fd, or -1 with err.
+int tc_p2p_connect(tc_p2p *p, const char *host, int port, uint64_t incarnation, int to, long round, int attempt, double deadline, int retry_refused,
+                   char *err, size_t errlen);
+// The connection worker `from` opened for (round, attempt), waiting until the deadline.
+int tc_p2p_accept(tc_p2p *p, long round, int attempt, int from, double deadline, char *err, size_t errlen);
+int tc_p2p_exchange(tc_p2p *p, int out, const void *send_buf, size_t send_len, int in, void *recv_buf, size_t recv_len, double deadline,
+                    const char *what, char *err, size_t errlen);
+uint64_t *tc_p2p_sent_counter(tc_p2p *p);
+uint64_t *tc_p2p_received_counter(tc_p2p *p);
+uint64_t tc_p2p_bytes_sent(const tc_p2p *p);
+uint64_t tc_p2p_bytes_received(const tc_p2p *p);
+// The DiLoCo state answered to "state" requests; every change to it happens between lock and unlock.
+void tc_p2p_serve_state(tc_p2p *p, const float *global, const float *momentum, const long *round, size_t P);
+void tc_p2p_lock(tc_p2p *p);
+void tc_p2p_unlock(tc_p2p *p);
+// Asks the worker at host:port for its state: 1 received (global, momentum, *round), 0 it has
+// none, -1 error.
+int tc_p2p_fetch_state(tc_p2p *p, const char *host, int port, float *global, float *momentum, size_t P, long *round, double deadline, char *err,
+                       size_t errlen);
+
 // Little helpers for growing byte buffers.
 typedef struct { uint8_t *p; size_t len, cap; } tc_buf;
 int tc_buf_append(tc_buf *b, const void *data, size_t len);

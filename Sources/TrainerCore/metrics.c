@@ -24,7 +24,8 @@ struct tc_metrics {
     int stop;
     long step;
     double loss, tokens_per_s, last_checkpoint, started;
-    uint64_t bytes;
+    uint64_t bytes, p2p_sent, p2p_received;
+    long diloco_round;
     char include[TC_PATH_MAX];
 };
 
@@ -96,11 +97,12 @@ static void handle(tc_metrics *m, int fd) {
         pthread_mutex_lock(&m->mu);
         long step = m->step;
         double loss = m->loss, tps = m->tokens_per_s, ck = m->last_checkpoint, up = tc_now() - m->started;
-        uint64_t bytes = m->bytes;
+        uint64_t bytes = m->bytes, p2p_sent = m->p2p_sent, p2p_received = m->p2p_received;
+        long diloco_round = m->diloco_round;
         char include[TC_PATH_MAX];
         snprintf(include, sizeof include, "%s", m->include);
         pthread_mutex_unlock(&m->mu);
-        char body[2048];
+        char body[3072];
         snprintf(body, sizeof body,
                  "# HELP stratum_trainer_step Optimizer steps completed.\n"
                  "# TYPE stratum_trainer_step counter\n"
@@ -114,13 +116,22 @@ static void handle(tc_metrics *m, int fd) {
                  "# HELP stratum_trainer_last_checkpoint_timestamp_seconds Unix time of the last checkpoint (0 = none).\n"
                  "# TYPE stratum_trainer_last_checkpoint_timestamp_seconds gauge\n"
                  "stratum_trainer_last_checkpoint_timestamp_seconds %.0f\n"
-                 "# HELP stratum_trainer_bytes_exchanged_total Bytes sent and received through object stores and data streams.\n"
+                 "# HELP stratum_trainer_bytes_exchanged_total Bytes sent and received through object stores, data streams and the workers' TCP links.\n"
                  "# TYPE stratum_trainer_bytes_exchanged_total counter\n"
                  "stratum_trainer_bytes_exchanged_total %llu\n"
+                 "# HELP stratum_trainer_p2p_bytes_sent_total Bytes sent to other workers over TCP (DiLoCo p2p exchange, data-parallel all-reduce).\n"
+                 "# TYPE stratum_trainer_p2p_bytes_sent_total counter\n"
+                 "stratum_trainer_p2p_bytes_sent_total %llu\n"
+                 "# HELP stratum_trainer_p2p_bytes_received_total Bytes received from other workers over TCP.\n"
+                 "# TYPE stratum_trainer_p2p_bytes_received_total counter\n"
+                 "stratum_trainer_p2p_bytes_received_total %llu\n"
+                 "# HELP stratum_trainer_diloco_round DiLoCo outer rounds this worker has finished (0 outside DiLoCo).\n"
+                 "# TYPE stratum_trainer_diloco_round gauge\n"
+                 "stratum_trainer_diloco_round %ld\n"
                  "# HELP stratum_trainer_uptime_seconds Seconds since the metrics server started.\n"
                  "# TYPE stratum_trainer_uptime_seconds gauge\n"
                  "stratum_trainer_uptime_seconds %.3f\n",
-                 step, loss, tps, ck, (unsigned long long)bytes, up);
+                 step, loss, tps, ck, (unsigned long long)bytes, (unsigned long long)p2p_sent, (unsigned long long)p2p_received, diloco_round, up);
         char *full = with_include(body, include);
         respond(fd, 200, "OK", "text/plain; version=0.0.4", full ? full : body);
         free(full);
@@ -209,6 +220,15 @@ void tc_metrics_update(tc_metrics *m, long step, double loss, double tokens_per_
     m->tokens_per_s = tokens_per_s;
     m->last_checkpoint = last_checkpoint_unix;
     m->bytes = bytes_exchanged;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void tc_metrics_update_exchange(tc_metrics *m, long diloco_round, uint64_t p2p_bytes_sent, uint64_t p2p_bytes_received) {
+    if (!m) return;
+    pthread_mutex_lock(&m->mu);
+    m->diloco_round = diloco_round;
+    m->p2p_sent = p2p_bytes_sent;
+    m->p2p_received = p2p_bytes_received;
     pthread_mutex_unlock(&m->mu);
 }
 

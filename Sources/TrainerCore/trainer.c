@@ -45,7 +45,9 @@ tc_trainer *tc_trainer_create(const tc_config *c, char *err, size_t errlen) {
     t->model = tc_model_create_on(c->backend ? c->backend : &tc_cpu_backend, c->n_layer, c->n_embd, c->n_head,
                                   c->context, c->seed, c->threads, err, errlen);
     if (!t->model) goto fail;
-    int shard = c->diloco_workers > 0 ? c->diloco_rank : 0, nshards = c->diloco_workers > 0 ? c->diloco_workers : 1;
+    // Each DiLoCo or data-parallel worker reads its own shard of the stream.
+    int shard = c->diloco_workers > 0 ? c->diloco_rank : (c->dp_workers > 0 ? c->dp_rank : 0);
+    int nshards = c->diloco_workers > 0 ? c->diloco_workers : (c->dp_workers > 0 ? c->dp_workers : 1);
     t->data = tc_data_open(c, shard, nshards, err, errlen);
     if (!t->data) goto fail;
     if (c->checkpoint_dir[0]) {
@@ -84,13 +86,16 @@ tc_data *tc_trainer_data(tc_trainer *t) { return t->data; }
 tc_store *tc_trainer_store(tc_trainer *t) { return t->store; }
 double tc_trainer_last_checkpoint(const tc_trainer *t) { return t->last_checkpoint_unix; }
 
-int tc_trainer_step(tc_trainer *t, float *loss, char *err, size_t errlen) {
+int tc_trainer_step(tc_trainer *t, float *loss, char *err, size_t errlen) { return tc_trainer_step_reduced(t, loss, NULL, NULL, err, errlen); }
+
+int tc_trainer_step_reduced(tc_trainer *t, float *loss, tc_grad_reduce reduce, void *arg, char *err, size_t errlen) {
     const tc_config *c = &t->cfg;
     if (tc_data_next_batch(t->data, t->inputs, t->targets, c->batch_size, c->seq_len, err, errlen) != 0) return -1;
     float l = tc_model_forward(t->model, t->inputs, t->targets, c->batch_size, c->seq_len);
     if (l < 0) return tc_fail(err, errlen, "model: forward pass failed (out of memory?)");
     tc_model_zero_grad(t->model);
     tc_model_backward(t->model);
+    if (reduce && reduce(arg, t->model, &l, err, errlen) != 0) return -1;
     tc_model_clip_grad(t->model, c->grad_clip);
     tc_model_update(t->model, tc_trainer_lr(c, t->step), c->beta1, c->beta2, c->eps, c->weight_decay, t->step + 1);
     t->step++;
@@ -296,7 +301,7 @@ double tc_trainer_eval(tc_trainer *t, int batches, char *err, size_t errlen) {
     const tc_config *c = &t->cfg;
     // A stream no training shard reads: another RNG stream (synthetic) or the slice after
     // the last worker's starting point (files and objects).
-    int nshards = (c->diloco_workers > 0 ? c->diloco_workers : 1) + 1;
+    int nshards = (c->diloco_workers > 0 ? c->diloco_workers : (c->dp_workers > 0 ? c->dp_workers : 1)) + 1;
     int synthetic = strcmp(c->data_source, "synthetic") == 0;
     tc_data *d = synthetic ? tc_data_open(c, 1000003, 1000004, err, errlen) : tc_data_open(c, nshards - 1, nshards, err, errlen);
     if (!d) return -1.0;

@@ -49,7 +49,7 @@ static void usage(FILE *out) {
             "checkpoint in checkpoint.dir unless --no-resume is given.\n"
             "\n"
             "options:\n"
-            "  --config FILE        YAML config (sections: model, train, data, checkpoint, s3, metrics, diloco)\n"
+            "  --config FILE        YAML config (sections: model, train, data, checkpoint, s3, metrics, diloco, p2p, dp)\n"
             "  --set KEY=VALUE      override one key, e.g. --set train.lr=3e-4 (repeatable)\n"
             "  --steps N            same as --set train.steps=N (the length of the lr schedule)\n"
             "  --until-step N       stop (with a checkpoint) once step N is reached, schedule unchanged\n"
@@ -183,6 +183,14 @@ static int run_plain(const tc_config *cfg, int resume, int quiet, long until) {
         tc_trainer_free(t);
         return 1;
     }
+    // Data parallel: the ring to the other ranks, connected before the first step.
+    tc_dp *dp = NULL;
+    if (cfg->dp_workers > 0 && !(dp = tc_dp_open(cfg, tc_trainer_step_count(t), err, sizeof err))) {
+        fprintf(stderr, "stratum-trainer: %s\n", err);
+        tc_metrics_stop(metrics);
+        tc_trainer_free(t);
+        return 1;
+    }
     double floor = tc_data_entropy_floor(tc_trainer_data(t));
     if (!quiet) {
         printf("model: %d layers, width %d, %d heads, context %d, %zu parameters; batch %d x %d; %d threads\n",
@@ -190,6 +198,7 @@ static int run_plain(const tc_config *cfg, int resume, int quiet, long until) {
                cfg->batch_size, cfg->seq_len, cfg->threads);
         if (cfg->backend) printf("device: %s\n", tc_model_device(tc_trainer_model(t)));
         if (floor > 0) printf("data: synthetic Markov source, entropy floor %.4f nats/byte\n", floor);
+        if (dp) printf("data parallel: rank %d of %d, gradients ring all-reduced over TCP every step\n", cfg->dp_rank, cfg->dp_workers);
         fflush(stdout);
     }
     int rc = 0;
@@ -200,7 +209,7 @@ static int run_plain(const tc_config *cfg, int resume, int quiet, long until) {
     long tokens_per_step = (long)cfg->batch_size * cfg->seq_len;
     long last = until > 0 && until < cfg->steps ? until : cfg->steps, start_step = tc_trainer_step_count(t);
     while (tc_trainer_step_count(t) < last && !stop_requested) {
-        if (tc_trainer_step(t, &loss, err, sizeof err) != 0) {
+        if ((dp ? tc_dp_step(dp, t, &loss, err, sizeof err) : tc_trainer_step(t, &loss, err, sizeof err)) != 0) {
             fprintf(stderr, "stratum-trainer: %s\n", err);
             rc = 1;
             break;
@@ -213,8 +222,12 @@ static int run_plain(const tc_config *cfg, int resume, int quiet, long until) {
         int log_now = cfg->log_every > 0 && (step % cfg->log_every == 0 || step == cfg->steps);
         if (log_now) {
             if (!quiet) {
-                printf("step %ld/%ld loss %.4f lr %.3e tok/s %.0f\n", step, cfg->steps, window_loss / (double)window_steps,
-                       (double)tc_trainer_lr(cfg, step - 1), tps);
+                char p2p[96] = "";
+                if (dp)
+                    snprintf(p2p, sizeof p2p, " p2p sent %llu received %llu", (unsigned long long)tc_dp_bytes_sent(dp),
+                             (unsigned long long)tc_dp_bytes_received(dp));
+                printf("step %ld/%ld loss %.4f lr %.3e tok/s %.0f%s\n", step, cfg->steps, window_loss / (double)window_steps,
+                       (double)tc_trainer_lr(cfg, step - 1), tps, p2p);
                 fflush(stdout);
             }
             window_loss = 0.0;
@@ -228,7 +241,9 @@ static int run_plain(const tc_config *cfg, int resume, int quiet, long until) {
                 break;
             }
         }
-        tc_metrics_update(metrics, step, loss, tps, tc_trainer_last_checkpoint(t), tc_data_bytes_fetched(tc_trainer_data(t)));
+        uint64_t sent = dp ? tc_dp_bytes_sent(dp) : 0, received = dp ? tc_dp_bytes_received(dp) : 0;
+        tc_metrics_update(metrics, step, loss, tps, tc_trainer_last_checkpoint(t), tc_data_bytes_fetched(tc_trainer_data(t)) + sent + received);
+        tc_metrics_update_exchange(metrics, 0, sent, received);
     }
     if (rc == 0 && cfg->checkpoint_dir[0] && tc_trainer_step_count(t) > start_step &&
         (cfg->checkpoint_every == 0 || tc_trainer_step_count(t) % cfg->checkpoint_every != 0)) {
@@ -251,7 +266,14 @@ static int run_plain(const tc_config *cfg, int resume, int quiet, long until) {
                 if (floor > 0) printf("entropy floor %.4f, gap %.4f\n", floor, ev - floor);
             }
         }
+        if (dp) {
+            char digest[65];
+            tc_trainer_params_digest(t, digest);
+            printf("data parallel rank %d: p2p sent %llu received %llu, weights sha256 %s\n", cfg->dp_rank, (unsigned long long)tc_dp_bytes_sent(dp),
+                   (unsigned long long)tc_dp_bytes_received(dp), digest);
+        }
     }
+    tc_dp_close(dp);
     tc_metrics_stop(metrics);
     tc_trainer_free(t);
     return rc;
@@ -268,8 +290,11 @@ static int run_diloco(const tc_config *cfg, int quiet) {
         fprintf(stderr, "stratum-trainer: %s\n", err);
         return 1;
     }
-    printf("diloco worker %d done: rounds %d (skipped %d), final loss %.4f, bytes exchanged %llu\n", cfg->diloco_rank,
-           res.rounds_done, res.rounds_skipped, res.final_loss, (unsigned long long)res.bytes_exchanged);
+    printf("diloco worker %d done: rounds %d (skipped %d), final loss %.4f, bytes exchanged %llu", cfg->diloco_rank, res.rounds_done,
+           res.rounds_skipped, res.final_loss, (unsigned long long)res.bytes_exchanged);
+    if (cfg->diloco_p2p)
+        printf(", p2p sent %llu received %llu", (unsigned long long)res.p2p_bytes_sent, (unsigned long long)res.p2p_bytes_received);
+    printf("\n");
     return 0;
 }
 

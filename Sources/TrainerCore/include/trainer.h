@@ -69,7 +69,17 @@ typedef struct {
     int diloco_rounds;
     char diloco_store[TC_PATH_MAX];  // directory or s3://bucket/prefix
     int diloco_compress;             // 1: int8 pseudo-gradients (per-64 block scale), 0: float32
+    int diloco_p2p;                  // 0: pseudo-gradients through diloco_store; 1: over TCP between the workers (p2p.*)
     int eval_batches;                // batches of held-out data for the final evaluation
+    // p2p: the workers' own TCP links (DiLoCo with diloco_p2p, and data-parallel training)
+    char p2p_listen[256];            // host:port this worker listens on (port 0: any free port, or its p2p_peers entry's)
+    char p2p_advertise[256];         // host[:port] the others connect to (empty: STRATUM_NODE_IP, the listen host, or this machine's address)
+    char p2p_peers[4096];            // "host:port,host:port,..." every worker's address in rank order (empty: from the rendezvous records)
+    double p2p_timeout_s;            // connection setup and one exchange
+    // dp: synchronous data-parallel training, gradients ring all-reduced over TCP every step
+    int dp_workers;                  // 0 = off
+    int dp_rank;
+    char dp_rendezvous[TC_PATH_MAX]; // store for the peer records (directory or object store URL) when p2p_peers is empty
     // Not a config key: where the model runs, chosen by the binary (NULL = the CPU backend),
     // so one YAML file drives stratum-trainer and stratum-trainer-cuda alike.
     const struct tc_model_backend *backend;
@@ -255,6 +265,11 @@ double tc_trainer_eval(tc_trainer *t, int batches, char *err, size_t errlen);
 void tc_trainer_params_digest(tc_trainer *t, char out[65]);
 /// Learning rate at step s (0-based) under the configured schedule.
 float tc_trainer_lr(const tc_config *c, long s);
+/// Combines gradients between backward and clipping (data-parallel training): it may rewrite
+/// tc_model_grads(m) and *loss. 0, or -1 with err.
+typedef int (*tc_grad_reduce)(void *arg, tc_model *m, float *loss, char *err, size_t errlen);
+/// tc_trainer_step with the gradients passed through reduce (NULL: same as tc_trainer_step).
+int tc_trainer_step_reduced(tc_trainer *t, float *loss, tc_grad_reduce reduce, void *arg, char *err, size_t errlen);
 
 // ---------------------------------------------------------------------------------------
 // Metrics: Prometheus text on /metrics and a liveness probe on /healthz.
@@ -266,6 +281,8 @@ typedef struct tc_metrics tc_metrics;
 tc_metrics *tc_metrics_start(int port, int loopback_only, char *err, size_t errlen);
 int tc_metrics_port(const tc_metrics *m);
 void tc_metrics_update(tc_metrics *m, long step, double loss, double tokens_per_s, double last_checkpoint_unix, uint64_t bytes_exchanged);
+/// The DiLoCo round reached and the bytes sent and received over the workers' own TCP links.
+void tc_metrics_update_exchange(tc_metrics *m, long diloco_round, uint64_t p2p_bytes_sent, uint64_t p2p_bytes_received);
 void tc_metrics_stop(tc_metrics *m);
 /// Serves the contents of `path` (Prometheus text, read at each scrape; absent: nothing) after
 /// the trainer's own metrics.
@@ -307,11 +324,27 @@ typedef struct {
     int rounds_done;
     int rounds_skipped;        // rounds where this worker's pseudo-gradient missed the deadline
     double final_loss;         // mean inner loss of the last round
-    uint64_t bytes_exchanged;  // object store bytes sent + received by this worker
+    uint64_t bytes_exchanged;  // object store and p2p bytes sent + received by this worker
+    uint64_t p2p_bytes_sent, p2p_bytes_received;  // over the workers' own TCP links (diloco.exchange p2p)
 } tc_diloco_result;
 
 /// Runs a DiLoCo worker to completion (c->diloco_rounds rounds). progress may be NULL.
 int tc_diloco_run(const tc_config *c, tc_diloco_result *res, tc_metrics *metrics, int quiet, char *err, size_t errlen);
+
+// ---------------------------------------------------------------------------------------
+// Data parallel: W processes, each on its own shard, ring all-reduce their float32 gradients
+// over TCP before every AdamW step, so every replica stays bit-identical.
+
+typedef struct tc_dp tc_dp;
+
+/// Listens, publishes this rank's address, and connects the ring (every rank must come within
+/// p2p.timeout_s). NULL with err.
+tc_dp *tc_dp_open(const tc_config *c, long start_step, char *err, size_t errlen);
+/// One optimizer step with the gradients (and the loss) averaged over every rank.
+int tc_dp_step(tc_dp *dp, tc_trainer *t, float *loss, char *err, size_t errlen);
+uint64_t tc_dp_bytes_sent(const tc_dp *dp);
+uint64_t tc_dp_bytes_received(const tc_dp *dp);
+void tc_dp_close(tc_dp *dp);
 
 #ifdef __cplusplus
 }
