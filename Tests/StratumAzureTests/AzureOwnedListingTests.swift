@@ -125,6 +125,21 @@ struct AzureOwnedListingTests {
         }
     }
 
+    /// The binary's provider (`AzureProvider.fromEnvironment`, a `DeferredProvider`) lists
+    /// through the live provider's kinds.
+    @Test func theDeferredProviderListsThroughTheLiveOne() async throws {
+        try await AzureVMWorld.run { world in
+            let group = try await Self.create(world, "azure_resource_group", "main", ["name": .string(Self.group)])
+            let deferred = DeferredProvider(name: "azure", cloud: "Azure", offline: { world.provider }, live: { world.provider })
+            let listed = try #require(try await deferred.kinds["azure_resource_group"]?.owned())
+            #expect(listed.map(\.state.id) == [group.id] && listed.first?.ownership == Self.ownership)
+            #expect(try await deferred.kinds["azure_subnet"]?.owned() == nil)
+            // Without credentials (no subscription) it cannot list: nil, not an error.
+            let bare = AzureProvider.fromEnvironment([:], transport: AsyncHTTPTransport())
+            #expect(try await bare.kinds["azure_resource_group"]?.owned() == nil)
+        }
+    }
+
     /// A NIC and public IP a VM create left without its VM are listed as that VM, whose delete removes them.
     @Test func aVMsLeftoversAreListedAsTheVM() async throws {
         try await AzureVMWorld.run { world in
