@@ -45,10 +45,13 @@ struct AzureARMKind: ResourceKind {
     let spec: AzureARMSpec
     let client: AzureClient
     let schema: ResourceSchema
+    /// What the subscription holds with Stratum's tags, shared with the provider's other kinds.
+    let listing: AzureOwnedListing
 
-    init(spec: AzureARMSpec, client: AzureClient) {
+    init(spec: AzureARMSpec, client: AzureClient, listing: AzureOwnedListing? = nil) {
         self.spec = spec
         self.client = client
+        self.listing = listing ?? AzureOwnedListing(client: client)
         var attributes = spec.inputs
         attributes["name"] = AttributeSchema(role: .optionalComputed, forceNew: true)
         attributes["subscription"] = .input(forceNew: true)
@@ -201,10 +204,71 @@ struct AzureARMKind: ResourceKind {
         let path: String? = id.hasPrefix("/subscriptions/") ? id : spec.armType == "Microsoft.Resources/resourceGroups" ? client.resourceGroup(id) : nil
         guard let path, AzureAPIVersions.resourceType(ofPath: path)?.lowercased() == spec.armType.lowercased() else { return nil }
         guard let item = try await client.getIfExists(path, action: "\(action).get", address: address, region: region) else { return nil }
+        return adopted(item, path: path, region: region, address: address)
+    }
+
+    /// The state of a live resource adopted as it is (import, and what `owned` lists).
+    func adopted(_ item: CloudJSON, path: String, region: String, address: ResourceAddress) -> ResourceState {
         var attributes = spec.attributes(item)
         attributes["name"] = item["name"]?.string.map(Value.string)
         attributes["id"] = item["id"]?.string.map(Value.string) ?? .string(path)
         return ResourceState(address: address, provider: "azure", region: region, id: item["id"]?.string ?? path, attributes: attributes, dependencies: [])
+    }
+
+    // MARK: owned
+
+    /// Resource groups and the tagged types, from the provider's shared listing; blob
+    /// containers, from the containers of every storage account in it, by their metadata.
+    /// Subnets and federated credentials carry no ownership (nil): each goes with its parent,
+    /// the virtual network or the node identity, which is listed.
+    func owned() async throws -> [OwnedResource]? {
+        switch spec.ownership {
+        case .nowhere:
+            return nil
+        case .metadata:
+            return try await ownedContainers()
+        case .tags:
+            let items = spec.armType == AzureARMSpec.resourceGroup.armType ? try await listing.resourceGroups() : try await listing.resources(ofType: spec.armType)
+            var owned: [OwnedResource] = []
+            for item in items where !AzureTags.names(other: type, in: item) {
+                guard let id = item["id"]?.string, let found = try await ownedItem(id, metadata: false) else { continue }
+                let region = found.item["location"]?.string ?? item["location"]?.string ?? ""
+                owned.append(OwnedResource(state: adopted(found.item, path: id, region: region, address: found.address), ownership: found.ownership))
+            }
+            return owned
+        }
+    }
+
+    /// The containers of the storage accounts that carry Stratum's tags (whoever's they are)
+    /// whose metadata names a container; each in its account's location. Containers in
+    /// accounts Stratum did not make are not searched.
+    func ownedContainers() async throws -> [OwnedResource] {
+        var owned: [OwnedResource] = []
+        for account in try await listing.resources(ofType: "Microsoft.Storage/storageAccounts") {
+            guard let accountID = account["id"]?.string else { continue }
+            let containers: [CloudJSON]
+            do {
+                containers = try await client.list("\(accountID)/blobServices/default/containers", action: "\(action).list")
+            } catch let error as ProviderError where error.kind == .notFound {
+                // The account was deleted since the listing.
+                continue
+            }
+            for container in containers {
+                // What a list answers of a container need not hold its metadata: each is read.
+                guard let id = container["id"]?.string, let found = try await ownedItem(id, metadata: true) else { continue }
+                let region = account["location"]?.string ?? ""
+                owned.append(OwnedResource(state: adopted(found.item, path: id, region: region, address: found.address), ownership: found.ownership))
+            }
+        }
+        return owned
+    }
+
+    /// The live resource at `id` when it still exists and its ownership names a resource of this type.
+    func ownedItem(_ id: String, metadata: Bool) async throws -> (item: CloudJSON, address: ResourceAddress, ownership: Ownership)? {
+        guard let item = try await client.in(subscriptionOf: id).getIfExists(id, action: "\(action).get"),
+            let owner = AzureTags.owner(of: metadata ? item["properties"]?["metadata"] : item["tags"], metadata: metadata), owner.address.type == type
+        else { return nil }
+        return (item, owner.address, owner.ownership)
     }
 
     // MARK: state

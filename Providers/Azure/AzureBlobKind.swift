@@ -10,6 +10,8 @@ import StratumTrainerArtifact
 /// Blob is idempotent: a retried or recovered create writes the same bytes. Its `url` is
 /// `az://{account}/{container}/{key}`. Requests are signed with the account's key
 /// (`AzureBlobStorage`); the upload carries its Content-MD5, which the service checks.
+/// `stratum sweep` cannot list blobs (`owned()` is nil): their metadata holds the address and
+/// token but no stack or lineage. A blob goes with its container or storage account.
 struct AzureBlobKind: ResourceKind {
     static let typeName = "azure_blob"
     let type = Self.typeName

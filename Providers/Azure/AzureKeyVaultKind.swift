@@ -26,7 +26,15 @@ struct AzureKeyVaultKind: ResourceKind {
         text: "3-24 letters, digits and '-', starting with a letter, ending with a letter or digit, no '--'; unique across Azure")
 
     let client: AzureClient
+    /// What the subscription holds with Stratum's tags, shared with the provider's other kinds.
+    let listing: AzureOwnedListing
     let type = Self.typeName
+
+    init(client: AzureClient, listing: AzureOwnedListing? = nil) {
+        self.client = client
+        self.listing = listing ?? AzureOwnedListing(client: client)
+    }
+
     let schema = ResourceSchema(type: Self.typeName, attributes: [
         "subscription": .input(forceNew: true),
         "resource_group": .input(forceNew: true, required: true),
@@ -188,6 +196,30 @@ struct AzureKeyVaultKind: ResourceKind {
         try await client.deleteAndWait(state.id, action: "vaults.delete", address: state.address)
         let name = AzureNames.lastSegment(state.id)
         try await purge(Self.deletedPath(name: name, location: state.region, client: client), address: state.address, client: client)
+    }
+
+    /// The vaults that carry Stratum's tags, from the provider's shared listing, each with its
+    /// reader's assignment at the vault, so that deleting one removes it, then deletes and
+    /// purges the vault with its secrets. A vault deleted but not purged is not listed (Azure
+    /// purges it at the end of its retention).
+    func owned() async throws -> [OwnedResource]? {
+        var owned: [OwnedResource] = []
+        for item in try await listing.resources(ofType: Self.vaultType) where !AzureTags.names(other: type, in: item) {
+            guard let id = item["id"]?.string else { continue }
+            let client = client.in(subscriptionOf: id)
+            guard let vault = try await client.getIfExists(id, action: "vaults.get"), let owner = AzureTags.owner(of: vault["tags"]), owner.address.type == type
+            else { continue }
+            let vaultID = vault["id"]?.string ?? id
+            var attributes: [String: Value] = ["id": .string(vaultID)]
+            attributes["name"] = vault["name"]?.string.map(Value.string)
+            attributes["uri"] = vault["properties"]?["vaultUri"]?.string.map(Value.string)
+            attributes["tenant_id"] = vault["properties"]?["tenantId"]?.string.map(Value.string)
+            attributes["role_assignment_id"] = try await AzureRoleAssignment.find(Self.secretsUser, at: vaultID, client: client).map(Value.string)
+            let region = vault["location"]?.string ?? item["location"]?.string ?? ""
+            let state = ResourceState(address: owner.address, provider: "azure", region: region, id: vaultID, attributes: attributes, dependencies: [])
+            owned.append(OwnedResource(state: state, ownership: owner.ownership))
+        }
+        return owned
     }
 
     /// A create whose answer was lost: the vault carries the create's token, and its

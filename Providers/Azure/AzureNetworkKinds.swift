@@ -33,7 +33,8 @@ extension AzureARMSpec {
 
     /// `azure_subnet`: an address range of a virtual network, with an optional security group.
     /// Subnets carry no tags in ARM: recovery adopts the subnet of the create's name only when
-    /// its range (and security group) are the ones asked for.
+    /// its range (and security group) are the ones asked for, and `stratum sweep` cannot list
+    /// them (`owned()` is nil); a subnet goes with its virtual network.
     static let subnet = AzureARMSpec(
         type: "azure_subnet", armType: "Microsoft.Network/virtualNetworks/subnets",
         inputs: [

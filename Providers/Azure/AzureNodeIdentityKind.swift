@@ -28,7 +28,15 @@ struct AzureNodeIdentityKind: ResourceKind {
         minLength: 3, maxLength: 128, extra: "-_", text: "3-128 letters, digits, '-' and '_', starting with a letter or digit")
 
     let client: AzureClient
+    /// What the subscription holds with Stratum's tags, shared with the provider's other kinds.
+    let listing: AzureOwnedListing
     let type = Self.typeName
+
+    init(client: AzureClient, listing: AzureOwnedListing? = nil) {
+        self.client = client
+        self.listing = listing ?? AzureOwnedListing(client: client)
+    }
+
     let schema = ResourceSchema(type: Self.typeName, attributes: [
         "subscription": .input(forceNew: true),
         "resource_group": .input(forceNew: true, required: true),
@@ -191,6 +199,30 @@ struct AzureNodeIdentityKind: ResourceKind {
             operation, path: try path(of: resource, client: client), action: "userAssignedIdentities.get", client: client,
             complete: { try await complete(resource, identity: $0, client: client) })
     }
+    /// The identities that carry Stratum's tags, from the provider's shared listing, each with
+    /// its Storage Blob Data Contributor assignment found by its principal in the subscription,
+    /// so that deleting one removes the assignment first (one in another subscription is not
+    /// found). Its federated credentials are deleted with it.
+    func owned() async throws -> [OwnedResource]? {
+        var owned: [OwnedResource] = []
+        for item in try await listing.resources(ofType: Self.identityType) where !AzureTags.names(other: type, in: item) {
+            guard let id = item["id"]?.string else { continue }
+            let client = client.in(subscriptionOf: id)
+            guard let identity = try await client.getIfExists(id, action: "userAssignedIdentities.get"), let owner = AzureTags.owner(of: identity["tags"]),
+                owner.address.type == type
+            else { continue }
+            var attributes = Self.computed(identity)
+            attributes["id"] = .string(identity["id"]?.string ?? id)
+            attributes["name"] = identity["name"]?.string.map(Value.string)
+            if let principal = identity["properties"]?["principalId"]?.string {
+                attributes["role_assignment_id"] = try await AzureRoleAssignment.find(Self.blobDataContributor, to: principal, client: client).map(Value.string)
+            }
+            let region = identity["location"]?.string ?? item["location"]?.string ?? ""
+            let state = ResourceState(address: owner.address, provider: "azure", region: region, id: identity["id"]?.string ?? id, attributes: attributes, dependencies: [])
+            owned.append(OwnedResource(state: state, ownership: owner.ownership))
+        }
+        return owned
+    }
 }
 
 /// The role assignments Stratum makes (a node identity's on its container, on its key vault):
@@ -290,6 +322,25 @@ enum AzureRoleAssignment {
             old.lowercased() != state.attributes["role_assignment_id"]?.stringValue?.lowercased()
         else { return }
         try await client.deleteAndWait(old, action: "roleAssignments.delete", address: state.address)
+    }
+
+    /// The id of the assignment of the built-in `role` to `principal` at any scope of the
+    /// client's subscription (List For Subscription, `$filter=principalId eq '…'`); nil when none.
+    static func find(_ role: String, to principal: String, client: AzureClient) async throws -> String? {
+        let items = try await client.list(
+            "/subscriptions/\(client.subscription)/providers/\(type)", query: [("$filter", "principalId eq '\(principal)'")], action: "roleAssignments.list")
+        return items.first { grants(role, $0) }?["id"]?.string
+    }
+
+    /// The id of the assignment of the built-in `role` at `scope` itself (List For Scope also
+    /// answers those above and below it); nil when none.
+    static func find(_ role: String, at scope: String, client: AzureClient) async throws -> String? {
+        let items = try await client.list("\(scope)/providers/\(type)", action: "roleAssignments.listForScope")
+        return items.first { grants(role, $0) && $0["properties"]?["scope"]?.string?.lowercased() == scope.lowercased() }?["id"]?.string
+    }
+
+    static func grants(_ role: String, _ assignment: CloudJSON) -> Bool {
+        assignment["properties"]?["roleDefinitionId"]?.string?.lowercased().hasSuffix("/roledefinitions/\(role.lowercased())") == true
     }
 
     /// Deletes the assignment of `state`, if it has one (one already gone is fine).

@@ -13,6 +13,7 @@ import StratumCore
 /// Names are deterministic (the `name` input, else derived from the address and lineage), so a
 /// create is an idempotent PUT by name; Stratum's ownership and the create's token are in the
 /// resource's tags (`AzureTags`), and the operation's handle is journaled before the wait.
+/// What carries those tags is listed for `stratum sweep` (`owned()`, `AzureOwnedListing`).
 public struct AzureProvider: Provider {
     public let name = "azure"
     public let client: AzureClient
@@ -24,8 +25,11 @@ public struct AzureProvider: Provider {
             .resourceGroup, .virtualNetwork, .subnet, .networkSecurityGroup, .publicIP, .proximityPlacementGroup, .storageAccount, .blobContainer,
             .federatedCredential,
         ]
-        let kinds: [any ResourceKind] = arm.map { AzureARMKind(spec: $0, client: client) } + [
-            AzureVirtualMachineKind(client: client), AzureNodeIdentityKind(client: client), AzureKeyVaultKind(client: client), AzureBlobKind(client: client),
+        // One listing of what the subscription holds with Stratum's tags serves every kind's `owned()`.
+        let listing = AzureOwnedListing(client: client)
+        let kinds: [any ResourceKind] = arm.map { AzureARMKind(spec: $0, client: client, listing: listing) } + [
+            AzureVirtualMachineKind(client: client, listing: listing), AzureNodeIdentityKind(client: client, listing: listing),
+            AzureKeyVaultKind(client: client, listing: listing), AzureBlobKind(client: client),
         ]
         self.kinds = Dictionary(uniqueKeysWithValues: kinds.map { ($0.type, $0) })
     }

@@ -28,7 +28,8 @@ extension AzureARMSpec {
         })
 
     /// `azure_blob_container`: a private container of a storage account; its `url` is
-    /// `az://{account}/{container}`. Containers have no tags: ownership is in their metadata.
+    /// `az://{account}/{container}`. Containers have no tags: ownership is in their metadata,
+    /// which `stratum sweep` reads in the storage accounts that carry Stratum's tags.
     static let blobContainer = AzureARMSpec(
         type: "azure_blob_container", armType: "Microsoft.Storage/storageAccounts/blobServices/containers",
         inputs: ["resource_group": .input(forceNew: true, required: true), "storage_account": .input(forceNew: true, required: true)],
@@ -56,7 +57,8 @@ extension AzureARMSpec {
     /// identity (`identity`, its ARM id): tokens of `issuer` for `subject` and one of
     /// `audiences` may be exchanged at Entra for the identity's own. How nodes of another cloud
     /// (a GCP service account's Google ID tokens) reach a container the identity may use. It
-    /// has no tags: recovery adopts what has the create's name.
+    /// has no tags: recovery adopts what has the create's name, and `stratum sweep` cannot list
+    /// it (`owned()` is nil); it goes with its identity.
     static let federatedCredential = AzureARMSpec(
         type: "azure_federated_credential", armType: "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials",
         inputs: [

@@ -20,7 +20,14 @@ struct AzureVirtualMachineKind: ResourceKind {
     static let ipType = "Microsoft.Network/publicIPAddresses"
 
     let client: AzureClient
+    /// What the subscription holds with Stratum's tags, shared with the provider's other kinds.
+    let listing: AzureOwnedListing
     let type = Self.typeName
+
+    init(client: AzureClient, listing: AzureOwnedListing? = nil) {
+        self.client = client
+        self.listing = listing ?? AzureOwnedListing(client: client)
+    }
 
     func billing(_ attributes: [String: Value], region: String) -> Billing? {
         attributes["size"]?.stringValue.map { .machines(instanceType: $0, region: region, spot: attributes["spot"]?.boolValue == true, count: 1) }
@@ -342,6 +349,12 @@ struct AzureVirtualMachineKind: ResourceKind {
         guard AzureVMInputs.subscription(ofID: id) != nil, id.lowercased().contains("/providers/microsoft.compute/virtualmachines/") else { return nil }
         let client = self.client(subscription: AzureVMInputs.subscription(ofID: id))
         guard let vm = try await client.getIfExists(id, action: "virtualMachines.get", address: address) else { return nil }
+        return try await adopted(vm, id: id, region: region, address: address, client: client)
+    }
+
+    /// The state of a live VM adopted as it is, with its NIC's and public IP's addresses (import,
+    /// and what `owned` lists).
+    func adopted(_ vm: CloudJSON, id: String, region: String, address: ResourceAddress, client: AzureClient) async throws -> ResourceState {
         let nicID = vm["properties"]?["networkProfile"]?["networkInterfaces"]?.array.first?["id"]?.string
         var nics: [String: CloudJSON] = [:]
         var ips: [String: CloudJSON] = [:]
@@ -365,5 +378,58 @@ struct AzureVirtualMachineKind: ResourceKind {
         let tags = AzureTags.user(vm["tags"])
         if !tags.isEmpty { attributes["tags"] = .map(tags.mapValues(Value.string)) }
         return ResourceState(address: address, provider: "azure", region: region, id: vm["id"]?.string ?? id, attributes: attributes, dependencies: [])
+    }
+
+    // MARK: owned
+
+    /// The VMs that carry Stratum's tags, from the provider's shared listing; and, as the VM
+    /// they were made for, a NIC or public IP with a VM's tags whose VM is gone (a create
+    /// interrupted before its VM, or a VM deleted out of band): deleting that state deletes
+    /// them. The OS disk goes with its VM. Node secrets in a vault are not listed: deleting
+    /// the vault purges them.
+    func owned() async throws -> [OwnedResource]? {
+        let actions = [Self.vmType: "virtualMachines.get", Self.nicType: "networkInterfaces.get", Self.ipType: "publicIPAddresses.get"]
+        func type(of item: CloudJSON) -> String? { actions.keys.first { $0.lowercased() == item["type"]?.string?.lowercased() } }
+        let items = try await listing.resources().filter { type(of: $0) != nil && !AzureTags.names(other: Self.typeName, in: $0) }
+        var owned: [String: OwnedResource] = [:]
+        // VMs first, so that a VM's own NIC and public IP add nothing.
+        for item in items.filter({ type(of: $0) == Self.vmType }) + items.filter({ type(of: $0) != Self.vmType }) {
+            guard let id = item["id"]?.string, let type = type(of: item), let vmID = Self.vmID(of: id, type: type), owned[vmID.lowercased()] == nil else { continue }
+            let client = client(subscription: AzureVMInputs.subscription(ofID: id))
+            guard let live = try await client.getIfExists(id, action: actions[type] ?? ""), let owner = AzureTags.owner(of: live["tags"]),
+                owner.address.type == Self.typeName
+            else { continue }
+            let region = live["location"]?.string ?? item["location"]?.string ?? ""
+            let state: ResourceState
+            if type == Self.vmType {
+                state = try await adopted(live, id: id, region: region, address: owner.address, client: client)
+            } else {
+                // Left by a create without its VM; the VM is looked for once more, as it may be new.
+                if try await client.getIfExists(vmID, action: "virtualMachines.get") != nil { continue }
+                let parts = vmID.split(separator: "/").map(String.init)
+                state = ResourceState(
+                    address: owner.address, provider: "azure", region: region, id: vmID,
+                    attributes: ["id": .string(vmID), "name": .string(parts[7]), "subscription": .string(parts[1]), "resource_group": .string(parts[3])],
+                    dependencies: [])
+            }
+            owned[vmID.lowercased()] = OwnedResource(state: state, ownership: owner.ownership)
+        }
+        return owned.values.sorted { $0.state.id < $1.state.id }
+    }
+
+    /// The id of the VM a VM, its NIC (`<vm>-nic`) or its public IP (`<vm>-ip`) belongs to.
+    static func vmID(of id: String, type: String) -> String? {
+        let parts = id.split(separator: "/").map(String.init)
+        guard parts.count == 8, parts[0].lowercased() == "subscriptions", parts[2].lowercased() == "resourcegroups" else { return nil }
+        let name = parts[7]
+        let vm: Substring
+        switch type.lowercased() {
+        case vmType.lowercased(): return id
+        case nicType.lowercased() where name.hasSuffix("-nic"): vm = name.dropLast(4)
+        case ipType.lowercased() where name.hasSuffix("-ip"): vm = name.dropLast(3)
+        default: return nil
+        }
+        guard !vm.isEmpty else { return nil }
+        return "/subscriptions/\(parts[1])/resourceGroups/\(parts[3])/providers/\(vmType)/\(vm)"
     }
 }

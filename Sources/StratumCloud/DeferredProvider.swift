@@ -93,4 +93,16 @@ struct DeferredKind: ResourceKind {
     func importResource(region: String, id: String, address: ResourceAddress) async throws -> ResourceState? {
         try await live(address).importResource(region: region, id: id, address: address)
     }
+
+    /// A provider that cannot be made (no credentials, no subscription) cannot list what it
+    /// holds: nil, as for a kind that cannot list, so a sweep names it instead of failing.
+    func owned() async throws -> [OwnedResource]? {
+        let live: any ResourceKind
+        do {
+            live = try await self.live()
+        } catch {
+            return nil
+        }
+        return try await live.owned()
+    }
 }

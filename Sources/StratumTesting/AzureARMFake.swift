@@ -18,8 +18,9 @@ import StratumCore
 /// styles ARM uses (an `Azure-AsyncOperation` URL, a `Location` URL, or `provisioningState` on
 /// the resource itself), finishing after N polls or when a test says so, with `Retry-After`.
 /// Allocation failures per zone, quota errors and throttling come on demand. Lists, per resource
-/// group and per subscription, take `$filter` on tags and resource type and are paged with
-/// `nextLink`. Every PUT and PATCH body is checked against the Azure SDK's model for it
+/// group and per subscription, take `$filter` on tags or resource type (role assignments: on
+/// the principal) and are paged with `nextLink` (`set(pageSize:)`); the `resources` list
+/// filtered by a tag's name and value leaves the tags out, as ARM's does. Every PUT and PATCH body is checked against the Azure SDK's model for it
 /// (`AzureModelValidator`); what is wrong is recorded in `violations` (tests assert there are
 /// none). Errors use ARM's body shape: `{"error": {"code", "message", "details": [...]}}`.
 public actor AzureARMFake {
@@ -295,7 +296,7 @@ public actor AzureARMFake {
         }
         let filter: ListFilter
         do {
-            filter = try ListFilter(query["$filter"]?.first ?? "")
+            filter = try ListFilter(query["$filter"]?.first ?? "", roleAssignments: route.type == "Microsoft.Authorization/roleAssignments")
         } catch {
             return Self.error(400, "InvalidFilterInQueryString", "Invalid $filter '\(query["$filter"]?.first ?? "")' specified in the query string.")
         }
@@ -308,7 +309,8 @@ public actor AzureARMFake {
                     && stored.type.split(separator: "/").count == 2
             }
             return stored.type.lowercased() == route.type.lowercased() && (route.parentKey.map { stored.key.hasPrefix($0 + "/") } ?? true)
-        }.filter { filter.matches(type: $0.type, tags: $0.tags) }.sorted { $0.key < $1.key }
+        }.filter { filter.matches(type: $0.type, tags: $0.tags, principal: $0.json.mapValue?["properties"]?.mapValue?["principalId"]?.stringValue) }
+            .sorted { $0.key < $1.key }
         let top = query["$top"]?.first.flatMap { Int($0) }
         let size = min(pageSize, top ?? pageSize)
         let start = Int(query["$skiptoken"]?.first ?? "0") ?? -1
@@ -317,7 +319,11 @@ public actor AzureARMFake {
         }
         let end = min(matching.count, start + size)
         var answer: [String: Value] = [
-            "value": .list(matching[start..<end].map { generic && $0.type != "Microsoft.Resources/resourceGroups" ? genericView($0) : render($0) })
+            "value": .list(matching[start..<end].map { stored in
+                guard generic && stored.type != "Microsoft.Resources/resourceGroups" else { return render(stored) }
+                // Filtered by a tag's name and value, the resources list leaves every resource's tags out.
+                return genericView(stored, tags: filter.tagValue == nil)
+            })
         ]
         if end < matching.count {
             var items = query.filter { $0.key != "$skiptoken" }.flatMap { entry in entry.value.map { (entry.key, $0) } }
@@ -328,10 +334,10 @@ public actor AzureARMFake {
     }
 
     /// A resource as the generic `resources` list shows it.
-    private func genericView(_ stored: Stored) -> Value {
+    private func genericView(_ stored: Stored, tags: Bool) -> Value {
         var view: [String: Value] = ["id": .string(stored.id), "name": .string(stored.name), "type": .string(stored.type)]
         let body = stored.json.mapValue ?? [:]
-        for key in ["location", "tags", "zones", "kind", "sku", "identity"] { if let value = body[key] { view[key] = value } }
+        for key in ["location", "tags", "zones", "kind", "sku", "identity"] where tags || key != "tags" { if let value = body[key] { view[key] = value } }
         return .map(view)
     }
 
@@ -1238,34 +1244,43 @@ extension AzureARMFake {
         }
     }
 
-    /// ARM's list `$filter`: `tagName eq 'k' [and tagValue eq 'v']`, `resourceType eq 'T'`, joined by `and`.
+    /// ARM's list `$filter`: `tagName eq 'k' [and tagValue eq 'v']` or `resourceType eq 'T'`
+    /// (ARM refuses the two together), joined by `and`; for role assignments, `principalId eq
+    /// '{id}'` alone (the quotes may be left out, as Azure's reference writes it).
     struct ListFilter: Sendable {
         var tagName: String?
         var tagValue: String?
         var resourceType: String?
+        var principalId: String?
 
         struct Invalid: Error {}
 
-        init(_ text: String) throws {
+        init(_ text: String, roleAssignments: Bool = false) throws {
             let trimmed = text.trimmingCharacters(in: .whitespaces)
             guard !trimmed.isEmpty else { return }
             let clauses = trimmed.components(separatedBy: " and ")
             for clause in clauses {
                 let parts = clause.trimmingCharacters(in: .whitespaces).split(separator: " ", maxSplits: 2).map(String.init)
-                guard parts.count == 3, parts[1].lowercased() == "eq", parts[2].hasPrefix("'"), parts[2].hasSuffix("'"), parts[2].count >= 2 else { throw Invalid() }
-                let value = String(parts[2].dropFirst().dropLast()).replacingOccurrences(of: "''", with: "'")
-                switch parts[0].lowercased() {
-                case "tagname": tagName = value
-                case "tagvalue": tagValue = value
-                case "resourcetype": resourceType = value
+                guard parts.count == 3, parts[1].lowercased() == "eq" else { throw Invalid() }
+                let quoted = parts[2].count >= 2 && parts[2].hasPrefix("'") && parts[2].hasSuffix("'")
+                let value = quoted ? String(parts[2].dropFirst().dropLast()).replacingOccurrences(of: "''", with: "'") : parts[2]
+                switch (parts[0].lowercased(), roleAssignments) {
+                case ("principalid", true): principalId = value
+                case _ where !quoted || roleAssignments: throw Invalid()
+                case ("tagname", _): tagName = value
+                case ("tagvalue", _): tagValue = value
+                case ("resourcetype", _): resourceType = value
                 default: throw Invalid()
                 }
             }
+            if principalId != nil && clauses.count > 1 { throw Invalid() }
             if tagValue != nil && tagName == nil { throw Invalid() }
+            if tagName != nil && resourceType != nil { throw Invalid() }
         }
 
-        func matches(type: String, tags: [String: String]) -> Bool {
+        func matches(type: String, tags: [String: String], principal: String?) -> Bool {
             if let resourceType, resourceType.lowercased() != type.lowercased() { return false }
+            if let principalId, principalId.lowercased() != principal?.lowercased() { return false }
             guard let tagName else { return true }
             guard let (_, value) = tags.first(where: { $0.key.lowercased() == tagName.lowercased() }) else { return false }
             return tagValue.map { $0 == value } ?? true

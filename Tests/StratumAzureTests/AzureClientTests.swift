@@ -355,6 +355,7 @@ import Testing
 struct AzureAPIVersionSDKTests {
     static let builders: [String: (package: String, builder: String)] = [
         "Microsoft.Resources/resourceGroups": ("azure.mgmt.resource.resources", "build_resource_groups_create_or_update_request"),
+        "Microsoft.Resources/resources": ("azure.mgmt.resource.resources", "build_resources_list_request"),
         "Microsoft.Compute/virtualMachines": ("azure.mgmt.compute", "build_virtual_machines_create_or_update_request"),
         "Microsoft.Compute/proximityPlacementGroups": ("azure.mgmt.compute", "build_proximity_placement_groups_create_or_update_request"),
         "Microsoft.Compute/locations/usages": ("azure.mgmt.compute", "build_usage_list_request"),

@@ -14,6 +14,8 @@ public struct AzureAPIVersions: Sendable {
     /// reads from the SDK's own request builders, so a body and its api-version cannot disagree.
     public static let pinned: [String: String] = [
         "Microsoft.Resources/resourceGroups": "2025-04-01",
+        // The subscription's `resources` list (every type, filtered by tag).
+        "Microsoft.Resources/resources": "2025-04-01",
         "Microsoft.Compute/virtualMachines": "2026-04-01",
         "Microsoft.Compute/proximityPlacementGroups": "2026-04-01",
         "Microsoft.Compute/locations/usages": "2026-04-01",
@@ -56,7 +58,7 @@ public struct AzureAPIVersions: Sendable {
     /// The resource type a path addresses, a resource or a list of them:
     /// `/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/x`
     /// → `Microsoft.Network/virtualNetworks/subnets`; `/subscriptions/s/resourcegroups/rg` →
-    /// `Microsoft.Resources/resourceGroups`.
+    /// `Microsoft.Resources/resourceGroups`; `/subscriptions/s/resources` → `Microsoft.Resources/resources`.
     public static func resourceType(ofPath path: String) -> String? {
         let parts = path.split(separator: "/").map(String.init)
         if let providers = parts.lastIndex(where: { $0.lowercased() == "providers" }), providers + 2 < parts.count {
@@ -66,6 +68,7 @@ public struct AzureAPIVersions: Sendable {
         }
         guard parts.first?.lowercased() == "subscriptions" else { return nil }
         if parts.count >= 3, parts[2].lowercased() == "resourcegroups" { return "Microsoft.Resources/resourceGroups" }
+        if parts.count == 3, parts[2].lowercased() == "resources" { return "Microsoft.Resources/resources" }
         return parts.count <= 2 ? "Microsoft.Resources/subscriptions" : nil
     }
 }
