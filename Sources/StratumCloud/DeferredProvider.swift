@@ -93,4 +93,18 @@ struct DeferredKind: ResourceKind {
     func importResource(region: String, id: String, address: ResourceAddress) async throws -> ResourceState? {
         try await live(address).importResource(region: region, id: id, address: address)
     }
+
+    /// The offline kind answers nil at once when its kind cannot list; one that can would call
+    /// the cloud (and fails offline), so the real kind lists. A cloud whose client cannot be
+    /// made here (no credentials) is not searched: nil, so `stratum sweep` names it as such
+    /// instead of failing for every provider configured.
+    func owned() async throws -> [OwnedResource]? {
+        do {
+            if try await offline.owned() == nil { return nil }
+        } catch {
+            // It lists by calling the cloud.
+        }
+        guard let kind = try? await live() else { return nil }
+        return try await kind.owned()
+    }
 }
