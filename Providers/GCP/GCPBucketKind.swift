@@ -8,9 +8,10 @@ import StratumCore
 /// is idempotent by name: a retried create that Storage refuses with 409 looks at the bucket
 /// and adopts it when it carries this create's token label; a bucket of someone else, or one
 /// without the token, is a permanent error naming the bucket. Ownership (stack, lineage,
-/// address, token) is kept in labels. Storage cannot filter a bucket list by label, so refresh
-/// lists the project's buckets once (paginated, narrowed by the names' common prefix) and
-/// matches them by name: one list per project, not a read per bucket. Versioning, labels,
+/// address, token) is kept in labels, and the texts they hash also whole (`GCPLabels.wholeTexts`).
+/// Storage cannot filter a bucket list by label, so refresh lists the project's buckets once
+/// (paginated, narrowed by the names' common prefix) and matches them by name: one list per
+/// project, not a read per bucket. Versioning, labels,
 /// the storage class and uniform bucket-level access change in place (PATCH); the name,
 /// project and location force a new bucket.
 struct GCPBucketKind: ResourceKind {
@@ -33,6 +34,9 @@ struct GCPBucketKind: ResourceKind {
         "url": .computed,
         "stratum_lineage": .computed,
     ])
+
+    /// Cloud Storage's limit of labels on one bucket.
+    static let maxLabels = 64
 
     static let storageClasses = ["STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE", "MULTI_REGIONAL", "REGIONAL", "DURABLE_REDUCED_AVAILABILITY"]
 
@@ -74,7 +78,14 @@ struct GCPBucketKind: ResourceKind {
         var body = fields(resource.inputs, location: location(of: resource))
         body["name"] = .string(name)
         var labels = GCPLabels.input(resource.inputs["labels"])
-        for (key, value) in GCPLabels.ownership(for: resource, token: context.token) { labels[key] = value }
+        let own = GCPLabels.ownership(for: resource, token: context.token).merging(GCPLabels.wholeTexts(for: resource)) { $1 }
+        for (key, value) in own { labels[key] = value }
+        if labels.count > Self.maxLabels {
+            throw ProviderError(
+                .permanent,
+                "a bucket has at most \(Self.maxLabels) labels and Stratum's ownership takes \(own.count) of them here; set at most \(Self.maxLabels - own.count) (\(labels.count - own.count) are set)",
+                address: resource.address)
+        }
         body["labels"] = .object(labels.mapValues(GCPJSON.string))
         let (status, made) = try await client.storage(
             "POST", "b", query: [("project", project)], body: .object(body), action: "buckets.insert", project: project, address: resource.address,
@@ -172,6 +183,34 @@ struct GCPBucketKind: ResourceKind {
     func importResource(region: String, id: String, address: ResourceAddress) async throws -> ResourceState? {
         let name = id.split(separator: "/").last.map(String.init) ?? id
         guard let item = try await bucket(name, project: client.project, address: address) else { return nil }
+        return imported(item, region: region, address: address)
+    }
+
+    /// Every bucket of the client's project whose labels record Stratum's ownership with the
+    /// whole stack and address (`GCPLabels.wholeTexts`), as imported, its region the bucket's
+    /// location. Storage cannot filter a list by label: the project's buckets are listed
+    /// (paginated) and picked by their labels. Buckets made before the whole texts were kept
+    /// are not listed. Deleting a listed bucket that still holds objects fails: its state does
+    /// not set `force_destroy`.
+    func owned() async throws -> [OwnedResource]? {
+        try await ownedBuckets().map { item, address, ownership in
+            var state = imported(item, region: (item["location"]?.string ?? "").lowercased(), address: address)
+            state.attributes["stratum_lineage"] = .string(ownership.lineage)
+            return OwnedResource(state: state, ownership: ownership)
+        }
+    }
+
+    /// The client's project's buckets with Stratum's ownership, with the address and ownership their labels record.
+    func ownedBuckets() async throws -> [(item: GCPJSON, address: ResourceAddress, ownership: Ownership)] {
+        let pages = try await client.pages("b", query: [("project", client.project), ("maxResults", "1000")], api: .storage, action: "buckets.list")
+        return pages.flatMap { $0["items"]?.array ?? [] }.compactMap { item in
+            GCPLabels.owned(in: item["labels"]).map { (item, $0.address, $0.ownership) }
+        }
+    }
+
+    /// The state of a live bucket adopted as it is.
+    func imported(_ item: GCPJSON, region: String, address: ResourceAddress) -> ResourceState {
+        let name = item["name"]?.string ?? ""
         var attributes = attributes(of: item)
         attributes["name"] = .string(name)
         return ResourceState(address: address, provider: "gcp", region: region, id: name, attributes: attributes, dependencies: [])

@@ -192,8 +192,34 @@ struct GCPInstanceGangKind: GCPInstanceFamily {
     func importResource(region: String, id: String, address: ResourceAddress) async throws -> ResourceState? {
         guard let parts = Self.parts(of: id), GCPNames.isValid(parts.prefix) else { return nil }
         let found = try await lister(parts.project).instances(filter: "name eq '\(parts.prefix)-[0-9]+'", address: address)
-        let members = Self.members(prefix: parts.prefix, zone: parts.zone, in: found)
-        guard let first = members.first else { return nil }
+        return imported(Self.members(prefix: parts.prefix, zone: parts.zone, in: found), id: id, region: region, address: address)
+    }
+
+    /// Every gang in the client's project: the instances with Stratum's labels whose record
+    /// names this type, grouped by zone and name prefix (one label-filtered
+    /// `instances.aggregatedList`), each as imported. Its members are part of it, not resources
+    /// of their own.
+    func owned() async throws -> [OwnedResource]? {
+        let project = client.project
+        let found = try await lister(project).owned().filter { $0.address.type == type }
+        var gangs: [String: (address: ResourceAddress, ownership: Ownership, zone: String, prefix: String)] = [:]
+        for (_, item, address, ownership) in found {
+            guard let name = item["name"]?.string, let dash = name.lastIndex(of: "-") else { continue }
+            let zone = GCPInstanceInputs.zone(of: item), prefix = String(name[..<dash])
+            gangs[Self.id(project: project, zone: zone, prefix: prefix)] = (address, ownership, zone, prefix)
+        }
+        let instances = Dictionary(uniqueKeysWithValues: found.map { ($0.path, $0.item) })
+        return gangs.sorted { $0.key < $1.key }.compactMap { id, gang in
+            let members = Self.members(prefix: gang.prefix, zone: gang.zone, in: instances)
+            guard var state = imported(members, id: id, region: GCPErrorClassifier.regionOf(zone: gang.zone), address: gang.address) else { return nil }
+            state.attributes["stratum_lineage"] = .string(gang.ownership.lineage)
+            return OwnedResource(state: state, ownership: gang.ownership)
+        }
+    }
+
+    /// The state of a live gang (its members, by index) adopted as it is; nil without members.
+    func imported(_ members: [(index: Int, path: String, item: GCPJSON)], id: String, region: String, address: ResourceAddress) -> ResourceState? {
+        guard let parts = Self.parts(of: id), let first = members.first else { return nil }
         var attributes: [String: Value] = [
             "id": .string(id), "project": .string(parts.project), "zone": .string(parts.zone), "zones": [.string(parts.zone)],
             "name_prefix": .string(parts.prefix), "count": .int(members.count), "instances": Self.instancesValue(members),

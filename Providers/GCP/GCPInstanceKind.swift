@@ -115,6 +115,24 @@ struct GCPInstanceKind: GCPInstanceFamily {
             found = nil
         }
         guard let (path, item) = found else { return nil }
+        return imported(item, path: path, region: region, address: address)
+    }
+
+    /// Every instance in the client's project with Stratum's labels whose record names this
+    /// type (gang members name `gcp_instance_gang`), as imported. Found by one label-filtered
+    /// `instances.aggregatedList`; the whole stack and address come from the description.
+    /// The node's Secret Manager secrets are not part of the state, so deleting it leaves them.
+    func owned() async throws -> [OwnedResource]? {
+        try await lister(client.project).owned().compactMap { path, item, address, ownership in
+            guard address.type == type else { return nil }
+            var state = imported(item, path: path, region: GCPErrorClassifier.regionOf(zone: GCPInstanceInputs.zone(of: item)), address: address)
+            state.attributes["stratum_lineage"] = .string(ownership.lineage)
+            return OwnedResource(state: state, ownership: ownership)
+        }
+    }
+
+    /// The state of a live instance adopted as it is.
+    func imported(_ item: GCPJSON, path: String, region: String, address: ResourceAddress) -> ResourceState {
         var attributes = GCPInstanceInputs.live(item)
         attributes["name"] = item["name"]?.string.map(Value.string)
         attributes["id"] = .string(path)

@@ -206,6 +206,8 @@ enum GCPInstanceInputs {
     }
 
     static func machineType(of item: GCPJSON) -> String? { item["machineType"]?.string.flatMap(GCPOperation.lastComponent) }
+
+    static func zone(of item: GCPJSON) -> String { item["zone"]?.string.flatMap(GCPOperation.lastComponent) ?? "" }
 }
 
 /// Reads a project's instances with `instances.aggregatedList` (every zone at once), filtered
@@ -227,6 +229,20 @@ struct GCPInstanceLister {
             }
         }
         return found
+    }
+
+    /// Every instance with Stratum's labels (any lineage), by path, with the address and
+    /// ownership its description records; one without a record is left out. An instance made
+    /// before the description kept the expiry has it from its label.
+    func owned() async throws -> [(path: String, item: GCPJSON, address: ResourceAddress, ownership: Ownership)] {
+        try await instances(filter: GCPLabels.presence(GCPLabels.lineage)).sorted { $0.key < $1.key }.compactMap { path, item in
+            guard let record = GCPOwnership.owned(in: item["description"]?.string) else { return nil }
+            var ownership = record.ownership
+            if ownership.expires == nil, let expires = item["labels"]?[GCPLabels.expires]?.string.flatMap({ TimeInterval($0) }) {
+                ownership.expires = Date(timeIntervalSince1970: expires)
+            }
+            return (path, item, record.address, ownership)
+        }
     }
 
     /// The live instances of recorded states: one call per lineage among them (one in a run),

@@ -106,14 +106,35 @@ struct GCPComputeKind: ResourceKind {
             let filter = "name eq '\(names[start..<min(names.count, start + 50)].joined(separator: "|"))'"
             let path = spec.regional ? "projects/\(project)/aggregated/\(spec.collection)" : collectionPath(region: "", project: project)
             let pages = try await client.pages(path, query: [("filter", filter), ("maxResults", "500")], action: "\(spec.collection).list")
-            for page in pages {
-                let items = spec.regional ? page["items"]?.object.values.flatMap { $0[spec.collection]?.array ?? [] } ?? [] : page["items"]?.array ?? []
-                for item in items {
-                    if let path = GCPNames.path(ofLink: item["selfLink"]?.string) { live[path] = item }
-                }
+            for item in pages.flatMap({ items(of: $0) }) {
+                if let path = GCPNames.path(ofLink: item["selfLink"]?.string) { live[path] = item }
             }
         }
         return resources.map { state in live[state.id].map { refreshed(state, from: $0) } }
+    }
+
+    /// The resources of a list page: `items` of a `list`, every scope's of an `aggregatedList`.
+    func items(of page: GCPJSON) -> [GCPJSON] {
+        spec.regional ? (page["items"]?.object ?? [:]).sorted { $0.key < $1.key }.flatMap { $0.value[spec.collection]?.array ?? [] } : page["items"]?.array ?? []
+    }
+
+    /// Every resource of this type in the client's project whose description is Stratum's
+    /// record naming this type (these have no labels to filter on): one `list`, or one
+    /// `aggregatedList` across regions, paginated. A global resource's region is `global`.
+    /// Other projects a stack names are not searched.
+    func owned() async throws -> [OwnedResource]? {
+        let project = client.project
+        let path = spec.regional ? "projects/\(project)/aggregated/\(spec.collection)" : collectionPath(region: "", project: project)
+        let pages = try await client.pages(path, query: [("maxResults", "500")], action: "\(spec.collection).\(spec.regional ? "aggregatedList" : "list")")
+        return pages.flatMap { items(of: $0) }.compactMap { item in
+            guard let (address, ownership) = GCPOwnership.owned(in: item["description"]?.string), address.type == type,
+                let path = GCPNames.path(ofLink: item["selfLink"]?.string)
+            else { return nil }
+            let region = spec.regional ? item["region"]?.string.flatMap(GCPOperation.lastComponent) ?? "" : "global"
+            var state = imported(item, path: path, region: region, address: address)
+            state.attributes["stratum_lineage"] = .string(ownership.lineage)
+            return OwnedResource(state: state, ownership: ownership)
+        }
     }
 
     func create(_ resource: ResolvedResource, context: OperationContext) async throws -> ResourceState {
@@ -201,6 +222,11 @@ struct GCPComputeKind: ResourceKind {
     func importResource(region: String, id: String, address: ResourceAddress) async throws -> ResourceState? {
         let path = id.hasPrefix("projects/") ? id : "\(collectionPath(region: region, project: client.project))/\(id)"
         guard let item = try await client.getIfExists(path, action: "\(spec.collection).get", address: address, region: regionScope(region)) else { return nil }
+        return imported(item, path: path, region: region, address: address)
+    }
+
+    /// The state of a live resource adopted as it is.
+    func imported(_ item: GCPJSON, path: String, region: String, address: ResourceAddress) -> ResourceState {
         var attributes = spec.attributes(item)
         attributes["name"] = item["name"]?.string.map(Value.string)
         attributes["id"] = .string(path)
@@ -272,16 +298,30 @@ enum GCPNames {
 }
 
 /// Stratum's ownership of a Compute resource without labels, kept in its `description` as
-/// `Managed by Stratum {"address":…,"lineage":…,"stack":…,"token":…}`.
+/// `Managed by Stratum {"address":…,"lineage":…,"stack":…,"token":…}`, with `owner` and
+/// `expires` (seconds since the epoch) for an ephemeral environment's resources. Instances
+/// carry it too: it keeps whole the texts their labels may only hash. Records made before the
+/// owner and expiry were kept have neither.
 enum GCPOwnership {
     static let prefix = "Managed by Stratum "
 
     static func description(for resource: ResolvedResource, token: String) -> String {
-        let fields: GCPJSON = [
+        var fields: [String: GCPJSON] = [
             "stack": .string(resource.ownership.stack), "lineage": .string(resource.ownership.lineage), "address": .string(resource.address.description),
             "token": .string(token),
         ]
-        return prefix + (String(data: fields.data, encoding: .utf8) ?? "{}")
+        fields["owner"] = resource.ownership.owner.map(GCPJSON.string)
+        fields["expires"] = resource.ownership.expiresTag.map(GCPJSON.string)
+        return prefix + (String(data: GCPJSON.object(fields).data, encoding: .utf8) ?? "{}")
+    }
+
+    /// The address and ownership a description records; nil when it is no record of Stratum's.
+    static func owned(in description: String?) -> (address: ResourceAddress, ownership: Ownership)? {
+        guard let fields = fields(in: description), let address = fields["address"]?.string.flatMap(ResourceAddress.init(parsing:)),
+            let stack = fields["stack"]?.string, let lineage = fields["lineage"]?.string
+        else { return nil }
+        let expires = fields["expires"]?.string.flatMap { TimeInterval($0) }.map(Date.init(timeIntervalSince1970:))
+        return (address, Ownership(stack: stack, lineage: lineage, owner: fields["owner"]?.string, expires: expires))
     }
 
     static func fields(in description: String?) -> GCPJSON? {

@@ -65,14 +65,46 @@ struct GCPServiceAccountKind: ResourceKind {
 
     static func member(_ email: String) -> String { "serviceAccount:\(email)" }
 
-    /// The ownership the account's description carries (accounts have no labels).
+    /// IAM's limit on a description, in UTF-8 bytes.
+    static let maxDescription = 256
+
+    /// The ownership the account's description carries (accounts have no labels): Stratum's
+    /// record (`GCPOwnership`), as Compute resources carry it; without the owner when that is
+    /// too long for IAM (sweeping needs the stack, lineage and address). One still too long
+    /// gives way to the readable form accounts had before, which keeps only the stack, the
+    /// address and the token (enough to recover a create, not to be listed by `owned`).
     static func description(for resource: ResolvedResource, token: String) -> String {
+        var ownerless = resource
+        ownerless.ownership.owner = nil
+        for record in [GCPOwnership.description(for: resource, token: token), GCPOwnership.description(for: ownerless, token: token)]
+        where record.utf8.count <= maxDescription {
+            return record
+        }
         let stack = resource.ownership.stack.isEmpty ? "" : "\(resource.ownership.stack) "
-        return String("Stratum node identity of \(stack)\(resource.address) [\(GCPLabels.token)=\(GCPLabels.value(token))]".suffix(256))
+        return String("Stratum node identity of \(stack)\(resource.address) [\(GCPLabels.token)=\(GCPLabels.value(token))]".suffix(maxDescription))
     }
 
+    /// Whether the account's description carries `token`, in either form.
     static func carries(token: String, _ account: GCPJSON) -> Bool {
-        account["description"]?.string?.hasSuffix("[\(GCPLabels.token)=\(GCPLabels.value(token))]") == true
+        let description = account["description"]?.string
+        return GCPOwnership.token(in: description) == token || description?.hasSuffix("[\(GCPLabels.token)=\(GCPLabels.value(token))]") == true
+    }
+
+    /// Every account of the client's project whose description is Stratum's record naming this
+    /// type, as imported (global: its region is `global`), found by one paginated
+    /// `serviceAccounts.list`. Accounts with the older readable description (no lineage) are not
+    /// listed. A listed state names no bucket, so deleting it leaves the account's binding on
+    /// its bucket, which IAM then shows as a deleted member.
+    func owned() async throws -> [OwnedResource]? {
+        let project = client.project
+        let pages = try await client.pages("v1/projects/\(project)/serviceAccounts", query: [("pageSize", "100")], api: .iam, action: "serviceAccounts.list")
+        return pages.flatMap { $0["accounts"]?.array ?? [] }.compactMap { account in
+            guard let (address, ownership) = GCPOwnership.owned(in: account["description"]?.string), address.type == type,
+                var state = imported(account, project: project, region: "global", address: address)
+            else { return nil }
+            state.attributes["stratum_lineage"] = .string(ownership.lineage)
+            return OwnedResource(state: state, ownership: ownership)
+        }
     }
 
     // MARK: calls
@@ -175,7 +207,13 @@ struct GCPServiceAccountKind: ResourceKind {
     func importResource(region: String, id: String, address: ResourceAddress) async throws -> ResourceState? {
         let project = id.split(separator: "@").last.flatMap { $0.hasSuffix(".iam.gserviceaccount.com") ? String($0.dropLast(".iam.gserviceaccount.com".count)) : nil }
             ?? client.project
-        guard let account = try await account(id, project: project, address: address), let email = account["email"]?.string else { return nil }
+        guard let account = try await account(id, project: project, address: address) else { return nil }
+        return imported(account, project: project, region: region, address: address)
+    }
+
+    /// The state of a live account adopted as it is (no bucket); nil when it has no email.
+    func imported(_ account: GCPJSON, project: String, region: String, address: ResourceAddress) -> ResourceState? {
+        guard let email = account["email"]?.string else { return nil }
         let attributes: [String: Value] = [
             "id": .string(email), "project": .string(project), "account_id": .string(String(email.prefix { $0 != "@" })), "email": .string(email),
             "unique_id": account["uniqueId"]?.string.map(Value.string) ?? .null, "display_name": account["displayName"]?.string.map(Value.string) ?? .null,

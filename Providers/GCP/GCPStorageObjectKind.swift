@@ -8,8 +8,8 @@ import StratumTrainerArtifact
 /// trainer's source archive) stored in a Cloud Storage bucket as object `name`, which is named
 /// by its content (`sha256`). A new trainer is a new SHA-256, so a new object and new nodes.
 ///
-/// A create is one multipart upload (the bytes with metadata naming the SHA-256, the address
-/// and the create's token) on the condition that no object of the name exists
+/// A create is one multipart upload (the bytes with metadata naming the SHA-256, the create's
+/// token and Stratum's ownership: address, stack, lineage, owner and expiry) on the condition that no object of the name exists
 /// (`ifGenerationMatch=0`). A create that finds the object there adopts it when its MD5 is
 /// the carried bytes' (the same archive, put by an earlier try or another stack); recovery
 /// adopts only an object that carries the create's token. Refresh lists the bucket's
@@ -41,13 +41,13 @@ struct GCPStorageObjectKind: ResourceKind {
         let (bucket, name) = (try GCPInputs.string(resource, "bucket"), try GCPInputs.string(resource, "name"))
         let data = try BundledArtifact.bytes(for: resource)
         let project = resource.inputs["project"]?.stringValue
-        let metadata: GCPJSON = [
-            "name": .string(name), "contentType": "application/zip",
-            "metadata": [
-                "stratum-sha256": .string(try GCPInputs.string(resource, "sha256")), "stratum-address": .string(resource.address.description),
-                "stratum-token": .string(context.token),
-            ],
+        var custom: [String: GCPJSON] = [
+            "stratum-sha256": .string(try GCPInputs.string(resource, "sha256")), GCPLabels.address: .string(resource.address.description),
+            GCPLabels.token: .string(context.token), GCPLabels.stack: .string(resource.ownership.stack), GCPLabels.lineage: .string(resource.ownership.lineage),
         ]
+        custom[GCPLabels.owner] = resource.ownership.owner.map(GCPJSON.string)
+        custom[GCPLabels.expires] = resource.ownership.expiresTag.map(GCPJSON.string)
+        let metadata: GCPJSON = ["name": .string(name), "contentType": "application/zip", "metadata": .object(custom)]
         let (status, answer) = try await client.upload(
             data, metadata: metadata, bucket: bucket, query: [("ifGenerationMatch", "0")], action: "objects.insert", project: project,
             address: resource.address, accepting: [412])
@@ -132,6 +132,47 @@ struct GCPStorageObjectKind: ResourceKind {
         guard let slash = id.firstIndex(of: "/") else { return nil }
         let (bucket, name) = (String(id[..<slash]), String(id[id.index(after: slash)...]))
         guard let item = try await object(bucket: bucket, name: name, project: nil, address: address) else { return nil }
+        return imported(item, bucket: bucket, name: name, region: region, address: address)
+    }
+
+    /// The objects under `stratum/` in the buckets of the client's project that carry Stratum's
+    /// ownership (`GCPBucketKind.owned`), whose metadata records it (objects made before it
+    /// recorded the stack and lineage are not listed), as imported; the region is the bucket's
+    /// location. Listed because a bucket cannot be deleted while it holds one, and an orphaned
+    /// bucket's objects are orphans too. Objects in buckets without Stratum's labels are not searched.
+    func owned() async throws -> [OwnedResource]? {
+        var owned: [OwnedResource] = []
+        for (bucket, _, _) in try await GCPBucketKind(client: client).ownedBuckets() {
+            guard let name = bucket["name"]?.string else { continue }
+            let pages: [GCPJSON]
+            do {
+                pages = try await client.pages(
+                    "b/\(GCPBucketKind.segment(name))/o", query: [("prefix", "stratum/"), ("maxResults", "1000")], api: .storage, action: "objects.list")
+            } catch let error as ProviderError where error.kind == .notFound {
+                continue  // Deleted since it was listed.
+            }
+            for item in pages.flatMap({ $0["items"]?.array ?? [] }) {
+                guard let object = item["name"]?.string, let (address, ownership) = Self.ownership(in: item["metadata"]), address.type == type else { continue }
+                var state = imported(item, bucket: name, name: object, region: (bucket["location"]?.string ?? "").lowercased(), address: address)
+                state.attributes["stratum_lineage"] = .string(ownership.lineage)
+                owned.append(OwnedResource(state: state, ownership: ownership))
+            }
+        }
+        return owned
+    }
+
+    /// The address and ownership an object's custom metadata records; nil without a stack and lineage.
+    static func ownership(in metadata: GCPJSON?) -> (address: ResourceAddress, ownership: Ownership)? {
+        guard let address = metadata?[GCPLabels.address]?.string.flatMap(ResourceAddress.init(parsing:)), let stack = metadata?[GCPLabels.stack]?.string,
+            let lineage = metadata?[GCPLabels.lineage]?.string
+        else { return nil }
+        let expires = metadata?[GCPLabels.expires]?.string.flatMap { TimeInterval($0) }.map(Date.init(timeIntervalSince1970:))
+        return (address, Ownership(stack: stack, lineage: lineage, owner: metadata?[GCPLabels.owner]?.string, expires: expires))
+    }
+
+    /// The state of a live object adopted as the archive it holds (its recorded SHA-256).
+    func imported(_ item: GCPJSON, bucket: String, name: String, region: String, address: ResourceAddress) -> ResourceState {
+        let id = "\(bucket)/\(name)"
         var attributes: [String: Value] = ["bucket": .string(bucket), "name": .string(name), "source": .string(BundledArtifact.trainer)]
         attributes["sha256"] = item["metadata"]?["stratum-sha256"]?.string.map(Value.string)
         attributes["id"] = .string(id)

@@ -94,15 +94,16 @@ struct DeferredKind: ResourceKind {
         try await live(address).importResource(region: region, id: id, address: address)
     }
 
-    /// A provider that cannot be made (no credentials, no subscription) cannot list what it
-    /// holds: nil, as for a kind that cannot list, so a sweep names it instead of failing.
+    /// The offline kind answers nil at once when its kind cannot list; one that can would call
+    /// the cloud (and fails offline), so the real kind lists. A cloud whose client cannot be
+    /// made here (no credentials, no subscription) throws that: `stratum sweep` names the
+    /// provider as not searched, with the reason, and fails only where a state uses it.
     func owned() async throws -> [OwnedResource]? {
-        let live: any ResourceKind
         do {
-            live = try await self.live()
+            if try await offline.owned() == nil { return nil }
         } catch {
-            return nil
+            // It lists by calling the cloud.
         }
-        return try await live.owned()
+        return try await live().owned()
     }
 }

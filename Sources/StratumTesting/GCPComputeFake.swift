@@ -79,7 +79,12 @@ public actor GCPComputeFake {
     /// there is refused as Compute refuses it.
     public private(set) var unofferedMachineTypes: [String: Set<String>] = [:]
 
+    /// The most items a list page holds, whatever `maxResults` asks for (Compute may answer fewer
+    /// than asked and go on with `nextPageToken`).
+    public private(set) var maxPageSize = 500
+
     public func set(pace: OperationPace) { self.pace = pace }
+    public func set(maxPageSize: Int) { self.maxPageSize = max(1, maxPageSize) }
     public func set(unofferedMachineTypes: [String: Set<String>]) { self.unofferedMachineTypes = unofferedMachineTypes }
     public func set(throttleShare: Double) { self.throttleShare = throttleShare }
     public func set(zonesWithoutCapacity: Set<String>, code: String = "ZONE_RESOURCE_POOL_EXHAUSTED") {
@@ -502,7 +507,7 @@ public actor GCPComputeFake {
         guard start >= 0, start <= matching.count else {
             return Self.error(400, reason: "invalid", message: "Invalid value for field 'pageToken'.")
         }
-        let end = min(matching.count, start + max(pageSize, 1))
+        let end = min(matching.count, start + max(min(pageSize, maxPageSize), 1))
         let page = matching[start..<end]
         var answer: [String: Value] = [
             "kind": .string("compute#\(Self.singular(kind))\(aggregated ? "AggregatedList" : "List")"),

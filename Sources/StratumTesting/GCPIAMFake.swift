@@ -5,8 +5,9 @@ import StratumCore
 /// A loopback fake of the IAM API v1 for service accounts: `create`, `get`, `list` (paginated),
 /// `patch` and `delete`. Every request is checked against Google's iam v1 discovery document
 /// first; what is wrong with it is recorded in `violations` (tests assert there are none).
-/// Account ids follow IAM's rules (6-30 of a-z, 0-9 and '-', starting with a letter); a
-/// second create of an id answers 409 `ALREADY_EXISTS`. Errors use Google's body shape.
+/// Account ids follow IAM's rules (6-30 of a-z, 0-9 and '-', starting with a letter), and
+/// display names and descriptions its limits (100 and 256 UTF-8 bytes); a second create of an
+/// id answers 409 `ALREADY_EXISTS`. Errors use Google's body shape.
 public actor GCPIAMFake {
     public let project: String
     public let validator: DiscoveryValidator
@@ -93,6 +94,7 @@ public actor GCPIAMFake {
             return GCPComputeFake.error(409, reason: "alreadyExists", message: "Service account \(id) already exists within project projects/\(project).")
         }
         let given = body["serviceAccount"]?.mapValue ?? [:]
+        if let refusal = Self.invalidText(given) { return refusal }
         let digest = SHA256.hash(data: Data(email.utf8)).prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         let uniqueID = String(digest % 900_000_000_000_000_000 + 100_000_000_000_000_000)
         var account: [String: Value] = [
@@ -108,6 +110,7 @@ public actor GCPIAMFake {
         guard var account = accounts[email]?.mapValue else { return missing(email) }
         let mask = (body["updateMask"]?.stringValue ?? "").split(separator: ",").map(String.init)
         let given = body["serviceAccount"]?.mapValue ?? [:]
+        if let refusal = Self.invalidText(given) { return refusal }
         for field in mask {
             guard ["displayName", "description"].contains(field) else {
                 return GCPComputeFake.error(400, reason: "badRequest", message: "Invalid update mask field: \(field)")
@@ -116,6 +119,16 @@ public actor GCPIAMFake {
         }
         accounts[email] = .map(account)
         return GCPComputeFake.json(200, .map(account))
+    }
+
+    /// 400 for a display name over 100 or a description over 256 UTF-8 bytes, as IAM refuses them.
+    static func invalidText(_ account: [String: Value]) -> ProxyResponse? {
+        for (field, limit) in [("displayName", 100), ("description", 256)] {
+            if let text = account[field]?.stringValue, text.utf8.count > limit {
+                return GCPComputeFake.error(400, reason: "badRequest", message: "Invalid \(field): it is \(text.utf8.count) bytes; the maximum is \(limit).")
+            }
+        }
+        return nil
     }
 
     private func list(_ query: [String: [String]]) -> ProxyResponse {
