@@ -50,6 +50,8 @@ struct InstanceKind: EC2ResourceKind {
             // (AWSNodeSecrets); plain entries are in the user data.
             "env": .input(forceNew: true, deliversSecrets: true),
             "container_image": .input(forceNew: true),
+            // The node's link conditions (LinkProfile.value), shaped by its user data at boot: a change replaces the machine.
+            "link": .input(forceNew: true),
             "root_volume_gib": .input(forceNew: true),
             "root_device_name": .input(forceNew: true),
             "spot": .input(forceNew: true),

@@ -70,6 +70,8 @@ struct AzureVirtualMachineKind: ResourceKind {
         // The cluster's Key Vault (`azure_key_vault`'s ARM id), which the identity may read.
         "key_vault": .input(forceNew: true),
         "container_image": .input(forceNew: true),
+        // The node's link conditions (LinkProfile.value), shaped by its user data at boot: a change replaces the machine.
+        "link": .input(forceNew: true),
         "pool": .input(forceNew: true),
         "index": .input(forceNew: true),
         "count": .input(forceNew: true),

@@ -64,6 +64,8 @@ enum GCPInstanceInputs {
             // account (GCPNodeSecrets); plain entries are in the instance's metadata.
             "env": .input(forceNew: true, deliversSecrets: true),
             "container_image": .input(forceNew: true),
+            // The node's link conditions (LinkProfile.value), shaped by its user data at boot: a change replaces the machine.
+            "link": .input(forceNew: true),
             "pool": .input(forceNew: true),
             "count": .input(forceNew: true),
             "checkpoint_url": .input(forceNew: true, plainText: true),

@@ -310,9 +310,11 @@ enum BootScripts {
         return out.replacingOccurrences(of: "$(", with: "\\$(") + "\""
     }
 
-    /// The workload's unit: restarted whenever it stops, however often.
-    static func workloadUnit(_ workload: NodeWorkload, secrets: Bool = false) -> String {
+    /// The workload's unit: restarted whenever it stops, however often. With a `link`, it needs
+    /// stratum-link.service: a node whose link could not be shaped does not run as if it were.
+    static func workloadUnit(_ workload: NodeWorkload, secrets: Bool = false, link: Bool = false) -> String {
         var after = "network-online.target"
+        if link { after += " stratum-link.service" }
         var pre: [String] = secrets ? ["ExecStartPre=\(libexec)/secrets.sh"] : []
         switch workload {
         case .trainer: pre.append("ExecStartPre=\(libexec)/trainer-setup.sh")
@@ -323,6 +325,7 @@ enum BootScripts {
             "[Unit]",
             "Description=Stratum workload of this node",
             "Wants=network-online.target",
+        ] + (link ? ["Requires=stratum-link.service"] : []) + [
             "After=\(after)",
             "StartLimitIntervalSec=0",
             "",
@@ -340,6 +343,107 @@ enum BootScripts {
             "WantedBy=multi-user.target",
         ]).joined(separator: "\n") + "\n"
     }
+
+    /// Holds the node's primary interface to `profile` with exactly the `tc` lines of
+    /// `LinkProfile.tcCommands` (so a cloud node and a Local one are shaped alike), after
+    /// clearing what an earlier run left. A failure clears it all again and exits non-zero:
+    /// an interface is shaped wholly or not at all.
+    static func link(_ profile: LinkProfile) -> String {
+        let needsNetem = profile.netemArguments != nil
+        let capped = profile.tbfArguments != nil
+        let modules = (needsNetem ? ["sch_netem"] : []) + (capped ? ["sch_tbf", "ifb", "act_mirred", "cls_u32"] : [])
+        // The device names are shell variables; every other word is a literal.
+        func word(_ word: String) -> String {
+            if word == "$dev" || word == "$ifb" { return "\"\(word)\"" }
+            return word.allSatisfy { $0.isLetter || $0.isNumber || ".:%_/-".contains($0) } ? word : NodeBootScript.quote(word)
+        }
+        let commands = profile.tcCommands(interface: "$dev", ifb: "$ifb").map { "run " + $0.map(word).joined(separator: " ") }
+        // ASCII only: the document stays readable YAML.
+        let summary = profile.summary.replacingOccurrences(of: "±", with: "+/-")
+        var script = """
+            #!/bin/sh
+            # Holds this node's link to: \(summary).
+            # What it sends goes through netem (delay, jitter, loss, reordering) and then tbf (the
+            # rate); what it receives is redirected through the IFB device \(NodeBootstrap.linkIFB) and
+            # capped there. Run by stratum-link.service at every boot, before the workload, on the
+            # interface of the default route (STRATUM_LINK_DEVICE: another).
+            set -u
+            ifb=\(NodeBootstrap.linkIFB)
+            log() { echo "stratum link: $*"; }
+            fail() { echo "stratum link: $*" >&2; exit 1; }
+            dev=${STRATUM_LINK_DEVICE:-}
+            if [ -z "$dev" ]; then
+              dev=$(ip route show default 2>/dev/null | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p' | head -n 1)
+              [ -n "$dev" ] || dev=$(ip -6 route show default 2>/dev/null | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p' | head -n 1)
+            fi
+            [ -n "$dev" ] || fail "no default route to find the primary interface by; set STRATUM_LINK_DEVICE to name it"
+            ip link show dev "$dev" > /dev/null 2>&1 || fail "there is no interface $dev"
+
+            # Traffic control's modules; one built into the kernel needs no loading.
+            note=
+            for module in \(modules.joined(separator: " ")); do
+              modprobe -q "$module" 2>/dev/null && continue
+              if [ "$module" = sch_netem ]; then
+                if [ -d "/lib/modules/$(uname -r)" ] && command -v apt-get > /dev/null 2>&1; then
+                  # Ubuntu's cloud kernels ship sch_netem in linux-modules-extra.
+                  log "sch_netem is not loadable: installing linux-modules-extra-$(uname -r)"
+                  export DEBIAN_FRONTEND=noninteractive
+                  apt-get install -y -q "linux-modules-extra-$(uname -r)" || { apt-get update -q && apt-get install -y -q "linux-modules-extra-$(uname -r)"; } \\
+                    || log "could not install linux-modules-extra-$(uname -r)"
+                  modprobe -q sch_netem 2>/dev/null && continue
+                fi
+                note="; sch_netem could not be loaded, and delay, jitter, loss and reordering need it"
+              fi
+              log "$module could not be loaded; going on, in case the kernel has it built in"
+            done
+
+            # Back to the interface as it came: an earlier run's qdiscs and IFB device go.
+            unshape() {
+              tc qdisc del dev "$dev" root > /dev/null 2>&1
+              tc qdisc del dev "$dev" ingress > /dev/null 2>&1
+              if ip link show dev "$ifb" > /dev/null 2>&1; then ip link del dev "$ifb"; fi
+            }
+            run() {
+              log "tc $*"
+              if ! out=$(tc "$@" 2>&1); then
+                unshape
+                fail "tc $* failed: $out$note; $dev is left unshaped"
+              fi
+            }
+            unshape
+
+            """
+        if capped {
+            script += """
+                if ! out=$(ip link add "$ifb" type ifb 2>&1 && ip link set dev "$ifb" up 2>&1); then
+                  unshape
+                  fail "could not make the IFB device $ifb for what $dev receives: $out; $dev is left unshaped"
+                fi
+
+                """
+        }
+        script += commands.joined(separator: "\n") + "\n"
+        script += "log \"$dev held to \(summary)\"\n"
+        return script
+    }
+
+    /// Applies the link profile once per boot, before the workload starts.
+    static let linkUnit = """
+        [Unit]
+        Description=Stratum link conditions of this node (tc on the primary interface)
+        Wants=network-online.target
+        After=network-online.target
+        Before=stratum-workload.service
+
+        [Service]
+        Type=oneshot
+        ExecStart=\(libexec)/link.sh
+        RemainAfterExit=yes
+
+        [Install]
+        WantedBy=multi-user.target
+
+        """
 
     /// NVIDIA's DCGM exporter as a container: GPU metrics on :9400.
     static let dcgmExporterUnit = """

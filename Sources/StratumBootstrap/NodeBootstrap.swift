@@ -88,6 +88,11 @@ public struct NodeBootstrap: Sendable {
     public static let allreduceMetricsPath = "/var/lib/prometheus/node-exporter/stratum-allreduce.prom"
     /// The port rank 0 meets the others on for the interconnect check.
     public static let allreducePort = 29510
+    /// The script that shapes the node's link, and its unit.
+    public static let linkScriptPath = "\(libexec)/link.sh"
+    public static let linkUnitPath = "/etc/systemd/system/stratum-link.service"
+    /// The IFB device what the node receives is redirected through, to be capped.
+    public static let linkIFB = "stratum-ifb0"
 
     /// The node's address in the stack, for the document's header and error messages.
     public var address: String
@@ -100,11 +105,15 @@ public struct NodeBootstrap: Sendable {
     /// Secrets by environment name, each a reference into the cloud's secret store (never a
     /// value): read at every start of the workload into a root-only file.
     public var secrets: [String: String]
+    /// The link conditions the node's primary interface is held to (`stratum-link.service`,
+    /// before the workload); nil: the cloud's network as it is.
+    public var link: LinkProfile?
 
     public init(
         address: String, environment: [String: String], workload: NodeWorkload, machine: MachineProfile, flavour: BootstrapFlavour,
-        metricsPort: Int = NodeBootstrap.defaultMetricsPort, secrets: [String: String] = [:]
+        metricsPort: Int = NodeBootstrap.defaultMetricsPort, secrets: [String: String] = [:], link: LinkProfile? = nil
     ) {
+        self.link = link
         self.secrets = secrets
         self.address = address
         self.environment = environment
@@ -113,6 +122,9 @@ public struct NodeBootstrap: Sendable {
         self.flavour = flavour
         self.metricsPort = metricsPort
     }
+
+    /// The profile the node is shaped to: nil when it has none, or an unimpaired one.
+    var shaping: LinkProfile? { link?.isUnimpaired == false ? link : nil }
 
     /// Whether the node checks its interconnect at boot: a trainer node of a pool of more than one.
     var checksInterconnect: Bool {
@@ -133,6 +145,7 @@ public struct NodeBootstrap: Sendable {
         if !secrets.isEmpty, flavour.secret == nil {
             throw ProviderError(.permanent, "\(address): secrets are not delivered on \(flavour.cloud) yet; pass a reference the workload resolves")
         }
+        if let problem = shaping?.problems.first { throw ProviderError(.permanent, "\(address): \(problem)") }
         let config = CloudConfig(
             package_update: true, packages: packages, write_files: files, runcmd: commands)
         let encoder = YAMLEncoder()
@@ -152,6 +165,8 @@ public struct NodeBootstrap: Sendable {
     var packages: [String] {
         var packages = ["curl", "ca-certificates", "prometheus-node-exporter"]
         if case .trainer = workload { packages += ["build-essential", "libyaml-dev", "libcurl4-openssl-dev", "libssl-dev", "python3"] }
+        // tc and ip, which minimal images may lack.
+        if shaping != nil { packages.append("iproute2") }
         return packages
     }
 
@@ -183,6 +198,10 @@ public struct NodeBootstrap: Sendable {
             fetches = true
         }
         if fetches { files.append(CloudConfig.File(path: "\(Self.libexec)/fetch.sh", permissions: "0644", content: BootScripts.fetch(flavour))) }
+        if let link = shaping {
+            files.append(CloudConfig.File(path: Self.linkScriptPath, permissions: "0755", content: BootScripts.link(link)))
+            files.append(CloudConfig.File(path: Self.linkUnitPath, permissions: "0644", content: BootScripts.linkUnit))
+        }
         files.append(
             CloudConfig.File(
                 path: "\(Self.libexec)/workload.sh", permissions: "0755",
@@ -190,7 +209,7 @@ public struct NodeBootstrap: Sendable {
         files.append(
             CloudConfig.File(
                 path: "/etc/systemd/system/stratum-workload.service", permissions: "0644",
-                content: BootScripts.workloadUnit(workload, secrets: !secrets.isEmpty)))
+                content: BootScripts.workloadUnit(workload, secrets: !secrets.isEmpty, link: shaping != nil)))
         if checksInterconnect {
             files.append(CloudConfig.File(path: "/etc/systemd/system/stratum-allreduce-check.service", permissions: "0644", content: BootScripts.allreduceCheckUnit))
         }
@@ -208,6 +227,7 @@ public struct NodeBootstrap: Sendable {
         commands.append(["systemctl", "daemon-reload"])
         commands.append(["systemctl", "enable", "--now", "prometheus-node-exporter.service"])
         if machine.gpus > 0 { commands.append(["systemctl", "enable", "--now", "stratum-dcgm-exporter.service"]) }
+        if shaping != nil { commands.append(["systemctl", "enable", "--now", "stratum-link.service"]) }
         commands.append(["systemctl", "enable", "--now", "stratum-workload.service"])
         // Beside the trainer, not before it: a node replaced alone would wait for peers in vain.
         if checksInterconnect { commands.append(["systemctl", "enable", "--now", "stratum-allreduce-check.service", "--no-block"]) }
@@ -257,16 +277,21 @@ struct CloudConfig: Encodable {
 
 /// The user data of a cloud node resource, from its inputs: `user_data` as the stack gave it,
 /// else the node setup (`NodeBootstrap`) of its `command` or `container_image` with the node
-/// contract over its `env`; nil when it has none of them. Either way within the cloud's limit.
+/// contract over its `env` and its `link`; nil when it has none of them. Either way within the
+/// cloud's limit.
 public enum NodeUserData {
     public static func render(
         _ resource: ResolvedResource, flavour: BootstrapFlavour, machine: MachineProfile, secrets: [String: String] = [:]
     ) throws -> UserData? {
         let address = resource.address.description
         if let raw = resource.inputs["user_data"]?.stringValue, !raw.isEmpty {
+            // The link is shaped by Stratum's node setup, which the stack's own user data replaces.
+            if try link(of: resource) != nil {
+                throw ProviderError(.permanent, "a link is applied by Stratum's node setup, which user_data replaces: drop one of them", address: resource.address)
+            }
             return try flavour.userData.fit(Data(raw.utf8), address: address)
         }
-        guard var bootstrap = bootstrap(resource, flavour: flavour, machine: machine) else { return nil }
+        guard var bootstrap = try bootstrap(resource, flavour: flavour, machine: machine) else { return nil }
         bootstrap.secrets = secrets
         return try bootstrap.userData()
     }
@@ -275,9 +300,23 @@ public enum NodeUserData {
     /// `container_image`, `user_data`): the trainer's artifact, configuration and arguments.
     public static let trainerInputs = ["trainer_url", "trainer_sha256", "trainer_config", "trainer_arguments"]
 
+    /// The node's `link` input as a profile; nil when it has none or an unimpaired one. A value
+    /// no profile writes, or a profile that cannot be applied, is an error naming the node.
+    public static func link(of resource: ResolvedResource) throws -> LinkProfile? {
+        let profile: LinkProfile?
+        do {
+            profile = try LinkProfile(value: resource.inputs["link"])
+        } catch let error as LinkProfileError {
+            throw ProviderError(.permanent, error.description, address: resource.address)
+        }
+        guard let profile, !profile.isUnimpaired else { return nil }
+        if let problem = profile.problems.first { throw ProviderError(.permanent, problem, address: resource.address) }
+        return profile
+    }
+
     /// The node setup of a node resource, or nil when it runs nothing (no trainer, no
     /// `command`, no `container_image`).
-    public static func bootstrap(_ resource: ResolvedResource, flavour: BootstrapFlavour, machine: MachineProfile) -> NodeBootstrap? {
+    public static func bootstrap(_ resource: ResolvedResource, flavour: BootstrapFlavour, machine: MachineProfile) throws -> NodeBootstrap? {
         let command = (resource.inputs["command"]?.listValue ?? []).compactMap(\.stringValue)
         let image = resource.inputs["container_image"]?.stringValue ?? ""
         let trainerURL = resource.inputs["trainer_url"]?.stringValue ?? ""
@@ -298,6 +337,8 @@ public enum NodeUserData {
         var plain = resource
         if case .map(let env)? = resource.inputs["env"] { plain.inputs["env"] = .map(env.filter { !$0.value.containsSensitive }) }
         let environment = NodeContract(node: plain, cloud: flavour.cloud, zone: nil).environment(over: NodeContract.stackEnvironment(of: plain))
-        return NodeBootstrap(address: resource.address.description, environment: environment, workload: workload, machine: machine, flavour: flavour)
+        return NodeBootstrap(
+            address: resource.address.description, environment: environment, workload: workload, machine: machine, flavour: flavour,
+            link: try link(of: resource))
     }
 }

@@ -69,6 +69,13 @@ struct BootstrapCase: Sendable, CustomTestStringConvertible {
                 address: "azure_virtual_machine.worker[0]", environment: env("azure", "eastus"),
                 workload: .container(image: "registry.example.com/team/trainer:1.4", command: []),
                 machine: AzureMachineCatalog.bootstrapMachine(size: "Standard_NC4as_T4_v3", gpus: 1, gpuClass: "T4"), flavour: .azure)),
+        BootstrapCase(
+            // A CPU trainer held to a poor link: every setting of a profile.
+            name: "gcp-cpu-trainer-link",
+            bootstrap: NodeBootstrap(
+                address: "gcp_instance.edge[1]", environment: env("gcp", "us-central1"), workload: trainer,
+                machine: GCPMachineCatalog.bootstrapMachine(machineType: "n2-standard-8", gpus: 0, gpuClass: nil), flavour: .gcp,
+                link: LinkProfile(rateMbit: 10, delayMs: 100, jitterMs: 10, lossPercent: 1, correlationPercent: 25, reorderPercent: 5))),
     ]
 }
 

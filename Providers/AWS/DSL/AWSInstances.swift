@@ -27,14 +27,18 @@ extension AWS {
         public var rootDeviceName: String?
         public var spot: Bool
         public var tags: [String: String]
+        /// The link conditions every instance is held to (`LinkProfile`), shaped by its node
+        /// setup at boot: a change replaces the instances. nil: the VPC's network as it is.
+        public var link: LinkProfile?
 
         public init(
             ami: String, instanceType: String, subnets: [Ref<String>], securityGroups: [Ref<String>] = [], placementGroup: Ref<String>? = nil,
             keyName: (any StringExpression)? = nil, userData: String? = nil, command: [String] = [], env: [String: any StringExpression] = [:],
             containerImage: String? = nil, trainer: TrainerWorkload? = nil, instanceProfile: (any StringExpression)? = nil,
             checkpoint: (any StringExpression)? = nil, rootVolumeGiB: Int? = nil,
-            rootDeviceName: String? = nil, spot: Bool = false, tags: [String: String] = [:]
+            rootDeviceName: String? = nil, spot: Bool = false, tags: [String: String] = [:], link: LinkProfile? = nil
         ) {
+            self.link = link
             self.trainer = trainer
             self.instanceProfile = instanceProfile
             self.checkpoint = checkpoint
@@ -71,12 +75,17 @@ extension AWS {
             if let checkpoint { inputs["checkpoint_url"] = checkpoint.value }
             if let rootVolumeGiB { inputs["root_volume_gib"] = .int(rootVolumeGiB) }
             if let rootDeviceName { inputs["root_device_name"] = .string(rootDeviceName) }
+            if let link, !link.isUnimpaired { inputs["link"] = link.value }
             return inputs
         }
 
         func diagnostics(address: ResourceAddress, location: SourceLocation) -> [Diagnostic] {
             var problems: [Diagnostic] = []
             if subnets.isEmpty { problems.append(Diagnostic(address: address, message: "an instance needs at least one subnet", location: location)) }
+            problems += (link?.problems ?? []).map { Diagnostic(address: address, message: $0, location: location) }
+            if userData != nil, link?.isUnimpaired == false {
+                problems.append(Diagnostic(address: address, message: NodeLinks.userDataConflict, location: location))
+            }
             problems += TrainerWorkload.problems(
                 trainer, otherWorkload: containerImage != nil || !command.isEmpty || userData != nil, hasIdentity: instanceProfile != nil,
                 hint: "an instanceProfile (AWS.InstanceRole)"
@@ -117,6 +126,8 @@ extension AWS {
         public var count: Int
         public var launch: LaunchSpec
         public var region: String
+        /// Per-instance link conditions, by index, over `launch.link`.
+        public var links: [Int: LinkProfile] = [:]
         public var explicitDependencies: [ResourceAddress] = []
         public let location: SourceLocation
 
@@ -133,14 +144,24 @@ extension AWS {
         public var ids: [Ref<String>] { (0..<max(count, 0)).map { Ref(instance($0), "id") } }
         public var privateIPs: [Ref<String>] { (0..<max(count, 0)).map { Ref(instance($0), "private_ip") } }
 
+        /// The group with instances `nodes` held to `profile` (the rest keep theirs).
+        public func link(_ profile: LinkProfile, nodes: Range<Int>) -> InstanceGroup {
+            var group = self
+            for index in nodes { group.links[index] = profile }
+            return group
+        }
+
         public func declare(into content: inout StackContent) {
             if count < 0 {
                 content.diagnostics.append(Diagnostic(address: address, message: "count must not be negative (got \(count))", location: location))
                 return
             }
             content.diagnostics += launch.diagnostics(address: address, location: location)
+            content.diagnostics += NodeLinks.diagnostics(
+                links, count: count, group: address, node: instance, userData: launch.userData != nil, location: location)
             for index in 0..<count {
                 var inputs = launch.inputs
+                inputs["link"] = NodeLinks.profile(index, link: launch.link, links: links)?.value
                 inputs["pool"] = .string(name)
                 inputs["count"] = .int(count)
                 inputs["index"] = .int(index)

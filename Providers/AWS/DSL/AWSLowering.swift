@@ -17,6 +17,7 @@ extension Placement {
 /// - `NodePool` → one `aws_instance` per node, whose `subnet_ids` are the network's subnets in
 ///   zone order: a node that meets a capacity shortage in one zone is placed in the next. A pool
 ///   whose `checkpointBucket` is on AWS gets an `aws_instance_role` for it (named after the pool).
+///   Each node carries its `link` (`NodePool.link(for:)`), which its user data shapes at boot.
 /// - A bucket's grant to nodes of another cloud → an `aws_instance_role` that only their
 ///   identity may assume (a GCP service account's Google ID tokens; an Azure managed identity's
 ///   Entra tokens, whose tenant's issuer becomes the stack's `aws_oidc_provider.entra`); the
@@ -162,6 +163,7 @@ public struct AWSLowering: PlacementLowering {
         for index in 0..<pool.count {
             var nodeInputs = inputs
             nodeInputs["index"] = .int(index)
+            nodeInputs["link"] = pool.link(for: index)?.value
             nodeInputs.merge(coordinatorInput(index: index, rankZero: pool.node(0))) { $1 }
             content.resources.append(DesiredResource(
                 address: pool.node(index), provider: "aws", region: pool.placement.region, inputs: nodeInputs,

@@ -30,7 +30,8 @@ extension Placement {
 ///   The account kind has no blob versioning yet: a bucket's `versioning` is not applied.
 /// - `NodePool` → one `azure_virtual_machine` per node with the placement's zones in order (an
 ///   allocation failure in one zone moves the create to the next) on the network's subnet, the
-///   size from `AzureMachineCatalog`, and the node contract inputs.
+///   size from `AzureMachineCatalog`, and the node contract inputs. Each node carries its `link`
+///   (`NodePool.link(for:)`), which its user data shapes at boot.
 public struct AzureLowering: PlacementLowering {
     static let resourceTypes = ["network": "azure_virtual_network", "bucket": "azure_blob_container", "node": "azure_virtual_machine"]
 
@@ -221,6 +222,7 @@ public struct AzureLowering: PlacementLowering {
         for index in 0..<pool.count {
             var node = nodeInputs
             node["index"] = .int(index)
+            node["link"] = pool.link(for: index)?.value
             node.merge(coordinatorInput(index: index, rankZero: pool.node(0))) { $1 }
             content.resources.append(DesiredResource(
                 address: pool.node(index), provider: "azure", region: placement.region, inputs: inputs(node, placement: placement),

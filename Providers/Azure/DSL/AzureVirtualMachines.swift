@@ -44,14 +44,18 @@ extension Azure {
         /// The vault a `Secret` in `env` is kept in (`Azure.KeyVault`, whose reader is `identity`);
         /// the node reads it with its identity at every start of the workload.
         public var keyVault: KeyVault?
+        /// The link conditions every VM is held to (`LinkProfile`), shaped by its node setup at
+        /// boot: a change replaces the VMs. nil: the virtual network as it is.
+        public var link: LinkProfile?
 
         public init(
             size: String, zones: [String], subnet: any StringExpression, image: String? = nil, osDiskGiB: Int? = nil, spot: Bool = false,
             maxPrice: Double? = nil, publicIP: Bool = false, acceleratedNetworking: Bool? = nil, proximityPlacementGroup: (any StringExpression)? = nil,
             adminUsername: String? = nil, sshPublicKey: String? = nil, tags: [String: String] = [:], userData: String? = nil, command: [String] = [],
             env: [String: any StringExpression] = [:], containerImage: String? = nil, checkpoint: (any StringExpression)? = nil,
-            trainer: TrainerWorkload? = nil, identity: NodeIdentity? = nil, keyVault: KeyVault? = nil
+            trainer: TrainerWorkload? = nil, identity: NodeIdentity? = nil, keyVault: KeyVault? = nil, link: LinkProfile? = nil
         ) {
+            self.link = link
             self.keyVault = keyVault
             self.trainer = trainer
             self.identity = identity
@@ -125,23 +129,27 @@ extension Azure {
             problems += TrainerWorkload.problems(
                 trainer, otherWorkload: containerImage != nil || !command.isEmpty || userData != nil, hasIdentity: identity != nil,
                 hint: "an identity (Azure.NodeIdentity)")
+            problems += link?.problems ?? []
+            if userData != nil, link?.isUnimpaired == false { problems.append(NodeLinks.userDataConflict) }
             return problems
         }
 
-        /// Declares one VM with the spec's inputs and `extra`. A group's VMs share the spec: its
-        /// problems are reported once, on the first.
+        /// Declares one VM with the spec's inputs, `extra`, and `link` (the spec's, or the VM's own
+        /// in a group). A group's VMs share the spec: its problems are reported once, on the first.
         func declare(
-            _ name: String, index: Int? = nil, extra: [String: Value], resourceGroup: any StringExpression, vmName: String?, subscription: String?,
-            region: String, dependsOn: [ResourceAddress], location: SourceLocation, into content: inout StackContent
+            _ name: String, index: Int? = nil, extra: [String: Value], link: LinkProfile?, resourceGroup: any StringExpression, vmName: String?,
+            subscription: String?, region: String, dependsOn: [ResourceAddress], location: SourceLocation, into content: inout StackContent
         ) {
             let check = (index ?? 0) == 0
             if check {
                 let address = ResourceAddress(type: "azure_virtual_machine", name: name, index: index)
                 content.diagnostics += problems().map { Diagnostic(address: address, message: $0, location: location) }
             }
+            var inputs = inputs.merging(extra) { $1 }
+            inputs["link"] = link.flatMap { $0.isUnimpaired ? nil : $0.value }
             AzureDeclaration.declare(
                 "azure_virtual_machine", name, index: index, subscription: subscription, region: region, resourceGroup: resourceGroup,
-                inputs: inputs.merging(extra) { $1 }, azureName: vmName, nameCheck: { AzureNaming.problem(resourceName: $0, limit: 64) }, tags: tags,
+                inputs: inputs, azureName: vmName, nameCheck: { AzureNaming.problem(resourceName: $0, limit: 64) }, tags: tags,
                 dependsOn: dependsOn, location: location, check: check, into: &content)
         }
     }
@@ -181,7 +189,7 @@ extension Azure {
 
         public func declare(into content: inout StackContent) {
             spec.declare(
-                name, extra: [:], resourceGroup: resourceGroup, vmName: vmName, subscription: subscription, region: location,
+                name, extra: [:], link: spec.link, resourceGroup: resourceGroup, vmName: vmName, subscription: subscription, region: location,
                 dependsOn: explicitDependencies, location: sourceLocation, into: &content)
         }
     }
@@ -195,6 +203,8 @@ extension Azure {
         public var spec: VMSpec
         public var subscription: String?
         public var location: String
+        /// Per-VM link conditions, by index, over `spec.link`.
+        public var links: [Int: LinkProfile] = [:]
         public var explicitDependencies: [ResourceAddress] = []
         public let sourceLocation: SourceLocation
 
@@ -216,16 +226,26 @@ extension Azure {
         public var ids: [Ref<String>] { (0..<max(count, 0)).map { Ref(vm($0), "id") } }
         public var privateIPs: [Ref<String>] { (0..<max(count, 0)).map { Ref(vm($0), "private_ip") } }
 
+        /// The group with VMs `nodes` held to `profile` (the rest keep theirs).
+        public func link(_ profile: LinkProfile, nodes: Range<Int>) -> VMGroup {
+            var group = self
+            for index in nodes { group.links[index] = profile }
+            return group
+        }
+
         public func declare(into content: inout StackContent) {
             guard count >= 0 else {
                 content.diagnostics.append(Diagnostic(address: address, message: "count must not be negative (got \(count))", location: sourceLocation))
                 return
             }
+            content.diagnostics += NodeLinks.diagnostics(
+                links, count: count, group: address, node: vm, userData: spec.userData != nil, location: sourceLocation)
             for index in 0..<count {
                 spec.declare(
                     name, index: index,
                     extra: ["pool": .string(name), "count": .int(count), "index": .int(index)]
-                        .merging(coordinatorInput(index: index, rankZero: vm(0))) { $1 }, resourceGroup: resourceGroup, vmName: nil,
+                        .merging(coordinatorInput(index: index, rankZero: vm(0))) { $1 },
+                    link: NodeLinks.profile(index, link: spec.link, links: links), resourceGroup: resourceGroup, vmName: nil,
                     subscription: subscription, region: location, dependsOn: explicitDependencies, location: sourceLocation, into: &content)
             }
         }

@@ -48,14 +48,18 @@ extension GCP {
         /// The bundled trainer as the workload (`GCP.TrainerArchive.workload`), instead of a
         /// command or container; the instances fetch it as `serviceAccount`.
         public var trainer: TrainerWorkload?
+        /// The link conditions every instance is held to (`LinkProfile`), shaped by its node
+        /// setup at boot: a change replaces the instances. nil: the VPC's network as it is.
+        public var link: LinkProfile?
 
         public init(
             machineType: String, zones: [String], subnetwork: any StringExpression, image: String? = nil, bootDiskGiB: Int? = nil,
             accelerator: Accelerator? = nil, spot: Bool = false, serviceAccount: (any StringExpression)? = nil, scopes: [String] = [],
             resourcePolicy: (any StringExpression)? = nil, networkTags: [String] = [], externalIP: Bool = true, labels: [String: String] = [:],
             userData: String? = nil, command: [String] = [], env: [String: any StringExpression] = [:], containerImage: String? = nil,
-            checkpoint: (any StringExpression)? = nil, trainer: TrainerWorkload? = nil
+            checkpoint: (any StringExpression)? = nil, trainer: TrainerWorkload? = nil, link: LinkProfile? = nil
         ) {
+            self.link = link
             self.machineType = machineType
             self.zones = zones
             self.subnetwork = subnetwork
@@ -126,16 +130,19 @@ extension GCP {
                 if accelerator.count < 1 { problems.append("accelerator count must be at least 1 (got \(accelerator.count))") }
             }
             if let bootDiskGiB, !(10...65536).contains(bootDiskGiB) { problems.append("boot disk of \(bootDiskGiB) GiB is outside 10...65536") }
+            problems += link?.problems ?? []
+            if userData != nil, link?.isUnimpaired == false { problems.append(NodeLinks.userDataConflict) }
             problems += TrainerWorkload.problems(
                 trainer, otherWorkload: containerImage != nil || !command.isEmpty || userData != nil, hasIdentity: serviceAccount != nil,
                 hint: "a serviceAccount (GCP.ServiceAccount)")
             return problems
         }
 
-        /// Declares one resource of `type` with the spec's inputs and `extra`.
+        /// Declares one resource of `type` with the spec's inputs, `extra`, and `link` (the spec's,
+        /// or the node's own in a group).
         func declare(
-            _ type: String, _ name: String, index: Int? = nil, extra: [String: Value], project: String?, region: String, dependsOn: [ResourceAddress],
-            location: SourceLocation, into content: inout StackContent
+            _ type: String, _ name: String, index: Int? = nil, extra: [String: Value], link: LinkProfile?, project: String?, region: String,
+            dependsOn: [ResourceAddress], location: SourceLocation, into content: inout StackContent
         ) {
             // A group's instances share the spec: its problems are reported once, on the first.
             let check = (index ?? 0) == 0
@@ -143,8 +150,10 @@ extension GCP {
                 let address = ResourceAddress(type: type, name: name, index: index)
                 content.diagnostics += diagnostics(region: region).map { Diagnostic(address: address, message: $0, location: location) }
             }
+            var inputs = inputs.merging(extra) { $1 }
+            inputs["link"] = link.flatMap { $0.isUnimpaired ? nil : $0.value }
             GCPDeclaration.declare(
-                type, name, index: index, project: project, region: region, inputs: inputs.merging(extra) { $1 }, labels: labels,
+                type, name, index: index, project: project, region: region, inputs: inputs, labels: labels,
                 dependsOn: dependsOn, location: location, check: check, into: &content)
         }
     }
@@ -175,7 +184,7 @@ extension GCP {
 
         public func declare(into content: inout StackContent) {
             spec.declare(
-                "gcp_instance", name, extra: [:], project: project, region: region, dependsOn: explicitDependencies, location: location, into: &content)
+                "gcp_instance", name, extra: [:], link: spec.link, project: project, region: region, dependsOn: explicitDependencies, location: location, into: &content)
         }
     }
 
@@ -187,6 +196,8 @@ extension GCP {
         public var spec: InstanceSpec
         public var project: String?
         public var region: String
+        /// Per-instance link conditions, by index, over `spec.link`.
+        public var links: [Int: LinkProfile] = [:]
         public var explicitDependencies: [ResourceAddress] = []
         public let location: SourceLocation
 
@@ -204,16 +215,26 @@ extension GCP {
         public var ids: [Ref<String>] { (0..<max(count, 0)).map { Ref(instance($0), "id") } }
         public var privateIPs: [Ref<String>] { (0..<max(count, 0)).map { Ref(instance($0), "private_ip") } }
 
+        /// The group with instances `nodes` held to `profile` (the rest keep theirs).
+        public func link(_ profile: LinkProfile, nodes: Range<Int>) -> InstanceGroup {
+            var group = self
+            for index in nodes { group.links[index] = profile }
+            return group
+        }
+
         public func declare(into content: inout StackContent) {
             guard count >= 0 else {
                 content.diagnostics.append(Diagnostic(address: address, message: "count must not be negative (got \(count))", location: location))
                 return
             }
+            content.diagnostics += NodeLinks.diagnostics(
+                links, count: count, group: address, node: instance, userData: spec.userData != nil, location: location)
             for index in 0..<count {
                 spec.declare(
                     "gcp_instance", name, index: index,
                     extra: ["pool": .string(name), "count": .int(count), "index": .int(index)]
-                        .merging(coordinatorInput(index: index, rankZero: instance(0))) { $1 }, project: project,
+                        .merging(coordinatorInput(index: index, rankZero: instance(0))) { $1 },
+                    link: NodeLinks.profile(index, link: spec.link, links: links), project: project,
                     region: region, dependsOn: explicitDependencies, location: location, into: &content)
             }
         }
@@ -230,6 +251,9 @@ extension GCP {
         public var namePrefix: String?
         public var project: String?
         public var region: String
+        /// Per-instance link conditions, by index, over `spec.link`. The gang is one bulk insert
+        /// of one instance template, so every instance must end up with the same profile.
+        public var links: [Int: LinkProfile] = [:]
         public var explicitDependencies: [ResourceAddress] = []
         public let location: SourceLocation
 
@@ -253,6 +277,14 @@ extension GCP {
         /// `[{name, zone, private_ip, self_link}]`, one per instance.
         public var instances: Ref<Value> { Ref(address, "instances") }
 
+        /// The gang with instances `nodes` held to `profile`: allowed only where every instance
+        /// ends up with one profile (see `links`).
+        public func link(_ profile: LinkProfile, nodes: Range<Int>) -> InstanceGang {
+            var gang = self
+            for index in nodes { gang.links[index] = profile }
+            return gang
+        }
+
         public func declare(into content: inout StackContent) {
             if count < 1 {
                 content.diagnostics.append(Diagnostic(address: address, message: "a gang needs at least one instance (got \(count))", location: location))
@@ -265,8 +297,20 @@ extension GCP {
             }
             var extra: [String: Value] = ["pool": .string(name), "count": .int(count)]
             if let namePrefix { extra["name_prefix"] = .string(namePrefix) }
+            content.diagnostics += NodeLinks.diagnostics(
+                links, count: count, group: address, node: { _ in address }, userData: spec.userData != nil, location: location)
+            let profiles = (0..<max(count, 0)).map { NodeLinks.profile($0, link: spec.link, links: links) }
+            if Set(profiles).count > 1 {
+                let described = Dictionary(grouping: profiles.indices, by: { profiles[$0] }).values.sorted { $0[0] < $1[0] }
+                    .map { nodes in "node\(nodes.count == 1 ? "" : "s") \(nodes.map(String.init).joined(separator: ", ")): \(profiles[nodes[0]]?.summary ?? "unimpaired")" }
+                content.diagnostics.append(Diagnostic(
+                    address: address,
+                    message: "the gang \(name) is one bulk insert of one instance template, so its instances share one link, but they differ ("
+                        + described.joined(separator: "; ") + "); give the gang one link, or make it a GCP.InstanceGroup for per-node links",
+                    location: location))
+            }
             spec.declare(
-                "gcp_instance_gang", name, extra: extra, project: project, region: region, dependsOn: explicitDependencies, location: location, into: &content)
+                "gcp_instance_gang", name, extra: extra, link: profiles.first ?? spec.link, project: project, region: region, dependsOn: explicitDependencies, location: location, into: &content)
         }
     }
 }

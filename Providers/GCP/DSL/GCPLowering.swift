@@ -22,7 +22,8 @@ extension Placement {
 /// - `Bucket` → `gcp_bucket`.
 /// - `NodePool` → one `gcp_instance` per node with the placement's zones in order (a stockout
 ///   in one zone moves the create to the next) on the network's subnetwork, the machine type
-///   from `GCPMachineCatalog`, and the node contract inputs.
+///   from `GCPMachineCatalog`, and the node contract inputs. Each node carries its `link`
+///   (`NodePool.link(for:)`), which its user data shapes at boot.
 public struct GCPLowering: PlacementLowering {
     static let resourceTypes = ["network": "gcp_network", "bucket": "gcp_bucket", "node": "gcp_instance"]
 
@@ -158,6 +159,7 @@ public struct GCPLowering: PlacementLowering {
         for index in 0..<pool.count {
             var node = nodeInputs
             node["index"] = .int(index)
+            node["link"] = pool.link(for: index)?.value
             node.merge(coordinatorInput(index: index, rankZero: pool.node(0))) { $1 }
             content.resources.append(DesiredResource(
                 address: pool.node(index), provider: "gcp", region: placement.region, inputs: inputs(node),
