@@ -4,6 +4,7 @@ import Logging
 import Stratum
 import StratumCore
 import StratumEngine
+import StratumLocal
 import StratumPostgres
 import StratumState
 
@@ -218,6 +219,11 @@ struct RunContext {
         }
         try requireProviders(of: stack)
         try Planner(providers: providers).validate(stack)
+        if let local = providers["local"] as? LocalProvider {
+            for warning in local.warnings(stack: stack.resources.filter { $0.provider == local.name }) {
+                console.error(console.yellow("Warning: \(warning)."))
+            }
+        }
         return stack
     }
 
