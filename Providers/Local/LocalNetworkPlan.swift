@@ -26,7 +26,8 @@ struct LocalNetworkPlan {
             case (nil, nil): break
             }
         }
-        let support = networking.support
+        // The machine is probed only for a stack that has links on networks.
+        let support = linked.isEmpty ? nil : networking.support
         for (network, members) in linked.sorted(by: { $0.key < $1.key }) {
             if let others = unlinked[network], let first = others.first {
                 problems.append(Diagnostic(
@@ -45,7 +46,7 @@ struct LocalNetworkPlan {
                         location: declared.location))
                 }
             }
-            if case .success = support, let shaping = NetworkProbe.shaping {
+            if case .success? = support, let shaping = NetworkProbe.shaping {
                 for (node, link) in members {
                     if let missing = shaping.missing(for: link) {
                         problems.append(Diagnostic(address: node.address, message: "its link (\(link.summary)) cannot be held on this machine: \(missing)", location: node.location))
@@ -59,10 +60,10 @@ struct LocalNetworkPlan {
                     + "on Local a link is held in a network namespace on the pool's network (declare the pool with network:); \(offNetwork.count == 1 ? "it runs" : "they run") on the host network")
         }
         let onNetworks = linked.values.flatMap { $0.map(\.node.address) }.sorted()
-        if case .failure(let why) = support, !onNetworks.isEmpty {
+        if case .failure(let why)? = support, !onNetworks.isEmpty {
             warnings.append(
-                "this process cannot create network namespaces (\(why.reason)): \(Self.list(onNetworks)) \(onNetworks.count == 1 ? "runs" : "run") on the host network, "
-                    + "as nodes without a link do, and \(onNetworks.count == 1 ? "its link is" : "their links are") not applied")
+                "this process cannot create network namespaces (\(why.reason)): \(Self.list(onNetworks)) \(onNetworks.count == 1 ? "starts" : "start") on the host network, "
+                    + "as nodes without a link do, and \(onNetworks.count == 1 ? "its link is" : "their links are") not applied (a node already in a namespace keeps it)")
         }
     }
 

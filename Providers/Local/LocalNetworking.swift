@@ -46,7 +46,7 @@ enum NetworkProbe {
         let effective = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8))?.split(separator: "\n")
             .first { $0.hasPrefix("CapEff:") }.flatMap { UInt64($0.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16) } ?? 0
         guard effective & (1 << 12) != 0, effective & (1 << 21) != 0 else {
-            return .failure(Unavailable(reason: "this process lacks CAP_NET_ADMIN and CAP_SYS_ADMIN (run stratum as root)"))
+            return .failure(Unavailable(reason: "this process lacks CAP_NET_ADMIN and CAP_SYS_ADMIN; run stratum as root"))
         }
         switch runInNewNamespace([tools.ip, "link", "set", "lo", "up"]) {
         case .failure(let failure): return .failure(Unavailable(reason: "the kernel refused a new network namespace (\(String(cString: strerror(failure.code))))"))
@@ -209,7 +209,11 @@ struct LocalNetworking: Sendable {
         return ("stn-" + hash, "stv-" + hash)
     }
 
-    static func bridgeName(for record: URL) -> String { "stb-" + hash(record.standardizedFileURL.path) }
+    /// The bridge of the network recorded in `file`: the name its record holds, else the one
+    /// derived from the record's path (what a first node makes).
+    static func bridgeName(for file: URL) -> String {
+        (try? LocalRecord.load(file))?.attributes["bridge"]?.stringValue ?? "stb-" + hash(file.standardizedFileURL.path)
+    }
 
     // MARK: which nodes
 

@@ -67,7 +67,7 @@ struct LocalNodeKind: ResourceKind {
         if !namespaced, link != nil, prior.attributes["pid"] != nil, case .success = networking.support,
             networking.networkRecord(id: desired["network_id"]) != nil
         {
-            return "it now carries a link, which it holds in a network namespace of its own on its network"
+            return "it carries a link, which a node holds in a network namespace of its own on its network, but runs on the host network"
         }
         return nil
     }

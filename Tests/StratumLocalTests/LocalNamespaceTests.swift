@@ -202,6 +202,19 @@ struct LocalNamespaceTests {
             #expect(lab.namespaces().filter { $0 == namespace }.count == 1)
             try await lab.ready(node)
 
+            // Killed after its process started, before its record: recovery adopts the node
+            // with its place on the network.
+            let nodeDirectory = try #require(LocalProcesses.directory(of: node))
+            try FileManager.default.removeItem(at: nodeDirectory.appendingPathComponent("node.json"))
+            let nodeInputs = lab.inputs(pool: "r", index: 0, count: 1, network: network, link: LinkProfile(rateMbit: 10))
+            let adopted = try #require(try await lab.provider.recover(operation(address, token: "tok-crash-1", inputs: nodeInputs)))
+            #expect(adopted.attributes["pid"] == node.attributes["pid"])
+            #expect(adopted.attributes["netns"] == node.attributes["netns"])
+            #expect(adopted.attributes["private_ip"] == node.attributes["private_ip"])
+            let read = try #require(try await lab.provider.read(type: "local_node", resources: [adopted]).first ?? nil)
+            #expect(read.failure == nil)
+            #expect(read.attributes["link"] == LinkProfile(rateMbit: 10).value)
+
             // Another create killed after its namespace, before its process: recovery finds nothing
             // to adopt and removes the namespace.
             let other = ResourceAddress(type: "local_node", name: "q", index: 0)
@@ -267,7 +280,7 @@ struct LocalNamespaceTests {
         #expect(provider.validate(stack: stack).isEmpty)
         let warnings = provider.warnings(stack: stack)
         #expect(warnings.count == 1)
-        #expect(warnings.first?.contains("this process cannot create network namespaces (simulated by the test): local_node.f[0] runs on the host network") == true)
+        #expect(warnings.first?.contains("this process cannot create network namespaces (simulated by the test): local_node.f[0] starts on the host network") == true)
     }
 
     @Test func thePlanRefusesNetworksMixingNodesWithAndWithoutLinks() {
