@@ -9,6 +9,8 @@ struct LocalNetworkPlan {
     var problems: [Diagnostic] = []
     /// What plan and apply print: links that are not applied, and why.
     var warnings: [String] = []
+    /// What plan and apply print as well: which networks are real, and whose links are held.
+    var notes: [String] = []
 
     init(resources: [DesiredResource], networking: LocalNetworking) {
         let networks = Dictionary(resources.filter { $0.address.type == "local_network" }.map { ($0.address, $0) }) { first, _ in first }
@@ -52,6 +54,10 @@ struct LocalNetworkPlan {
                         problems.append(Diagnostic(address: node.address, message: "its link (\(link.summary)) cannot be held on this machine: \(missing)", location: node.location))
                     }
                 }
+                notes.append(
+                    "\(network) is a real network (a bridge): \(Self.list(members.map(\.node.address))) "
+                        + (members.count == 1 ? "runs in a network namespace of its own, its link" : "run in network namespaces of their own, their links")
+                        + " held by tc (\(Self.summaries(members.map(\.link))))")
             }
         }
         if !offNetwork.isEmpty {
@@ -65,6 +71,13 @@ struct LocalNetworkPlan {
                 "this process cannot create network namespaces (\(why.reason)): \(Self.list(onNetworks)) \(onNetworks.count == 1 ? "starts" : "start") on the host network, "
                     + "as nodes without a link do, and \(onNetworks.count == 1 ? "its link is" : "their links are") not applied (a node already in a namespace keeps it)")
         }
+    }
+
+    /// The distinct profiles, in order.
+    static func summaries(_ links: [LinkProfile]) -> String {
+        var seen: [String] = []
+        for summary in links.map(\.summary) where !seen.contains(summary) { seen.append(summary) }
+        return seen.joined(separator: "; ")
     }
 
     /// Up to three addresses, then how many more.

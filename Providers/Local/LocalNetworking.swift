@@ -503,11 +503,16 @@ struct LocalNetworking: Sendable {
         throw ProviderError(.permanent, "cannot set up the node's network: `\(command)` failed: \(failure)", address: address)
     }
 
-    /// Serialises changes to network records and bridges of this Local root (across processes).
+    /// Serialises changes to network records and bridges: machine-wide (bridges of every Local
+    /// root share the host's routes) where `/run/lock` is writable, else for this Local root.
     private func withLock<T>(_ body: () throws -> T) throws -> T {
         try? FileManager.default.createDirectory(at: paths.networks, withIntermediateDirectories: true)
-        let file = paths.networks.appendingPathComponent(".netns.lock").path
-        let fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        var file = "/run/lock/stratum-local-networks.lock"
+        var fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        if fd < 0 {
+            file = paths.networks.appendingPathComponent(".netns.lock").path
+            fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        }
         guard fd >= 0 else { throw ProviderError(.transient, "cannot open \(file): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         while flock(fd, LOCK_EX) != 0 {

@@ -38,6 +38,12 @@ public struct LocalProvider: Provider {
         LocalNetworkPlan(resources: resources, networking: networking).warnings
     }
 
+    /// What plan and apply say besides: which Local networks are real networks, with the
+    /// links their nodes are held to.
+    public func notes(stack resources: [DesiredResource]) -> [String] {
+        LocalNetworkPlan(resources: resources, networking: networking).notes
+    }
+
     func capacityProblems(_ nodes: [DesiredResource]) -> [Diagnostic] {
         let capacity: LocalCapacity
         switch LocalCapacity.current() {

@@ -220,9 +220,9 @@ struct RunContext {
         try requireProviders(of: stack)
         try Planner(providers: providers).validate(stack)
         if let local = providers["local"] as? LocalProvider {
-            for warning in local.warnings(stack: stack.resources.filter { $0.provider == local.name }) {
-                console.error(console.yellow("Warning: \(warning)."))
-            }
+            let resources = stack.resources.filter { $0.provider == local.name }
+            for note in local.notes(stack: resources) { console.progress("Note: \(note).") }
+            for warning in local.warnings(stack: resources) { console.error(console.yellow("Warning: \(warning).")) }
         }
         return stack
     }

@@ -281,6 +281,14 @@ struct LocalNamespaceTests {
         let warnings = provider.warnings(stack: stack)
         #expect(warnings.count == 1)
         #expect(warnings.first?.contains("this process cannot create network namespaces (simulated by the test): local_node.f[0] starts on the host network") == true)
+        #expect(provider.notes(stack: stack).isEmpty)
+        // Where namespaces can be made, the plan says the network is real.
+        if case .success = NetworkProbe.machine {
+            #expect(LocalProvider(root: root).notes(stack: stack) == [
+                "local_network.flat is a real network (a bridge): local_node.f[0] runs in a network namespace of its own, its link held by tc (10 Mbit/s)"
+            ])
+            #expect(LocalProvider(root: root).warnings(stack: stack).isEmpty)
+        }
     }
 
     @Test func thePlanRefusesNetworksMixingNodesWithAndWithoutLinks() {
