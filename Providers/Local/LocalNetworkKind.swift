@@ -2,7 +2,9 @@ import Foundation
 import StratumCore
 
 /// A network is an allocation recorded in a file named after it, one per workspace, carrying
-/// the create's token and ownership.
+/// the create's token and ownership. It becomes a real network (a bridge, see
+/// `LocalNetworking`) when its first node that carries a link starts; the record then also
+/// holds the bridge's name and its nodes' addresses.
 struct LocalNetworkKind: ResourceKind {
     let type = "local_network"
     let paths: LocalPaths
@@ -42,8 +44,11 @@ struct LocalNetworkKind: ResourceKind {
         prior.updated(to: desired)
     }
 
+    /// Removes the bridge, then the record (so a failed removal is retried).
     func delete(_ state: ResourceState, context: OperationContext) async throws {
-        if let file = paths.networkRecord(named: state.address.name, id: state.id)?.file { try paths.removeIfPresent(file) }
+        guard let file = paths.networkRecord(named: state.address.name, id: state.id)?.file else { return }
+        try LocalNetworking.removeBridge(of: file)
+        try paths.removeIfPresent(file)
     }
 
     /// The record carrying the create's token is what the create left.

@@ -30,6 +30,11 @@ enum LocalProcesses {
         /// Who an ephemeral environment is for, and when it expires (`stratum up --owner --ttl`).
         var person: String?
         var expires: Date?
+        /// The node's namespace, veth and address when it runs on a real Local network.
+        var network: NodeNetwork?
+        /// Where the node's traffic goes when it runs on the host network: why its link is not
+        /// applied, when it carries one.
+        var hostNote: String?
     }
 
     /// Every node directory with a record naming its workspace: as a state that `delete` can
@@ -183,6 +188,18 @@ enum LocalProcesses {
             return fresh
         }
         if let record { fresh.attributes["labels"] = .map(record.labels) }
+        // A node on a real network: its namespace, veth and bridge must hold, and its link is
+        // reported as the qdiscs hold it, so a profile changed outside Stratum is drift.
+        if health == .running, let network = record?.network {
+            let expected = (try? LinkProfile(value: state.attributes["link"])) ?? nil
+            let found = LocalNetworking.observe(network, expected: expected.map(LiveLink.effective))
+            if let failure = found.failure {
+                fresh.attributes["status"] = .string("lost")
+                fresh.attributes[ResourceState.failureAttribute] = .string(failure)
+                return fresh
+            }
+            fresh.attributes["link"] = LocalNetworking.reportedLink(live: found.link, recorded: state.attributes["link"])
+        }
         // Where the workload serves its metrics, when it says (the trainer's metrics.port_file).
         if let text = try? String(contentsOf: directory.appendingPathComponent(metricsPortFile), encoding: .utf8),
             let port = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), (1...65535).contains(port)
@@ -211,7 +228,7 @@ enum LocalProcesses {
     /// The leader: runs the workload (`"$@"`) as its child and records its exit status.
     static let supervisorScript = #"f=$1; shift; "$@"; s=$?; echo "$s" > "$f"; exit "$s""#
 
-    static func start(_ resource: ResolvedResource, token: String, nodesDirectory: URL) async throws -> ResourceState {
+    static func start(_ resource: ResolvedResource, token: String, nodesDirectory: URL, networking: LocalNetworking) async throws -> ResourceState {
         let address = resource.address
         let directory = directory(for: address, token: token, in: nodesDirectory)
         let fm = FileManager.default
@@ -223,6 +240,7 @@ enum LocalProcesses {
         {
             return state(for: resource, record: existing, directory: directory)
         }
+        let mode = try networking.mode(of: resource)
         // Only one instance of an address runs: what an earlier one of this state left is stopped.
         await supersede(address, keeping: directory, owner: owner, nodes: nodesDirectory)
 
@@ -249,22 +267,46 @@ enum LocalProcesses {
         } catch {
             throw ProviderError(.transient, "cannot create \(directory.path): \(error.localizedDescription)", address: address)
         }
+        // On a real network the node gets its namespace (or what an interrupted try made of
+        // it) before it starts, and learns its own and rank 0's addresses there.
+        var network: NodeNetwork?
+        var hostNote: String?
+        switch mode {
+        case .host(let note):
+            hostNote = note
+        case .namespaced(let record, let block, let link):
+            do {
+                network = try networking.attach(resource, directory: directory, record: record, block: block, link: link)
+            } catch {
+                LocalNetworking.detach(directory: directory)
+                try? fm.removeItem(at: directory)
+                throw error
+            }
+        }
+        if let network {
+            environment[NodeContract.nodeIPName] = network.address
+            environment[NodeContract.coordinatorName] = network.coordinator
+        }
         let logPath = directory.appendingPathComponent("node.log").path
         let supervisor = ["/bin/sh", "-c", supervisorScript, "stratum-node", exitFile(directory).path] + argv
         var cgroup = NodeCgroups.path(forNodes: nodesDirectory, instance: directory.lastPathComponent)
         if let path = cgroup, !NodeCgroups.create(path) { cgroup = nil }
+        let netns = network.map { LocalNetworking.namespaceFile($0.namespace) }
         let pid: Int32
         do {
             do {
-                pid = try spawn(supervisor, environment: environment, logPath: logPath, workingDirectory: directory.path, cgroup: cgroup, address: address)
+                pid = try spawn(
+                    supervisor, environment: environment, logPath: logPath, workingDirectory: directory.path, cgroup: cgroup, netns: netns, address: address)
             } catch let failure as SpawnFailure where failure.step == Int32(STRATUM_SPAWN_CGROUP.rawValue) {
                 // The hierarchy let us create the cgroup but not move into it: run as a process group.
                 cgroup.map(NodeCgroups.remove)
                 cgroup = nil
-                pid = try spawn(supervisor, environment: environment, logPath: logPath, workingDirectory: directory.path, cgroup: nil, address: address)
+                pid = try spawn(
+                    supervisor, environment: environment, logPath: logPath, workingDirectory: directory.path, cgroup: nil, netns: netns, address: address)
             }
         } catch {
             cgroup.map(NodeCgroups.remove)
+            if network != nil { LocalNetworking.detach(directory: directory) }
             try? fm.removeItem(at: directory)
             throw (error as? SpawnFailure)?.providerError ?? error
         }
@@ -274,7 +316,7 @@ enum LocalProcesses {
         let record = NodeRecord(
             pid: pid, startTicks: stat?.startTicks ?? 0, token: token, labels: resource.inputs["labels"]?.mapValue ?? [:], startedAt: Date(),
             owner: owner, cgroup: cgroup, workspace: resource.ownership.stack, address: resource.address.description, person: resource.ownership.owner,
-            expires: resource.ownership.expires)
+            expires: resource.ownership.expires, network: network, hostNote: hostNote)
         do {
             try saveRecord(record, in: directory)
         } catch {
@@ -333,10 +375,12 @@ enum LocalProcesses {
         }
     }
 
-    /// Stops the tree (2 seconds between SIGTERM and SIGKILL) and removes its directory and cgroup.
+    /// Stops the tree (2 seconds between SIGTERM and SIGKILL) and removes its directory, cgroup
+    /// and network namespace.
     static func remove(_ tree: NodeTree) async {
         await tree.terminate(grace: .seconds(2))
         tree.cgroup.map(NodeCgroups.remove)
+        LocalNetworking.detach(directory: tree.directory)
         try? FileManager.default.removeItem(at: tree.directory)
     }
 
@@ -345,7 +389,7 @@ enum LocalProcesses {
     /// The node an interrupted create started: found by its record, or, when the process was
     /// spawned but the record never written, as the session leader among the processes that
     /// carry its directory in their environment. What cannot be adopted is stopped and removed.
-    static func recover(_ resource: ResolvedResource, token: String, nodesDirectory: URL) async -> ResourceState? {
+    static func recover(_ resource: ResolvedResource, token: String, nodesDirectory: URL, networking: LocalNetworking) async -> ResourceState? {
         let directory = directory(for: resource.address, token: token, in: nodesDirectory)
         let table = ProcessTable.scan()
         if let record = loadRecord(in: directory), record.token == token {
@@ -359,7 +403,8 @@ enum LocalProcesses {
             let record = NodeRecord(
                 pid: leader.pid, startTicks: leader.stat.startTicks, token: token, labels: resource.inputs["labels"]?.mapValue ?? [:],
                 startedAt: Date(), owner: resource.ownership.lineage, cgroup: tree.cgroup, workspace: resource.ownership.stack,
-                address: resource.address.description, person: resource.ownership.owner, expires: resource.ownership.expires)
+                address: resource.address.description, person: resource.ownership.owner, expires: resource.ownership.expires,
+                network: networking.existing(resource, directory: directory), hostNote: nil)
             if (try? saveRecord(record, in: directory)) != nil {
                 return state(for: resource, record: record, directory: directory)
             }
@@ -376,6 +421,13 @@ enum LocalProcesses {
         attributes["started_at"] = .string(ISO8601DateFormatter().string(from: record.startedAt))
         attributes["status"] = .string(Health.running.status)
         attributes["isolation"] = .string(record.cgroup.map { "cgroup \($0)" } ?? "process-group \(record.pid)")
+        if let network = record.network {
+            attributes["private_ip"] = .string(network.address)
+            attributes["netns"] = .string(network.namespace)
+            attributes["network_mode"] = .string(network.mode)
+        } else {
+            attributes["network_mode"] = .string("host" + (record.hostNote.map { "; \($0)" } ?? ""))
+        }
         return ResourceState(address: resource.address, provider: "local", region: resource.region, id: "pid-\(record.pid)", attributes: attributes)
     }
 
@@ -405,6 +457,9 @@ enum LocalProcesses {
             throw ProviderError(.transient, "processes of \(state.address) survived SIGKILL; they are retried on the next run", address: state.address)
         }
         tree.cgroup.map(NodeCgroups.remove)
+        if let failure = LocalNetworking.detach(directory: directory) {
+            throw ProviderError(.transient, "cannot remove the network namespace of \(state.address): \(failure)", address: state.address)
+        }
         if FileManager.default.fileExists(atPath: directory.path) {
             do {
                 try FileManager.default.removeItem(at: directory)
@@ -432,16 +487,20 @@ enum LocalProcesses {
                     "the machine cannot start another process (\(reason)): it is out of process slots or memory; run fewer local nodes or raise the limit (ulimit -u, the pids cgroup)",
                     // The machine is the whole of the local provider: no other zone to try.
                     address: address, scope: .cloud)
+            case (Int32(STRATUM_SPAWN_NETNS.rawValue), _):
+                return ProviderError(.permanent, "cannot start '\(program)' in the node's network namespace: \(reason)", address: address)
             default:
                 return ProviderError(.permanent, "cannot start '\(program)': \(reason)", address: address)
             }
         }
     }
 
-    /// Starts `argv[0]` (an absolute path) as a new session leader, inside `cgroup` if given,
-    /// with stdin from /dev/null and stdout/stderr appended to `logPath`.
+    /// Starts `argv[0]` (an absolute path) as a new session leader, inside `cgroup` and the
+    /// network namespace file `netns` if given, with stdin from /dev/null and stdout/stderr
+    /// appended to `logPath`.
     static func spawn(
-        _ argv: [String], environment: [String: String], logPath: String, workingDirectory: String, cgroup: String?, address: ResourceAddress
+        _ argv: [String], environment: [String: String], logPath: String, workingDirectory: String, cgroup: String?, netns: String? = nil,
+        address: ResourceAddress
     ) throws -> Int32 {
         let cArgs = argv.map { strdup($0) } + [nil]
         let cEnv = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
@@ -454,7 +513,7 @@ enum LocalProcesses {
         let procs = cgroup.map { $0 + "/cgroup.procs" }
         let status = cArgs.withUnsafeBufferPointer { args in
             cEnv.withUnsafeBufferPointer { env in
-                stratum_spawn_node(argv[0], args.baseAddress, env.baseAddress, logPath, workingDirectory, procs, &pid, &step)
+                stratum_spawn_node(argv[0], args.baseAddress, env.baseAddress, logPath, workingDirectory, procs, netns, &pid, &step)
             }
         }
         guard status == 0 else { throw SpawnFailure(step: step, errno: status, program: argv[0], address: address) }

@@ -2,24 +2,49 @@ import Foundation
 import StratumCore
 
 /// The embedded default provider: buckets are directories, networks are recorded
-/// allocations, and each node is a detached local process. Needs no cloud account.
+/// allocations (real bridged networks once their nodes carry links), and each node is a
+/// detached local process. Needs no cloud account.
 public struct LocalProvider: Provider {
     public let name = "local"
     /// Everything the provider makes lives under here (default `.stratum/local`).
     public let root: URL
     public let kinds: [String: any ResourceKind]
+    let networking: LocalNetworking
 
-    public init(root: URL) {
+    /// `namespaces: .unavailable(why)` keeps every node on the host network, as on a machine
+    /// that forbids network namespaces.
+    public init(root: URL, namespaces: LocalNamespaces = .automatic) {
         self.root = root
         let paths = LocalPaths(root: root)
-        let kinds: [any ResourceKind] = [LocalNetworkKind(paths: paths), LocalBucketKind(paths: paths), LocalNodeKind(paths: paths)]
+        let networking = LocalNetworking(paths: paths, policy: namespaces)
+        self.networking = networking
+        let kinds: [any ResourceKind] = [
+            LocalNetworkKind(paths: paths), LocalBucketKind(paths: paths), LocalNodeKind(paths: paths, networking: networking),
+        ]
         self.kinds = Dictionary(uniqueKeysWithValues: kinds.map { ($0.type, $0) })
     }
 
-    /// A stack may not ask for more local nodes than the machine holds (see `LocalCapacity`).
+    /// A stack may not ask for more local nodes than the machine holds (see `LocalCapacity`),
+    /// nor for links the provider cannot hold (see `LocalNetworkPlan`).
     public func validate(stack resources: [DesiredResource]) -> [Diagnostic] {
         let nodes = resources.filter { $0.address.type == LocalNodeKind.typeName }
         guard !nodes.isEmpty else { return [] }
+        return LocalNetworkPlan(resources: resources, networking: networking).problems + capacityProblems(nodes)
+    }
+
+    /// What plan and apply should warn about: nodes whose link this machine or stack leaves
+    /// unapplied (they run on the host network, as nodes without a link do).
+    public func warnings(stack resources: [DesiredResource]) -> [String] {
+        LocalNetworkPlan(resources: resources, networking: networking).warnings
+    }
+
+    /// What plan and apply say besides: which Local networks are real networks, with the
+    /// links their nodes are held to.
+    public func notes(stack resources: [DesiredResource]) -> [String] {
+        LocalNetworkPlan(resources: resources, networking: networking).notes
+    }
+
+    func capacityProblems(_ nodes: [DesiredResource]) -> [Diagnostic] {
         let capacity: LocalCapacity
         switch LocalCapacity.current() {
         case .success(let found): capacity = found

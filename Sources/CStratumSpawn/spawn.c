@@ -2,6 +2,7 @@
 #include "stratum_spawn.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -19,8 +20,13 @@ static void child_fail(int report, int step) {
 }
 
 static void child(const char *path, char *const argv[], char *const envp[], const char *log_path, const char *cwd,
-                  const char *cgroup_procs, int report) {
+                  const char *cgroup_procs, const char *netns_path, int report) {
     setsid();
+    if (netns_path != NULL) {
+        int ns = open(netns_path, O_RDONLY | O_CLOEXEC);
+        if (ns < 0 || setns(ns, CLONE_NEWNET) != 0) child_fail(report, STRATUM_SPAWN_NETNS);
+        close(ns);
+    }
     if (cgroup_procs != NULL) {
         /* Writing 0 moves the writing process itself. */
         int fd = open(cgroup_procs, O_WRONLY | O_CLOEXEC);
@@ -57,7 +63,7 @@ static void child(const char *path, char *const argv[], char *const envp[], cons
 
 int stratum_spawn_node(
     const char *path, char *const argv[], char *const envp[], const char *log_path, const char *cwd,
-    const char *cgroup_procs, pid_t *pid, int *failed_step) {
+    const char *cgroup_procs, const char *netns_path, pid_t *pid, int *failed_step) {
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) {
         *failed_step = STRATUM_SPAWN_FORK;
@@ -71,7 +77,7 @@ int stratum_spawn_node(
         *failed_step = STRATUM_SPAWN_FORK;
         return error;
     }
-    if (forked == 0) child(path, argv, envp, log_path, cwd, cgroup_procs, report[1]);
+    if (forked == 0) child(path, argv, envp, log_path, cwd, cgroup_procs, netns_path, report[1]);
 
     close(report[1]);
     int payload[2] = {0, 0};
@@ -88,4 +94,56 @@ int stratum_spawn_node(
     }
     *pid = forked;
     return 0;
+}
+
+int stratum_run_in_new_netns(const char *path, char *const argv[], int *error) {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) {
+        *error = errno;
+        return -1;
+    }
+    pid_t forked = fork();
+    if (forked < 0) {
+        *error = errno;
+        close(report[0]);
+        close(report[1]);
+        return -1;
+    }
+    if (forked == 0) {
+        close(report[0]);
+        if (unshare(CLONE_NEWNET) != 0) {
+            int failure = errno;
+            ssize_t ignored = write(report[1], &failure, sizeof failure);
+            (void)ignored;
+            _exit(127);
+        }
+        int quiet = open("/dev/null", O_WRONLY);
+        if (quiet >= 0) {
+            dup2(quiet, 1);
+            dup2(quiet, 2);
+            if (quiet > 2) close(quiet);
+        }
+        execv(path, argv);
+        _exit(127);
+    }
+    close(report[1]);
+    int failure = 0;
+    ssize_t got;
+    do {
+        got = read(report[0], &failure, sizeof failure);
+    } while (got < 0 && errno == EINTR);
+    close(report[0]);
+    int status = 0;
+    while (waitpid(forked, &status, 0) < 0) {
+        if (errno != EINTR) {
+            *error = errno;
+            return -1;
+        }
+    }
+    if (got == (ssize_t)sizeof failure) {
+        *error = failure;
+        return -1;
+    }
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    return 128 + WTERMSIG(status);
 }

@@ -4,6 +4,7 @@ import Logging
 import Stratum
 import StratumCore
 import StratumEngine
+import StratumLocal
 import StratumPostgres
 import StratumState
 
@@ -218,6 +219,11 @@ struct RunContext {
         }
         try requireProviders(of: stack)
         try Planner(providers: providers).validate(stack)
+        if let local = providers["local"] as? LocalProvider {
+            let resources = stack.resources.filter { $0.provider == local.name }
+            for note in local.notes(stack: resources) { console.progress("Note: \(note).") }
+            for warning in local.warnings(stack: resources) { console.error(console.yellow("Warning: \(warning).")) }
+        }
         return stack
     }
 

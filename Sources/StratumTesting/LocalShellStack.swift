@@ -13,13 +13,26 @@ public struct LocalShellStack: Stack {
         public var script = "sleep 1000"
         /// A bucket to declare beside the nodes, if set.
         public var bucket: String?
+        /// A Local network (its CIDR) to put the nodes on, if set.
+        public var network: String?
+        /// The nodes' link, when any of these is set: rate cap (Mbit/s), delay (ms), loss (%).
+        public var rateMbit: Double?
+        public var delayMs: Double?
+        public var lossPercent: Double?
         public init() {}
+
+        var link: LinkProfile? {
+            guard rateMbit != nil || delayMs != nil || lossPercent != nil else { return nil }
+            return LinkProfile(rateMbit: rateMbit, delayMs: delayMs ?? 0, lossPercent: lossPercent ?? 0)
+        }
     }
 
     public init() {}
 
     public func body(config: Config) -> StackContent {
         if let name = config.bucket { Bucket(name) }
-        NodePool("job", count: config.count, command: ["/bin/sh", "-c", config.script])
+        let network = config.network.map { Network("net", cidr: $0) }
+        if let network { network }
+        NodePool("job", count: config.count, command: ["/bin/sh", "-c", config.script], network: network, link: config.link)
     }
 }

@@ -13,7 +13,8 @@ struct Status: AsyncParsableCommand {
             /metrics the trainer's step, loss, tokens per second, the age of its last checkpoint \
             and, where measured, the all-reduce bus bandwidth. Cloud nodes answer on their \
             metrics port (9464) at their public address, else their private one; Local nodes on \
-            127.0.0.1 at the port their trainer reports. A node that does not answer within \
+            127.0.0.1 (or, in a network namespace, their address on the network) at the port \
+            their trainer reports. A node that does not answer within \
             --timeout is shown as unreachable: no node holds the command up.
 
             Examples:
@@ -117,7 +118,9 @@ struct NodeProbe: Sendable {
     func endpoint(of state: ResourceState) -> String? {
         let attributes = state.attributes
         if state.address.type == "local_node" {
-            return attributes["metrics_port"]?.intValue.map { "127.0.0.1:\($0)" }
+            // A node in a network namespace is reached over its network's bridge.
+            let host = attributes["private_ip"]?.stringValue ?? "127.0.0.1"
+            return attributes["metrics_port"]?.intValue.map { "\(host):\($0)" }
         }
         let host = [attributes["public_ip"], attributes["public_ip_address"], attributes["private_ip"]]
             .compactMap { $0?.stringValue }.first { !$0.isEmpty }
