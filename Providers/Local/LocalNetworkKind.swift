@@ -49,6 +49,14 @@ struct LocalNetworkKind: ResourceKind {
         guard let file = paths.networkRecord(named: state.address.name, id: state.id)?.file else { return }
         try LocalNetworking.removeBridge(of: file)
         try paths.removeIfPresent(file)
+        // The workspace's folders go with their last record.
+        var folder = file.deletingLastPathComponent()
+        while folder.standardizedFileURL.path.count > paths.networks.standardizedFileURL.path.count,
+            (try? FileManager.default.contentsOfDirectory(atPath: folder.path))?.isEmpty == true
+        {
+            try? FileManager.default.removeItem(at: folder)
+            folder = folder.deletingLastPathComponent()
+        }
     }
 
     /// The record carrying the create's token is what the create left.

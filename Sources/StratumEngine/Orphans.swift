@@ -89,9 +89,17 @@ public struct OrphanDeletion: Sendable {
         self.report = report
     }
 
+    /// Whether resources of `type` are machines that run a workload.
+    static func isMachine(_ type: String) -> Bool {
+        ["_node", "_instance", "_instance_gang", "_virtual_machine"].contains { type.hasSuffix($0) }
+    }
+
     /// True when every orphan was deleted.
     public func run(_ orphans: [Orphan]) async throws -> Bool {
-        var left = orphans
+        // Machines first: a running workload may still write to the bucket or network beside it
+        // (a worker checkpoints as it is stopped), which would bring back what went before it.
+        let machines = orphans.filter { Self.isMachine($0.owned.state.address.type) }
+        var left = machines + orphans.filter { !Self.isMachine($0.owned.state.address.type) }
         var idle = 0
         var pass = 0
         while !left.isEmpty {

@@ -134,9 +134,11 @@ struct AzureOwnedListingTests {
             let listed = try #require(try await deferred.kinds["azure_resource_group"]?.owned())
             #expect(listed.map(\.state.id) == [group.id] && listed.first?.ownership == Self.ownership)
             #expect(try await deferred.kinds["azure_subnet"]?.owned() == nil)
-            // Without credentials (no subscription) it cannot list: nil, not an error.
+            // Without a subscription it cannot list, and says why (the sweep names Azure with
+            // the reason); a kind that cannot list at all still says nil.
             let bare = AzureProvider.fromEnvironment([:], transport: AsyncHTTPTransport())
-            #expect(try await bare.kinds["azure_resource_group"]?.owned() == nil)
+            await #expect(throws: (any Error).self) { try await bare.kinds["azure_resource_group"]?.owned() }
+            #expect(try await bare.kinds["azure_subnet"]?.owned() == nil)
         }
     }
 
