@@ -17,7 +17,7 @@ let package = Package(
         .library(name: "StratumGCP", targets: ["StratumGCP"]),
         .library(name: "StratumAzure", targets: ["StratumAzure"]),
         .executable(name: "stratum", targets: ["stratum"]),
-        .executable(name: "stratum-link", targets: ["stratum-link"]),
+        .executable(name: "stratum-netem", targets: ["stratum-netem"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -175,7 +175,7 @@ let package = Package(
         ),
         .executableTarget(name: "stratum-trainer", dependencies: ["TrainerCore"], cSettings: trainerCFlags),
         // The link emulator Local networks use where the kernel has no sch_netem.
-        .executableTarget(name: "stratum-link"),
+        .executableTarget(name: "stratum-netem"),
 
         .executableTarget(
             name: "stratum-bench",

@@ -3,7 +3,7 @@ import StratumCore
 import StratumTesting
 import Testing
 
-/// `stratum-link`, the user-space link emulator, between two network namespaces made by the
+/// `stratum-netem`, the user-space link emulator, between two network namespaces made by the
 /// test: what it does to round trips, loss and throughput, measured with real traffic.
 @Suite("Link emulator between namespaces", .serialized, .enabled(if: LinkLab.available, LinkLab.skipReason))
 struct LinkEmulatorTests {
@@ -44,7 +44,7 @@ struct LinkEmulatorTests {
 }
 
 /// Two namespaces, `node` (10.89.x.1) and `peer` (10.89.x.2), each joined by a veth pair to the
-/// root namespace, where `stratum-link` copies frames between the two root ends. One shell
+/// root namespace, where `stratum-netem` copies frames between the two root ends. One shell
 /// script builds it, runs the steps, and takes it down; the test reads what it printed.
 enum LinkLab {
     static let python = "/usr/bin/python3"
@@ -140,7 +140,7 @@ enum LinkLab {
               # Frames cross user space whole: checksums filled in, no segmentation offload.
               ip netns exec $1 ethtool -K eth0 tx off tso off gso off gro off > /dev/null || exit 3
             done
-            \(BuiltBinary.url("stratum-link").path) --node $a --net $b --profile $d/profile --state $d/state --seed 7 2> $d/emulator.log &
+            \(BuiltBinary.url("stratum-netem").path) --node $a --net $b --profile $d/profile --state $d/state --seed 7 2> $d/emulator.log &
             emu=$!
             for i in $(seq 200); do [ -f $d/state ] && break; sleep 0.01; done
 

@@ -1,4 +1,4 @@
-// stratum-link: a link emulator in user space, for kernels without sch_netem.
+// stratum-netem: a link emulator in user space, for kernels without sch_netem.
 //
 // It joins two network interfaces (typically the root-namespace ends of two veth pairs: one
 // whose other end is a node's eth0, one whose other end sits on the network's bridge), copying
@@ -269,7 +269,7 @@ static void receive(int fd, direction *d, const profile *p, int impaired, unsign
 
 static void usage(FILE *to) {
     fprintf(to,
-            "usage: stratum-link --node IFACE --net IFACE --profile FILE [--state FILE] [--seed N]\n"
+            "usage: stratum-netem --node IFACE --net IFACE --profile FILE [--state FILE] [--seed N]\n"
             "  Copies Ethernet frames between IFACE --node (toward a node) and IFACE --net (toward its\n"
             "  network), holding what the node sends to the profile's delay, jitter, loss, reordering\n"
             "  and rate, and what it receives to the rate. The profile holds key=value lines: rate_kbit,\n"
@@ -283,21 +283,21 @@ int main(int argc, char **argv) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
-        if (!v) { fprintf(stderr, "stratum-link: %s needs a value\n", a); usage(stderr); return 2; }
+        if (!v) { fprintf(stderr, "stratum-netem: %s needs a value\n", a); usage(stderr); return 2; }
         if (!strcmp(a, "--node")) node_if = v;
         else if (!strcmp(a, "--net")) net_if = v;
         else if (!strcmp(a, "--profile")) profile_path = v;
         else if (!strcmp(a, "--state")) state_path = v;
         else if (!strcmp(a, "--seed")) rng_state = strtoull(v, NULL, 10) | 1;
-        else { fprintf(stderr, "stratum-link: unknown option %s\n", a); usage(stderr); return 2; }
+        else { fprintf(stderr, "stratum-netem: unknown option %s\n", a); usage(stderr); return 2; }
         i++;
     }
     if (!node_if || !net_if || !profile_path) { usage(stderr); return 2; }
     profile p;
-    if (load_profile(profile_path, &p) != 0) { fprintf(stderr, "stratum-link: cannot read %s: %s\n", profile_path, strerror(errno)); return 2; }
+    if (load_profile(profile_path, &p) != 0) { fprintf(stderr, "stratum-netem: cannot read %s: %s\n", profile_path, strerror(errno)); return 2; }
     int node_fd = open_interface(node_if), net_fd = node_fd >= 0 ? open_interface(net_if) : -1;
     if (node_fd < 0 || net_fd < 0) {
-        fprintf(stderr, "stratum-link: cannot open %s: %s\n", node_fd < 0 ? node_if : net_if, strerror(errno));
+        fprintf(stderr, "stratum-netem: cannot open %s: %s\n", node_fd < 0 ? node_if : net_if, strerror(errno));
         return 1;
     }
     struct sigaction stop = {.sa_handler = on_stop}, reload = {.sa_handler = on_reload};
@@ -328,13 +328,13 @@ int main(int argc, char **argv) {
         }
         struct pollfd fds[2] = {{node_fd, POLLIN, 0}, {net_fd, POLLIN, 0}};
         int ready = ppoll(fds, 2, &timeout, NULL);
-        if (ready < 0 && errno != EINTR) { perror("stratum-link: poll"); break; }
+        if (ready < 0 && errno != EINTR) { perror("stratum-netem: poll"); break; }
         if (ready > 0) {
             // An interface that went away (its namespace or link deleted) ends the emulator.
             if ((fds[0].revents | fds[1].revents) & (POLLERR | POLLHUP | POLLNVAL)) {
                 const char *gone = (fds[0].revents & (POLLERR | POLLHUP | POLLNVAL)) ? node_if : net_if;
                 if (if_nametoindex(gone) == 0) {
-                    fprintf(stderr, "stratum-link: %s is gone\n", gone);
+                    fprintf(stderr, "stratum-netem: %s is gone\n", gone);
                     break;
                 }
             }
@@ -343,7 +343,7 @@ int main(int argc, char **argv) {
         }
     }
     fprintf(stderr,
-            "stratum-link: sent %llu frames (%llu bytes) toward the network, %llu (%llu bytes) toward the node; "
+            "stratum-netem: sent %llu frames (%llu bytes) toward the network, %llu (%llu bytes) toward the node; "
             "dropped %llu by loss, %llu by a full queue\n",
             up.frames_out, up.bytes_out, down.frames_out, down.bytes_out, up.dropped_loss, up.dropped_queue + down.dropped_queue);
     return 0;
