@@ -50,14 +50,14 @@ struct LocalNetworkPlan {
             }
             if case .success? = support, let shaping = NetworkProbe.shaping {
                 for (node, link) in members {
-                    if let missing = shaping.missing(for: link) {
+                    if let missing = NetworkProbe.missing(for: link) {
                         problems.append(Diagnostic(address: node.address, message: "its link (\(link.summary)) cannot be held on this machine: \(missing)", location: node.location))
                     }
                 }
                 notes.append(
                     "\(network) is a real network (a bridge): \(Self.list(members.map(\.node.address))) "
                         + (members.count == 1 ? "runs in a network namespace of its own, its link" : "run in network namespaces of their own, their links")
-                        + " held by tc (\(Self.summaries(members.map(\.link))))")
+                        + " held by \(shaping.netem || !members.contains { $0.link.netemArguments != nil } ? "tc" : "tc and stratum-netem (this kernel has no sch_netem)") (\(Self.summaries(members.map(\.link))))")
             }
         }
         if !offNetwork.isEmpty {

@@ -75,6 +75,14 @@ enum NetworkProbe {
         }
     }
 
+    /// Why `profile` cannot be held on this machine, or nil: what tc cannot do, less what the
+    /// link emulator does instead.
+    static func missing(for profile: LinkProfile) -> String? {
+        guard var shaping else { return nil }
+        if !shaping.netem, LinkEmulator.available { shaping.netem = true }
+        return shaping.missing(for: profile)
+    }
+
     static let shaping: Shaping? = {
         guard case .success(let tools) = machine else { return nil }
         func works(_ argv: [String]) -> Bool { (try? runInNewNamespace(argv).get()) == 0 }
@@ -168,7 +176,130 @@ struct NodeNetwork: Codable, Equatable, Sendable {
     static let interface = "eth0"
     static let ifb = "ifb0"
 
-    var mode: String { "namespace \(namespace), \(address)/\(prefix) on bridge \(bridge)" }
+    var mode: String { "namespace \(namespace), \(address)/\(prefix) on bridge \(bridge)" + (LinkEmulator.running(self) ? ", link held by stratum-netem" : "") }
+
+    /// The hash the node's interface names share.
+    var suffix: String { String(hostVeth.dropFirst("stv-".count)) }
+}
+
+/// Where the kernel has no sch_netem, a node's link is held by `stratum-netem` instead of tc:
+/// the host veth `stv-…` leaves the bridge, and the emulator copies frames between it and
+/// `stw-…`, one end of a second veth pair whose other end, `stx-…`, is on the bridge. Its
+/// profile, the profile it reports applying, and its pid are kept in `/run/stratum-netem/`,
+/// named after the namespace. Frames cross user space whole, so the segmentation and checksum
+/// offloads of the network's interfaces are turned off (ethtool).
+enum LinkEmulator {
+    static let directory = URL(fileURLWithPath: "/run/stratum-netem")
+
+    /// The emulator binary: `STRATUM_NETEM`, beside the running program, or on the PATH.
+    static let binary: String? = {
+        if let set = ProcessInfo.processInfo.environment["STRATUM_NETEM"], FileManager.default.isExecutableFile(atPath: set) { return set }
+        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("stratum-netem").path
+        if FileManager.default.isExecutableFile(atPath: beside) { return beside }
+        return NetworkProbe.find("stratum-netem")
+    }()
+
+    static let ethtool: String? = NetworkProbe.find("ethtool")
+
+    /// Whether links that need netem can be held by the emulator here.
+    static var available: Bool { binary != nil && ethtool != nil && FileManager.default.isExecutableFile(atPath: "/usr/bin/setsid") }
+
+    static func file(_ network: NodeNetwork, _ kind: String) -> URL { directory.appendingPathComponent("\(network.namespace).\(kind)") }
+    static func emulatorVeth(_ network: NodeNetwork) -> String { "stw-" + network.suffix }
+    static func bridgeVeth(_ network: NodeNetwork) -> String { "stx-" + network.suffix }
+
+    static func pid(_ network: NodeNetwork) -> Int32? {
+        guard let text = try? String(contentsOf: file(network, "pid"), encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)),
+            kill(pid, 0) == 0
+        else { return nil }
+        return pid
+    }
+
+    static func running(_ network: NodeNetwork) -> Bool { LocalNetworking.interfaceExists(emulatorVeth(network)) && pid(network) != nil }
+
+    /// The profile as the emulator reads it: `key=value` lines of the `link` input's keys.
+    static func lines(_ profile: LinkProfile) -> String {
+        guard case .map(let map) = profile.value else { return "" }
+        return map.keys.sorted().compactMap { key in
+            switch map[key] {
+            case .int(let i)?: return "\(key)=\(i)"
+            case .double(let d)?: return "\(key)=\(d)"
+            default: return nil
+            }
+        }.joined(separator: "\n") + "\n"
+    }
+
+    /// The profile the emulator says it applies; nil when it says nothing.
+    static func applied(_ network: NodeNetwork) -> LinkProfile? {
+        guard let text = try? String(contentsOf: file(network, "state"), encoding: .utf8) else { return nil }
+        var map: [String: Value] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let number = Double(parts[1]), number != 0 else { continue }
+            map[parts[0]] = number == number.rounded() ? .int(Int(number)) : .double(number)
+        }
+        return (try? LinkProfile(value: .map(map))) ?? nil
+    }
+
+    /// Turns off the offloads that would hand the emulator frames without checksums or larger
+    /// than the link's MTU.
+    static func offloadsOff(_ interface: String, namespace: String?, tools: NetworkProbe.Tools) {
+        guard let ethtool else { return }
+        let command = [ethtool, "-K", interface, "tx", "off", "tso", "off", "gso", "off", "gro", "off"]
+        _ = LocalNetworking.execute(namespace.map { [tools.ip, "netns", "exec", $0] + command } ?? command)
+    }
+
+    /// Holds the node to `profile` through the emulator: the second veth pair, then the
+    /// emulator started (or told to reload its profile).
+    static func hold(_ network: NodeNetwork, to profile: LinkProfile, tools: NetworkProbe.Tools, address: ResourceAddress) throws {
+        guard let binary else { throw ProviderError(.permanent, "stratum-netem is not built (swift build --product stratum-netem)", address: address) }
+        let wide = emulatorVeth(network), bridged = bridgeVeth(network)
+        func run(_ argv: [String]) throws {
+            let outcome = LocalNetworking.execute(argv)
+            if let failure = outcome.failure, !failure.contains("File exists") { throw ProviderError(.transient, "\(argv.joined(separator: " ")): \(failure)", address: address) }
+        }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        if !LocalNetworking.interfaceExists(wide) { try run([tools.ip, "link", "add", wide, "type", "veth", "peer", "name", bridged]) }
+        // The node's veth leaves the bridge: frames reach it only through the emulator.
+        try run([tools.ip, "link", "set", "dev", network.hostVeth, "nomaster", "up"])
+        try run([tools.ip, "link", "set", "dev", bridged, "master", network.bridge, "up"])
+        try run([tools.ip, "link", "set", "dev", wide, "up"])
+        for interface in [network.hostVeth, wide, bridged, network.bridge] { offloadsOff(interface, namespace: nil, tools: tools) }
+        offloadsOff(NodeNetwork.interface, namespace: network.namespace, tools: tools)
+        let profileFile = file(network, "profile"), state = file(network, "state")
+        try lines(profile).write(to: profileFile, atomically: true, encoding: .utf8)
+        try? FileManager.default.removeItem(at: state)
+        if let pid = pid(network) {
+            kill(pid, SIGHUP)
+        } else {
+            // In a session of its own, so a terminal's Ctrl-C to stratum does not stop it.
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
+            process.arguments = [binary, "--node", network.hostVeth, "--net", wide, "--profile", profileFile.path, "--state", state.path]
+            process.standardInput = FileHandle.nullDevice
+            process.standardOutput = FileHandle.nullDevice
+            _ = FileManager.default.createFile(atPath: file(network, "log").path, contents: nil)
+            process.standardError = try FileHandle(forWritingTo: file(network, "log"))
+            try process.run()
+            try "\(process.processIdentifier)\n".write(to: file(network, "pid"), atomically: true, encoding: .utf8)
+        }
+        // Up once it reports the profile it applies.
+        for _ in 0..<300 where applied(network) == nil { usleep(10_000) }
+        guard applied(network) != nil else {
+            let log = (try? String(contentsOf: file(network, "log"), encoding: .utf8)) ?? ""
+            throw ProviderError(.transient, "stratum-netem did not start for \(network.namespace): \(log.trimmingCharacters(in: .whitespacesAndNewlines))", address: address)
+        }
+    }
+
+    /// Stops the emulator and removes its veth pair and files, as far as they exist.
+    static func release(namespace: String, suffix: String) {
+        let files = ["pid", "profile", "state", "log"].map { directory.appendingPathComponent("\(namespace).\($0)") }
+        if let text = try? String(contentsOf: files[0], encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1 {
+            kill(pid, SIGTERM)
+        }
+        if LocalNetworking.interfaceExists("stw-" + suffix), let tools = NetworkProbe.tools { _ = LocalNetworking.execute([tools.ip, "link", "del", "dev", "stw-" + suffix]) }
+        for file in files { try? FileManager.default.removeItem(at: file) }
+    }
 }
 
 /// Real Local networks: a `local_network` whose nodes carry a link becomes a Linux bridge in
@@ -281,7 +412,7 @@ struct LocalNetworking: Sendable {
         guard let hosts = block.nodeAddresses else {
             throw ProviderError(.permanent, "the network's CIDR \(block.description) has no room for nodes beside its gateway (use a prefix of /30 or shorter)", address: resource.address)
         }
-        if let shaping = NetworkProbe.shaping, let missing = shaping.missing(for: link) {
+        if let missing = NetworkProbe.missing(for: link) {
             throw ProviderError(.permanent, "cannot hold the node to its link (\(link.summary)): \(missing)", address: resource.address)
         }
         let address = resource.address
@@ -330,7 +461,7 @@ struct LocalNetworking: Sendable {
     /// then runs the profile's `tc` commands in the namespace.
     func apply(_ profile: LinkProfile?, to network: NodeNetwork, address: ResourceAddress) throws {
         guard let tools = NetworkProbe.tools else { throw ProviderError(.permanent, "iproute2's tc is not installed", address: address) }
-        if let profile, let shaping = NetworkProbe.shaping, let missing = shaping.missing(for: profile) {
+        if let profile, let missing = NetworkProbe.missing(for: profile) {
             throw ProviderError(.permanent, "cannot hold the node to its link (\(profile.summary)): \(missing)", address: address)
         }
         try apply(profile, to: network, tools: tools, address: address)
@@ -342,6 +473,16 @@ struct LocalNetworking: Sendable {
         _ = Self.execute([tools.tc, "-n", ns, "qdisc", "del", "dev", NodeNetwork.interface, "root"])
         _ = Self.execute([tools.tc, "-n", ns, "qdisc", "del", "dev", NodeNetwork.interface, "ingress"])
         _ = Self.execute([tools.tc, "-n", ns, "qdisc", "del", "dev", NodeNetwork.ifb, "root"])
+        // Without sch_netem, a link that needs it is held by the emulator (and one that does not
+        // by tc, with the emulator gone and the veth back on the bridge).
+        if let profile, !profile.isUnimpaired, profile.netemArguments != nil, NetworkProbe.shaping?.netem == false, LinkEmulator.available {
+            try LinkEmulator.hold(network, to: profile, tools: tools, address: address)
+            return
+        }
+        if LinkEmulator.running(network) || Self.interfaceExists(LinkEmulator.emulatorVeth(network)) {
+            LinkEmulator.release(namespace: network.namespace, suffix: network.suffix)
+            try run([tools.ip, "link", "set", "dev", network.hostVeth, "master", network.bridge, "up"], address: address)
+        }
         guard let profile, !profile.isUnimpaired else { return }
         if profile.rateKbit != nil {
             try run([tools.ip, "-n", ns, "link", "add", NodeNetwork.ifb, "type", "ifb"], address: address, tolerating: "File exists")
@@ -357,6 +498,7 @@ struct LocalNetworking: Sendable {
     @discardableResult
     static func detach(directory: URL) -> String? {
         let (namespace, hostVeth) = names(for: directory)
+        LinkEmulator.release(namespace: namespace, suffix: String(hostVeth.dropFirst("stv-".count)))
         let hasVeth = interfaceExists(hostVeth)
         let hasNamespace = FileManager.default.fileExists(atPath: namespaceFile(namespace))
         guard hasVeth || hasNamespace else { return nil }
@@ -441,6 +583,13 @@ struct LocalNetworking: Sendable {
             return ("its network namespace \(network.namespace) was removed outside Stratum", nil)
         }
         guard interfaceExists(network.hostVeth) else { return ("its veth \(network.hostVeth) to the network was removed outside Stratum", nil) }
+        if interfaceExists(LinkEmulator.emulatorVeth(network)) {
+            guard LinkEmulator.pid(network) != nil else { return ("its link emulator (stratum-netem) stopped", nil) }
+            let bridged = LinkEmulator.bridgeVeth(network)
+            let master = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/sys/class/net/\(bridged)/master")).map { ($0 as NSString).lastPathComponent }
+            guard master == network.bridge else { return ("its veth \(bridged) is no longer on the network's bridge \(network.bridge)", nil) }
+            return (nil, LinkEmulator.applied(network))
+        }
         let master = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/sys/class/net/\(network.hostVeth)/master")).map { ($0 as NSString).lastPathComponent }
         guard master == network.bridge else {
             return ("its veth \(network.hostVeth) is no longer on the network's bridge \(network.bridge) (the bridge was removed or the veth moved outside Stratum)", nil)

@@ -34,8 +34,9 @@ struct LocalNamespaceTests {
     @Test(.timeLimit(.minutes(3)))
     func delayAndLossAreHeld() async throws {
         guard let lab = try NamespaceLab.make("netns-delay") else { return }
-        guard NetworkProbe.shaping?.netem == true else {
-            print("skipped: this kernel has no netem qdisc (sch_netem), which delay and loss need")
+        // Without sch_netem, stratum-netem holds delay and loss (it needs ethtool and the built emulator).
+        guard NetworkProbe.shaping?.netem == true || LinkEmulator.available else {
+            print("skipped: this kernel has no netem qdisc (sch_netem), and stratum-netem or ethtool is missing")
             return
         }
         try await lab.run { lab in
@@ -54,6 +55,12 @@ struct LocalNamespaceTests {
             let lost = try #require(echoed["lost_percent"] as? Double)
             let throughput = try #require(try lab.measure(from: slow, ["send", nearIP, "4"])["mbit"] as? Double)
             print("round trip \(rtt) ms (configured 50 + 5 ms), loss \(lost) % (configured 10 %), \(throughput) Mbit/s (configured 20) over 51 ms")
+            if NetworkProbe.shaping?.netem == false {
+                #expect(slow.attributes["network_mode"]?.stringValue?.contains("stratum-netem") == true, "\(slow.attributes)")
+                // Refresh reads what the emulator applies: the declared link, no drift.
+                let fresh = try #require(try await lab.provider.read(type: "local_node", resources: [slow]).first ?? nil)
+                #expect(fresh.attributes["link"] == slow.attributes["link"], "\(fresh.attributes)")
+            }
             #expect(rtt >= 55)
             #expect(abs(lost - 10) <= 4)
             #expect(abs(throughput - 20) <= 4)
