@@ -9,8 +9,14 @@ import Testing
 
 /// What `stratum sweep` finds on AWS: every resource carrying Stratum's ownership tags, in every
 /// region the account has enabled, against moto.
-@Suite("AWS: listing what carries Stratum's ownership", .enabled(if: Moto.available, Moto.skipReason))
+@Suite("AWS: listing what carries Stratum's ownership", .serialized, .enabled(if: Moto.available, Moto.skipReason))
 struct AWSOwnedListingTests {
+    /// The world's provider searching only `regions`: every region moto knows would be 30
+    /// Describes per type for each listing, a flood for the moto the other suites share.
+    static func searching(_ world: AWSWorld, _ regions: [String]) -> AWSProvider {
+        AWSProvider(client: world.provider.client, options: .init(clientTokenFilter: world.provider.options.clientTokenFilter, searchRegions: regions))
+    }
+
     @Test(.timeLimit(.minutes(4)))
     func everyOwnedResourceIsListedWithItsOwnershipAndCanBeDeleted() async throws {
         let world = try await AWSWorld.make(region: "eu-central-1")
@@ -38,10 +44,11 @@ struct AWSOwnedListingTests {
         // Not Stratum's: a VPC made without its tags.
         let foreign = try await world.direct.ec2("CreateVpc", [("CidrBlock", "10.62.0.0/16")], region: world.region, idempotent: false)
         let foreignId = try #require(foreign["vpc"]?.string("vpcId"))
+        let searching = Self.searching(world, [world.region, "ap-southeast-2"])
 
         func listed() async throws -> [String: [OwnedResource]] {
             var found: [String: [OwnedResource]] = [:]
-            for (type, kind) in world.provider.kinds {
+            for (type, kind) in searching.kinds {
                 let owned = try #require(try await kind.owned(), "\(type) cannot list what it holds")
                 found[type] = owned.filter { $0.ownership.lineage == lineage }
             }
@@ -61,7 +68,7 @@ struct AWSOwnedListingTests {
         for item in found.values.flatMap({ $0 }) {
             #expect(item.ownership == ownership, "\(item.state.address): \(item.ownership)")
         }
-        let everyVPC = try #require(try await world.provider.kinds["aws_vpc"]?.owned())
+        let everyVPC = try #require(try await searching.kinds["aws_vpc"]?.owned())
         #expect(!everyVPC.contains { $0.state.id == foreignId }, "a VPC without Stratum's tags was listed")
 
         // Each listed state is enough to delete what it names: objects before their bucket and
@@ -86,15 +93,16 @@ struct AWSOwnedListingTests {
         #expect(applied.ok, "\(applied.failed.map { "\($0.step.address): \($0.error)" })")
         let snapshot = await world.store.read(workspace: world.workspace)
         let lineage = snapshot.lineage
+        let searching = Self.searching(world, [world.region])
 
         // The state is known: nothing of it is an orphan.
         let known = [world.workspace: OrphanSearch.Known(lineage: lineage, addresses: Set(snapshot.resources.keys))]
-        let kept = try await OrphanSearch.run(providers: [world.provider], known: known)
+        let kept = try await OrphanSearch.run(providers: [searching], known: known)
         #expect(kept.unlisted.isEmpty)
         #expect(!kept.orphans.contains { $0.owned.ownership.lineage == lineage })
 
         // Lost: everything it recorded is found, and only that (other tests share this moto).
-        let lost = try await OrphanSearch.run(providers: [world.provider], known: [:])
+        let lost = try await OrphanSearch.run(providers: [searching], known: [:])
         #expect(lost.failed.isEmpty, "\(lost.failed.map { "\($0.provider): \($0.error)" })")
         let orphans = lost.orphans.filter { $0.owned.ownership.lineage == lineage }
         #expect(Set(orphans.map(\.owned.state.address)) == Set(snapshot.resources.keys))
@@ -107,16 +115,30 @@ struct AWSOwnedListingTests {
         #expect(deleted.get() == snapshot.resources.count)
         let leftover = try await world.inventory()
         #expect(leftover.values.allSatisfy { $0 == 0 }, "left behind: \(leftover)")
-        let again = try await OrphanSearch.run(providers: [world.provider], known: [:])
+        let again = try await OrphanSearch.run(providers: [searching], known: [:])
         #expect(!again.orphans.contains { $0.owned.ownership.lineage == lineage })
     }
 
     /// `STRATUM_AWS_SEARCH_REGIONS` limits the search; without it, the regions come from
     /// DescribeRegions.
     @Test func theSearchRegionsComeFromTheEnvironmentOrTheAccount() async throws {
+        // Without a list, every region the account has enabled is searched.
+        let world = try await AWSWorld.make(region: "sa-east-1")
+        defer { Task { await world.shutdown() } }
+        let group = try await world.provider.create(
+            ResolvedResource(
+                address: ResourceAddress(type: "aws_key_pair", name: "far"), region: "sa-east-1",
+                inputs: ["name": .string("far-\(world.environment)"), "public_key": .string(Self.publicKey)], dependencies: [],
+                ownership: Ownership(stack: "keys/\(world.environment)", lineage: "lineage-\(world.environment)")),
+            token: UUID().uuidString.lowercased())
+        let everywhere = try #require(try await world.provider.kinds["aws_key_pair"]?.owned())
+        #expect(everywhere.contains { $0.state.id == group.id && $0.state.region == "sa-east-1" })
+        try await world.provider.delete(group)
         let limited = AWSProvider.fromEnvironment(["STRATUM_AWS_SEARCH_REGIONS": "us-west-2, eu-west-1", "AWS_REGION": "eu-west-1"])
         #expect(limited.options.searchRegions == ["eu-west-1", "us-west-2"])
         #expect(limited.options.homeRegion == "eu-west-1")
         #expect(AWSProvider.fromEnvironment([:]).options.searchRegions == nil)
     }
+
+    static let publicKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl stratum-test"
 }
