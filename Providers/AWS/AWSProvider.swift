@@ -35,11 +35,18 @@ public struct AWSProvider: Provider {
         }
     }
 
+    /// The regions `stratum sweep` searches: `options.searchRegions`, else every region the
+    /// account has enabled (DescribeRegions, asked once).
+    public func regionsToSearch() async throws -> [String] { try await regions.regions() }
+
+    let regions: AWSRegionList
+
     public init(client: AWSClient, options: Options = Options()) {
         self.client = client
         self.options = options
         let ledger = TokenLedger()
         let regions = AWSRegionList(client: client, home: options.homeRegion, fixed: options.searchRegions)
+        self.regions = regions
         let home = options.homeRegion
         let ec2: [any EC2ResourceKind] = [
             VPCKind(), SubnetKind(), InternetGatewayKind(), RouteTableKind(), SecurityGroupKind(), PlacementGroupKind(), KeyPairKind(),
