@@ -70,17 +70,18 @@ struct LocalNetworkKind: ResourceKind {
     /// Adopts an allocation by its name in the stack.
     func importResource(region: String, id: String, address: ResourceAddress) async throws -> ResourceState? {
         guard let record = paths.networkRecord(named: address.name, id: id)?.record else { return nil }
-        return ResourceState(address: address, provider: "local", region: region, id: id, attributes: ["cidr": record.attributes["cidr"] ?? .null, "id": .string(id)])
+        return state(of: record, address: address, region: region)
+    }
+
+    /// The state a record stands for, as import and the orphan search adopt it.
+    func state(of record: LocalRecord, address: ResourceAddress, region: String) -> ResourceState {
+        ResourceState(address: address, provider: "local", region: region, id: record.id, attributes: ["cidr": record.attributes["cidr"] ?? .null, "id": .string(record.id)])
     }
 
     /// Every allocation whose record names the create's ownership.
     func owned() async throws -> [OwnedResource]? {
-        paths.networkRecords().compactMap { file in
-            guard let record = try? LocalRecord.load(file), let ownership = record.ownership, let address = record.address.flatMap(ResourceAddress.init(parsing:))
-            else { return nil }
-            let state = ResourceState(
-                address: address, provider: "local", region: "local", id: record.id, attributes: ["cidr": record.attributes["cidr"] ?? .null, "id": .string(record.id)])
-            return OwnedResource(state: state, ownership: ownership)
+        LocalRecord.owned(files: paths.networkRecords()).map { found in
+            OwnedResource(state: state(of: found.record, address: found.address, region: "local"), ownership: found.ownership)
         }
     }
 }

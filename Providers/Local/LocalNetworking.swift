@@ -217,28 +217,10 @@ enum LinkEmulator {
 
     static func running(_ network: NodeNetwork) -> Bool { LocalNetworking.interfaceExists(emulatorVeth(network)) && pid(network) != nil }
 
-    /// The profile as the emulator reads it: `key=value` lines of the `link` input's keys.
-    static func lines(_ profile: LinkProfile) -> String {
-        guard case .map(let map) = profile.value else { return "" }
-        return map.keys.sorted().compactMap { key in
-            switch map[key] {
-            case .int(let i)?: return "\(key)=\(i)"
-            case .double(let d)?: return "\(key)=\(d)"
-            default: return nil
-            }
-        }.joined(separator: "\n") + "\n"
-    }
-
     /// The profile the emulator says it applies; nil when it says nothing.
     static func applied(_ network: NodeNetwork) -> LinkProfile? {
         guard let text = try? String(contentsOf: file(network, "state"), encoding: .utf8) else { return nil }
-        var map: [String: Value] = [:]
-        for line in text.split(separator: "\n") {
-            let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2, let number = Double(parts[1]), number != 0 else { continue }
-            map[parts[0]] = number == number.rounded() ? .int(Int(number)) : .double(number)
-        }
-        return (try? LinkProfile(value: .map(map))) ?? nil
+        return try? LinkProfile(emulatorText: text)
     }
 
     /// Turns off the offloads that would hand the emulator frames without checksums or larger
@@ -267,7 +249,7 @@ enum LinkEmulator {
         for interface in [network.hostVeth, wide, bridged, network.bridge] { offloadsOff(interface, namespace: nil, tools: tools) }
         offloadsOff(NodeNetwork.interface, namespace: network.namespace, tools: tools)
         let profileFile = file(network, "profile"), state = file(network, "state")
-        try lines(profile).write(to: profileFile, atomically: true, encoding: .utf8)
+        try profile.emulatorText.write(to: profileFile, atomically: true, encoding: .utf8)
         try? FileManager.default.removeItem(at: state)
         if let pid = pid(network) {
             kill(pid, SIGHUP)

@@ -125,8 +125,12 @@ struct LocalRecord: Codable {
     /// Every record in `directory` that names its ownership and address, with its file.
     static func owned(in directory: URL) -> [(record: LocalRecord, ownership: Ownership, address: ResourceAddress, file: URL)] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
-        return names.filter { $0.hasSuffix(".json") }.sorted().compactMap { name in
-            let file = directory.appendingPathComponent(name)
+        return owned(files: names.filter { $0.hasSuffix(".json") }.sorted().map { directory.appendingPathComponent($0) })
+    }
+
+    /// Those of `files` that are records naming their ownership and address.
+    static func owned(files: [URL]) -> [(record: LocalRecord, ownership: Ownership, address: ResourceAddress, file: URL)] {
+        files.compactMap { file in
             guard let record = try? load(file), let ownership = record.ownership, let address = record.address.flatMap(ResourceAddress.init(parsing:)) else { return nil }
             return (record, ownership, address, file)
         }

@@ -88,6 +88,31 @@ public struct LinkProfile: Sendable, Hashable, Codable {
         }
     }
 
+    /// The profile as `stratum-netem` reads and reports it: one `key=value` line per key of
+    /// `value`.
+    public var emulatorText: String {
+        guard case .map(let map) = value else { return "" }
+        return map.keys.sorted().compactMap { key in
+            switch map[key] {
+            case .int(let i)?: return "\(key)=\(i)"
+            case .double(let d)?: return "\(key)=\(d)"
+            default: return nil
+            }
+        }.joined(separator: "\n") + "\n"
+    }
+
+    /// A profile in `stratum-netem`'s form read back (pairs separated by newlines or spaces;
+    /// zeros mean unset, so an empty text is the unimpaired profile).
+    public init(emulatorText text: String) throws {
+        var map: [String: Value] = [:]
+        for pair in text.split(whereSeparator: { $0 == "\n" || $0 == " " }) {
+            let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let number = Double(parts[1]), number != 0 else { continue }
+            map[parts[0]] = number == number.rounded() ? .int(Int(number)) : .double(number)
+        }
+        self = try LinkProfile(value: .map(map)) ?? .unimpaired
+    }
+
     /// What is wrong with the profile, one sentence each; empty when nothing is.
     public var problems: [String] {
         var problems: [String] = []

@@ -18,6 +18,15 @@ struct LinkProfileTests {
         #expect(throws: LinkProfileError.self) { try LinkProfile(value: .map(["rate_kbit": .double(1.5)])) }
     }
 
+    /// stratum-netem's `key=value` form, written and read back (as its state file, or one line).
+    @Test func theEmulatorsFormRoundTrips() throws {
+        let profile = LinkProfile(rateMbit: 10, delayMs: 100, jitterMs: 2.5, lossPercent: 1)
+        #expect(profile.emulatorText == "delay_ms=100\njitter_ms=2.5\nloss_percent=1\nrate_kbit=10000\n")
+        #expect(try LinkProfile(emulatorText: profile.emulatorText) == profile)
+        #expect(try LinkProfile(emulatorText: "rate_kbit=10000 delay_ms=100 jitter_ms=2.5 loss_percent=1 reorder_percent=0") == profile)
+        #expect(try LinkProfile(emulatorText: "delay_ms=0\n") == LinkProfile.unimpaired)
+    }
+
     @Test func problemsNameWhatIsWrong() {
         #expect(LinkProfile.poor.problems.isEmpty)
         #expect(LinkProfile(rateMbit: 0.001).problems.contains { $0.contains("at least 8 kbit/s") })

@@ -107,25 +107,13 @@ enum LinkLab {
             s.close()
         """#
 
-    /// The profile file's lines.
-    static func lines(_ profile: LinkProfile) -> String {
-        guard case .map(let map) = profile.value else { return "" }
-        return map.keys.sorted().compactMap { key in
-            switch map[key] {
-            case .int(let i)?: return "\(key)=\(i)"
-            case .double(let d)?: return "\(key)=\(d)"
-            default: return nil
-            }
-        }.joined(separator: "\n") + "\n"
-    }
-
     /// Builds the lab, runs `steps` (`echo N [TIMEOUT]`, `bulk node|peer SECONDS`, `state`,
     /// `reload KEY=VALUE…`), takes it down.
     static func run(profile: LinkProfile, _ steps: [String]) async throws -> Result {
         let directory = try TestSupport.temporaryDirectory("link-lab")
         let id = UInt32.random(in: 0..<0xffffff)
         let tag = String(format: "%06x", id), subnet = "10.89.\(id % 250)"
-        try lines(profile).write(to: directory.appendingPathComponent("profile"), atomically: true, encoding: .utf8)
+        try profile.emulatorText.write(to: directory.appendingPathComponent("profile"), atomically: true, encoding: .utf8)
         try echo.write(to: directory.appendingPathComponent("echo.py"), atomically: true, encoding: .utf8)
         try bulk.write(to: directory.appendingPathComponent("bulk.py"), atomically: true, encoding: .utf8)
         var script = """
@@ -183,13 +171,7 @@ enum LinkLab {
             case "RATE" where words.count == 2:
                 result.rates.append(Double(words[1]) ?? -1)
             case "STATE":
-                var map: [String: Value] = [:]
-                for pair in words.dropFirst() {
-                    let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
-                    guard parts.count == 2, let number = Double(parts[1]), number != 0 else { continue }
-                    map[parts[0]] = number == number.rounded() ? .int(Int(number)) : .double(number)
-                }
-                result.states.append(try LinkProfile(value: .map(map)))
+                result.states.append(try LinkProfile(emulatorText: words.dropFirst().joined(separator: " ")))
             default:
                 break
             }
