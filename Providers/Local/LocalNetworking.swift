@@ -593,7 +593,7 @@ struct LocalNetworking: Sendable {
 
     // MARK: commands
 
-    struct Outcome {
+    struct Outcome: Sendable {
         var status: Int32
         var output: String
         var error: String

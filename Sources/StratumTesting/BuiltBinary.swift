@@ -36,18 +36,20 @@ public enum BuiltBinary {
                 status = code
                 break
             }
+            defer { try? FileManager.default.removeItem(at: stdout.deletingLastPathComponent()) }
             return Run(status: status, stdout: try String(contentsOf: stdout, encoding: .utf8), stderr: try String(contentsOf: stderr, encoding: .utf8))
         }
     }
 
-    /// Starts `name` with `arguments` in `directory`, the process's environment overlaid with
-    /// `environment` (and `NO_COLOR`). Output goes to files in `directory` rather than pipes, so
-    /// nothing waits on a full pipe.
     /// Where the built product `name` is: beside the test runner.
     public static func url(_ name: String) -> URL {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name)
     }
 
+    /// Starts `name` with `arguments` in `directory`, the process's environment overlaid with
+    /// `environment` (and `NO_COLOR`). Output goes to files of the run's own (removed by
+    /// `finish`) rather than pipes, so nothing waits on a full pipe and runs in one directory
+    /// at once keep their output apart.
     public static func start(_ name: String, _ arguments: [String], in directory: URL, environment: [String: String]) throws -> Started {
         let binary = url(name)
         let process = Process()
@@ -55,7 +57,9 @@ public enum BuiltBinary {
         process.arguments = arguments
         process.currentDirectoryURL = directory
         process.environment = ProcessInfo.processInfo.environment.merging(environment.merging(["NO_COLOR": "1"]) { $1 }) { $1 }
-        let out = directory.appendingPathComponent("stdout.txt"), err = directory.appendingPathComponent("stderr.txt")
+        let outputs = FileManager.default.temporaryDirectory.appendingPathComponent("stratum-run-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: outputs, withIntermediateDirectories: true)
+        let out = outputs.appendingPathComponent("stdout"), err = outputs.appendingPathComponent("stderr")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
         _ = FileManager.default.createFile(atPath: err.path, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: out)

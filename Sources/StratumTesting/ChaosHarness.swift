@@ -71,8 +71,8 @@ public struct ChaosHarness: Sendable {
         let started = clock.now
 
         // Calibrate: how long an undisturbed apply and destroy take here.
-        let applyTime = try timed { try invoke("apply", config: config, in: directory, killAfter: nil) }
-        let destroyTime = try timed { try invoke("destroy", config: config, in: directory, killAfter: nil) }
+        let applyTime = try await timed { try invoke("apply", config: config, in: directory, killAfter: nil) }
+        let destroyTime = try await timed { try invoke("destroy", config: config, in: directory, killAfter: nil) }
         progress(String(format: "calibration: apply %.2f s, destroy %.2f s", applyTime, destroyTime))
 
         for run in 0..<runs {
@@ -80,10 +80,10 @@ public struct ChaosHarness: Sendable {
             let window = command == "apply" ? applyTime : destroyTime
             let before = Self.eventCount(cloud)
             let delay = Double.random(in: 0...(window * 1.1), using: &random)
-            let killed = try invoke(command, config: config, in: directory, killAfter: delay)
+            let killed = try await offThePool { try invoke(command, config: config, in: directory, killAfter: delay) }
             if killed { figures.killedMidRun += 1 }
             // The clean rerun: must settle the journal and finish the job.
-            let rerun = try invokeCapturing(command, config: config, in: directory)
+            let rerun = try await offThePool { try invokeCapturing(command, config: config, in: directory) }
             figures.adopted += rerun.components(separatedBy: "adopted ").count - 1
             let check = try await verify(command: command, cloud: cloud, eventsBefore: before, directory: directory)
             figures.leaked += check.leaked
@@ -170,10 +170,11 @@ public struct ChaosHarness: Sendable {
 
     static func eventCount(_ cloud: FakeCloudProvider) -> Int { cloud.events().count }
 
-    private func timed(_ body: () throws -> Bool) throws -> Double {
+    /// Times `body`, run off the shared pool (it waits on a child process).
+    private func timed(_ body: @escaping @Sendable () throws -> Bool) async throws -> Double {
         let clock = ContinuousClock()
         let start = clock.now
-        _ = try body()
+        _ = try await offThePool(body)
         return (clock.now - start).seconds
     }
 

@@ -26,12 +26,17 @@ public struct FakeCloudProvider: Provider {
         public var exhaustion: ProviderError.Kind
         /// The share of creates refused as throttled before they take effect (0 to 1).
         public var throttleRate: Double = 0
+        /// Creating or deleting this address waits (after writing the blocked marker) until the
+        /// release file exists, then goes on: a test holds the call in flight as long as it needs,
+        /// however slowly it gets to look.
+        public var holdOn: String?
 
         public init(
             latency: Duration = .zero, blockOn: String? = nil, failOn: String? = nil, createBeforeDestroy: Bool = false,
             loseResponseOn: String? = nil, blockAfterOn: String? = nil, quota: Int? = nil, exhaustion: ProviderError.Kind = .quota,
-            throttleRate: Double = 0
+            throttleRate: Double = 0, holdOn: String? = nil
         ) {
+            self.holdOn = holdOn
             self.throttleRate = throttleRate
             self.quota = quota
             self.exhaustion = exhaustion
@@ -52,7 +57,7 @@ public struct FakeCloudProvider: Provider {
                 blockOn: env["STRATUM_FAKE_BLOCK_ON"], failOn: env["STRATUM_FAKE_FAIL_ON"],
                 loseResponseOn: env["STRATUM_FAKE_LOSE_RESPONSE_ON"], blockAfterOn: env["STRATUM_FAKE_BLOCK_AFTER_ON"],
                 quota: Int(env["STRATUM_FAKE_QUOTA"] ?? ""), exhaustion: env["STRATUM_FAKE_EXHAUSTION"].flatMap(ProviderError.Kind.init(rawValue:)) ?? .quota,
-                throttleRate: Double(env["STRATUM_FAKE_THROTTLE"] ?? "") ?? 0)
+                throttleRate: Double(env["STRATUM_FAKE_THROTTLE"] ?? "") ?? 0, holdOn: env["STRATUM_FAKE_HOLD_ON"])
         }
     }
 
@@ -207,6 +212,17 @@ public struct FakeCloudProvider: Provider {
     var resourcesDirectory: URL { root.appendingPathComponent("resources") }
     public var createLog: URL { root.appendingPathComponent("creates.log") }
     public var blockedMarker: URL { root.appendingPathComponent("blocked") }
+    /// Written by a test to let a call held by `holdOn` go on.
+    public var releaseMarker: URL { root.appendingPathComponent("release") }
+
+    /// Holds the call for `address` when it is `holdOn`: the fixture process polls for the
+    /// release file (a test's child, which can wait on a file).
+    func hold(_ address: ResourceAddress) async throws {
+        guard options.holdOn == address.description else { return }
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        try Data("held \(address)\n".utf8).write(to: blockedMarker)
+        while !FileManager.default.fileExists(atPath: releaseMarker.path) { try await Task.sleep(for: .milliseconds(20)) }
+    }
     /// One line per create refused for `quota`: `ADDRESS`.
     public var refusalLog: URL { root.appendingPathComponent("refusals.log") }
 
@@ -337,6 +353,7 @@ struct FakeThingKind: ResourceKind {
         if cloud.options.failOn == address.description {
             throw ProviderError(.permanent, "the fake cloud refuses to create \(address)", address: address)
         }
+        try await cloud.hold(address)
         if cloud.options.blockOn == address.description {
             try FileManager.default.createDirectory(at: cloud.root, withIntermediateDirectories: true)
             try Data("blocked \(address)\n".utf8).write(to: cloud.blockedMarker)
@@ -441,6 +458,7 @@ struct FakeThingKind: ResourceKind {
 
     func delete(_ state: ResourceState, context: OperationContext) async throws {
         try await cloud.pause()
+        try await cloud.hold(state.address)
         let file = cloud.resourcesDirectory.appendingPathComponent("\(state.id).json")
         if FileManager.default.fileExists(atPath: file.path) { try FileManager.default.removeItem(at: file) }
         try cloud.appendLine("delete \(state.address) \(state.id)\n", to: cloud.eventLog)

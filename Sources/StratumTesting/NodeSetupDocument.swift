@@ -48,8 +48,13 @@ public struct NodeSetupDocument: Sendable {
     public var bootEnv: String { files["/usr/local/lib/stratum/boot-env.sh"] ?? "" }
 
     /// Debian's `cloud-init schema --config-file` on the document: nil when cloud-init calls it
-    /// valid, else what it said (installed by .ci/run).
-    public func schemaProblems() throws -> String? {
+    /// valid, else what it said (installed by .ci/run). Waited for off the shared pool.
+    public func schemaProblems() async throws -> String? {
+        let text = text
+        return try await offThePool { try Self.schemaProblems(of: text) }
+    }
+
+    static func schemaProblems(of text: String) throws -> String? {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("stratum-user-data-\(UUID().uuidString).yaml")
         try Data(text.utf8).write(to: file)
         defer { try? FileManager.default.removeItem(at: file) }

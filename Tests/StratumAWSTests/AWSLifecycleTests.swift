@@ -46,7 +46,7 @@ struct AWSLifecycleTests {
         for index in 0..<2 {
             let worker = try #require(await world.store.read(workspace: world.workspace).resources[ResourceAddress(type: "aws_instance", name: "worker", index: index)])
             let data = try await world.direct.ec2("DescribeInstanceAttribute", [("InstanceId", worker.id), ("Attribute", "userData")], region: world.region, idempotent: true)
-            let problems = try NodeSetupDocument(base64: data.string("userData/value") ?? "").schemaProblems()
+            let problems = try await NodeSetupDocument(base64: data.string("userData/value") ?? "").schemaProblems()
             #expect(problems == nil, "aws_instance.worker[\(index)]: \(problems ?? "")")
         }
         // The archive in the bucket is the bytes this binary carries.

@@ -120,7 +120,7 @@ struct AzureStackLifecycleTests {
             #expect(named.values.first?.mapValue?["clientId"]?.stringValue == clientID)
             // The customData as sent: a node setup Debian's cloud-init accepts.
             let setup = try NodeSetupDocument(base64: try #require(await world.fake.customData(of: id), "\(id) was sent no customData"))
-            let problems = try setup.schemaProblems()
+            let problems = try await setup.schemaProblems()
             #expect(problems == nil, "\(id): \(problems ?? "")")
             #expect(setup.environment["AZURE_CLIENT_ID"] == clientID)
         }

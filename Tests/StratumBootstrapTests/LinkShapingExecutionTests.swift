@@ -17,16 +17,22 @@ final class LinkLab: Sendable {
     /// Why this machine cannot make the lab, or nil when it can (checked once).
     static let unavailableReason: String? = {
         guard getuid() == 0 else { return "needs root to make network namespaces" }
-        for tool in ["ip", "tc", "python3"] where run(["sh", "-c", "command -v \(tool)"]).status != 0 { return "\(tool) is not installed" }
+        for tool in ["ip", "tc", "python3"] where runBlocking(["sh", "-c", "command -v \(tool)"]).status != 0 { return "\(tool) is not installed" }
         let probe = "stratum-link-probe-\(getpid())"
-        let made = run(["ip", "netns", "add", probe])
+        let made = runBlocking(["ip", "netns", "add", probe])
         guard made.status == 0 else { return "network namespaces cannot be made here: \(made.output)" }
-        _ = run(["ip", "netns", "del", probe])
+        _ = runBlocking(["ip", "netns", "del", probe])
         return nil
     }()
 
+    /// `runBlocking` off the shared pool.
     @discardableResult
-    static func run(_ arguments: [String], environment: [String: String] = [:]) -> (status: Int32, output: String) {
+    static func run(_ arguments: [String], environment: [String: String] = [:]) async -> (status: Int32, output: String) {
+        await offThePool { runBlocking(arguments, environment: environment) }
+    }
+
+    @discardableResult
+    static func runBlocking(_ arguments: [String], environment: [String: String] = [:]) -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = arguments
@@ -41,7 +47,7 @@ final class LinkLab: Sendable {
         return (process.terminationStatus, output)
     }
 
-    init() throws {
+    init() async throws {
         let name = "stratum-link-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
         shaped = name + "-n"
         peer = name + "-p"
@@ -55,7 +61,7 @@ final class LinkLab: Sendable {
             ["ip", "-n", shaped, "route", "add", "default", "via", Self.peerAddress],
         ]
         for step in steps {
-            let result = Self.run(step)
+            let result = await Self.run(step)
             if result.status != 0 {
                 remove()
                 throw LabError(description: "\(step.joined(separator: " ")): \(result.output)")
@@ -78,26 +84,31 @@ final class LinkLab: Sendable {
 
     /// Runs `arguments` in namespace `ns`.
     @discardableResult
-    func exec(_ ns: String, _ arguments: [String]) -> (status: Int32, output: String) {
-        Self.run(["ip", "netns", "exec", ns] + arguments)
+    func exec(_ ns: String, _ arguments: [String]) async -> (status: Int32, output: String) {
+        await Self.run(["ip", "netns", "exec", ns] + arguments)
     }
 
     /// Runs a link script on the node's side as its unit would, with apt-get standing in.
-    func runLink(_ script: String) throws -> (status: Int32, output: String) {
+    func runLink(_ script: String) async throws -> (status: Int32, output: String) {
         try write("link.sh", script, mode: 0o755)
-        return exec(shaped, ["env", "PATH=\(directory.path)/bin:\(Self.path)", "sh", directory.appendingPathComponent("link.sh").path])
+        return await exec(shaped, ["env", "PATH=\(directory.path)/bin:\(Self.path)", "sh", directory.appendingPathComponent("link.sh").path])
     }
 
     /// `tc -s -j qdisc show dev DEV` in the node's namespace, as JSON objects.
-    func qdiscs(_ device: String) throws -> [[String: Any]] {
-        let shown = exec(shaped, ["tc", "-s", "-j", "qdisc", "show", "dev", device])
+    func qdiscs(_ device: String) async throws -> [[String: Any]] {
+        let shown = await exec(shaped, ["tc", "-s", "-j", "qdisc", "show", "dev", device])
         guard shown.status == 0 else { throw LabError(description: "tc qdisc show dev \(device): \(shown.output)") }
         return try JSONSerialization.jsonObject(with: Data(shown.output.utf8)) as? [[String: Any]] ?? []
     }
 
     /// What one TCP stream of `bytes` from `sender` to `receiver` (at `address`) gets through,
     /// in bits per second at the receiver (see `measure`).
-    func throughput(from sender: String, to receiver: String, address: String, bytes: Int) throws -> Double {
+    /// `throughputBlocking` off the shared pool (a transfer takes seconds).
+    func throughput(from sender: String, to receiver: String, address: String, bytes: Int) async throws -> Double {
+        try await offThePool { try self.throughputBlocking(from: sender, to: receiver, address: address, bytes: bytes) }
+    }
+
+    func throughputBlocking(from sender: String, to receiver: String, address: String, bytes: Int) throws -> Double {
         let port = String(Int.random(in: 20000...40000))
         let script = directory.appendingPathComponent("measure.py").path
         let listener = Process()
@@ -119,7 +130,7 @@ final class LinkLab: Sendable {
             listener.waitUntilExit()
             throw LabError(description: "the receiver did not start: \(String(decoding: first, as: UTF8.self))")
         }
-        let sent = exec(sender, ["python3", script, "send", address, port, String(bytes)])
+        let sent = Self.runBlocking(["ip", "netns", "exec", sender, "python3", script, "send", address, port, String(bytes)])
         let rest = output.fileHandleForReading.readDataToEndOfFile()
         listener.waitUntilExit()
         let result = String(decoding: first + rest, as: UTF8.self)
@@ -166,9 +177,10 @@ final class LinkLab: Sendable {
 
         """
 
+    /// Removes the namespaces on this thread: a `defer`'s clean-up, which cannot await.
     func remove() {
-        Self.run(["ip", "netns", "del", shaped])
-        Self.run(["ip", "netns", "del", peer])
+        Self.runBlocking(["ip", "netns", "del", shaped])
+        Self.runBlocking(["ip", "netns", "del", peer])
         try? FileManager.default.removeItem(at: directory)
     }
 }
@@ -177,7 +189,7 @@ final class LinkLab: Sendable {
 /// of the machine the tests run on.
 @Suite(
     "A node's link script run in network namespaces", .serialized,
-    .enabled(if: LinkLab.unavailableReason == nil, Comment(rawValue: "skipped: \(LinkLab.unavailableReason ?? "")")), .timeLimit(.minutes(1)))
+    .enabled(if: LinkLab.unavailableReason == nil, Comment(rawValue: "skipped: \(LinkLab.unavailableReason ?? "")")), .timeLimit(.minutes(3)))
 struct LinkShapingExecutionTests {
     static func script(_ link: LinkProfile) throws -> String {
         let node = NodeBootstrap(
@@ -219,17 +231,17 @@ struct LinkShapingExecutionTests {
         return problems
     }
 
-    @Test func aRateCapHoldsWhatTheNodeSendsAndReceivesToTheRate() throws {
-        let lab = try LinkLab()
+    @Test func aRateCapHoldsWhatTheNodeSendsAndReceivesToTheRate() async throws {
+        let lab = try await LinkLab()
         defer { lab.remove() }
         let link = LinkProfile(rateMbit: 20)
         let script = try Self.script(link)
         // Twice: the second run (a restart of the unit) clears the first's and shapes alike.
         for run in 1...2 {
-            let applied = try lab.runLink(script)
+            let applied = try await lab.runLink(script)
             #expect(applied.status == 0, "run \(run): \(applied.output)")
             #expect(applied.output.contains("stratum link: v0 held to 20 Mbit/s"), "\(applied.output)")
-            let interface = try lab.qdiscs("v0"), ifb = try lab.qdiscs(NodeBootstrap.linkIFB)
+            let interface = try await lab.qdiscs("v0"), ifb = try await lab.qdiscs(NodeBootstrap.linkIFB)
             #expect(Self.shapes(interface) == Self.asked(link, device: "v0"), "run \(run): \(interface)")
             #expect(Self.shapes(ifb) == Self.asked(link, device: NodeBootstrap.linkIFB), "run \(run): \(ifb)")
             let tbfs = interface.filter { $0["kind"] as? String == "tbf" } + ifb
@@ -239,7 +251,7 @@ struct LinkShapingExecutionTests {
                 #expect(problems.isEmpty, "\(problems)")
             }
             // Everything v0 receives is redirected to the IFB device.
-            let filters = lab.exec(lab.shaped, ["tc", "filter", "show", "dev", "v0", "parent", "ffff:"]).output
+            let filters = await lab.exec(lab.shaped, ["tc", "filter", "show", "dev", "v0", "parent", "ffff:"]).output
             #expect(filters.contains("match 00000000/00000000 at 0") && filters.contains("mirred (Egress Redirect to device \(NodeBootstrap.linkIFB))"), "\(filters)")
             #expect(filters.components(separatedBy: "Egress Redirect").count == 2, "one redirect, not one per run:\n\(filters)")
         }
@@ -247,14 +259,14 @@ struct LinkShapingExecutionTests {
         // What the kernel lets through, each way: within 20 % of the rate (TCP's headers take ~4 %).
         let rate = Double(try #require(link.rateKbit)) * 1000
         let bytes = Int(rate / 8 * 1.5)
-        let sent = try lab.throughput(from: lab.shaped, to: lab.peer, address: LinkLab.peerAddress, bytes: bytes)
-        let received = try lab.throughput(from: lab.peer, to: lab.shaped, address: LinkLab.nodeAddress, bytes: bytes)
+        let sent = try await lab.throughput(from: lab.shaped, to: lab.peer, address: LinkLab.peerAddress, bytes: bytes)
+        let received = try await lab.throughput(from: lab.peer, to: lab.shaped, address: LinkLab.nodeAddress, bytes: bytes)
         print("link test: configured \(Int(rate / 1e6)) Mbit/s; measured \(String(format: "%.2f", sent / 1e6)) Mbit/s sent, \(String(format: "%.2f", received / 1e6)) Mbit/s received")
         #expect(abs(sent - rate) <= 0.2 * rate, "sent at \(sent) bit/s, configured \(rate)")
         #expect(abs(received - rate) <= 0.2 * rate, "received at \(received) bit/s, configured \(rate)")
         // And the traffic went through the qdiscs asked for: each tbf carried a stream.
         for (device, kind) in [("v0", "tbf"), (NodeBootstrap.linkIFB, "tbf")] {
-            let carried = try lab.qdiscs(device).first { $0["kind"] as? String == kind }?["bytes"] as? Int ?? 0
+            let carried = try await lab.qdiscs(device).first { $0["kind"] as? String == kind }?["bytes"] as? Int ?? 0
             #expect(carried >= bytes, "\(device)'s \(kind) carried \(carried) bytes")
         }
         #expect(!FileManager.default.fileExists(atPath: lab.directory.appendingPathComponent("apt-get.log").path))
@@ -265,17 +277,17 @@ struct LinkShapingExecutionTests {
     /// Where the kernel has none, the script must fail saying so, leaving the interface as it
     /// was; where it has one, the qdiscs are those asked for. So the delay and loss path itself
     /// runs on cloud kernels only.
-    @Test func delayAndLossNeedNetemAndAreAppliedWhollyOrNotAtAll() throws {
-        let lab = try LinkLab()
+    @Test func delayAndLossNeedNetemAndAreAppliedWhollyOrNotAtAll() async throws {
+        let lab = try await LinkLab()
         defer { lab.remove() }
         let link = LinkProfile(rateMbit: 20, delayMs: 50, lossPercent: 1)
-        let before = Self.shapes(try lab.qdiscs("v0"))
-        let hasNetem = lab.exec(lab.shaped, ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]).status == 0
-        lab.exec(lab.shaped, ["tc", "qdisc", "del", "dev", "lo", "root"])
-        let applied = try lab.runLink(try Self.script(link))
+        let before = await Self.shapes(try lab.qdiscs("v0"))
+        let hasNetem = await lab.exec(lab.shaped, ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]).status == 0
+        await lab.exec(lab.shaped, ["tc", "qdisc", "del", "dev", "lo", "root"])
+        let applied = try await lab.runLink(try Self.script(link))
         if hasNetem {
             #expect(applied.status == 0, "\(applied.output)")
-            #expect(Self.shapes(try lab.qdiscs("v0")) == Self.asked(link, device: "v0"))
+            await #expect(Self.shapes(try lab.qdiscs("v0")) == Self.asked(link, device: "v0"))
             return
         }
         print("link test: this kernel has no sch_netem; checked that the script fails clearly and leaves v0 unshaped")
@@ -283,8 +295,8 @@ struct LinkShapingExecutionTests {
         #expect(applied.output.contains("netem") && applied.output.contains("sch_netem could not be loaded") && applied.output.contains("v0 is left unshaped"), "\(applied.output)")
         #expect(!applied.output.contains("held to"))
         // Nothing half-applied: the qdiscs as they were, no redirect, no IFB device.
-        #expect(Self.shapes(try lab.qdiscs("v0")) == before)
-        #expect(!lab.exec(lab.shaped, ["tc", "filter", "show", "dev", "v0", "parent", "ffff:"]).output.contains("mirred"))
-        #expect(lab.exec(lab.shaped, ["ip", "link", "show", "dev", NodeBootstrap.linkIFB]).status != 0)
+        await #expect(Self.shapes(try lab.qdiscs("v0")) == before)
+        await #expect(!lab.exec(lab.shaped, ["tc", "filter", "show", "dev", "v0", "parent", "ffff:"]).output.contains("mirred"))
+        await #expect(lab.exec(lab.shaped, ["ip", "link", "show", "dev", NodeBootstrap.linkIFB]).status != 0)
     }
 }

@@ -84,7 +84,12 @@ struct NodeBootstrapTests {
     static let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden")
 
     /// Runs a command; its exit status and output together.
-    static func run(_ arguments: [String], input: Data? = nil) throws -> (status: Int32, output: String) {
+    /// `runBlocking` off the shared pool (cloud-init and builds take seconds).
+    static func run(_ arguments: [String], input: Data? = nil) async throws -> (status: Int32, output: String) {
+        try await offThePool { try runBlocking(arguments, input: input) }
+    }
+
+    static func runBlocking(_ arguments: [String], input: Data? = nil) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = arguments
@@ -105,12 +110,12 @@ struct NodeBootstrapTests {
     static func files(of document: String) throws -> [String: String] { try NodeSetupDocument(document).files }
 
     @Test(arguments: BootstrapCase.all)
-    func debiansCloudInitAcceptsTheDocument(_ node: BootstrapCase) throws {
+    func debiansCloudInitAcceptsTheDocument(_ node: BootstrapCase) async throws {
         let document = try node.bootstrap.cloudConfig()
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("stratum-\(node.name)-\(UUID().uuidString).yaml")
         try document.write(to: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: file) }
-        let check = try Self.run(["cloud-init", "schema", "--config-file", file.path])
+        let check = try await Self.run(["cloud-init", "schema", "--config-file", file.path])
         #expect(check.status == 0, "cloud-init schema (installed by .ci/run) refused \(node.name):\n\(check.output)")
         #expect(check.output.contains("Valid cloud-config"), "\(check.output)")
     }
@@ -130,17 +135,17 @@ struct NodeBootstrapTests {
 
     /// Every script the document writes parses in the shell cloud-init and systemd run it with.
     @Test(arguments: BootstrapCase.all)
-    func everyScriptIsValidShell(_ node: BootstrapCase) throws {
+    func everyScriptIsValidShell(_ node: BootstrapCase) async throws {
         let files = try Self.files(of: try node.bootstrap.cloudConfig())
         let scripts = files.filter { $0.key.hasSuffix(".sh") }
         #expect(scripts.count >= 2)
         for (path, content) in scripts {
-            let check = try Self.run(["sh", "-n"], input: Data(content.utf8))
+            let check = try await Self.run(["sh", "-n"], input: Data(content.utf8))
             #expect(check.status == 0, "\(path) of \(node.name): \(check.output)")
         }
         // node.env is sourced by the workload: it must parse too, and give back the values.
         let env = try #require(files[NodeBootstrap.nodeEnvPath])
-        let sourced = try Self.run(["sh", "-c", "set -a; eval \"$(cat)\"; printf '%s|%s' \"$NOTE\" \"$STRATUM_CLUSTER\""], input: Data(env.utf8))
+        let sourced = try await Self.run(["sh", "-c", "set -a; eval \"$(cat)\"; printf '%s|%s' \"$NOTE\" \"$STRATUM_CLUSTER\""], input: Data(env.utf8))
         #expect(sourced.output == "it's quoted|worker", "\(sourced.output)")
     }
 
@@ -201,7 +206,7 @@ struct NodeBootstrapTests {
 
     /// The trainer's arguments reach it with the node's variables expanded and nothing else
     /// interpreted: the workload script run by the shell with a stand-in trainer.
-    @Test func trainerArgumentsExpandTheNodesVariablesAndNothingElse() throws {
+    @Test func trainerArgumentsExpandTheNodesVariablesAndNothingElse() async throws {
         var node = try #require(BootstrapCase.all.first { $0.name == "aws-p5-trainer" }).bootstrap
         node.workload = .trainer(
             TrainerArtifact(url: "s3://b/t.zip", sha256: "00"), config: "",
@@ -211,7 +216,7 @@ struct NodeBootstrapTests {
         // Run the exec line with `printf` standing in for the trainer and node.env as given.
         let exec = try #require(script.split(separator: "\n").last).replacingOccurrences(of: "exec /opt/stratum/bin/stratum-trainer", with: "printf '%s\\n'")
         let env = try #require(files[NodeBootstrap.nodeEnvPath])
-        let run = try Self.run(["sh", "-c", "set -a; eval \"$(cat)\"; set +a; \(exec)"], input: Data(env.utf8))
+        let run = try await Self.run(["sh", "-c", "set -a; eval \"$(cat)\"; set +a; \(exec)"], input: Data(env.utf8))
         #expect(run.status == 0, "\(run.output)")
         #expect(run.output.split(separator: "\n").map(String.init) == [
             "--config", NodeBootstrap.trainerConfigPath, "--set", "diloco.rank=1", "--set", "note=$(touch /tmp/stratum-pwned) `id` \"q\" \\",

@@ -7,7 +7,7 @@ import Testing
 struct TrainerArchiveTests {
     static let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Sources").standardized
 
-    @Test func theArchiveCarriesTheTrainerAsItIsInTheSourceTree() throws {
+    @Test func theArchiveCarriesTheTrainerAsItIsInTheSourceTree() async throws {
         let archive = TrainerArchive.bundled
         #expect(archive.paths.contains("TrainerCUDA/Makefile") && archive.paths.contains("stratum-trainer/main.c"))
         #expect(archive.paths.contains("TrainerCore/include/trainer.h") && archive.paths.contains("TrainerCUDA/model.cu"))
@@ -15,7 +15,7 @@ struct TrainerArchiveTests {
         let extracted = try TestSupport.temporaryDirectory("trainer-archive")
         let zip = extracted.appendingPathComponent("trainer.zip")
         try archive.data.write(to: zip)
-        let unzip = try NodeBootstrapTests.run(["python3", "-m", "zipfile", "-e", zip.path, extracted.appendingPathComponent("src").path])
+        let unzip = try await NodeBootstrapTests.run(["python3", "-m", "zipfile", "-e", zip.path, extracted.appendingPathComponent("src").path])
         #expect(unzip.status == 0, "\(unzip.output)")
         for path in archive.paths {
             let shipped = try Data(contentsOf: extracted.appendingPathComponent("src/\(path)"))
@@ -36,13 +36,13 @@ struct TrainerArchiveTests {
 
     /// What a node without nvcc does with the archive: unzip it with python3, `make cpu`, and
     /// train; the trainer it builds answers /healthz.
-    @Test func aNodeBuildsTheCPUTrainerFromTheArchiveAndItTrains() throws {
+    @Test func aNodeBuildsTheCPUTrainerFromTheArchiveAndItTrains() async throws {
         let work = try TestSupport.temporaryDirectory("trainer-build")
         let zip = work.appendingPathComponent("trainer.zip")
         try TrainerArchive.bundled.data.write(to: zip)
         let src = work.appendingPathComponent("src"), build = work.appendingPathComponent("build")
-        #expect(try NodeBootstrapTests.run(["python3", "-m", "zipfile", "-e", zip.path, src.path]).status == 0)
-        let make = try NodeBootstrapTests.run(["make", "-C", src.appendingPathComponent("TrainerCUDA").path, "-j", "2", "BUILD=\(build.path)", "cpu"])
+        await #expect(try NodeBootstrapTests.run(["python3", "-m", "zipfile", "-e", zip.path, src.path]).status == 0)
+        let make = try await NodeBootstrapTests.run(["make", "-C", src.appendingPathComponent("TrainerCUDA").path, "-j", "2", "BUILD=\(build.path)", "cpu"])
         #expect(make.status == 0, "\(make.output.suffix(2000))")
         let trainer = build.appendingPathComponent("stratum-trainer")
         let config = work.appendingPathComponent("trainer.yaml")
@@ -52,7 +52,7 @@ struct TrainerArchiveTests {
             data: {source: synthetic}
             checkpoint: {dir: \(work.appendingPathComponent("ckpt").path)}
             """.write(to: config, atomically: true, encoding: .utf8)
-        let run = try NodeBootstrapTests.run([trainer.path, "--config", config.path])
+        let run = try await NodeBootstrapTests.run([trainer.path, "--config", config.path])
         #expect(run.status == 0, "\(run.output)")
         #expect(run.output.contains("done at step 5"), "\(run.output)")
         #expect(FileManager.default.fileExists(atPath: work.appendingPathComponent("ckpt").path))

@@ -40,7 +40,7 @@ struct CLICatalogUpdateTests {
             "CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDBILLING": billing.endpoint.absoluteString, "STRATUM_GCP_API_KEY": billing.apiKey,
         ]) { $1 }
         let before = Self.today()
-        let update = try await cli.runAsync(["catalog", "update"])
+        let update = try await cli.run(["catalog", "update"])
         let day = Self.today() == before ? before : Self.today()
         #expect(update.status == 0, "\(update.stderr)")
         for cloud in ["aws", "gcp", "azure"] {
@@ -59,16 +59,16 @@ struct CLICatalogUpdateTests {
         // No secret reaches the output.
         for secret in ["catalog-test-secret", billing.apiKey] { #expect(!update.stdout.contains(secret) && !update.stderr.contains(secret)) }
 
-        let table = try await cli.runAsync(["catalog", "--gpu", "A100-80GB", "--cloud", "azure", "--region", "eastus"])
+        let table = try await cli.run(["catalog", "--gpu", "A100-80GB", "--cloud", "azure", "--region", "eastus"])
         let row = try #require(table.stdout.split(separator: "\n").first { $0.contains("Standard_NC24ads_A100_v4") })
         #expect(row.contains("$3.80/h") && row.contains("$0.52/h") && row.contains(day), "\(row)")
         #expect(table.stdout.contains("from \(dir.appendingPathComponent(".stratum/catalog/azure.csv").path)"), "\(table.stdout)")
-        let p4d = try await cli.runAsync(["catalog", "--gpu", "A100", "--count", "8", "--cloud", "aws", "--region", "us-east-1", "--spot"])
+        let p4d = try await cli.run(["catalog", "--gpu", "A100", "--count", "8", "--cloud", "aws", "--region", "us-east-1", "--spot"])
         #expect(p4d.stdout.contains("$6.25/h"), "\(p4d.stdout)")
 
         // Offline later: the updated file stays as it is, and the command says how old its prices are.
         let written = try Data(contentsOf: dir.appendingPathComponent(".stratum/catalog/azure.csv"))
-        let offline = try await cli.runAsync(
+        let offline = try await cli.run(
             ["catalog", "update", "--cloud", "azure", "--timeout", "2"],
             extraEnvironment: ["STRATUM_AZURE_RETAIL_PRICES_ENDPOINT": "http://127.0.0.1:\(freeLoopbackPort())/api/retail/prices"])
         #expect(offline.status == 1)
@@ -86,7 +86,7 @@ struct CLICatalogUpdateTests {
             "STRATUM_AZURE_RETAIL_PRICES_ENDPOINT": "\(closed)/api/retail/prices", "STRATUM_AWS_PRICE_LIST_ENDPOINT": closed,
             "CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDBILLING": closed, "STRATUM_GCP_API_KEY": "AIzaOfflineKey",
         ]) { $1 }
-        let result = try await cli.runAsync(["catalog", "update", "--timeout", "2"])
+        let result = try await cli.run(["catalog", "update", "--timeout", "2"])
         #expect(result.status == 1)
         for (cloud, file) in [("aws", "Providers/AWS/Catalog/offers.csv"), ("gcp", "Providers/GCP/Catalog/offers.csv"), ("azure", "Providers/Azure/Catalog/offers.csv")] {
             #expect(result.stderr.contains("\(cloud): cannot reach 127.0.0.1"), "\(result.stderr)")
@@ -97,7 +97,7 @@ struct CLICatalogUpdateTests {
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent(".stratum/catalog").path))
         #expect(!result.stderr.contains("AIzaOfflineKey"))
 
-        let unknown = try await cli.runAsync(["catalog", "update", "--cloud", "mars"])
+        let unknown = try await cli.run(["catalog", "update", "--cloud", "mars"])
         #expect(unknown.status == 1 && unknown.stderr.contains("no offer catalog for mars"), "\(unknown.stderr)")
     }
 }

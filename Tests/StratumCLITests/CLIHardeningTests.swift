@@ -112,29 +112,35 @@ final class TerminalProcess: @unchecked Sendable {
 
     /// The exit code (128 + the signal when killed by one), or nil if it is still running at
     /// the deadline. Once it returns a code, `output` holds everything the process wrote.
-    func waitForExit(seconds: Double) -> Int32? {
-        _ = waitUntil(seconds: seconds) {
-            if lock.withLock({ exitStatus == nil }) {
-                var status: Int32 = 0
-                guard waitpid(pid, &status, WNOHANG) == pid else { return false }
-                let signal = status & 0x7f
-                lock.withLock { exitStatus = signal == 0 ? (status >> 8) & 0xff : 128 + signal }
-            }
-            return lock.withLock { closed }
-        }
+    func waitForExit(seconds: Double) async -> Int32? {
+        _ = await eventually(seconds: seconds) { reaped() }
         return lock.withLock { closed ? exitStatus : nil }
     }
 
-    func waitForOutput(_ text: String, seconds: Double) -> Bool {
-        waitUntil(seconds: seconds) { output.contains(text) }
+    /// Reaps the child if it ended; whether it ended and its output is all read.
+    private func reaped() -> Bool {
+        if lock.withLock({ exitStatus == nil }) {
+            var status: Int32 = 0
+            guard waitpid(pid, &status, WNOHANG) == pid else { return false }
+            let signal = status & 0x7f
+            lock.withLock { exitStatus = signal == 0 ? (status >> 8) & 0xff : 128 + signal }
+        }
+        return lock.withLock { closed }
+    }
+
+    func waitForOutput(_ text: String, seconds: Double) async -> Bool {
+        await eventually(seconds: seconds) { output.contains(text) }
     }
 
     /// Makes sure nothing outlives the test.
+    /// Kills the child and reaps it, on this thread: a `defer`'s clean-up, which cannot await
+    /// (a SIGKILLed child ends at once).
     func kill() {
-        _ = waitForExit(seconds: 0)
+        _ = reaped()
         // Only a child not yet reaped: its pid cannot have been reused.
         if lock.withLock({ exitStatus == nil }) { Glibc.kill(pid, SIGKILL) }
-        _ = waitForExit(seconds: 10)
+        let deadline = Date().addingTimeInterval(10)
+        while !reaped(), Date() < deadline { usleep(10_000) }
     }
 }
 
@@ -169,22 +175,22 @@ struct FixtureWorkspace {
     }
 
     /// The lock events of the fake-fan workspace, oldest first (kind only).
-    func lockEvents() throws -> [String] {
-        let history = try cli.run(["state", "history", "--stack", "fake-fan", "--json"])
+    func lockEvents() async throws -> [String] {
+        let history = try await cli.run(["state", "history", "--stack", "fake-fan", "--json"])
         let object = try JSONSerialization.jsonObject(with: Data(history.stdout.utf8)) as? [String: Any]
         let events = object?["lockEvents"] as? [[String: Any]] ?? []
         return events.compactMap { $0["kind"] as? String }
     }
 
-    func stateAddresses() throws -> Set<String> {
-        Set(try cli.run(["state", "list", "--stack", "fake-fan"]).stdout.split(separator: "\n").map(String.init))
+    func stateAddresses() async throws -> Set<String> {
+        Set(try await cli.run(["state", "list", "--stack", "fake-fan"]).stdout.split(separator: "\n").map(String.init))
     }
 
     /// Whether state and the fake cloud hold the same resources, each created once.
-    func isConsistent(expected: Int) throws -> Bool {
+    func isConsistent(expected: Int) async throws -> Bool {
         let inventory = try cloud.inventory()
         let created = cloud.createCounts()
-        let recorded = try stateAddresses()
+        let recorded = try await stateAddresses()
         return inventory.count == expected && Set(inventory.values.map(\.address.description)) == recorded
             && created.values.allSatisfy { $0 == 1 }
     }
@@ -193,56 +199,56 @@ struct FixtureWorkspace {
 @Suite("CLI hardening: typos fail loudly", .serialized)
 struct CLITypoTests {
     @Test(.timeLimit(.minutes(2)))
-    func unknownTargetOrExcludeExitsOneNamingIt() throws {
+    func unknownTargetOrExcludeExitsOneNamingIt() async throws {
         let work = try FixtureWorkspace("typo-target")
-        let plan = try work.cli.run(["plan", "--stack", "fake-fan", "--target", "fake_thing.chld"])
+        let plan = try await work.cli.run(["plan", "--stack", "fake-fan", "--target", "fake_thing.chld"])
         #expect(plan.status == 1)
         #expect(plan.stderr.contains("--target fake_thing.chld matches no resource in the stack or its state"), "\(plan.stderr)")
         #expect(plan.stderr.contains("did you mean fake_thing.child?"), "\(plan.stderr)")
         #expect(!plan.stdout.contains("No changes"))
 
-        let apply = try work.cli.run(["apply", "--stack", "fake-fan", "--auto-approve", "--exclude", "fake_thing.child[9]", "--target", "fake_thing.root"])
+        let apply = try await work.cli.run(["apply", "--stack", "fake-fan", "--auto-approve", "--exclude", "fake_thing.child[9]", "--target", "fake_thing.root"])
         #expect(apply.status == 1)
         #expect(apply.stderr.contains("--exclude fake_thing.child[9] matches no resource"), "\(apply.stderr)")
         #expect(try work.cloud.inventory().isEmpty)
 
         // Good addresses still work; a destroy names what state lacks.
-        #expect(try work.cli.run(["apply", "--stack", "fake-fan", "--auto-approve", "--target", "fake_thing.child[1]"]).status == 0)
-        #expect(try work.stateAddresses() == ["fake_thing.child[1]", "fake_thing.root"])
-        let destroy = try work.cli.run(["destroy", "--stack", "fake-fan", "--auto-approve", "--target", "fake_thing.child[2]"])
+        #expect(try await work.cli.run(["apply", "--stack", "fake-fan", "--auto-approve", "--target", "fake_thing.child[1]"]).status == 0)
+        await #expect(try work.stateAddresses() == ["fake_thing.child[1]", "fake_thing.root"])
+        let destroy = try await work.cli.run(["destroy", "--stack", "fake-fan", "--auto-approve", "--target", "fake_thing.child[2]"])
         #expect(destroy.status == 1)
         #expect(destroy.stderr.contains("--target fake_thing.child[2] matches no resource in the state"), "\(destroy.stderr)")
         #expect(try work.cloud.inventory().count == 2)
     }
 
     @Test(.timeLimit(.minutes(3)))
-    func aScopeThatExcludesEverythingSaysSo() throws {
+    func aScopeThatExcludesEverythingSaysSo() async throws {
         let work = try FixtureWorkspace("typo-scope")
         // Every child needs the root, so excluding the root leaves nothing.
-        let plan = try work.cli.run(["plan", "--stack", "fake-fan", "--exclude", "fake_thing.root"])
+        let plan = try await work.cli.run(["plan", "--stack", "fake-fan", "--exclude", "fake_thing.root"])
         #expect(plan.status == 1)
         #expect(plan.stderr.contains("--exclude fake_thing.root leaves no resource in scope: all 6 resource(s) are left out"), "\(plan.stderr)")
         #expect(!plan.stdout.contains("No changes"))
     }
 
     @Test(.timeLimit(.minutes(3)))
-    func malformedTargetIsRejectedBeforeTheLockIsTaken() throws {
+    func malformedTargetIsRejectedBeforeTheLockIsTaken() async throws {
         let work = try FixtureWorkspace("typo-malformed")
         // On a fresh directory nothing at all is created.
-        let fresh = try work.cli.run(["apply", "--stack", "fake-fan", "--auto-approve", "--target", "not an address"])
+        let fresh = try await work.cli.run(["apply", "--stack", "fake-fan", "--auto-approve", "--target", "not an address"])
         #expect(fresh.status != 0)
         #expect(fresh.stderr.contains("--target 'not an address' is not a resource address"), "\(fresh.stderr)")
         #expect(work.contents().isEmpty, "\(work.contents())")
 
-        #expect(try work.cli.run(["apply", "--stack", "fake-fan", "--auto-approve"]).status == 0)
-        let before = try work.lockEvents()
+        #expect(try await work.cli.run(["apply", "--stack", "fake-fan", "--auto-approve"]).status == 0)
+        let before = try await work.lockEvents()
         #expect(before == ["acquired", "released"])
         for arguments in [["plan", "--target", "fake_thing["], ["destroy", "--auto-approve", "--exclude", "fake_thing.child[x]"]] {
-            let result = try work.cli.run(arguments + ["--stack", "fake-fan"])
+            let result = try await work.cli.run(arguments + ["--stack", "fake-fan"])
             #expect(result.status != 0)
             #expect(result.stderr.contains("is not a resource address"), "\(result.stderr)")
         }
-        #expect(try work.lockEvents() == before)
+        #expect(try await work.lockEvents() == before)
         #expect(try work.cloud.inventory().count == 6)
     }
 
@@ -250,7 +256,7 @@ struct CLITypoTests {
     func aStackTheBinaryDoesNotCarryCreatesNothing() async throws {
         let work = try FixtureWorkspace("typo-stack")
         for arguments in [["destroy", "--stack", "unknown", "--auto-approve"], ["plan", "--destroy", "--stack", "unknown"], ["plan", "--stack", "unknown"], ["output", "--stack", "unknown"]] {
-            let result = try work.cli.run(arguments)
+            let result = try await work.cli.run(arguments)
             #expect(result.status == 1, "\(arguments)")
             #expect(result.stderr.contains("no stack named 'unknown'"), "\(result.stderr)")
             #expect(result.stderr.contains("fake-fan"), "\(result.stderr)")
@@ -258,9 +264,9 @@ struct CLITypoTests {
         #expect(work.contents().isEmpty, "\(work.contents())")
 
         // With state for other stacks, the unknown one still gets no workspace, lock or row.
-        #expect(try work.cli.run(["apply", "--stack", "fake-fan", "--auto-approve"]).status == 0)
+        #expect(try await work.cli.run(["apply", "--stack", "fake-fan", "--auto-approve"]).status == 0)
         let statePath = work.stratumDirectory.appendingPathComponent("state.db").path
-        let destroy = try work.cli.run(["destroy", "--stack", "unknown", "--auto-approve"])
+        let destroy = try await work.cli.run(["destroy", "--stack", "unknown", "--auto-approve"])
         #expect(destroy.status == 1)
         #expect(destroy.stderr.contains("no stack named 'unknown'"))
         let store = try SQLiteStateStore(path: statePath)
@@ -269,43 +275,43 @@ struct CLITypoTests {
     }
 
     @Test(.timeLimit(.minutes(3)))
-    func anUnknownEnvironmentNamesTheFilesItLookedFor() throws {
+    func anUnknownEnvironmentNamesTheFilesItLookedFor() async throws {
         let work = try FixtureWorkspace("typo-env")
-        let plan = try work.cli.run(["plan", "--stack", "fake-fan", "--env", "prdo"])
+        let plan = try await work.cli.run(["plan", "--stack", "fake-fan", "--env", "prdo"])
         #expect(plan.status == 1)
         #expect(plan.stderr.contains("environment 'prdo' of fake-fan has no config file and no state"), "\(plan.stderr)")
         #expect(plan.stderr.contains("looked for Stacks/fake-fan.prdo.yaml"), "\(plan.stderr)")
         #expect(plan.stderr.contains(".stratum/state.db"), "\(plan.stderr)")
         #expect(plan.stderr.contains("--new-env"))
-        let fromEnvironment = try work.cli.run(["apply", "--stack", "fake-fan", "--auto-approve"], extraEnvironment: ["STRATUM_ENV": "prdo"])
+        let fromEnvironment = try await work.cli.run(["apply", "--stack", "fake-fan", "--auto-approve"], extraEnvironment: ["STRATUM_ENV": "prdo"])
         #expect(fromEnvironment.status == 1)
         #expect(fromEnvironment.stderr.contains("looked for Stacks/fake-fan.prdo.yaml"))
         // The state commands, reading or writing, refuse it the same way.
         for command in [["state", "list"], ["state", "pending"], ["state", "rm", "fake_thing.child[0]"], ["output"]] {
-            let typo = try work.cli.run(command + ["--stack", "fake-fan", "--env", "prdo"])
+            let typo = try await work.cli.run(command + ["--stack", "fake-fan", "--env", "prdo"])
             #expect(typo.status == 1, "\(command): \(typo.stderr)")
             #expect(typo.stderr.contains("looked for Stacks/fake-fan.prdo.yaml"), "\(command): \(typo.stderr)")
         }
         #expect(work.contents().isEmpty, "\(work.contents())")
 
         // The flag makes it intentional; once it has state, the flag is no longer needed.
-        let started = try work.cli.run(["apply", "--stack", "fake-fan", "--env", "prdo", "--new-env", "--auto-approve"])
+        let started = try await work.cli.run(["apply", "--stack", "fake-fan", "--env", "prdo", "--new-env", "--auto-approve"])
         #expect(started.status == 0, "\(started.stderr)")
-        #expect(try work.cli.run(["plan", "--stack", "fake-fan", "--env", "prdo", "--detailed-exitcode"]).status == 0)
+        #expect(try await work.cli.run(["plan", "--stack", "fake-fan", "--env", "prdo", "--detailed-exitcode"]).status == 0)
         // A config file is enough, too.
         try FileManager.default.createDirectory(at: work.directory.appendingPathComponent("Stacks"), withIntermediateDirectories: true)
         try "count: 1\n".write(to: work.directory.appendingPathComponent("Stacks/fake-fan.staging.yaml"), atomically: true, encoding: .utf8)
-        #expect(try work.cli.run(["plan", "--stack", "fake-fan", "--env", "staging"]).status == 0)
+        #expect(try await work.cli.run(["plan", "--stack", "fake-fan", "--env", "staging"]).status == 0)
     }
 }
 
 @Suite("CLI hardening: scale", .serialized)
 struct CLIScaleTests {
     @Test(.timeLimit(.minutes(2)))
-    func createsStopEarlyWhenTheQuotaRunsOut() throws {
+    func createsStopEarlyWhenTheQuotaRunsOut() async throws {
         let work = try FixtureWorkspace("quota")
         let config = try work.config(count: 60)
-        let apply = try work.cli.run(["apply", "--stack", "fake-fan", "--config", config, "--auto-approve", "--parallelism", "1"], extraEnvironment: ["STRATUM_FAKE_QUOTA": "4"])
+        let apply = try await work.cli.run(["apply", "--stack", "fake-fan", "--config", config, "--auto-approve", "--parallelism", "1"], extraEnvironment: ["STRATUM_FAKE_QUOTA": "4"])
         #expect(apply.status == 1)
         #expect(apply.stderr.contains("Stopped starting creates: 3 creates in a row failed because an account quota is used up"), "\(apply.stderr)")
         #expect(apply.stderr.contains("54 create(s) were not attempted"), "\(apply.stderr)")
@@ -313,10 +319,10 @@ struct CLIScaleTests {
         // Four creates fit, three were refused, and nothing else was asked of the cloud.
         #expect(work.cloud.createCounts().values.reduce(0, +) == 4)
         #expect(work.cloud.refusals() == 3)
-        #expect(try work.stateAddresses().count == 4)
+        await #expect(try work.stateAddresses().count == 4)
 
         // In parallel and as JSON: the attempts stay bounded and every skipped step is listed.
-        let json = try work.cli.run(
+        let json = try await work.cli.run(
             ["apply", "--stack", "fake-fan", "--config", config, "--auto-approve", "--parallelism", "8", "--json"],
             extraEnvironment: ["STRATUM_FAKE_QUOTA": "4", "STRATUM_FAKE_EXHAUSTION": "capacity"])
         #expect(json.status == 1)
@@ -331,7 +337,7 @@ struct CLIScaleTests {
 
         // --exhaustion-limit 0 tries every create.
         let refusals = work.cloud.refusals()
-        let stubborn = try work.cli.run(
+        let stubborn = try await work.cli.run(
             ["apply", "--stack", "fake-fan", "--config", config, "--auto-approve", "--parallelism", "1", "--exhaustion-limit", "0"],
             extraEnvironment: ["STRATUM_FAKE_QUOTA": "4"])
         #expect(stubborn.status == 1)
@@ -340,10 +346,10 @@ struct CLIScaleTests {
     }
 
     @Test(.timeLimit(.minutes(2)))
-    func aLargePlanIsSummarizedAndFullOrJSONShowEverything() throws {
+    func aLargePlanIsSummarizedAndFullOrJSONShowEverything() async throws {
         let work = try FixtureWorkspace("large-plan")
         let config = try work.config(count: 3000)
-        let plan = try work.cli.run(["plan", "--stack", "fake-fan", "--config", config])
+        let plan = try await work.cli.run(["plan", "--stack", "fake-fan", "--config", config])
         #expect(plan.status == 0, "\(plan.stderr)")
         let lines = plan.stdout.split(separator: "\n", omittingEmptySubsequences: false).count
         #expect(lines < 600, "\(lines) lines")
@@ -352,9 +358,9 @@ struct CLIScaleTests {
         #expect(plan.stdout.contains("Changes by type:\n  fake_thing  3001 to add\n"))
         #expect(plan.stdout.contains("Plan: 3001 to add, 0 to change, 0 to destroy."))
 
-        let full = try work.cli.run(["plan", "--stack", "fake-fan", "--config", config, "--full"])
+        let full = try await work.cli.run(["plan", "--stack", "fake-fan", "--config", config, "--full"])
         #expect(full.stdout.components(separatedBy: " will be created").count - 1 == 3001)
-        let json = try work.cli.run(["plan", "--stack", "fake-fan", "--config", config, "--json"])
+        let json = try await work.cli.run(["plan", "--stack", "fake-fan", "--config", config, "--json"])
         let document = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
         #expect((document?["resource_changes"] as? [Any])?.count == 3001)
     }
@@ -363,24 +369,24 @@ struct CLIScaleTests {
 @Suite("CLI hardening: clear messages", .serialized)
 struct CLIMessageTests {
     @Test(.timeLimit(.minutes(3)))
-    func configDirectoryAndDamagedPlanFilesAreExplained() throws {
+    func configDirectoryAndDamagedPlanFilesAreExplained() async throws {
         let work = try FixtureWorkspace("messages")
         let directory = work.directory.appendingPathComponent("configs")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let config = try work.cli.run(["plan", "--stack", "fake-fan", "--config", directory.path])
+        let config = try await work.cli.run(["plan", "--stack", "fake-fan", "--config", directory.path])
         #expect(config.status == 1)
         #expect(config.stderr.contains("--config \(directory.path) is a directory; pass a YAML file"), "\(config.stderr)")
 
-        let intoDirectory = try work.cli.run(["plan", "--stack", "fake-fan", "--out", directory.path])
+        let intoDirectory = try await work.cli.run(["plan", "--stack", "fake-fan", "--out", directory.path])
         #expect(intoDirectory.status == 1)
         #expect(intoDirectory.stderr.contains("--out \(directory.path) is a directory; name a file in it"), "\(intoDirectory.stderr)")
-        let nowhere = try work.cli.run(["plan", "--stack", "fake-fan", "--out", work.directory.appendingPathComponent("no/such/plan.bin").path])
+        let nowhere = try await work.cli.run(["plan", "--stack", "fake-fan", "--out", work.directory.appendingPathComponent("no/such/plan.bin").path])
         #expect(nowhere.stderr.contains("the directory \(work.directory.appendingPathComponent("no/such").path) does not exist"), "\(nowhere.stderr)")
 
         let good = work.directory.appendingPathComponent("good.plan").path
-        #expect(try work.cli.run(["plan", "--stack", "fake-fan", "--out", good]).status == 0)
+        #expect(try await work.cli.run(["plan", "--stack", "fake-fan", "--out", good]).status == 0)
         let data = try Data(contentsOf: URL(fileURLWithPath: good))
-        func planFile(_ name: String, _ contents: Data) throws -> String {
+        func planFile(_ name: String, _ contents: Data) async throws -> String {
             let path = work.directory.appendingPathComponent(name).path
             try contents.write(to: URL(fileURLWithPath: path))
             return path
@@ -391,7 +397,7 @@ struct CLIMessageTests {
         wrongType["changes"] = "none"
         var future = withoutChanges
         future["format"] = 99
-        let cases: [(String, String)] = [
+        let cases: [(String, String)] = await [
             (try planFile("empty.plan", Data()), "is empty, not a plan"),
             (try planFile("truncated.plan", data.prefix(data.count / 2)), "is truncated or corrupt: it is not complete JSON"),
             (try planFile("binary.plan", Data([0x00, 0xFF, 0x13, 0x37])), "is not a Stratum plan file (it is not JSON)"),
@@ -403,7 +409,7 @@ struct CLIMessageTests {
             (directory.path, "is a directory, not a plan file"),
         ]
         for (path, words) in cases {
-            let result = try work.cli.run(["apply", path])
+            let result = try await work.cli.run(["apply", path])
             #expect(result.status == 1, "\(path)")
             #expect(result.stderr.contains(words), "\(path): \(result.stderr)")
             for raw in ["DecodingError", "keyNotFound", "dataCorrupted", "typeMismatch", "Swift."] {
@@ -417,20 +423,24 @@ struct CLIMessageTests {
 @Suite("CLI hardening: interrupts", .serialized)
 struct CLIInterruptTests {
     /// Waits until the fake cloud logged `count` creates (or deletes).
-    func waitForEvents(_ work: FixtureWorkspace, _ kind: String, count: Int) -> Bool {
-        waitUntil(seconds: 60) { work.cloud.events().filter { $0.hasPrefix(kind) }.count >= count }
+    func waitForEvents(_ work: FixtureWorkspace, _ kind: String, count: Int) async -> Bool {
+        await eventually(seconds: 60) { work.cloud.events().filter { $0.hasPrefix(kind) }.count >= count }
     }
 
     @Test(.timeLimit(.minutes(2)))
-    func sigintDuringApplyReleasesTheLockAndTheNextRunFinishes() throws {
+    func sigintDuringApplyReleasesTheLockAndTheNextRunFinishes() async throws {
         let work = try FixtureWorkspace("sigint-apply")
         let config = try work.config(count: 12)
         let args = ["apply", "--stack", "fake-fan", "--config", config, "--auto-approve", "--parallelism", "2"]
-        let terminal = try TerminalProcess(work.cli, args, extraEnvironment: ["STRATUM_FAKE_LATENCY_MS": "400"])
+        // child[2]'s create is held in flight until the test lets it go: the signal lands
+        // mid-run however slowly a loaded machine shows this test the held call.
+        let terminal = try TerminalProcess(work.cli, args, extraEnvironment: ["STRATUM_FAKE_HOLD_ON": "fake_thing.child[2]"])
         defer { terminal.kill() }
-        #expect(waitForEvents(work, "create", count: 3), "\(terminal.output)")
+        #expect(await eventually(seconds: 60) { FileManager.default.fileExists(atPath: work.cloud.blockedMarker.path) }, "\(terminal.output)")
         terminal.typeInterrupt()
-        let status = terminal.waitForExit(seconds: 60)
+        #expect(await terminal.waitForOutput("waiting for", seconds: 60), "\(terminal.output)")
+        try Data().write(to: work.cloud.releaseMarker)
+        let status = await terminal.waitForExit(seconds: 60)
         #expect(status == 130, "\(terminal.output)")
         let output = terminal.output
         #expect(output.contains("Interrupted by SIGINT: "), "\(output)")
@@ -440,87 +450,89 @@ struct CLIInterruptTests {
 
         // The lock was released (not left for the next run to take over), the journal is settled,
         // and state holds exactly what the cloud holds.
-        #expect(try work.lockEvents().suffix(2) == ["acquired", "released"])
-        #expect(try work.cli.run(["state", "pending", "--stack", "fake-fan"]).stdout.contains("No pending operations"))
-        #expect(try work.isConsistent(expected: created))
+        #expect(try await work.lockEvents().suffix(2) == ["acquired", "released"])
+        #expect(try await work.cli.run(["state", "pending", "--stack", "fake-fan"]).stdout.contains("No pending operations"))
+        #expect(try await work.isConsistent(expected: created))
 
-        let rerun = try work.cli.run(args)
+        let rerun = try await work.cli.run(args)
         #expect(rerun.status == 0, "\(rerun.stderr)")
         #expect(!rerun.stderr.contains("took over"), "\(rerun.stderr)")
         #expect(rerun.stdout.contains("Plan: \(13 - created) to add"), "\(rerun.stdout)")
-        #expect(try work.isConsistent(expected: 13))
+        #expect(try await work.isConsistent(expected: 13))
     }
 
     @Test(.timeLimit(.minutes(2)))
-    func sigtermToTheProcessGroupDuringDestroy() throws {
+    func sigtermToTheProcessGroupDuringDestroy() async throws {
         let work = try FixtureWorkspace("sigterm-destroy")
         let config = try work.config(count: 10)
-        #expect(try work.cli.run(["apply", "--stack", "fake-fan", "--config", config, "--auto-approve"]).status == 0)
+        #expect(try await work.cli.run(["apply", "--stack", "fake-fan", "--config", config, "--auto-approve"]).status == 0)
         let terminal = try TerminalProcess(
-            work.cli, ["destroy", "--stack", "fake-fan", "--auto-approve", "--parallelism", "2"], extraEnvironment: ["STRATUM_FAKE_LATENCY_MS": "400"])
+            work.cli, ["destroy", "--stack", "fake-fan", "--auto-approve", "--parallelism", "2"], extraEnvironment: ["STRATUM_FAKE_HOLD_ON": "fake_thing.child[5]"])
         defer { terminal.kill() }
-        #expect(waitForEvents(work, "delete", count: 2), "\(terminal.output)")
+        #expect(await eventually(seconds: 60) { FileManager.default.fileExists(atPath: work.cloud.blockedMarker.path) }, "\(terminal.output)")
         terminal.signalGroup(SIGTERM)
-        #expect(terminal.waitForExit(seconds: 60) == 143, "\(terminal.output)")
+        #expect(await terminal.waitForOutput("waiting for", seconds: 60), "\(terminal.output)")
+        try Data().write(to: work.cloud.releaseMarker)
+        await #expect(terminal.waitForExit(seconds: 60) == 143, "\(terminal.output)")
         #expect(terminal.output.contains("Interrupted by SIGTERM: "), "\(terminal.output)")
         #expect(terminal.output.contains("Run `stratum destroy --stack fake-fan` to finish."), "\(terminal.output)")
         let left = try work.cloud.inventory().count
         #expect(left > 0 && left <= 9)
-        #expect(try work.lockEvents().suffix(2) == ["acquired", "released"])
-        #expect(try work.isConsistent(expected: left))
+        #expect(try await work.lockEvents().suffix(2) == ["acquired", "released"])
+        #expect(try await work.isConsistent(expected: left))
 
-        let rerun = try work.cli.run(["destroy", "--stack", "fake-fan", "--auto-approve"])
+        let rerun = try await work.cli.run(["destroy", "--stack", "fake-fan", "--auto-approve"])
         #expect(rerun.status == 0, "\(rerun.stderr)")
         #expect(try work.cloud.inventory().isEmpty)
-        #expect(try work.stateAddresses().isEmpty)
+        await #expect(try work.stateAddresses().isEmpty)
     }
 
     @Test(.timeLimit(.minutes(2)))
-    func aSecondSigintExitsAtOnceAndTheJournalIsRecovered() throws {
+    func aSecondSigintExitsAtOnceAndTheJournalIsRecovered() async throws {
         let work = try FixtureWorkspace("sigint-twice")
         let args = ["apply", "--stack", "fake-fan", "--auto-approve", "--parallelism", "1"]
         // The third child's create never returns: only a forced exit ends the run.
         let terminal = try TerminalProcess(work.cli, args, extraEnvironment: ["STRATUM_FAKE_BLOCK_ON": "fake_thing.child[2]"])
         defer { terminal.kill() }
-        #expect(waitUntil(seconds: 60) { FileManager.default.fileExists(atPath: work.cloud.blockedMarker.path) }, "\(terminal.output)")
+        #expect(await eventually(seconds: 60) { FileManager.default.fileExists(atPath: work.cloud.blockedMarker.path) }, "\(terminal.output)")
         terminal.typeInterrupt()
-        #expect(terminal.waitForOutput("waiting for 1 provider call(s) in flight to finish; starting no new ones. Press Ctrl-C again", seconds: 30), "\(terminal.output)")
-        #expect(terminal.waitForExit(seconds: 0) == nil)
+        #expect(await terminal.waitForOutput("waiting for 1 provider call(s) in flight to finish; starting no new ones. Press Ctrl-C again", seconds: 30), "\(terminal.output)")
+        await #expect(terminal.waitForExit(seconds: 0) == nil)
         terminal.typeInterrupt()
-        #expect(terminal.waitForExit(seconds: 30) == 130, "\(terminal.output)")
+        await #expect(terminal.waitForExit(seconds: 30) == 130, "\(terminal.output)")
         #expect(terminal.output.contains("SIGINT again: exiting now; the 1 provider call(s) in flight are journaled"), "\(terminal.output)")
 
-        let pending = try work.cli.run(["state", "pending", "--stack", "fake-fan"])
+        let pending = try await work.cli.run(["state", "pending", "--stack", "fake-fan"])
         #expect(pending.stdout.contains("fake_thing.child[2]"), "\(pending.stdout)")
-        let rerun = try work.cli.run(args)
+        let rerun = try await work.cli.run(args)
         #expect(rerun.status == 0, "\(rerun.stderr)")
         #expect(rerun.stderr.contains("Recovering 1 interrupted operation(s)"), "\(rerun.stderr)")
-        #expect(try work.isConsistent(expected: 6))
+        #expect(try await work.isConsistent(expected: 6))
     }
 
     @Test(.timeLimit(.minutes(2)))
-    func sigintWhilePlanningOrAtThePromptChangesNothing() throws {
+    func sigintWhilePlanningOrAtThePromptChangesNothing() async throws {
         let work = try FixtureWorkspace("sigint-plan")
-        #expect(try work.cli.run(["apply", "--stack", "fake-fan", "--auto-approve"]).status == 0)
+        #expect(try await work.cli.run(["apply", "--stack", "fake-fan", "--auto-approve"]).status == 0)
 
         // During the refresh (each read takes long): stops at once, lock released.
         let planning = try TerminalProcess(work.cli, ["plan", "--stack", "fake-fan"], extraEnvironment: ["STRATUM_FAKE_LATENCY_MS": "20000"])
         defer { planning.kill() }
-        #expect(planning.waitForOutput("Refreshing 6 resource(s)", seconds: 60), "\(planning.output)")
+        #expect(await planning.waitForOutput("Refreshing 6 resource(s)", seconds: 60), "\(planning.output)")
         planning.typeInterrupt()
-        #expect(planning.waitForExit(seconds: 30) == 130, "\(planning.output)")
+        #expect(await planning.waitForExit(seconds: 30) == 130, "\(planning.output)")
         #expect(planning.output.contains("Interrupted by SIGINT: stopped before changing anything."), "\(planning.output)")
-        #expect(try work.lockEvents().suffix(2) == ["acquired", "released"])
+        #expect(try await work.lockEvents().suffix(2) == ["acquired", "released"])
 
         // At the confirmation prompt of a change.
         let config = try work.config(count: 8)
         let prompt = try TerminalProcess(work.cli, ["apply", "--stack", "fake-fan", "--config", config])
         defer { prompt.kill() }
-        #expect(prompt.waitForOutput("Enter a value:", seconds: 60), "\(prompt.output)")
+        #expect(await prompt.waitForOutput("Enter a value:", seconds: 60), "\(prompt.output)")
         prompt.typeInterrupt()
-        #expect(prompt.waitForExit(seconds: 30) == 130, "\(prompt.output)")
+        #expect(await prompt.waitForExit(seconds: 30) == 130, "\(prompt.output)")
         #expect(prompt.output.contains("Interrupted by SIGINT: cancelled at the prompt; nothing was changed."), "\(prompt.output)")
-        #expect(try work.lockEvents().suffix(2) == ["acquired", "released"])
-        #expect(try work.isConsistent(expected: 6))
+        #expect(try await work.lockEvents().suffix(2) == ["acquired", "released"])
+        #expect(try await work.isConsistent(expected: 6))
     }
 }

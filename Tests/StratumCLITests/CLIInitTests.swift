@@ -17,15 +17,15 @@ struct CLIInitTests {
         func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: root.appendingPathComponent(path).path) }
     }
 
-    func scaffold(_ name: String, _ extra: [String]) throws -> (CLI.Result, Scaffolded) {
+    func scaffold(_ name: String, _ extra: [String]) async throws -> (CLI.Result, Scaffolded) {
         let dir = try TestSupport.temporaryDirectory("init")
-        let result = try CLI("stratum", in: dir).run(["init", name, "--stratum-path", Self.checkout.path] + extra)
+        let result = try await CLI("stratum", in: dir).run(["init", name, "--stratum-path", Self.checkout.path] + extra)
         return (result, Scaffolded(root: dir.appendingPathComponent(name)))
     }
 
     @Test(.timeLimit(.minutes(3)))
-    func defaultPackageLinksOnlyLocal() throws {
-        let (result, package) = try scaffold("plain-infra", [])
+    func defaultPackageLinksOnlyLocal() async throws {
+        let (result, package) = try await scaffold("plain-infra", [])
         #expect(result.status == 0, "\(result.stderr)")
         let manifest = try package.read("Package.swift")
         #expect(manifest.contains(#".product(name: "Stratum", package: "\#(Self.checkout.lastPathComponent)")"#))
@@ -40,9 +40,9 @@ struct CLIInitTests {
     }
 
     @Test(.timeLimit(.minutes(3)))
-    func cloudAWSLinksItsProductProviderAndExample() throws {
+    func cloudAWSLinksItsProductProviderAndExample() async throws {
         // Repeating a cloud (and naming local, always there) wires it once.
-        let (result, package) = try scaffold("gpu-infra", ["--cloud", "aws,local", "--cloud", "aws"])
+        let (result, package) = try await scaffold("gpu-infra", ["--cloud", "aws,local", "--cloud", "aws"])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("'example-aws'"))
         let manifest = try package.read("Package.swift")
@@ -60,8 +60,8 @@ struct CLIInitTests {
     }
 
     @Test(.timeLimit(.minutes(3)))
-    func cloudGCPLinksItsProductProviderAndExample() throws {
-        let (result, package) = try scaffold("gcp-infra", ["--cloud", "aws,gcp"])
+    func cloudGCPLinksItsProductProviderAndExample() async throws {
+        let (result, package) = try await scaffold("gcp-infra", ["--cloud", "aws,gcp"])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("'example-gcp'"))
         let identity = Self.checkout.lastPathComponent
@@ -76,8 +76,8 @@ struct CLIInitTests {
     }
 
     @Test(.timeLimit(.minutes(3)))
-    func cloudAzureLinksItsProductProviderAndExample() throws {
-        let (result, package) = try scaffold("azure-infra", ["--cloud", "azure"])
+    func cloudAzureLinksItsProductProviderAndExample() async throws {
+        let (result, package) = try await scaffold("azure-infra", ["--cloud", "azure"])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("'example-azure'"))
         let identity = Self.checkout.lastPathComponent
@@ -92,8 +92,8 @@ struct CLIInitTests {
     }
 
     @Test(.timeLimit(.minutes(3)))
-    func unknownCloudIsRefusedBeforeWriting() throws {
-        let (result, package) = try scaffold("odd-infra", ["--cloud", "nimbus"])
+    func unknownCloudIsRefusedBeforeWriting() async throws {
+        let (result, package) = try await scaffold("odd-infra", ["--cloud", "nimbus"])
         #expect(result.status != 0)
         #expect(result.stderr.contains("cannot wire the cloud 'nimbus'"))
         #expect(result.stderr.contains("it knows: local, aws, gcp, azure"))
@@ -101,9 +101,9 @@ struct CLIInitTests {
     }
 
     @Test(.timeLimit(.minutes(3)))
-    func missingProviderSaysHowToWireIt() throws {
+    func missingProviderSaysHowToWireIt() async throws {
         let dir = try TestSupport.temporaryDirectory("elsewhere")
-        let result = try CLI("stratum-fixture", in: dir).run(["validate", "--stack", "elsewhere"])
+        let result = try await CLI("stratum-fixture", in: dir).run(["validate", "--stack", "elsewhere"])
         #expect(result.status != 0)
         #expect(result.stderr.contains("uses the provider 'nimbus', which this binary does not carry (it has: fake, fake2, fake3, local, lro)"))
         #expect(result.stderr.contains("depend on that cloud's product and list its provider in StratumCLI.main(providers:)"))
@@ -124,7 +124,7 @@ struct CLIInitTests {
                 upserts: [ResourceState(address: address, provider: "nimbus", region: "region-1", id: "data", attributes: [:])],
                 changes: [HistoryChange(address: address.description, action: "create")]),
             at: Date())
-        let destroy = try CLI("stratum-fixture", in: dir).run(["destroy", "--stack", "elsewhere", "--auto-approve"])
+        let destroy = try await CLI("stratum-fixture", in: dir).run(["destroy", "--stack", "elsewhere", "--auto-approve"])
         #expect(destroy.status != 0)
         #expect(destroy.stderr.contains("the state of stack 'elsewhere' holds resources of the provider 'nimbus', which this binary does not carry"), "\(destroy.stderr)")
         #expect(destroy.stderr.contains("stratum init DIR --cloud nimbus"))

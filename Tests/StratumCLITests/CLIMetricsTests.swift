@@ -47,10 +47,10 @@ struct CLIMetricsTests {
         let work = try FixtureWorkspace("metrics-textfile")
         let config = try work.config(count: 2)
         let base = ["--stack", "fake-fan", "--config", config]
-        #expect(try await work.cli.runAsync(["apply", "--auto-approve"] + base).status == 0)
+        #expect(try await work.cli.run(["apply", "--auto-approve"] + base).status == 0)
         try work.cloud.preempt("fake_thing.child[0]")
         let textfile = work.directory.appendingPathComponent("stratum.prom").path
-        let run = try await work.cli.runAsync(["reconcile", "--metrics-textfile", textfile] + base)
+        let run = try await work.cli.run(["reconcile", "--metrics-textfile", textfile] + base)
         #expect(run.status == 2, "\(run.stderr)")
         let text = try String(contentsOfFile: textfile, encoding: .utf8)
         let samples = Self.samples(text)
@@ -82,7 +82,7 @@ struct CLIMetricsTests {
         let work = try FixtureWorkspace("metrics-scrape")
         let config = try work.config(count: 2)
         let base = ["--stack", "fake-fan", "--config", config]
-        #expect(try await work.cli.runAsync(["apply", "--auto-approve"] + base).status == 0)
+        #expect(try await work.cli.run(["apply", "--auto-approve"] + base).status == 0)
         let metricsPort = freeLoopbackPort()
         let (watcher, _, _) = try work.cli.start(["reconcile", "--watch", "--interval", "1s", "--metrics-listen", "127.0.0.1:\(metricsPort)"] + base)
         defer { if watcher.isRunning { kill(watcher.processIdentifier, SIGTERM); watcher.waitUntilExit() } }

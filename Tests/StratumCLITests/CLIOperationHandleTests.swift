@@ -9,7 +9,7 @@ struct CLIOperationHandleTests {
     @Test func statePendingShowsTheCloudOperationARowWaitsOn() async throws {
         let dir = try TestSupport.temporaryDirectory("pending-handle")
         let cli = CLI("stratum-fixture", in: dir)
-        let apply = try cli.run(["apply", "--stack", "fake-fan", "--auto-approve"])
+        let apply = try await cli.run(["apply", "--stack", "fake-fan", "--auto-approve"])
         #expect(apply.status == 0, "\(apply.stderr)")
 
         // A create that recorded its operation's handle, as a run killed while waiting leaves it.
@@ -24,11 +24,11 @@ struct CLIOperationHandleTests {
         try await store.recordOperationHandle(workspace: workspace, id: row.id, handle: handle)
         #expect(workspace.hasPrefix("fake-fan/"))
 
-        let text = try cli.run(["state", "pending", "--stack", "fake-fan"])
+        let text = try await cli.run(["state", "pending", "--stack", "fake-fan"])
         #expect(text.status == 0, "\(text.stderr)")
         #expect(text.stdout.contains("create fake_thing.slow  token tok-slow  operation \(handle)"), "\(text.stdout)")
 
-        let json = try cli.run(["state", "pending", "--stack", "fake-fan", "--json"])
+        let json = try await cli.run(["state", "pending", "--stack", "fake-fan", "--json"])
         let rows = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]]
         #expect(rows?.first?["handle"] as? String == handle)
         #expect(rows?.first?["token"] as? String == "tok-slow")
@@ -37,7 +37,7 @@ struct CLIOperationHandleTests {
 
 @Suite("CLI: a killed create resumes its cloud operation", .timeLimit(.minutes(3)))
 struct CLILongRunningRecoveryTests {
-    @Test func aRunKilledWhileACreateWaitsIsResumedByTheNextRunWithoutASecondOperation() throws {
+    @Test func aRunKilledWhileACreateWaitsIsResumedByTheNextRunWithoutASecondOperation() async throws {
         let dir = try TestSupport.temporaryDirectory("lro-kill")
         let cli = CLI("stratum-fixture", in: dir)
         let cloud = LongRunningProvider(root: dir.appendingPathComponent(".stratum/lro-cloud"))
@@ -46,8 +46,8 @@ struct CLILongRunningRecoveryTests {
         // The create starts its operation, records the handle, and waits: kill it there.
         let (process, _, _) = try cli.start(args)
         var handle: String?
-        #expect(waitUntil(seconds: 30) {
-            let pending = try? cli.run(["state", "pending", "--stack", "lro", "--json"])
+        #expect(await eventually(seconds: 30) {
+            let pending = try? await cli.run(["state", "pending", "--stack", "lro", "--json"])
             let rows = pending.flatMap { try? JSONSerialization.jsonObject(with: Data($0.stdout.utf8)) as? [[String: Any]] }
             handle = rows?.first?["handle"] as? String
             return handle != nil
@@ -59,12 +59,12 @@ struct CLILongRunningRecoveryTests {
 
         // The operation finishes while no run watches; the next run resumes it and adopts the result.
         try cloud.finish(recorded)
-        let rerun = try cli.run(args)
+        let rerun = try await cli.run(args)
         #expect(rerun.status == 0, "\(rerun.stderr)")
         #expect(rerun.stderr.contains("lro_thing.slow: the interrupted create had succeeded; adopted"), "\(rerun.stderr)")
         #expect(cloud.startedOperations == [recorded])
-        #expect(try cli.run(["state", "pending", "--stack", "lro"]).stdout.contains("No pending operations"))
-        let list = try cli.run(["state", "list", "--stack", "lro"])
+        #expect(try await cli.run(["state", "pending", "--stack", "lro"]).stdout.contains("No pending operations"))
+        let list = try await cli.run(["state", "list", "--stack", "lro"])
         #expect(list.stdout.contains("lro_thing.slow"), "\(list.stdout)")
     }
 }

@@ -38,31 +38,24 @@ struct CLI {
         return (process, out, err)
     }
 
-    /// Runs without blocking a thread while the child runs: for tests whose child talks to
-    /// servers in this process (a blocked thread of the shared pool would starve them).
-    func runAsync(_ arguments: [String], extraEnvironment: [String: String] = [:]) async throws -> Result {
+    /// Runs the binary to its end without blocking a thread while the child runs: a blocked
+    /// thread of the shared pool (one per core) starves every other suite's async work.
+    @discardableResult
+    func run(_ arguments: [String], extraEnvironment: [String: String] = [:]) async throws -> Result {
         let run = try await BuiltBinary.run(binary.lastPathComponent, arguments, in: directory, environment: environment.merging(extraEnvironment) { $1 })
         return Result(status: run.status, stdout: run.stdout, stderr: run.stderr)
     }
 
+    /// Runs the binary to its end on this thread: only for a `defer`'s clean-up, which cannot
+    /// await.
     @discardableResult
-    func run(_ arguments: [String], extraEnvironment: [String: String] = [:]) throws -> Result {
+    func runBlocking(_ arguments: [String], extraEnvironment: [String: String] = [:]) throws -> Result {
         let (process, out, err) = try start(arguments, extraEnvironment: extraEnvironment)
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
     }
-}
-
-/// Polls `condition` until it holds or `seconds` pass (waiting on real child processes).
-func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(20_000)
-    }
-    return condition()
 }
 
 /// Polls `condition` until it holds or `seconds` pass, without holding a thread of the shared
@@ -74,6 +67,16 @@ func eventually(seconds: Double, _ condition: () -> Bool) async -> Bool {
         try? await Task.sleep(for: .milliseconds(20))
     }
     return condition()
+}
+
+/// `eventually` for a condition that awaits (a command run to its end, say).
+func eventually(seconds: Double, _ condition: () async -> Bool) async -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return await condition()
 }
 
 /// Waits for `process` to end, as `eventually` waits.
@@ -88,7 +91,7 @@ func isAlive(_ pid: Int32) -> Bool {
 
 @Suite("CLI as real processes", .serialized)
 struct CLIProcessTests {
-    @Test func crashMidApplyThenRerunCreatesNothingTwice() throws {
+    @Test func crashMidApplyThenRerunCreatesNothingTwice() async throws {
         let dir = try TestSupport.temporaryDirectory("crash")
         let cli = CLI("stratum-fixture", in: dir)
         let cloud = FakeCloudProvider(root: dir.appendingPathComponent(".stratum/fake-cloud"))
@@ -96,10 +99,10 @@ struct CLIProcessTests {
 
         // The third child blocks inside its create: everything before it is done.
         let (process, _, _) = try cli.start(args, extraEnvironment: ["STRATUM_FAKE_BLOCK_ON": "fake_thing.child[2]"])
-        #expect(waitUntil(seconds: 60) { FileManager.default.fileExists(atPath: cloud.blockedMarker.path) })
+        #expect(await eventually(seconds: 60) { FileManager.default.fileExists(atPath: cloud.blockedMarker.path) })
 
         // While it holds the lock, a second apply fails at once and says who holds it.
-        let contender = try cli.run(args)
+        let contender = try await cli.run(args)
         #expect(contender.status == 1)
         #expect(contender.stderr.contains("locked"))
         #expect(contender.stderr.contains("pid \(process.processIdentifier)"))
@@ -109,29 +112,29 @@ struct CLIProcessTests {
         let beforeRerun = try cloud.inventory().count
         #expect(beforeRerun >= 3 && beforeRerun < 6)
 
-        let rerun = try cli.run(args)
+        let rerun = try await cli.run(args)
         #expect(rerun.status == 0, "\(rerun.stderr)")
         #expect(cloud.createCounts().values.allSatisfy { $0 == 1 }, "\(cloud.createCounts())")
         #expect(cloud.createCounts().count == 6)
 
         // State matches the cloud exactly.
-        let listed = try cli.run(["state", "list", "--stack", "fake-fan"])
+        let listed = try await cli.run(["state", "list", "--stack", "fake-fan"])
         let addresses = Set(listed.stdout.split(separator: "\n").map(String.init))
         let inventory = try cloud.inventory()
         #expect(Set(inventory.values.map(\.address.description)) == addresses)
         #expect(inventory.count == 6)
-        let plan = try cli.run(["plan", "--stack", "fake-fan", "--detailed-exitcode"])
+        let plan = try await cli.run(["plan", "--stack", "fake-fan", "--detailed-exitcode"])
         #expect(plan.status == 0, "\(plan.stdout)\(plan.stderr)")
     }
 
-    @Test func localProviderEndToEndThroughTheStratumBinary() throws {
+    @Test func localProviderEndToEndThroughTheStratumBinary() async throws {
         let dir = try TestSupport.temporaryDirectory("local-e2e")
         let cli = CLI("stratum", in: dir)
         let config = dir.appendingPathComponent("demo.yaml")
         try "workers: 2\ninner_steps: 20\nrounds: 3\n".write(to: config, atomically: true, encoding: .utf8)
         let common = ["--stack", "local-demo", "--config", config.path]
 
-        let apply = try cli.run(["apply", "--auto-approve"] + common)
+        let apply = try await cli.run(["apply", "--auto-approve"] + common)
         #expect(apply.status == 0, "\(apply.stdout)\(apply.stderr)")
         #expect(apply.stdout.contains("Apply complete! Resources: 4 added"))
         #expect(apply.stdout.contains("local_node.worker[1]: Creation complete after"))
@@ -150,37 +153,37 @@ struct CLIProcessTests {
         // The workload really trains: both workers publish DiLoCo rounds into the bucket.
         let bucket = dir.appendingPathComponent(".stratum/local/buckets/demo-checkpoints")
         let firstRound = bucket.appendingPathComponent("rounds/round-000000")
-        #expect(waitUntil(seconds: 60) {
+        #expect(await eventually(seconds: 60) {
             ["worker-000.bin", "worker-001.bin"].allSatisfy { FileManager.default.fileExists(atPath: firstRound.appendingPathComponent($0).path) }
         }, "\((try? FileManager.default.subpathsOfDirectory(atPath: bucket.path)) ?? [])")
 
         // Kill one's leader out of band: the plan shows drift (its trainer still runs, so the
         // node is replaced, which stops the trainer) and exits 2.
         kill(first, SIGKILL)
-        #expect(waitUntil(seconds: 5) { !isAlive(first) })
-        let drift = try cli.run(["plan", "--detailed-exitcode"] + common)
+        #expect(await eventually(seconds: 5) { !isAlive(first) })
+        let drift = try await cli.run(["plan", "--detailed-exitcode"] + common)
         #expect(drift.status == 2, "\(drift.stdout)\(drift.stderr)")
         #expect(drift.stdout.contains("local_node.worker[0] must be replaced because its leader process \(first) was killed outside Stratum"))
         #expect(drift.stdout.contains("Plan: 1 to add, 0 to change, 1 to destroy."))
 
-        let heal = try cli.run(["apply", "--auto-approve"] + common)
+        let heal = try await cli.run(["apply", "--auto-approve"] + common)
         #expect(heal.status == 0)
         let healed = try pid(0)
         #expect(healed != first && isAlive(healed))
-        #expect(try cli.run(["plan", "--detailed-exitcode"] + common).status == 0)
+        #expect(try await cli.run(["plan", "--detailed-exitcode"] + common).status == 0)
 
         // A config change replaces both nodes, new before old; the new ones keep running.
         try "workers: 2\ninner_steps: 20\nrounds: 4\n".write(to: config, atomically: true, encoding: .utf8)
-        let replace = try cli.run(["apply", "--auto-approve"] + common)
+        let replace = try await cli.run(["apply", "--auto-approve"] + common)
         #expect(replace.status == 0, "\(replace.stderr)")
         #expect(replace.stdout.contains("Plan: 2 to add, 0 to change, 2 to destroy."))
         let replaced = [try pid(0), try pid(1)]
         #expect(!replaced.contains(healed) && !replaced.contains(second))
         #expect(replaced.allSatisfy(isAlive))
         #expect(!isAlive(healed) && !isAlive(second))
-        #expect(try cli.run(["plan", "--detailed-exitcode"] + common).status == 0)
+        #expect(try await cli.run(["plan", "--detailed-exitcode"] + common).status == 0)
 
-        let destroy = try cli.run(["destroy", "--auto-approve"] + common)
+        let destroy = try await cli.run(["destroy", "--auto-approve"] + common)
         #expect(destroy.status == 0, "\(destroy.stderr)")
         #expect(destroy.stdout.contains("4 destroyed"))
         #expect(replaced.allSatisfy { !isAlive($0) })
@@ -189,49 +192,49 @@ struct CLIProcessTests {
         #expect(leftovers.isEmpty, "\(leftovers)")
     }
 
-    @Test func applyRefusesWithoutATerminalAndBadInputIsClear() throws {
+    @Test func applyRefusesWithoutATerminalAndBadInputIsClear() async throws {
         let dir = try TestSupport.temporaryDirectory("refuse")
         let cli = CLI("stratum", in: dir)
-        let refused = try cli.run(["apply", "--stack", "local-demo"])
+        let refused = try await cli.run(["apply", "--stack", "local-demo"])
         #expect(refused.status == 1)
         #expect(refused.stderr.contains("--auto-approve"))
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent(".stratum/local/nodes/local_node.worker_0_").path))
 
         let bad = dir.appendingPathComponent("bad.yaml")
         try "workerz: 3\n".write(to: bad, atomically: true, encoding: .utf8)
-        let invalid = try cli.run(["plan", "--stack", "local-demo", "--config", bad.path])
+        let invalid = try await cli.run(["plan", "--stack", "local-demo", "--config", bad.path])
         #expect(invalid.status == 1)
         #expect(invalid.stderr.contains("unknown config key 'workerz'"))
 
-        let noTrainer = try cli.run(["validate", "--stack", "local-demo"], extraEnvironment: ["STRATUM_TRAINER": "/nonexistent/stratum-trainer"])
+        let noTrainer = try await cli.run(["validate", "--stack", "local-demo"], extraEnvironment: ["STRATUM_TRAINER": "/nonexistent/stratum-trainer"])
         #expect(noTrainer.status == 1)
         #expect(noTrainer.stderr.contains("the trainer binary is missing at /nonexistent/stratum-trainer"))
         #expect(noTrainer.stderr.contains("LocalDemo.swift"))
 
-        let unknownStack = try cli.run(["plan", "--stack", "nope"])
+        let unknownStack = try await cli.run(["plan", "--stack", "nope"])
         #expect(unknownStack.stderr.contains("no stack named 'nope'"))
         #expect(unknownStack.stderr.contains("local-demo"))
     }
 
-    @Test func savedPlanAppliesOnceAndIsRefusedWhenStale() throws {
+    @Test func savedPlanAppliesOnceAndIsRefusedWhenStale() async throws {
         let dir = try TestSupport.temporaryDirectory("saved")
         let cli = CLI("stratum-fixture", in: dir)
         let planFile = dir.appendingPathComponent("plan.bin").path
-        let saved = try cli.run(["plan", "--stack", "fake-fan", "--out", planFile])
+        let saved = try await cli.run(["plan", "--stack", "fake-fan", "--out", planFile])
         #expect(saved.status == 0)
         let mode = try #require(FileManager.default.attributesOfItem(atPath: planFile)[.posixPermissions] as? Int)
         #expect(mode & 0o077 == 0)
-        let applied = try cli.run(["apply", planFile])
+        let applied = try await cli.run(["apply", planFile])
         #expect(applied.status == 0, "\(applied.stderr)")
         #expect(applied.stdout.contains("6 added"))
-        let again = try cli.run(["apply", planFile])
+        let again = try await cli.run(["apply", planFile])
         #expect(again.status == 1)
         #expect(again.stderr.contains("stale"))
 
-        let json = try cli.run(["plan", "--stack", "fake-fan", "--json"], extraEnvironment: [:])
+        let json = try await cli.run(["plan", "--stack", "fake-fan", "--json"], extraEnvironment: [:])
         let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
         #expect(object["format_version"] as? String == "1.2")
-        let history = try cli.run(["state", "history", "--stack", "fake-fan"])
+        let history = try await cli.run(["state", "history", "--stack", "fake-fan"])
         #expect(history.stdout.contains("serial 1"))
         #expect(history.stdout.contains("create fake_thing.root"))
     }

@@ -13,9 +13,9 @@ struct CLIReconcileTests {
     }
 
     /// The cloud holds `expected` resources, exactly those state records (some were made again).
-    static func matchesState(_ work: FixtureWorkspace, expected: Int) throws -> Bool {
+    static func matchesState(_ work: FixtureWorkspace, expected: Int) async throws -> Bool {
         let inventory = try work.cloud.inventory()
-        let recorded = try work.stateAddresses()
+        let recorded = try await work.stateAddresses()
         return inventory.count == expected && Set(inventory.values.map(\.address.description)) == recorded
     }
 
@@ -29,11 +29,11 @@ struct CLIReconcileTests {
         let work = try FixtureWorkspace("reconcile")
         let config = try work.config(count: 3)
         let base = ["--stack", "fake-fan", "--config", config]
-        #expect(try await work.cli.runAsync(["apply", "--auto-approve"] + base).status == 0)
+        #expect(try await work.cli.run(["apply", "--auto-approve"] + base).status == 0)
         let file = work.directory.appendingPathComponent("drift.json").path
 
         // Nothing changed: in shape, exit 0.
-        let clean = try await work.cli.runAsync(["reconcile", "--report", file] + base)
+        let clean = try await work.cli.run(["reconcile", "--report", file] + base)
         #expect(clean.status == 0, "\(clean.stderr)")
         #expect(clean.stdout.contains("In shape: fake-fan (dev), 4 resource(s)."), "\(clean.stdout)")
         #expect(try Self.report(file)["outcome"] as? String == "in-shape")
@@ -44,7 +44,7 @@ struct CLIReconcileTests {
         let before = try work.cloud.inventory().count
 
         // Report only: exit 2, both found with what differs, nothing changed.
-        let reported = try await work.cli.runAsync(["reconcile", "--policy", "report", "--report", file] + base)
+        let reported = try await work.cli.run(["reconcile", "--policy", "report", "--report", file] + base)
         #expect(reported.status == 2, "\(reported.stderr)")
         #expect(reported.stdout.contains("2 drifted in fake-fan (dev):"), "\(reported.stdout)")
         var json = try Self.report(file)
@@ -61,7 +61,7 @@ struct CLIReconcileTests {
         #expect(try work.cloud.inventory().count == before)
 
         // Fix: exit 2, both healed; the next pass finds the stack in shape.
-        let fixed = try await work.cli.runAsync(["reconcile", "--report", file] + base)
+        let fixed = try await work.cli.run(["reconcile", "--report", file] + base)
         #expect(fixed.status == 2, "\(fixed.stderr)")
         json = try Self.report(file)
         items = Self.items(json)
@@ -70,8 +70,8 @@ struct CLIReconcileTests {
         let inventory = try work.cloud.inventory().values
         #expect(inventory.count == 4)
         #expect(inventory.first { $0.address.description == "fake_thing.root" }?.attributes["value"] == "v1")
-        #expect(try await work.cli.runAsync(["reconcile"] + base).status == 0)
-        #expect(try Self.matchesState(work, expected: 4))
+        #expect(try await work.cli.run(["reconcile"] + base).status == 0)
+        await #expect(try Self.matchesState(work, expected: 4))
     }
 
     @Test(.timeLimit(.minutes(2)))
@@ -79,10 +79,10 @@ struct CLIReconcileTests {
         let work = try FixtureWorkspace("reconcile-fail")
         let config = try work.config(count: 2)
         let base = ["--stack", "fake-fan", "--config", config]
-        #expect(try await work.cli.runAsync(["apply", "--auto-approve"] + base).status == 0)
+        #expect(try await work.cli.run(["apply", "--auto-approve"] + base).status == 0)
         try work.cloud.preempt("fake_thing.child[0]")
         let file = work.directory.appendingPathComponent("drift.json").path
-        let failed = try await work.cli.runAsync(["reconcile", "--report", file] + base, extraEnvironment: ["STRATUM_FAKE_FAIL_ON": "fake_thing.child[0]"])
+        let failed = try await work.cli.run(["reconcile", "--report", file] + base, extraEnvironment: ["STRATUM_FAKE_FAIL_ON": "fake_thing.child[0]"])
         #expect(failed.status == 1, "\(failed.stderr)")
         let json = try Self.report(file)
         #expect(json["outcome"] as? String == "failed" && json["exit_code"] as? Int == 1)
@@ -91,7 +91,7 @@ struct CLIReconcileTests {
         #expect((item?["error"] as? String)?.contains("refuses to create") == true, "\(String(describing: item))")
 
         // A stack that cannot be evaluated is an error too, with a report that says so.
-        let broken = try await work.cli.runAsync(["reconcile", "--report", file, "--stack", "fake-fan", "--config", "/nonexistent.yaml"])
+        let broken = try await work.cli.run(["reconcile", "--report", file, "--stack", "fake-fan", "--config", "/nonexistent.yaml"])
         #expect(broken.status == 1)
         #expect(try Self.report(file)["error"] as? String != nil)
     }
@@ -103,18 +103,18 @@ struct CLIReconcileTests {
         let work = try FixtureWorkspace("reconcile-lock")
         let config = try work.config(count: 4)
         let base = ["--stack", "fake-fan", "--config", config]
-        #expect(try await work.cli.runAsync(["apply", "--auto-approve"] + base).status == 0)
+        #expect(try await work.cli.run(["apply", "--auto-approve"] + base).status == 0)
         for index in 0..<4 { try work.cloud.preempt("fake_thing.child[\(index)]") }
         let (first, out, err) = try work.cli.start(["reconcile", "--parallelism", "1"] + base, extraEnvironment: ["STRATUM_FAKE_LATENCY_MS": "700"])
         defer { if first.isRunning { first.terminate() } }
         // The apply made five; the first reconcile's first create is the sixth.
         #expect(await eventually(seconds: 60) { work.cloud.events().filter { $0.hasPrefix("create") }.count >= 6 }, "the first reconcile never started fixing")
 
-        let skipped = try await work.cli.runAsync(["reconcile", "--if-locked", "skip"] + base)
+        let skipped = try await work.cli.run(["reconcile", "--if-locked", "skip"] + base)
         #expect(skipped.status == 0, "\(skipped.stderr)")
         #expect(skipped.stderr.contains("Skipped: the state of fake-fan/dev is locked by"), "\(skipped.stderr)")
 
-        let waited = try await work.cli.runAsync(["reconcile", "--if-locked", "wait", "--lock-timeout", "120"] + base)
+        let waited = try await work.cli.run(["reconcile", "--if-locked", "wait", "--lock-timeout", "120"] + base)
         await exited(first)
         let firstOut = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let firstErr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
@@ -124,7 +124,7 @@ struct CLIReconcileTests {
         #expect(waited.stdout.contains("In shape"), "\(waited.stdout)")
         // Each child was made once more, not twice.
         #expect(work.cloud.createCounts().filter { $0.key.hasPrefix("fake_thing.child") }.values.allSatisfy { $0 == 2 })
-        #expect(try Self.matchesState(work, expected: 5))
+        await #expect(try Self.matchesState(work, expected: 5))
     }
 
     @Test(.timeLimit(.minutes(2)))
@@ -132,7 +132,7 @@ struct CLIReconcileTests {
         let work = try FixtureWorkspace("reconcile-watch")
         let config = try work.config(count: 2)
         let base = ["--stack", "fake-fan", "--config", config]
-        #expect(try await work.cli.runAsync(["apply", "--auto-approve"] + base).status == 0)
+        #expect(try await work.cli.run(["apply", "--auto-approve"] + base).status == 0)
         let file = work.directory.appendingPathComponent("drift.json").path
         let (watcher, out, err) = try work.cli.start(["reconcile", "--watch", "--interval", "1s", "--report", file] + base)
         defer { if watcher.isRunning { watcher.terminate() } }
@@ -149,17 +149,17 @@ struct CLIReconcileTests {
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(watcher.terminationStatus == 0, "\(stdout)\(stderr)")
         #expect(stderr.contains("Stopped by SIGTERM after"), "\(stderr)")
-        #expect(try work.lockEvents().last == "released")
-        #expect(try Self.matchesState(work, expected: 3))
+        await #expect(try work.lockEvents().last == "released")
+        await #expect(try Self.matchesState(work, expected: 3))
     }
 
     @Test func badOptionsAreRefused() async throws {
         let work = try FixtureWorkspace("reconcile-options")
-        let interval = try await work.cli.runAsync(["reconcile", "--stack", "fake-fan", "--watch", "--interval", "soon"])
+        let interval = try await work.cli.run(["reconcile", "--stack", "fake-fan", "--watch", "--interval", "soon"])
         #expect(interval.status != 0 && interval.stderr.contains("is not a duration"), "\(interval.stderr)")
-        let watchJSON = try await work.cli.runAsync(["reconcile", "--stack", "fake-fan", "--watch", "--json"])
+        let watchJSON = try await work.cli.run(["reconcile", "--stack", "fake-fan", "--watch", "--json"])
         #expect(watchJSON.status != 0 && watchJSON.stderr.contains("does not combine with --watch"), "\(watchJSON.stderr)")
-        let help = try await work.cli.runAsync(["reconcile", "--help"])
+        let help = try await work.cli.run(["reconcile", "--help"])
         #expect(help.stdout.contains("Exit codes, for cron and CI"), "\(help.stdout)")
     }
 }

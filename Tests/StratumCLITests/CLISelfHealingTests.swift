@@ -14,9 +14,9 @@ struct CLISelfHealingTests {
         let config = dir.appendingPathComponent("demo.yaml")
         try "workers: 2\ninner_steps: 20\nrounds: 200\n".write(to: config, atomically: true, encoding: .utf8)
         let common = ["--stack", "local-demo", "--config", config.path]
-        let apply = try await cli.runAsync(["apply", "--auto-approve"] + common)
+        let apply = try await cli.run(["apply", "--auto-approve"] + common)
         #expect(apply.status == 0, "\(apply.stdout)\(apply.stderr)")
-        defer { _ = try? cli.run(["destroy", "--auto-approve"] + common) }
+        defer { _ = try? cli.runBlocking(["destroy", "--auto-approve"] + common) }
 
         let nodes = dir.appendingPathComponent(".stratum/local/nodes")
         func nodeDirectories(_ index: Int) throws -> [URL] {
@@ -56,7 +56,7 @@ struct CLISelfHealingTests {
             }, "worker \(index)'s replacement did not resume: \((try? String(contentsOf: log, encoding: .utf8)) ?? "no log")")
         }
         // The hung worker was replaced for its health, after the grace.
-        let history = try await cli.runAsync(["state", "history"] + common).stdout
+        let history = try await cli.run(["state", "history"] + common).stdout
         #expect(history.contains("local_node.worker[1]"), "\(history)")
 
         kill(watcher.processIdentifier, SIGTERM)
@@ -66,6 +66,6 @@ struct CLISelfHealingTests {
         #expect(watcher.terminationStatus == 0, "\(stdout)\(stderr)")
         #expect(stdout.contains("local_node.worker[1]: failed, unhealthy: its /healthz has not answered since"), "\(stdout)")
         #expect(stdout.contains("local_node.worker[0]: failed,"), "\(stdout)")
-        #expect(try await cli.runAsync(["plan", "--detailed-exitcode"] + common).status == 0)
+        #expect(try await cli.run(["plan", "--detailed-exitcode"] + common).status == 0)
     }
 }

@@ -18,27 +18,27 @@ struct CLIStatusTests {
         var allreduceBusGbps: Double?
     }
 
-    @Test func stepsGrowBetweenTwoCallsAndAStuckNodeIsUnreachableNotAHang() throws {
+    @Test func stepsGrowBetweenTwoCallsAndAStuckNodeIsUnreachableNotAHang() async throws {
         let dir = try TestSupport.temporaryDirectory("status")
         let cli = CLI("stratum", in: dir)
         let config = dir.appendingPathComponent("demo.yaml")
         // Long enough to be training through the whole test.
         try "workers: 2\ninner_steps: 100\nrounds: 200\n".write(to: config, atomically: true, encoding: .utf8)
         let common = ["--stack", "local-demo", "--config", config.path]
-        let apply = try cli.run(["apply", "--auto-approve"] + common)
+        let apply = try await cli.run(["apply", "--auto-approve"] + common)
         #expect(apply.status == 0, "\(apply.stdout)\(apply.stderr)")
-        defer { _ = try? cli.run(["destroy", "--auto-approve"] + common) }
+        defer { _ = try? cli.runBlocking(["destroy", "--auto-approve"] + common) }
 
-        func status(_ extra: [String] = []) throws -> [Report] {
-            let run = try cli.run(["status", "--json"] + common + extra)
+        func status(_ extra: [String] = []) async throws -> [Report] {
+            let run = try await cli.run(["status", "--json"] + common + extra)
             #expect(run.status == 0, "\(run.stderr)")
             return (try? JSONDecoder().decode([Report].self, from: Data(run.stdout.utf8))) ?? []
         }
         // Both trainers serve metrics once they start, with the bus bandwidth of the
         // interconnect check the two workers ran first.
         var first: [Report] = []
-        #expect(waitUntil(seconds: 60) {
-            first = (try? status()) ?? []
+        #expect(await eventually(seconds: 60) {
+            first = (try? await status()) ?? []
             return first.count == 2 && first.allSatisfy { $0.health == "ok" && ($0.step ?? 0) > 0 }
         }, "\(first)")
         #expect(first.allSatisfy { ($0.allreduceBusGbps ?? 0) > 0 }, "\(first.map(\.allreduceBusGbps))")
@@ -47,13 +47,13 @@ struct CLIStatusTests {
         #expect(Set(first.map(\.endpoint)).count == 2, "each node has its own port")
         // A second call sees both further on.
         var second: [Report] = []
-        #expect(waitUntil(seconds: 60) {
-            second = (try? status()) ?? []
+        #expect(await eventually(seconds: 60) {
+            second = (try? await status()) ?? []
             return second.count == 2 && zip(first, second).allSatisfy { ($1.step ?? 0) > ($0.step ?? 0) }
         }, "first \(first.map(\.step)), then \(second.map(\.step))")
 
         // The table names every column and node.
-        let table = try cli.run(["status"] + common)
+        let table = try await cli.run(["status"] + common)
         #expect(table.status == 0)
         #expect(table.stdout.contains("NODE") && table.stdout.contains("TOKENS/S") && table.stdout.contains("local_node.worker[1]"), "\(table.stdout)")
 
@@ -67,7 +67,7 @@ struct CLIStatusTests {
         kill(stuck, SIGSTOP)
         defer { kill(stuck, SIGCONT) }
         let started = Date()
-        let during = try status(["--timeout", "1"])
+        let during = try await status(["--timeout", "1"])
         #expect(Date().timeIntervalSince(started) < 20)
         #expect(during.first { $0.address == "local_node.worker[0]" }?.health.hasPrefix("unreachable") == true, "\(during.map(\.health))")
         #expect(during.first { $0.address == "local_node.worker[1]" }?.health == "ok", "\(during.map(\.health))")
@@ -75,21 +75,21 @@ struct CLIStatusTests {
 
     /// `apply --wait-for-nodes` returns once both workers answer and have run their
     /// interconnect check, and shows them with its bus bandwidth.
-    @Test func applyWaitsForTheNodesAndShowsThem() throws {
+    @Test func applyWaitsForTheNodesAndShowsThem() async throws {
         let dir = try TestSupport.temporaryDirectory("wait-for-nodes")
         let cli = CLI("stratum", in: dir)
         let config = dir.appendingPathComponent("demo.yaml")
         try "workers: 2\ninner_steps: 100\nrounds: 200\n".write(to: config, atomically: true, encoding: .utf8)
         let common = ["--stack", "local-demo", "--config", config.path]
-        let apply = try cli.run(["apply", "--auto-approve", "--wait-for-nodes", "90"] + common)
-        defer { _ = try? cli.run(["destroy", "--auto-approve"] + common) }
+        let apply = try await cli.run(["apply", "--auto-approve", "--wait-for-nodes", "90"] + common)
+        defer { _ = try? cli.runBlocking(["destroy", "--auto-approve"] + common) }
         #expect(apply.status == 0, "\(apply.stdout)\(apply.stderr)")
         let rows = apply.stdout.split(separator: "\n").filter { $0.hasPrefix("local_node.worker[") && $0.contains(" 127.0.0.1:") }
         #expect(rows.count == 2 && apply.stdout.contains("ALL-REDUCE GB/S"), "\(apply.stdout)")
         // Every row has a bus bandwidth: its last column is a number.
         #expect(rows.allSatisfy { Double($0.split(separator: " ").last ?? "") != nil }, "\(rows)")
 
-        let refused = try cli.run(["apply", "--auto-approve", "--wait-for-nodes", "0"] + common)
+        let refused = try await cli.run(["apply", "--auto-approve", "--wait-for-nodes", "0"] + common)
         #expect(refused.status != 0 && refused.stderr.contains("--wait-for-nodes must be more than 0"), "\(refused.stderr)")
     }
 

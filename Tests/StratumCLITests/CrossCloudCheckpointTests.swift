@@ -40,7 +40,7 @@ struct CrossCloudCheckpointTests {
         .reference(AttributeReference(address: ResourceAddress(type: type, name: name), attribute: attribute))
     }
 
-    @Test func landedOnGCPTheNodesAssumeARoleOfTheBucketOnAWSWithTheirAccountsTokens() throws {
+    @Test func landedOnGCPTheNodesAssumeARoleOfTheBucketOnAWSWithTheirAccountsTokens() async throws {
         let landing = Landing(cloud: "gcp", region: "us-central1", zone: "us-central1-a", instanceType: "a3-highgpu-8g", machines: 2, gpusPerMachine: 8, spot: false, hourly: 100)
         let stack = try Self.evaluate(Self.cluster(), landing: landing)
         // The bucket is on AWS, the one cloud here whose buckets other clouds' nodes are let into.
@@ -79,7 +79,7 @@ struct CrossCloudCheckpointTests {
         func grant(_ bucket: Bucket, to identity: WorkloadIdentity, as name: String, into content: inout StackContent) -> [String: any StringExpression]? { nil }
     }
 
-    @Test func onGCPAndAzureTheBucketIsAContainerWhoseIdentityTrustsTheGCPNodesAccount() throws {
+    @Test func onGCPAndAzureTheBucketIsAContainerWhoseIdentityTrustsTheGCPNodesAccount() async throws {
         let clouds = [Self.clouds[0], Self.clouds[2]]
         let landing = Landing(cloud: "gcp", region: "us-central1", zone: "us-central1-a", instanceType: "a3-highgpu-8g", machines: 2, gpusPerMachine: 8, spot: false, hourly: 100)
         let stack = try Self.evaluate(Self.cluster(clouds), landing: landing)
@@ -116,7 +116,7 @@ struct CrossCloudCheckpointTests {
         #expect(awsAzure.resources.map(\.address.type) == ["aws_s3_bucket"])
     }
 
-    @Test func landedOnAWSTheNodesUseAnInstanceRoleOfTheBucket() throws {
+    @Test func landedOnAWSTheNodesUseAnInstanceRoleOfTheBucket() async throws {
         let landing = Landing(cloud: "aws", region: "us-east-1", zone: "us-east-1a", instanceType: "p5.48xlarge", machines: 2, gpusPerMachine: 8, spot: false, hourly: 100)
         let stack = try Self.evaluate(Self.cluster(), landing: landing)
         let role = try #require(stack.resources.first { $0.address == ResourceAddress(type: "aws_instance_role", name: "train") })
@@ -127,7 +127,7 @@ struct CrossCloudCheckpointTests {
         try Planner(providers: Self.registry()).validate(stack)
     }
 
-    @Test func landedOnAzureTheNodesAssumeARoleOfTheBucketWithTheirManagedIdentitysTokens() throws {
+    @Test func landedOnAzureTheNodesAssumeARoleOfTheBucketWithTheirManagedIdentitysTokens() async throws {
         let landing = Landing(cloud: "azure", region: "eastus", zone: "1", instanceType: "Standard_ND96isr_H100_v5", machines: 2, gpusPerMachine: 8, spot: false, hourly: 100)
         let stack = try Self.evaluate(Self.cluster(), landing: landing)
         // An identity with no assignment on Azure ...
@@ -157,7 +157,7 @@ struct CrossCloudCheckpointTests {
         try Planner(providers: Self.registry()).validate(stack)
     }
 
-    @Test func withoutALandingTheBucketIsStillThereAndCloudsThatCannotShareOneSaySo() throws {
+    @Test func withoutALandingTheBucketIsStillThereAndCloudsThatCannotShareOneSaySo() async throws {
         // Before placement the cluster holds its bucket (it stays put when the cluster moves).
         let undecided = try Self.evaluate(Self.cluster(), landing: nil)
         #expect(undecided.resources.map(\.address) == [ResourceAddress(type: "aws_s3_bucket", name: "stratum-test-train-ckpt")])

@@ -48,7 +48,7 @@ struct DashboardTests {
         let rendezvous = dir.appendingPathComponent("port").path
         let common = ["allreduce-check", "--world", "2", "--port-file", rendezvous, "--bytes", "4096", "--iterations", "1", "--timeout", "30"]
         let (rankZero, _, _) = try trainer.start(common + ["--rank", "0", "--output", check.path])
-        let rankOne = try await trainer.runAsync(common + ["--rank", "1", "--coordinator", "127.0.0.1"])
+        let rankOne = try await trainer.run(common + ["--rank", "1", "--coordinator", "127.0.0.1"])
         await exited(rankZero)
         #expect(rankZero.terminationStatus == 0 && rankOne.status == 0, "the check failed: \(rankOne.stdout)\(rankOne.stderr)")
         #expect(FileManager.default.fileExists(atPath: check.path), "the check wrote no result")

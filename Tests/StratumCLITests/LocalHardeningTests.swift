@@ -26,8 +26,8 @@ private struct ShellProject {
     }
 
     @discardableResult
-    func run(_ command: [String], _ extra: [String] = [], environment: [String: String] = [:]) throws -> CLI.Result {
-        try cli.run(command + ["--stack", "local-shell", "--config", config.path] + extra, extraEnvironment: environment)
+    func run(_ command: [String], _ extra: [String] = [], environment: [String: String] = [:]) async throws -> CLI.Result {
+        try await cli.run(command + ["--stack", "local-shell", "--config", config.path] + extra, extraEnvironment: environment)
     }
 
     /// Node instance directories, by name.
@@ -71,8 +71,8 @@ private struct ShellProject {
     }
 
     /// An attribute of a node as `state show` prints it (`name = value`), quotes removed.
-    func attribute(_ name: String, of address: String, env: String = "dev") throws -> String? {
-        let shown = try cli.run(["state", "show", address, "--stack", "local-shell", "--env", env]).stdout
+    func attribute(_ name: String, of address: String, env: String = "dev") async throws -> String? {
+        let shown = try await cli.run(["state", "show", address, "--stack", "local-shell", "--env", env]).stdout
         let line = shown.split(separator: "\n").first { $0.trimmingCharacters(in: .whitespaces).hasPrefix("\(name) = ") }
         return line.map { String($0.split(separator: "=", maxSplits: 1)[1]).trimmingCharacters(in: CharacterSet(charactersIn: "\" ")) }
     }
@@ -91,19 +91,19 @@ struct LocalHardeningTests {
     static let withChildren = "sleep 1000 & sleep 1000"
 
     @Test(arguments: ["cgroup", "process-group"])
-    func killingTheLeaderIsDriftAndApplyLeavesNoOrphan(isolation: String) throws {
+    func killingTheLeaderIsDriftAndApplyLeavesNoOrphan(isolation: String) async throws {
         let project = try ShellProject("kill-leader", isolation: isolation)
         defer { project.cleanUp() }
         // One child leaves the node's session and process group: it is still the node's.
         try project.configure(script: "setsid sleep 1000 & " + Self.withChildren)
-        let apply = try project.run(["apply", "--auto-approve"])
+        let apply = try await project.run(["apply", "--auto-approve"])
         #expect(apply.status == 0, "\(apply.stdout)\(apply.stderr)")
         let first = try project.directory(of: 0).lastPathComponent
-        #expect(waitUntil(seconds: 20) { project.markedProcesses().count >= 4 }, "\(project.markedProcesses())")
-        #expect(try project.attribute("status", of: "local_node.job[0]") == "running")
+        #expect(await eventually(seconds: 20) { project.markedProcesses().count >= 4 }, "\(project.markedProcesses())")
+        #expect(try await project.attribute("status", of: "local_node.job[0]") == "running")
         let leader = try project.leader(of: 0)
         // The node runs in its own cgroup where the machine allows one, and says which mode it got.
-        let mode = try #require(try project.attribute("isolation", of: "local_node.job[0]"))
+        let mode = try await #require(try project.attribute("isolation", of: "local_node.job[0]"))
         if isolation == "process-group" || !mode.hasPrefix("cgroup ") {
             #expect(mode == "process-group \(leader)")
         } else {
@@ -112,18 +112,18 @@ struct LocalHardeningTests {
                 Set(((try? String(contentsOfFile: procs, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { Int32($0) })
             }
             // Every process of the node, the one that left its session too, is in the cgroup.
-            #expect(waitUntil(seconds: 10) { members().contains(leader) && members() == Set(project.markedProcesses().keys) })
+            #expect(await eventually(seconds: 10) { members().contains(leader) && members() == Set(project.markedProcesses().keys) })
         }
         let children = Set(project.markedProcesses().keys).subtracting([leader])
         kill(leader, SIGKILL)
-        #expect(waitUntil(seconds: 10) { !isAlive(leader) })
+        #expect(await eventually(seconds: 10) { !isAlive(leader) })
         #expect(children.allSatisfy(isAlive))
 
-        let drift = try project.run(["plan", "--detailed-exitcode"])
+        let drift = try await project.run(["plan", "--detailed-exitcode"])
         #expect(drift.status == 2, "\(drift.stdout)\(drift.stderr)")
         #expect(drift.stdout.contains("local_node.job[0] must be replaced because its leader process \(leader) was killed outside Stratum"), "\(drift.stdout)")
 
-        let heal = try project.run(["apply", "--auto-approve"])
+        let heal = try await project.run(["apply", "--auto-approve"])
         #expect(heal.status == 0, "\(heal.stdout)\(heal.stderr)")
         // The old tree is gone: no process names the old directory, and it was removed.
         #expect(children.allSatisfy { !isAlive($0) })
@@ -131,31 +131,31 @@ struct LocalHardeningTests {
         #expect(second != first)
         #expect(Set(project.markedProcesses().values) == [second])
         #expect(isAlive(try project.leader(of: 0)))
-        #expect(try project.run(["plan", "--detailed-exitcode"]).status == 0)
+        #expect(try await project.run(["plan", "--detailed-exitcode"]).status == 0)
 
-        let destroy = try project.run(["destroy", "--auto-approve"])
+        let destroy = try await project.run(["destroy", "--auto-approve"])
         #expect(destroy.status == 0, "\(destroy.stderr)")
         #expect(project.markedProcesses().isEmpty)
         #expect(project.directories().isEmpty)
     }
 
-    @Test func aDeletedDirectoryOrCorruptRecordNeverMakesASecondWorker() throws {
+    @Test func aDeletedDirectoryOrCorruptRecordNeverMakesASecondWorker() async throws {
         let project = try ShellProject("edit-files")
         defer { project.cleanUp() }
         try project.configure(count: 2, script: Self.withChildren)
-        #expect(try project.run(["apply", "--auto-approve"]).status == 0)
-        #expect(waitUntil(seconds: 20) { project.supervisors().count == 2 })
+        #expect(try await project.run(["apply", "--auto-approve"]).status == 0)
+        #expect(await eventually(seconds: 20) { project.supervisors().count == 2 })
         let before = Set(project.markedProcesses().keys)
 
         try FileManager.default.removeItem(at: try project.directory(of: 0))
         try "{ not json".write(to: try project.directory(of: 1).appendingPathComponent("node.json"), atomically: true, encoding: .utf8)
 
-        let plan = try project.run(["plan", "--detailed-exitcode"])
+        let plan = try await project.run(["plan", "--detailed-exitcode"])
         #expect(plan.status == 2, "\(plan.stdout)\(plan.stderr)")
         #expect(plan.stdout.contains("local_node.job[0] must be replaced because its directory"), "\(plan.stdout)")
         #expect(plan.stdout.contains("local_node.job[1] must be replaced because its record"), "\(plan.stdout)")
 
-        let apply = try project.run(["apply", "--auto-approve"])
+        let apply = try await project.run(["apply", "--auto-approve"])
         #expect(apply.status == 0, "\(apply.stdout)\(apply.stderr)")
         // Exactly one worker per address: one supervisor in one directory each, none of the old processes.
         let supervisors = project.supervisors()
@@ -164,39 +164,39 @@ struct LocalHardeningTests {
         #expect(Set(supervisors.keys) == Set(project.directories()))
         #expect(before.allSatisfy { !isAlive($0) })
 
-        let destroy = try project.run(["destroy", "--auto-approve"])
+        let destroy = try await project.run(["destroy", "--auto-approve"])
         #expect(destroy.status == 0, "\(destroy.stderr)")
         #expect(project.markedProcesses().isEmpty)
         #expect(project.directories().isEmpty)
     }
 
-    @Test func anotherEnvironmentsNodeAtTheSameAddressIsNeverTouched() throws {
+    @Test func anotherEnvironmentsNodeAtTheSameAddressIsNeverTouched() async throws {
         let project = try ShellProject("two-envs")
         defer { project.cleanUp() }
         try project.configure(script: Self.withChildren)
-        #expect(try project.run(["apply", "--auto-approve", "--env", "prod"]).status == 0)
-        #expect(try project.run(["apply", "--auto-approve", "--env", "dev"]).status == 0)
-        #expect(waitUntil(seconds: 20) { project.supervisors().count == 2 })
+        #expect(try await project.run(["apply", "--auto-approve", "--env", "prod"]).status == 0)
+        #expect(try await project.run(["apply", "--auto-approve", "--env", "dev"]).status == 0)
+        #expect(await eventually(seconds: 20) { project.supervisors().count == 2 })
         let processes = project.markedProcesses()
-        let devLog = try #require(try project.attribute("log_path", of: "local_node.job[0]", env: "dev"))
-        let devLeader = try #require(try project.attribute("pid", of: "local_node.job[0]", env: "dev").flatMap { Int32($0) })
+        let devLog = try await #require(try project.attribute("log_path", of: "local_node.job[0]", env: "dev"))
+        let devLeader = try await #require(try project.attribute("pid", of: "local_node.job[0]", env: "dev").flatMap { Int32($0) })
         let devDirectory = URL(fileURLWithPath: devLog).deletingLastPathComponent().lastPathComponent
         let prod = processes.filter { $0.value != devDirectory }
         #expect(!prod.isEmpty && prod.count < processes.count)
 
         // dev loses its leader, is replaced, then destroyed: prod's tree and directory stay.
         kill(devLeader, SIGKILL)
-        #expect(try project.run(["apply", "--auto-approve", "--env", "dev"]).status == 0)
-        #expect(try project.run(["destroy", "--auto-approve", "--env", "dev"]).status == 0)
+        #expect(try await project.run(["apply", "--auto-approve", "--env", "dev"]).status == 0)
+        #expect(try await project.run(["destroy", "--auto-approve", "--env", "dev"]).status == 0)
         #expect(prod.keys.allSatisfy(isAlive))
         #expect(Set(project.markedProcesses().values) == Set(prod.values))
         #expect(project.directories() == Array(Set(prod.values)))
-        #expect(try project.run(["plan", "--detailed-exitcode", "--env", "prod"]).status == 0)
-        #expect(try project.run(["destroy", "--auto-approve", "--env", "prod"]).status == 0)
+        #expect(try await project.run(["plan", "--detailed-exitcode", "--env", "prod"]).status == 0)
+        #expect(try await project.run(["destroy", "--auto-approve", "--env", "prod"]).status == 0)
         #expect(project.markedProcesses().isEmpty)
     }
 
-    @Test func sigkillDuringDestroyThenRerunLeavesNothing() throws {
+    @Test func sigkillDuringDestroyThenRerunLeavesNothing() async throws {
         let project = try ShellProject("kill-destroy")
         defer { project.cleanUp() }
         // A tree that outlives SIGTERM: a child ignoring it, and a shell that notes it and goes on.
@@ -205,31 +205,31 @@ struct LocalHardeningTests {
             trap 'touch "$STRATUM_NODE_DIR/term"' TERM
             while :; do sleep 1000 & wait $!; done
             """)
-        #expect(try project.run(["apply", "--auto-approve"]).status == 0)
+        #expect(try await project.run(["apply", "--auto-approve"]).status == 0)
         let directory = try project.directory(of: 0)
-        #expect(waitUntil(seconds: 20) { project.markedProcesses().count >= 3 })
+        #expect(await eventually(seconds: 20) { project.markedProcesses().count >= 3 })
 
         // The destroy waits out a long grace after SIGTERM; it is killed in the middle of it.
         let (destroy, _, _) = try project.cli.start(
             ["destroy", "--auto-approve", "--stack", "local-shell", "--config", project.config.path], extraEnvironment: ["STRATUM_LOCAL_STOP_GRACE": "60"])
-        #expect(waitUntil(seconds: 30) { FileManager.default.fileExists(atPath: directory.appendingPathComponent("term").path) })
+        #expect(await eventually(seconds: 30) { FileManager.default.fileExists(atPath: directory.appendingPathComponent("term").path) })
         kill(destroy.processIdentifier, SIGKILL)
         destroy.waitUntilExit()
         #expect(!project.markedProcesses().isEmpty)
         #expect(FileManager.default.fileExists(atPath: directory.path))
 
-        let rerun = try project.run(["destroy", "--auto-approve"], environment: ["STRATUM_LOCAL_STOP_GRACE": "1"])
+        let rerun = try await project.run(["destroy", "--auto-approve"], environment: ["STRATUM_LOCAL_STOP_GRACE": "1"])
         #expect(rerun.status == 0, "\(rerun.stdout)\(rerun.stderr)")
         #expect(project.markedProcesses().isEmpty, "\(project.markedProcesses())")
         #expect(project.directories().isEmpty, "\(project.directories())")
-        let listed = try project.cli.run(["state", "list", "--stack", "local-shell"])
+        let listed = try await project.cli.run(["state", "list", "--stack", "local-shell"])
         #expect(listed.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(listed.stdout)")
     }
 
-    @Test func askingForMoreNodesThanTheMachineHoldsFailsAtPlanTime() throws {
+    @Test func askingForMoreNodesThanTheMachineHoldsFailsAtPlanTime() async throws {
         let project = try ShellProject("node-limit")
         try project.configure(count: 20_000, script: "sleep 1000")
-        let derived = try project.run(["plan"])
+        let derived = try await project.run(["plan"])
         #expect(derived.status == 1)
         #expect(derived.stderr.contains("asks the local provider for 20000 nodes"), "\(derived.stderr)")
         #expect(derived.stderr.contains("STRATUM_LOCAL_MAX_NODES"))
@@ -239,66 +239,66 @@ struct LocalHardeningTests {
         #expect(derived.stderr.contains("per CPU"))
 
         try project.configure(count: 3, script: "sleep 1000")
-        let overridden = try project.run(["plan"], environment: ["STRATUM_LOCAL_MAX_NODES": "2"])
+        let overridden = try await project.run(["plan"], environment: ["STRATUM_LOCAL_MAX_NODES": "2"])
         #expect(overridden.status == 1)
         #expect(overridden.stderr.contains("holds at most 2 (set by STRATUM_LOCAL_MAX_NODES=2)"), "\(overridden.stderr)")
-        #expect(try project.run(["plan"], environment: ["STRATUM_LOCAL_MAX_NODES": "3"]).status == 0)
-        let malformed = try project.run(["validate"], environment: ["STRATUM_LOCAL_MAX_NODES": "lots"])
+        #expect(try await project.run(["plan"], environment: ["STRATUM_LOCAL_MAX_NODES": "3"]).status == 0)
+        let malformed = try await project.run(["validate"], environment: ["STRATUM_LOCAL_MAX_NODES": "lots"])
         #expect(malformed.status == 1)
         #expect(malformed.stderr.contains("STRATUM_LOCAL_MAX_NODES must be a whole number"), "\(malformed.stderr)")
         #expect(!FileManager.default.fileExists(atPath: project.nodes.path))
     }
 
-    @Test func aBucketCreateOverAnUnmanagedDirectoryLeavesItAlone() throws {
+    @Test func aBucketCreateOverAnUnmanagedDirectoryLeavesItAlone() async throws {
         let project = try ShellProject("bucket-foreign")
         let foreign = project.dir.appendingPathComponent(".stratum/local/buckets/data")
         try FileManager.default.createDirectory(at: foreign, withIntermediateDirectories: true)
         try project.configure(count: 0, script: "true", bucket: "data")
 
         for _ in 0..<2 {
-            let apply = try project.run(["apply", "--auto-approve"])
+            let apply = try await project.run(["apply", "--auto-approve"])
             #expect(apply.status == 1)
             #expect(apply.stderr.contains("already exists and is not managed by this stack"), "\(apply.stderr)")
             var isDirectory: ObjCBool = false
             #expect(FileManager.default.fileExists(atPath: foreign.path, isDirectory: &isDirectory) && isDirectory.boolValue)
         }
-        let listed = try project.cli.run(["state", "list", "--stack", "local-shell"])
+        let listed = try await project.cli.run(["state", "list", "--stack", "local-shell"])
         #expect(!listed.stdout.contains("local_bucket.data"))
     }
 
-    @Test func aWorkloadThatFailsIsReportedFailedAndOneThatFinishesIsNot() throws {
+    @Test func aWorkloadThatFailsIsReportedFailedAndOneThatFinishesIsNot() async throws {
         let project = try ShellProject("exit-status")
         defer { project.cleanUp() }
         // Runs until the test says go, then exits with the status the test wrote.
         try project.configure(script: #"while [ ! -e "$STRATUM_NODE_DIR/go" ]; do sleep 0.05; done; exit "$(cat "$STRATUM_NODE_DIR/go")""#)
-        #expect(try project.run(["apply", "--auto-approve"]).status == 0)
-        #expect(try project.run(["plan", "--detailed-exitcode"]).status == 0)
+        #expect(try await project.run(["apply", "--auto-approve"]).status == 0)
+        #expect(try await project.run(["plan", "--detailed-exitcode"]).status == 0)
 
         let directory = try project.directory(of: 0)
         try "3".write(to: directory.appendingPathComponent("go"), atomically: true, encoding: .utf8)
-        #expect(waitUntil(seconds: 20) { FileManager.default.fileExists(atPath: directory.appendingPathComponent("exit-status").path) })
-        let refresh = try project.run(["refresh"])
+        #expect(await eventually(seconds: 20) { FileManager.default.fileExists(atPath: directory.appendingPathComponent("exit-status").path) })
+        let refresh = try await project.run(["refresh"])
         #expect(refresh.status == 0, "\(refresh.stderr)")
         #expect(refresh.stdout.contains("local_node.job[0]: failed: its workload exited with status 3"), "\(refresh.stdout)")
         #expect(refresh.stdout.contains("1 failed"))
-        let shown = try project.cli.run(["state", "show", "local_node.job[0]", "--stack", "local-shell"])
+        let shown = try await project.cli.run(["state", "show", "local_node.job[0]", "--stack", "local-shell"])
         #expect(shown.stdout.contains("failed(3)"), "\(shown.stdout)")
-        let plan = try project.run(["plan", "--detailed-exitcode"])
+        let plan = try await project.run(["plan", "--detailed-exitcode"])
         #expect(plan.status == 2, "\(plan.stdout)\(plan.stderr)")
         #expect(plan.stdout.contains("local_node.job[0] must be replaced because its workload exited with status 3"), "\(plan.stdout)")
 
         // The replacement finishes its work with status 0: done, not failed, and left as it is.
-        #expect(try project.run(["apply", "--auto-approve"]).status == 0)
+        #expect(try await project.run(["apply", "--auto-approve"]).status == 0)
         let replacement = try project.directory(of: 0)
         #expect(replacement != directory)
         try "0".write(to: replacement.appendingPathComponent("go"), atomically: true, encoding: .utf8)
-        #expect(waitUntil(seconds: 20) { FileManager.default.fileExists(atPath: replacement.appendingPathComponent("exit-status").path) })
-        #expect(try project.run(["refresh"]).status == 0)
-        let finished = try project.cli.run(["state", "show", "local_node.job[0]", "--stack", "local-shell"])
+        #expect(await eventually(seconds: 20) { FileManager.default.fileExists(atPath: replacement.appendingPathComponent("exit-status").path) })
+        #expect(try await project.run(["refresh"]).status == 0)
+        let finished = try await project.cli.run(["state", "show", "local_node.job[0]", "--stack", "local-shell"])
         #expect(finished.stdout.contains("exited(0)"), "\(finished.stdout)")
-        let settled = try project.run(["plan", "--detailed-exitcode"])
+        let settled = try await project.run(["plan", "--detailed-exitcode"])
         #expect(settled.status == 0, "\(settled.stdout)")
-        #expect(try project.run(["destroy", "--auto-approve"]).status == 0)
+        #expect(try await project.run(["destroy", "--auto-approve"]).status == 0)
         #expect(project.directories().isEmpty)
     }
 }

@@ -59,11 +59,11 @@ struct StateHardeningTests {
         }
     }
 
-    @Test func readCommandsWorkOnAReadOnlyStateFileAndCreateNothing() throws {
+    @Test func readCommandsWorkOnAReadOnlyStateFileAndCreateNothing() async throws {
         let dir = try TestSupport.temporaryDirectory("read-only")
         let cli = CLI("stratum-fixture", in: dir)
         let base = ["--stack", "fake-fan"]
-        let applied = try cli.run(["apply", "--auto-approve"] + base)
+        let applied = try await cli.run(["apply", "--auto-approve"] + base)
         #expect(applied.status == 0, "\(applied.stderr)")
         let stateDir = dir.appendingPathComponent(".stratum")
         let db = stateDir.appendingPathComponent("state.db").path
@@ -79,37 +79,37 @@ struct StateHardeningTests {
         }
         let before = listing(dir)
 
-        let list = try cli.run(["state", "list"] + base)
+        let list = try await cli.run(["state", "list"] + base)
         #expect(list.status == 0, "\(list.stderr)")
         #expect(list.stdout.contains("fake_thing.root"))
-        let show = try cli.run(["state", "show", "fake_thing.root"] + base)
+        let show = try await cli.run(["state", "show", "fake_thing.root"] + base)
         #expect(show.status == 0, "\(show.stderr)")
         #expect(show.stdout.contains("# fake_thing.root"))
-        let history = try cli.run(["state", "history"] + base)
+        let history = try await cli.run(["state", "history"] + base)
         #expect(history.status == 0, "\(history.stderr)")
         #expect(history.stdout.contains("serial 1"))
-        let output = try cli.run(["output", "root_id"] + base)
+        let output = try await cli.run(["output", "root_id"] + base)
         #expect(output.status == 0, "\(output.stderr)")
         #expect(output.stdout.hasPrefix("thing-"))
-        let plan = try cli.run(["plan", "--no-lock", "--detailed-exitcode"] + base)
+        let plan = try await cli.run(["plan", "--no-lock", "--detailed-exitcode"] + base)
         #expect(plan.status == 0, "plan --no-lock: \(plan.stdout) \(plan.stderr)")
         #expect(plan.stdout.contains("No changes"), "\(plan.stdout)")
 
         #expect(listing(dir) == before, "a read command created or changed a file")
 
         // A state path that does not exist is read as empty state and is not created.
-        let missing = try cli.run(["state", "list", "--state", "nowhere/state.db"] + base)
+        let missing = try await cli.run(["state", "list", "--state", "nowhere/state.db"] + base)
         #expect(missing.status == 0, "\(missing.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("nowhere").path))
     }
 
-    @Test func anEmptyStateFileIsReportedAndLeftAlone() throws {
+    @Test func anEmptyStateFileIsReportedAndLeftAlone() async throws {
         let dir = try TestSupport.temporaryDirectory("empty-state")
         let cli = CLI("stratum-fixture", in: dir)
         let path = dir.appendingPathComponent("state.db").path
         #expect(FileManager.default.createFile(atPath: path, contents: Data()))
         for command in [["state", "list"], ["plan"], ["plan", "--no-lock"], ["apply", "--auto-approve"]] {
-            let result = try cli.run(command + ["--stack", "fake-fan", "--state", path])
+            let result = try await cli.run(command + ["--stack", "fake-fan", "--state", path])
             #expect(result.status == 1, "\(command): \(result.stdout)")
             #expect(result.stderr.contains("state file \(path) is empty (0 bytes)"), "\(result.stderr)")
             #expect(result.stderr.contains("Restore it from a backup"), "\(result.stderr)")
@@ -117,40 +117,40 @@ struct StateHardeningTests {
         #expect((try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) == 0)
     }
 
-    @Test func anUndecodableRowIsNamedAndStateRmRemovesIt() throws {
+    @Test func anUndecodableRowIsNamedAndStateRmRemovesIt() async throws {
         let dir = try TestSupport.temporaryDirectory("bad-row")
         let cli = CLI("stratum-fixture", in: dir)
         let base = ["--stack", "fake-fan"]
-        #expect(try cli.run(["apply", "--auto-approve"] + base).status == 0)
+        #expect(try await cli.run(["apply", "--auto-approve"] + base).status == 0)
         let db = dir.appendingPathComponent(".stratum/state.db").path
         // Hand-edited: the row's attributes are no longer JSON.
         let queue = try DatabaseQueue(path: db)
-        try queue.write { try $0.execute(sql: "UPDATE resource SET attributes = CAST('{\"value\": ' AS BLOB) WHERE address = 'fake_thing.child[3]'") }
+        try await queue.write { try $0.execute(sql: "UPDATE resource SET attributes = CAST('{\"value\": ' AS BLOB) WHERE address = 'fake_thing.child[3]'") }
         try queue.close()
 
         for command in [["state", "list"], ["plan"], ["state", "show", "fake_thing.root"]] {
-            let result = try cli.run(command + base)
+            let result = try await cli.run(command + base)
             #expect(result.status == 1, "\(command)")
             #expect(result.stderr.contains("fake_thing.child[3] (attributes: malformed"), "\(result.stderr)")
             #expect(result.stderr.contains("stratum state rm fake_thing.child[3]"), "\(result.stderr)")
         }
-        let removed = try cli.run(["state", "rm", "fake_thing.child[3]"] + base)
+        let removed = try await cli.run(["state", "rm", "fake_thing.child[3]"] + base)
         #expect(removed.status == 0, "\(removed.stderr)")
-        let list = try cli.run(["state", "list"] + base)
+        let list = try await cli.run(["state", "list"] + base)
         #expect(list.status == 0, "\(list.stderr)")
         #expect(!list.stdout.contains("fake_thing.child[3]"))
         #expect(list.stdout.contains("fake_thing.child[2]"))
         // Another undecodable row is still refused by name when it is not the one removed.
-        #expect(try cli.run(["state", "rm", "fake_thing.child[3]"] + base).stderr.contains("is not in state"))
+        #expect(try await cli.run(["state", "rm", "fake_thing.child[3]"] + base).stderr.contains("is not in state"))
     }
 
-    @Test func aStatePathThatIsADirectoryIsSaidSo() throws {
+    @Test func aStatePathThatIsADirectoryIsSaidSo() async throws {
         let dir = try TestSupport.temporaryDirectory("state-dir")
         let cli = CLI("stratum-fixture", in: dir)
         let stateDir = dir.appendingPathComponent("states")
         try FileManager.default.createDirectory(at: stateDir, withIntermediateDirectories: true)
         for command in [["state", "list"], ["plan"], ["output"]] {
-            let result = try cli.run(command + ["--stack", "fake-fan", "--state", stateDir.path])
+            let result = try await cli.run(command + ["--stack", "fake-fan", "--state", stateDir.path])
             #expect(result.status == 1)
             #expect(result.stderr.contains("the state path \(stateDir.path) is a directory, not a state file"), "\(result.stderr)")
             #expect(!result.stderr.contains("I/O error"))
@@ -167,7 +167,7 @@ struct StateHardeningTests {
         return (CLI("stratum", in: dir), dir)
     }
 
-    @Test func aConfigTheTrainerWouldRefuseFailsValidateAndPlanNamingTheKey() throws {
+    @Test func aConfigTheTrainerWouldRefuseFailsValidateAndPlanNamingTheKey() async throws {
         let cases: [(yaml: String, expected: String)] = [
             ("threads: 0\n", "threads = 0: must be 1...1024 (the trainer's train.threads)"),
             ("threads: 1025\n", "threads = 1025: must be 1...1024"),
@@ -179,7 +179,7 @@ struct StateHardeningTests {
         for (yaml, expected) in cases {
             let (cli, dir) = try localDemo(config: yaml)
             for command in [["validate"], ["plan"]] {
-                let result = try cli.run(command + ["--stack", "local-demo"])
+                let result = try await cli.run(command + ["--stack", "local-demo"])
                 #expect(result.status == 1, "\(yaml) \(command)")
                 #expect(result.stderr.contains("local-demo.dev.yaml: \(expected)"), "\(result.stderr)")
             }
@@ -188,18 +188,18 @@ struct StateHardeningTests {
         }
         // Several problems are reported together.
         let (cli, _) = try localDemo(config: "threads: 0\nrounds: 0\n")
-        let both = try cli.run(["validate", "--stack", "local-demo"])
+        let both = try await cli.run(["validate", "--stack", "local-demo"])
         #expect(both.stderr.contains("rounds = 0") && both.stderr.contains("threads = 0"), "\(both.stderr)")
         // The bounds themselves are valid.
         let (edge, _) = try localDemo(config: "threads: 1024\nwidth: 65536\nworkers: 1\nmetrics_port: 65535\n")
-        let valid = try edge.run(["validate", "--stack", "local-demo"])
+        let valid = try await edge.run(["validate", "--stack", "local-demo"])
         #expect(valid.status == 0, "\(valid.stderr)")
     }
 
-    @Test func aFloatWhereAnIntegerIsExpectedNamesTheKey() throws {
+    @Test func aFloatWhereAnIntegerIsExpectedNamesTheKey() async throws {
         for (yaml, shown) in [("threads: 1.5\n", "1.5"), ("workers: 1e300\n", "1e+300"), ("rounds: .inf\n", "")] {
             let (cli, _) = try localDemo(config: yaml)
-            let result = try cli.run(["validate", "--stack", "local-demo"])
+            let result = try await cli.run(["validate", "--stack", "local-demo"])
             #expect(result.status == 1)
             let key = String(yaml.prefix { $0 != ":" })
             #expect(result.stderr.contains("local-demo.dev.yaml: config key '\(key)'"), "\(result.stderr)")
@@ -212,23 +212,23 @@ struct StateHardeningTests {
     /// The Swift limits are the trainer's: the built trainer accepts each bound and refuses
     /// one past it. (A value it accepts gets as far as the cross-key check, which this config
     /// fails on purpose, so nothing trains.)
-    @Test func theSwiftLimitsAgreeWithTheTrainer() throws {
+    @Test func theSwiftLimitsAgreeWithTheTrainer() async throws {
         let dir = try TestSupport.temporaryDirectory("trainer-limits")
         let config = dir.appendingPathComponent("trainer.yaml")
         try Data("model: {context: 1}\ntrain: {seq_len: 2}\n".utf8).write(to: config)
         let trainer = CLI("stratum-trainer", in: dir)
-        func run(_ key: TrainerLimits.Key, _ value: Int64) throws -> CLI.Result {
-            try trainer.run(["--config", config.path, "--set", "\(key.name)=\(value)"])
+        func run(_ key: TrainerLimits.Key, _ value: Int64) async throws -> CLI.Result {
+            try await trainer.run(["--config", config.path, "--set", "\(key.name)=\(value)"])
         }
         for key in TrainerLimits.all {
             for value in [key.range.lowerBound, key.range.upperBound] {
-                let accepted = try run(key, value)
+                let accepted = try await run(key, value)
                 #expect(accepted.status == 2)
                 #expect(!accepted.stderr.contains("out of range"), "\(key.name)=\(value): \(accepted.stderr)")
                 #expect(accepted.stderr.contains("must not exceed") || accepted.stderr.contains("divisible"), "\(key.name)=\(value): \(accepted.stderr)")
             }
             for value in [key.range.lowerBound - 1, key.range.upperBound + 1] {
-                let refused = try run(key, value)
+                let refused = try await run(key, value)
                 #expect(refused.status == 2)
                 #expect(refused.stderr.contains("'\(key.name)'"), "\(key.name)=\(value): \(refused.stderr)")
                 #expect(refused.stderr.contains("out of range") || refused.stderr.contains("non-negative"), "\(key.name)=\(value): \(refused.stderr)")

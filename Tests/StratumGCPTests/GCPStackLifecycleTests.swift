@@ -72,7 +72,7 @@ struct GCPStackLifecycleTests {
             #expect(userData?.contains("gs://stratum-checkpoints-\(env)/\(TrainerArchive.bundled.objectKey)") == true, "\(path) does not fetch the archive")
             #expect(userData?.contains("stratum/worker") == false)
             // As Compute holds it, a document Debian's cloud-init accepts.
-            let problems = try NodeSetupDocument(try #require(userData)).schemaProblems()
+            let problems = try await NodeSetupDocument(try #require(userData)).schemaProblems()
             #expect(problems == nil, "\(path): \(problems ?? "")")
         }
 

@@ -38,8 +38,12 @@ struct TestServiceAccount {
     let privateKey: _RSA.Signing.PrivateKey
 
     init() throws {
-        privateKey = try _RSA.Signing.PrivateKey(keySize: .bits2048)
+        privateKey = try Self.sharedKey.get()
     }
+
+    /// One key for every test: a 2048-bit key takes seconds to make in a debug build, and each
+    /// making held a thread of the shared pool.
+    private static let sharedKey = Result { try _RSA.Signing.PrivateKey(keySize: .bits2048) }
 
     func keyFile(tokenURI: URL, project: String = "example-project") -> GCPJSON {
         [

@@ -9,6 +9,12 @@ import Testing
 /// may not make network namespaces (or the kernel lacks a qdisc they need).
 @Suite("Local network namespaces")
 struct LocalNamespaceTests {
+    /// Runs a command off the shared pool: measurements take seconds, and a pool thread held
+    /// that long starves every other suite.
+    static func execute(_ argv: [String]) async -> LocalNetworking.Outcome {
+        await offThePool { LocalNetworking.execute(argv) }
+    }
+
     @Test(.timeLimit(.minutes(3)))
     func aRateCapHoldsSentAndReceivedTraffic() async throws {
         guard let lab = try NamespaceLab.make("netns-rate") else { return }
@@ -21,8 +27,8 @@ struct LocalNamespaceTests {
             let target = try #require(peer.attributes["private_ip"]?.stringValue)
 
             // What w[0] sends leaves through its tbf; what it receives is capped through its IFB.
-            let sent = try lab.measure(from: capped, ["send", target, "3"])
-            let received = try lab.measure(from: capped, ["receive", target, "3"])
+            let sent = try await lab.measure(from: capped, ["send", target, "3"])
+            let received = try await lab.measure(from: capped, ["receive", target, "3"])
             let sentMbit = try #require(sent["mbit"] as? Double)
             let receivedMbit = try #require(received["mbit"] as? Double)
             print("20 Mbit/s link: sent \(sentMbit) Mbit/s, received \(receivedMbit) Mbit/s")
@@ -49,11 +55,11 @@ struct LocalNamespaceTests {
             let nearIP = try #require(near.attributes["private_ip"]?.stringValue)
 
             // Each side delays what it sends: 50 ms one way, 5 ms the other.
-            let rtt = try #require(try lab.measure(from: slow, ["rtt", lossyIP])["min_ms"] as? Double)
+            let rtt = try await #require(try lab.measure(from: slow, ["rtt", lossyIP])["min_ms"] as? Double)
             // What w[1] sends back is dropped 10 % of the time.
-            let echoed = try lab.measure(from: slow, ["udp", lossyIP, "1000"])
+            let echoed = try await lab.measure(from: slow, ["udp", lossyIP, "1000"])
             let lost = try #require(echoed["lost_percent"] as? Double)
-            let throughput = try #require(try lab.measure(from: slow, ["send", nearIP, "4"])["mbit"] as? Double)
+            let throughput = try await #require(try lab.measure(from: slow, ["send", nearIP, "4"])["mbit"] as? Double)
             print("round trip \(rtt) ms (configured 50 + 5 ms), loss \(lost) % (configured 10 %), \(throughput) Mbit/s (configured 20) over 51 ms")
             if NetworkProbe.shaping?.netem == false {
                 #expect(slow.attributes["network_mode"]?.stringValue?.contains("stratum-netem") == true, "\(slow.attributes)")
@@ -84,7 +90,7 @@ struct LocalNamespaceTests {
             #expect(live.attributes["link"] == link.value)
 
             // What it sends, slowed outside Stratum: the refresh reports the link as found.
-            try lab.tc(["-n", namespace, "qdisc", "change", "dev", "eth0", "root", "handle", "1:", "tbf", "rate", "5000kbit", "burst", "5000", "limit", "31250"])
+            try await lab.tc(["-n", namespace, "qdisc", "change", "dev", "eth0", "root", "handle", "1:", "tbf", "rate", "5000kbit", "burst", "5000", "limit", "31250"])
             live = try #require(try await lab.provider.read(type: "local_node", resources: [node]).first ?? nil)
             #expect(live.attributes["link"] == LinkProfile(rateMbit: 5).value)
             #expect(live.failure == nil)
@@ -99,7 +105,7 @@ struct LocalNamespaceTests {
             #expect(healed.attributes["status"] == "running")
 
             // What it receives, sped up outside Stratum: drift too.
-            try lab.tc(["-n", namespace, "qdisc", "change", "dev", "ifb0", "root", "handle", "1:", "tbf", "rate", "7000kbit", "burst", "5000", "limit", "43750"])
+            try await lab.tc(["-n", namespace, "qdisc", "change", "dev", "ifb0", "root", "handle", "1:", "tbf", "rate", "7000kbit", "burst", "5000", "limit", "43750"])
             live = try #require(try await lab.provider.read(type: "local_node", resources: [healed]).first ?? nil)
             #expect(live.attributes["link"] == LinkProfile(rateMbit: 7).value)
             healed = try await lab.provider.update(live, to: desired)
@@ -142,13 +148,13 @@ struct LocalNamespaceTests {
             #expect(first.attributes["network_mode"]?.stringValue?.hasPrefix("namespace ") == true)
 
             // Rank 1 reaches rank 0 at the coordinator's address, from inside its namespace.
-            let rtt = try lab.measure(from: second, ["rtt", firstIP])
+            let rtt = try await lab.measure(from: second, ["rtt", firstIP])
             #expect((rtt["min_ms"] as? Double).map { $0 >= 0 } == true)
 
             // The engine's probe: the node's metrics port, at its address, from the root namespace.
             let live = try #require(try await lab.provider.read(type: "local_node", resources: [second]).first ?? nil)
             let port = try #require(live.attributes["metrics_port"]?.intValue)
-            let status = try lab.python(["-c", "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).status)", "http://\(secondIP):\(port)/healthz"])
+            let status = try await lab.python(["-c", "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).status)", "http://\(secondIP):\(port)/healthz"])
             #expect(status.trimmingCharacters(in: .whitespacesAndNewlines) == "200")
         }
     }
@@ -203,7 +209,7 @@ struct LocalNamespaceTests {
             // Killed after `ip netns add`, before the veth: the retry completes that namespace.
             let directory = LocalProcesses.directory(for: address, token: "tok-crash-1", in: nodes)
             let (namespace, _) = LocalNetworking.names(for: directory)
-            try lab.ip(["netns", "add", namespace])
+            try await lab.ip(["netns", "add", namespace])
             let node = try await lab.node("r", index: 0, count: 1, network: network, link: LinkProfile(rateMbit: 10), token: "tok-crash-1")
             #expect(node.attributes["netns"]?.stringValue == namespace)
             #expect(lab.namespaces().filter { $0 == namespace }.count == 1)
@@ -228,7 +234,7 @@ struct LocalNamespaceTests {
             let otherDirectory = LocalProcesses.directory(for: other, token: "tok-crash-2", in: nodes)
             let (otherNamespace, _) = LocalNetworking.names(for: otherDirectory)
             try FileManager.default.createDirectory(at: otherDirectory, withIntermediateDirectories: true)
-            try lab.ip(["netns", "add", otherNamespace])
+            try await lab.ip(["netns", "add", otherNamespace])
             let inputs = lab.inputs(pool: "q", index: 0, count: 1, network: network, link: LinkProfile(rateMbit: 10))
             #expect(try await lab.provider.recover(operation(other, token: "tok-crash-2", inputs: inputs)) == nil)
             #expect(!lab.namespaces().contains(otherNamespace))
@@ -470,26 +476,26 @@ final class NamespaceLab {
     }
 
     /// Runs the peer's measuring side in `node`'s namespace; its JSON answer.
-    func measure(from node: ResourceState, _ arguments: [String]) throws -> [String: Any] {
+    func measure(from node: ResourceState, _ arguments: [String]) async throws -> [String: Any] {
         let namespace = try #require(node.attributes["netns"]?.stringValue)
-        let outcome = LocalNetworking.execute([tools.ip, "netns", "exec", namespace, python, peer.path] + arguments)
+        let outcome = await LocalNamespaceTests.execute([tools.ip, "netns", "exec", namespace, python, peer.path] + arguments)
         try #require(outcome.status == 0, "\(arguments): \(outcome.error)")
         return try #require(try JSONSerialization.jsonObject(with: Data(outcome.output.utf8)) as? [String: Any])
     }
 
-    func python(_ arguments: [String]) throws -> String {
-        let outcome = LocalNetworking.execute([python] + arguments)
+    func python(_ arguments: [String]) async throws -> String {
+        let outcome = await LocalNamespaceTests.execute([python] + arguments)
         try #require(outcome.status == 0, "\(outcome.error)")
         return outcome.output
     }
 
-    func tc(_ arguments: [String]) throws {
-        let outcome = LocalNetworking.execute([tools.tc] + arguments)
+    func tc(_ arguments: [String]) async throws {
+        let outcome = await LocalNamespaceTests.execute([tools.tc] + arguments)
         try #require(outcome.status == 0, "tc \(arguments): \(outcome.error)")
     }
 
-    func ip(_ arguments: [String]) throws {
-        let outcome = LocalNetworking.execute([tools.ip] + arguments)
+    func ip(_ arguments: [String]) async throws {
+        let outcome = await LocalNamespaceTests.execute([tools.ip] + arguments)
         try #require(outcome.status == 0, "ip \(arguments): \(outcome.error)")
     }
 

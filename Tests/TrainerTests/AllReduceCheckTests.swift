@@ -22,11 +22,11 @@ extension TrainerSuite {
         /// Four ranks: each reports a bus bandwidth, the all-reduce's sums check out (the check
         /// fails otherwise), and the Prometheus file says so; the trainer serves that file with
         /// its own metrics.
-        @Test func fourRanksMeasureTheirBusBandwidth() throws {
+        @Test func fourRanksMeasureTheirBusBandwidth() async throws {
             let dir = try makeTempDir("allreduce")
             let children = try Self.start(world: 4, ranks: [0, 1, 2, 3], port: freeLoopbackPort(), in: dir)
             for (rank, child) in children.sorted(by: { $0.key < $1.key }) {
-                #expect(try child.wait(seconds: 60) == 0, "rank \(rank): \(child.output)")
+                #expect(try await child.wait(seconds: 60) == 0, "rank \(rank): \(child.output)")
                 #expect(child.output.contains("allreduce: rank \(rank) of 4: bus bandwidth "), "\(child.output)")
                 let metrics = try String(contentsOf: dir.appendingPathComponent("rank-\(rank).prom"), encoding: .utf8)
                 #expect(metrics.contains("\nstratum_allreduce_ok 1\n") && metrics.contains("\nstratum_allreduce_world_size 4\n"), "\(metrics)")
@@ -47,12 +47,12 @@ extension TrainerSuite {
 
         /// A rank that never comes (its node cannot be reached): the others give up within the
         /// timeout, say what they waited for, and record the failure for the metrics.
-        @Test func aMissingRankFailsWithinTheTimeoutAndSaysSo() throws {
+        @Test func aMissingRankFailsWithinTheTimeoutAndSaysSo() async throws {
             let dir = try makeTempDir("allreduce-missing")
             let children = try Self.start(world: 3, ranks: [0, 1], port: freeLoopbackPort(), in: dir, extra: ["--timeout", "2"])
             let started = Date()
             for (rank, child) in children.sorted(by: { $0.key < $1.key }) {
-                #expect(try child.wait(seconds: 30) == 1, "rank \(rank): \(child.output)")
+                #expect(try await child.wait(seconds: 30) == 1, "rank \(rank): \(child.output)")
                 let metrics = try String(contentsOf: dir.appendingPathComponent("rank-\(rank).prom"), encoding: .utf8)
                 #expect(metrics.contains("\nstratum_allreduce_ok 0\n"), "\(metrics)")
             }
@@ -64,30 +64,30 @@ extension TrainerSuite {
 
         /// Something else that connects to rank 0's port (a stray client, a scanner) is
         /// dropped, and the ranks still meet and pass.
-        @Test func aStrayConnectionDoesNotBreakTheCheck() throws {
+        @Test func aStrayConnectionDoesNotBreakTheCheck() async throws {
             let dir = try makeTempDir("allreduce-stray")
             let port = freeLoopbackPort()
             var children = try Self.start(world: 3, ranks: [0], port: port, in: dir)
             // Once rank 0 listens, a client that sends it nonsense and one that says nothing.
             let deadline = Date().addingTimeInterval(20)
-            while !loopbackAccepts(port), Date() < deadline { usleep(20_000) }
+            while !loopbackAccepts(port), Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
             let noisy = socket(AF_INET, streamSocket, 0), silent = socket(AF_INET, streamSocket, 0)
             defer { close(noisy); close(silent) }
             #expect(connectLoopback(noisy, port: port) == 0 && connectLoopback(silent, port: port) == 0)
             _ = "GET / HTTP/1.0\r\n\r\n".withCString { send(noisy, $0, strlen($0), 0) }
             children.merge(try Self.start(world: 3, ranks: [1, 2], port: port, in: dir)) { $1 }
             for (rank, child) in children.sorted(by: { $0.key < $1.key }) {
-                #expect(try child.wait(seconds: 60) == 0, "rank \(rank): \(child.output)")
+                #expect(try await child.wait(seconds: 60) == 0, "rank \(rank): \(child.output)")
             }
         }
 
-        @Test func badArgumentsAreNamed() throws {
+        @Test func badArgumentsAreNamed() async throws {
             let dir = try makeTempDir("allreduce-args")
-            let (status, output) = try runTrainer(["allreduce-check", "--world", "1", "--rank", "0"], in: dir, name: "one")
+            let (status, output) = try await runTrainer(["allreduce-check", "--world", "1", "--rank", "0"], in: dir, name: "one")
             #expect(status == 2 && output.contains("--world of at least 2"), "\(output)")
-            let (bad, text) = try runTrainer(["allreduce-check", "--world", "two"], in: dir, name: "two")
+            let (bad, text) = try await runTrainer(["allreduce-check", "--world", "two"], in: dir, name: "two")
             #expect(bad == 2 && text.contains("--world takes a number, not 'two'"), "\(text)")
-            let (help, usage) = try runTrainer(["allreduce-check", "--help"], in: dir, name: "help")
+            let (help, usage) = try await runTrainer(["allreduce-check", "--help"], in: dir, name: "help")
             #expect(help == 0 && usage.contains("bus bandwidth"), "\(usage)")
         }
     }

@@ -64,7 +64,7 @@ extension TrainerSuite {
                 """
             let path = try writeYAML(yaml, in: dir)
             let client = "6f1e2d3c-4b5a-4987-8a6b-5c4d3e2f1a0b", tenant = "00000000-0000-4000-8000-00000000feed"
-            let (status, output) = try runTrainer(["--config", path], in: dir, name: "federated", environment: [
+            let (status, output) = try await runTrainer(["--config", path], in: dir, name: "federated", environment: [
                 "AZURE_STORAGE_CONNECTION_STRING": fake.connectionString(server, withKey: false), "AZURE_STORAGE_KEY": "", "AZURE_STORAGE_ACCESS_TOKEN": "",
                 "AZURE_TENANT_ID": tenant, "AZURE_CLIENT_ID": client, "AZURE_AUTHORITY_HOST": identity.url.absoluteString,
                 "STRATUM_WEB_IDENTITY": "gcp", "GCE_METADATA_HOST": identity.hostAndPort,
@@ -212,7 +212,7 @@ extension TrainerSuite {
 
             Self.use(["AZURE_STORAGE_CONNECTION_STRING": fake.connectionString(server, withKey: false),
                       "AZURE_POD_IDENTITY_AUTHORITY_HOST": server.url.absoluteString])
-            try expectTwoWorkerDiLoCo(store: "az://\(Self.account)/diloco/run")
+            try await expectTwoWorkerDiLoCo(store: "az://\(Self.account)/diloco/run")
             #expect(await fake.refused == 0)
             #expect(await fake.calls["Token", default: 0] >= 2, "each worker process fetched its own token")
         }

@@ -75,7 +75,7 @@ extension TrainerSuite {
 
         /// Training, host writes and checkpoints through a device-style backend match the CPU
         /// backend bit for bit, and a checkpoint moves between the two in both directions.
-        @Test func deviceBackendKeepsHostArraysCoherent() throws {
+        @Test func deviceBackendKeepsHostArraysCoherent() async throws {
             let backend = MirrorDevice.backend()
             defer { backend.deallocate() }
             var err = [CChar](repeating: 0, count: Int(TC_ERR_MAX))
@@ -115,7 +115,7 @@ extension TrainerSuite {
         }
 
         /// The logits the model exposes are the ones its probabilities are the softmax of.
-        @Test func probabilitiesAreTheSoftmaxOfTheLogits() throws {
+        @Test func probabilitiesAreTheSoftmaxOfTheLogits() async throws {
             let model = try #require(tc_model_create(1, 16, 2, 8, 3, 1))
             defer { tc_model_free(model) }
             #expect(String(cString: try #require(tc_model_backend_of(model)).pointee.name) == "cpu")

@@ -31,7 +31,7 @@ extension TrainerSuite {
         /// 2N steps straight == N steps, checkpoint, a fresh trainer resumes, N more steps:
         /// the same loss sequence and bit-identical weights and AdamW moments.
         @Test(arguments: ["synthetic", "file"])
-        func resumeIsBitExact(source: String) throws {
+        func resumeIsBitExact(source: String) async throws {
             let dir = try makeTempDir("resume")
             defer { try? FileManager.default.removeItem(at: dir) }
             var overrides = tinyModel.merging(["train.steps": "40", "checkpoint.dir": dir.appendingPathComponent("ckpt").path]) { $1 }
@@ -75,7 +75,7 @@ extension TrainerSuite {
         }
 
         /// A checkpoint without its DONE marker is ignored; a corrupted one is refused by checksum.
-        @Test func incompleteAndCorruptCheckpoints() throws {
+        @Test func incompleteAndCorruptCheckpoints() async throws {
             let dir = try makeTempDir("incomplete")
             defer { try? FileManager.default.removeItem(at: dir) }
             let ckptDir = dir.appendingPathComponent("ckpt")
@@ -112,7 +112,7 @@ extension TrainerSuite {
 
         /// A trainer process serves /healthz and /metrics while training, and SIGTERM (spot
         /// preemption) makes it write a checkpoint and exit 0; the next start resumes from it.
-        @Test func sigtermCheckpointsAndMetricsAreServedWhileTraining() throws {
+        @Test func sigtermCheckpointsAndMetricsAreServedWhileTraining() async throws {
             let dir = try makeTempDir("sigterm")
             defer { try? FileManager.default.removeItem(at: dir) }
             let port = freeLoopbackPort()
@@ -134,24 +134,24 @@ extension TrainerSuite {
                     metrics = text
                     break
                 }
-                usleep(20_000)
+                try await Task.sleep(for: .milliseconds(20))
             }
             #expect(metrics.contains("stratum_trainer_loss "), "\(child.output)")
             #expect(try httpGet(port: port, path: "/healthz").hasSuffix("ok\n"))
             child.process.terminate()  // SIGTERM
-            #expect(try child.wait(seconds: 30) == 0, "\(child.output)")
+            #expect(try await child.wait(seconds: 30) == 0, "\(child.output)")
             let stopped = child.output
             #expect(stopped.contains("checkpoint written at step"), "\(stopped)")
             let steps = try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("ckpt").path)
             #expect(steps.count == 1)
-            let (status, resumed) = try runTrainer(["--config", path, "--until-step", "1", "--set", "metrics.port=0"], in: dir, name: "again")
+            let (status, resumed) = try await runTrainer(["--config", path, "--until-step", "1", "--set", "metrics.port=0"], in: dir, name: "again")
             #expect(status == 0)
             #expect(resumed.contains("resumed from checkpoint at step"), "\(resumed)")
         }
 
         /// Fresh processes through the CLI: 2N straight and N + resume + N write byte-identical
         /// final checkpoints and print the same per-step losses; keep bounds what stays on disk.
-        @Test func cliResumesAutomaticallyInAFreshProcess() throws {
+        @Test func cliResumesAutomaticallyInAFreshProcess() async throws {
             let dir = try makeTempDir("cli-resume")
             defer { try? FileManager.default.removeItem(at: dir) }
             let yaml = """
@@ -162,11 +162,11 @@ extension TrainerSuite {
                 """
             let path = try writeYAML(yaml, in: dir)
             let a = dir.appendingPathComponent("a").path, b = dir.appendingPathComponent("b").path
-            let (s1, straight) = try runTrainer(["--config", path, "--set", "checkpoint.dir=\(a)"], in: dir, name: "straight")
+            let (s1, straight) = try await runTrainer(["--config", path, "--set", "checkpoint.dir=\(a)"], in: dir, name: "straight")
             #expect(s1 == 0, "\(straight)")
-            let (s2, firstHalf) = try runTrainer(["--config", path, "--set", "checkpoint.dir=\(b)", "--until-step", "15"], in: dir, name: "half")
+            let (s2, firstHalf) = try await runTrainer(["--config", path, "--set", "checkpoint.dir=\(b)", "--until-step", "15"], in: dir, name: "half")
             #expect(s2 == 0, "\(firstHalf)")
-            let (s3, secondHalf) = try runTrainer(["--config", path, "--set", "checkpoint.dir=\(b)"], in: dir, name: "resume")
+            let (s3, secondHalf) = try await runTrainer(["--config", path, "--set", "checkpoint.dir=\(b)"], in: dir, name: "resume")
             #expect(s3 == 0, "\(secondHalf)")
             #expect(secondHalf.contains("resumed from checkpoint at step 15"), "\(secondHalf)")
 

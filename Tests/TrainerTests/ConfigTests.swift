@@ -56,7 +56,7 @@ extension TrainerSuite {
             #expect(err.contains("'\(key)'"), "error '\(err)' should name '\(key)'")
         }
 
-        @Test func crossFieldErrorsNameTheKeys() throws {
+        @Test func crossFieldErrorsNameTheKeys() async throws {
             var cfg = try makeConfig(["model.width": "30", "model.heads": "4"])
             var err = [CChar](repeating: 0, count: Int(TC_ERR_MAX))
             #expect(tc_config_validate(&cfg, &err, err.count) != 0)
@@ -72,19 +72,19 @@ extension TrainerSuite {
             #expect(err.contains("line"), "\(err)")
         }
 
-        @Test func cliRejectsABadConfigWithTheKeyAndExitCode2() throws {
+        @Test func cliRejectsABadConfigWithTheKeyAndExitCode2() async throws {
             let dir = try makeTempDir("badcfg")
             defer { try? FileManager.default.removeItem(at: dir) }
             let path = try writeYAML("model:\n  layers: 1\ntrain:\n  learning_rate: 0.1\n", in: dir)
-            let (status, out) = try runTrainer(["--config", path], in: dir, name: "bad")
+            let (status, out) = try await runTrainer(["--config", path], in: dir, name: "bad")
             #expect(status == 2)
             #expect(out.contains("unknown key 'train.learning_rate'"), "\(out)")
-            let (status2, out2) = try runTrainer(["--config", path, "--set", "train.nope=1"], in: dir, name: "bad2")
+            let (status2, out2) = try await runTrainer(["--config", path, "--set", "train.nope=1"], in: dir, name: "bad2")
             #expect(status2 == 2)
             #expect(out2.contains("'train.learning_rate'") || out2.contains("'train.nope'"), "\(out2)")
         }
 
-        @Test func unreachableDataSourcesGiveClearErrors() throws {
+        @Test func unreachableDataSourcesGiveClearErrors() async throws {
             var err = [CChar](repeating: 0, count: Int(TC_ERR_MAX))
             var cfg = try makeConfig(tinyModel.merging(["data.source": "/nonexistent/corpus.bin"]) { $1 })
             #expect(tc_trainer_create(&cfg, &err, err.count) == nil)
@@ -100,15 +100,15 @@ extension TrainerSuite {
             let dir = try makeTempDir("unreach")
             defer { try? FileManager.default.removeItem(at: dir) }
             let path = try writeYAML("data:\n  source: /nonexistent/corpus.bin\n", in: dir)
-            let (status, out) = try runTrainer(["--config", path], in: dir, name: "unreach")
+            let (status, out) = try await runTrainer(["--config", path], in: dir, name: "unreach")
             #expect(status == 1)
             #expect(out.contains("data: cannot open '/nonexistent/corpus.bin'"), "\(out)")
         }
 
-        @Test func helpListsEveryKey() throws {
+        @Test func helpListsEveryKey() async throws {
             let dir = try makeTempDir("help")
             defer { try? FileManager.default.removeItem(at: dir) }
-            let (status, out) = try runTrainer(["--help"], in: dir, name: "help")
+            let (status, out) = try await runTrainer(["--help"], in: dir, name: "help")
             #expect(status == 0)
             for key in ["model.layers", "train.lr", "data.source", "checkpoint.dir", "metrics.port", "diloco.outer_lr"] {
                 #expect(out.contains(key))

@@ -5,7 +5,7 @@ import TrainerCore
 extension TrainerSuite {
     @Suite struct DataTests {
         /// Streaming in 4 KiB chunks returns exactly the file's bytes, row after row, wrapping at the end.
-        @Test func fileStreamsInChunksAndWraps() throws {
+        @Test func fileStreamsInChunksAndWraps() async throws {
             let dir = try makeTempDir("data")
             defer { try? FileManager.default.removeItem(at: dir) }
             let corpus = dir.appendingPathComponent("corpus.bin")
@@ -39,7 +39,7 @@ extension TrainerSuite {
         }
 
         /// The synthetic stream's empirical conditional entropy matches the computed floor.
-        @Test func syntheticStreamMatchesItsEntropyRate() throws {
+        @Test func syntheticStreamMatchesItsEntropyRate() async throws {
             var cfg = try makeConfig(["data.source": "synthetic", "data.branching": "3", "data.markov_seed": "11"])
             var err = [CChar](repeating: 0, count: Int(TC_ERR_MAX))
             let d = try #require(tc_data_open(&cfg, 0, 1, &err, err.count))

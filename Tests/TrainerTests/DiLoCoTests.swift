@@ -6,7 +6,7 @@ extension TrainerSuite {
     @Suite struct DiLoCoTests {
         /// A DiLoCo worker told to stop (preemption, `stratum destroy`) ends promptly, and a
         /// restart resumes from the checkpoint of its last finished round.
-        @Test func workerStopsOnSIGTERMAndResumes() throws {
+        @Test func workerStopsOnSIGTERMAndResumes() async throws {
             let dir = try makeTempDir("diloco-term")
             defer { try? FileManager.default.removeItem(at: dir) }
             let yaml = """
@@ -20,10 +20,10 @@ extension TrainerSuite {
             let child = try Child(try trainerBinary(), ["--config", config], log: dir.appendingPathComponent("first.log"))
             let secondRound = dir.appendingPathComponent("store/round-000002/manifest").path
             let deadline = Date().addingTimeInterval(60)
-            while !FileManager.default.fileExists(atPath: secondRound), Date() < deadline { usleep(20_000) }
+            while !FileManager.default.fileExists(atPath: secondRound), Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
             #expect(FileManager.default.fileExists(atPath: secondRound))
             _ = kill(child.process.processIdentifier, SIGTERM)
-            _ = try child.wait(seconds: 10)
+            _ = try await child.wait(seconds: 10)
             #expect(child.process.terminationReason == .uncaughtSignal)
             #expect(child.process.terminationStatus == SIGTERM)
 
@@ -32,7 +32,7 @@ extension TrainerSuite {
                 .filter { FileManager.default.fileExists(atPath: dir.appendingPathComponent("store/\($0)/manifest").path) }.count
             let target = finished + 2
             let resumed = try Child(try trainerBinary(), ["--config", config, "--set", "diloco.rounds=\(target)"], log: dir.appendingPathComponent("second.log"))
-            #expect(try resumed.wait(seconds: 60) == 0, "\(resumed.output)")
+            #expect(try await resumed.wait(seconds: 60) == 0, "\(resumed.output)")
             #expect(!resumed.output.contains("round 1/\(target)"), "\(resumed.output)")
             #expect(resumed.output.contains("round \(target)/\(target)"), "\(resumed.output)")
         }
@@ -41,7 +41,7 @@ extension TrainerSuite {
         /// publishing round 2 and restarted two rounds later. The survivors skip it after the
         /// round deadline, it catches up from its checkpoint and rejoins, and all three finish
         /// with bit-identical weights and a loss far below ln(256).
-        @Test func workersConvergeAndSurviveAKilledWorker() throws {
+        @Test func workersConvergeAndSurviveAKilledWorker() async throws {
             let dir = try makeTempDir("diloco")
             defer { try? FileManager.default.removeItem(at: dir) }
             let store = dir.appendingPathComponent("store")
@@ -60,25 +60,25 @@ extension TrainerSuite {
                           log: dir.appendingPathComponent("worker-\(rank)-\(tag).log"))
             }
             func exists(_ rel: String) -> Bool { FileManager.default.fileExists(atPath: store.appendingPathComponent(rel).path) }
-            func waitFor(_ what: String, seconds: Double, _ cond: () -> Bool) throws {
+            func waitFor(_ what: String, seconds: Double, _ cond: () -> Bool) async throws {
                 let deadline = Date().addingTimeInterval(seconds)
                 while !cond() {
                     if Date() > deadline { throw TrainerTestError.timeout(what) }
-                    usleep(20_000)
+                    try await Task.sleep(for: .milliseconds(20))
                 }
             }
 
             var children = try (0..<workers).map { try start($0, "first") }
-            try waitFor("worker 2 publishing round 2", seconds: 90) { exists("round-000002/worker-002.bin") }
+            try await waitFor("worker 2 publishing round 2", seconds: 90) { exists("round-000002/worker-002.bin") }
             children[2].kill()
-            _ = try children[2].wait(seconds: 10)
+            _ = try await children[2].wait(seconds: 10)
             let killedLog = children[2].output
-            try waitFor("survivors finishing round 4", seconds: 90) { exists("round-000004/manifest") }
+            try await waitFor("survivors finishing round 4", seconds: 90) { exists("round-000004/manifest") }
             children[2] = try start(2, "rejoined")
 
             var outputs: [String] = []
             for c in children {
-                let status = try c.wait(seconds: 150)
+                let status = try await c.wait(seconds: 150)
                 outputs.append(c.output)
                 #expect(status == 0, "\(c.output)")
             }

@@ -31,7 +31,7 @@ final class GCSEndpoint {
     private var child: Child?
     private let dir: URL
 
-    init(bucket: String) throws {
+    init(bucket: String) async throws {
         self.bucket = bucket
         dir = try makeTempDir("gcs")
         serviceAccountFile = dir.appendingPathComponent("service-account.json")
@@ -47,7 +47,7 @@ final class GCSEndpoint {
         child = c
         let credentials = authorizedUserFile.path  // written last, just before the server starts
         do {
-            try waitUntilReady(c, "gcp-storage-emulator on port \(port)") {
+            try await waitUntilReady(c, "gcp-storage-emulator on port \(port)") {
                 FileManager.default.fileExists(atPath: credentials) && loopbackAccepts(port)
             }
         } catch {

@@ -15,8 +15,8 @@ extension TrainerSuite {
         /// service-account key (RS256 JWT verified by the token endpoint) and an authorized_user
         /// refresh token; fetched tokens are cached, and a refused request reports the status
         /// without the token.
-        @Test(.timeLimit(.minutes(3))) func storePrimitivesWithEachTokenSource() throws {
-            let gcs = try GCSEndpoint(bucket: "stratum-gs-\(UInt32.random(in: 0...UInt32.max))")
+        @Test(.timeLimit(.minutes(3))) func storePrimitivesWithEachTokenSource() async throws {
+            let gcs = try await GCSEndpoint(bucket: "stratum-gs-\(UInt32.random(in: 0...UInt32.max))")
             defer { gcs.stop() }
             var err = [CChar](repeating: 0, count: Int(TC_ERR_MAX))
             let sources: [(GCSEndpoint.Auth, String, Int)] = [
@@ -90,8 +90,8 @@ extension TrainerSuite {
 
         /// A fetched token is reused until a minute before it expires, and a 401 (a revoked
         /// token) fetches a new one once and repeats the request.
-        @Test(.timeLimit(.minutes(3))) func fetchedTokensAreRenewedOnExpiryAnd401() throws {
-            let gcs = try GCSEndpoint(bucket: "stratum-tok-\(UInt32.random(in: 0...UInt32.max))")
+        @Test(.timeLimit(.minutes(3))) func fetchedTokensAreRenewedOnExpiryAnd401() async throws {
+            let gcs = try await GCSEndpoint(bucket: "stratum-tok-\(UInt32.random(in: 0...UInt32.max))")
             defer { gcs.stop() }
             gcs.use(.serviceAccount)
             var err = [CChar](repeating: 0, count: Int(TC_ERR_MAX))
@@ -121,8 +121,8 @@ extension TrainerSuite {
         /// Checkpoint to gs:// and resume in a fresh trainer with identical weights, training data
         /// streamed from gs:// with Range requests, then two DiLoCo workers (separate processes,
         /// metadata-server tokens) averaging through the bucket.
-        @Test(.timeLimit(.minutes(3))) func checkpointDataAndDiLoCoRoundThroughGCS() throws {
-            let gcs = try GCSEndpoint(bucket: "stratum-ckpt-\(UInt32.random(in: 0...UInt32.max))")
+        @Test(.timeLimit(.minutes(3))) func checkpointDataAndDiLoCoRoundThroughGCS() async throws {
+            let gcs = try await GCSEndpoint(bucket: "stratum-ckpt-\(UInt32.random(in: 0...UInt32.max))")
             defer { gcs.stop() }
             gcs.use(.serviceAccount)
             try expectCheckpointRoundTrip(["checkpoint.dir": "gs://\(gcs.bucket)/run1"])
@@ -145,7 +145,7 @@ extension TrainerSuite {
             #expect(errorText(err).contains("gs://\(gcs.bucket)/corpus/absent.bin") && errorText(err).contains("404"), "\(errorText(err))")
 
             gcs.use(.metadataServer)
-            try expectTwoWorkerDiLoCo(store: "gs://\(gcs.bucket)/diloco")
+            try await expectTwoWorkerDiLoCo(store: "gs://\(gcs.bucket)/diloco")
             #expect(try gcs.stats().refused == 0)
         }
     }

@@ -4,7 +4,7 @@ import TrainerCore
 
 extension TrainerSuite {
     @Suite struct MetricsTests {
-        @Test func servesPrometheusTextAndHealth() throws {
+        @Test func servesPrometheusTextAndHealth() async throws {
             var err = [CChar](repeating: 0, count: Int(TC_ERR_MAX))
             let m = try #require(tc_metrics_start(0, 1, &err, err.count), "\(errorText(err))")
             defer { tc_metrics_stop(m) }
@@ -27,7 +27,7 @@ extension TrainerSuite {
             #expect(try httpGet(port: port, path: "/nope").hasPrefix("HTTP/1.0 404"))
         }
 
-        @Test func portInUseNamesTheKey() throws {
+        @Test func portInUseNamesTheKey() async throws {
             var err = [CChar](repeating: 0, count: Int(TC_ERR_MAX))
             let m = try #require(tc_metrics_start(0, 1, &err, err.count))
             defer { tc_metrics_stop(m) }

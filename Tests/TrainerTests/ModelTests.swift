@@ -8,7 +8,7 @@ extension TrainerSuite {
         /// float32 forward, eps = 1e-2: truncation error ~eps^2 and rounding ~1e-7/eps keep
         /// the expected error near 1e-4; we allow |num - ana| <= 1e-3 + 5% |ana| per entry and
         /// a relative L2 error below 1e-2 over every 5th parameter (all tensors are covered).
-        @Test func gradientMatchesFiniteDifferences() throws {
+        @Test func gradientMatchesFiniteDifferences() async throws {
             let B: Int32 = 2, T: Int32 = 8
             let model = try #require(tc_model_create(2, 16, 2, 8, 42, 1))
             defer { tc_model_free(model) }
@@ -52,7 +52,7 @@ extension TrainerSuite {
         }
 
         /// Same seed and config: the same losses and bit-identical weights, whatever the thread count.
-        @Test func trainingIsDeterministicAcrossThreadCounts() throws {
+        @Test func trainingIsDeterministicAcrossThreadCounts() async throws {
             var losses: [[Float]] = []
             var weights: [[Float]] = []
             for threads in ["1", "2"] {
@@ -80,7 +80,7 @@ extension TrainerSuite {
         }
 
         /// From ~ln(256) to within 0.06 nats of the source's entropy floor in under 60 s on 2 threads.
-        @Test func lossReachesTheMarkovEntropyFloor() throws {
+        @Test func lossReachesTheMarkovEntropyFloor() async throws {
             var cfg = try makeConfig([
                 "model.layers": "1", "model.width": "32", "model.heads": "2", "model.context": "64",
                 "train.batch_size": "32", "train.seq_len": "64", "train.steps": "700", "train.lr": "1e-2",
@@ -111,7 +111,7 @@ extension TrainerSuite {
         }
 
         /// Warmup rises linearly to the peak, cosine decays to min_lr_ratio, constant stays flat.
-        @Test func learningRateSchedule() throws {
+        @Test func learningRateSchedule() async throws {
             var cfg = try makeConfig(["train.lr": "1e-3", "train.warmup_steps": "10", "train.steps": "110", "train.min_lr_ratio": "0.1"])
             #expect(abs(tc_trainer_lr(&cfg, 0) - 1e-4) < 1e-9)
             #expect(abs(tc_trainer_lr(&cfg, 9) - 1e-3) < 1e-9)

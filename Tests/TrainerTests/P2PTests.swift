@@ -23,11 +23,11 @@ private func tinyParameterCount() throws -> Int {
     return Int(tc_model_num_params(model))
 }
 
-private func waitFor(_ what: String, seconds: Double, _ cond: () -> Bool) throws {
+private func waitFor(_ what: String, seconds: Double, _ cond: () -> Bool) async throws {
     let deadline = Date().addingTimeInterval(seconds)
     while !cond() {
         if Date() > deadline { throw TrainerTestError.timeout(what) }
-        usleep(20_000)
+        try await Task.sleep(for: .milliseconds(20))
     }
 }
 
@@ -55,7 +55,7 @@ extension TrainerSuite {
         /// The same three workers with the same inputs, once through the store and once over the
         /// ring: every replica of both runs ends with the same weights, bit for bit, and the ring
         /// run put no pseudo-gradient in the store but moved them over TCP.
-        @Test func p2pExchangeMatchesTheStoreBitForBit() throws {
+        @Test func p2pExchangeMatchesTheStoreBitForBit() async throws {
             let dir = try makeTempDir("p2p-same")
             defer { try? FileManager.default.removeItem(at: dir) }
             let workers = 3, rounds = 4
@@ -65,19 +65,21 @@ extension TrainerSuite {
                 p2p: {listen: "127.0.0.1:0", timeout_s: 60}
                 """, in: dir)
             let binary = try trainerBinary()
-            func run(_ exchange: String) throws -> [String] {
+            func run(_ exchange: String) async throws -> [String] {
                 let children = try (0..<workers).map { rank in
                     try Child(binary, ["--config", config, "--set", "diloco.rank=\(rank)", "--set", "diloco.exchange=\(exchange)",
                                        "--set", "diloco.store=\(dir.appendingPathComponent(exchange).path)"],
                               log: dir.appendingPathComponent("\(exchange)-\(rank).log"))
                 }
-                return try children.map { child in
-                    let status = try child.wait(seconds: 120)
+                var outputs: [String] = []
+                for child in children {
+                    let status = try await child.wait(seconds: 120)
                     #expect(status == 0, "\(child.output)")
-                    return child.output
+                    outputs.append(child.output)
                 }
+                return outputs
             }
-            let store = try run("store"), ring = try run("p2p")
+            let store = try await run("store"), ring = try await run("p2p")
             let digests = (store + ring).compactMap { word($0, after: "weights sha256 ") }
             #expect(digests.count == 2 * workers && Set(digests).count == 1, "\(digests)")
             for out in ring { #expect(out.contains("averaged 3 pseudo-gradients") && !out.contains("failed"), "\(out)") }
@@ -100,7 +102,7 @@ extension TrainerSuite {
         /// round 3 is ready, so the ring stalls mid-round, then killed with SIGKILL. The others drop
         /// it and finish that round among themselves, then go on; restarted from its checkpoint,
         /// it takes the global state from a peer, rejoins, and all three end bit-identical.
-        @Test func aWorkerKilledMidRoundIsDroppedAndRejoins() throws {
+        @Test func aWorkerKilledMidRoundIsDroppedAndRejoins() async throws {
             let dir = try makeTempDir("p2p-kill")
             defer { try? FileManager.default.removeItem(at: dir) }
             let store = dir.appendingPathComponent("store")
@@ -120,13 +122,13 @@ extension TrainerSuite {
             func exists(_ rel: String) -> Bool { FileManager.default.fileExists(atPath: store.appendingPathComponent(rel).path) }
 
             var children = try (0..<workers).map { try start($0, "first") }
-            try waitFor("worker 2 ready in round 3", seconds: 90) { exists("round-000002/ready-002") }
+            try await waitFor("worker 2 ready in round 3", seconds: 90) { exists("round-000002/ready-002") }
             signal(children[2], SIGSTOP)
-            try waitFor("the others finishing round 3", seconds: 60) { exists("round-000002/manifest") }
+            try await waitFor("the others finishing round 3", seconds: 60) { exists("round-000002/manifest") }
             children[2].kill()
-            _ = try children[2].wait(seconds: 10)
+            _ = try await children[2].wait(seconds: 10)
             let killedLog = children[2].output
-            try waitFor("the others finishing round 5", seconds: 90) { exists("round-000004/manifest") }
+            try await waitFor("the others finishing round 5", seconds: 90) { exists("round-000004/manifest") }
 
             // The live worker's metrics: round and bytes over its links.
             let port = try #require((try? String(contentsOf: portFile, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) })
@@ -141,7 +143,7 @@ extension TrainerSuite {
             children[2] = try start(2, "rejoined")
             var outputs: [String] = []
             for child in children {
-                let status = try child.wait(seconds: 150)
+                let status = try await child.wait(seconds: 150)
                 outputs.append(child.output)
                 #expect(status == 0, "\(child.output)")
             }
@@ -170,7 +172,7 @@ extension TrainerSuite {
         /// all-reduce every step's gradients, and stay identical; the loss falls, and each rank's
         /// traffic is the ring all-reduce's 2(W-1)/W of the gradient buffer per step. Two ranks
         /// given each other's addresses (p2p.peers) do the same.
-        @Test func dataParallelReplicasStayIdenticalOverTCP() throws {
+        @Test func dataParallelReplicasStayIdenticalOverTCP() async throws {
             let dir = try makeTempDir("p2p-dp")
             defer { try? FileManager.default.removeItem(at: dir) }
             let steps = 30
@@ -181,15 +183,16 @@ extension TrainerSuite {
                 """, in: dir)
             let binary = try trainerBinary()
             let P = try tinyParameterCount()
-            func run(_ workers: Int, _ extra: [String]) throws {
+            func run(_ workers: Int, _ extra: [String]) async throws {
                 let children = try (0..<workers).map { rank in
                     try Child(binary, ["--config", config, "--no-resume", "--set", "dp.workers=\(workers)", "--set", "dp.rank=\(rank)"] + extra,
                               log: dir.appendingPathComponent("dp\(workers)-\(rank).log"))
                 }
-                let outputs = try children.map { child in
-                    let status = try child.wait(seconds: 120)
+                var outputs: [String] = []
+                for child in children {
+                    let status = try await child.wait(seconds: 120)
                     #expect(status == 0, "\(child.output)")
-                    return child.output
+                    outputs.append(child.output)
                 }
                 let digests = outputs.compactMap { word($0, after: "weights sha256 ") }
                 #expect(digests.count == workers && Set(digests).count == 1, "\(digests)")
@@ -203,14 +206,14 @@ extension TrainerSuite {
                     #expect(received >= steps * perStep && received < steps * perStep + 200, "received \(received)")
                 }
             }
-            try run(3, ["--set", "dp.rendezvous=\(dir.appendingPathComponent("rendezvous").path)"])
-            try run(2, ["--set", "p2p.peers=127.0.0.1:\(freeLoopbackPort()),127.0.0.1:\(freeLoopbackPort())"])
+            try await run(3, ["--set", "dp.rendezvous=\(dir.appendingPathComponent("rendezvous").path)"])
+            try await run(2, ["--set", "p2p.peers=127.0.0.1:\(freeLoopbackPort()),127.0.0.1:\(freeLoopbackPort())"])
         }
 
         /// Bad p2p and data-parallel settings stop the trainer at once (exit 2) naming the key; a
         /// data-parallel peer that never comes fails within p2p.timeout_s (exit 1), saying whom it
         /// waited for.
-        @Test func badSettingsAreRefusedAndAMissingPeerFailsInTime() throws {
+        @Test func badSettingsAreRefusedAndAMissingPeerFailsInTime() async throws {
             let dir = try makeTempDir("p2p-config")
             defer { try? FileManager.default.removeItem(at: dir) }
             let config = try writeYAML(Self.diloco, in: dir)
@@ -227,13 +230,13 @@ extension TrainerSuite {
                 (["--set", "p2p.timeout_s=0"], "'p2p.timeout_s' = '0' is out of range"),
             ]
             for (index, (arguments, message)) in cases.enumerated() {
-                let (status, output) = try runTrainer(["--config", config] + arguments, in: dir, name: "bad-\(index)", seconds: 30)
+                let (status, output) = try await runTrainer(["--config", config] + arguments, in: dir, name: "bad-\(index)", seconds: 30)
                 #expect(status == 2 && output.contains(message), "\(arguments): \(output)")
             }
 
             let started = Date()
             let peers = "127.0.0.1:\(freeLoopbackPort()),127.0.0.1:\(freeLoopbackPort())"
-            let (status, output) = try runTrainer(["--config", config, "--set", "dp.workers=2", "--set", "p2p.peers=\(peers)", "--set", "p2p.timeout_s=1"],
+            let (status, output) = try await runTrainer(["--config", config, "--set", "dp.workers=2", "--set", "p2p.peers=\(peers)", "--set", "p2p.timeout_s=1"],
                                                   in: dir, name: "alone", seconds: 30)
             #expect(status == 1 && output.contains("could not connect to rank 1 within 1 s"), "\(output)")
             #expect(Date().timeIntervalSince(started) < 15)

@@ -17,7 +17,7 @@ final class S3Endpoint {
     private var child: Child?
     private var logDir: URL?
 
-    init() throws {
+    init() async throws {
         // moto accepts any credentials; real ones from the environment win.
         setenv("AWS_ACCESS_KEY_ID", "stratum-test", 0)
         setenv("AWS_SECRET_ACCESS_KEY", "stratum-test-secret", 0)
@@ -37,7 +37,7 @@ final class S3Endpoint {
         child = c
         url = "http://127.0.0.1:\(port)"
         do {
-            try waitUntilReady(c, "moto_server on port \(port)") { loopbackAccepts(port) }
+            try await waitUntilReady(c, "moto_server on port \(port)") { loopbackAccepts(port) }
         } catch {
             stop()
             throw error
@@ -99,7 +99,7 @@ extension TrainerSuite {
         /// loopback fake of it) and checkpoints to moto with them. Keys an hour from expiry are
         /// fetched once; keys within five minutes of it are fetched again before the next call.
         @Test(arguments: [3600, 60]) func roleCredentialsFromIMDSv2(expiresInSeconds: Int) async throws {
-            let s3 = try S3Endpoint()
+            let s3 = try await S3Endpoint()
             defer { s3.stop() }
             let bucket = "stratum-role-\(UInt32.random(in: 0...UInt32.max))"
             try s3.makeBucket(bucket)
@@ -115,7 +115,7 @@ extension TrainerSuite {
                 s3: {endpoint: "\(s3.url)"}
                 """
             let path = try writeYAML(yaml, in: dir)
-            let (status, output) = try runTrainer(
+            let (status, output) = try await runTrainer(
                 ["--config", path], in: dir, name: "role",
                 environment: [
                     "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
@@ -142,7 +142,7 @@ extension TrainerSuite {
             #expect(!output.contains(IMDSv2Fake.secret))
 
             // No keys and no role: the error says what was looked for.
-            let none = try runTrainer(
+            let none = try await runTrainer(
                 ["--config", path], in: dir, name: "norole",
                 environment: ["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_EC2_METADATA_DISABLED": "true"])
             #expect(none.0 != 0)
@@ -154,7 +154,7 @@ extension TrainerSuite {
         /// service (a loopback fake) for an identity token for the audience, exchanges it with
         /// STS AssumeRoleWithWebIdentity (moto) for the role's keys, and checkpoints with them.
         @Test(arguments: ["gcp", "azure", "file"]) func webIdentityFromAnotherCloud(source: String) async throws {
-            let s3 = try S3Endpoint()
+            let s3 = try await S3Endpoint()
             defer { s3.stop() }
             let bucket = "stratum-federated-\(UInt32.random(in: 0...UInt32.max))"
             try s3.makeBucket(bucket)
@@ -188,7 +188,7 @@ extension TrainerSuite {
                 try Data((IdentityTokenFake.token + "\n").utf8).write(to: file)
                 environment["AWS_WEB_IDENTITY_TOKEN_FILE"] = file.path
             }
-            let (status, output) = try runTrainer(["--config", path], in: dir, name: "webid-\(source)", environment: environment)
+            let (status, output) = try await runTrainer(["--config", path], in: dir, name: "webid-\(source)", environment: environment)
             #expect(status == 0, "\(output)")
             #expect(output.contains("checkpoint written at step 3"), "\(output)")
             var err = [CChar](repeating: 0, count: Int(TC_ERR_MAX))
@@ -212,7 +212,7 @@ extension TrainerSuite {
             // STS unreachable: the error names the role and what failed; nothing is written.
             environment["AWS_ENDPOINT_URL_STS"] = "http://127.0.0.1:\(freeLoopbackPort())"
             environment["STRATUM_WEB_IDENTITY"] = source == "file" ? "" : source
-            let refused = try runTrainer(["--config", path, "--set", "checkpoint.dir=s3://\(bucket)/refused"], in: dir, name: "webid-refused-\(source)", environment: environment)
+            let refused = try await runTrainer(["--config", path, "--set", "checkpoint.dir=s3://\(bucket)/refused"], in: dir, name: "webid-refused-\(source)", environment: environment)
             #expect(refused.0 != 0)
             #expect(refused.1.contains("web identity for \(role)"), "\(refused.1)")
         }
@@ -220,8 +220,8 @@ extension TrainerSuite {
         /// Checkpoint to S3 (moto), resume in a fresh trainer: identical weights; plus multipart,
         /// listing, put-if-absent, Range-streamed training data and a two-worker DiLoCo run
         /// against the same endpoint (one emulator start for all of it).
-        @Test func checkpointRoundTripThroughS3() throws {
-            let s3 = try S3Endpoint()
+        @Test func checkpointRoundTripThroughS3() async throws {
+            let s3 = try await S3Endpoint()
             defer { s3.stop() }
             let bucket = "stratum-ckpt-\(UInt32.random(in: 0...UInt32.max))"
             try s3.makeBucket(bucket)
@@ -272,7 +272,7 @@ extension TrainerSuite {
             #expect(tc_data_bytes_fetched(h) <= 3 * 65_536)
 
             // Two DiLoCo workers exchanging pseudo-gradients through the bucket (list, put-if-absent).
-            try expectTwoWorkerDiLoCo(store: "s3://\(bucket)/diloco", yamlExtra: "s3: {endpoint: \"\(s3.url)\"}", s3Endpoint: s3.url)
+            try await expectTwoWorkerDiLoCo(store: "s3://\(bucket)/diloco", yamlExtra: "s3: {endpoint: \"\(s3.url)\"}", s3Endpoint: s3.url)
 
             // A missing bucket is reported with the URL and the status.
             var missing = try makeConfig(tinyModel.merging(["data.source": "s3://no-such-bucket-stratum/corpus.txt", "s3.endpoint": s3.url]) { $1 })

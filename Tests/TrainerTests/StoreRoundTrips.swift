@@ -11,13 +11,13 @@ import Darwin
 // What every object-store backend must carry: a checkpoint and a DiLoCo run.
 
 /// Polls `ready` until it holds; throws when the emulator child exits or 30 s pass.
-func waitUntilReady(_ child: Child, _ what: String, _ ready: () -> Bool) throws {
+func waitUntilReady(_ child: Child, _ what: String, _ ready: () -> Bool) async throws {
     let deadline = Date().addingTimeInterval(30)
     while !ready() {
         if !child.process.isRunning || Date() > deadline {
             throw TrainerTestError.timeout("\(what) did not start: \(child.output)")
         }
-        usleep(50_000)
+        try await Task.sleep(for: .milliseconds(50))
     }
 }
 
@@ -26,7 +26,7 @@ func waitUntilReady(_ child: Child, _ what: String, _ ready: () -> Bool) throws 
 func stopEmulator(_ child: Child) {
     guard child.process.isRunning else { return }
     child.kill()
-    _ = try? child.wait(seconds: 10)
+    child.process.waitUntilExit()  // SIGKILL: it ends at once
 }
 
 /// Five steps, a checkpoint to `checkpoint.dir` (in `overrides`), then a fresh trainer resumes
@@ -60,7 +60,7 @@ func expectCheckpointRoundTrip(_ overrides: [String: String]) throws {
 /// Two DiLoCo workers (trainer processes) run three rounds through `store`; their final
 /// weights agree and round 2 holds a manifest and both pseudo-gradients. `yamlExtra` adds
 /// config lines (e.g. the S3 endpoint), `s3Endpoint` opens the store for the check.
-func expectTwoWorkerDiLoCo(store: String, yamlExtra: String = "", s3Endpoint: String? = nil) throws {
+func expectTwoWorkerDiLoCo(store: String, yamlExtra: String = "", s3Endpoint: String? = nil) async throws {
     let dir = try makeTempDir("store-diloco")
     defer { try? FileManager.default.removeItem(at: dir) }
     let yaml = """
@@ -77,7 +77,7 @@ func expectTwoWorkerDiLoCo(store: String, yamlExtra: String = "", s3Endpoint: St
     }
     var digests: Set<String> = []
     for w in workers {
-        #expect(try w.wait(seconds: 120) == 0, "\(w.output)")
+        #expect(try await w.wait(seconds: 120) == 0, "\(w.output)")
         #expect(w.output.contains("round 3/3") && w.output.contains("averaged 2 pseudo-gradients"), "\(w.output)")
         if let r = w.output.range(of: "weights sha256 ") { digests.insert(String(w.output[r.upperBound...].prefix(64))) }
     }

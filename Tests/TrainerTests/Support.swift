@@ -93,15 +93,16 @@ final class Child {
 
     var output: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
 
-    /// Polls until the process exits or the deadline passes (a real child: polling is the only way).
-    func wait(seconds: Double) throws -> Int32 {
+    /// Polls until the process exits or the deadline passes, suspended between looks: a thread
+    /// of the shared pool held for a whole training run starves every other suite.
+    func wait(seconds: Double) async throws -> Int32 {
         let deadline = Date().addingTimeInterval(seconds)
         while process.isRunning {
             if Date() > deadline {
                 process.terminate()
                 throw TrainerTestError.timeout("\(process.executableURL?.lastPathComponent ?? "child") after \(seconds)s:\n\(output)")
             }
-            usleep(20_000)
+            try await Task.sleep(for: .milliseconds(20))
         }
         return process.terminationStatus
     }
@@ -117,9 +118,9 @@ final class Child {
 
 /// Runs the trainer CLI to completion and returns (exit status, output).
 func runTrainer(_ arguments: [String], in dir: URL, name: String, seconds: Double = 120,
-                environment: [String: String] = [:]) throws -> (Int32, String) {
+                environment: [String: String] = [:]) async throws -> (Int32, String) {
     let child = try Child(try trainerBinary(), arguments, log: dir.appendingPathComponent("\(name).log"), environment: environment)
-    let status = try child.wait(seconds: seconds)
+    let status = try await child.wait(seconds: seconds)
     return (status, child.output)
 }
 
