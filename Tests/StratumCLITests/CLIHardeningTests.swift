@@ -431,9 +431,9 @@ struct CLIInterruptTests {
     func sigintDuringApplyReleasesTheLockAndTheNextRunFinishes() async throws {
         let work = try FixtureWorkspace("sigint-apply")
         let config = try work.config(count: 12)
-        let args = ["apply", "--stack", "fake-fan", "--config", config, "--auto-approve", "--parallelism", "2"]
-        // child[2]'s create is held in flight until the test lets it go: the signal lands
-        // mid-run however slowly a loaded machine shows this test the held call.
+        let args = ["apply", "--stack", "fake-fan", "--config", config, "--auto-approve", "--parallelism", "1"]
+        // child[2]'s create is held in flight until the test lets it go, one call at a time: the
+        // signal lands mid-run however slowly a loaded machine shows this test the held call.
         let terminal = try TerminalProcess(work.cli, args, extraEnvironment: ["STRATUM_FAKE_HOLD_ON": "fake_thing.child[2]"])
         defer { terminal.kill() }
         #expect(await eventually(seconds: 60) { FileManager.default.fileExists(atPath: work.cloud.blockedMarker.path) }, "\(terminal.output)")
@@ -467,7 +467,7 @@ struct CLIInterruptTests {
         let config = try work.config(count: 10)
         #expect(try await work.cli.run(["apply", "--stack", "fake-fan", "--config", config, "--auto-approve"]).status == 0)
         let terminal = try TerminalProcess(
-            work.cli, ["destroy", "--stack", "fake-fan", "--auto-approve", "--parallelism", "2"], extraEnvironment: ["STRATUM_FAKE_HOLD_ON": "fake_thing.child[5]"])
+            work.cli, ["destroy", "--stack", "fake-fan", "--auto-approve", "--parallelism", "1"], extraEnvironment: ["STRATUM_FAKE_HOLD_ON": "fake_thing.child[5]"])
         defer { terminal.kill() }
         #expect(await eventually(seconds: 60) { FileManager.default.fileExists(atPath: work.cloud.blockedMarker.path) }, "\(terminal.output)")
         terminal.signalGroup(SIGTERM)
