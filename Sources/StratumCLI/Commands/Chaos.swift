@@ -143,7 +143,9 @@ struct ChaosChurn: AsyncParsableCommand {
             try await target.check(stack: stack.name)
 
             let seed = schedule.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
-            console.output("Churn on \(stack.name) (\(context.options.environment)): \(schedule.summary); seed \(seed) (--seed \(seed) chooses the same nodes again).")
+            var shown = schedule
+            shown.seed = nil
+            console.output("Churn on \(stack.name) (\(context.options.environment)): \(shown.summary); seed \(seed) (--seed \(seed) chooses the same nodes again).")
             let runner = ChurnRunner(
                 schedule: schedule, seed: seed, clock: .system, shouldStop: { interruption.isRequested },
                 report: { console.output(Self.line($0)) })
