@@ -137,6 +137,21 @@ struct NodeTree {
         return true
     }
 
+    /// Kills every process of the node at once with SIGKILL (through `cgroup.kill` in cgroup
+    /// mode), as a machine that loses power stops them: nothing gets to clean up. Rescans
+    /// until none remain; returns whether none do within `deadline`.
+    @discardableResult
+    func killAtOnce(deadline: Duration = .seconds(5)) async -> Bool {
+        let clock = ContinuousClock()
+        let end = clock.now + deadline
+        if let cgroup { NodeCgroups.killAll(in: cgroup) }
+        while send(SIGKILL) {
+            guard clock.now < end else { return false }
+            if (try? await Task.sleep(for: .milliseconds(10))) == nil { return false }
+        }
+        return true
+    }
+
     /// Sends `signal` to every live process of the node; false when there were none.
     private func send(_ signal: Int32) -> Bool {
         let table = ProcessTable.scan()

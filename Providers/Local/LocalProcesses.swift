@@ -445,6 +445,24 @@ enum LocalProcesses {
         }
     }
 
+    // MARK: machine loss
+
+    /// Stops the node as the loss of its machine would: every process of its tree killed at
+    /// once, its files left as they are. The next refresh reports it lost (no exit status was
+    /// recorded), so a plan or reconcile replaces it.
+    static func lose(_ state: ResourceState) async throws {
+        guard let directory = directory(of: state) else {
+            throw ProviderError(.notFound, "node \(state.address) has no recorded directory", address: state.address)
+        }
+        let tree = tree(directory, record: loadRecord(in: directory), recordedPid: recordedPid(state))
+        guard !tree.members(in: .scan()).isEmpty else {
+            throw ProviderError(.notFound, "node \(state.address) has no running process to stop", address: state.address)
+        }
+        guard await tree.killAtOnce() else {
+            throw ProviderError(.transient, "processes of \(state.address) survived SIGKILL", address: state.address)
+        }
+    }
+
     // MARK: delete
 
     /// Stops every process of the node (by cgroup, process group and marker, so also after its

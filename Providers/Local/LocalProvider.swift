@@ -44,6 +44,16 @@ public struct LocalProvider: Provider {
         LocalNetworkPlan(resources: resources, networking: networking).notes
     }
 
+    /// Stops the node `state` records as the loss of its machine would: its whole process tree
+    /// killed at once with SIGKILL, nothing given a chance to clean up or checkpoint, its files
+    /// left. Refresh then reports it lost and the plan replaces it (`stratum chaos churn`).
+    public func loseNode(_ state: ResourceState) async throws {
+        guard state.address.type == LocalNodeKind.typeName else {
+            throw ProviderError(.permanent, "\(state.address) is not a Local node", address: state.address)
+        }
+        try await LocalProcesses.lose(state)
+    }
+
     func capacityProblems(_ nodes: [DesiredResource]) -> [Diagnostic] {
         let capacity: LocalCapacity
         switch LocalCapacity.current() {

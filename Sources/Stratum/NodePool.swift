@@ -57,16 +57,19 @@ public struct NodePool: Resource {
     /// Per-node link conditions, by node index, over `link`: a pool with two nodes on a fast
     /// link and two on a slow one.
     public var links: [Int: LinkProfile] = [:]
+    /// The stack's churn schedule, on this pool's nodes (`Churn`); nil: none.
+    public var churn: Churn?
     public var explicitDependencies: [ResourceAddress] = []
     public let location: SourceLocation
 
     public init(
         _ name: String, count: Int, machine: MachineRequest = .cpu, image: String = "",
         command: [String], env: [String: any StringExpression] = [:], labels: [String: String] = [:],
-        checkpoint: (any StringExpression)? = nil, network: Network? = nil, link: LinkProfile? = nil, on placement: Placement = .local,
+        checkpoint: (any StringExpression)? = nil, network: Network? = nil, link: LinkProfile? = nil, churn: Churn? = nil, on placement: Placement = .local,
         fileID: String = #fileID, line: Int = #line
     ) {
         self.link = link
+        self.churn = churn
         self.name = name
         self.count = count
         self.machine = machine
@@ -147,6 +150,15 @@ public struct NodePool: Resource {
                 continue
             }
             for problem in profile.problems { content.diagnostics.append(Diagnostic(address: node(index), message: problem, location: location)) }
+        }
+        if let churn {
+            if let other = churn.schedule.pool, other != name {
+                content.diagnostics.append(Diagnostic(
+                    address: address, message: "the churn of pool '\(name)' names the pool '\(other)': leave its pool out", location: churn.location))
+            }
+            var schedule = churn.schedule
+            schedule.pool = name
+            content.churn.append(ChurnDeclaration(schedule: schedule, location: churn.location))
         }
         placement.lowering.declare(nodePool: self, into: &content)
     }

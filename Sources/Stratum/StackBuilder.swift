@@ -14,6 +14,8 @@ public struct StackContent: Sendable {
     public var budgets: [BudgetDeclaration] = []
     /// GPU clusters whose placement is decided at plan time (`GPUCluster`).
     public var clusters: [ClusterDeclaration] = []
+    /// The churn schedule (`Churn`, `NodePool(churn:)`); a stack declares at most one.
+    public var churn: [ChurnDeclaration] = []
 
     /// Addresses of resources that several declarations may each declare (an Azure resource
     /// group a placement's network, bucket and nodes all live in): the same resource declared
@@ -40,6 +42,7 @@ public struct StackContent: Sendable {
         diagnostics += other.diagnostics
         budgets += other.budgets
         clusters += other.clusters
+        churn += other.churn
     }
 }
 

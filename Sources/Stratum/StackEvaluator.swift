@@ -74,8 +74,18 @@ public enum StackEvaluator {
             }
             clusterNames[cluster.request.name] = clusterNames[cluster.request.name] ?? cluster.location
         }
+        for (index, churn) in content.churn.enumerated() {
+            if index > 0 {
+                problems.append(Diagnostic(message: "a stack declares one churn schedule; another is declared at \(content.churn[0].location)", location: churn.location))
+                continue
+            }
+            problems += churn.problems(resources: content.resources).map { Diagnostic(message: $0, location: churn.location) }
+        }
         if !problems.isEmpty { throw ValidationError(problems) }
         let budgets = content.budgets.map { BudgetCap(hourly: $0.hourly, setBy: "stack '\(name)' (Budget at \($0.location))") }
-        return EvaluatedStack(name: name, environment: environment, resources: content.resources, outputs: outputs, graph: graph, budgets: budgets, clusters: content.clusters.map(\.request))
+        var stack = EvaluatedStack(
+            name: name, environment: environment, resources: content.resources, outputs: outputs, graph: graph, budgets: budgets, clusters: content.clusters.map(\.request))
+        stack.churn = content.churn.first?.schedule
+        return stack
     }
 }

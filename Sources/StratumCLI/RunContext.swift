@@ -325,6 +325,7 @@ struct RunContext {
         let cost = PlanCosting(providers: providers, catalog: try CatalogFiles.load(directory: CatalogFiles.directory(options)))
             .cost(of: plan, budgets: destroy ? [] : stack?.budgets ?? [], state: refreshed?.existing ?? snapshot.resources)
         plan.cost = cost
+        if !destroy { plan.churn = stack?.churn }
         if let stack, !stack.clusters.isEmpty, !destroy {
             plan.placements = stack.placements
             // Each cluster's nodes are a gang; in a race, so is each racer's copy (named after it).

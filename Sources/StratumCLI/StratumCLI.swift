@@ -53,7 +53,7 @@ struct StratumCommand: AsyncParsableCommand {
             """,
         subcommands: [
             Init.self, Stacks.self, Validate.self, PlanCommand.self, Apply.self, Destroy.self, Refresh.self, Output.self,
-            Status.self, Reconcile.self, Up.self, ListEnvironments.self, Down.self, Sweep.self, Graph.self, StateCommand.self, ForceUnlock.self, Catalog.self,
+            Status.self, Reconcile.self, Chaos.self, Up.self, ListEnvironments.self, Down.self, Sweep.self, Graph.self, StateCommand.self, ForceUnlock.self, Catalog.self,
         ]
     )
 }

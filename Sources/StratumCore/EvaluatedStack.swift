@@ -26,6 +26,9 @@ public struct EvaluatedStack: Sendable {
     public var clusters: [ClusterRequest]
     /// Where the clusters land and why, once placement decided (empty before).
     public var placements: [PlacementReport] = []
+    /// The churn schedule the stack declares (`Churn`, `NodePool(churn:)`), checked against its
+    /// pools; nil: none.
+    public var churn: ChurnSchedule?
 
     public var resourcesByAddress: [ResourceAddress: DesiredResource] {
         Dictionary(resources.map { ($0.address, $0) }, uniquingKeysWith: { first, _ in first })

@@ -93,6 +93,8 @@ public struct Plan: Sendable, Codable {
     /// Gangs raced against each other (`apply --race`): the first to land whole is kept, the
     /// others are released.
     public var races: [Race]?
+    /// The churn schedule the stack declares (`stratum chaos churn` runs it); nil: none.
+    public var churn: ChurnSchedule?
 
     public init(
         stack: String, environment: String, lineage: String, serial: Int, createdAt: Date, changes: [ResourceChange],

@@ -12,6 +12,7 @@ public enum PlanRenderer {
     public static func render(_ plan: Plan, color: Bool = false, limit: Int? = nil) -> String {
         let paint = Paint(enabled: color)
         var out = (plan.placements ?? []).map { placementLines($0, paint: paint) }.joined()
+        if let churn = plan.churn { out += churnLines(churn, stack: plan.stack, environment: plan.environment, paint: paint) }
         let actionable = plan.actionable
         let shownVanished = limit.map { Array(plan.vanished.prefix($0)) } ?? plan.vanished
         for address in shownVanished {
@@ -52,6 +53,12 @@ public enum PlanRenderer {
             if report.excluded.count > 8 { out += "    ... and \(report.excluded.count - 8) more (`stratum catalog --gpu ... --excluded`)\n" }
         }
         return out + "\n"
+    }
+
+    /// The stack's churn schedule, and the command that runs it.
+    static func churnLines(_ churn: ChurnSchedule, stack: String, environment: String, paint: Paint) -> String {
+        let env = environment == "dev" ? "" : " --env \(environment)"
+        return paint.bold("Churn schedule:") + " \(churn.summary) (`stratum chaos churn --stack \(stack)\(env)` runs it)\n\n"
     }
 
     /// The stack's hourly cost before and after, what is not priced, and the budget.

@@ -21,4 +21,4 @@ let fake3 = ProviderFactory(catalog: FakeCloudProvider.thirdCatalog) { work in
 }
 // A cloud whose creates wait on long-running operations, beside the fake cloud.
 let longRunning = ProviderFactory { LongRunningProvider(root: $0.appendingPathComponent("lro-cloud")) }
-await StratumCLI.main(stacks: [FakeFanStack.self, FakeFleetStack.self, FakeClusterStack.self, LocalShellStack.self, LongRunningStack.self, ElsewhereStack.self], providers: [.local, fake, fake2, fake3, longRunning])
+await StratumCLI.main(stacks: [FakeFanStack.self, FakeFleetStack.self, FakeClusterStack.self, LocalShellStack.self, LongRunningStack.self, ElsewhereStack.self, ChurnShellStack.self], providers: [.local, fake, fake2, fake3, longRunning])
