@@ -286,6 +286,9 @@ enum LocalProcesses {
         if let network {
             environment[NodeContract.nodeIPName] = network.address
             environment[NodeContract.coordinatorName] = network.coordinator
+        } else {
+            // On the host network the node's address is the host's loopback, where its peers reach it.
+            environment[NodeContract.nodeIPName] = "127.0.0.1"
         }
         let logPath = directory.appendingPathComponent("node.log").path
         let supervisor = ["/bin/sh", "-c", supervisorScript, "stratum-node", exitFile(directory).path] + argv

@@ -274,7 +274,8 @@ struct LocalNamespaceTests {
         let contract = directory.appendingPathComponent("contract")
         let deadline = ContinuousClock.now + .seconds(30)
         while !FileManager.default.fileExists(atPath: contract.path), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        #expect(try String(contentsOf: contract, encoding: .utf8) == "127.0.0.1 none\n")
+        // The node contract's addresses on the host network: its own and rank 0's are the loopback.
+        #expect(try String(contentsOf: contract, encoding: .utf8) == "127.0.0.1 127.0.0.1\n")
         // The refresh keeps the declared link: nothing to heal where nothing can be applied.
         #expect(try await provider.read(type: "local_node", resources: [node]).first??.attributes["link"] == LinkProfile(rateMbit: 10).value)
 
