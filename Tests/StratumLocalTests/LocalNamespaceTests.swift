@@ -60,6 +60,9 @@ struct LocalNamespaceTests {
                 // Refresh reads what the emulator applies: the declared link, no drift.
                 let fresh = try #require(try await lab.provider.read(type: "local_node", resources: [slow]).first ?? nil)
                 #expect(fresh.attributes["link"] == slow.attributes["link"], "\(fresh.attributes)")
+                // The emulator's own pid is recorded (not that of the setsid that started it), so
+                // the refresh finds it running.
+                #expect(fresh.failure == nil, "\(fresh.failure.map { "\($0)" } ?? "")")
             }
             #expect(rtt >= 55)
             #expect(abs(lost - 10) <= 4)
