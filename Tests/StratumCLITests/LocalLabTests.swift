@@ -106,7 +106,12 @@ struct LocalLabTests {
         // process cannot make namespaces, a warning that the links are not applied.
         let provider = LocalProvider(root: try TestSupport.temporaryDirectory("lab-plan"))
         let resolved = stack.resources
-        #expect(provider.validate(stack: resolved).isEmpty, "\(provider.validate(stack: resolved))")
+        let problems = provider.validate(stack: resolved)
+        if !problems.isEmpty {
+            // A kernel without sch_netem and no stratum-netem or ethtool: the slow links cannot be held, and the plan says so.
+            #expect(problems.allSatisfy { $0.message.contains("10 Mbit/s, 100 ms, 1 % loss) cannot be held on this machine") }, "\(problems)")
+            return
+        }
         let notes = provider.notes(stack: resolved), warnings = provider.warnings(stack: resolved)
         if let note = notes.first {
             #expect(note.hasPrefix("local_network.lab is a real network (a bridge): local_node.worker[0], local_node.worker[1], local_node.worker[2] and 1 more run in network namespaces"))
