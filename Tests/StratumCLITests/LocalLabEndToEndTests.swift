@@ -143,13 +143,14 @@ struct LocalLabEndToEndTests {
     }
 
     func run(slow: Lab, fast: Lab, veths: inout [String], namespaces: inout [String]) async throws {
+        // Both labs' times run from the start of their applies.
+        let started = ContinuousClock.now
         async let appliedSlow = slow.cli.runAsync(["apply", "--auto-approve"] + slow.common)
         async let appliedFast = fast.cli.runAsync(["apply", "--auto-approve"] + fast.common)
         for applied in try await [appliedSlow, appliedFast] {
             #expect(applied.status == 0, "\(applied.stdout)\(applied.stderr)")
             try #require(applied.status == 0)
         }
-        let started = ContinuousClock.now
 
         // Until training ends in both labs (each worker prints its held-out loss): while the slow
         // lab trains, status shows each worker's link, bytes and round, read from the worker at
@@ -186,7 +187,7 @@ struct LocalLabEndToEndTests {
             Set((0..<4).compactMap { rank in lab.log(rank).range(of: "weights sha256 ").map { String(lab.log(rank)[$0.upperBound...].prefix(64)) } })
         }
         print("""
-            local-lab: \(slow.rounds) rounds of 20 steps, 4 workers; impaired (2 on 10 Mbit/s, 100 ms, 1 % loss): \
+            local-lab: \(slow.rounds) rounds of 20 steps, 4 workers, seconds from apply to the last eval loss; impaired (2 on 10 Mbit/s, 100 ms, 1 % loss): \
             \(ended[slow.name].map { "\($0)" } ?? "-"), loss \(slowLoss), p2p bytes \(slowBytes); \
             unimpaired: \(ended[fast.name].map { "\($0)" } ?? "-"), loss \(fastLoss), p2p bytes \((0..<4).compactMap(fast.p2pBytes)); \
             weights: \(digests(slow) == digests(fast) ? "identical" : "differ: \(digests(slow)) against \(digests(fast))")
