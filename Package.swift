@@ -148,7 +148,7 @@ let package = Package(
         .target(
             name: "StratumStacks", dependencies: ["Stratum", "StratumAWS", "StratumGCP", "StratumAzure"], path: "Stacks",
             exclude: [
-                "local-demo.dev.yaml", "aws-gpu-cluster.dev.yaml", "aws-gpu-cluster.prod.yaml", "gcp-gpu-cluster.dev.yaml", "gcp-gpu-cluster.prod.yaml",
+                "local-demo.dev.yaml", "local-lab.dev.yaml", "local-lab.unimpaired.yaml", "aws-gpu-cluster.dev.yaml", "aws-gpu-cluster.prod.yaml", "gcp-gpu-cluster.dev.yaml", "gcp-gpu-cluster.prod.yaml",
                 "azure-gpu-cluster.dev.yaml", "azure-gpu-cluster.prod.yaml",
             ]),
         // The bundled binary: the clouds it carries are listed here and in its main.swift.
@@ -253,6 +253,8 @@ let package = Package(
         .testTarget(name: "StratumEngineTests", dependencies: ["StratumEngine", "StratumState", "StratumCore", "Stratum", "StratumTesting"]),
         .testTarget(name: "StratumLocalTests", dependencies: ["StratumLocal", "StratumCore", "StratumTesting"]),
         .testTarget(name: "TrainerTests", dependencies: ["TrainerCore", "stratum-trainer", "StratumTesting", "StratumCore"]),
-        .testTarget(name: "StratumCLITests", dependencies: ["StratumCLI", "StratumTesting", "stratum", "stratum-fixture", "stratum-trainer"]),
+        .testTarget(
+            name: "StratumCLITests",
+            dependencies: ["StratumCLI", "StratumLocal", "StratumStacks", "StratumTesting", "stratum", "stratum-fixture", "stratum-trainer", "stratum-netem"]),
     ]
 )

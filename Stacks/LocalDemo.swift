@@ -134,5 +134,5 @@ public enum BundledTrainer {
 
 /// Every stack the bundled `stratum` binary carries.
 public enum BundledStacks {
-    public static let all: [any Stack.Type] = [LocalDemo.self, AWSGPUCluster.self, GCPGPUCluster.self, AzureGPUCluster.self]
+    public static let all: [any Stack.Type] = [LocalDemo.self, LocalLab.self, AWSGPUCluster.self, GCPGPUCluster.self, AzureGPUCluster.self]
 }

@@ -251,9 +251,11 @@ enum LinkEmulator {
         let profileFile = file(network, "profile"), state = file(network, "state")
         try profile.emulatorText.write(to: profileFile, atomically: true, encoding: .utf8)
         try? FileManager.default.removeItem(at: state)
+        var started = false
         if let pid = pid(network) {
             kill(pid, SIGHUP)
         } else {
+            started = true
             // In a session of its own, so a terminal's Ctrl-C to stratum does not stop it.
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
@@ -270,6 +272,22 @@ enum LinkEmulator {
         guard applied(network) != nil else {
             let log = (try? String(contentsOf: file(network, "log"), encoding: .utf8)) ?? ""
             throw ProviderError(.transient, "stratum-netem did not start for \(network.namespace): \(log.trimmingCharacters(in: .whitespacesAndNewlines))", address: address)
+        }
+        // setsid forks when the process it runs in leads its process group, and then exits: the
+        // emulator is the process whose command line names this state file.
+        if started, let emulator = emulatorPid(state: state) {
+            try "\(emulator)\n".write(to: file(network, "pid"), atomically: true, encoding: .utf8)
+        }
+    }
+
+    /// The running emulator that writes `state`.
+    static func emulatorPid(state: URL) -> Int32? {
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap(Int32.init) ?? []
+        return pids.first { pid in
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            let argv = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            return argv.first.map { URL(fileURLWithPath: $0).lastPathComponent == "stratum-netem" } == true
+                && zip(argv, argv.dropFirst()).contains { $0 == "--state" && $1 == state.path }
         }
     }
 

@@ -263,7 +263,7 @@ enum LocalProcesses {
         try checkProgram(argv[0], path: environment["PATH"] ?? "", address: address)
 
         do {
-            try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+            try makeDirectory(directory, owner: owner)
         } catch {
             throw ProviderError(.transient, "cannot create \(directory.path): \(error.localizedDescription)", address: address)
         }
@@ -286,6 +286,9 @@ enum LocalProcesses {
         if let network {
             environment[NodeContract.nodeIPName] = network.address
             environment[NodeContract.coordinatorName] = network.coordinator
+        } else {
+            // On the host network the node's address is the host's loopback, where its peers reach it.
+            environment[NodeContract.nodeIPName] = "127.0.0.1"
         }
         let logPath = directory.appendingPathComponent("node.log").path
         let supervisor = ["/bin/sh", "-c", supervisorScript, "stratum-node", exitFile(directory).path] + argv
@@ -348,9 +351,34 @@ enum LocalProcesses {
         }
     }
 
+    /// The file naming the owner of a node directory whose record is not written yet.
+    static func ownerFile(_ directory: URL) -> URL { directory.appendingPathComponent("owner") }
+
+    /// Makes a node's directory with its owner already in it: made under a hidden name and
+    /// renamed into place, so a concurrent create of the same address in another state (which
+    /// removes unowned instances, see `supersede`) never sees it without one.
+    static func makeDirectory(_ directory: URL, owner: String) throws {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: directory.path) {
+            try Data(owner.utf8).write(to: ownerFile(directory), options: .atomic)
+            return
+        }
+        let staging = directory.deletingLastPathComponent().appendingPathComponent(".\(directory.lastPathComponent)-\(getpid())")
+        try? fm.removeItem(at: staging)
+        try fm.createDirectory(at: staging, withIntermediateDirectories: true)
+        try Data(owner.utf8).write(to: ownerFile(staging))
+        do {
+            try fm.moveItem(at: staging, to: directory)
+        } catch {
+            try? fm.removeItem(at: staging)
+            guard fm.fileExists(atPath: directory.path) else { throw error }
+            try Data(owner.utf8).write(to: ownerFile(directory), options: .atomic)
+        }
+    }
+
     /// Stops and removes what other instances of `address` created by the same state left:
     /// directories of nodes that vanished, and trees whose record was edited or removed. Others'
-    /// nodes (another state's, found by their owner marker) are never touched.
+    /// nodes (another state's, found by their record, owner file or owner marker) are never touched.
     static func supersede(_ address: ResourceAddress, keeping keep: URL, owner: String, nodes: URL) async {
         let table = ProcessTable.scan()
         var names = Set(((try? FileManager.default.contentsOfDirectory(atPath: nodes.path)) ?? []).filter { isInstance($0, of: address) })
@@ -368,7 +396,8 @@ enum LocalProcesses {
             let record = loadRecord(in: directory)
             let tree = tree(directory, record: record, recordedPid: nil)
             let members = tree.members(in: table)
-            let recordedOwner = record?.owner ?? members.lazy.compactMap { table.entries[$0]?.owner }.first
+            let marked = (try? String(contentsOf: ownerFile(directory), encoding: .utf8)).flatMap { $0.isEmpty ? nil : $0 }
+            let recordedOwner = record?.owner ?? marked ?? members.lazy.compactMap { table.entries[$0]?.owner }.first
             if members.isEmpty ? (recordedOwner == nil || recordedOwner == owner) : recordedOwner == owner {
                 await remove(tree)
             }

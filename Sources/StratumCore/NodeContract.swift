@@ -8,7 +8,8 @@
 /// - `STRATUM_CHECKPOINT_URL`: where the pool keeps checkpoints, when the stack declares it.
 /// - `STRATUM_COORDINATOR`: the address of rank 0 (its IP, or a name the network resolves);
 ///   rank 0 itself, and a node whose provider knows rank 0's address only at boot, learn it then.
-/// - `STRATUM_NODE_IP`: the node's own private address (cloud nodes learn it at boot).
+/// - `STRATUM_NODE_IP`: the node's own private address, where its peers reach it (cloud nodes
+///   learn it at boot; a Local node on the host network has 127.0.0.1).
 public struct NodeContract: Sendable, Hashable {
     public var cluster: String
     public var index: Int

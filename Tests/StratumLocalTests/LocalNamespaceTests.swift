@@ -66,6 +66,9 @@ struct LocalNamespaceTests {
                 // Refresh reads what the emulator applies: the declared link, no drift.
                 let fresh = try #require(try await lab.provider.read(type: "local_node", resources: [slow]).first ?? nil)
                 #expect(fresh.attributes["link"] == slow.attributes["link"], "\(fresh.attributes)")
+                // The emulator's own pid is recorded (not that of the setsid that started it), so
+                // the refresh finds it running.
+                #expect(fresh.failure == nil, "\(fresh.failure.map { "\($0)" } ?? "")")
             }
             #expect(rtt >= 55)
             #expect(abs(lost - 10) <= 4)
@@ -280,7 +283,8 @@ struct LocalNamespaceTests {
         let contract = directory.appendingPathComponent("contract")
         let deadline = ContinuousClock.now + .seconds(30)
         while !FileManager.default.fileExists(atPath: contract.path), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        #expect(try String(contentsOf: contract, encoding: .utf8) == "127.0.0.1 none\n")
+        // The node contract's addresses on the host network: its own and rank 0's are the loopback.
+        #expect(try String(contentsOf: contract, encoding: .utf8) == "127.0.0.1 127.0.0.1\n")
         // The refresh keeps the declared link: nothing to heal where nothing can be applied.
         #expect(try await provider.read(type: "local_node", resources: [node]).first??.attributes["link"] == LinkProfile(rateMbit: 10).value)
 

@@ -11,7 +11,9 @@ struct Status: AsyncParsableCommand {
             For every node of the stack (as recorded by the last apply, refreshed first, nothing \
             written): its provider, zone and address, its health from /healthz, and from \
             /metrics the trainer's step, loss, tokens per second, the age of its last checkpoint \
-            and, where measured, the all-reduce bus bandwidth. Cloud nodes answer on their \
+            and, where measured, the all-reduce bus bandwidth; with the node's link conditions \
+            (its declared link profile), the bytes its trainer sent to and received from its peers \
+            over TCP, and its DiLoCo round. Cloud nodes answer on their \
             metrics port (9464) at their public address, else their private one; Local nodes on \
             127.0.0.1 (or, in a network namespace, their address on the network) at the port \
             their trainer reports. A node that does not answer within \
@@ -70,6 +72,16 @@ struct NodeReport: Codable, Sendable, Equatable {
     var allreduceSkipped: Bool?
     /// The size of the node's pool (its `count`).
     var poolSize: Int?
+    /// The node's link profile (`LinkProfile.summary`), with ` (not applied)` where the node runs
+    /// on the host network; nil for a node without a link.
+    var link: String?
+    /// Bytes the trainer sent to and received from its peers over TCP; nil before any (or
+    /// where it exchanges through the store).
+    var p2pBytesSent: Int?
+    var p2pBytesReceived: Int?
+    /// DiLoCo rounds the trainer has finished or caught up to; nil before the first (or
+    /// outside DiLoCo).
+    var dilocoRound: Int?
 
     /// Where a node stands for `apply --wait-for-nodes`.
     enum Readiness: Equatable {
@@ -149,6 +161,7 @@ struct NodeProbe: Sendable {
         let zone = attributes["zone"]?.stringValue ?? attributes["availability_zone"]?.stringValue ?? (recorded.address.type == "local_node" ? "local" : "")
         var report = NodeReport(address: recorded.address.description, provider: recorded.provider, zone: zone, endpoint: "", health: "")
         report.poolSize = attributes["count"]?.intValue
+        report.link = Self.link(of: current ?? recorded)
         guard let current else {
             report.health = "gone (deleted outside Stratum; the next apply recreates it)"
             return report
@@ -180,12 +193,39 @@ struct NodeProbe: Sendable {
             report.allreduceBusGbps = metrics["stratum_allreduce_bus_bandwidth_bytes_per_second"].map { $0 / 1e9 }
             report.allreduceOK = metrics["stratum_allreduce_ok"].map { $0 == 1 }
             report.allreduceSkipped = metrics["stratum_allreduce_skipped"].map { $0 == 1 }
+            // The trainer always exports these: zero is "none yet", shown as "-".
+            let sent = metrics["stratum_trainer_p2p_bytes_sent_total"] ?? 0, received = metrics["stratum_trainer_p2p_bytes_received_total"] ?? 0
+            if sent > 0 || received > 0 {
+                report.p2pBytesSent = Int(exactly: sent.rounded()) ?? 0
+                report.p2pBytesReceived = Int(exactly: received.rounded()) ?? 0
+            }
+            report.dilocoRound = metrics["stratum_trainer_diloco_round"].flatMap { $0 > 0 ? Int(exactly: $0.rounded()) : nil }
             if metrics["stratum_allreduce_ok"] == 0 {
                 report.allreduceBusGbps = nil
                 if report.health == "ok" { report.health = "ok, but its all-reduce check failed" }
             }
         }
         return report
+    }
+
+    /// The summary of a node's `link` input as last read; nil without one (or with one Stratum
+    /// cannot read). A Local node on the host network does not hold its link.
+    static func link(of state: ResourceState) -> String? {
+        guard let profile = (try? LinkProfile(value: state.attributes["link"])) ?? nil, !profile.isUnimpaired else { return nil }
+        let onHost = state.address.type == "local_node" && state.attributes["network_mode"]?.stringValue?.hasPrefix("host") == true
+        return profile.summary + (onHost ? " (not applied)" : "")
+    }
+
+    /// 1234567 bytes as `1.23 MB`.
+    static func bytes(_ count: Int?) -> String {
+        guard let count else { return "-" }
+        let units = ["B", "kB", "MB", "GB", "TB"]
+        var value = Double(count), unit = 0
+        while value >= 1000, unit < units.count - 1 {
+            value /= 1000
+            unit += 1
+        }
+        return unit == 0 ? "\(count) B" : String(format: "%.2f", value) + " " + units[unit]
     }
 
     enum Outcome: Sendable {
@@ -221,11 +261,15 @@ struct NodeProbe: Sendable {
             if seconds < 7200 { return "\(Int(seconds / 60))m" }
             return "\(Int(seconds / 3600))h"
         }
-        let header = ["NODE", "PROVIDER", "ZONE", "ADDRESS", "HEALTH", "STEP", "LOSS", "TOKENS/S", "CHECKPOINT AGE", "ALL-REDUCE GB/S"]
+        let header = [
+            "NODE", "PROVIDER", "ZONE", "ADDRESS", "HEALTH", "STEP", "LOSS", "TOKENS/S", "CHECKPOINT AGE", "ROUND", "LINK", "P2P SENT", "P2P RECEIVED",
+            "ALL-REDUCE GB/S",
+        ]
         let rows = reports.map {
             [
                 $0.address, $0.provider, $0.zone.isEmpty ? "-" : $0.zone, $0.endpoint.isEmpty ? "-" : $0.endpoint, $0.health, $0.step.map(String.init) ?? "-",
-                number($0.loss, 4), number($0.tokensPerSecond, 0), age($0.checkpointAgeSeconds), number($0.allreduceBusGbps, 1),
+                number($0.loss, 4), number($0.tokensPerSecond, 0), age($0.checkpointAgeSeconds), $0.dilocoRound.map(String.init) ?? "-", $0.link ?? "-",
+                bytes($0.p2pBytesSent), bytes($0.p2pBytesReceived), number($0.allreduceBusGbps, 1),
             ]
         }
         return textTable([header] + rows)
