@@ -48,7 +48,18 @@ public struct LocalLab: Stack {
         /// First worker's fixed /metrics port; worker i uses port + i. 0: each worker serves its
         /// metrics on a free port of its own, which `stratum status` finds in the node's directory.
         public var metricsPort = 0
+        /// The lab's churn schedule, run by `stratum chaos churn --stack local-lab`: every
+        /// churn_every_s seconds churn_kill workers are stopped for churn_down_s seconds, then
+        /// brought back by reconcile. churn_every_s 0: the lab declares no schedule.
+        public var churnKill = 1
+        public var churnEveryS = 120
+        public var churnDownS = 30
         public init() {}
+
+        /// The declared churn schedule, or nil when churn_every_s is 0.
+        public var churn: Churn? {
+            churnEveryS > 0 ? Churn(kill: churnKill, every: .seconds(churnEveryS), down: .seconds(churnDownS), pool: "worker") : nil
+        }
 
         /// The fast link.
         public var fastLink: LinkProfile { LinkProfile(rateMbit: fastRateMbit) }
@@ -111,6 +122,13 @@ public struct LocalLab: Stack {
                 check.require(!overflow && TrainerLimits.steps.range.contains(Int64(steps)), "rounds", rounds,
                               "inner_steps x rounds is the trainer's train.steps, at most \(TrainerLimits.steps.range.upperBound)")
             }
+            check.range("churn_every_s", churnEveryS, 0...86_400, "seconds between churn cycles; 0 declares no churn")
+            if churnEveryS > 0, workers >= 2 {
+                check.require(churnKill >= 1 && churnKill < workers, "churn_kill", churnKill, "workers stopped a cycle: at least 1 and fewer than the \(workers) workers")
+            }
+            if churnEveryS > 0 {
+                check.require(churnDownS >= 1 && churnDownS < churnEveryS, "churn_down_s", churnDownS, "seconds a stopped worker stays down: at least 1 and less than churn_every_s (\(churnEveryS))")
+            }
             return check.problems
         }
 
@@ -134,10 +152,8 @@ public struct LocalLab: Stack {
         network
         bucket
         Self.workers(config, trainer: trainer, network: network, bucket: bucket)
-        // CHURN (issue 19, point 4): the lab's churn schedule is declared here, once the `Churn`
-        // DSL value lands (stopping and restarting workers on a schedule; reconcile brings them
-        // back). Until then the lab runs without churn; `stratum chaos churn` will drive it
-        // from the command line.
+        // Workers leave and come back while the lab trains (`stratum chaos churn --stack local-lab`).
+        if let churn = config.churn { churn }
         Output("bucket_path", bucket.path)
         Output("workers", config.workers)
         Output("links", (0..<max(config.workers, 0)).map { "worker[\($0)]: \(config.link($0).summary)" }.joined(separator: "; "))

@@ -16,12 +16,12 @@ struct CLIChurnTests {
     }
 
     static func apply(_ cli: CLI, _ common: [String]) async throws {
-        let apply = try await cli.runAsync(["apply", "--auto-approve"] + common)
+        let apply = try await cli.run(["apply", "--auto-approve"] + common)
         #expect(apply.status == 0, "\(apply.stdout)\(apply.stderr)")
     }
 
     static func destroy(_ cli: CLI, _ common: [String]) async {
-        let destroy = try? await cli.runAsync(["destroy", "--auto-approve"] + common)
+        let destroy = try? await cli.run(["destroy", "--auto-approve"] + common)
         #expect(destroy?.status == 0, "\(destroy?.stdout ?? "")\(destroy?.stderr ?? "")")
     }
 
@@ -43,7 +43,7 @@ struct CLIChurnTests {
         let common: [String]
 
         func check(_ arguments: [String], _ message: String, status: Int32 = 1) async throws {
-            let run = try await cli.runAsync(["chaos", "churn"] + common + arguments)
+            let run = try await cli.run(["chaos", "churn"] + common + arguments)
             #expect(run.status == status, "\(arguments): \(run.stdout)\(run.stderr)")
             #expect(run.stderr.contains(message), "\(arguments): \(run.stderr)")
         }
@@ -80,11 +80,11 @@ struct CLIChurnTests {
 
         // A pool on another provider: refused by the command, and by the plan when declared.
         let (elsewhere, fake) = try Self.shell("churn-fake", config: "declared: false\nprovider: fake\n")
-        let run = try await elsewhere.runAsync(["chaos", "churn", "--every", "10s", "--down", "1s"] + fake)
+        let run = try await elsewhere.run(["chaos", "churn", "--every", "10s", "--down", "1s"] + fake)
         #expect(run.status == 1)
         #expect(run.stderr.contains("churn stops and restarts nodes on the Local provider only, for now; fake_node.job[0] is on 'fake'"), "\(run.stderr)")
         let (declaredElsewhere, declaredFake) = try Self.shell("churn-fake-plan", config: "provider: fake\n")
-        let plan = try await declaredElsewhere.runAsync(["plan"] + declaredFake)
+        let plan = try await declaredElsewhere.run(["plan"] + declaredFake)
         #expect(plan.status == 1)
         #expect(plan.stderr.contains("Local provider only, for now; fake_node.job[0] is on 'fake'"), "\(plan.stdout)\(plan.stderr)")
 
@@ -98,7 +98,7 @@ struct CLIChurnTests {
         }
         await Self.destroy(cli, common)
 
-        let help = try await cli.runAsync(["chaos", "churn", "--help"])
+        let help = try await cli.run(["chaos", "churn", "--help"])
         #expect(help.stdout.contains("stratum chaos churn --stack local-demo --kill 1 --every 2m --down 1m"), "\(help.stdout)")
         #expect(help.stdout.contains("--cycles <N>") && help.stdout.contains("--for <DURATION>") && help.stdout.contains("--seed <N>"))
     }
@@ -163,12 +163,12 @@ struct CLIChurnTests {
     }
 
     static func runDeclared(_ cli: CLI, _ common: [String]) async throws {
-        let plan = try await cli.runAsync(["plan"] + common)
+        let plan = try await cli.run(["plan"] + common)
         #expect(plan.stdout.contains("Churn schedule: 1 node of pool 'job' every 2s, down 1s, 1 cycle, seed 5 (`stratum chaos churn --stack churn-shell` runs it)"), "\(plan.stdout)")
         let before = try Self.leaders(cli, pool: "job")
         #expect(before.count == 2)
 
-        let churn = try await cli.runAsync(["chaos", "churn"] + common)
+        let churn = try await cli.run(["chaos", "churn"] + common)
         #expect(churn.status == 0, "\(churn.stdout)\(churn.stderr)")
         #expect(churn.stdout.contains("Churn on churn-shell (dev): 1 node of pool 'job' every 2s, down 1s, 1 cycle; seed 5 (--seed 5 chooses the same nodes again)."), "\(churn.stdout)")
         #expect(churn.stdout.contains("Churn done: 1 cycle, 1 node stopped and brought back."), "\(churn.stdout)")
@@ -182,10 +182,10 @@ struct CLIChurnTests {
         #expect(after[index] == node.new && node.new != node.old)
         #expect(after[1 - index] == before[1 - index], "the other node was touched")
         #expect(churn.stdout.contains("reconcile took "), "\(churn.stdout)")
-        #expect(try await cli.runAsync(["plan", "--detailed-exitcode"] + common).status == 0)
+        #expect(try await cli.run(["plan", "--detailed-exitcode"] + common).status == 0)
 
         // The same seed, the same live nodes: the same node.
-        let again = try await cli.runAsync(["chaos", "churn"] + common)
+        let again = try await cli.run(["chaos", "churn"] + common)
         #expect(again.status == 0, "\(again.stdout)\(again.stderr)")
         #expect(Self.returns(in: again.stdout).map(\.address) == [node.address], "\(again.stdout)")
     }
@@ -213,7 +213,7 @@ struct CLIChurnTests {
             let saved = await eventually(seconds: 120) { Self.hasCheckpoint(checkpoints) }
             #expect(saved, "no checkpoint of worker \(index)")
         }
-        let churn = try await cli.runAsync(["chaos", "churn", "--cycles", "1", "--every", "2s", "--down", "1s", "--seed", "3"] + common)
+        let churn = try await cli.run(["chaos", "churn", "--cycles", "1", "--every", "2s", "--down", "1s", "--seed", "3"] + common)
         #expect(churn.status == 0, "\(churn.stdout)\(churn.stderr)")
         let node = try #require(Self.returns(in: churn.stdout).first, "\(churn.stdout)\(churn.stderr)")
         let index = try #require(Int(node.address.dropFirst("local_node.worker[".count).dropLast()))
@@ -230,7 +230,7 @@ struct CLIChurnTests {
         let progress = try #require(Self.progress(Self.text(log), worker: index))
         #expect(progress.step >= 20, "resumed at step \(progress.step)")
         #expect((progress.later ?? 0) > progress.round)
-        #expect(try await cli.runAsync(["plan", "--detailed-exitcode"] + common).status == 0)
+        #expect(try await cli.run(["plan", "--detailed-exitcode"] + common).status == 0)
     }
 
     static func text(_ file: URL) -> String { (try? String(contentsOf: file, encoding: .utf8)) ?? "" }

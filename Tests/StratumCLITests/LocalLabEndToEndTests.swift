@@ -79,7 +79,7 @@ struct LocalLabEndToEndTests {
         var finished: Bool { (0..<4).allSatisfy { finalLoss($0) != nil } }
 
         func status() async throws -> [Report] {
-            let run = try await cli.runAsync(["status", "--json", "--timeout", "5"] + common)
+            let run = try await cli.run(["status", "--json", "--timeout", "5"] + common)
             return (try? JSONDecoder().decode([Report].self, from: Data(run.stdout.utf8))) ?? []
         }
     }
@@ -106,7 +106,7 @@ struct LocalLabEndToEndTests {
         let slow = try Lab(parent, "impaired", rounds: rounds, config: Self.config(impaired: true, cidr: "10.47.0.0/24", bucket: "lab-impaired", rounds: rounds))
         let fast = try Lab(parent, "unimpaired", rounds: rounds, config: Self.config(impaired: false, cidr: "10.48.0.0/24", bucket: "lab-unimpaired", rounds: rounds))
 
-        let plan = try await slow.cli.runAsync(["plan"] + slow.common)
+        let plan = try await slow.cli.run(["plan"] + slow.common)
         let said = plan.stdout + plan.stderr
         if let line = said.split(separator: "\n").first(where: { $0.contains("cannot create network namespaces") || $0.contains("cannot be held on this machine") }) {
             print("skipped: the lab's links cannot be made here: \(line)")
@@ -124,13 +124,13 @@ struct LocalLabEndToEndTests {
         }
         // Whatever happened: destroy both, and nothing of either is left.
         for lab in [slow, fast] {
-            let destroyed = try await lab.cli.runAsync(["destroy", "--auto-approve"] + lab.common)
+            let destroyed = try await lab.cli.run(["destroy", "--auto-approve"] + lab.common)
             #expect(destroyed.status == 0, "\(destroyed.stdout)\(destroyed.stderr)")
             let left = (try? FileManager.default.contentsOfDirectory(atPath: lab.nodes.path)) ?? []
             #expect(left.isEmpty, "node directories left: \(left)")
             #expect(!FileManager.default.fileExists(atPath: lab.bucket.path))
             #expect(Self.processes(mentioning: lab.directory.path).isEmpty, "processes left: \(Self.processes(mentioning: lab.directory.path))")
-            let state = try await lab.cli.runAsync(["state", "list"] + lab.common)
+            let state = try await lab.cli.run(["state", "list"] + lab.common)
             #expect(!state.stdout.contains("local_"), "\(state.stdout)")
         }
         for veth in veths { #expect(!FileManager.default.fileExists(atPath: "/sys/class/net/\(veth)"), "\(veth) is left") }
@@ -145,8 +145,8 @@ struct LocalLabEndToEndTests {
     func run(slow: Lab, fast: Lab, veths: inout [String], namespaces: inout [String]) async throws {
         // Both labs' times run from the start of their applies.
         let started = ContinuousClock.now
-        async let appliedSlow = slow.cli.runAsync(["apply", "--auto-approve"] + slow.common)
-        async let appliedFast = fast.cli.runAsync(["apply", "--auto-approve"] + fast.common)
+        async let appliedSlow = slow.cli.run(["apply", "--auto-approve"] + slow.common)
+        async let appliedFast = fast.cli.run(["apply", "--auto-approve"] + fast.common)
         for applied in try await [appliedSlow, appliedFast] {
             #expect(applied.status == 0, "\(applied.stdout)\(applied.stderr)")
             try #require(applied.status == 0)
@@ -164,7 +164,7 @@ struct LocalLabEndToEndTests {
                 reports = try await slow.status()
                 if reports.count == 4, reports.allSatisfy({ ($0.dilocoRound ?? 0) >= 1 && ($0.p2pBytesSent ?? 0) > 0 && ($0.p2pBytesReceived ?? 0) > 0 }) {
                     shown = reports
-                    table = try await slow.cli.runAsync(["status", "--timeout", "5"] + slow.common).stdout
+                    table = try await slow.cli.run(["status", "--timeout", "5"] + slow.common).stdout
                 }
             }
             try await Task.sleep(for: .milliseconds(200))

@@ -68,6 +68,13 @@ struct LocalLabTests {
         #expect(Self.keys { $0.innerSteps = 0 } == ["inner_steps"])
         #expect(Self.keys { $0.innerSteps = 1_000_000_000; $0.rounds = 1_000_000 }.isEmpty)
         #expect(Self.keys { $0.innerSteps = 1_000_000_000; $0.rounds = 1_000_001 } == ["rounds"])
+        // The churn schedule: a worker always left training, a down time inside the cycle.
+        #expect(Self.keys { $0.churnKill = 4 } == ["churn_kill"])
+        #expect(Self.keys { $0.churnKill = 0 } == ["churn_kill"])
+        #expect(Self.keys { $0.churnDownS = 120 } == ["churn_down_s"])
+        #expect(Self.keys { $0.churnEveryS = -1 } == ["churn_every_s"])
+        #expect(Self.keys { $0.churnEveryS = 0; $0.churnKill = 9; $0.churnDownS = 500 }.isEmpty)
+        #expect(LocalLab.Config().churn?.schedule == ChurnSchedule(kill: 1, every: .seconds(120), down: .seconds(30), pool: "worker"))
         // Through a file: the snake_case key, its value and why.
         let message = try #require(try Self.problems("slow_loss_percent: 150\nfast_workers: 7\n").first)
         #expect(message.contains("slow_loss_percent = 150.0: must be 0...100") && message.contains("fast_workers = 7"), "\(message)")
