@@ -26,6 +26,9 @@ public enum BuiltBinary {
 
         public var isRunning: Bool { process.isRunning }
 
+        /// The file the process's standard output goes to while it runs (removed by `finish`).
+        public var stdoutURL: URL { stdout }
+
         /// Sends `signal` (SIGKILL: the process gets no chance to clean up).
         public func kill(_ signal: Int32 = SIGKILL) { _ = Foundation.kill(process.processIdentifier, signal) }
 

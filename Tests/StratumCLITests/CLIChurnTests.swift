@@ -193,7 +193,7 @@ struct CLIChurnTests {
     static func interrupt(_ cli: CLI, _ common: [String]) async throws {
         let before = try #require(try Self.leaders(cli, pool: "job")[0])
         let started = try BuiltBinary.start("stratum-fixture", ["chaos", "churn", "--every", "1h", "--down", "30m"] + common, in: cli.directory, environment: [:])
-        let stdout = cli.directory.appendingPathComponent("stdout.txt")
+        let stdout = started.stdoutURL
         let wentDown = await eventually(seconds: 60) { Self.text(stdout).contains("cycle 1: stopped local_node.job[0]") }
         #expect(wentDown)
         #expect(!isAlive(before))
