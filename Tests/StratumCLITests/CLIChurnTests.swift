@@ -236,7 +236,7 @@ struct CLIChurnTests {
     static func text(_ file: URL) -> String { (try? String(contentsOf: file, encoding: .utf8)) ?? "" }
 
     static func hasCheckpoint(_ directory: URL) -> Bool {
-        ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).contains { $0.hasPrefix("step-") }
+        hasCompleteCheckpoint(directory)
     }
 
     /// From a worker's log: the step and round it resumed from its checkpoint at, and the

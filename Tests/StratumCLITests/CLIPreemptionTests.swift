@@ -28,7 +28,7 @@ struct CLIPreemptionTests {
         // Worker 0 checkpoints into the bucket before it is preempted.
         let checkpoints = dir.appendingPathComponent(".stratum/local/buckets/demo-checkpoints/worker-0")
         #expect(await eventually(seconds: 120) {
-            ((try? FileManager.default.contentsOfDirectory(atPath: checkpoints.path)) ?? []).contains { $0.hasPrefix("step-") }
+            hasCompleteCheckpoint(checkpoints)
         }, "no checkpoint of worker 0 in \(checkpoints.path)")
 
         // The notice, then SIGTERM: the worker checkpoints and stops.

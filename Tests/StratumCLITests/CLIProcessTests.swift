@@ -83,6 +83,14 @@ func eventually(seconds: Double, _ condition: () async -> Bool) async -> Bool {
 @discardableResult
 func exited(_ process: Process, seconds: Double = 120) async -> Bool { await eventually(seconds: seconds) { !process.isRunning } }
 
+/// Whether a worker's checkpoint directory holds a complete checkpoint: one whose `DONE` the
+/// trainer wrote after its state (a `step-` directory alone may still be being written).
+func hasCompleteCheckpoint(_ directory: URL) -> Bool {
+    ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).contains {
+        $0.hasPrefix("step-") && FileManager.default.fileExists(atPath: directory.appendingPathComponent($0).appendingPathComponent("DONE").path)
+    }
+}
+
 func isAlive(_ pid: Int32) -> Bool {
     guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return false }
     let state = stat[stat.index(after: close)...].split(separator: " ").first

@@ -29,7 +29,7 @@ struct CLISelfHealingTests {
         for index in 0..<2 {
             let checkpoints = dir.appendingPathComponent(".stratum/local/buckets/demo-checkpoints/worker-\(index)")
             #expect(await eventually(seconds: 120) {
-                ((try? FileManager.default.contentsOfDirectory(atPath: checkpoints.path)) ?? []).contains { $0.hasPrefix("step-") }
+                hasCompleteCheckpoint(checkpoints)
             }, "no checkpoint of worker \(index)")
         }
         let killed = try #require(try nodeDirectories(0).first), hung = try #require(try nodeDirectories(1).first)
