@@ -51,6 +51,11 @@ public struct LocalLab: Stack {
         /// The lab's churn schedule, run by `stratum chaos churn --stack local-lab`: every
         /// churn_every_s seconds churn_kill workers are stopped for churn_down_s seconds, then
         /// brought back by reconcile. churn_every_s 0: the lab declares no schedule.
+        /// How the workers combine what they learn: `p2p` (DiLoCo, pseudo-gradients from worker
+        /// to worker over TCP), `store` (DiLoCo, pseudo-gradients through the bucket) or `dp`
+        /// (data parallel: gradients all-reduced over TCP every step, the baseline DiLoCo is
+        /// measured against; the same steps and tokens per worker).
+        public var exchange = "p2p"
         public var churnKill = 1
         public var churnEveryS = 120
         public var churnDownS = 30
@@ -122,6 +127,7 @@ public struct LocalLab: Stack {
                 check.require(!overflow && TrainerLimits.steps.range.contains(Int64(steps)), "rounds", rounds,
                               "inner_steps x rounds is the trainer's train.steps, at most \(TrainerLimits.steps.range.upperBound)")
             }
+            check.require(["p2p", "store", "dp"].contains(exchange), "exchange", exchange, "must be p2p, store or dp")
             check.range("churn_every_s", churnEveryS, 0...86_400, "seconds between churn cycles; 0 declares no churn")
             if churnEveryS > 0, workers >= 2 {
                 check.require(churnKill >= 1 && churnKill < workers, "churn_kill", churnKill, "workers stopped a cycle: at least 1 and fewer than the \(workers) workers")
@@ -172,6 +178,7 @@ public struct LocalLab: Stack {
                 "P2P_PORT": String(config.p2pPort),
                 "METRICS_PORT": String(config.metricsPort),
                 "CHECK_BYTES": String(config.checkBytes),
+                "EXCHANGE": config.exchange,
             ],
             labels: ["role": "diloco-worker", "lab": config.impaired ? "impaired" : "unimpaired"],
             network: network, link: config.fastLink)
@@ -184,14 +191,17 @@ public struct LocalLab: Stack {
     /// The trainer's YAML; each node adds its rank, round store, peer address and checkpoint
     /// directory.
     static func trainerConfig(_ config: Config) -> String {
-        """
-        model: {layers: \(config.layers), width: \(config.width), heads: \(heads), context: 64}
-        train: {batch_size: 16, seq_len: 64, steps: \(config.innerSteps * config.rounds), lr: 1e-2, weight_decay: 0, warmup_steps: 20, threads: \(config.threads), log_every: \(config.innerSteps)}
-        data: {source: synthetic, branching: 4}
-        checkpoint: {every: \(config.innerSteps), keep: 2}
-        diloco: {workers: \(config.workers), inner_steps: \(config.innerSteps), rounds: \(config.rounds), round_timeout_s: \(config.roundTimeoutS), exchange: p2p}
-        p2p: {timeout_s: \(config.p2pTimeoutS)}
-        """
+        let exchange = config.exchange == "dp"
+            ? "dp: {workers: \(config.workers)}"
+            : "diloco: {workers: \(config.workers), inner_steps: \(config.innerSteps), rounds: \(config.rounds), round_timeout_s: \(config.roundTimeoutS), exchange: \(config.exchange)}"
+        return """
+            model: {layers: \(config.layers), width: \(config.width), heads: \(heads), context: 64}
+            train: {batch_size: 16, seq_len: 64, steps: \(config.innerSteps * config.rounds), lr: 1e-2, weight_decay: 0, warmup_steps: 20, threads: \(config.threads), log_every: \(config.innerSteps)}
+            data: {source: synthetic, branching: 4}
+            checkpoint: {every: \(config.innerSteps), keep: 2}
+            \(exchange)
+            p2p: {timeout_s: \(config.p2pTimeoutS)}
+            """
     }
 
     /// Writes the node's trainer config, checks the interconnect with the other workers (a
@@ -211,9 +221,12 @@ public struct LocalLab: Stack {
         "$TRAINER" allreduce-check --world "$STRATUM_NODE_COUNT" --rank "$STRATUM_NODE_INDEX" --coordinator "${STRATUM_COORDINATOR:-127.0.0.1}" \\
           --port-file "$BUCKET/allreduce-port" --bytes "$CHECK_BYTES" --iterations 1 --timeout 30 --output "$STRATUM_NODE_DIR/allreduce.prom" \\
           || echo "the interconnect check failed; training anyway"
-        "$TRAINER" --config "$cfg" \\
-          --set diloco.rank="$STRATUM_NODE_INDEX" \\
-          --set diloco.store="$BUCKET/rounds" \\
+        if [ "$EXCHANGE" = dp ]; then
+          set -- --set dp.rank="$STRATUM_NODE_INDEX" --set dp.rendezvous="$BUCKET/dp"
+        else
+          set -- --set diloco.rank="$STRATUM_NODE_INDEX" --set diloco.store="$BUCKET/rounds"
+        fi
+        "$TRAINER" --config "$cfg" "$@" \\
           --set p2p.listen="$ip:$peer_port" \\
           --set p2p.advertise="$ip:$peer_port" \\
           --set checkpoint.dir="$BUCKET/worker-$STRATUM_NODE_INDEX" \\

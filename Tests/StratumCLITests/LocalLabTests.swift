@@ -85,6 +85,28 @@ struct LocalLabTests {
         try StackEvaluator.evaluate(LocalLab().body(config: config), name: LocalLab.name, environment: "dev")
     }
 
+    /// The three exchanges the lab can train with: DiLoCo over TCP (the default), DiLoCo through
+    /// the bucket, and data parallel over TCP (no DiLoCo settings; each worker's rank and its
+    /// rendezvous in the bucket); anything else is a problem naming the key.
+    @Test func eachExchangeGivesTheTrainerItsSettings() throws {
+        #expect(Self.keys { $0.exchange = "ring" } == ["exchange"])
+        func parts(_ exchange: String) throws -> (config: String, script: String, exchange: String?) {
+            var config = LocalLab.Config()
+            config.exchange = exchange
+            let worker = try #require(try Self.evaluate(config).resources.first { $0.address.type == "local_node" })
+            let env = try #require(worker.inputs["env"]?.mapValue)
+            return (try #require(env["TRAINER_CONFIG"]?.stringValue), try #require(worker.inputs["command"]?.listValue?.last?.stringValue), env["EXCHANGE"]?.stringValue)
+        }
+        let store = try parts("store"), dp = try parts("dp"), p2p = try parts("p2p")
+        #expect(store.config.contains("exchange: store") && store.exchange == "store")
+        #expect(p2p.config.contains("exchange: p2p") && p2p.exchange == "p2p")
+        #expect(dp.exchange == "dp" && dp.config.contains("dp: {workers: 4}") && !dp.config.contains("diloco"))
+        // Both DiLoCo exchanges and data parallel train for inner_steps x rounds steps.
+        #expect([store, dp, p2p].allSatisfy { $0.config.contains("steps: 500,") })
+        #expect(dp.script.contains(#"dp.rank="$STRATUM_NODE_INDEX" --set dp.rendezvous="$BUCKET/dp""#))
+        #expect(dp.script.contains(#"diloco.rank="$STRATUM_NODE_INDEX" --set diloco.store="$BUCKET/rounds""#))
+    }
+
     @Test func theLabIsFourWorkersOnARealNetworkTwoOnTheSlowLink() throws {
         let stack = try Self.evaluate(LocalLab.Config())
         let workers = stack.resources.filter { $0.address.type == "local_node" }.sorted { $0.address < $1.address }
