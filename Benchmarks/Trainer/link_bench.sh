@@ -10,8 +10,9 @@
 # 100 ms + 1 % loss, every worker on the profile. CHURN=1 adds runs of both DiLoCo exchanges
 # under the slow profile with one worker stopped mid-run and brought back by reconcile
 # (`stratum chaos churn`); data parallel has no way to go on without a replica, so it has none.
+# A late or lost peer is given up after 10 s (p2p_timeout_s) and a round after 20 s.
 #
-#   sudo Benchmarks/Trainer/link_bench.sh                  # H=20 ROUNDS=8, all three exchanges
+#   sudo Benchmarks/Trainer/link_bench.sh                  # H=40 ROUNDS=5, all three exchanges
 #   H=50 ROUNDS=10 MODES="p2p dp" PROFILES="slow" Benchmarks/Trainer/link_bench.sh
 #
 # Needs root (namespaces), iproute2, python3, and `swift build --product stratum --product
@@ -22,7 +23,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 BIN=${BIN:-$root/.build/debug}
-H=${H:-20} ROUNDS=${ROUNDS:-8} TIMEOUT=${TIMEOUT:-900}
+H=${H:-40} ROUNDS=${ROUNDS:-5} TIMEOUT=${TIMEOUT:-900}
 MODES=${MODES:-"p2p store dp"} PROFILES=${PROFILES:-"unimpaired fast slow"} CHURN=${CHURN:-1}
 for tool in stratum stratum-trainer stratum-netem; do
   [ -x "$BIN/$tool" ] || { echo "missing $BIN/$tool: swift build --product $tool" >&2; exit 1; }
@@ -92,15 +93,18 @@ rounds: $ROUNDS
 cidr: 10.44.0.0/24
 bucket_name: bench-$name
 churn_every_s: 0
+p2p_timeout_s: 10
+round_timeout_s: 20
 YAML
   } > "$work/lab.yaml"
   start=$(date +%s.%N)
   "$BIN/stratum" apply --stack local-lab --config "$work/lab.yaml" --auto-approve > "$work/$name.apply.log" 2>&1 \
     || { echo "$name: apply failed" >&2; tail -n 20 "$work/$name.apply.log" >&2; exit 1; }
   if [ "$churn" = 1 ]; then
-    # One worker stopped for 10 s, 10 s into the run (the schedule's own start), then brought
-    # back by reconcile.
-    (sleep 10; "$BIN/stratum" chaos churn --stack local-lab --config "$work/lab.yaml" --kill 1 --every 30s --down 10s --cycles 1 --seed 7) \
+    # Once worker 0 has finished round 2, one worker (seeded choice) is stopped for 10 s, then
+    # brought back by reconcile and resumes from its checkpoint.
+    (until grep -qs "round 2/" "$work"/.stratum/local/nodes/local_node.worker_0_-*/node.log; do sleep 0.2; done
+     "$BIN/stratum" chaos churn --stack local-lab --config "$work/lab.yaml" --kill 1 --every 60s --down 10s --cycles 1 --seed 7) \
       > "$work/$name.churn.log" 2>&1 &
     churn_pid=$!
   fi
@@ -116,6 +120,7 @@ YAML
   [ -z "$churn_pid" ] || wait "$churn_pid" || true
   bytes=$(veth_bytes)
   "$BIN/stratum" destroy --stack local-lab --config "$work/lab.yaml" --auto-approve > "$work/$name.destroy.log" 2>&1
+  [ "$churn" = 0 ] || grep -h "cycle 1" "$work/$name.churn.log" | sed 's/^/    /' || true
   printf "%-24s %-11s %-6s %-5s %9.1f s %14d B   eval loss %s\n" "$name" "$prof" "$mode" "$([ "$churn" = 1 ] && echo yes || echo no)" \
     "$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}')" "$bytes" "$loss"
 }
