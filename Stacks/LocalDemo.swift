@@ -36,18 +36,8 @@ public struct LocalDemo: Stack {
             check.trainer("threads", threads, TrainerLimits.threads)
             check.trainer("width", width, TrainerLimits.width)
             check.require(width % LocalDemo.heads == 0, "width", width, "must be divisible by the model's \(LocalDemo.heads) attention heads (the trainer's model.width)")
-            check.trainer("metrics_port", metricsPort, TrainerLimits.metricsPort)
-            if metricsPort > 0, workers > 0, TrainerLimits.metricsPort.range.contains(Int64(metricsPort)) {
-                let last = Int64(metricsPort) + Int64(workers) - 1
-                check.require(last <= TrainerLimits.metricsPort.range.upperBound, "metrics_port", metricsPort,
-                              "worker i listens on metrics_port + i, so the last of \(workers) workers would need port \(last), above \(TrainerLimits.metricsPort.range.upperBound)")
-            }
-            // The trainer's schedule is inner_steps x rounds steps long.
-            let (steps, overflow) = innerSteps.multipliedReportingOverflow(by: rounds)
-            if innerSteps >= 1, rounds >= 1 {
-                check.require(!overflow && TrainerLimits.steps.range.contains(Int64(steps)), "rounds", rounds,
-                              "inner_steps x rounds is the trainer's train.steps, at most \(TrainerLimits.steps.range.upperBound)")
-            }
+            check.workerPorts("metrics_port", metricsPort, workers: workers)
+            check.schedule(innerSteps: innerSteps, rounds: rounds)
             return check.problems
         }
     }

@@ -115,18 +115,8 @@ public struct LocalLab: Stack {
             check.range("round_timeout_s", roundTimeoutS, 1...10_000_000, "the trainer's diloco.round_timeout_s")
             check.range("p2p_timeout_s", p2pTimeoutS, 1...10_000_000, "the trainer's p2p.timeout_s")
             check.range("check_bytes", checkBytes, 1024...(1 << 30), "the interconnect check's --bytes")
-            check.trainer("metrics_port", metricsPort, TrainerLimits.metricsPort)
-            if metricsPort > 0, workers > 0, TrainerLimits.metricsPort.range.contains(Int64(metricsPort)) {
-                let last = Int64(metricsPort) + Int64(workers) - 1
-                check.require(last <= TrainerLimits.metricsPort.range.upperBound, "metrics_port", metricsPort,
-                              "worker i listens on metrics_port + i, so the last of \(workers) workers would need port \(last), above \(TrainerLimits.metricsPort.range.upperBound)")
-            }
-            // The trainer's schedule is inner_steps x rounds steps long.
-            let (steps, overflow) = innerSteps.multipliedReportingOverflow(by: rounds)
-            if innerSteps >= 1, rounds >= 1 {
-                check.require(!overflow && TrainerLimits.steps.range.contains(Int64(steps)), "rounds", rounds,
-                              "inner_steps x rounds is the trainer's train.steps, at most \(TrainerLimits.steps.range.upperBound)")
-            }
+            check.workerPorts("metrics_port", metricsPort, workers: workers)
+            check.schedule(innerSteps: innerSteps, rounds: rounds)
             check.require(["p2p", "store", "dp"].contains(exchange), "exchange", exchange, "must be p2p, store or dp")
             check.range("churn_every_s", churnEveryS, 0...86_400, "seconds between churn cycles; 0 declares no churn")
             if churnEveryS > 0, workers >= 2 {

@@ -65,6 +65,28 @@ public struct ConfigCheck: Sendable {
         range(key, value, limit.range, "the trainer's \(limit.name)")
     }
 
+    /// `port` of `key` is the first of `workers` consecutive trainer metrics ports (worker i
+    /// listens on port + i; 0 picks free ports): it and the last must be ports the trainer takes.
+    public mutating func workerPorts(_ key: String, _ port: Int, workers: Int) {
+        trainer(key, port, TrainerLimits.metricsPort)
+        let limit = TrainerLimits.metricsPort.range
+        if port > 0, workers > 0, limit.contains(Int64(port)) {
+            let last = Int64(port) + Int64(workers) - 1
+            require(last <= limit.upperBound, key, port,
+                    "worker i listens on \(key) + i, so the last of \(workers) workers would need port \(last), above \(limit.upperBound)")
+        }
+    }
+
+    /// The trainer's schedule is `inner_steps` x `rounds` steps long: it must fit `train.steps`
+    /// (the problem names `rounds`).
+    public mutating func schedule(innerSteps: Int, rounds: Int) {
+        let (steps, overflow) = innerSteps.multipliedReportingOverflow(by: rounds)
+        if innerSteps >= 1, rounds >= 1 {
+            require(!overflow && TrainerLimits.steps.range.contains(Int64(steps)), "rounds", rounds,
+                    "inner_steps x rounds is the trainer's train.steps, at most \(TrainerLimits.steps.range.upperBound)")
+        }
+    }
+
     /// Records a problem unless `condition` holds.
     public mutating func require(_ condition: Bool, _ key: String, _ value: some CustomStringConvertible, _ message: String) {
         if !condition { problems.append(ConfigProblem(key: key, value: value.description, message: message)) }

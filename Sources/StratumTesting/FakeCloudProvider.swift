@@ -215,12 +215,17 @@ public struct FakeCloudProvider: Provider {
     /// Written by a test to let a call held by `holdOn` go on.
     public var releaseMarker: URL { root.appendingPathComponent("release") }
 
+    /// Writes the blocked marker a test waits for: `line` says which call stopped and how.
+    func markBlocked(_ line: String) throws {
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        try Data("\(line)\n".utf8).write(to: blockedMarker)
+    }
+
     /// Holds the call for `address` when it is `holdOn`: the fixture process polls for the
     /// release file (a test's child, which can wait on a file).
     func hold(_ address: ResourceAddress) async throws {
         guard options.holdOn == address.description else { return }
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        try Data("held \(address)\n".utf8).write(to: blockedMarker)
+        try markBlocked("held \(address)")
         while !FileManager.default.fileExists(atPath: releaseMarker.path) { try await Task.sleep(for: .milliseconds(20)) }
     }
     /// One line per create refused for `quota`: `ADDRESS`.
@@ -355,8 +360,7 @@ struct FakeThingKind: ResourceKind {
         }
         try await cloud.hold(address)
         if cloud.options.blockOn == address.description {
-            try FileManager.default.createDirectory(at: cloud.root, withIntermediateDirectories: true)
-            try Data("blocked \(address)\n".utf8).write(to: cloud.blockedMarker)
+            try cloud.markBlocked("blocked \(address)")
             while true { try await Task.sleep(for: .seconds(3600)) }
         }
         if cloud.options.throttleRate > 0, Double.random(in: 0..<1) < cloud.options.throttleRate {
@@ -416,7 +420,7 @@ struct FakeThingKind: ResourceKind {
         }
         try await cloud.pause()
         if cloud.options.blockAfterOn == address.description {
-            try Data("blocked after \(address)\n".utf8).write(to: cloud.blockedMarker)
+            try cloud.markBlocked("blocked after \(address)")
             while true { try await Task.sleep(for: .seconds(3600)) }
         }
         if cloud.options.loseResponseOn == address.description {

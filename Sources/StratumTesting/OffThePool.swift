@@ -6,19 +6,19 @@ import Foundation
 /// them stalled HTTP answers past their deadline.
 public func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in
-        let thread = Thread {
-            continuation.resume(with: Result { try body() })
-        }
-        thread.stackSize = 1 << 20
-        thread.start()
+        startThread { continuation.resume(with: Result { try body() }) }
     }
 }
 
 /// `offThePool` for work that cannot throw.
 public func offThePool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
     await withCheckedContinuation { continuation in
-        let thread = Thread { continuation.resume(returning: body()) }
-        thread.stackSize = 1 << 20
-        thread.start()
+        startThread { continuation.resume(returning: body()) }
     }
+}
+
+private func startThread(_ main: @escaping @Sendable () -> Void) {
+    let thread = Thread(block: main)
+    thread.stackSize = 1 << 20
+    thread.start()
 }

@@ -85,7 +85,11 @@ final class LinkLab: Sendable {
     /// Runs `arguments` in namespace `ns`.
     @discardableResult
     func exec(_ ns: String, _ arguments: [String]) async -> (status: Int32, output: String) {
-        await Self.run(["ip", "netns", "exec", ns] + arguments)
+        await offThePool { self.execBlocking(ns, arguments) }
+    }
+
+    func execBlocking(_ ns: String, _ arguments: [String]) -> (status: Int32, output: String) {
+        Self.runBlocking(["ip", "netns", "exec", ns] + arguments)
     }
 
     /// Runs a link script on the node's side as its unit would, with apt-get standing in.
@@ -130,7 +134,7 @@ final class LinkLab: Sendable {
             listener.waitUntilExit()
             throw LabError(description: "the receiver did not start: \(String(decoding: first, as: UTF8.self))")
         }
-        let sent = Self.runBlocking(["ip", "netns", "exec", sender, "python3", script, "send", address, port, String(bytes)])
+        let sent = execBlocking(sender, ["python3", script, "send", address, port, String(bytes)])
         let rest = output.fileHandleForReading.readDataToEndOfFile()
         listener.waitUntilExit()
         let result = String(decoding: first + rest, as: UTF8.self)

@@ -210,7 +210,7 @@ struct CLIChurnTests {
     static func churnTheDemo(_ cli: CLI, _ common: [String], dir: URL) async throws {
         for index in 0..<2 {
             let checkpoints = dir.appendingPathComponent(".stratum/local/buckets/demo-checkpoints/worker-\(index)")
-            let saved = await eventually(seconds: 120) { Self.hasCheckpoint(checkpoints) }
+            let saved = await eventually(seconds: 120) { hasCompleteCheckpoint(checkpoints) }
             #expect(saved, "no checkpoint of worker \(index)")
         }
         let churn = try await cli.run(["chaos", "churn", "--cycles", "1", "--every", "2s", "--down", "1s", "--seed", "3"] + common)
@@ -234,10 +234,6 @@ struct CLIChurnTests {
     }
 
     static func text(_ file: URL) -> String { (try? String(contentsOf: file, encoding: .utf8)) ?? "" }
-
-    static func hasCheckpoint(_ directory: URL) -> Bool {
-        hasCompleteCheckpoint(directory)
-    }
 
     /// From a worker's log: the step and round it resumed from its checkpoint at, and the
     /// first round it finished after them (nil until it has).

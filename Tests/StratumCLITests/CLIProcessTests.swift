@@ -60,16 +60,7 @@ struct CLI {
 
 /// Polls `condition` until it holds or `seconds` pass, without holding a thread of the shared
 /// pool (a blocked pool thread starves the in-process servers other tests talk to).
-func eventually(seconds: Double, _ condition: () -> Bool) async -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(20))
-    }
-    return condition()
-}
-
-/// `eventually` for a condition that awaits (a command run to its end, say).
+/// The condition may itself await (a command run to its end, say).
 func eventually(seconds: Double, _ condition: () async -> Bool) async -> Bool {
     let deadline = Date().addingTimeInterval(seconds)
     while Date() < deadline {
